@@ -1,0 +1,58 @@
+"""The ``WAGTAIL_LLM_ACTIONS`` setting, with defaults.
+
+Example::
+
+    WAGTAIL_LLM_ACTIONS = {
+        "DEFAULT_MODEL": "openai/gpt-4o-mini",
+        "DEFAULT_TIMEOUT": 60,
+        "MAX_SOURCE_CHARS": 20000,
+        "API_KEYS": {"MY_OPENAI_KEY": "sk-..."},  # or read from os.environ
+    }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Model string used to prefill new actions.
+    "DEFAULT_MODEL": "local/extractive",
+    # Per-call timeout in seconds when an action does not set one.
+    "DEFAULT_TIMEOUT": 60,
+    # Retries LiteLLM itself makes on transient errors within one call.
+    "NUM_RETRIES": 0,
+    # Extracted source text is cut to this many characters (the cut is recorded).
+    "MAX_SOURCE_CHARS": 20000,
+    # Named secrets an action may refer to by name (``api_key_name``). Values here
+    # win over os.environ. Never stored in the database.
+    "API_KEYS": {},
+    # Extra provider backends: {"prefix": "dotted.path.ProviderClass"}.
+    "PROVIDERS": {},
+    # Run editor (single page) jobs inline in the web request instead of on a worker.
+    "RUN_INLINE": False,
+    # Seconds the editor waits for a worker to pick a job up before telling the user.
+    "WORKER_PICKUP_TIMEOUT": 8,
+    # Bulk jobs: concurrent calls per model prefix (e.g. {"openai": 8}); "*" is the default.
+    "CONCURRENCY": {"*": 4},
+    # Bulk jobs: attempts per page before an item is marked failed.
+    "MAX_ATTEMPTS": 3,
+    # Bulk jobs: base delay in seconds for exponential backoff between attempts.
+    "RETRY_BACKOFF": 2.0,
+    # Bulk jobs: seconds after which a running item whose worker vanished is reclaimed.
+    "LEASE_SECONDS": 120,
+    # Interactions older than this many days are deleted by ``purge_llm_interactions``
+    # (None keeps them forever).
+    "RETENTION_DAYS": None,
+    # Import litellm when a django-q2 worker starts, not on its first job.
+    "PRELOAD_IN_WORKER": True,
+}
+
+
+def get_setting(name: str) -> Any:
+    """Return one ``WAGTAIL_LLM_ACTIONS`` entry, falling back to the default."""
+    user = getattr(settings, "WAGTAIL_LLM_ACTIONS", {}) or {}
+    if name in user:
+        return user[name]
+    return DEFAULTS[name]

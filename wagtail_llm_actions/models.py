@@ -1,0 +1,485 @@
+"""Prompts, actions, interactions (the audit log) and jobs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from wagtail.models import RevisionMixin
+from wagtail.search import index
+
+
+class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
+    """A reusable prompt template with ``{variable}`` placeholders; its history is kept."""
+
+    name = models.CharField(_("name"), max_length=255)
+    slug = models.SlugField(_("slug"), max_length=255, unique=True)
+    template = models.TextField(
+        _("template"),
+        help_text=_(
+            "Text sent to the model. Use {body}-style placeholders for fields of the page "
+            "(dotted paths such as {body.paragraph}), {title}, {url}, {locale} and {context}. "
+            "Write {{ and }} for literal braces."
+        ),
+    )
+    description = models.TextField(_("description"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    search_fields = [
+        index.SearchField("name"),
+        index.AutocompleteField("name"),
+        index.SearchField("template"),
+        index.SearchField("description"),
+        index.FilterField("slug"),
+    ]
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("LLM prompt")
+        verbose_name_plural = _("LLM prompts")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        from .templating import TemplateSyntaxError, parse_template
+
+        try:
+            parse_template(self.template or "")
+        except TemplateSyntaxError as e:
+            raise ValidationError({"template": str(e)}) from e
+
+    @property
+    def variables(self) -> list[str]:
+        from .templating import template_variables
+
+        return template_variables(self.template or "")
+
+
+class OutputMode(models.TextChoices):
+    TEXT = "text", _("Plain text")
+    TAGS = "tags", _("Tag list")
+    RICH_TEXT = "rich_text", _("Rich text")
+
+
+class LLMAction(models.Model):
+    """What to run: a source field, a prompt, a model and settings, a target field."""
+
+    name = models.CharField(_("name"), max_length=255)
+    slug = models.SlugField(_("slug"), max_length=255, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    page_types = models.ManyToManyField(
+        ContentType,
+        verbose_name=_("page types"),
+        related_name="+",
+        help_text=_("The page types this action can run on."),
+    )
+    source_field = models.CharField(
+        _("source field"),
+        max_length=255,
+        default="body",
+        help_text=_(
+            "Dotted path of the content sent to the model, e.g. body, body.paragraph, "
+            "body.section.text, intro. Available in the prompt as {source} and by its path."
+        ),
+    )
+    target_field = models.CharField(
+        _("target field"),
+        max_length=255,
+        help_text=_("Field of the page that receives the answer, e.g. summary or tags."),
+    )
+    model = models.CharField(
+        _("model"),
+        max_length=200,
+        help_text=_(
+            "A LiteLLM model string such as openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, "
+            "ollama/mistral, or local/extractive for the offline provider."
+        ),
+    )
+    api_base = models.URLField(
+        _("API base URL"),
+        blank=True,
+        help_text=_("Optional, for Ollama, Azure or any OpenAI-compatible server."),
+    )
+    api_key_name = models.CharField(
+        _("API key setting name"),
+        max_length=100,
+        blank=True,
+        help_text=_(
+            "Name of the environment variable (or WAGTAIL_LLM_ACTIONS['API_KEYS'] entry) that "
+            "holds the key, never the key itself. Blank uses the provider's usual variable, "
+            "such as OPENAI_API_KEY."
+        ),
+    )
+    system_message = models.TextField(_("system message"), blank=True)
+    prompt = models.ForeignKey(
+        LLMPrompt,
+        verbose_name=_("prompt"),
+        on_delete=models.PROTECT,
+        related_name="actions",
+    )
+    context_message = models.TextField(
+        _("context / styling message"),
+        blank=True,
+        help_text=_("Optional guidance on tone or style; available in the prompt as {context}."),
+    )
+    temperature = models.FloatField(
+        _("temperature"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+    )
+    max_tokens = models.PositiveIntegerField(
+        _("max tokens"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(200_000)],
+    )
+    timeout = models.PositiveIntegerField(
+        _("timeout (seconds)"),
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(900)],
+    )
+    extra_params = models.JSONField(
+        _("extra parameters"),
+        default=dict,
+        blank=True,
+        help_text=_('Extra keyword arguments for the model call, e.g. {"top_p": 0.9}.'),
+    )
+    fallback_models = models.TextField(
+        _("fallback models"),
+        blank=True,
+        help_text=_("Model strings tried in order if the main model fails, one per line."),
+    )
+    output_mode = models.CharField(
+        _("output mode"),
+        max_length=20,
+        choices=OutputMode.choices,
+        default=OutputMode.TEXT,
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("LLM action")
+        verbose_name_plural = _("LLM actions")
+
+    def __str__(self) -> str:
+        return self.name
+
+    # -- configuration helpers -------------------------------------------------------------
+
+    @property
+    def fallback_model_list(self) -> list[str]:
+        return [m.strip() for m in (self.fallback_models or "").splitlines() if m.strip()]
+
+    def get_page_models(self) -> list[type]:
+        """Page classes this action applies to (cached per instance)."""
+        if not hasattr(self, "_page_models"):
+            self._page_models = [
+                ct.model_class() for ct in self.page_types.all() if ct.model_class()
+            ]
+        return self._page_models
+
+    def applies_to(self, page) -> bool:
+        return any(ct.pk == page.content_type_id for ct in self.page_types.all())
+
+    def clean(self) -> None:
+        super().clean()
+        from .providers import validate_model_string
+
+        errors: dict[str, list[str]] = {}
+        for name in [self.model, *self.fallback_model_list]:
+            try:
+                validate_model_string(name)
+            except ValueError as e:
+                field = "model" if name == self.model else "fallback_models"
+                errors.setdefault(field, []).append(str(e))
+        if self.api_key_name and not self.api_key_name.replace("_", "").isalnum():
+            errors.setdefault("api_key_name", []).append(
+                gettext("Enter the name of an environment variable, not a key.")
+            )
+        if not isinstance(self.extra_params, dict):
+            errors.setdefault("extra_params", []).append(
+                gettext("Extra parameters must be a JSON object.")
+            )
+        else:
+            reserved = {"api_key", "api_base", "messages", "model", "timeout"} & set(
+                self.extra_params
+            )
+            if reserved:
+                errors.setdefault("extra_params", []).append(
+                    gettext("These parameters are set elsewhere and cannot be overridden: %s")
+                    % ", ".join(sorted(reserved))
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    def validate_for_page_models(self, page_models: list[type]) -> dict[str, list[str]]:
+        """Field-specific errors for paths and prompt variables against ``page_models``."""
+        from .extraction import PathError, validate_source_path, validate_target_field
+        from .templating import BUILTIN_VARIABLES, TemplateSyntaxError, template_variables
+
+        errors: dict[str, list[str]] = {}
+        for model in page_models:
+            try:
+                validate_source_path(model, self.source_field)
+            except PathError as e:
+                errors.setdefault("source_field", []).append(str(e))
+            try:
+                validate_target_field(model, self.target_field, self.output_mode)
+            except PathError as e:
+                errors.setdefault("target_field", []).append(str(e))
+        if self.prompt_id:
+            try:
+                variables = template_variables(self.prompt.template)
+            except TemplateSyntaxError as e:
+                errors.setdefault("prompt", []).append(str(e))
+                variables = []
+            for var in variables:
+                if var in BUILTIN_VARIABLES or var == "source":
+                    continue
+                for model in page_models:
+                    try:
+                        validate_source_path(model, var)
+                    except PathError as e:
+                        errors.setdefault("prompt", []).append(
+                            gettext("The prompt uses {%(var)s}: %(error)s")
+                            % {"var": var, "error": e}
+                        )
+        return errors
+
+
+class InteractionStatus(models.TextChoices):
+    SUCCESS = "success", _("Success")
+    ERROR = "error", _("Error")
+
+
+class InteractionOutcome(models.TextChoices):
+    NONE = "", _("Unknown")
+    PENDING = "pending", _("Awaiting review")
+    DRAFTED = "drafted", _("Saved as draft")
+    ACCEPTED = "accepted", _("Accepted as generated")
+    EDITED = "edited", _("Edited before saving")
+    DISCARDED = "discarded", _("Discarded")
+
+
+class InteractionTrigger(models.TextChoices):
+    API = "api", _("Python API")
+    EDITOR = "editor", _("Page editor")
+    BULK = "bulk", _("Bulk action")
+    COMMAND = "command", _("Management command")
+    RERUN = "rerun", _("Rerun")
+
+
+class LLMInteraction(models.Model):
+    """One call to a model: what was sent, what came back, what it cost, what it changed."""
+
+    action = models.ForeignKey(
+        LLMAction,
+        verbose_name=_("action"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="interactions",
+    )
+    action_name = models.CharField(_("action name"), max_length=255, blank=True)
+    page = models.ForeignKey(
+        "wagtailcore.Page",
+        verbose_name=_("page"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    content_type = models.ForeignKey(
+        ContentType,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    object_id = models.CharField(max_length=255, blank=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+    revision = models.ForeignKey(
+        "wagtailcore.Revision",
+        verbose_name=_("revision written"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    base_revision = models.ForeignKey(
+        "wagtailcore.Revision",
+        verbose_name=_("revision read"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    trigger = models.CharField(
+        _("trigger"), max_length=20, choices=InteractionTrigger.choices, default="api"
+    )
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    messages = models.JSONField(_("messages"), default=list, blank=True)
+    parameters = models.JSONField(_("parameters"), default=dict, blank=True)
+    response_text = models.TextField(_("response"), blank=True)
+    output_value = models.TextField(_("value written"), blank=True)
+    previous_value = models.TextField(_("previous value"), blank=True)
+    finish_reason = models.CharField(_("finish reason"), max_length=50, blank=True)
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(_("total tokens"), null=True, blank=True)
+    cost = models.DecimalField(_("cost (USD)"), max_digits=14, decimal_places=8, null=True)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=20, choices=InteractionStatus.choices, db_index=False
+    )
+    outcome = models.CharField(
+        _("outcome"), max_length=20, choices=InteractionOutcome.choices, blank=True, default=""
+    )
+    error_code = models.CharField(_("error code"), max_length=50, blank=True)
+    error_message = models.TextField(_("error"), blank=True)
+    source_hash = models.CharField(_("source hash"), max_length=64, blank=True)
+    source_truncated = models.BooleanField(_("source truncated"), default=False)
+    prompt_revision = models.ForeignKey(
+        "wagtailcore.Revision",
+        verbose_name=_("prompt version"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("LLM interaction")
+        verbose_name_plural = _("LLM interactions")
+        indexes = [
+            models.Index(fields=["-created_at"], name="llmi_created_idx"),
+            models.Index(fields=["action", "-created_at"], name="llmi_action_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="llmi_status_created_idx"),
+            models.Index(fields=["user", "-created_at"], name="llmi_user_created_idx"),
+            models.Index(fields=["page", "action", "status"], name="llmi_page_action_idx"),
+            models.Index(fields=["model", "-created_at"], name="llmi_model_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action_name} #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_success(self) -> bool:
+        return self.status == InteractionStatus.SUCCESS
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    COMPLETED = "completed", _("Completed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class JobKind(models.TextChoices):
+    EDITOR = "editor", _("Page editor")
+    BULK = "bulk", _("Bulk action")
+    COMMAND = "command", _("Management command")
+
+
+class LLMJob(models.Model):
+    """A batch of pages to run one action on, processed item by item by workers."""
+
+    action = models.ForeignKey(
+        LLMAction,
+        verbose_name=_("action"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
+    action_name = models.CharField(_("action name"), max_length=255, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("started by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=JobKind.choices)
+    status = models.CharField(
+        _("status"), max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED
+    )
+    force = models.BooleanField(_("re-run unchanged pages"), default=False)
+    include_descendants = models.BooleanField(_("include descendants"), default=False)
+    options = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("LLM job")
+        verbose_name_plural = _("LLM jobs")
+
+    def __str__(self) -> str:
+        return gettext("%(action)s job #%(id)s") % {"action": self.action_name, "id": self.pk}
+
+
+class ItemStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    SKIPPED = "skipped", _("Skipped")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class LLMJobItem(models.Model):
+    """One page of a job. At most one draft revision is written per item."""
+
+    job = models.ForeignKey(LLMJob, on_delete=models.CASCADE, related_name="items")
+    page = models.ForeignKey(
+        "wagtailcore.Page", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=ItemStatus.choices, default=ItemStatus.QUEUED
+    )
+    skip_reason = models.CharField(_("skip reason"), max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    interaction = models.ForeignKey(
+        LLMInteraction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    payload = models.JSONField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name = _("LLM job item")
+        verbose_name_plural = _("LLM job items")
+        indexes = [models.Index(fields=["job", "status"], name="llmjobitem_job_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}/{self.page_id} {self.status}"
+
