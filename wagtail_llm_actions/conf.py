@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     # Named secrets an action may refer to by name (``api_key_name``). Values here
     # win over os.environ. Never stored in the database.
     "API_KEYS": {},
+    # Shorten over-long answers to the target's max_length instead of refusing them.
+    "TRUNCATE_LONG_OUTPUT": False,
     # Extra provider backends: {"prefix": "dotted.path.ProviderClass"}.
     "PROVIDERS": {},
     # Run editor (single page) jobs inline in the web request instead of on a worker.

@@ -482,4 +482,3 @@ class LLMJobItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}/{self.page_id} {self.status}"
-

@@ -1,0 +1,184 @@
+"""Shared fixtures: the fake OpenAI-compatible server, blog pages, users, actions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from wagtail.models import GroupPagePermission, Page, Site
+from wagtail.rich_text import RichText
+
+from tests.fakeserver import FakeLLMServer
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server():
+    server = FakeLLMServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server):
+    """The fake server, reset for this test (replies, latency, errors, recorded requests)."""
+    fake_llm_server.reset()
+    yield fake_llm_server
+    fake_llm_server.reset()
+
+
+@pytest.fixture
+def api_key_env(monkeypatch):
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-test-secret-123")
+    return "TEST_LLM_KEY"
+
+
+def make_body(paragraph="The first paragraph explains compost.", heading="Background"):
+    return [
+        ("heading", heading),
+        ("paragraph", RichText(f"<p>{paragraph}</p>")),
+        (
+            "section",
+            {
+                "title": "In practice",
+                "text": RichText("<p>Keep the bin <b>moist</b>.</p>"),
+                "points": ["Worms", "Bran"],
+            },
+        ),
+        ("quote", "Soil is alive."),
+        ("list", ["Peelings", "Coffee grounds"]),
+    ]
+
+
+@pytest.fixture
+def blog_index(db):
+    from blog.models import BlogIndexPage
+
+    root = Page.get_first_root_node()
+    index = BlogIndexPage(title="Blog", slug="blog")
+    root.add_child(instance=index)
+    Site.objects.update_or_create(
+        is_default_site=True,
+        defaults={"hostname": "localhost", "port": 80, "root_page": index},
+    )
+    return index
+
+
+@pytest.fixture
+def make_post(blog_index):
+    from blog.models import BlogPage
+
+    counter = {"n": 0}
+
+    def _make(title=None, parent=None, publish=True, **fields):
+        counter["n"] += 1
+        n = counter["n"]
+        fields.setdefault("body", make_body(paragraph=f"Post {n} talks about compost bins."))
+        fields.setdefault("intro", f"Intro {n}")
+        page = BlogPage(title=title or f"Post {n}", slug=f"post-{n}", **fields)
+        (parent or blog_index).add_child(instance=page)
+        revision = page.save_revision()
+        if publish:
+            revision.publish()
+        page.refresh_from_db()
+        return page
+
+    return _make
+
+
+@pytest.fixture
+def post(make_post):
+    return make_post(title="Composting in a small flat")
+
+
+@pytest.fixture
+def prompt(db):
+    from wagtail_llm_actions.models import LLMPrompt
+
+    p = LLMPrompt.objects.create(
+        name="Summarize", slug="summarize", template="Summarize “{title}”:\n\n{body}"
+    )
+    p.save_revision()
+    return p
+
+
+@pytest.fixture
+def make_action(prompt):
+    from blog.models import BlogPage
+
+    from wagtail_llm_actions.models import LLMAction
+
+    def _make(**fields):
+        fields.setdefault("name", "Generate summary")
+        fields.setdefault("slug", "generate-summary")
+        fields.setdefault("source_field", "body")
+        fields.setdefault("target_field", "summary")
+        fields.setdefault("model", "local/extractive")
+        fields.setdefault("prompt", prompt)
+        fields.setdefault("timeout", 5)
+        action = LLMAction.objects.create(**fields)
+        action.page_types.set([ContentType.objects.get_for_model(BlogPage)])
+        return action
+
+    return _make
+
+
+@pytest.fixture
+def action(make_action):
+    return make_action()
+
+
+@pytest.fixture
+def server_action(make_action, fake_llm, api_key_env):
+    """An action that calls the fake OpenAI-compatible server through LiteLLM."""
+    return make_action(
+        slug="server-summary",
+        name="Server summary",
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        system_message="You are a helpful summarizer.",
+        temperature=0.2,
+        max_tokens=120,
+    )
+
+
+@pytest.fixture
+def superuser(django_user_model):
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "password")
+
+
+def _admin_group(name: str, page: Page | None, codenames=("add_page", "change_page")) -> Group:
+    group = Group.objects.create(name=name)
+    group.permissions.add(Permission.objects.get(codename="access_admin"))
+    if page is not None:
+        for codename in codenames:
+            GroupPagePermission.objects.create(
+                group=group,
+                page=page,
+                permission=Permission.objects.get(
+                    content_type__app_label="wagtailcore", codename=codename
+                ),
+            )
+    return group
+
+
+@pytest.fixture
+def editor(django_user_model, blog_index):
+    """May edit every page under the blog."""
+    user = django_user_model.objects.create_user("editor", "editor@example.com", "password")
+    user.groups.add(_admin_group("Blog editors", blog_index))
+    return user
+
+
+@pytest.fixture
+def outsider(django_user_model, db):
+    """Has admin access but may edit no page of the blog."""
+    user = django_user_model.objects.create_user("outsider", "outsider@example.com", "password")
+    user.groups.add(_admin_group("Outsiders", None))
+    return user
+
+
+@pytest.fixture
+def non_admin(django_user_model, db):
+    return django_user_model.objects.create_user("reader", "reader@example.com", "password")

@@ -1,0 +1,461 @@
+"""A fake OpenAI-compatible chat completions server for tests and benchmarks.
+
+It listens on 127.0.0.1 only, answers ``POST /v1/chat/completions`` (and
+``/chat/completions``) and ``GET /v1/models``, and records every request::
+
+    with FakeLLMServer(reply="Hello") as server:
+        litellm.completion(model="openai/test-model", api_base=server.url, ...)
+        server.requests[-1]["json"]["messages"]
+
+Behaviour is set with attributes or :meth:`FakeLLMServer.configure` and applies to
+every request; :meth:`FakeLLMServer.enqueue` adds one-shot overrides consumed in
+order (e.g. a 500 first, then a normal answer). Settings:
+
+``reply``
+    Answer text, or a callable receiving the request JSON and returning the text.
+``latency``
+    Seconds to wait before answering (interrupted when the server stops).
+``status``
+    HTTP status. Anything but 200 returns an OpenAI-style error body built from
+    ``error_message``, ``error_type`` and ``error_code``.
+``malformed``
+    Answer 200 with a body that is not JSON.
+``empty_choices``
+    Answer with ``"choices": []``.
+``finish_reason``
+    The choice's finish reason (default ``"stop"``).
+``usage``
+    Dict of ``prompt_tokens``/``completion_tokens``/``total_tokens``; ``None``
+    computes them from lengths (4 characters a token), ``False`` leaves usage out.
+``model_name``
+    Model reported in the answer; ``None`` echoes the requested model.
+``close_connection``
+    Drop the connection without answering.
+``headers``
+    Extra response headers, e.g. ``{"retry-after": "1"}``.
+
+Run it in the foreground for benchmarks::
+
+    python -m tests.fakeserver --port 8765 --latency 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HOST = "127.0.0.1"
+MAX_LATENCY = 120.0
+MAX_BODY_BYTES = 50 * 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    "reply": "This is a reply from the fake model.",
+    "latency": 0.0,
+    "status": 200,
+    "error_message": None,
+    "error_type": None,
+    "error_code": None,
+    "malformed": False,
+    "empty_choices": False,
+    "finish_reason": "stop",
+    "usage": None,
+    "model_name": None,
+    "close_connection": False,
+    "headers": None,
+}
+
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("invalid_request_error", "Incorrect API key provided."),
+    403: ("permission_denied", "You are not allowed to use this model."),
+    404: ("invalid_request_error", "The model does not exist."),
+    408: ("timeout", "Request timed out."),
+    422: ("invalid_request_error", "Unprocessable entity."),
+    429: ("rate_limit_exceeded", "Rate limit reached for requests."),
+    500: ("server_error", "The server had an error while processing your request."),
+    502: ("server_error", "Bad gateway."),
+    503: ("server_error", "The engine is currently overloaded, please try again later."),
+    504: ("server_error", "Gateway timeout."),
+}
+
+
+class Headers(dict):
+    """Request headers with lower-case names; lookups ignore case."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__((str(k).lower(), v) for k, v in dict(items).items())
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+def approx_tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def _message_text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def last_user_message(payload: dict) -> str:
+    """The text of the last user message of a chat request (handy for ``reply``)."""
+    for message in reversed(payload.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _message_text(message)
+    return ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeLLM/1.0"
+    timeout = 30  # idle keep-alive connections end eventually
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake.track(self.connection, add=True)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        self.server.fake.track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.fake.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        self.server.fake.record(self, None)
+        if path in ("/v1/models", "/models"):
+            model = self.server.fake.model_name or "test-model"
+            self.send_json(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
+        else:
+            self.send_json(404, error_body(404, "Not found.", None, None))
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(min(length, MAX_BODY_BYTES)) if length > 0 else b""
+        try:
+            payload = json.loads(raw or b"null")
+        except ValueError:
+            payload = None
+        fake = self.server.fake
+        config = fake.record(self, payload)
+        if path not in ("/v1/chat/completions", "/chat/completions"):
+            self.send_json(404, error_body(404, f"Unknown path {path}.", None, None))
+            return
+        latency = min(max(float(config["latency"] or 0), 0.0), MAX_LATENCY)
+        if latency and fake.stopping.wait(latency):
+            self.close_connection = True
+            return
+        if config["close_connection"] or fake.stopping.is_set():
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        extra = config["headers"] or {}
+        if not isinstance(payload, dict):
+            self.send_json(400, error_body(400, "The body must be a JSON object.", None, None))
+            return
+        if payload.get("stream"):
+            self.send_json(400, error_body(400, "Streaming is not supported.", None, None))
+            return
+        status = int(config["status"])
+        if status != 200:
+            kind, message = ERRORS.get(status, ("server_error", f"Error {status}."))
+            body = error_body(
+                status,
+                config["error_message"] or message,
+                config["error_type"] or kind,
+                config["error_code"],
+            )
+            self.send_json(status, body, extra)
+            return
+        if config["malformed"]:
+            self.send_raw(200, b'{"id": "chatcmpl-broken", "choices": [', extra)
+            return
+        self.send_json(200, fake.completion(payload, config), extra)
+
+    def send_json(self, status: int, body: Any, headers: dict | None = None) -> None:
+        self.send_raw(status, json.dumps(body).encode(), headers)
+
+    def send_raw(self, status: int, data: bytes, headers: dict | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, str(value))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+
+
+def error_body(status: int, message: str, kind: str | None, code: str | None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    fake: FakeLLMServer
+
+
+class FakeLLMServer:
+    """An OpenAI-compatible server on 127.0.0.1 running in a daemon thread."""
+
+    def __init__(self, port: int = 0, *, verbose: bool = False, **config: Any) -> None:
+        self.port = port
+        self.verbose = verbose
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._ids = itertools.count(1)
+        self._requests: list[dict] = []
+        self._queue: deque[dict] = deque()
+        self._config: dict[str, Any] = dict(DEFAULTS)
+        self.configure(**config)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def configure(self, **config: Any) -> FakeLLMServer:
+        """Change how every following request is answered."""
+        self._check(config)
+        with self._lock:
+            self._config.update(config)
+        return self
+
+    def enqueue(self, **overrides: Any) -> FakeLLMServer:
+        """Answer the next unanswered request with these settings, once."""
+        self._check(overrides)
+        with self._lock:
+            self._queue.append(overrides)
+        return self
+
+    def reset(self) -> FakeLLMServer:
+        """Restore the defaults and forget recorded requests and queued overrides."""
+        with self._lock:
+            self._config = dict(DEFAULTS)
+            self._queue.clear()
+            self._requests.clear()
+        return self
+
+    def _check(self, config: dict) -> None:
+        unknown = set(config) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"Unknown fake server settings: {', '.join(sorted(unknown))}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name in DEFAULTS:
+            with self.__dict__["_lock"]:
+                return self.__dict__["_config"][name]
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in DEFAULTS:
+            self.configure(**{name: value})
+        else:
+            super().__setattr__(name, value)
+
+    # -- recording -------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[dict]:
+        """Recorded requests (a copy): dicts with method, path, headers and json."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def last_request(self) -> dict | None:
+        with self._lock:
+            return self._requests[-1] if self._requests else None
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until at least ``count`` requests arrived; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.request_count >= count:
+                return True
+            time.sleep(0.01)
+        return self.request_count >= count
+
+    def record(self, handler: _Handler, payload: Any) -> dict[str, Any]:
+        """Store one request; return the settings that answer it."""
+        entry = {
+            "method": handler.command,
+            "path": handler.path,
+            "headers": Headers(handler.headers.items()),
+            "json": payload,
+        }
+        with self._lock:
+            self._requests.append(entry)
+            config = dict(self._config)
+            if handler.command == "POST" and self._queue:
+                config.update(self._queue.popleft())
+        return config
+
+    def track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def completion(self, payload: dict, config: dict[str, Any]) -> dict:
+        reply: str | Callable[[dict], str] = config["reply"]
+        text = reply(payload) if callable(reply) else str(reply)
+        choices = []
+        if not config["empty_choices"]:
+            choices = [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": config["finish_reason"],
+                    "logprobs": None,
+                }
+            ]
+        body: dict[str, Any] = {
+            "id": f"chatcmpl-fake-{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": config["model_name"] or payload.get("model") or "test-model",
+            "choices": choices,
+            "system_fingerprint": None,
+        }
+        usage = config["usage"]
+        if usage is None:
+            prompt = sum(
+                approx_tokens(_message_text(m))
+                for m in payload.get("messages") or []
+                if isinstance(m, dict)
+            )
+            completion = approx_tokens(text)
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+        if usage is not False:
+            body["usage"] = usage
+        return body
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL to pass as ``api_base``, e.g. ``http://127.0.0.1:PORT/v1`` (kept after stop)."""
+        if not self.port:
+            raise RuntimeError("The fake server has not been started.")
+        return f"http://{HOST}:{self.port}/v1"
+
+    def start(self) -> FakeLLMServer:
+        if self._httpd is not None:
+            return self
+        self.stopping.clear()
+        httpd = _HTTPServer((HOST, self.port), _Handler)
+        httpd.fake = self
+        self._httpd = httpd
+        self.port = httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakeLLMServer:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop open connections; safe to call twice."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def unused_port() -> int:
+    """A local port nothing listens on (for "connection refused" tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the fake OpenAI-compatible server.")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
+    parser.add_argument("--reply", default=DEFAULTS["reply"])
+    parser.add_argument("--echo", action="store_true", help="reply with the last user message")
+    parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    server = FakeLLMServer(
+        args.port,
+        verbose=args.verbose,
+        reply=last_user_message if args.echo else args.reply,
+        latency=args.latency,
+        status=args.status,
+    )
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    server.start()
+    print(f"Fake LLM server listening on {server.url}", flush=True)
+    try:
+        while not done.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        print("Fake LLM server stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

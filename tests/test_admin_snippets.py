@@ -1,0 +1,137 @@
+"""Prompts and actions in the admin: listings, and field-specific validation errors."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.urls import reverse
+
+from wagtail_llm_actions.models import LLMAction, LLMPrompt
+
+pytestmark = pytest.mark.django_db
+
+ACTION_ADD = "wagtailsnippets_wagtail_llm_actions_llmaction:add"
+PROMPT_ADD = "wagtailsnippets_wagtail_llm_actions_llmprompt:add"
+
+
+@pytest.fixture
+def admin_client(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+def action_data(prompt, **overrides):
+    from blog.models import BlogPage
+
+    data = {
+        "name": "Generate summary",
+        "slug": "generate-summary",
+        "description": "",
+        "page_types": [ContentType.objects.get_for_model(BlogPage).pk],
+        "source_field": "body",
+        "target_field": "summary",
+        "output_mode": "text",
+        "enabled": "on",
+        "prompt": prompt.pk,
+        "system_message": "",
+        "context_message": "",
+        "model": "openai/gpt-4o-mini",
+        "api_base": "",
+        "api_key_name": "",
+        "temperature": "0.3",
+        "max_tokens": "200",
+        "timeout": "30",
+        "fallback_models": "",
+        "extra_params": "{}",
+    }
+    data.update(overrides)
+    return data
+
+
+def form_errors(response):
+    form = response.context["form"]
+    return {k: " ".join(v) for k, v in form.errors.items()}
+
+
+def test_valid_action_is_saved(admin_client, prompt):
+    response = admin_client.post(reverse(ACTION_ADD), action_data(prompt))
+    assert response.status_code == 302, form_errors(response)
+    action = LLMAction.objects.get(slug="generate-summary")
+    assert action.page_types.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fragment"),
+    [
+        ({"source_field": "bodyy"}, "source_field", "bodyy"),
+        ({"source_field": "body.paragrah"}, "source_field", "paragraph"),
+        ({"target_field": "date"}, "target_field", "date"),
+        ({"target_field": "body"}, "target_field", "body"),
+        ({"target_field": "tags"}, "target_field", "tags"),
+        ({"model": ""}, "model", ""),
+        ({"model": "gpt 4"}, "model", ""),
+        ({"model": "nosuchprovider/foo"}, "model", "nosuchprovider"),
+        ({"temperature": "5"}, "temperature", "2"),
+        ({"max_tokens": "0"}, "max_tokens", "1"),
+        ({"timeout": "0"}, "timeout", "1"),
+        ({"api_key_name": "sk-abc def"}, "api_key_name", ""),
+        ({"extra_params": '{"api_key": "x"}'}, "extra_params", "api_key"),
+    ],
+)
+def test_bad_action_inputs_get_field_errors(admin_client, prompt, overrides, field, fragment):
+    response = admin_client.post(reverse(ACTION_ADD), action_data(prompt, **overrides))
+    assert response.status_code == 200
+    errors = form_errors(response)
+    assert field in errors, errors
+    assert fragment in errors[field]
+    assert not LLMAction.objects.exists()
+
+
+def test_prompt_variable_that_does_not_exist(admin_client):
+    bad = LLMPrompt.objects.create(name="Bad", slug="bad", template="Use {nonexistent} here")
+    response = admin_client.post(reverse(ACTION_ADD), action_data(bad))
+    errors = form_errors(response)
+    assert "nonexistent" in errors["prompt"]
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{body.__class__}", "{x[0]}", "{x!r}", "{x:>10}", "{}", "{0}", "unbalanced {", "}"],
+)
+def test_unsafe_prompt_templates_are_refused(admin_client, template):
+    response = admin_client.post(
+        reverse(PROMPT_ADD),
+        {"name": "P", "slug": "p", "template": template, "description": ""},
+    )
+    assert response.status_code == 200
+    assert "template" in form_errors(response)
+    assert not LLMPrompt.objects.exists()
+
+
+def test_literal_braces_are_allowed_and_history_kept(admin_client):
+    response = admin_client.post(
+        reverse(PROMPT_ADD),
+        {
+            "name": "P",
+            "slug": "p",
+            "template": 'JSON like {{"a": 1}} for {title}',
+            "description": "",
+        },
+    )
+    assert response.status_code == 302
+    prompt = LLMPrompt.objects.get()
+    assert prompt.latest_revision is not None
+
+
+def test_listings_and_menu(admin_client, action):
+    listing = admin_client.get(reverse("wagtailsnippets_wagtail_llm_actions_llmaction:list"))
+    assert listing.status_code == 200
+    assert b"Generate summary" in listing.content
+    home = admin_client.get(reverse("wagtailadmin_home"))
+    assert b"LLM actions" in home.content
+
+
+def test_editor_without_model_permissions_cannot_manage(client, editor, action):
+    client.force_login(editor)
+    response = client.get(reverse("wagtailsnippets_wagtail_llm_actions_llmaction:list"))
+    assert response.status_code in (302, 403)

@@ -1,0 +1,80 @@
+"""The run_llm_action management command."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from wagtail_llm_actions.models import LLMInteraction
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("run_llm_action", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_one_page_offline_provider(post, action):
+    out, _err = run(action.slug, "--page", str(post.pk))
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary
+    assert "draft revision" in out
+    assert type(post).objects.get(pk=post.pk).summary == ""
+    assert LLMInteraction.objects.get().status == "success"
+
+
+def test_one_page_against_server(post, server_action, fake_llm):
+    fake_llm.reply = "Server says: compost is easy."
+    run(server_action.slug, "--page", str(post.pk))
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary == "Server says: compost is easy."
+    row = LLMInteraction.objects.get()
+    assert row.messages[-1]["role"] == "user"
+    assert row.total_tokens and row.latency_ms is not None
+
+
+def test_server_down_fails_with_message_and_no_change(post, make_action, api_key_env):
+    action = make_action(
+        slug="down", model="openai/m", api_base="http://127.0.0.1:9/v1", api_key_name=api_key_env
+    )
+    with pytest.raises(CommandError) as exc:
+        run(action.slug, "--page", str(post.pk))
+    assert "failed" in str(exc.value)
+    assert LLMInteraction.objects.get().status == "error"
+    assert not type(post).objects.get(pk=post.pk).has_unpublished_changes
+
+
+def test_dry_run_prints_messages(post, server_action, fake_llm):
+    out, _ = run(server_action.slug, "--page", str(post.pk), "--dry-run")
+    assert "[system]" in out and "[user]" in out
+    assert "Summarize “Composting in a small flat”" in out
+    assert fake_llm.requests == []
+    assert not LLMInteraction.objects.exists()
+
+
+def test_descendants_and_all(make_post, blog_index, action):
+    pages = [make_post() for _ in range(3)]
+    run(action.slug, "--descendants", str(blog_index.pk))
+    assert LLMInteraction.objects.filter(status="success").count() == 3
+    run(action.slug, "--all")
+    assert LLMInteraction.objects.filter(status="success").count() == 6
+    assert all(type(p).objects.get(pk=p.pk).has_unpublished_changes for p in pages)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope", "--page", "1"], "No LLM action"),
+        (["generate-summary", "--page", "999999"], "No page"),
+        (["generate-summary", "--page", "BLOG"], "does not apply"),
+    ],
+)
+def test_bad_input_exits_non_zero(action, blog_index, args, message):
+    args = [str(blog_index.pk) if a == "BLOG" else a for a in args]
+    with pytest.raises(CommandError) as exc:
+        run(*args)
+    assert message in str(exc.value)

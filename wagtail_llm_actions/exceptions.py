@@ -1,0 +1,63 @@
+"""The app's own error types. Views turn them into messages; nothing leaks a traceback."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.utils.translation import gettext as _
+
+if TYPE_CHECKING:
+    from .models import LLMInteraction
+
+
+class LLMActionError(Exception):
+    """A run could not complete. ``message`` is written for an editor to act on."""
+
+    code = "error"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool | None = None,
+        interaction: LLMInteraction | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+        self.interaction = interaction
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ActionNotAllowed(LLMActionError):
+    code = "permission"
+
+    def __init__(self, message: str | None = None, **kwargs) -> None:
+        super().__init__(message or _("You do not have permission to edit this page."), **kwargs)
+
+
+class PageLocked(LLMActionError):
+    code = "locked"
+
+
+class ActionNotApplicable(LLMActionError):
+    code = "not_applicable"
+
+
+class SourceEmpty(LLMActionError):
+    code = "source_empty"
+
+
+class ConfigurationProblem(LLMActionError):
+    code = "configuration"
+
+
+class OutputRejected(LLMActionError):
+    code = "output"

@@ -1,0 +1,48 @@
+"""Admin forms: the action form checks paths and prompt variables against page types."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.contenttypes.models import ContentType
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.forms import WagtailAdminModelForm
+from wagtail.models import Page, get_page_models
+
+
+def page_type_choices():
+    models = [m for m in get_page_models() if m is not Page]
+    ids = [ct.pk for ct in ContentType.objects.get_for_models(*models).values()]
+    return ContentType.objects.filter(pk__in=ids).order_by("app_label", "model")
+
+
+class PageTypeChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: ContentType) -> str:
+        model = obj.model_class()
+        return str(model._meta.verbose_name).capitalize() if model else obj.model
+
+
+class LLMActionForm(WagtailAdminModelForm):
+    page_types = PageTypeChoiceField(
+        queryset=ContentType.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Page types"),
+        help_text=_("The page types this action can run on."),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["page_types"].queryset = page_type_choices()
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        page_types = self.cleaned_data.get("page_types")
+        if not page_types:
+            return
+        page_models = [ct.model_class() for ct in page_types if ct.model_class()]
+        errors = self.instance.validate_for_page_models(page_models)
+        for field, messages in errors.items():
+            for message in dict.fromkeys(messages):
+                if field in self.fields:
+                    self.add_error(field, message)
+                else:
+                    self.add_error(None, message)

@@ -1,0 +1,314 @@
+"""The provider layer ("LLMFactory"): model strings, keys, requests and backends.
+
+Importing this package does not import LiteLLM; that happens on the first remote call
+(or in :func:`preload`). Typical use::
+
+    request = build_request(action, messages)
+    result = complete(request)  # tries request.fallbacks in order if the model fails
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import threading
+from dataclasses import replace
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext
+
+from ..conf import get_setting
+from .base import (
+    AuthenticationError,
+    BadRequestError,
+    BadResponseError,
+    BaseProvider,
+    CompletionRequest,
+    CompletionResult,
+    ConfigurationError,
+    ContextWindowError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+    ServerError,
+)
+from .litellm import LiteLLMProvider, preload
+from .local import LOCAL_MODELS, LocalProvider
+
+if TYPE_CHECKING:
+    from ..models import LLMAction
+
+__all__ = [
+    "KNOWN_PROVIDERS",
+    "LOCAL_MODELS",
+    "AuthenticationError",
+    "BadRequestError",
+    "BadResponseError",
+    "BaseProvider",
+    "CompletionRequest",
+    "CompletionResult",
+    "ConfigurationError",
+    "ContextWindowError",
+    "LiteLLMProvider",
+    "LocalProvider",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimitError",
+    "ServerError",
+    "build_request",
+    "complete",
+    "count_tokens",
+    "estimate_cost",
+    "get_provider",
+    "preload",
+    "resolve_api_key",
+    "validate_model_string",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Provider prefixes LiteLLM 1.110 accepts (``litellm.provider_list``), plus ``local``.
+#: A static copy so that validating a model string does not import LiteLLM; a test
+#: checks it still covers the installed LiteLLM.
+KNOWN_PROVIDERS: frozenset[str] = frozenset(
+    """
+    a2a a2a_agent abliteration ai21 ai21_chat aiand aiml aiohttp_openai amazon_nova
+    anthropic anthropic_text apertis assemblyai auto_router aws_polly aws_textract azure
+    azure_ai azure_speech azure_text baseten bedrock bedrock_mantle bespoke bigmodel
+    black_forest_labs bytez cerebras charity_engine chatgpt chutes clarifai clf_ai_gateway
+    cloudflare codestral cognition cohere cohere_chat cometapi compactifai coralbricks
+    cortecs cursor custom custom_openai darkbloom dashscope databricks databricks_agent
+    datarobot deepgram deepinfra deepseek docker_model_runner dotprompt edenai elevenlabs
+    empiriolabs empower eu_jev fal_ai featherless_ai fireworks_ai friendliai galadriel gdc
+    gemini gigachat github github_copilot gradient_ai groq helicone heroku hosted_vllm
+    hostinger_router huggingface humanloop hyperbolic inception inferenceapis infinity
+    jina_ai kyma lambda_ai langflow langfuse langgraph laya lemonade libertai litellm_agent
+    litellm_proxy llamafile lm_studio local manus maritalk meta meta_llama
+    microsoft_365_copilot milvus minimax mistral modelscope mongodb moonshot morph nace
+    nadir nano-gpt nebius neosantara nlp_cloud novita nscale nvidia_nim nvidia_riva oci
+    ollama ollama_chat oobabooga openai openai_like opencode_go openinfer openrouter
+    opensearch ovhcloud parallel_ai parasail perplexity petals pg_vector pinstripes poe
+    predibase prism publicai qwen_ai_platform qwencloud ragflow recraft reducto refuseless
+    reka replicate runwayml s3_vectors sagemaker sagemaker_chat sagemaker_nova sail
+    sambanova sap scaledown scaleway scx-ai snowflake soniox stability strands_decider
+    streamlake synthetic tencent tensormesh text-completion-codestral
+    text-completion-inception text-completion-openai together_ai topaz transcribe triton
+    typesafe v0 valkey vercel_ai_gateway vertex_ai vertex_ai_beta vllm volcengine voyage
+    wally wandb watsonx watsonx_text xai xiaomi_mimo xinference zai zerogpu
+    """.split()
+)
+
+#: Shown in error messages as examples of valid prefixes.
+COMMON_PROVIDERS = ("openai", "anthropic", "gemini", "mistral", "ollama", "azure", "local")
+
+#: Errors of the main model that are not worth trying the fallbacks for: the
+#: configuration is wrong, and a fallback answering would hide it.
+NO_FALLBACK_ERRORS: tuple[type[ProviderError], ...] = (AuthenticationError, ConfigurationError)
+
+_providers: dict[str, BaseProvider] = {}
+_providers_lock = threading.Lock()
+
+
+def _custom_providers() -> dict[str, str]:
+    return dict(get_setting("PROVIDERS") or {})
+
+
+def split_model_string(model: str) -> tuple[str, str]:
+    """``"openai/gpt-4o"`` → ``("openai", "gpt-4o")``; no slash gives ``("", model)``."""
+    provider, sep, name = (model or "").partition("/")
+    return (provider, name) if sep else ("", model or "")
+
+
+def validate_model_string(model: str) -> None:
+    """Raise ``ValueError`` with a translated message if ``model`` is not usable.
+
+    Checks the form ``provider/model`` and the provider prefix only; whether the
+    provider knows the model is found out on the first call.
+    """
+    example = "openai/gpt-4o-mini"
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(gettext("Enter a model string, e.g. %(example)s.") % {"example": example})
+    if any(char.isspace() for char in model):
+        raise ValueError(
+            gettext("The model string %(model)s contains spaces. Remove them.")
+            % {"model": repr(model)}
+        )
+    provider, name = split_model_string(model)
+    if not provider:
+        raise ValueError(
+            gettext("%(model)s has no provider. Use the form provider/model, e.g. %(example)s.")
+            % {"model": model, "example": example}
+        )
+    custom = _custom_providers()
+    if provider not in KNOWN_PROVIDERS and provider not in custom:
+        known = sorted(KNOWN_PROVIDERS | set(custom))
+        close = difflib.get_close_matches(provider.lower(), known, n=1, cutoff=0.75)
+        message = gettext(
+            "Unknown provider %(provider)s in %(model)s. Known providers include %(known)s."
+        ) % {
+            "provider": repr(provider),
+            "model": model,
+            "known": ", ".join(COMMON_PROVIDERS),
+        }
+        if close:
+            message += " " + gettext("Did you mean %(suggestion)s?") % {
+                "suggestion": f"{close[0]}/{name}"
+            }
+        raise ValueError(message)
+    if not name.strip("/"):
+        raise ValueError(
+            gettext("Enter the model name after %(prefix)s, e.g. %(example)s.")
+            % {
+                "prefix": f"{provider}/",
+                "example": example if provider == "openai" else f"{provider}/model-name",
+            }
+        )
+    if provider == "local" and provider not in custom and model not in LOCAL_MODELS:
+        raise ValueError(
+            gettext("Unknown local model %(model)s. Use one of: %(models)s.")
+            % {"model": model, "models": ", ".join(LOCAL_MODELS)}
+        )
+
+
+def get_provider(model: str) -> BaseProvider:
+    """The backend for ``model``: a ``PROVIDERS`` setting entry for its prefix, the
+    offline provider for ``local/…``, LiteLLM otherwise. Instances are shared."""
+    prefix, _name = split_model_string(model)
+    custom = _custom_providers()
+    if prefix in custom:
+        key = f"custom:{custom[prefix]}"
+    elif prefix == "local":
+        key = "local"
+    else:
+        key = "litellm"
+    provider = _providers.get(key)
+    if provider is not None:
+        return provider
+    with _providers_lock:
+        if key not in _providers:
+            if key == "local":
+                _providers[key] = LocalProvider()
+            elif key == "litellm":
+                _providers[key] = LiteLLMProvider()
+            else:
+                _providers[key] = _load_custom_provider(prefix, custom[prefix])
+        return _providers[key]
+
+
+def _load_custom_provider(prefix: str, path: Any) -> BaseProvider:
+    try:
+        cls = import_string(path) if isinstance(path, str) else path
+        provider = cls()
+    except (ImportError, TypeError, ValueError) as e:
+        raise ConfigurationError(
+            gettext(
+                "The provider class %(path)s set for %(prefix)s in "
+                "WAGTAIL_LLM_ACTIONS['PROVIDERS'] could not be loaded."
+            )
+            % {"path": path, "prefix": f"{prefix}/"},
+            detail=str(e),
+        ) from e
+    if not callable(getattr(provider, "complete", None)):
+        raise ConfigurationError(
+            gettext("The provider class %(path)s has no complete() method.") % {"path": path}
+        )
+    return provider
+
+
+def resolve_api_key(name: str) -> str | None:
+    """The key named ``name``, from ``WAGTAIL_LLM_ACTIONS['API_KEYS']`` or the environment.
+
+    A blank name gives None: LiteLLM then reads the provider's usual variable.
+    Raises :class:`ConfigurationError` naming the variable (never a value) when unset.
+    """
+    name = (name or "").strip()
+    if not name:
+        return None
+    value = (get_setting("API_KEYS") or {}).get(name) or os.environ.get(name)
+    if not value:
+        raise ConfigurationError.missing_key(name)
+    return str(value)
+
+
+def build_request(action: LLMAction, messages: list[dict]) -> CompletionRequest:
+    """The request for running ``action`` on ``messages``.
+
+    Raises :class:`ConfigurationError` when the action's API key setting is not set.
+    """
+    extra = action.extra_params if isinstance(action.extra_params, dict) else {}
+    return CompletionRequest(
+        model=(action.model or "").strip(),
+        messages=messages,
+        temperature=action.temperature,
+        max_tokens=action.max_tokens,
+        timeout=float(action.timeout or get_setting("DEFAULT_TIMEOUT")),
+        api_base=action.api_base or None,
+        api_key=resolve_api_key(action.api_key_name),
+        extra_params=dict(extra),
+        fallbacks=action.fallback_model_list,
+        num_retries=int(get_setting("NUM_RETRIES") or 0),
+        api_key_name=(action.api_key_name or "").strip(),
+    )
+
+
+def _request_for(request: CompletionRequest, model: str) -> CompletionRequest:
+    """``request`` for one model of the chain; the API base and key only go to models
+    of the main model's provider."""
+    if model == request.model:
+        return replace(request, fallbacks=[])
+    if split_model_string(model)[0] == split_model_string(request.model)[0]:
+        return replace(request, model=model, fallbacks=[])
+    return replace(request, model=model, fallbacks=[], api_base=None, api_key=None, api_key_name="")
+
+
+def complete(request: CompletionRequest) -> CompletionResult:
+    """Call ``request.model``, then each of ``request.fallbacks`` until one answers.
+
+    Fallbacks are not tried when the main model fails with an authentication or
+    configuration error. If every model fails, the main model's error is raised with
+    ``error.attempts`` listing each model's failure. A fallback receives the request's
+    API base and key only when it has the same provider prefix as the main model.
+    """
+    candidates = list(dict.fromkeys([request.model, *request.fallbacks]))
+    attempts: list[dict] = []
+    first_error: ProviderError | None = None
+    for index, model in enumerate(candidates):
+        try:
+            result = get_provider(model).complete(_request_for(request, model))
+        except ProviderError as e:
+            e.model = e.model or model
+            attempts.append({"model": model, "code": e.code, "message": str(e)})
+            if first_error is None:
+                first_error = e
+            if index == 0 and isinstance(e, NO_FALLBACK_ERRORS):
+                e.attempts = attempts
+                raise
+            if index + 1 < len(candidates):
+                logger.info("Model %s failed (%s); trying %s", model, e.code, candidates[index + 1])
+            continue
+        result.failed_attempts = attempts
+        return result
+    assert first_error is not None  # noqa: S101 - candidates is never empty
+    first_error.attempts = attempts
+    raise first_error
+
+
+def count_tokens(model: str, messages: list[dict]) -> int | None:
+    """Tokens ``messages`` would use with ``model``, or None when unknown."""
+    try:
+        return get_provider(model).count_tokens(model, messages)
+    except ProviderError:
+        return None
+
+
+def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
+    """Price in USD of a call with these token counts, or None when unknown."""
+    try:
+        return get_provider(model).estimate_cost(model, prompt_tokens, completion_tokens)
+    except ProviderError:
+        return None

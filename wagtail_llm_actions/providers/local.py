@@ -1,0 +1,205 @@
+"""An offline, deterministic provider for demos, tests and sites without an API key.
+
+``local/extractive``
+    The two or three most representative sentences of the last user message.
+``local/keywords``
+    Five to eight comma-separated keywords of the last user message.
+``local/echo``
+    The last user message, verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from decimal import Decimal
+
+from django.utils.translation import gettext
+
+from .base import (
+    BadResponseError,
+    BaseProvider,
+    CompletionRequest,
+    CompletionResult,
+    ConfigurationError,
+)
+
+LOCAL_MODELS = ("local/extractive", "local/keywords", "local/echo")
+
+#: Characters per token used to apply ``max_tokens``.
+CHARS_PER_TOKEN = 4
+
+STOPWORDS = frozenset(
+    """
+    a about above after again against all also am an and any are aren't as at be because
+    been before being below between both but by can can't cannot could couldn't did didn't
+    do does doesn't doing don't down during each either else even ever every few for from
+    further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
+    herself him himself his how how's however i i'd i'll i'm i've if in into is isn't it it's
+    its itself just let's like made make many may me might more most much must mustn't my
+    myself neither no nor not now of off often on once one only or other ought our ours
+    ourselves out over own per quite rather really same say says said shan't she she'd she'll
+    she's should shouldn't since so some such than that that's the their theirs them
+    themselves then there there's these they they'd they'll they're they've this those though
+    through thus to too two under until up upon us use used using very via was wasn't we we'd
+    we'll we're we've well were weren't what what's when when's where where's whether which
+    while who who's whom whose why why's will with within without won't would wouldn't yet
+    you you'd you'll you're you've your yours yourself yourselves
+    """.split()
+)
+
+_WORD_RE = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
+_SENTENCE_RE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n\s*\n|\n(?=\s*[-*•#])")
+
+
+def message_text(message: dict) -> str:
+    """The text of a chat message whose content is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def last_user_text(messages: list[dict]) -> str:
+    for message in reversed(messages or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message)
+    return ""
+
+
+def words(text: str) -> list[str]:
+    return _WORD_RE.findall(text)
+
+
+def approx_tokens(text: str) -> int:
+    """A rough token count: one per word."""
+    return len(words(text))
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = (re.sub(r"\s+", " ", part).strip() for part in _SENTENCE_RE.split(text))
+    return [part for part in parts if part and words(part)]
+
+
+def _content_words(text: str) -> list[str]:
+    return [
+        w.lower()
+        for w in words(text)
+        if len(w) > 2 and w.lower().replace("’", "'") not in STOPWORDS
+    ]
+
+
+def extractive_summary(text: str) -> str:
+    """The 2–3 highest-scoring sentences (by word frequency), in their original order."""
+    sentences = split_sentences(text)
+    if len(sentences) <= 2:
+        return " ".join(sentences)
+    frequencies = Counter(_content_words(text))
+    if not frequencies:
+        return " ".join(sentences[:2])
+    top = max(frequencies.values())
+
+    def score(index: int) -> tuple[float, int]:
+        terms = _content_words(sentences[index])
+        if not terms:
+            return (0.0, index)
+        value = sum(frequencies[t] / top for t in terms) / (len(terms) ** 0.5 + 1)
+        return (-value, index)
+
+    count = 3 if len(sentences) >= 8 else 2
+    chosen = sorted(range(len(sentences)), key=score)[:count]
+    return " ".join(sentences[i] for i in sorted(chosen))
+
+
+def keywords(text: str, minimum: int = 5, maximum: int = 8) -> list[str]:
+    """The most frequent non-stopword terms; ties keep the order of first appearance."""
+    counts: Counter[str] = Counter()
+    first_seen: dict[str, int] = {}
+    forms: dict[str, Counter[str]] = {}
+    for position, word in enumerate(words(text)):
+        key = word.lower()
+        if len(key) <= 2 or key.replace("’", "'") in STOPWORDS:
+            continue
+        counts[key] += 1
+        first_seen.setdefault(key, position)
+        forms.setdefault(key, Counter())[word] += 1
+    ranked = sorted(counts, key=lambda k: (-counts[k], first_seen[k]))
+    repeated = sum(1 for k in ranked if counts[k] > 1)
+    size = min(max(repeated, minimum), maximum)
+    return [_surface_form(forms[k]) for k in ranked[:size]]
+
+
+def _surface_form(counter: Counter[str]) -> str:
+    # The most common spelling; among equals, lower case (a word capitalised only at the
+    # start of sentences is not a proper noun).
+    best = max(counter.values())
+    candidates = sorted(w for w, n in counter.items() if n == best)
+    lower = [w for w in candidates if w == w.lower()]
+    return (lower or candidates)[0]
+
+
+def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
+    """Cut ``text`` to about ``max_tokens`` tokens (at a word boundary when possible)."""
+    if not max_tokens:
+        return text, False
+    limit = max_tokens * CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return text, False
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:"), True
+
+
+class LocalProvider(BaseProvider):
+    """Offline models: no key, no network, the same answer for the same input."""
+
+    remote = False
+
+    def complete(self, request: CompletionRequest) -> CompletionResult:
+        start = time.perf_counter()
+        name = request.model.strip()
+        if name not in LOCAL_MODELS:
+            raise ConfigurationError(
+                gettext("Unknown local model %(model)s. Use one of: %(models)s.")
+                % {"model": name, "models": ", ".join(LOCAL_MODELS)},
+                model=name,
+            )
+        source = last_user_text(request.messages)
+        if name == "local/echo":
+            text = source
+        elif name == "local/keywords":
+            text = ", ".join(keywords(source))
+        else:
+            text = extractive_summary(source)
+        if not text.strip():
+            raise BadResponseError(
+                gettext("The local model found no text to work on in the prompt."),
+                model=name,
+            )
+        text, cut = truncate(text, request.max_tokens)
+        prompt_tokens = sum(
+            approx_tokens(message_text(m)) for m in request.messages if isinstance(m, dict)
+        )
+        completion_tokens = approx_tokens(text)
+        return CompletionResult(
+            text=text,
+            model=name,
+            finish_reason="length" if cut else "stop",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+            cost=Decimal("0"),
+            latency_ms=int((time.perf_counter() - start) * 1000),
+            response_model=name,
+        )
+
+    def count_tokens(self, model: str, messages: list[dict]) -> int | None:
+        return sum(approx_tokens(message_text(m)) for m in messages if isinstance(m, dict))
+
+    def estimate_cost(
+        self, model: str, prompt_tokens: int, completion_tokens: int
+    ) -> Decimal | None:
+        return Decimal("0")

@@ -1,0 +1,93 @@
+"""Snippet viewsets for prompts and actions, under one "LLM actions" menu group."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, ObjectList
+from wagtail.snippets.views.snippets import SnippetViewSet, SnippetViewSetGroup
+
+from .forms import LLMActionForm
+from .models import LLMAction, LLMPrompt
+
+
+class LLMPromptViewSet(SnippetViewSet):
+    model = LLMPrompt
+    icon = "openquote"
+    menu_label = _("Prompts")
+    menu_name = "llm_prompts"
+    url_prefix = "llm-actions/prompts"
+    list_display = ["name", "slug", "variables", "updated_at"]
+    list_filter = []
+    search_fields = ["name", "template", "description"]
+    ordering = ["name"]
+    panels = [
+        FieldPanel("name"),
+        FieldPanel("slug"),
+        FieldPanel("template"),
+        FieldPanel("description"),
+    ]
+
+
+class LLMActionViewSet(SnippetViewSet):
+    model = LLMAction
+    icon = "cogs"
+    menu_label = _("Actions")
+    menu_name = "llm_action_list"
+    url_prefix = "llm-actions/actions"
+    list_display = ["name", "source_field", "target_field", "model", "output_mode", "enabled"]
+    list_filter = ["enabled", "output_mode", "model"]
+    search_fields = ["name", "slug", "description", "model"]
+    ordering = ["name"]
+    edit_handler = ObjectList(
+        [
+            MultiFieldPanel(
+                [FieldPanel("name"), FieldPanel("slug"), FieldPanel("description")],
+                heading=_("Action"),
+            ),
+            MultiFieldPanel(
+                [
+                    FieldPanel("page_types"),
+                    FieldRowPanel([FieldPanel("source_field"), FieldPanel("target_field")]),
+                    FieldPanel("output_mode"),
+                    FieldPanel("enabled"),
+                ],
+                heading=_("Content"),
+            ),
+            MultiFieldPanel(
+                [
+                    FieldPanel("prompt"),
+                    FieldPanel("system_message"),
+                    FieldPanel("context_message"),
+                ],
+                heading=_("Prompt"),
+            ),
+            MultiFieldPanel(
+                [
+                    FieldPanel("model"),
+                    FieldRowPanel([FieldPanel("api_base"), FieldPanel("api_key_name")]),
+                    FieldRowPanel(
+                        [
+                            FieldPanel("temperature"),
+                            FieldPanel("max_tokens"),
+                            FieldPanel("timeout"),
+                        ]
+                    ),
+                    FieldPanel("fallback_models"),
+                    FieldPanel("extra_params"),
+                ],
+                heading=_("Model"),
+            ),
+        ],
+        base_form_class=LLMActionForm,
+    )
+
+    def get_queryset(self, request):
+        return LLMAction.objects.select_related("prompt")
+
+
+class LLMActionsViewSetGroup(SnippetViewSetGroup):
+    items = (LLMActionViewSet, LLMPromptViewSet)
+    menu_icon = "cogs"
+    menu_label = _("LLM actions")
+    menu_name = "llm_actions"
+    menu_order = 900
