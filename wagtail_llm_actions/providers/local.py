@@ -50,7 +50,12 @@ STOPWORDS = frozenset(
 )
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
-_SENTENCE_RE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n\s*\n|\n(?=\s*[-*•#])")
+_SENTENCE_RE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n")
+# A first paragraph that gives the model instructions is not content to summarise.
+_INSTRUCTION_RE = re.compile(
+    r"^\s*(summari[sz]e|suggest|write|describe|generate|list|give|create|extract|translate)\b",
+    re.IGNORECASE,
+)
 
 
 def message_text(message: dict) -> str:
@@ -66,6 +71,14 @@ def last_user_text(messages: list[dict]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return message_text(message)
     return ""
+
+
+def content_of(prompt: str) -> str:
+    """The prompt without a leading instruction paragraph ("Summarize the following…")."""
+    paragraphs = re.split(r"\n\s*\n", prompt.strip(), maxsplit=1)
+    if len(paragraphs) == 2 and _INSTRUCTION_RE.match(paragraphs[0]):
+        return paragraphs[1]
+    return prompt
 
 
 def words(text: str) -> list[str]:
@@ -93,6 +106,10 @@ def _content_words(text: str) -> list[str]:
 def extractive_summary(text: str) -> str:
     """The 2–3 highest-scoring sentences (by word frequency), in their original order."""
     sentences = split_sentences(text)
+    # Prefer real sentences (ending in punctuation, several words) over headings and list items.
+    prose = [s for s in sentences if s[-1] in ".!?…" and len(words(s)) >= 5]
+    if len(prose) >= 2:
+        sentences = prose
     if len(sentences) <= 2:
         return " ".join(sentences)
     frequencies = Counter(_content_words(text))
@@ -171,9 +188,9 @@ class LocalProvider(BaseProvider):
         if name == "local/echo":
             text = source
         elif name == "local/keywords":
-            text = ", ".join(keywords(source))
+            text = ", ".join(keywords(content_of(source)))
         else:
-            text = extractive_summary(source)
+            text = extractive_summary(content_of(source))
         if not text.strip():
             raise BadResponseError(
                 gettext("The local model found no text to work on in the prompt."),
