@@ -54,9 +54,11 @@ RESERVED_PARAMS = frozenset(
     }
 )
 
-#: Environment defaults set before LiteLLM is first imported: use the bundled price list
-#: and catalogs instead of fetching them from GitHub. Operators can override them.
+#: Environment defaults set before LiteLLM is first imported: use the bundled price list,
+#: catalogs and tokenizers instead of fetching them (from GitHub, Hugging Face). Calls to
+#: the configured model servers are not affected. Operators can override them.
 LITELLM_ENVIRONMENT = {
+    "LITELLM_OFFLINE_MODE": "true",
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
     "LITELLM_LOCAL_BLOG_POSTS": "True",
