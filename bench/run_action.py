@@ -43,9 +43,10 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from blog.models import BlogIndexPage, BlogPage
+    from wagtail.models import Page
+
     from tests.conftest import make_body
     from tests.fakeserver import FakeLLMServer
-    from wagtail.models import Page
     from wagtail_llm_actions.models import LLMAction, LLMPrompt
     from wagtail_llm_actions.providers import preload
     from wagtail_llm_actions.service import LLMService
