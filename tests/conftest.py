@@ -182,3 +182,10 @@ def outsider(django_user_model, db):
 @pytest.fixture
 def non_admin(django_user_model, db):
     return django_user_model.objects.create_user("reader", "reader@example.com", "password")
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''}".rstrip()
