@@ -6,8 +6,9 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django_q.models import OrmQ
 
-from wagtail_llm_actions.models import LLMInteraction
+from wagtail_llm_actions.models import LLMInteraction, LLMJob
 
 pytestmark = pytest.mark.django_db
 
@@ -58,11 +59,38 @@ def test_dry_run_prints_messages(post, server_action, fake_llm):
 
 def test_descendants_and_all(make_post, blog_index, action):
     pages = [make_post() for _ in range(3)]
-    run(action.slug, "--descendants", str(blog_index.pk))
+    out, _err = run(action.slug, "--descendants", str(blog_index.pk))
     assert LLMInteraction.objects.filter(status="success").count() == 3
-    run(action.slug, "--all")
+    assert "Succeeded: 3" in out
+    # Nothing changed since: every page is skipped as unchanged, no model call.
+    out, _err = run(action.slug, "--all")
+    assert LLMInteraction.objects.filter(status="success").count() == 3
+    assert "Skipped: 3" in out and "Unchanged since the last successful run" in out
+    run(action.slug, "--all", "--force")
     assert LLMInteraction.objects.filter(status="success").count() == 6
     assert all(type(p).objects.get(pk=p.pk).has_unpublished_changes for p in pages)
+    assert LLMJob.objects.filter(kind="command", status="completed").count() == 3
+
+
+def test_enqueue_hands_job_to_workers(make_post, action):
+    make_post()
+    out, _err = run(action.slug, "--all", "--enqueue")
+    assert "handed to the workers" in out
+    job = LLMJob.objects.get()
+    assert job.status == "queued" and job.items.get().status == "queued"
+    assert not LLMInteraction.objects.exists()
+    assert OrmQ.objects.count() == 1
+
+
+def test_all_with_failures_exits_non_zero(make_post, make_action, api_key_env):
+    make_post()
+    action = make_action(
+        slug="down", model="openai/m", api_base="http://127.0.0.1:9/v1", api_key_name=api_key_env
+    )
+    with pytest.raises(CommandError) as exc:
+        run(action.slug, "--all")
+    assert "1 of 1 page(s) failed" in str(exc.value)
+    assert LLMJob.objects.get().items.get().status == "failed"
 
 
 @pytest.mark.parametrize(

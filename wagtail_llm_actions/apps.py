@@ -10,3 +10,6 @@ class WagtailLLMActionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, signal_handlers  # noqa: F401
+        from .tasks import connect_signals
+
+        connect_signals()  # django-q2 workers resume unfinished bulk jobs when they start

@@ -432,6 +432,10 @@ class LLMJob(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # The one runner task driving the job holds this lease (see jobs.py); a runner that
+    # died is replaced once it expires.
+    runner_token = models.CharField(max_length=100, blank=True)
+    runner_lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

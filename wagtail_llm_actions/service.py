@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,12 +211,17 @@ class LLMService:
         working_obj: Any = None,
         save: bool = True,
         trigger: str = InteractionTrigger.API,
+        on_success: Callable[[LLMInteraction], None] | None = None,
     ) -> LLMInteraction:
         """Run ``action`` on ``obj`` and return the recorded interaction.
 
         ``working_obj`` replaces the latest revision as the content to read and write (the
         editor passes an object built from its unsaved form). With ``save=False`` the answer is
         applied to the working object only and no revision is written (outcome "pending").
+
+        ``on_success(interaction)`` is called inside the transaction that saves the draft
+        revision and the interaction (the job engine marks its item done there, so that both
+        happen or neither); if it raises, the revision is rolled back and the run fails.
         """
         from .providers import ProviderError, build_request, complete
 
@@ -267,6 +273,8 @@ class LLMService:
                     interaction.outcome = InteractionOutcome.DRAFTED
                     interaction.status = InteractionStatus.SUCCESS
                     interaction.save()
+                    if on_success is not None:
+                        on_success(interaction)
                     log(
                         instance=working_obj,
                         action=LOG_ACTION,
@@ -280,9 +288,12 @@ class LLMService:
                         },
                     )
             else:
-                interaction.outcome = InteractionOutcome.PENDING
-                interaction.status = InteractionStatus.SUCCESS
-                interaction.save()
+                with transaction.atomic():
+                    interaction.outcome = InteractionOutcome.PENDING
+                    interaction.status = InteractionStatus.SUCCESS
+                    interaction.save()
+                    if on_success is not None:
+                        on_success(interaction)
         except ProviderError as e:
             error = LLMActionError(str(e), code=e.code, retryable=e.retryable)
             self._record_failure(interaction, error, started)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, ObjectList
-from wagtail.snippets.views.snippets import SnippetViewSet, SnippetViewSetGroup
+from wagtail.snippets.views.snippets import EditView, SnippetViewSet, SnippetViewSetGroup
 
 from .forms import LLMActionForm
 from .models import LLMAction, LLMPrompt
+from .views.jobs import JobViewSet
 
 
 class LLMPromptViewSet(SnippetViewSet):
@@ -28,8 +29,27 @@ class LLMPromptViewSet(SnippetViewSet):
     ]
 
 
+class LLMActionEditView(EditView):
+    """The action's edit view, with a link to its runs and cost in the header menu."""
+
+    def get_header_more_buttons(self):
+        from django.urls import reverse
+        from wagtail.admin.widgets import Button
+
+        return [
+            *super().get_header_more_buttons(),
+            Button(
+                _("Runs and cost"),
+                url=reverse("wagtail_llm_actions_report:action", args=[self.object.pk]),
+                icon_name="history",
+                priority=30,
+            ),
+        ]
+
+
 class LLMActionViewSet(SnippetViewSet):
     model = LLMAction
+    edit_view_class = LLMActionEditView
     icon = "cogs"
     menu_label = _("Actions")
     menu_name = "llm_action_list"
@@ -86,7 +106,7 @@ class LLMActionViewSet(SnippetViewSet):
 
 
 class LLMActionsViewSetGroup(SnippetViewSetGroup):
-    items = (LLMActionViewSet, LLMPromptViewSet)
+    items = (LLMActionViewSet, LLMPromptViewSet, JobViewSet)
     menu_icon = "cogs"
     menu_label = _("LLM actions")
     menu_name = "llm_actions"

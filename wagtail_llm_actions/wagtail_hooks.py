@@ -25,3 +25,124 @@ def register_log_actions(actions):
                 }
             except (KeyError, TypeError):
                 return _("Generated with LLM action")
+
+
+# -- page editor: action buttons (issue 4) ---------------------------------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_editor_urls():
+    from django.urls import include, path
+
+    from .views import editor as editor_views
+
+    return [path("llm-actions/editor/", include(editor_views))]
+
+
+@hooks.register("insert_editor_js")
+def editor_js():
+    from django.template.loader import render_to_string
+
+    return render_to_string("wagtail_llm_actions/editor/editor_js.html")
+
+
+@hooks.register("register_page_action_menu_item")
+def register_editor_menu_item():
+    from .panels import LLMActionMenuItem
+
+    return LLMActionMenuItem(order=90)
+
+
+@hooks.register("after_edit_page")
+def link_generated_values_to_revision(request, page):
+    from .signal_handlers import link_saved_interactions
+
+    link_saved_interactions(request, page)
+
+
+# -- interaction report, detail, per-action view (issue 6) -----------------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_report_urls():
+    from django.urls import include, path
+
+    from . import report_urls
+
+    return [path("llm-actions/report/", include(report_urls))]
+
+
+@hooks.register("register_reports_menu_item")
+def register_interaction_report_menu_item():
+    from django.urls import reverse
+    from wagtail.admin.menu import MenuItem
+
+    from .permissions import may_use_report
+
+    class InteractionReportMenuItem(MenuItem):
+        def is_shown(self, request):
+            return may_use_report(request.user)
+
+    return InteractionReportMenuItem(
+        _("LLM interactions"),
+        reverse("wagtail_llm_actions_report:index"),
+        name="llm-interactions",
+        icon_name="cogs",
+        order=1300,
+    )
+
+
+@hooks.register("register_permissions")
+def register_interaction_permissions():
+    from django.contrib.auth.models import Permission
+
+    return Permission.objects.filter(
+        content_type__app_label="wagtail_llm_actions", codename="view_llminteraction"
+    )
+
+
+@hooks.register("register_log_actions")
+def register_review_log_actions(actions):
+    from .review import DISCARD_LOG_ACTION
+
+    @actions.register_action(DISCARD_LOG_ACTION)
+    class DiscardedLLMAnswer(LogFormatter):
+        label = _("Discarded LLM answer")
+
+        def format_message(self, log_entry):
+            try:
+                return _("Discarded the answer of “%(action)s” to %(field)s (draft)") % {
+                    "action": log_entry.data["llm_action"]["name"],
+                    "field": log_entry.data["target_field"],
+                }
+            except (KeyError, TypeError):
+                return _("Discarded LLM answer")
+
+
+@hooks.register("register_snippet_listing_buttons")
+def action_runs_listing_button(snippet, user, next_url=None):
+    from django.urls import reverse
+    from wagtail.admin.widgets import Button
+
+    from .models import LLMAction
+
+    if isinstance(snippet, LLMAction):
+        yield Button(
+            _("Runs and cost"),
+            url=reverse("wagtail_llm_actions_report:action", args=[snippet.pk]),
+            icon_name="history",
+            priority=25,
+        )
+
+
+# -- bulk jobs (issue 5) -----------------------------------------------------------------------
+# The jobs listing and progress pages are the JobViewSet in the "LLM actions" menu group.
+
+
+def _run_llm_action_bulk_action():
+    from .bulk_actions import RunLLMActionBulkAction
+
+    return RunLLMActionBulkAction
+
+
+hooks.register("register_bulk_action", _run_llm_action_bulk_action())

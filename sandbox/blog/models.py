@@ -5,11 +5,13 @@ from modelcluster.contrib.taggit import ClusterTaggableManager
 from modelcluster.fields import ParentalKey
 from taggit.models import TaggedItemBase
 from wagtail import blocks
-from wagtail.admin.panels import FieldPanel
+from wagtail.admin.panels import FieldPanel, MultiFieldPanel
 from wagtail.fields import RichTextField, StreamField
 from wagtail.models import Page
 from wagtail.search import index
 from wagtail.snippets.models import register_snippet
+
+from wagtail_llm_actions.panels import LLMActionPanel
 
 
 @register_snippet
@@ -73,9 +75,20 @@ class BlogPage(Page):
         FieldPanel("author"),
         FieldPanel("intro"),
         FieldPanel("body"),
-        FieldPanel("summary"),
-        FieldPanel("highlights"),
-        FieldPanel("tags"),
+        LLMActionPanel("summary"),
+        LLMActionPanel("highlights"),
+        LLMActionPanel("tags"),
+    ]
+    promote_panels = [
+        MultiFieldPanel(
+            [
+                FieldPanel("slug"),
+                FieldPanel("seo_title"),
+                LLMActionPanel("search_description"),
+            ],
+            heading="For search engines",
+        ),
+        MultiFieldPanel([FieldPanel("show_in_menus")], heading="For site menus"),
     ]
     parent_page_types = ["blog.BlogIndexPage"]
 

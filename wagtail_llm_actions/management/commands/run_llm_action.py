@@ -1,13 +1,23 @@
-"""Run an LLM action on pages from the command line; each page gets a new draft revision."""
+"""Run an LLM action on pages from the command line; each page gets a new draft revision.
+
+``--page`` runs one page here and now. ``--descendants`` and ``--all`` create a job on the
+bulk job engine (:mod:`wagtail_llm_actions.jobs`): it runs in the foreground with a progress
+bar and ends with a summary, or with ``--enqueue`` is handed to the django-q2 workers.
+Pages unchanged since the last successful run of the action are skipped unless ``--force``.
+"""
 
 from __future__ import annotations
 
+import sys
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count
 from wagtail.models import Page
 
+from wagtail_llm_actions import jobs
 from wagtail_llm_actions.exceptions import LLMActionError
-from wagtail_llm_actions.models import InteractionTrigger, LLMAction
+from wagtail_llm_actions.models import InteractionTrigger, ItemStatus, JobKind, LLMAction
 from wagtail_llm_actions.service import LLMService
 
 
@@ -29,6 +39,19 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Print the messages; call no model."
         )
         parser.add_argument("--user", help="Username recorded on interactions and revisions.")
+        parser.add_argument(
+            "--force", action="store_true", help="Also run pages unchanged since the last run."
+        )
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="With --all/--descendants: hand the job to the django-q2 workers and exit.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            help="Concurrent model calls in the foreground (default: the CONCURRENCY setting).",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -47,11 +70,14 @@ class Command(BaseCommand):
             except get_user_model().DoesNotExist:
                 raise CommandError(f"No user “{options['user']}”.") from None
 
-        pages = self.select_pages(action, options)
-        if options["dry_run"]:
-            self.dry_run(action, pages, user)
+        if options["page"] is not None or options["dry_run"]:
+            pages = self.select_pages(action, options)
+            if options["dry_run"]:
+                self.dry_run(action, pages, user)
+                return
+            self.run_pages(action, pages, user)
             return
-        self.run_pages(action, pages, user)
+        self.run_job(action, user, options)
 
     def select_pages(self, action: LLMAction, options) -> list[Page]:
         page_types = list(action.page_types.all())
@@ -107,4 +133,86 @@ class Command(BaseCommand):
         if failures:
             raise CommandError(
                 f"{failures} of {len(pages)} page(s) failed; content left as it was."
+            )
+
+    # -- job engine (--all, --descendants) --------------------------------------------------
+
+    def run_job(self, action: LLMAction, user, options) -> None:
+        root = options["descendants"]
+        if root is not None and not Page.objects.filter(pk=root).exists():
+            raise CommandError(f"No page with id {root}.")
+        job = jobs.create_job(
+            action,
+            user,
+            jobs.page_ids_for_action(action, root),
+            force=options["force"],
+            kind=JobKind.COMMAND,
+        )
+        total = job.items.count()
+        if not total:
+            job.delete()
+            raise CommandError("No pages to run on.")
+        if options["enqueue"]:
+            jobs.enqueue_job(job, on_commit=False)
+            self.stdout.write(
+                self.style.SUCCESS(f"Job {job.pk}: {total} page(s) handed to the workers.")
+            )
+            return
+        self.stdout.write(f"Job {job.pk}: {action.name} on {total} page(s)")
+        tty = hasattr(self.stdout, "isatty") and self.stdout.isatty()
+        state = {"last": -1}
+
+        def show(job, progress) -> None:
+            step = progress.percent // 10
+            if tty:
+                bar = "#" * (progress.percent // 4)
+                self.stdout.write(
+                    f"\r[{bar:<25}] {progress.done}/{progress.total} "
+                    f"ok {progress.count(ItemStatus.SUCCEEDED)} "
+                    f"failed {progress.count(ItemStatus.FAILED)} "
+                    f"skipped {progress.count(ItemStatus.SKIPPED)}",
+                    ending="",
+                )
+                self.stdout.flush()
+            elif step != state["last"]:
+                state["last"] = step
+                self.stdout.write(f"{progress.percent:3d}% ({progress.done}/{progress.total})")
+
+        try:
+            jobs.run_job(job.pk, threads=options["concurrency"], progress=show)
+        except KeyboardInterrupt:
+            jobs.cancel_job(job)
+            self.stderr.write("\nInterrupted: job cancelled (finished pages keep their drafts).")
+            sys.exit(130)
+        if tty:
+            self.stdout.write("")
+        self.summary(job)
+
+    def summary(self, job) -> None:
+        job.refresh_from_db()
+        progress = jobs.job_progress(job)
+        cost = "unknown" if progress.cost is None else f"${progress.cost:.4f}"
+        self.stdout.write(
+            f"Succeeded: {progress.count(ItemStatus.SUCCEEDED)}  "
+            f"Failed: {progress.count(ItemStatus.FAILED)}  "
+            f"Skipped: {progress.count(ItemStatus.SKIPPED)}  "
+            f"Cancelled: {progress.count(ItemStatus.CANCELLED)}  "
+            f"Tokens: {progress.tokens}  Cost: {cost}"
+        )
+        reasons = (
+            job.items.filter(status=ItemStatus.SKIPPED)
+            .values_list("skip_reason")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for code, n in reasons:
+            self.stdout.write(f"  skipped {n}: {jobs.skip_reason_label(code)}")
+        for item in job.items.filter(status=ItemStatus.FAILED).select_related("page")[:20]:
+            title = item.page.title if item.page else "?"
+            self.stderr.write(self.style.ERROR(f"Page {item.page_id} “{title}”: {item.error}"))
+        failed = progress.count(ItemStatus.FAILED)
+        if failed:
+            raise CommandError(
+                f"{failed} of {progress.total} page(s) failed; content left as it was. "
+                f"Retry them from the job page or run the command again."
             )

@@ -1,0 +1,242 @@
+"""Benchmark the bulk job engine: N pages, a fake model with fixed latency, concurrency C.
+
+Run by hand (not a test)::
+
+    python bench/bulk.py                                  # 1000 pages, 200 ms, C=8, ORM + Redis
+    python bench/bulk.py --pages 10000 --brokers orm      # memory at 10k pages
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench python bench/bulk.py
+
+It creates a throwaway SQLite file database (or uses ``DATABASE_URL``), makes N blog pages,
+starts the fake OpenAI-compatible server (``python -m tests.fakeserver``) and a real
+``qcluster`` (``tests/qcluster_settings.py``), creates one job over all pages and waits for
+it. It prints the job's throughput (pages/s between the job's start and finish), the ratio
+to the ideal ``C / latency``, and the peak resident memory of the worker processes and of
+this process (which selected the pages and created the items).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "sandbox")]
+
+
+def peak_rss_mb_of_group(pgid: int) -> float:
+    """Largest VmHWM (peak RSS) among the processes of a process group, in MB."""
+    peak = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return peak / 1024
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def setup_django(env: dict) -> None:
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.qcluster_settings"
+    import django
+
+    django.setup()
+
+
+def make_pages(n: int) -> list[int]:
+    from blog.models import BlogIndexPage, BlogPage
+    from wagtail.models import Page
+    from wagtail.rich_text import RichText
+
+    root = Page.get_first_root_node()
+    index = BlogIndexPage(title="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}")
+    root.add_child(instance=index)
+    ids = []
+    started = time.perf_counter()
+    for i in range(n):
+        page = BlogPage(
+            title=f"Bench post {i}",
+            slug=f"post-{i}",
+            body=[("paragraph", RichText(f"<p>Post {i} is about compost, worms and soil.</p>"))],
+        )
+        index.add_child(instance=page)
+        ids.append(page.pk)
+        if (i + 1) % 1000 == 0:
+            print(f"  {i + 1} pages ({time.perf_counter() - started:.0f} s)", flush=True)
+    return ids
+
+
+def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
+    from django_q.brokers.orm import ORM
+
+    from tests.workers import QCluster, redis_broker
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.models import LLMJob
+
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    broker = redis_broker(name) if broker_name == "redis" else ORM(list_key=name)
+    cluster_env = {
+        **env,
+        "Q_NAME": name,
+        "Q_BROKER": broker_name,
+        "Q_WORKERS": "2",
+        "Q_TIMEOUT": "3600",
+        "Q_RETRY": "4000",
+        "LLM_LEASE_SECONDS": "60",
+        "LLM_CONCURRENCY": str(args.concurrency),
+    }
+    cluster = QCluster(cluster_env).start()
+    try:
+        time.sleep(args.warmup)  # let workers import LiteLLM before the clock starts
+        created = time.perf_counter()
+        job = jobs.create_job(action, user, ids, force=True)
+        create_seconds = time.perf_counter() - created
+        jobs.enqueue_job(job, broker=broker, on_commit=False)
+        deadline = time.monotonic() + args.timeout
+        last = 0
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.status == "completed":
+                break
+            done = job.items.exclude(status__in=["queued", "running"]).count()
+            if done - last >= max(1, len(ids) // 10):
+                print(f"  {broker_name}: {done}/{len(ids)}", flush=True)
+                last = done
+            time.sleep(0.5)
+        worker_peak = peak_rss_mb_of_group(cluster.pid)
+    finally:
+        cluster.kill()
+        if broker_name == "redis":
+            broker.delete_queue()
+    job = LLMJob.objects.get(pk=job.pk)
+    progress = jobs.job_progress(job)
+    if job.status != "completed":
+        raise SystemExit(f"{broker_name}: job did not finish in {args.timeout} s: {progress}")
+    seconds = (job.finished_at - job.started_at).total_seconds()
+    rate = len(ids) / seconds
+    ideal = args.concurrency / args.latency
+    return {
+        "broker": broker_name,
+        "pages": len(ids),
+        "succeeded": progress.count("succeeded"),
+        "seconds": seconds,
+        "rate": rate,
+        "ratio": rate / ideal,
+        "create_seconds": create_seconds,
+        "worker_peak_mb": worker_peak,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--brokers", default="orm,redis")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--warmup", type=float, default=6.0)
+    args = parser.parse_args(argv)
+
+    tmp = tempfile.mkdtemp(prefix="llm-bench-")
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    if os.environ.get("DATABASE_URL"):
+        env["LLM_TEST_DB_NAME"] = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    else:
+        env["LLM_TEST_SQLITE"] = str(Path(tmp) / "bench.sqlite3")
+    setup_django(env)
+    from blog.models import BlogPage
+    from django.contrib.auth import get_user_model
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.management import call_command
+    from django.db import connection
+
+    from wagtail_llm_actions.models import LLMAction, LLMPrompt
+
+    call_command("migrate", verbosity=0)
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode=WAL")
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakeserver", "--port", str(port)]
+        + ["--latency", str(args.latency)],
+        cwd=str(ROOT),
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        print(f"Creating {args.pages} pages…", flush=True)
+        ids = make_pages(args.pages)
+        user = get_user_model().objects.create_superuser(
+            f"bench{uuid.uuid4().hex[:6]}", "b@example.com", "x"
+        )
+        prompt = LLMPrompt.objects.create(
+            name="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}", template="Summarize: {body}"
+        )
+        os.environ["BENCH_KEY"] = "sk-bench"
+        action = LLMAction.objects.create(
+            name="Bench summary",
+            slug=f"bench-{uuid.uuid4().hex[:6]}",
+            source_field="body",
+            target_field="summary",
+            model="openai/bench-model",
+            api_base=f"http://127.0.0.1:{port}/v1",
+            api_key_name="BENCH_KEY",
+            prompt=prompt,
+            timeout=30,
+        )
+        action.page_types.set([ContentType.objects.get_for_model(BlogPage)])
+        results = []
+        for broker_name in [b.strip() for b in args.brokers.split(",") if b.strip()]:
+            if broker_name == "redis":
+                from tests.workers import redis_available
+
+                if not redis_available():
+                    print("Redis is not running: skipped")
+                    continue
+            results.append(run_once(broker_name, ids, action, user, env, args))
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ideal = args.concurrency / args.latency
+    print()
+    print(
+        f"{args.pages} pages, latency {args.latency * 1000:.0f} ms, concurrency "
+        f"{args.concurrency}, ideal {ideal:.1f} pages/s, database {connection.vendor}"
+    )
+    print(f"{'broker':<7}{'pages/s':>9}{'ratio':>8}{'seconds':>9}{'worker peak MB':>16}")
+    for r in results:
+        print(
+            f"{r['broker']:<7}{r['rate']:>9.1f}{r['ratio']:>8.2f}{r['seconds']:>9.1f}"
+            f"{r['worker_peak_mb']:>16.0f}"
+            f"   (job created in {r['create_seconds']:.2f} s, {r['succeeded']} succeeded)"
+        )
+    print(f"bench process (selection + item creation) peak RSS: {own_peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Benchmark the interaction report at scale (run by hand, not a test).
+
+::
+
+    python bench/report.py                       # 100,000 rows in a throwaway SQLite file
+    python bench/report.py --rows 20000
+    python bench/report.py --database-url postgres://postgres@127.0.0.1:5432/bench
+    python bench/report.py --xlsx                # also time the XLSX export
+
+It creates a throwaway database (SQLite file in a temporary directory, or ``test_<name>`` on
+the server given by ``--database-url``; dropped afterwards), bulk-creates N interactions over
+90 days (200 pages, 3 actions, 4 users, 5% errors), then times, as a superuser and as an
+editor who sees only some pages:
+
+* the report page (unfiltered, and filtered by status + action + the last 30 days),
+* the totals aggregate and the per-day chart query on their own,
+* the CSV export of everything (streamed), and optionally the XLSX export,
+
+with the number of queries per request and the peak Python memory of the export
+(``tracemalloc``, measured in a separate run so it does not slow the timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_django(database_url: str | None, sqlite_path: str) -> None:
+    sys.path[:0] = [str(ROOT), str(ROOT / "sandbox")]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    os.environ["DJANGO_DEBUG"] = "0"
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+        os.environ["TEST_SQLITE_NAME"] = sqlite_path
+    import django
+
+    django.setup()
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, object]:
+    """Median wall time in ms over ``repeat`` runs, and the last result."""
+    times = []
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), result
+
+
+def make_data(rows: int, seed: int = 1):
+    from blog.models import BlogIndexPage, BlogPage
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+    from django.utils import timezone
+    from wagtail.models import GroupPagePermission, Page, Site
+
+    from wagtail_llm_actions.models import LLMAction, LLMInteraction, LLMPrompt
+
+    rng = random.Random(seed)
+    User = get_user_model()
+    admin = User.objects.create_superuser("admin", "admin@example.com", "password")
+    users = [admin] + [
+        User.objects.create_user(f"user{i}", f"user{i}@example.com", "password") for i in range(3)
+    ]
+    root = Page.get_first_root_node()
+    home = BlogIndexPage(title="Blog", slug="blog")
+    root.add_child(instance=home)
+    Site.objects.update_or_create(
+        is_default_site=True, defaults={"hostname": "localhost", "root_page": home}
+    )
+    sections = []
+    for s in range(4):
+        section = BlogIndexPage(title=f"Section {s}", slug=f"section-{s}")
+        home.add_child(instance=section)
+        sections.append(section)
+    pages = []
+    for i in range(200):
+        page = BlogPage(title=f"Post {i} about compost", slug=f"post-{i}")
+        sections[i % 4].add_child(instance=page)
+        pages.append(page)
+
+    # an editor who may edit one section only (sees a quarter of the rows plus their own)
+    editor = users[1]
+    group = Group.objects.create(name="Section 0 editors")
+    group.permissions.add(Permission.objects.get(codename="access_admin"))
+    GroupPagePermission.objects.create(
+        group=group, page=sections[0], permission=Permission.objects.get(codename="change_page")
+    )
+    editor.groups.add(group)
+
+    prompt = LLMPrompt.objects.create(name="Summarize", slug="summarize", template="{body}")
+    prompt.save_revision()
+    blog_type = ContentType.objects.get_for_model(BlogPage)
+    actions = []
+    for slug, model, target in [
+        ("summary", "openai/gpt-4o-mini", "summary"),
+        ("tags", "anthropic/claude-3-5-haiku-latest", "tags"),
+        ("seo", "local/extractive", "search_description"),
+    ]:
+        action = LLMAction.objects.create(
+            name=slug.title(), slug=slug, model=model, prompt=prompt, target_field=target
+        )
+        action.page_types.set([blog_type])
+        actions.append(action)
+
+    now = timezone.now()
+    field = LLMInteraction._meta.get_field("created_at")
+    field.auto_now_add = False
+    body = "Lorem ipsum dolor sit amet, compost and worms. " * 20
+    try:
+        batch = []
+        for n in range(rows):
+            action = actions[n % 3]
+            error = rng.random() < 0.05
+            tokens_in = rng.randint(200, 4000)
+            tokens_out = None if error else rng.randint(20, 400)
+            batch.append(
+                LLMInteraction(
+                    action=action,
+                    action_name=action.name,
+                    page=pages[rng.randrange(200)],
+                    content_type=blog_type,
+                    user=users[rng.randrange(4)],
+                    trigger=rng.choice(["editor", "bulk", "command"]),
+                    model=action.model,
+                    messages=[{"role": "user", "content": body}],
+                    parameters={"model": action.model, "temperature": 0.3},
+                    response_text="" if error else body[:300],
+                    output_value="" if error else body[:300],
+                    previous_value=body[:200],
+                    prompt_tokens=tokens_in,
+                    completion_tokens=tokens_out,
+                    total_tokens=tokens_in + (tokens_out or 0),
+                    cost=None if error else Decimal(tokens_in) * Decimal("0.00000015"),
+                    latency_ms=rng.randint(300, 9000),
+                    status="error" if error else "success",
+                    outcome="" if error else rng.choice(["drafted", "accepted", "edited"]),
+                    error_code="timeout" if error else "",
+                    error_message="The model did not answer in time." if error else "",
+                    created_at=now - datetime.timedelta(seconds=rng.randrange(90 * 86400)),
+                )
+            )
+            if len(batch) == 5000:
+                LLMInteraction.objects.bulk_create(batch)
+                batch = []
+        if batch:
+            LLMInteraction.objects.bulk_create(batch)
+    finally:
+        field.auto_now_add = True
+    return admin, editor, actions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--database-url", default=None, help="e.g. postgres://user@host/name")
+    parser.add_argument("--xlsx", action="store_true", help="also time the XLSX export")
+    args = parser.parse_args()
+
+    tmpdir = tempfile.TemporaryDirectory(prefix="llm-report-bench-")
+    sqlite_path = os.path.join(tmpdir.name, "bench.sqlite3")
+    setup_django(args.database_url, sqlite_path)
+
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext, setup_test_environment
+    from django.utils import timezone
+
+    from wagtail_llm_actions.charts import daily_series
+    from wagtail_llm_actions.models import LLMInteraction
+    from wagtail_llm_actions.permissions import visible_interactions
+    from wagtail_llm_actions.reports import interaction_totals
+
+    setup_test_environment()
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    try:
+        started = time.perf_counter()
+        admin, editor, actions = make_data(args.rows)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        print(
+            f"{connection.vendor}: {LLMInteraction.objects.count():,} interactions created in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+
+        since = (timezone.localdate() - datetime.timedelta(days=30)).isoformat()
+        filtered = f"?status=error&action={actions[0].pk}&created_at_from={since}"
+        url = "/admin/llm-actions/report/"
+        client = Client()
+
+        class Results(list):
+            def append(self, item):
+                label, ms, note = item
+                shown = f"{ms:9.1f} ms" if ms is not None else " " * 12
+                print(f"  {label:<38}{shown}   {note}", flush=True)
+                super().append(item)
+
+        results = Results()
+        print(f"\n{args.rows:,} interactions on {connection.vendor}", flush=True)
+
+        def page(who, user, query="", what=""):
+            client.force_login(user)
+            client.get(url + query)  # warm up
+
+            def get():
+                with CaptureQueriesContext(connection) as ctx:
+                    response = client.get(url + query)
+                    assert response.status_code == 200, response.status_code
+                return len(ctx.captured_queries)
+
+            ms, queries = timed(get)
+            label = f"report page, {who}" + (f", {what}" if what else "")
+            results.append((label, ms, f"{queries} queries"))
+
+        page("superuser", admin)
+        page("superuser", admin, filtered, "filtered")
+        page("restricted editor", editor)
+        page("superuser", admin, "?q=compost", "search")
+
+        everything = LLMInteraction.objects.all()
+        ms, totals = timed(lambda: interaction_totals(everything))
+        results.append(("totals query, all rows", ms, f"{totals['calls']:,} calls"))
+        ms, _ = timed(lambda: interaction_totals(visible_interactions(editor)))
+        results.append(("totals query, restricted editor", ms, ""))
+        ms, series = timed(lambda: daily_series(everything))
+        results.append(("chart query (per day)", ms, f"{len(series)} days"))
+
+        def export(fmt, user=admin):
+            client.force_login(user)
+            response = client.get(f"{url}?export={fmt}")
+            size = 0
+            for chunk in response.streaming_content:
+                size += len(chunk)
+            return size
+
+        ms, size = timed(lambda: export("csv"), repeat=1)
+        results.append(("CSV export, all rows", ms, f"{size / 1e6:.1f} MB"))
+        if args.xlsx:
+            ms, size = timed(lambda: export("xlsx"), repeat=1)
+            results.append(("XLSX export, all rows", ms, f"{size / 1e6:.1f} MB"))
+
+        tracemalloc.start()
+        export("csv")
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        results.append(("CSV export peak Python memory", None, f"{peak / 1e6:.1f} MB"))
+        if args.xlsx:
+            tracemalloc.start()
+            export("xlsx")
+            _current, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            results.append(("XLSX export peak Python memory", None, f"{peak / 1e6:.1f} MB"))
+
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  {'process max RSS (whole run)':<38}{'':12}   {maxrss:.0f} MB")
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        tmpdir.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Settings for a ``qcluster`` subprocess started by tests (see ``tests/workers.py``).
+
+The database is the one the test uses: a SQLite file (``LLM_TEST_SQLITE``) or, with
+``DATABASE_URL``, the PostgreSQL test database (``LLM_TEST_DB_NAME``). The broker is the ORM
+or Redis (``Q_BROKER=redis``) on the list ``Q_NAME``. Leases are short so that a killed
+worker's items are recovered within seconds.
+"""
+
+import os
+
+from tests.settings import *  # noqa: F403
+
+if os.environ.get("LLM_TEST_SQLITE"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ["LLM_TEST_SQLITE"],
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                # WAL mode (set on the file) is durable without an fsync per commit.
+                "init_command": "PRAGMA synchronous=NORMAL",
+            },
+        }
+    }
+elif os.environ.get("LLM_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["LLM_TEST_DB_NAME"]  # noqa: F405
+
+Q_CLUSTER = {
+    "name": os.environ.get("Q_NAME", "llm_actions"),
+    "workers": int(os.environ.get("Q_WORKERS", "2")),
+    "timeout": int(os.environ.get("Q_TIMEOUT", "120")),
+    "retry": int(os.environ.get("Q_RETRY", "150")),
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.1,
+    "guard_cycle": 0.2,
+}
+if os.environ.get("Q_BROKER") == "redis":
+    Q_CLUSTER["redis"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+else:
+    Q_CLUSTER["orm"] = "default"
+
+WAGTAIL_LLM_ACTIONS = {
+    "RUN_INLINE": False,
+    "LEASE_SECONDS": float(os.environ.get("LLM_LEASE_SECONDS", "2")),
+    "CONCURRENCY": {"*": int(os.environ.get("LLM_CONCURRENCY", "4"))},
+    "RETRY_BACKOFF": 0.1,
+    "MAX_ATTEMPTS": 3,
+}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "wagtail_llm_actions": {"handlers": ["console"], "level": "INFO"},
+        "django-q": {"handlers": ["console"], "level": "INFO"},
+    },
+}

@@ -1,0 +1,374 @@
+"""The bulk job engine: eligibility, runs, unchanged skips, retries, idempotency, recovery."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from wagtail.models import PageLogEntry, Revision
+
+from tests.workers import ROOT, delete_redis_broker, drain, redis_available, redis_broker
+from wagtail_llm_actions import jobs
+from wagtail_llm_actions.models import (
+    JobStatus,
+    LLMInteraction,
+    LLMJob,
+    LLMJobItem,
+)
+from wagtail_llm_actions.service import LOG_ACTION, LLMService
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {
+        **settings.WAGTAIL_LLM_ACTIONS,
+        "RETRY_BACKOFF": 0,
+        "MAX_ATTEMPTS": 3,
+    }
+
+
+def reload(page):
+    return type(page).objects.get(pk=page.pk)
+
+
+def drafts(page) -> int:
+    return PageLogEntry.objects.filter(page=page, action=LOG_ACTION).count()
+
+
+def statuses(job) -> dict:
+    return {item.page_id: (item.status, item.skip_reason) for item in job.items.all()}
+
+
+def test_items_are_created_skipped_with_reasons(make_post, blog_index, action, editor, superuser):
+    ok = make_post()
+    locked = make_post()
+    locked.locked, locked.locked_by = True, superuser
+    locked.save()
+    job = jobs.create_job(action, editor, [ok.pk, locked.pk, blog_index.pk])
+    assert statuses(job) == {
+        ok.pk: ("queued", ""),
+        locked.pk: ("skipped", "locked"),
+        blog_index.pk: ("skipped", "wrong_type"),
+    }
+    assert job.options["initial_skipped"] == 2
+
+
+def test_pages_the_user_cannot_edit_are_skipped(make_post, action, outsider):
+    post = make_post()
+    job = jobs.create_job(action, outsider, [post.pk])
+    assert statuses(job) == {post.pk: ("skipped", "no_permission")}
+    assert job.status == JobStatus.COMPLETED
+
+
+def test_descendants_are_included(make_post, blog_index, action, superuser):
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [blog_index.pk], include_descendants=True)
+    assert job.items.count() == 4
+    assert set(job.items.filter(status="queued").values_list("page_id", flat=True)) == {
+        p.pk for p in posts
+    }
+
+
+def test_run_writes_one_draft_per_page_and_completes(make_post, action, superuser):
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+
+    assert jobs.run_job(job.pk) == "completed"
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED and job.finished_at
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    for post in posts:
+        assert drafts(post) == 1
+        assert reload(post).get_latest_revision_as_object().summary
+        assert reload(post).summary == ""  # live page untouched
+    assert set(LLMInteraction.objects.values_list("trigger", flat=True)) == {"bulk"}
+    item = job.items.first()
+    assert item.interaction.revision_id == item.result["revision_id"]
+
+
+def test_rerun_without_changes_skips_every_page_without_calling_the_model(
+    make_post, server_action, fake_llm, superuser
+):
+    posts = [make_post() for _ in range(3)]
+    ids = [p.pk for p in posts]
+    jobs.run_job(jobs.create_job(server_action, superuser, ids).pk)
+    assert fake_llm.request_count == 3
+
+    again = jobs.create_job(server_action, superuser, ids)
+    jobs.run_job(again.pk)
+    assert fake_llm.request_count == 3  # no provider call
+    assert set(statuses(again).values()) == {("skipped", "unchanged")}
+
+    # An edited page runs again; forced jobs run everything.
+    draft = posts[0].get_latest_revision_as_object()
+    draft.body = [("paragraph", "<p>Completely new text about worms.</p>")]
+    draft.save_revision()
+    changed = jobs.create_job(server_action, superuser, ids)
+    jobs.run_job(changed.pk)
+    assert statuses(changed)[posts[0].pk] == ("succeeded", "")
+    assert fake_llm.request_count == 4
+    forced = jobs.create_job(server_action, superuser, ids, force=True)
+    jobs.run_job(forced.pk)
+    assert set(forced.items.values_list("status", flat=True)) == {"succeeded"}
+    assert fake_llm.request_count == 7
+
+
+def test_discarded_answers_do_not_count_as_the_last_run(make_post, action, superuser):
+    post = make_post()
+    jobs.run_job(jobs.create_job(action, superuser, [post.pk]).pk)
+    LLMInteraction.objects.update(outcome="discarded")
+    job = jobs.create_job(action, superuser, [post.pk])
+    jobs.run_job(job.pk)
+    assert statuses(job)[post.pk] == ("succeeded", "")
+
+
+def test_empty_source_is_skipped(make_post, action, superuser):
+    post = make_post(body=[])
+    job = jobs.create_job(action, superuser, [post.pk])
+    jobs.run_job(job.pk)
+    assert statuses(job) == {post.pk: ("skipped", "source_empty")}
+    assert drafts(post) == 0
+
+
+def test_page_locked_after_the_job_was_created_is_skipped(make_post, action, editor, superuser):
+    post = make_post()
+    job = jobs.create_job(action, editor, [post.pk])
+    post.locked, post.locked_by = True, superuser
+    post.save()
+    jobs.run_job(job.pk)
+    assert statuses(job) == {post.pk: ("skipped", "locked")}
+
+
+def test_retryable_errors_are_retried_then_succeed(post, server_action, fake_llm, superuser):
+    fake_llm.enqueue(status=503).enqueue(status=429)
+    job = jobs.create_job(server_action, superuser, [post.pk])
+    jobs.run_job(job.pk)
+    item = job.items.get()
+    assert item.status == "succeeded" and item.attempts == 3
+    assert fake_llm.request_count == 3
+    assert drafts(post) == 1
+
+
+def test_retries_stop_at_max_attempts(post, server_action, fake_llm, superuser):
+    fake_llm.status = 500
+    job = jobs.create_job(server_action, superuser, [post.pk])
+    jobs.run_job(job.pk)
+    item = job.items.get()
+    assert item.status == "failed" and item.attempts == 3
+    assert fake_llm.request_count == 3
+    assert item.error and item.interaction.status == "error"
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+
+
+def test_non_retryable_errors_fail_at_once(post, server_action, fake_llm, superuser):
+    fake_llm.status = 401
+    job = jobs.create_job(server_action, superuser, [post.pk])
+    jobs.run_job(job.pk)
+    item = job.items.get()
+    assert item.status == "failed" and item.attempts == 1
+    assert fake_llm.request_count == 1
+
+
+def test_backoff_delays_the_next_attempt(settings, post, server_action, fake_llm, superuser):
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "RETRY_BACKOFF": 100}
+    fake_llm.enqueue(status=503)
+    job = jobs.create_job(server_action, superuser, [post.pk])
+    assert jobs.run_job(job.pk, budget=0.5) == "budget"
+    item = job.items.get()
+    assert item.status == "queued" and item.not_before > timezone.now() + timedelta(seconds=60)
+    assert fake_llm.request_count == 1
+
+
+def test_retry_failed_queues_them_again(post, server_action, fake_llm, superuser):
+    fake_llm.status = 401
+    job = jobs.create_job(server_action, superuser, [post.pk])
+    jobs.run_job(job.pk)
+    fake_llm.status = 200
+    assert jobs.retry_failed(job, enqueue=False) == 1
+    assert job.status == JobStatus.QUEUED
+    jobs.run_job(job.pk)
+    assert job.items.get().status == "succeeded"
+    assert drafts(post) == 1
+
+
+def test_cancel_stops_queued_items(make_post, action, superuser):
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    assert jobs.cancel_job(job) == 3
+    assert jobs.run_job(job.pk) == "gone"
+    assert set(job.items.values_list("status", flat=True)) == {"cancelled"}
+    assert not LLMInteraction.objects.exists()
+    assert job.status == JobStatus.CANCELLED
+
+
+def test_a_page_gets_at_most_one_draft_when_its_lease_was_taken_over(post, action, superuser):
+    """A slow runner whose lease expired must not write a second draft."""
+    job = jobs.create_job(action, superuser, [post.pk], force=True)
+    lease = jobs.lease_seconds(action)
+    first = jobs.claim_item(job, "slow:1", limit=4, lease=lease)
+    LLMJobItem.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now())
+    second = jobs.claim_item(job, "fast:1", limit=4, lease=lease)
+    assert second.pk == first.pk and second.attempts == 2
+
+    ctx = jobs._RunContext(
+        job=job, action=action, trigger="bulk", token="x", lease=lease, limit=4, max_attempts=3
+    )
+    assert jobs.process_item(ctx, second, "fast:1") == "succeeded"
+    assert jobs.process_item(ctx, first, "slow:1") == "lost"  # its answer is rolled back
+    assert drafts(post) == 1
+    assert LLMInteraction.objects.filter(status="success").count() == 1
+    assert job.items.get().status == "succeeded"
+
+
+def test_redelivered_runner_task_does_nothing_twice(make_post, action, superuser):
+    posts = [make_post() for _ in range(2)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    assert jobs.run_job(job.pk) == "completed"
+    revisions = Revision.objects.count()
+    assert jobs.run_job(job.pk) == "gone"
+    assert Revision.objects.count() == revisions
+    assert all(drafts(p) == 1 for p in posts)
+
+
+def test_items_left_running_by_a_dead_worker_are_recovered(make_post, action, superuser):
+    posts = [make_post() for _ in range(2)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    # A worker claimed both, then died: its leases (and the runner's) run out.
+    for token in ("dead:1", "dead:2"):
+        jobs.claim_item(job, token, limit=4, lease=60)
+    past = timezone.now() - timedelta(seconds=1)
+    job.items.update(lease_expires_at=past)
+    LLMJob.objects.filter(pk=job.pk).update(
+        status="running", runner_token="dead", runner_lease_expires_at=past
+    )
+
+    assert jobs.run_job(job.pk) == "completed"
+    assert set(job.items.values_list("status", "attempts")) == {("succeeded", 2)}
+    assert all(drafts(p) == 1 for p in posts)
+
+
+def test_a_second_runner_leaves_a_live_job_alone(post, action, superuser):
+    job = jobs.create_job(action, superuser, [post.pk])
+    LLMJob.objects.filter(pk=job.pk).update(
+        runner_token="alive", runner_lease_expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    assert jobs.run_job(job.pk, wait=False) == "busy"
+    assert job.items.get().status == "queued"
+
+
+def test_concurrency_is_bounded_per_provider(make_post, action, superuser):
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    LLMJob.objects.filter(pk=job.pk).update(status="running")
+    job.refresh_from_db()
+    assert jobs.claim_item(job, "a:1", limit=2, lease=60).page_id == posts[0].pk
+    assert jobs.claim_item(job, "a:2", limit=2, lease=60).page_id == posts[1].pk
+    assert jobs.claim_item(job, "a:3", limit=2, lease=60) is jobs.FULL
+    # Another job of the same provider shares the limit.
+    other = jobs.create_job(action, superuser, [posts[2].pk], force=True)
+    LLMJob.objects.filter(pk=other.pk).update(status="running")
+    assert jobs.claim_item(other, "b:1", limit=2, lease=60) is jobs.FULL
+
+
+def test_concurrency_setting_by_prefix(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {"CONCURRENCY": {"*": 3, "openai": 8, "openai/big": 1}}
+    assert jobs.concurrency_for("openai/gpt-4o-mini") == 8
+    assert jobs.concurrency_for("openai/big") == 1
+    assert jobs.concurrency_for("anthropic/claude") == 3
+
+
+def test_progress_counts_tokens_rate_and_eta(make_post, server_action, fake_llm, superuser):
+    fake_llm.usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    posts = [make_post() for _ in range(2)]
+    job = jobs.create_job(server_action, superuser, [p.pk for p in posts])
+    progress = jobs.job_progress(job)
+    assert (progress.total, progress.done, progress.percent) == (2, 0, 0)
+    jobs.run_job(job.pk)
+    job.refresh_from_db()
+    progress = jobs.job_progress(job)
+    assert (progress.done, progress.percent, progress.tokens) == (2, 100, 30)
+    assert progress.count("succeeded") == 2 and progress.rate > 0
+    assert progress.as_dict()["counts"]["succeeded"] == 2
+
+
+def test_plan_counts_skips_and_estimates(make_post, blog_index, action, superuser):
+    posts = [make_post() for _ in range(3)]
+    empty = make_post(body=[])
+    LLMService().run(action, posts[0], superuser)
+    plan = jobs.plan_job(action, superuser, [blog_index.pk], include_descendants=True)
+    assert plan.total == 5
+    assert plan.is_exact and plan.will_run == 2
+    rows = {row["code"]: row for row in plan.skip_rows}
+    assert rows["wrong_type"]["count"] == 1
+    assert rows["unchanged"]["count"] == 1
+    assert rows["source_empty"]["examples"][0]["pk"] == empty.pk
+    assert plan.estimate.prompt_tokens > 0 and plan.estimate.cost == 0  # local/ is free
+    forced = jobs.plan_job(action, superuser, [p.pk for p in posts], force=True)
+    assert forced.will_run == 3
+
+
+def test_plan_samples_large_selections(make_post, action, superuser):
+    posts = [make_post() for _ in range(4)]
+    plan = jobs.plan_job(action, superuser, [p.pk for p in posts], sample=2)
+    assert plan.sampled == 2 and not plan.is_exact
+    assert plan.will_run == 4 and plan.estimate.pages == 4
+
+
+def test_enqueued_job_runs_on_the_orm_broker(make_post, action, superuser):
+    posts = [make_post() for _ in range(2)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    jobs.enqueue_job(job, on_commit=False)
+    assert drain() == ["completed"]
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert all(drafts(p) == 1 for p in posts)
+
+
+def test_recover_jobs_queues_a_runner_for_unfinished_jobs(make_post, action, superuser):
+    post = make_post()
+    job = jobs.create_job(action, superuser, [post.pk])
+    done = jobs.create_job(action, superuser, [post.pk], force=True)
+    LLMJob.objects.filter(pk=done.pk).update(status="completed")
+    assert jobs.recover_jobs() == 1
+    assert drain() == ["completed"]
+    assert job.items.get().status == "succeeded"
+
+
+@pytest.mark.redis
+def test_enqueued_job_runs_on_the_redis_broker(make_post, action, superuser):
+    if not redis_available():
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail("Redis is not running on 127.0.0.1:6379")
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    broker = redis_broker()
+    try:
+        posts = [make_post() for _ in range(2)]
+        job = jobs.create_job(action, superuser, [p.pk for p in posts])
+        jobs.enqueue_job(job, broker=broker, on_commit=False)
+        assert broker.queue_size() == 1
+        assert drain(broker) == ["completed"]
+        assert all(drafts(p) == 1 for p in posts)
+    finally:
+        delete_redis_broker(broker)
+
+
+def test_estimates_do_not_import_litellm():
+    code = (
+        "import sys; from wagtail_llm_actions import estimates;"
+        "n = estimates.count_message_tokens([{'role': 'user', 'content': 'Hello world'}]);"
+        "p = estimates.price_per_token('openai/gpt-4o-mini');"
+        "print(n > 0, p is not None and p[0] > 0, 'litellm' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "True", "False"]

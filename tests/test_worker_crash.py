@@ -1,0 +1,121 @@
+"""Crash safety with a real ``qcluster``: SIGKILL it mid-job, start it again, nothing is lost.
+
+Each test starts ``manage.py qcluster`` (``tests/qcluster_settings.py``) in its own process
+group against the test's database (a SQLite file copy, or the PostgreSQL test database),
+lets it process part of a job whose calls take a while (the fake server's latency), kills
+every process of the cluster with SIGKILL while calls are in flight, starts a new cluster and
+waits for the job to complete. Every page must then have exactly one new draft revision and
+every item must have succeeded; the items that were in flight are recovered once their lease
+expires. The subprocesses are always killed, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from django.db import connection
+from wagtail.models import PageLogEntry
+
+from tests.workers import (
+    QCluster,
+    delete_redis_broker,
+    redis_available,
+    redis_broker,
+    shared_database,
+    wait_for,
+)
+from wagtail_llm_actions import jobs
+from wagtail_llm_actions.models import LLMInteraction, LLMJob
+from wagtail_llm_actions.service import LOG_ACTION
+
+PAGES = 16
+LATENCY = 1.0
+
+
+#: Transactional, and the migrations' rows (root page, locale, site) restored afterwards.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture
+def shared_db(transactional_db, tmp_path):
+    with shared_database(tmp_path) as env:
+        yield env
+
+
+def orm_broker(name):
+    from django_q.brokers.orm import ORM
+
+    return ORM(list_key=name)
+
+
+@pytest.mark.parametrize("broker_name", ["orm", pytest.param("redis", marks=pytest.mark.redis)])
+def test_killed_worker_job_completes_each_page_exactly_once(
+    broker_name, shared_db, make_post, server_action, fake_llm, superuser, tmp_path
+):
+    if broker_name == "redis" and not redis_available():
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail("Redis is not running on 127.0.0.1:6379")
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    name = f"llmcrash{uuid.uuid4().hex[:8]}"
+    broker = redis_broker(name) if broker_name == "redis" else orm_broker(name)
+    env = {
+        **shared_db,
+        "Q_NAME": name,
+        "Q_BROKER": broker_name,
+        "Q_WORKERS": "2",
+        "LLM_LEASE_SECONDS": "2",
+        "LLM_CONCURRENCY": "4",
+    }
+    fake_llm.latency = LATENCY
+    server_action.timeout = 5
+    server_action.save()
+    posts = [make_post() for _ in range(PAGES)]
+    job = jobs.create_job(server_action, superuser, [p.pk for p in posts])
+    jobs.enqueue_job(job, broker=broker, on_commit=False)
+
+    def count(status):
+        return job.items.filter(status=status).count()
+
+    log = tmp_path / "qcluster.log"
+    cluster = QCluster(env, log_path=log)
+    try:
+        cluster.start()
+        wait_for(
+            lambda: count("succeeded") >= 3 and count("running") >= 1,
+            timeout=90,
+            message="the first cluster did not start processing the job",
+        )
+        cluster.kill()  # SIGKILL: no cleanup, calls in flight are lost
+        in_flight = set(job.items.filter(status="running").values_list("pk", flat=True))
+        assert in_flight, "some pages were in flight when the worker was killed"
+        assert count("succeeded") < PAGES
+
+        cluster.start()
+        wait_for(
+            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
+            timeout=120,
+            message="the job did not complete after the restart",
+        )
+    except BaseException:
+        cluster.kill()
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        cluster.kill()
+        if broker_name == "redis":
+            delete_redis_broker(broker)
+        else:
+            broker.delete_queue()
+
+    items = list(job.items.all())
+    assert {item.status for item in items} == {"succeeded"}  # none lost
+    for post in posts:  # none twice
+        assert PageLogEntry.objects.filter(page=post, action=LOG_ACTION).count() == 1
+        assert (
+            LLMInteraction.objects.filter(page=post, status="success", trigger="bulk").count() == 1
+        )
+    recovered = [item for item in items if item.pk in in_flight]
+    assert recovered and all(item.attempts >= 2 for item in recovered)
+    assert connection.vendor in ("sqlite", "postgresql")

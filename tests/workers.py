@@ -1,0 +1,220 @@
+"""Worker helpers for tests: run queued django-q2 tasks in-process, or a real ``qcluster``.
+
+In-process (same thread, same transaction as the test)::
+
+    from tests.workers import drain
+    enqueue_job(job, on_commit=False)
+    drain()                      # dequeues from the ORM broker and runs each task here
+    drain(broker=redis_broker()) # ...or from Redis
+
+A real cluster in a subprocess, against a database the test shares (see
+:func:`shared_database` and the ``shared_db`` fixture of ``test_worker_crash.py``)::
+
+    with QCluster(env) as cluster:
+        ...
+        cluster.kill()   # SIGKILL the whole process group
+        cluster.start()  # and start again
+
+Subprocesses are started in their own process group, bounded in time and always killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+# -- in-process ----------------------------------------------------------------------------------
+
+
+def _call(task: dict):
+    func = task["func"]
+    if isinstance(func, str):
+        module, name = func.rsplit(".", 1)
+        func = getattr(importlib.import_module(module), name)
+    return func(*task.get("args", ()), **task.get("kwargs", {}))
+
+
+def drain(broker=None, *, max_tasks: int = 100) -> list:
+    """Run the tasks waiting in ``broker`` (default: the configured one) here, in order.
+
+    Tasks queued by the tasks themselves run too, up to ``max_tasks``. Returns the results.
+    """
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+
+    broker = broker or get_broker()
+    results = []
+    while len(results) < max_tasks:
+        if broker.queue_size() == 0:
+            break
+        batch = broker.dequeue()
+        if not batch:
+            break
+        for ack_id, payload in batch:
+            task = SignedPackage.loads(payload)
+            results.append(_call(task))
+            broker.acknowledge(ack_id)
+    return results
+
+
+def redis_available() -> bool:
+    try:
+        import redis
+
+        return bool(redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def redis_broker(list_key: str | None = None):
+    """A django-q2 Redis broker on a private list (deleted by :func:`delete_redis_broker`)."""
+    from django_q.brokers.redis_broker import Redis
+    from django_q.conf import Conf
+
+    Conf.REDIS = REDIS_URL  # get_connection() reads it; tests restore nothing else
+    return Redis(list_key=list_key or f"llm-test-{uuid.uuid4().hex[:8]}")
+
+
+def delete_redis_broker(broker) -> None:
+    with contextlib.suppress(Exception):
+        broker.delete_queue()
+
+
+# -- a database shared with subprocesses ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def shared_database(tmp_path: Path) -> Iterator[dict]:
+    """Point Django's default connection at a database a ``qcluster`` subprocess can use.
+
+    Use with pytest-django's ``transactional_db``. On PostgreSQL (``DATABASE_URL``) that is
+    the test database itself. On SQLite the in-memory test database is copied into a file
+    (WAL mode, ``BEGIN IMMEDIATE`` transactions so concurrent writers wait instead of
+    failing); the test's connection uses the file and switches back afterwards.
+
+    Yields the environment variables for the subprocess (see ``tests/qcluster_settings.py``).
+    """
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        yield {"LLM_TEST_DB_NAME": connection.settings_dict["NAME"]}
+        return
+    path = tmp_path / "shared.sqlite3"
+    connection.ensure_connection()
+    memory = connection.connection
+    target = sqlite3.connect(str(path))
+    memory.backup(target)
+    target.execute("PRAGMA journal_mode=WAL")
+    target.close()
+    saved_settings = dict(connection.settings_dict)
+    saved_options = dict(saved_settings.get("OPTIONS") or {})
+    connection.connection = None
+    connection.settings_dict["NAME"] = str(path)
+    connection.settings_dict["OPTIONS"] = {
+        **saved_options,
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+    }
+    try:
+        yield {"LLM_TEST_SQLITE": str(path)}
+    finally:
+        with contextlib.suppress(Exception):
+            if connection.connection is not None:
+                connection.connection.close()
+        connection.connection = memory
+        connection.settings_dict["NAME"] = saved_settings["NAME"]
+        connection.settings_dict["OPTIONS"] = saved_options
+
+
+# -- a real qcluster -----------------------------------------------------------------------------
+
+
+class QCluster:
+    """``manage.py qcluster`` in a subprocess with ``tests.qcluster_settings``."""
+
+    def __init__(self, env: dict, *, log_path: Path | None = None) -> None:
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.qcluster_settings",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sandbox")]),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> QCluster:
+        if self.log_path is not None:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in kill()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django", "qcluster"],
+            cwd=str(ROOT),
+            env=self.env,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: kill() reaches every worker
+        )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def kill(self) -> None:
+        """SIGKILL the cluster and all its processes (no cleanup runs in them)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM, then SIGKILL if it does not stop in time."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def __enter__(self) -> QCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.kill()
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = "") -> None:
+    """Poll ``predicate()`` until it is true; fail the test after ``timeout`` seconds."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    if predicate():
+        return
+    pytest.fail(message or f"condition not met within {timeout} s")

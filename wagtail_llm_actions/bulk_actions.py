@@ -1,0 +1,203 @@
+"""The "Run LLM action" bulk action of the page listing.
+
+The confirmation screen lets the user pick an action that applies to the selected pages'
+types, include descendants and force re-running unchanged pages; it shows how many pages
+will run, which are skipped and why, and an estimate of tokens and cost (see
+:func:`jobs.plan_job`). "Check" re-renders the preview for the chosen options; "Start"
+creates the job, queues it on the workers and returns to the listing with a link to the
+job's progress page.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.db.models import Q
+from django.http import Http404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from wagtail.admin import messages
+from wagtail.admin.views.bulk_action import BulkAction
+from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
+
+from . import jobs
+from .models import JobKind, LLMAction
+
+
+class RunActionForm(forms.Form):
+    action = forms.ModelChoiceField(
+        queryset=LLMAction.objects.none(),
+        label=gettext_lazy("Action"),
+        empty_label=None,
+    )
+    include_descendants = forms.BooleanField(
+        required=False,
+        label=gettext_lazy("Include descendants"),
+        help_text=gettext_lazy("Also run on every page below the selected pages."),
+    )
+    force = forms.BooleanField(
+        required=False,
+        label=gettext_lazy("Re-run unchanged pages"),
+        help_text=gettext_lazy(
+            "Pages whose content has not changed since this action last ran on them "
+            "successfully are skipped unless you tick this."
+        ),
+    )
+
+    def __init__(self, *args, actions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action"].queryset = (
+            actions if actions is not None else LLMAction.objects.none()
+        )
+
+
+class RunLLMActionBulkAction(PageBulkAction):
+    display_name = gettext_lazy("Run LLM action")
+    action_type = "run_llm_action"
+    aria_label = gettext_lazy("Run an LLM action on the selected pages")
+    template_name = "wagtail_llm_actions/bulk_actions/confirm_run_llm_action.html"
+    action_priority = 70
+    form_class = RunActionForm
+
+    def __init__(self, request, model):
+        super().__init__(request, model)
+        self._page_ids = None
+        self._result: dict = {}
+
+    # -- selection: ids only, never a list of page objects (memory and queries stay flat) --
+
+    def get_selected_page_ids(self) -> list[int]:
+        if self._page_ids is None:
+            object_ids = self.request.GET.getlist("id")
+            if "all" in object_ids:
+                object_ids = self.get_all_objects_in_listing_query(self.request.GET.get("childOf"))
+            ids = set()
+            for pk in object_ids:
+                try:
+                    ids.add(int(pk))
+                except (TypeError, ValueError):
+                    continue
+            if not ids:
+                raise Http404
+            self._page_ids = sorted(ids)
+        return self._page_ids
+
+    def get_actionable_objects(self):
+        # Permission, locks and types are per-page skip reasons of the job, not a refusal.
+        return self.get_selected_page_ids(), {}
+
+    def applicable_actions(self):
+        """Enabled actions for the types of the selected pages and their descendants."""
+        type_ids = set()
+        for part in jobs.selection_parts(self.get_selected_page_ids(), include_descendants=True):
+            type_ids.update(part.order_by().values_list("content_type_id", flat=True).distinct())
+        return (
+            LLMAction.objects.filter(enabled=True)
+            .filter(Q(page_types__in=type_ids))
+            .distinct()
+            .order_by("name")
+        )
+
+    def get_form_kwargs(self):
+        kwargs = super().get_form_kwargs()
+        kwargs["actions"] = self.applicable_actions()
+        return kwargs
+
+    # -- confirmation screen ---------------------------------------------------------------
+
+    def current_options(self, form) -> tuple[LLMAction | None, bool, bool]:
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            return data["action"], data["include_descendants"], data["force"]
+        if form.is_bound:
+            return None, False, False
+        return form.fields["action"].queryset.first(), False, False
+
+    def get_context_data(self, **kwargs):
+        context = super(BulkAction, self).get_context_data(**kwargs)
+        form = context["form"]
+        ids = self.get_selected_page_ids()
+        action, include_descendants, force = self.current_options(form)
+        plan = None
+        if action is not None:
+            action = LLMAction.objects.select_related("prompt").get(pk=action.pk)
+            plan = jobs.plan_job(
+                action,
+                self.request.user,
+                ids,
+                include_descendants=include_descendants,
+                force=force,
+            )
+        context.update(
+            {
+                "selected_count": len(ids),
+                "plan": plan,
+                "chosen_action": action,
+                "has_actions": form.fields["action"].queryset.exists(),
+                "next": self.next_url,
+                "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
+                "model_opts": self.model._meta,
+            }
+        )
+        return context
+
+    def form_valid(self, form):
+        if "preview" in self.request.POST:
+            return self.render_to_response(self.get_context_data(form=form))
+        response = super().form_valid(form)
+        job = self._result.get("job")
+        if job is not None:
+            from .views.jobs import job_url
+
+            queued = self._result.get("queued", 0)
+            messages.success(
+                self.request,
+                ngettext(
+                    "“%(action)s” started on %(count)d page.",
+                    "“%(action)s” started on %(count)d pages.",
+                    queued,
+                )
+                % {"action": job.action_name, "count": queued},
+                buttons=[messages.button(job_url(job.pk), _("View progress"))],
+            )
+        return response
+
+    def get_execution_context(self):
+        data = self.cleaned_form.cleaned_data
+        return {
+            **super().get_execution_context(),
+            "action": data["action"],
+            "include_descendants": data["include_descendants"],
+            "force": data["force"],
+            "result": self._result,
+        }
+
+    @classmethod
+    def execute_action(
+        cls,
+        objects,
+        action=None,
+        user=None,
+        include_descendants=False,
+        force=False,
+        result=None,
+        **kwargs,
+    ):
+        job = jobs.create_job(
+            action,
+            user,
+            objects,
+            include_descendants=include_descendants,
+            force=force,
+            kind=JobKind.BULK,
+        )
+        jobs.enqueue_job(job)
+        queued = job.items.filter(status="queued").count()
+        if result is not None:
+            result.update(job=job, queued=queued)
+        return queued, 0
+
+    def get_success_message(self, num_parent_objects, num_child_objects):
+        return None  # form_valid adds a message with a link to the job
+
+
+__all__ = ["RunLLMActionBulkAction", "RunActionForm"]

@@ -1,0 +1,160 @@
+"""A small server-rendered SVG chart of calls and cost per day (no JavaScript, no CDN).
+
+::
+
+    series = daily_series(queryset)          # one grouped query
+    svg = render_calls_and_cost(series)      # safe HTML: <svg>…</svg>
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connections
+from django.db.models import Count, DateField, F, Func, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+#: At most this many days are drawn: the most recent days of the filtered set.
+MAX_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Day:
+    date: datetime.date
+    calls: int
+    cost: Decimal
+
+
+def day_of(queryset: QuerySet, field: str = "created_at"):
+    """An expression for the local date of ``field``.
+
+    ``TruncDate`` is native SQL on PostgreSQL and MySQL, but on SQLite Django evaluates it
+    with a Python function per row. When the current time zone is UTC (the stored zone),
+    SQLite's own ``date()`` gives the same answer many times faster.
+    """
+    tz = timezone.get_current_timezone()
+    if connections[queryset.db].vendor == "sqlite" and getattr(tz, "key", str(tz)) in {
+        "UTC",
+        "Etc/UTC",
+    }:
+        return Func(F(field), function="date", output_field=DateField())
+    return TruncDate(field, tzinfo=tz)
+
+
+def daily_series(queryset: QuerySet, max_days: int = MAX_DAYS) -> list[Day]:
+    """Calls and cost per day for the latest ``max_days`` days with activity in ``queryset``.
+
+    One grouped query. Days without calls between the first and last day are filled with
+    zeros so the chart's x axis is continuous.
+    """
+    rows = list(
+        queryset.order_by()
+        .annotate(day=day_of(queryset))
+        .values("day")
+        .annotate(calls=Count("pk"), cost=Sum("cost"))
+        .order_by("-day")[:max_days]
+    )
+    if not rows:
+        return []
+    by_day = {row["day"]: row for row in rows}
+    last = rows[0]["day"]
+    first = max(rows[-1]["day"], last - datetime.timedelta(days=max_days - 1))
+    series = []
+    day = first
+    while day <= last:
+        row = by_day.get(day)
+        series.append(
+            Day(
+                date=day,
+                calls=row["calls"] if row else 0,
+                cost=Decimal(row["cost"] or 0) if row else Decimal(0),
+            )
+        )
+        day += datetime.timedelta(days=1)
+    return series
+
+
+def format_cost(value) -> str:
+    value = Decimal(value or 0)
+    if value and abs(value) < Decimal("0.01"):
+        return f"${value:.4f}"
+    return f"${value:,.2f}"
+
+
+def render_calls_and_cost(series: list[Day], width: int = 720, height: int = 180) -> SafeString:
+    """An SVG bar chart (calls) with a line (cost), sized by ``viewBox`` to fit its container."""
+    if not series:
+        return mark_safe("")  # noqa: S308  # nothing to draw
+    left, right, top, bottom = 44, 64, 12, 28
+    plot_w = width - left - right
+    plot_h = height - top - bottom
+    max_calls = max(day.calls for day in series) or 1
+    max_cost = max(day.cost for day in series) or Decimal(1)
+    slot = plot_w / len(series)
+    bar_w = max(slot * 0.7, 1.0)
+
+    total_calls = sum(day.calls for day in series)
+    total_cost = sum((day.cost for day in series), Decimal(0))
+    label = _("Calls and cost per day, %(start)s to %(end)s: %(calls)s calls, %(cost)s") % {
+        "start": date_format(series[0].date, "SHORT_DATE_FORMAT"),
+        "end": date_format(series[-1].date, "SHORT_DATE_FORMAT"),
+        "calls": total_calls,
+        "cost": format_cost(total_cost),
+    }
+    parts = [
+        f'<svg class="llm-chart" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'viewBox="0 0 {width} {height}" preserveAspectRatio="xMidYMid meet" '
+        f'aria-label="{escape(label)}" data-days="{len(series)}">',
+        f"<title>{escape(label)}</title>",
+        # axes
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+        f'class="llm-chart__axis" />',
+        f'<text x="{left - 6}" y="{top + 10}" text-anchor="end" class="llm-chart__label">'
+        f"{max_calls}</text>",
+        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" class="llm-chart__label">'
+        f"0</text>",
+        f'<text x="{left + plot_w + 6}" y="{top + 10}" class="llm-chart__label llm-chart__cost">'
+        f"{escape(format_cost(max_cost))}</text>",
+        f'<text x="{left}" y="{height - 8}" class="llm-chart__label">'
+        f"{escape(date_format(series[0].date, 'SHORT_DATE_FORMAT'))}</text>",
+        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" '
+        f'class="llm-chart__label">{escape(date_format(series[-1].date, "SHORT_DATE_FORMAT"))}'
+        f"</text>",
+    ]
+    points = []
+    for i, day in enumerate(series):
+        x = left + i * slot + (slot - bar_w) / 2
+        bar_h = plot_h * day.calls / max_calls
+        y = top + plot_h - bar_h
+        tip = ngettext(
+            "%(date)s: %(calls)s call, %(cost)s",
+            "%(date)s: %(calls)s calls, %(cost)s",
+            day.calls,
+        ) % {
+            "date": date_format(day.date, "DATE_FORMAT"),
+            "calls": day.calls,
+            "cost": format_cost(day.cost),
+        }
+        parts.append(
+            f'<rect class="llm-chart__bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" '
+            f'height="{bar_h:.1f}" data-date="{day.date.isoformat()}" '
+            f'data-calls="{day.calls}"><title>{escape(tip)}</title></rect>'
+        )
+        cx = left + i * slot + slot / 2
+        cy = top + plot_h - float(plot_h * day.cost / max_cost)
+        points.append(f"{cx:.1f},{cy:.1f}")
+    parts.append(f'<polyline class="llm-chart__line" fill="none" points="{" ".join(points)}" />')
+    if len(series) <= 31:
+        for point in points:
+            cx, cy = point.split(",")
+            parts.append(f'<circle class="llm-chart__dot" cx="{cx}" cy="{cy}" r="2.5" />')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308  # every interpolated text is escaped

@@ -1,0 +1,520 @@
+"""Page editor runs: build a page from unsaved form data, queue it, run it, report it.
+
+The editor's "Generate summary" button posts the whole, possibly unsaved, edit form. The
+request only validates it and queues a job::
+
+    obj = build_page_from_form(page, request.POST, user)       # like Wagtail's preview
+    job = create_editor_job(action, page, obj, user)          # LLMJob(kind="editor")
+    enqueue_editor_job(job)                                     # django-q2, or inline
+
+A worker runs :func:`run_editor_job`, which calls ``LLMService().run(..., working_obj=obj,
+save=False)``: the answer goes into the job item's ``result`` for the browser to put into
+the open form, and no revision is written (so the editor's next save causes no "newer
+version" conflict). :func:`record_saved_outcomes` links an interaction to the revision that
+first saved its output when the editor saves, and records whether it was kept as generated
+or edited; :func:`set_outcome` records a discard.
+
+Nothing here imports views or templates, or LiteLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from wagtail.models import Page
+
+from .conf import get_setting
+from .exceptions import ActionNotAllowed, ActionNotApplicable, LLMActionError, PageLocked
+from .extraction import PathError, get_target_field, html_to_text
+from .models import (
+    InteractionOutcome,
+    InteractionStatus,
+    InteractionTrigger,
+    ItemStatus,
+    JobKind,
+    JobStatus,
+    LLMAction,
+    LLMInteraction,
+    LLMJob,
+    LLMJobItem,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Name of the hidden input the editor's script adds to the page form, listing the ids of
+#: interactions whose output is in the form (comma separated).
+INTERACTIONS_FIELD = "llm_action_interactions"
+
+#: The django-q2 task that runs an editor job.
+TASK = "wagtail_llm_actions.editor.run_editor_job"
+
+#: Widget kinds the editor's script knows how to fill.
+WIDGET_TEXT = "text"
+WIDGET_TAGS = "tags"
+WIDGET_DRAFTAIL = "draftail"
+
+
+class FormInvalid(LLMActionError):
+    """The unsaved form has errors, so there is no page to run on."""
+
+    code = "form_invalid"
+
+    def __init__(self, message: str, errors: dict[str, list[str]], **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.errors = errors
+
+
+# -- which actions a page offers ---------------------------------------------------------------
+
+
+def actions_for_page(page: Page, request=None) -> list[LLMAction]:
+    """Enabled actions whose page types include ``page``'s type, cached on ``request``."""
+    content_type_id = page.content_type_id
+    cache = getattr(request, "_llm_editor_actions", None) if request is not None else None
+    if cache is not None and content_type_id in cache:
+        return cache[content_type_id]
+    actions = list(
+        LLMAction.objects.filter(enabled=True, page_types__id=content_type_id)
+        .select_related("prompt")
+        .order_by("name")
+        .distinct()
+    )
+    if request is not None:
+        if cache is None:
+            cache = {}
+            request._llm_editor_actions = cache
+        cache[content_type_id] = actions
+    return actions
+
+
+def user_may_run(user, page: Page) -> bool:
+    """Whether ``user`` may run actions on ``page`` from the editor: may edit, not locked."""
+    if user is None or not user.is_authenticated:
+        return False
+    if not page.permissions_for_user(user).can_edit():
+        return False
+    lock = page.get_lock()
+    return lock is None or not lock.for_user(user)
+
+
+def widget_kind(widget: Any) -> str:
+    """How the editor's script fills ``widget``: "draftail", "tags" or "text"."""
+    from taggit.forms import TagWidget
+    from wagtail.admin.rich_text import DraftailRichTextArea
+
+    if isinstance(widget, DraftailRichTextArea):
+        return WIDGET_DRAFTAIL
+    if isinstance(widget, TagWidget):
+        return WIDGET_TAGS
+    return WIDGET_TEXT
+
+
+def form_class_for(page: Page):
+    return page.specific_class.get_edit_handler().get_form_class()
+
+
+# -- unsaved form -> page object -------------------------------------------------------------
+
+
+def build_page_from_form(page: Page, data, user) -> Page:
+    """The page as the editor's unsaved form has it, without saving anything.
+
+    This is what Wagtail's ``PreviewOnEditView`` does: bind the page's edit form to the posted
+    data on top of the latest revision, validate it with required fields deferred (as for a
+    draft save), then ``form.save(commit=False)``. Raises :class:`FormInvalid`.
+    """
+    page = page.specific
+    working = page.get_latest_revision_as_object()
+    form_class = form_class_for(page)
+    data = data.copy()
+    # As the preview does: a draft being written may have no title or slug yet.
+    if not data.get("title"):
+        data["title"] = working.title or _("Placeholder title")
+    if not data.get("slug"):
+        data["slug"] = working.slug or str(uuid.uuid4())
+    form = form_class(data, instance=working, parent_page=page.get_parent(), for_user=user)
+    form.defer_required_fields()
+    if not form.is_valid():
+        errors = {
+            str(form.fields[name].label if name in form.fields else name): [str(m) for m in msgs]
+            for name, msgs in form.errors.items()
+        }
+        if form.formsets:
+            for formset in form.formsets.values():
+                if formset.non_form_errors() or any(formset.errors):
+                    errors.setdefault(_("Inline panels"), []).append(
+                        _("An inline panel has errors.")
+                    )
+        fields = ", ".join(errors) or _("the form")
+        raise FormInvalid(
+            _("Fix the errors in %(fields)s, then try again.") % {"fields": fields},
+            errors=errors,
+        )
+    return form.save(commit=False)
+
+
+def serialise_page(obj: Page) -> dict:
+    """JSON-safe content of ``obj``, the way a revision stores it."""
+    return json.loads(json.dumps(obj.serializable_data(), cls=DjangoJSONEncoder))
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def check_can_start(action: LLMAction, page: Page, user) -> None:
+    """Raise if ``user`` may not run ``action`` on ``page`` from the editor."""
+    page = page.specific
+    if not page.permissions_for_user(user).can_edit():
+        raise ActionNotAllowed()
+    lock = page.get_lock()
+    if lock is not None and lock.for_user(user):
+        raise PageLocked(str(lock.get_message(user)))
+    if not action.enabled:
+        raise ActionNotApplicable(_("The action “%(action)s” is disabled.") % {"action": action})
+    if not action.applies_to(page):
+        raise ActionNotApplicable(
+            _("The action “%(action)s” does not apply to %(type)s pages.")
+            % {"action": action.name, "type": page.specific_class._meta.verbose_name}
+        )
+
+
+def create_editor_job(action: LLMAction, page: Page, obj: Page, user) -> LLMJob:
+    """An editor job for ``obj`` (built from the unsaved form): one queued item."""
+    with transaction.atomic():
+        job = LLMJob.objects.create(
+            action=action,
+            action_name=action.name,
+            user=user,
+            kind=JobKind.EDITOR,
+            status=JobStatus.QUEUED,
+            options={"target_field": action.target_field},
+        )
+        LLMJobItem.objects.create(
+            job=job,
+            page=page,
+            payload={
+                "action": action.pk,
+                "user": user.pk if user is not None else None,
+                "base_revision": page.latest_revision_id,
+                "content": serialise_page(obj),
+            },
+        )
+    return job
+
+
+def enqueue_editor_job(job: LLMJob, *, inline: bool | None = None) -> None:
+    """Queue ``job`` on django-q2, or run it now when ``RUN_INLINE`` is set."""
+    item = job.items.only("pk").first()
+    if inline is None:
+        inline = bool(get_setting("RUN_INLINE"))
+    if inline:
+        run_editor_job(item.pk)
+        return
+    from django_q.tasks import async_task
+
+    async_task(TASK, item.pk, task_name=f"llm-editor-{job.pk}")
+
+
+def _claim(item_id: int) -> LLMJobItem | None:
+    """Mark a queued item running; None if it is gone, cancelled or already claimed."""
+    now = timezone.now()
+    claimed = LLMJobItem.objects.filter(pk=item_id, status=ItemStatus.QUEUED).update(
+        status=ItemStatus.RUNNING, attempts=1, claimed_by="editor", updated_at=now
+    )
+    if not claimed:
+        return None
+    item = LLMJobItem.objects.select_related("job", "job__action", "job__user", "page").get(
+        pk=item_id
+    )
+    LLMJob.objects.filter(pk=item.job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=now
+    )
+    return item
+
+
+def _finish(item: LLMJobItem, status: str, result: dict, interaction=None, error="") -> None:
+    now = timezone.now()
+    item.status = status
+    item.result = result
+    item.error = error
+    item.interaction = interaction
+    item.save(update_fields=["status", "result", "error", "interaction", "updated_at"])
+    LLMJob.objects.filter(pk=item.job_id).exclude(status=JobStatus.CANCELLED).update(
+        status=JobStatus.COMPLETED, finished_at=now
+    )
+
+
+def _fill_value(obj: Page, action: LLMAction, interaction: LLMInteraction) -> dict:
+    """What the browser puts into the field, in the form its widget needs."""
+    form_class = form_class_for(obj)
+    form_field = form_class.base_fields.get(action.target_field)
+    kind = widget_kind(form_field.widget) if form_field is not None else WIDGET_TEXT
+    value: Any = interaction.output_value
+    if kind == WIDGET_TAGS:
+        value = [t.strip() for t in interaction.output_value.split(",") if t.strip()]
+    elif kind == WIDGET_DRAFTAIL:
+        value = form_field.widget.format_value(interaction.output_value)
+    return {"widget": kind, "value": value, "text": _display_text(obj, action, interaction)}
+
+
+def _display_text(obj, action, interaction) -> str:
+    try:
+        field = get_target_field(type(obj), action.target_field)
+    except PathError:
+        return interaction.output_value
+    from wagtail.fields import RichTextField
+
+    if isinstance(field, RichTextField):
+        return html_to_text(interaction.output_value)
+    return interaction.output_value
+
+
+def run_editor_job(item_id: int) -> str:
+    """The django-q2 task: run an editor job's one item and store the field value."""
+    from .service import LLMService
+
+    item = _claim(item_id)
+    if item is None:
+        return "skipped"
+    job = item.job
+    payload = item.payload or {}
+    action = job.action
+    page = item.page
+    if action is None or page is None:
+        _finish(
+            item,
+            ItemStatus.FAILED,
+            {"code": "gone", "message": _("The page or the action no longer exists.")},
+            error="gone",
+        )
+        return "failed"
+    page = page.specific
+    try:
+        obj = page.with_content_json(payload["content"])
+        interaction = LLMService().run(
+            action,
+            page,
+            job.user,
+            working_obj=obj,
+            save=False,
+            trigger=InteractionTrigger.EDITOR,
+        )
+    except LLMActionError as e:
+        _finish(
+            item,
+            ItemStatus.FAILED,
+            {"code": e.code, "message": e.message, "retryable": e.retryable},
+            interaction=e.interaction,
+            error=e.message,
+        )
+        return "failed"
+    except Exception as e:  # a broken payload: report it, never leave a spinner
+        logger.exception("Editor job %s failed", job.pk)
+        _finish(
+            item,
+            ItemStatus.FAILED,
+            {
+                "code": "internal",
+                "message": _("The action failed unexpectedly (%(type)s).")
+                % {"type": type(e).__name__},
+            },
+            error=type(e).__name__,
+        )
+        return "failed"
+    if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+        # Cancelled while the model was answering: nothing will be shown or saved.
+        LLMInteraction.objects.filter(pk=interaction.pk).update(
+            outcome=InteractionOutcome.DISCARDED
+        )
+        _finish(item, ItemStatus.CANCELLED, {}, interaction=interaction)
+        return "cancelled"
+    result = {
+        "interaction": interaction.pk,
+        "field": action.target_field,
+        "output": interaction.output_value,
+        **_fill_value(obj, action, interaction),
+    }
+    _finish(item, ItemStatus.SUCCEEDED, result, interaction=interaction)
+    return "succeeded"
+
+
+def cancel_editor_job(job: LLMJob) -> None:
+    """Cancel a job: a queued item is not run; a running one's answer is thrown away."""
+    now = timezone.now()
+    with transaction.atomic():
+        LLMJob.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+            status=JobStatus.CANCELLED, finished_at=now
+        )
+        LLMJobItem.objects.filter(job=job, status=ItemStatus.QUEUED).update(
+            status=ItemStatus.CANCELLED, updated_at=now
+        )
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+@dataclass
+class EditorStatus:
+    state: str  # queued | running | stalled | succeeded | failed | cancelled
+    elapsed: float
+    message: str = ""
+    result: dict | None = None
+
+    def as_dict(self) -> dict:
+        data: dict[str, Any] = {
+            "state": self.state,
+            "elapsed": round(self.elapsed, 1),
+            "message": self.message,
+        }
+        if self.result is not None:
+            data["result"] = self.result
+        return data
+
+
+def get_editor_item(job_id: int, user) -> LLMJobItem | None:
+    """The item of ``user``'s editor job ``job_id`` (one query), or None."""
+    return (
+        LLMJobItem.objects.select_related("job")
+        .filter(job_id=job_id, job__kind=JobKind.EDITOR, job__user=user)
+        .first()
+    )
+
+
+def editor_status(item: LLMJobItem, now=None) -> EditorStatus:
+    """What the browser shows for ``item``; reads nothing more from the database."""
+    now = now or timezone.now()
+    job = item.job
+    elapsed = (now - job.created_at).total_seconds()
+    if item.status == ItemStatus.QUEUED:
+        timeout = float(get_setting("WORKER_PICKUP_TIMEOUT"))
+        if job.status != JobStatus.CANCELLED and now - job.created_at > timedelta(seconds=timeout):
+            return EditorStatus(
+                "stalled",
+                elapsed,
+                _(
+                    "No background worker has picked this up after %(seconds)s seconds. The "
+                    "site's task worker (manage.py qcluster) may not be running: ask your "
+                    "administrator. You can keep waiting or cancel."
+                )
+                % {"seconds": int(timeout)},
+            )
+        return EditorStatus("queued", elapsed, _("Waiting for a worker…"))
+    if item.status == ItemStatus.RUNNING:
+        return EditorStatus("running", elapsed, _("Generating…"))
+    if item.status == ItemStatus.SUCCEEDED:
+        return EditorStatus("succeeded", elapsed, "", item.result or {})
+    if item.status == ItemStatus.CANCELLED or job.status == JobStatus.CANCELLED:
+        return EditorStatus("cancelled", elapsed, _("Cancelled."))
+    result = item.result or {}
+    return EditorStatus(
+        "failed",
+        elapsed,
+        result.get("message") or item.error or _("The action failed."),
+        {"code": result.get("code", "error")},
+    )
+
+
+# -- outcomes ------------------------------------------------------------------------------------
+
+
+def parse_interaction_ids(value: str) -> list[int]:
+    return [int(v) for v in re.findall(r"\d+", value or "")][:50]
+
+
+def _normalise_value(field: Any, value: str) -> Any:
+    from taggit.managers import TaggableManager
+    from wagtail.fields import RichTextField
+
+    if isinstance(field, TaggableManager):
+        return sorted({t.strip().casefold() for t in (value or "").split(",") if t.strip()})
+    if isinstance(field, RichTextField):
+        value = html_to_text(value or "")
+    return " ".join((value or "").split())
+
+
+def saved_outcome(page: Page, interaction: LLMInteraction, field_name: str) -> str:
+    """ "accepted" if ``page`` holds the interaction's output unchanged, else "edited"."""
+    from .outputs import read_field_value
+
+    try:
+        field = get_target_field(type(page), field_name)
+        saved = read_field_value(page, field_name)
+    except PathError:
+        return InteractionOutcome.EDITED
+    same = _normalise_value(field, saved) == _normalise_value(field, interaction.output_value)
+    return InteractionOutcome.ACCEPTED if same else InteractionOutcome.EDITED
+
+
+def record_saved_outcomes(page: Page, user, ids: list[int]) -> list[LLMInteraction]:
+    """After the editor saved ``page``: link each listed interaction to the new revision.
+
+    An interaction is linked to the revision that first saved its output and never moved to
+    a later one; while Wagtail's autosave keeps overwriting that same revision, its outcome
+    (accepted or edited) follows what was saved last.
+    """
+    revision_id = getattr(page, "latest_revision_id", None)
+    if not ids or revision_id is None or user is None:
+        return []
+    page = page.specific if type(page) is Page else page
+    changed = []
+    interactions = LLMInteraction.objects.filter(
+        pk__in=ids,
+        page_id=page.pk,
+        user=user,
+        trigger=InteractionTrigger.EDITOR,
+        status=InteractionStatus.SUCCESS,
+    ).exclude(outcome=InteractionOutcome.DISCARDED)
+    for interaction in interactions:
+        if interaction.revision_id not in (None, revision_id):
+            continue
+        field_name = _target_of(interaction)
+        if not field_name:
+            continue
+        outcome = saved_outcome(page, interaction, field_name)
+        if interaction.revision_id == revision_id and interaction.outcome == outcome:
+            continue
+        interaction.revision_id = revision_id
+        interaction.outcome = outcome
+        interaction.save(update_fields=["revision", "outcome"])
+        changed.append(interaction)
+    return changed
+
+
+def _target_of(interaction: LLMInteraction) -> str:
+    item = (
+        LLMJobItem.objects.filter(interaction=interaction, job__kind=JobKind.EDITOR)
+        .select_related("job")
+        .first()
+    )
+    if item is not None and item.job.options.get("target_field"):
+        return item.job.options["target_field"]
+    return interaction.action.target_field if interaction.action_id else ""
+
+
+def set_outcome(interaction: LLMInteraction, outcome: str) -> bool:
+    """Record a discard (or undo one) for an editor interaction not yet saved in a revision.
+
+    Returns False when nothing changed (the output is already in a saved revision, where the
+    save decided the outcome, or the value is not allowed).
+    """
+    if outcome not in (InteractionOutcome.DISCARDED, InteractionOutcome.PENDING):
+        return False
+    if interaction.status != InteractionStatus.SUCCESS:
+        return False
+    if interaction.revision_id is not None and outcome == InteractionOutcome.PENDING:
+        return False
+    if interaction.outcome == outcome:
+        return True
+    interaction.outcome = outcome
+    interaction.save(update_fields=["outcome"])
+    return True

@@ -1,0 +1,167 @@
+"""Token and cost estimates for the bulk confirmation screen, without importing LiteLLM.
+
+Importing LiteLLM costs about 4 s and 190 MB, too much for a web request, so this module
+reads what LiteLLM ships instead of calling it:
+
+* **Tokens**: `tiktoken <https://github.com/openai/tiktoken>`_ (a LiteLLM dependency, a small
+  compiled library) with the ``cl100k_base`` encoding file LiteLLM bundles in
+  ``litellm/litellm_core_utils/tokenizers`` (so nothing is downloaded). Other models'
+  tokenizers differ by some percent, which is fine for an estimate. When tiktoken or the
+  file is missing, the count is ``characters / 4``.
+* **Prices**: LiteLLM's bundled price list ``model_prices_and_context_window_backup.json``,
+  read once as plain JSON and reduced to ``model -> (input, output)`` USD per token. Models
+  not in it (a local server, a custom provider) have an unknown price, shown as such.
+  ``local/…`` models are free.
+
+The worker records the real tokens and cost of each call on its ``LLMInteraction``; the
+job progress page sums those.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+#: Characters per token for the fallback count.
+CHARS_PER_TOKEN = 4
+#: Tokens each chat message adds on top of its text (role, separators), as OpenAI counts.
+TOKENS_PER_MESSAGE = 4
+#: Answer length assumed when an action sets no ``max_tokens``.
+DEFAULT_COMPLETION_TOKENS = 300
+
+_lock = threading.Lock()
+_encoding = None
+_encoding_loaded = False
+_prices: dict[str, tuple[Decimal, Decimal]] | None = None
+
+
+def _litellm_dir() -> Path | None:
+    """LiteLLM's package directory, found without importing it."""
+    try:
+        spec = importlib.util.find_spec("litellm")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _get_encoding():
+    """tiktoken's cl100k_base from LiteLLM's bundled file, or None (then chars/4)."""
+    global _encoding, _encoding_loaded
+    if _encoding_loaded:
+        return _encoding
+    with _lock:
+        if _encoding_loaded:
+            return _encoding
+        base = _litellm_dir()
+        cache_dir = base / "litellm_core_utils" / "tokenizers" if base else None
+        if cache_dir is not None and cache_dir.is_dir():
+            os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache_dir))
+            try:
+                import tiktoken
+
+                _encoding = tiktoken.get_encoding("cl100k_base")
+            except Exception:  # missing package or file: fall back to chars/4  # noqa: BLE001
+                logger.debug("tiktoken is not usable; estimating 4 characters a token")
+                _encoding = None
+        _encoding_loaded = True
+        return _encoding
+
+
+def count_text_tokens(text: str) -> int:
+    if not text:
+        return 0
+    encoding = _get_encoding()
+    if encoding is not None:
+        return len(encoding.encode(text, disallowed_special=()))
+    return max(1, (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN)
+
+
+def count_message_tokens(messages: list[dict]) -> int:
+    """Prompt tokens of a chat request (text plus a few tokens a message)."""
+    total = 3
+    for message in messages:
+        total += TOKENS_PER_MESSAGE + count_text_tokens(str(message.get("content") or ""))
+    return total
+
+
+def _load_prices() -> dict[str, tuple[Decimal, Decimal]]:
+    global _prices
+    if _prices is not None:
+        return _prices
+    with _lock:
+        if _prices is not None:
+            return _prices
+        prices: dict[str, tuple[Decimal, Decimal]] = {}
+        base = _litellm_dir()
+        path = base / "model_prices_and_context_window_backup.json" if base else None
+        if path is not None and path.is_file():
+            try:
+                with path.open(encoding="utf-8") as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                data = {}
+            for name, info in data.items():
+                if not isinstance(info, dict):
+                    continue
+                given_in = info.get("input_cost_per_token")
+                given_out = info.get("output_cost_per_token")
+                if given_in is None or given_out is None:
+                    continue
+                try:
+                    prices[name] = (Decimal(str(given_in)), Decimal(str(given_out)))
+                except ArithmeticError:
+                    continue
+            del data
+        _prices = prices
+        return prices
+
+
+def price_per_token(model: str) -> tuple[Decimal, Decimal] | None:
+    """USD per (prompt, completion) token for a LiteLLM model string, or None if unknown."""
+    model = (model or "").strip()
+    if model.startswith("local/"):
+        return (Decimal(0), Decimal(0))
+    prices = _load_prices()
+    if model in prices:
+        return prices[model]
+    _prefix, _sep, name = model.partition("/")
+    if name and name in prices:
+        return prices[name]
+    return None
+
+
+@dataclass
+class Estimate:
+    """Estimated tokens and cost of running an action on some pages."""
+
+    pages: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def estimate(model: str, prompt_tokens: int, pages: int, max_tokens: int | None = None) -> Estimate:
+    """Tokens and cost for ``pages`` calls sending ``prompt_tokens`` in total.
+
+    The answer length is the action's ``max_tokens`` (an upper bound) or a typical answer.
+    """
+    completion = (max_tokens or DEFAULT_COMPLETION_TOKENS) * pages
+    result = Estimate(pages=pages, prompt_tokens=prompt_tokens, completion_tokens=completion)
+    price = price_per_token(model)
+    if price is not None:
+        result.cost = price[0] * prompt_tokens + price[1] * completion
+    return result

@@ -1,0 +1,122 @@
+"""Filters of the interaction report: date range, action, model, status, outcome, user, page."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.filters import (
+    ContentTypeFilter,
+    DateRangePickerWidget,
+    WagtailFilterSet,
+)
+from wagtail.admin.utils import get_user_display_name
+from wagtail.models import Locale, Site, get_page_content_types
+
+from .models import (
+    InteractionOutcome,
+    InteractionStatus,
+    InteractionTrigger,
+    LLMAction,
+    LLMInteraction,
+)
+
+#: The outcome filter's value for rows whose outcome is not known (stored as "").
+UNKNOWN_OUTCOME = "unknown"
+
+
+def outcome_choices():
+    return [(value or UNKNOWN_OUTCOME, label) for value, label in InteractionOutcome.choices]
+
+
+class UserChoiceField(django_filters.fields.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return get_user_display_name(obj)
+
+
+class UserFilter(django_filters.ModelChoiceFilter):
+    field_class = UserChoiceField
+
+
+class InteractionFilterSet(WagtailFilterSet):
+    created_at = django_filters.DateFromToRangeFilter(label=_("Date"), widget=DateRangePickerWidget)
+    action = django_filters.ModelChoiceFilter(
+        label=_("Action"), queryset=LLMAction.objects.order_by("name")
+    )
+    model = django_filters.ChoiceFilter(label=_("Model"), empty_label=_("All"))
+    status = django_filters.ChoiceFilter(
+        label=_("Status"),
+        choices=InteractionStatus.choices,
+        empty_label=_("All"),
+        widget=forms.RadioSelect,
+    )
+    outcome = django_filters.ChoiceFilter(
+        label=_("Outcome"),
+        choices=outcome_choices,
+        empty_label=_("All"),
+        method="filter_outcome",
+    )
+    trigger = django_filters.ChoiceFilter(
+        label=_("Started from"), choices=InteractionTrigger.choices, empty_label=_("All")
+    )
+    user = UserFilter(label=_("User"), queryset=get_user_model().objects.none())
+    content_type = ContentTypeFilter(
+        label=_("Page type"),
+        queryset=lambda request: get_page_content_types(include_base_page_type=False),
+    )
+    site = django_filters.ChoiceFilter(label=_("Site"), empty_label=_("All"), method="filter_site")
+    page_locale = django_filters.ChoiceFilter(
+        label=_("Locale"), empty_label=_("All"), method="filter_locale"
+    )
+
+    class Meta:
+        model = LLMInteraction
+        fields = []
+
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+        super().__init__(data, queryset, request=request, prefix=prefix)
+        base = queryset if queryset is not None else LLMInteraction.objects.all()
+        base = base.order_by()
+
+        models = base.values_list("model", flat=True).distinct()
+        self.filters["model"].extra["choices"] = [(m, m) for m in sorted(models) if m]
+
+        User = get_user_model()
+        # one EXISTS per user on the (user, created_at) index, not a scan of every row
+        self.filters["user"].queryset = User.objects.filter(
+            Exists(base.filter(user=OuterRef("pk")))
+        ).order_by(User.USERNAME_FIELD)
+
+        sites = list(Site.objects.select_related("root_page").order_by("hostname", "port"))
+        if len(sites) > 1:
+            self.filters["site"].extra["choices"] = [
+                (site.root_page.path, str(site)) for site in sites
+            ]
+        else:
+            del self.filters["site"]
+
+        locales = list(Locale.objects.order_by("language_code"))
+        if len(locales) > 1:
+            self.filters["page_locale"].extra["choices"] = [
+                (locale.language_code, locale.get_display_name() or locale.language_code)
+                for locale in locales
+            ]
+        else:
+            del self.filters["page_locale"]
+
+    def filter_outcome(self, queryset, name, value):
+        if not value:
+            return queryset
+        return queryset.filter(outcome="" if value == UNKNOWN_OUTCOME else value)
+
+    def filter_site(self, queryset, name, value):
+        if not value:
+            return queryset
+        return queryset.filter(page__path__startswith=value)
+
+    def filter_locale(self, queryset, name, value):
+        if not value:
+            return queryset
+        return queryset.filter(page__locale__language_code=value)

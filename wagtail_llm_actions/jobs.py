@@ -1,0 +1,1045 @@
+"""The bulk job engine: run one action over many pages, resumably, on django-q2 workers.
+
+Nothing here knows about HTTP; the bulk action, the views and ``run_llm_action`` call these
+functions, and every page run goes through :meth:`LLMService.run`.
+
+::
+
+    plan = plan_job(action, user, page_ids, include_descendants=True)   # preview, no writes
+    job = create_job(action, user, page_ids, include_descendants=True)  # job + one item a page
+    enqueue_job(job)                     # a runner task on django-q2 (after commit)
+    run_job(job.pk)                      # ...or run it here, in the foreground
+
+Design
+======
+
+**Items.** A job has one ``LLMJobItem`` per selected page (and descendant). Pages that cannot
+run are created *skipped* with a reason (wrong type, no permission, locked); the rest are
+*queued*. Whether the source is empty, or unchanged since the last successful run of this
+action (the ``source_hash`` of :meth:`LLMService.prepare` on the page's latest revision
+against the newest successful, not discarded ``LLMInteraction`` for that page and action),
+is decided when the item runs, just before any model call, so it is true at that moment.
+
+**One runner per job.** :func:`enqueue_job` queues one django-q2 task,
+``tasks.run_job(job_id)``. The runner takes the job's *runner lease*
+(``LLMJob.runner_token``/``runner_lease_expires_at``) with a conditional UPDATE, so a
+duplicate runner (a redelivered task, a recovery) exits at once; if the lease is held by a
+runner that stopped renewing it (a killed worker), the new runner waits for it to expire and
+takes over. The runner runs up to ``CONCURRENCY[provider]`` threads (``{"*": 4, "openai":
+8}``, keyed by the model's provider prefix), each looping *claim → run → record*; it renews
+its own and its items' leases every third of ``LEASE_SECONDS``. After a time budget below the
+django-q2 timeout it releases the lease and queues its successor, so no task runs for hours.
+A runner called inside a transaction (tests, ``sync`` mode) uses the calling thread only.
+
+**Claim.** An item is claimed with one atomic conditional UPDATE: ``status`` queued (and
+``not_before`` passed) *or* running with an expired lease → running, with a fresh claim token
+in ``claimed_by``, a lease, ``attempts + 1``. The same statement checks that fewer than the
+provider's limit of items are running with a live lease across all jobs of that provider
+(on PostgreSQL the claim also takes a transaction-level advisory lock per provider, so two
+claims cannot both see a free slot; on SQLite writes are serialised anyway).
+
+**Idempotency.** ``LLMService.run(..., on_success=...)`` marks the item *succeeded* inside
+the transaction that saves the draft revision and the interaction, and only if the item is
+still running under this claim token; otherwise it raises and the revision is rolled back.
+So a page gets at most one new draft revision per job, however often a task is retried or
+redelivered or a lease expires while a slow call is still running.
+
+**Retries.** Errors the provider layer marks retryable (rate limits, server errors,
+timeouts, connection errors) put the item back in the queue with ``not_before`` set by
+exponential backoff (``RETRY_BACKOFF * 2**(attempt-1)``, capped, with jitter) until
+``MAX_ATTEMPTS`` attempts; other errors fail the item at once. The per-call timeout is the
+action's. An item whose claims keep being lost to dying workers also fails after
+``MAX_ATTEMPTS`` + 1 claims, so nothing retries forever.
+
+**Crash safety.** If a worker is killed (SIGKILL), its transaction is rolled back: the item
+stays *running* with a lease that expires, and the runner lease expires too. When a worker
+process starts, the ``post_spawn`` signal of django-q2 calls :func:`recover_jobs`, which
+queues a runner for every unfinished job; that runner waits for the dead runner's lease,
+then reclaims the expired items. This does not depend on the broker keeping the lost task
+(the Redis broker drops a task a killed worker had taken; the ORM broker redelivers it after
+``Q_CLUSTER["retry"]`` seconds, and that duplicate exits). "Retry failed" and the
+``run_llm_action`` command also (re)start runners.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.db.models import Case, Count, F, Func, Q, Subquery, Sum, Value, When
+from django.db.models.lookups import LessThan
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from wagtail.models import Locale, Page, Revision
+from wagtail.permission_policies.pages import PagePermissionPolicy
+
+from . import estimates
+from .conf import get_setting
+from .exceptions import (
+    ActionNotAllowed,
+    ActionNotApplicable,
+    LLMActionError,
+    PageLocked,
+    SourceEmpty,
+)
+from .models import (
+    InteractionOutcome,
+    InteractionStatus,
+    InteractionTrigger,
+    ItemStatus,
+    JobKind,
+    JobStatus,
+    LLMAction,
+    LLMInteraction,
+    LLMJob,
+    LLMJobItem,
+)
+from .service import LLMService, working_copy
+
+logger = logging.getLogger(__name__)
+
+#: The django-q2 task that runs a job.
+RUNNER_TASK = "wagtail_llm_actions.tasks.run_job"
+#: Job kinds this engine runs (editor jobs belong to ``editor.py``).
+ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND)
+#: Pages per query/bulk insert when selecting pages and creating items.
+CHUNK_SIZE = 500
+#: Selected pages per query when descendants are included (SQL ``OR`` of path prefixes).
+ROOTS_PER_QUERY = 200
+#: Pages whose content the confirmation screen inspects (source empty, unchanged, tokens).
+PREVIEW_SAMPLE = 50
+#: Example titles listed for each skip reason on the confirmation screen.
+EXAMPLES_PER_REASON = 5
+#: Longest backoff between attempts, in seconds.
+MAX_BACKOFF = 300
+#: How often an idle runner thread looks for claimable items, in seconds.
+IDLE_POLL = 0.5
+#: Final item states.
+FINAL_STATUSES = (
+    ItemStatus.SUCCEEDED,
+    ItemStatus.FAILED,
+    ItemStatus.SKIPPED,
+    ItemStatus.CANCELLED,
+)
+
+SKIP_WRONG_TYPE = "wrong_type"
+SKIP_NO_PERMISSION = "no_permission"
+SKIP_LOCKED = "locked"
+SKIP_SOURCE_EMPTY = "source_empty"
+SKIP_UNCHANGED = "unchanged"
+SKIP_DELETED = "deleted"
+
+SKIP_REASONS = {
+    SKIP_WRONG_TYPE: _("The action does not apply to this page type"),
+    SKIP_NO_PERMISSION: _("No permission to edit the page"),
+    SKIP_LOCKED: _("The page is locked"),
+    SKIP_SOURCE_EMPTY: _("The source field is empty"),
+    SKIP_UNCHANGED: _("Unchanged since the last successful run of this action"),
+    SKIP_DELETED: _("The page was deleted"),
+}
+
+#: ``LLMActionError.code`` values that mean "skip this page" rather than "failed".
+_SKIP_CODES = {
+    ActionNotAllowed.code: SKIP_NO_PERMISSION,
+    PageLocked.code: SKIP_LOCKED,
+    ActionNotApplicable.code: SKIP_WRONG_TYPE,
+    SourceEmpty.code: SKIP_SOURCE_EMPTY,
+}
+
+
+def skip_reason_label(code: str) -> str:
+    return str(SKIP_REASONS.get(code, code))
+
+
+class LeaseLost(LLMActionError):
+    """The item was reclaimed by another runner while this one was running it."""
+
+    code = "lease_lost"
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def provider_prefix(model: str) -> str:
+    prefix, sep, _name = (model or "").strip().partition("/")
+    return prefix if sep else ""
+
+
+def concurrency_for(model: str) -> int:
+    """Concurrent calls allowed for ``model``: ``CONCURRENCY[model]``, ``[prefix]`` or ``["*"]``."""
+    limits = get_setting("CONCURRENCY") or {}
+    for key in ((model or "").strip(), provider_prefix(model), "*"):
+        if key in limits:
+            return max(1, int(limits[key]))
+    return 4
+
+
+def max_attempts() -> int:
+    return max(1, int(get_setting("MAX_ATTEMPTS") or 1))
+
+
+def lease_seconds(action: LLMAction | None = None) -> float:
+    """An item's lease: ``LEASE_SECONDS`` plus the longest its call can take."""
+    base = float(get_setting("LEASE_SECONDS") or 120)
+    if action is None:
+        return base
+    timeout = float(action.timeout or get_setting("DEFAULT_TIMEOUT") or 60)
+    return base + timeout * (1 + len(action.fallback_model_list))
+
+
+def backoff_seconds(attempt: int) -> float:
+    base = float(get_setting("RETRY_BACKOFF") or 0)
+    delay = min(MAX_BACKOFF, base * (2 ** max(0, attempt - 1)))
+    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+
+
+def new_token() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+# -- selection and eligibility -----------------------------------------------------------------
+
+
+def selection_parts(page_ids: Iterable, include_descendants: bool = False) -> list:
+    """Querysets of pages that together make the selection (without overlaps).
+
+    One queryset per ``CHUNK_SIZE`` selected ids, or per ``ROOTS_PER_QUERY`` selected pages
+    when their descendants are included (an ``OR`` of tree path prefixes).
+    """
+    ids = sorted({int(pk) for pk in page_ids})
+    if not include_descendants:
+        return [
+            Page.objects.filter(pk__in=ids[i : i + CHUNK_SIZE])
+            for i in range(0, len(ids), CHUNK_SIZE)
+        ]
+    paths = sorted(Page.objects.filter(pk__in=ids).values_list("path", flat=True))
+    roots: list[str] = []
+    for path in paths:  # sorted, so a descendant directly follows its ancestors
+        if not roots or not path.startswith(roots[-1]):
+            roots.append(path)
+    parts = []
+    for i in range(0, len(roots), ROOTS_PER_QUERY):
+        query = Q()
+        for path in roots[i : i + ROOTS_PER_QUERY]:
+            query |= Q(path__startswith=path)
+        parts.append(Page.objects.filter(query))
+    return parts
+
+
+def _editable_pages(user):
+    """A queryset of the pages ``user`` may edit (Wagtail's page permission policy)."""
+    return PagePermissionPolicy().instances_user_has_any_permission_for(user, {"change"})
+
+
+def _lock_condition(user) -> Q:
+    if user is None or getattr(settings, "WAGTAILADMIN_GLOBAL_EDIT_LOCK", False):
+        return Q(locked=True)
+    return Q(locked=True) & ~Q(locked_by_id=user.pk)
+
+
+def annotate_reasons(queryset, action: LLMAction, user, type_ids: list[int] | None = None):
+    """``queryset`` with a ``skip`` annotation: a skip reason code, or "" to run.
+
+    Only what the page row tells: wrong type, no permission, locked (in that order).
+    """
+    if type_ids is None:
+        type_ids = list(action.page_types.values_list("pk", flat=True))
+    whens = [When(~Q(content_type_id__in=type_ids), then=Value(SKIP_WRONG_TYPE))]
+    if user is not None:
+        editable = _editable_pages(user)
+        whens.append(When(~Q(pk__in=editable.values("pk")), then=Value(SKIP_NO_PERMISSION)))
+    whens.append(When(_lock_condition(user), then=Value(SKIP_LOCKED)))
+    return queryset.annotate(skip=Case(*whens, default=Value("")))
+
+
+def last_success_hashes(action: LLMAction, page_ids: list[int]) -> dict[int, str]:
+    """The ``source_hash`` of the newest successful, not discarded run of ``action`` per page.
+
+    One query for all ``page_ids`` (it uses the ``llmi_page_action_idx`` index).
+    """
+    rows = (
+        LLMInteraction.objects.filter(
+            page_id__in=page_ids, action=action, status=InteractionStatus.SUCCESS
+        )
+        .exclude(outcome=InteractionOutcome.DISCARDED)
+        .order_by("page_id", "-created_at", "-pk")
+        .values_list("page_id", "source_hash")
+    )
+    result: dict[int, str] = {}
+    for page_id, source_hash in rows:
+        result.setdefault(page_id, source_hash)
+    return result
+
+
+def working_copies(page_ids: list[int]) -> dict[int, Page]:
+    """Each page as its latest revision has it, loaded with a fixed number of queries."""
+    pages = list(Page.objects.filter(pk__in=page_ids).specific())
+    draft_revision_ids = [
+        p.latest_revision_id for p in pages if p.has_unpublished_changes and p.latest_revision_id
+    ]
+    contents = dict(Revision.objects.filter(pk__in=draft_revision_ids).values_list("pk", "content"))
+    locales = {
+        locale.pk: locale for locale in Locale.objects.filter(pk__in={p.locale_id for p in pages})
+    }
+    result = {}
+    for page in pages:
+        content = contents.get(page.latest_revision_id) if page.has_unpublished_changes else None
+        obj = page.with_content_json(content) if content is not None else page
+        if obj.locale_id in locales:
+            obj.locale = locales[obj.locale_id]  # {locale} of the prompt: no query per page
+        result[page.pk] = obj
+    return result
+
+
+@dataclass
+class ContentCheck:
+    page_id: int
+    skip: str = ""
+    prompt_tokens: int = 0
+    error: str = ""
+
+
+def check_content(
+    action: LLMAction, page_ids: list[int], *, force: bool = False
+) -> dict[int, ContentCheck]:
+    """Source empty / unchanged / prompt tokens for ``page_ids``, in a fixed number of queries."""
+    service = LLMService()
+    copies = working_copies(page_ids)
+    hashes = {} if force else last_success_hashes(action, list(copies))
+    result: dict[int, ContentCheck] = {}
+    for page_id, obj in copies.items():
+        check = ContentCheck(page_id)
+        try:
+            prepared = service.prepare(action, obj)
+        except SourceEmpty:
+            check.skip = SKIP_SOURCE_EMPTY
+        except LLMActionError as e:
+            check.error = e.message
+        else:
+            if hashes.get(page_id) == prepared.source_hash:
+                check.skip = SKIP_UNCHANGED
+            else:
+                check.prompt_tokens = estimates.count_message_tokens(prepared.messages)
+        result[page_id] = check
+    return result
+
+
+@dataclass
+class Plan:
+    """What a job would do: for the confirmation screen. Built without writing anything."""
+
+    action: LLMAction
+    total: int = 0
+    eligible: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[dict]] = field(default_factory=dict)
+    sampled: int = 0
+    sample_skipped: dict[str, int] = field(default_factory=dict)
+    sample_errors: int = 0
+    estimate: estimates.Estimate | None = None
+
+    @property
+    def will_run(self) -> int:
+        """Pages expected to call the model (content checks extrapolated from the sample)."""
+        if not self.sampled:
+            return self.eligible
+        runnable = self.sampled - sum(self.sample_skipped.values())
+        if self.sampled >= self.eligible:
+            return runnable
+        return round(self.eligible * runnable / self.sampled)
+
+    @property
+    def is_exact(self) -> bool:
+        return self.sampled >= self.eligible
+
+    @property
+    def skip_rows(self) -> list[dict]:
+        rows = []
+        for code in SKIP_REASONS:
+            count = self.skipped.get(code, 0) + (
+                self.sample_skipped.get(code, 0) if self.is_exact else 0
+            )
+            if count:
+                rows.append(
+                    {
+                        "code": code,
+                        "label": skip_reason_label(code),
+                        "count": count,
+                        "examples": self.examples.get(code, []),
+                    }
+                )
+        return rows
+
+
+def plan_job(
+    action: LLMAction,
+    user,
+    page_ids: Iterable,
+    *,
+    include_descendants: bool = False,
+    force: bool = False,
+    sample: int = PREVIEW_SAMPLE,
+) -> Plan:
+    """Count what a job would run and skip, and estimate its tokens and cost.
+
+    Row-level reasons are counted over the whole selection with a fixed number of queries
+    (per part of :func:`selection_parts`); content checks and the token estimate look at the
+    first ``sample`` eligible pages and are extrapolated for larger selections.
+    """
+    plan = Plan(action=action)
+    type_ids = list(action.page_types.values_list("pk", flat=True))
+    sample_ids: list[int] = []
+    for part in selection_parts(page_ids, include_descendants):
+        annotated = annotate_reasons(part, action, user, type_ids)
+        counts = annotated.values("skip").annotate(n=Count("pk")).order_by()
+        for row in counts:
+            plan.total += row["n"]
+            if row["skip"]:
+                plan.skipped[row["skip"]] = plan.skipped.get(row["skip"], 0) + row["n"]
+            else:
+                plan.eligible += row["n"]
+        for code in list(plan.skipped):
+            have = plan.examples.setdefault(code, [])
+            if len(have) < EXAMPLES_PER_REASON:
+                have.extend(
+                    annotated.filter(skip=code)
+                    .order_by("path")
+                    .values("pk", "draft_title")[: EXAMPLES_PER_REASON - len(have)]
+                )
+        if len(sample_ids) < sample:
+            sample_ids.extend(
+                annotated.filter(skip="")
+                .order_by("path")
+                .values_list("pk", flat=True)[: sample - len(sample_ids)]
+            )
+    if sample_ids:
+        checks = check_content(action, sample_ids, force=force)
+        prompt_tokens = 0
+        titles = dict(Page.objects.filter(pk__in=sample_ids).values_list("pk", "draft_title"))
+        for check in checks.values():
+            if check.skip:
+                plan.sample_skipped[check.skip] = plan.sample_skipped.get(check.skip, 0) + 1
+                have = plan.examples.setdefault(check.skip, [])
+                if len(have) < EXAMPLES_PER_REASON:
+                    have.append({"pk": check.page_id, "draft_title": titles.get(check.page_id)})
+            elif check.error:
+                plan.sample_errors += 1
+            else:
+                prompt_tokens += check.prompt_tokens
+        plan.sampled = len(checks)
+        runnable_sampled = plan.sampled - sum(plan.sample_skipped.values()) - plan.sample_errors
+        if runnable_sampled > 0:
+            per_page = prompt_tokens / runnable_sampled
+            pages = plan.will_run
+            plan.estimate = estimates.estimate(
+                action.model, round(per_page * pages), pages, action.max_tokens
+            )
+        else:
+            plan.estimate = estimates.estimate(action.model, 0, 0, action.max_tokens)
+    return plan
+
+
+# -- creating and starting jobs ----------------------------------------------------------------
+
+
+def create_job(
+    action: LLMAction,
+    user,
+    page_ids: Iterable,
+    *,
+    include_descendants: bool = False,
+    force: bool = False,
+    kind: str = JobKind.BULK,
+) -> LLMJob:
+    """A job with one item per selected page: queued, or skipped with a reason.
+
+    Pages are read and items inserted ``CHUNK_SIZE`` at a time (memory stays flat).
+    """
+    trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
+    type_ids = list(action.page_types.values_list("pk", flat=True))
+    with transaction.atomic():
+        job = LLMJob.objects.create(
+            action=action,
+            action_name=action.name,
+            user=user,
+            kind=kind,
+            force=force,
+            include_descendants=include_descendants,
+            options={
+                "provider": provider_prefix(action.model),
+                "trigger": trigger,
+                "concurrency": concurrency_for(action.model),
+                "max_attempts": max_attempts(),
+            },
+        )
+        skipped = 0
+        for part in selection_parts(page_ids, include_descendants):
+            annotated = annotate_reasons(part, action, user, type_ids).order_by("pk")
+            last = 0
+            while True:
+                rows = list(annotated.filter(pk__gt=last).values_list("pk", "skip")[:CHUNK_SIZE])
+                if not rows:
+                    break
+                last = rows[-1][0]
+                LLMJobItem.objects.bulk_create(
+                    [
+                        LLMJobItem(
+                            job=job,
+                            page_id=pk,
+                            status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
+                            skip_reason=skip,
+                        )
+                        for pk, skip in rows
+                    ]
+                )
+                skipped += sum(1 for _pk, skip in rows if skip)
+        job.options["initial_skipped"] = skipped
+        if not job.items.filter(status=ItemStatus.QUEUED).exists():
+            job.status = JobStatus.COMPLETED
+            job.started_at = job.finished_at = timezone.now()
+        job.save(update_fields=["options", "status", "started_at", "finished_at"])
+    return job
+
+
+def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True) -> None:
+    """Queue a runner task for ``job`` on django-q2 (after the current transaction commits)."""
+
+    def _enqueue():
+        from django_q.tasks import async_task
+
+        kwargs = {"task_name": f"llm-job-{job.pk}", "q_options": {}}
+        if broker is not None:
+            kwargs["broker"] = broker
+        async_task(RUNNER_TASK, job.pk, **kwargs)
+
+    if on_commit:
+        transaction.on_commit(_enqueue)
+    else:
+        _enqueue()
+
+
+def cancel_job(job: LLMJob) -> int:
+    """Stop a job: queued items are cancelled; calls already running finish. Returns count."""
+    now = timezone.now()
+    with transaction.atomic():
+        LLMJob.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+            status=JobStatus.CANCELLED, finished_at=now
+        )
+        count = job.items.filter(
+            Q(status=ItemStatus.QUEUED)
+            | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=now)
+            | Q(status=ItemStatus.RUNNING, lease_expires_at__isnull=True)
+        ).update(status=ItemStatus.CANCELLED, lease_expires_at=None, updated_at=now)
+    job.refresh_from_db()
+    return count
+
+
+def retry_failed(job: LLMJob, *, enqueue: bool = True) -> int:
+    """Queue the failed items (and those cancelled) again with fresh attempts."""
+    with transaction.atomic():
+        count = job.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.CANCELLED]).update(
+            status=ItemStatus.QUEUED,
+            attempts=0,
+            error="",
+            not_before=None,
+            lease_expires_at=None,
+            claimed_by="",
+            updated_at=timezone.now(),
+        )
+        if count:
+            LLMJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, finished_at=None)
+            if enqueue:
+                enqueue_job(job)
+    job.refresh_from_db()
+    return count
+
+
+def recover_jobs(*, broker=None) -> int:
+    """Queue a runner for every unfinished job (called when a worker process starts)."""
+    ids = list(
+        LLMJob.objects.filter(
+            kind__in=ENGINE_KINDS, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+        ).values_list("pk", flat=True)
+    )
+    for pk in ids:
+        enqueue_job(LLMJob(pk=pk), broker=broker, on_commit=False)
+    return len(ids)
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    cost: Decimal | None = None
+    rate: float | None = None  # pages a second
+    eta: float | None = None  # seconds
+    elapsed: float | None = None
+
+    def count(self, status: str) -> int:
+        return self.counts.get(status, 0)
+
+    @property
+    def done(self) -> int:
+        return sum(self.count(s) for s in FINAL_STATUSES)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(100 * self.done / self.total)
+
+    def as_dict(self) -> dict:
+        return {
+            "total": self.total,
+            "done": self.done,
+            "percent": self.percent,
+            "counts": {s: self.count(s) for s in ItemStatus.values},
+            "tokens": self.tokens,
+            "cost": None if self.cost is None else str(self.cost),
+            "rate": self.rate,
+            "eta": self.eta,
+        }
+
+
+def job_progress(job: LLMJob) -> Progress:
+    """Counts, tokens, cost, rate and ETA of ``job`` in two queries."""
+    progress = Progress()
+    for status, n in job.items.values_list("status").annotate(n=Count("pk")).order_by():
+        progress.counts[status] = n
+        progress.total += n
+    totals = LLMInteraction.objects.filter(
+        pk__in=job.items.filter(interaction__isnull=False).values("interaction_id")
+    ).aggregate(tokens=Sum("total_tokens"), cost=Sum("cost"))
+    progress.tokens = totals["tokens"] or 0
+    progress.cost = totals["cost"]
+    if job.started_at:
+        end = job.finished_at or timezone.now()
+        progress.elapsed = max(0.0, (end - job.started_at).total_seconds())
+        processed = progress.done - int((job.options or {}).get("initial_skipped", 0))
+        if processed > 0 and progress.elapsed > 0:
+            progress.rate = processed / progress.elapsed
+            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                progress.eta = progress.remaining / progress.rate
+    return progress
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+class _Full:
+    """Returned by :func:`claim_item` when the provider has no free slot."""
+
+
+FULL = _Full()
+
+
+def _advisory_lock(provider: str) -> None:
+    if connection.vendor == "postgresql":
+        key = zlib.crc32(f"wagtail_llm_actions:{provider}".encode())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _busy_count_subquery(provider: str, now):
+    jobs = LLMJob.objects.filter(
+        status=JobStatus.RUNNING, kind__in=ENGINE_KINDS, options__provider=provider
+    ).values("pk")
+    return (
+        LLMJobItem.objects.filter(
+            job_id__in=jobs, status=ItemStatus.RUNNING, lease_expires_at__gt=now
+        )
+        .order_by()
+        .annotate(n=Func(F("pk"), function="COUNT"))
+        .values("n")
+    )
+
+
+def _claimable(now) -> Q:
+    return (
+        Q(status=ItemStatus.QUEUED) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
+    ) | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=now)
+
+
+def claim_item(job: LLMJob, claim_token: str, *, limit: int, lease: float):
+    """Atomically take the next claimable item of ``job``; None if none, FULL if no slot."""
+    provider = (job.options or {}).get("provider", "")
+    for _attempt in range(20):
+        now = timezone.now()
+        candidate = list(
+            job.items.filter(_claimable(now)).order_by("pk").values_list("pk", flat=True)[:1]
+        )
+        if not candidate:
+            return None
+        with transaction.atomic():
+            _advisory_lock(provider)
+            claimed = (
+                LLMJobItem.objects.filter(pk=candidate[0])
+                .filter(_claimable(now))
+                .filter(LessThan(Subquery(_busy_count_subquery(provider, now)), limit))
+                .update(
+                    status=ItemStatus.RUNNING,
+                    claimed_by=claim_token,
+                    lease_expires_at=now + timedelta(seconds=lease),
+                    attempts=F("attempts") + 1,
+                    updated_at=now,
+                )
+            )
+        if claimed:
+            return LLMJobItem.objects.select_related("page").get(pk=candidate[0])
+        busy = _busy_count_subquery(provider, now).values_list("n", flat=True)
+        if (list(busy) or [0])[0] >= limit:
+            return FULL
+    return FULL
+
+
+def _finish(item: LLMJobItem, claim_token: str, **fields) -> bool:
+    """Record an item's outcome if this claim still owns it."""
+    now = timezone.now()
+    return bool(
+        LLMJobItem.objects.filter(
+            pk=item.pk, status=ItemStatus.RUNNING, claimed_by=claim_token
+        ).update(lease_expires_at=None, updated_at=now, **fields)
+    )
+
+
+LOST = "lost"
+
+
+def _done(item: LLMJobItem, claim_token: str, status: str, **fields) -> str:
+    return status if _finish(item, claim_token, status=status, **fields) else LOST
+
+
+@dataclass
+class _RunContext:
+    job: LLMJob
+    action: LLMAction
+    trigger: str
+    token: str
+    lease: float
+    limit: int
+    max_attempts: int
+    claims: dict[int, str] = field(default_factory=dict)  # item pk -> claim token
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    counter: int = 0
+
+    def next_claim(self) -> str:
+        with self.lock:
+            self.counter += 1
+            return f"{self.token}:{self.counter}"
+
+
+def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
+    """Run one claimed item to an outcome; returns its new status, or "lost" if another
+    runner took the item over meanwhile (nothing is then recorded by this one)."""
+    job, action = ctx.job, ctx.action
+    page = item.page
+    if page is None:
+        return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_DELETED)
+    if item.attempts > ctx.max_attempts:
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.FAILED,
+            error=str(_("The worker running this page stopped too many times.")),
+        )
+    service = LLMService()
+    page = page.specific
+    user = job.user
+    try:
+        if not job.force:
+            # Only pages this action ran on before can be unchanged; the others go straight
+            # to the run, which checks permission, locks and the source itself.
+            previous = last_success_hashes(action, [page.pk]).get(page.pk)
+            if previous is not None:
+                service.check(action, page, user)
+                working, _revision = working_copy(page)
+                if service.prepare(action, working).source_hash == previous:
+                    return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
+
+        def on_success(interaction: LLMInteraction) -> None:
+            ok = _finish(
+                item,
+                claim_token,
+                status=ItemStatus.SUCCEEDED,
+                interaction=interaction,
+                error="",
+                result={
+                    "revision_id": interaction.revision_id,
+                    "tokens": interaction.total_tokens,
+                },
+            )
+            if not ok:
+                raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
+
+        service.run(action, page, user, trigger=ctx.trigger, on_success=on_success)
+        return ItemStatus.SUCCEEDED
+    except LeaseLost:
+        return LOST
+    except LLMActionError as e:
+        interaction = e.interaction if e.interaction is not None and e.interaction.pk else None
+        if e.code in _SKIP_CODES:
+            return _done(
+                item,
+                claim_token,
+                ItemStatus.SKIPPED,
+                skip_reason=_SKIP_CODES[e.code],
+                error=e.message if e.code == ActionNotApplicable.code else "",
+                interaction=interaction,
+            )
+        if e.retryable and item.attempts < ctx.max_attempts:
+            return _done(
+                item,
+                claim_token,
+                ItemStatus.QUEUED,
+                error=e.message,
+                interaction=interaction,
+                not_before=timezone.now() + timedelta(seconds=backoff_seconds(item.attempts)),
+            )
+        return _done(item, claim_token, ItemStatus.FAILED, error=e.message, interaction=interaction)
+    except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
+        logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.FAILED,
+            error=str(_("Unexpected error (%(type)s).") % {"type": type(e).__name__}),
+        )
+
+
+def step(ctx: _RunContext) -> str:
+    """Claim and run one item: "ran", "idle" (nothing claimable now), "full" or "finished"."""
+    claim_token = ctx.next_claim()
+    item = claim_item(ctx.job, claim_token, limit=ctx.limit, lease=ctx.lease)
+    if item is FULL:
+        return "full"
+    if item is None:
+        if ctx.job.items.filter(status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]).exists():
+            return "idle"
+        return "finished"
+    with ctx.lock:
+        ctx.claims[item.pk] = claim_token
+    try:
+        process_item(ctx, item, claim_token)
+    finally:
+        with ctx.lock:
+            ctx.claims.pop(item.pk, None)
+    return "ran"
+
+
+def _acquire(job_id: int, token: str, lease: float, wait: bool) -> LLMJob | None:
+    """Take the job's runner lease; wait for a silent holder's lease to expire."""
+    seen = None
+    deadline = time.monotonic() + lease + 10
+    while True:
+        now = timezone.now()
+        job = LLMJob.objects.select_related("action", "action__prompt", "user").filter(pk=job_id)
+        job = job.first()
+        if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return None
+        taken = (
+            LLMJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+            .filter(
+                Q(runner_lease_expires_at__isnull=True)
+                | Q(runner_lease_expires_at__lte=now)
+                | Q(runner_token=token)
+            )
+            .update(
+                runner_token=token,
+                runner_lease_expires_at=now + timedelta(seconds=lease),
+                status=JobStatus.RUNNING,
+            )
+        )
+        if taken:
+            LLMJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+            job.refresh_from_db()
+            return job
+        if not wait:
+            return None
+        if seen is not None and job.runner_lease_expires_at != seen:
+            return None  # the holder renewed its lease: it is alive
+        seen = job.runner_lease_expires_at
+        if time.monotonic() > deadline:
+            return None
+        remaining = (seen - now).total_seconds() if seen else 0
+        time.sleep(min(max(remaining, 0.05), lease / 3, 2.0))
+
+
+def _renew(ctx: _RunContext) -> bool:
+    """Extend the runner lease and the leases of items in flight; False if the lease is lost."""
+    now = timezone.now()
+    until = now + timedelta(seconds=ctx.lease)
+    kept = LLMJob.objects.filter(pk=ctx.job.pk, runner_token=ctx.token).update(
+        runner_lease_expires_at=until
+    )
+    with ctx.lock:
+        claims = list(ctx.claims.values())
+    if claims:
+        LLMJobItem.objects.filter(claimed_by__in=claims, status=ItemStatus.RUNNING).update(
+            lease_expires_at=until
+        )
+    return bool(kept)
+
+
+def _job_open(job_id: int) -> bool:
+    return LLMJob.objects.filter(
+        pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).exists()
+
+
+def run_job(
+    job_id: int,
+    *,
+    threads: int | None = None,
+    budget: float | None = None,
+    wait: bool = True,
+    progress: Callable[[LLMJob, Progress], None] | None = None,
+    progress_interval: float = 0.5,
+) -> str:
+    """Drive ``job_id`` until every item is final, the job is cancelled or ``budget`` runs out.
+
+    Returns "completed", "cancelled", "budget" (a successor should continue), "busy" (another
+    runner holds the job) or "gone". ``progress(job, progress)`` is called now and then.
+    """
+    token = new_token()
+    job = LLMJob.objects.filter(pk=job_id).select_related("action").first()
+    if job is None:
+        return "gone"
+    if job.action is None:
+        cancel_job(job)
+        return "cancelled"
+    lease = lease_seconds(job.action)
+    job = _acquire(job_id, token, lease, wait)
+    if job is None:
+        return "gone" if not _job_open(job_id) else "busy"
+    action = job.action
+    ctx = _RunContext(
+        job=job,
+        action=action,
+        trigger=(job.options or {}).get("trigger", InteractionTrigger.BULK),
+        token=token,
+        lease=lease,
+        limit=int((job.options or {}).get("concurrency") or concurrency_for(action.model)),
+        max_attempts=int((job.options or {}).get("max_attempts") or max_attempts()),
+    )
+    if threads is None:
+        threads = ctx.limit
+    if connection.in_atomic_block:
+        threads = 1  # other threads could not see this transaction's rows
+    started = time.monotonic()
+    stop = threading.Event()
+    outcome = {"value": "completed"}
+    renew_every = max(0.2, min(lease / 3, float(get_setting("LEASE_SECONDS") or 120) / 3))
+
+    def out_of_time() -> bool:
+        return budget is not None and time.monotonic() - started > budget
+
+    def housekeeping() -> None:
+        if not _renew(ctx):
+            outcome["value"] = "busy"
+            stop.set()
+        elif not _job_open(job.pk):
+            outcome["value"] = "cancelled"
+            stop.set()
+        elif out_of_time():
+            outcome["value"] = "budget"
+            stop.set()
+
+    def report() -> None:
+        if progress is not None:
+            job.refresh_from_db()
+            progress(job, job_progress(job))
+
+    if threads <= 1:
+        last_renew = last_report = time.monotonic()
+        while not stop.is_set():
+            result = step(ctx)
+            if result == "finished":
+                break
+            if result in ("idle", "full"):
+                stop.wait(IDLE_POLL)
+            if time.monotonic() - last_renew > renew_every or result != "ran":
+                housekeeping()
+                last_renew = time.monotonic()
+            if progress is not None and time.monotonic() - last_report > progress_interval:
+                report()
+                last_report = time.monotonic()
+    else:
+        finished = threading.Event()
+
+        def worker() -> None:
+            try:
+                while not stop.is_set():
+                    result = step(ctx)
+                    if result == "finished":
+                        finished.set()
+                        stop.set()
+                        break
+                    if result in ("idle", "full"):
+                        stop.wait(IDLE_POLL)
+            except Exception:
+                logger.exception("Job %s: runner thread crashed", job.pk)
+                stop.set()
+                outcome["value"] = "budget"  # let a successor continue
+            finally:
+                connections.close_all()
+
+        pool = [
+            threading.Thread(target=worker, name=f"llm-job-{job.pk}-{n}", daemon=True)
+            for n in range(threads)
+        ]
+        for thread in pool:
+            thread.start()
+        while not stop.wait(min(renew_every, progress_interval)):
+            housekeeping()
+            report()
+        for thread in pool:
+            thread.join()
+        if finished.is_set() and outcome["value"] not in ("cancelled",):
+            outcome["value"] = "completed"
+    if outcome["value"] == "completed":
+        if job.items.filter(status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]).exists():
+            outcome["value"] = "budget"
+        else:
+            LLMJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+                status=JobStatus.COMPLETED, finished_at=timezone.now()
+            )
+    LLMJob.objects.filter(pk=job.pk, runner_token=token).update(
+        runner_token="", runner_lease_expires_at=None
+    )
+    report()
+    return outcome["value"]
+
+
+def page_ids_for_action(action: LLMAction, root_id: int | None = None) -> Iterator[int]:
+    """Ids of pages ``action`` applies to (below ``root_id``, inclusive), in chunks."""
+    queryset = Page.objects.filter(content_type__in=action.page_types.all())
+    if root_id is not None:
+        root = Page.objects.get(pk=root_id)
+        queryset = queryset.descendant_of(root, inclusive=True)
+    last = 0
+    while True:
+        ids = list(
+            queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:CHUNK_SIZE]
+        )
+        if not ids:
+            return
+        yield from ids
+        last = ids[-1]

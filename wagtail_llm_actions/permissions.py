@@ -1,0 +1,115 @@
+"""Who may see which interactions.
+
+* Users with ``wagtail_llm_actions.view_llminteraction`` (and superusers) see every
+  interaction.
+* Other users with admin access see their own runs and runs on pages they can edit.
+* Anyone else sees nothing.
+
+The "pages they can edit" condition is built from the user's page permissions (one cached
+query per request, as Wagtail's ``PagePermissionPolicy`` does) as ``path__startswith``
+conditions, so filtering a report never issues a query per row.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import or_
+
+from django.db.models import Q, QuerySet
+from wagtail.permission_policies.pages import PagePermissionPolicy
+
+from .models import LLMInteraction
+
+VIEW_ALL_PERMISSION = "wagtail_llm_actions.view_llminteraction"
+ADMIN_ACCESS_PERMISSION = "wagtailadmin.access_admin"
+
+
+def has_admin_access(user) -> bool:
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and user.has_perm(ADMIN_ACCESS_PERMISSION)
+    )
+
+
+def can_view_all(user) -> bool:
+    """True if ``user`` may see every interaction (superuser or the view permission)."""
+    return has_admin_access(user) and (user.is_superuser or user.has_perm(VIEW_ALL_PERMISSION))
+
+
+def _page_paths(user) -> tuple[list[str], list[str]]:
+    """Tree paths where ``user`` may edit any page, and where only pages they own."""
+    policy = PagePermissionPolicy()
+    any_page: set[str] = set()
+    owned: set[str] = set()
+    for perm in policy.get_cached_permissions_for_user(user):
+        codename = perm.permission.codename
+        if codename == "change_page":
+            any_page.add(perm.page.path)
+        elif codename == "add_page":
+            owned.add(perm.page.path)
+
+    def outermost(paths):
+        kept: list[str] = []
+        for path in sorted(paths):  # a parent sorts before its descendants
+            if not any(path.startswith(parent) for parent in kept):
+                kept.append(path)
+        return kept
+
+    any_page_paths = outermost(any_page)
+    owned_paths = [p for p in outermost(owned) if not any(p.startswith(a) for a in any_page_paths)]
+    return any_page_paths, owned_paths
+
+
+def editable_pages_q(user, prefix: str = "page__") -> Q | None:
+    """A condition matching rows whose page ``user`` can edit, or None if there are none."""
+    any_page, owned = _page_paths(user)
+    conditions = [Q(**{f"{prefix}path__startswith": path}) for path in any_page]
+    conditions += [
+        Q(**{f"{prefix}path__startswith": path, f"{prefix}owner": user.pk}) for path in owned
+    ]
+    return reduce(or_, conditions) if conditions else None
+
+
+def visibility_q(user) -> Q:
+    """The condition on ``LLMInteraction`` rows a user without the view permission may see."""
+    condition = Q(user=user.pk)
+    pages = editable_pages_q(user)
+    return condition | pages if pages is not None else condition
+
+
+def visible_interactions(user, queryset: QuerySet | None = None) -> QuerySet:
+    """``queryset`` (all interactions by default) restricted to what ``user`` may see."""
+    if queryset is None:
+        queryset = LLMInteraction.objects.all()
+    if not has_admin_access(user):
+        return queryset.none()
+    if can_view_all(user):
+        return queryset
+    return queryset.filter(visibility_q(user))
+
+
+def can_view_interaction(user, interaction: LLMInteraction) -> bool:
+    """Whether ``user`` may see ``interaction`` (checked in Python, no extra row query)."""
+    if not has_admin_access(user):
+        return False
+    if can_view_all(user) or (interaction.user_id and interaction.user_id == user.pk):
+        return True
+    page = interaction.page
+    return page is not None and page.permissions_for_user(user).can_edit()
+
+
+def can_edit_page(user, page) -> bool:
+    return (
+        page is not None and has_admin_access(user) and page.permissions_for_user(user).can_edit()
+    )
+
+
+def may_use_report(user) -> bool:
+    """Whether to show the report in the menu: the view permission or any page edit rights."""
+    if not has_admin_access(user):
+        return False
+    return can_view_all(user) or PagePermissionPolicy().user_has_any_permission(
+        user, {"add", "change"}
+    )

@@ -1,0 +1,274 @@
+"""The "LLM interactions" report: every model call, filterable, with totals, chart and export.
+
+Built on Wagtail's ``ReportView``. The number of queries does not depend on the number of
+rows: rows come with their page and user (``select_related``), links are built from ids,
+totals are one aggregate query and the chart one grouped query. Exports stream rows with
+``QuerySet.iterator()`` instead of loading the filtered set into memory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+from collections import OrderedDict
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db.models import Avg, Count, Q, QuerySet, Sum
+from django.http import FileResponse
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.utils import get_user_display_name
+from wagtail.admin.views.reports import ReportView
+
+from .charts import daily_series, format_cost, render_calls_and_cost
+from .filters import InteractionFilterSet
+from .models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMInteraction
+from .permissions import can_view_all, visible_interactions
+
+EXPORT_CHUNK_SIZE = 2000
+
+
+class StreamedQuerySet:
+    """Iterates a queryset in chunks (``.iterator()``) so an export never holds all rows."""
+
+    def __init__(self, queryset: QuerySet, chunk_size: int = EXPORT_CHUNK_SIZE) -> None:
+        self.queryset = queryset
+        self.model = queryset.model
+        self.chunk_size = chunk_size
+
+    def __iter__(self):
+        return self.queryset.iterator(chunk_size=self.chunk_size)
+
+
+def interaction_totals(queryset: QuerySet) -> dict:
+    """Calls, errors, tokens, cost and average latency of ``queryset`` in one query."""
+    totals = queryset.order_by().aggregate(
+        calls=Count("pk"),
+        errors=Count("pk", filter=Q(status=InteractionStatus.ERROR)),
+        prompt_tokens=Sum("prompt_tokens"),
+        completion_tokens=Sum("completion_tokens"),
+        total_tokens=Sum("total_tokens"),
+        cost=Sum("cost"),
+        avg_latency_ms=Avg("latency_ms"),
+    )
+    calls = totals["calls"] or 0
+    totals["prompt_tokens"] = totals["prompt_tokens"] or 0
+    totals["completion_tokens"] = totals["completion_tokens"] or 0
+    totals["total_tokens"] = totals["total_tokens"] or 0
+    totals["cost"] = Decimal(totals["cost"] or 0)
+    totals["cost_display"] = format_cost(totals["cost"])
+    totals["successes"] = calls - totals["errors"]
+    totals["error_rate"] = (totals["errors"] / calls * 100) if calls else 0.0
+    totals["success_rate"] = (100.0 - totals["error_rate"]) if calls else 0.0
+    avg = totals["avg_latency_ms"]
+    totals["avg_latency_ms"] = round(avg) if avg is not None else None
+    return totals
+
+
+class InteractionReportView(ReportView):
+    page_title = _("LLM interactions")
+    header_icon = "cogs"
+    template_name = "wagtail_llm_actions/reports/interactions.html"
+    results_template_name = "wagtail_llm_actions/reports/interactions_results.html"
+    filterset_class = InteractionFilterSet
+    index_url_name = "wagtail_llm_actions_report:index"
+    index_results_url_name = "wagtail_llm_actions_report:results"
+    is_searchable = True
+    search_backend_name = None  # plain icontains on a few columns, no search index to keep
+    search_fields = ["action_name", "model", "page__title", "error_message"]
+    default_ordering = ("-created_at", "-pk")
+    paginate_by = 50
+    verbose_name = _("LLM interaction")
+    verbose_name_plural = _("LLM interactions")
+    export_filename = "llm-interactions"
+
+    list_export = [
+        "id",
+        "created_at",
+        "action_name",
+        "page_id",
+        "page_title",
+        "user",
+        "trigger",
+        "model",
+        "status",
+        "outcome",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cost",
+        "latency_ms",
+        "finish_reason",
+        "error_code",
+        "error_message",
+    ]
+    export_headings = {
+        "id": _("ID"),
+        "created_at": _("Time"),
+        "action_name": _("Action"),
+        "page_id": _("Page ID"),
+        "page_title": _("Page"),
+        "user": _("User"),
+        "trigger": _("Started from"),
+        "model": _("Model"),
+        "status": _("Status"),
+        "outcome": _("Outcome"),
+        "prompt_tokens": _("Tokens in"),
+        "completion_tokens": _("Tokens out"),
+        "total_tokens": _("Total tokens"),
+        "cost": _("Cost (USD)"),
+        "latency_ms": _("Latency (ms)"),
+        "finish_reason": _("Finish reason"),
+        "error_code": _("Error code"),
+        "error_message": _("Error"),
+    }
+
+    def get_filename(self):
+        return f"{self.export_filename}-{datetime.date.today().isoformat()}"
+
+    # -- queryset ------------------------------------------------------------------------
+
+    def get_base_queryset(self):
+        queryset = LLMInteraction.objects.select_related("page", "user")
+        return visible_interactions(self.request.user, queryset)
+
+    def get_valid_orderings(self):
+        return [self.default_ordering]
+
+    def order_queryset(self, queryset):
+        return queryset.order_by(*self.default_ordering)
+
+    def get_filterset_kwargs(self):
+        kwargs = super().get_filterset_kwargs()
+        kwargs["queryset"] = visible_interactions(self.request.user)
+        return kwargs
+
+    def get_filtered_queryset(self):
+        # BaseListingView.get_queryset() already filters and searches
+        return self.get_queryset()
+
+    @cached_property
+    def filtered_queryset(self):
+        return self.get_filtered_queryset()
+
+    # -- rendering -----------------------------------------------------------------------
+
+    def get(self, request, *args, **kwargs):
+        if self.is_export:
+            # Skip the listing context (it would count and materialise every row).
+            return self.as_spreadsheet(self.filtered_queryset, request.GET.get("export"))
+        self.object_list = self.filtered_queryset
+        context = self.get_context_data()
+        context["object_list"] = self.decorate_paginated_queryset(context["object_list"])
+        return self.render_to_response(context)
+
+    def decorate_paginated_queryset(self, object_list):
+        rows = list(object_list)
+        for row in rows:
+            row.detail_url = reverse("wagtail_llm_actions_report:detail", args=[row.pk])
+            row.page_edit_url = (
+                reverse("wagtailadmin_pages:edit", args=[row.page_id]) if row.page_id else ""
+            )
+            row.action_url = (
+                reverse("wagtail_llm_actions_report:action", args=[row.action_id])
+                if row.action_id
+                else ""
+            )
+            row.user_display = get_user_display_name(row.user) if row.user_id else ""
+        return rows
+
+    @cached_property
+    def totals(self) -> dict:
+        return interaction_totals(self.filtered_queryset)
+
+    def get_paginator(self, queryset, *args, **kwargs):
+        paginator = super().get_paginator(queryset, *args, **kwargs)
+        # the totals query already counted the filtered rows: no second COUNT(*) scan
+        paginator.count = self.totals["calls"]
+        return paginator
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        queryset = self.filtered_queryset
+        context["totals"] = self.totals
+        series = daily_series(queryset)
+        context["chart"] = render_calls_and_cost(series)
+        context["chart_days"] = len(series)
+        context["sees_all"] = can_view_all(self.request.user)
+        return context
+
+    # -- export --------------------------------------------------------------------------
+
+    @cached_property
+    def _labels(self) -> dict[str, dict[str, str]]:
+        """Display labels of the choice columns, translated once per export."""
+        return {
+            "trigger": {k: str(v) for k, v in InteractionTrigger.choices},
+            "status": {k: str(v) for k, v in InteractionStatus.choices},
+            "outcome": {k: str(v) for k, v in InteractionOutcome.choices if k},
+        }
+
+    @cached_property
+    def _user_fields(self) -> list[str]:
+        User = get_user_model()
+        names = {f.name for f in User._meta.get_fields()}
+        return [f for f in ("first_name", "last_name") if f in names] + [User.USERNAME_FIELD]
+
+    def export_rows(self, queryset: QuerySet) -> StreamedQuerySet:
+        """Plain rows (``values()``: no model instances) streamed in chunks."""
+        columns = [f for f in self.list_export if f not in ("page_title", "user")]
+        user_columns = [f"user__{f}" for f in self._user_fields]
+        return StreamedQuerySet(queryset.values(*columns, "page__title", "user_id", *user_columns))
+
+    def to_row_dict(self, item):
+        labels = self._labels
+        user = ""
+        if item["user_id"]:
+            *names, username = (item.get(f"user__{f}") or "" for f in self._user_fields)
+            user = " ".join(n for n in names if n).strip() or str(username)
+        values = {
+            "page_title": item["page__title"] or "",
+            "user": user,
+            "trigger": labels["trigger"].get(item["trigger"], item["trigger"]),
+            "status": labels["status"].get(item["status"], item["status"]),
+            "outcome": labels["outcome"].get(item["outcome"], ""),
+        }
+        return OrderedDict(
+            (field, values[field] if field in values else item[field]) for field in self.list_export
+        )
+
+    def get_preprocess_function(self, field, value, export_format):
+        # Wagtail looks the function up for every cell; the answer depends only on these.
+        key = (field, type(value), export_format)
+        cache = self.__dict__.setdefault("_preprocess_cache", {})
+        if key not in cache:
+            cache[key] = super().get_preprocess_function(field, value, export_format)
+        return cache[key]
+
+    def stream_csv(self, queryset):
+        """Wagtail's CSV lines, sent in blocks of a few hundred rows rather than one by one."""
+        block = []
+        for line in super().stream_csv(queryset):
+            block.append(line)
+            if len(block) == 500:
+                yield b"".join(block)
+                block = []
+        if block:
+            yield b"".join(block)
+
+    def write_csv_response(self, queryset):
+        return super().write_csv_response(self.export_rows(queryset))
+
+    def write_xlsx_response(self, queryset):
+        # A write-only workbook saved to a temporary file: memory stays flat with row count.
+        output = tempfile.TemporaryFile()  # closed by FileResponse once sent
+        self.write_xlsx(self.export_rows(queryset), output)
+        output.seek(0)
+        return FileResponse(
+            output,
+            as_attachment=True,
+            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            filename=f"{self.get_filename()}.xlsx",
+        )

@@ -1,0 +1,215 @@
+"""Acting on a recorded interaction after the fact: keep a pending answer, or discard a draft.
+
+These are domain operations (no request, no HTTP), used by the report's views::
+
+    revision = discard(interaction, user)   # target field reverted in a new draft
+    revision = keep(interaction, user)      # a pending answer saved as a new draft
+
+Both start from the page's latest revision, write a new *draft* revision (the live page is
+never changed), log the change in the page history, and record the outcome on the
+interaction. They raise ``LLMActionError`` subclasses with a message for the editor.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+from taggit.managers import TaggableManager
+from wagtail.log_actions import log
+from wagtail.models import PageLogEntry
+
+from . import outputs
+from .conf import get_setting
+from .exceptions import (
+    ActionNotAllowed,
+    ActionNotApplicable,
+    LLMActionError,
+    OutputRejected,
+    PageLocked,
+)
+from .extraction import PathError, get_target_field
+from .models import InteractionOutcome, InteractionStatus, LLMInteraction
+from .service import LOG_ACTION, LLMService, can_edit, lock_message, working_copy
+
+DISCARD_LOG_ACTION = "wagtail_llm_actions.discard"
+
+
+class CannotDiscard(LLMActionError):
+    code = "cannot_discard"
+
+
+class CannotKeep(LLMActionError):
+    code = "cannot_keep"
+
+
+def target_field_of(interaction: LLMInteraction) -> str | None:
+    """The field the interaction wrote: from its page history entry, else from its action."""
+    if interaction.revision_id:
+        entry = (
+            PageLogEntry.objects.filter(revision_id=interaction.revision_id, action=LOG_ACTION)
+            .only("data")
+            .first()
+        )
+        if entry and isinstance(entry.data, dict) and entry.data.get("target_field"):
+            return entry.data["target_field"]
+    return interaction.action.target_field if interaction.action_id else None
+
+
+def is_published(interaction: LLMInteraction) -> bool:
+    """Whether the draft the interaction wrote has gone live (or a later publish included it)."""
+    page = interaction.page
+    revision = interaction.revision
+    if page is None or revision is None:
+        return False
+    if page.live_revision_id == revision.pk:
+        return True
+    return bool(page.last_published_at and page.last_published_at >= revision.created_at)
+
+
+def discard_problem(interaction: LLMInteraction) -> str | None:
+    """Why ``interaction`` cannot be discarded, or None if it can (no permission check)."""
+    if interaction.outcome == InteractionOutcome.DISCARDED:
+        return _("This answer has already been discarded.")
+    if interaction.status != InteractionStatus.SUCCESS:
+        return _("This call failed, so there is nothing to discard.")
+    if interaction.outcome == InteractionOutcome.PENDING:
+        return None
+    if interaction.page_id is None or interaction.revision_id is None:
+        return _("This call did not write a draft, so there is nothing to discard.")
+    if is_published(interaction):
+        return _("This draft has been published. Edit the page to change it.")
+    return None
+
+
+def _same_value(field, current: str, written: str) -> bool:
+    if isinstance(field, TaggableManager):
+        return {t.casefold() for t in outputs.split_tags(current)} == {
+            t.casefold() for t in outputs.split_tags(written)
+        }
+    return (current or "").strip() == (written or "").strip()
+
+
+def _set_field(obj, field, value: str) -> None:
+    if isinstance(field, TaggableManager):
+        getattr(obj, field.name).set(outputs.split_tags(value))
+    elif value == "" and getattr(field, "null", False):
+        setattr(obj, field.attname, None)
+    else:
+        setattr(obj, field.attname, value)
+
+
+def _check_page(page, user) -> None:
+    if user is not None and not can_edit(user, page):
+        raise ActionNotAllowed()
+    message = lock_message(user, page)
+    if message:
+        raise PageLocked(message)
+
+
+def discard(interaction: LLMInteraction, user):
+    """Revert the target field to its value before the run, in a new draft revision.
+
+    For a pending answer (never saved) only the outcome is recorded. Returns the new
+    revision, or None for a pending answer.
+    """
+    problem = discard_problem(interaction)
+    if problem:
+        raise CannotDiscard(problem)
+    if interaction.outcome == InteractionOutcome.PENDING:
+        if interaction.page_id:
+            _check_page(interaction.page.specific, user)
+        interaction.outcome = InteractionOutcome.DISCARDED
+        interaction.save(update_fields=["outcome"])
+        return None
+
+    page = interaction.page.specific
+    _check_page(page, user)
+    field_name = target_field_of(interaction)
+    if not field_name:
+        raise CannotDiscard(_("The field this answer was written to is not known any more."))
+    working_obj, _revision = working_copy(page)
+    try:
+        field = get_target_field(type(working_obj), field_name)
+        current = outputs.read_field_value(working_obj, field_name)
+    except PathError as e:
+        raise CannotDiscard(str(e)) from e
+    if not _same_value(field, current, interaction.output_value):
+        raise CannotDiscard(
+            _(
+                "“%(field)s” has changed since this answer was written, so discarding it would "
+                "undo later work. Edit the page instead."
+            )
+            % {"field": field.verbose_name if hasattr(field, "verbose_name") else field_name}
+        )
+    with transaction.atomic():
+        _set_field(working_obj, field, interaction.previous_value)
+        revision = working_obj.save_revision(user=user, log_action=False)
+        log(
+            instance=working_obj,
+            action=DISCARD_LOG_ACTION,
+            user=user,
+            revision=revision,
+            content_changed=True,
+            data={
+                "llm_action": {"id": interaction.action_id, "name": interaction.action_name},
+                "interaction_id": interaction.pk,
+                "target_field": field_name,
+            },
+        )
+        interaction.outcome = InteractionOutcome.DISCARDED
+        interaction.save(update_fields=["outcome"])
+    return revision
+
+
+def keep(interaction: LLMInteraction, user):
+    """Save a pending answer (a run with ``save=False``) as a new draft revision."""
+    if interaction.outcome != InteractionOutcome.PENDING or not interaction.is_success:
+        raise CannotKeep(_("Only an answer awaiting review can be kept."))
+    if interaction.page_id is None:
+        raise CannotKeep(_("The page of this answer no longer exists."))
+    action = interaction.action
+    if action is None:
+        raise ActionNotApplicable(_("The action of this answer no longer exists."))
+    page = interaction.page.specific
+    LLMService().check(action, page, user)
+    working_obj, base_revision = working_copy(page)
+    try:
+        previous = outputs.read_field_value(working_obj, action.target_field)
+        written = outputs.apply_output(
+            working_obj,
+            action.target_field,
+            interaction.response_text,
+            action.output_mode,
+            truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
+        )
+    except (outputs.OutputError, PathError) as e:
+        raise OutputRejected(str(e)) from e
+    with transaction.atomic():
+        revision = LLMService._save_draft(working_obj, user, action)
+        log(
+            instance=working_obj,
+            action=LOG_ACTION,
+            user=user,
+            revision=revision,
+            content_changed=True,
+            data={
+                "llm_action": {"id": action.pk, "name": action.name},
+                "interaction_id": interaction.pk,
+                "target_field": action.target_field,
+            },
+        )
+        interaction.revision = revision
+        interaction.base_revision = base_revision
+        interaction.previous_value = previous
+        interaction.output_value = written
+        interaction.outcome = InteractionOutcome.DRAFTED
+        interaction.save(
+            update_fields=[
+                "revision",
+                "base_revision",
+                "previous_value",
+                "output_value",
+                "outcome",
+            ]
+        )
+    return revision

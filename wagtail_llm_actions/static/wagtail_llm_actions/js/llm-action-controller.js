@@ -1,0 +1,676 @@
+/* wagtail-llm-actions: the page editor's "Generate …" buttons.
+ *
+ * A plain Stimulus controller registered with Wagtail's Stimulus application (no build step).
+ * A click posts the whole edit form as it is on screen (unsaved edits included) to the run
+ * endpoint, which queues a job and answers at once. The controller polls the job's status,
+ * shows a spinner with the elapsed time and Cancel, then fills the target field (text input,
+ * textarea, tag widget or Draftail rich text) and offers Undo, Regenerate and Discard. Nothing
+ * else in the form is touched. The ids of generated values in the form travel with the form
+ * in a hidden input, so the server links them to the revision that saves them.
+ */
+(() => {
+  'use strict';
+
+  const IDENTIFIER = 'llm-action';
+  const INTERACTIONS_FIELD = 'llm_action_interactions';
+  const POLL_FAST_MS = 300;
+  const POLL_SLOW_MS = 1000;
+  const MAX_NETWORK_FAILURES = 5;
+
+  const icon = (name, className = '') => {
+    const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('class', `icon icon-${name} ${className}`.trim());
+    svg.setAttribute('aria-hidden', 'true');
+    const use = document.createElementNS('http://www.w3.org/2000/svg', 'use');
+    use.setAttribute('href', `#icon-${name}`);
+    svg.appendChild(use);
+    return svg;
+  };
+
+  const format = (template, values) =>
+    String(template || '').replace(/\{(\w+)\}/g, (match, key) =>
+      key in values ? String(values[key]) : match,
+    );
+
+  const csrfToken = (form) => {
+    const input = form && form.querySelector('input[name="csrfmiddlewaretoken"]');
+    if (input) return input.value;
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : '';
+  };
+
+  /**
+   * Form data as it is on screen. Rich text editors write their hidden input on a short
+   * debounce, so text typed just before the click is read from the editors themselves
+   * (without their comment highlights).
+   */
+  const currentFormData = (form) => {
+    const data = new FormData(form);
+    for (const [key, value] of Array.from(data.entries())) {
+      if (value instanceof File) data.delete(key);
+    }
+    const serialise = window.Draftail && window.Draftail.serialiseEditorStateToRaw;
+    if (!serialise) return data;
+    form.querySelectorAll('input[type="hidden"]').forEach((input) => {
+      const editor = input.draftailEditor;
+      if (!input.name || !editor || typeof editor.getEditorState !== 'function') return;
+      try {
+        const raw = serialise(editor.getEditorState());
+        if (raw && Array.isArray(raw.blocks)) {
+          raw.blocks.forEach((block) => {
+            block.inlineStyleRanges = (block.inlineStyleRanges || []).filter(
+              (range) => !String(range.style).startsWith('COMMENT-'),
+            );
+          });
+        }
+        data.set(input.name, JSON.stringify(raw));
+      } catch (error) {
+        // keep what the input holds
+      }
+    });
+    return data;
+  };
+
+  /* -- reading and writing the field, per widget ------------------------------------------ */
+
+  const widgets = {
+    text: {
+      read: (input) => input.value,
+      write: (input, value) => {
+        input.value = value;
+        input.dispatchEvent(new Event('input', { bubbles: true }));
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      },
+    },
+    tags: {
+      read: (input) => {
+        const $ = window.jQuery;
+        if ($ && $(input).data('ui-tagit')) return $(input).tagit('assignedTags').slice();
+        return input.value;
+      },
+      write: (input, value) => {
+        const $ = window.jQuery;
+        const tags = Array.isArray(value)
+          ? value
+          : String(value || '')
+              .split(',')
+              .map((tag) => tag.trim())
+              .filter(Boolean);
+        if ($ && $(input).data('ui-tagit')) {
+          $(input).tagit('removeAll');
+          tags.forEach((tag) => $(input).tagit('createTag', tag));
+        } else {
+          input.value = tags.map((t) => (t.includes(' ') ? `"${t}"` : t)).join(', ');
+        }
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      },
+    },
+    draftail: {
+      read: (input) => input.value,
+      write: (input, value) => {
+        const raw = typeof value === 'string' ? value : JSON.stringify(value);
+        const editor = input.draftailEditor;
+        if (editor && window.Draftail && window.Draftail.createEditorStateFromRaw) {
+          const parsed = raw && raw !== 'null' ? JSON.parse(raw) : null;
+          editor.onChange(window.Draftail.createEditorStateFromRaw(parsed));
+        }
+        input.value = raw;
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      },
+    },
+  };
+
+  class LLMActionController extends window.StimulusModule.Controller {
+    static targets = ['panel', 'run', 'status', 'error', 'review'];
+
+    static values = {
+      field: String,
+      label: String,
+      pickupTimeout: { type: Number, default: 8 },
+      messages: { type: Object, default: {} },
+    };
+
+    connect() {
+      this.job = null;
+      this.review = null;
+      this.original = undefined;
+    }
+
+    disconnect() {
+      this.stopPolling();
+    }
+
+    t(key, values = {}) {
+      return format(this.messagesValue[key] || key, {
+        field: this.labelValue || this.fieldValue,
+        ...values,
+      });
+    }
+
+    /* -- the form and the field ----------------------------------------------------------- */
+
+    get form() {
+      return this.element.closest('form') || document.querySelector('form[data-edit-form]');
+    }
+
+    get input() {
+      const form = this.form;
+      if (!form) return null;
+      return form.querySelector(`[name="${CSS.escape(this.fieldValue)}"]`);
+    }
+
+    widgetKind(input) {
+      if (!input) return 'text';
+      if (input.draftailEditor || input.hasAttribute('data-draftail-input')) return 'draftail';
+      if ((input.getAttribute('data-controller') || '').split(' ').includes('w-tag')) return 'tags';
+      return 'text';
+    }
+
+    fieldWrapper(input) {
+      return (
+        (input && (input.closest('[data-field]') || input.closest('.w-field__wrapper'))) || null
+      );
+    }
+
+    /** Where the status and review UI go: the panel, or a box after the field (menu). */
+    host() {
+      if (this.hasPanelTarget) return this;
+      const panelHost = this.panelController();
+      if (panelHost) return panelHost;
+      if (!this.detached) {
+        const input = this.input;
+        const wrapper = input && input.closest('.w-field__wrapper');
+        if (!wrapper) return null;
+        const box = document.createElement('div');
+        box.className = 'llm-action__panel llm-action__panel--detached';
+        box.innerHTML =
+          '<div class="llm-action__status" role="status" aria-live="polite" aria-atomic="true"></div>' +
+          '<div class="llm-action__error" role="alert" hidden></div>' +
+          '<div class="llm-action__review" role="group" hidden></div>';
+        wrapper.after(box);
+        this.detached = {
+          statusTarget: box.querySelector('.llm-action__status'),
+          errorTarget: box.querySelector('.llm-action__error'),
+          reviewTarget: box.querySelector('.llm-action__review'),
+          box,
+        };
+      }
+      return this.detached;
+    }
+
+    /** The panel controller for the same field, if the page uses LLMActionPanel for it. */
+    panelController() {
+      const form = this.form;
+      if (!form) return null;
+      const elements = form.querySelectorAll(`[data-controller~="${IDENTIFIER}"]`);
+      for (const element of elements) {
+        if (element === this.element) continue;
+        const controller = this.application.getControllerForElementAndIdentifier(
+          element,
+          IDENTIFIER,
+        );
+        if (controller && controller.hasPanelTarget && controller.fieldValue === this.fieldValue) {
+          return controller;
+        }
+      }
+      return null;
+    }
+
+    revealField(input) {
+      // A field on another tab (e.g. Promote) is shown before it is filled from the menu.
+      const tabPanel = input && input.closest('[role="tabpanel"]');
+      if (tabPanel && tabPanel.hidden) {
+        const tab = document.querySelector(`[aria-controls="${tabPanel.id}"], a[href="#${tabPanel.id}"]`);
+        if (tab) tab.click();
+      }
+      const wrapper = this.fieldWrapper(input);
+      if (wrapper && wrapper.scrollIntoView) wrapper.scrollIntoView({ block: 'center' });
+    }
+
+    interactionsInput(create = true) {
+      const form = this.form;
+      if (!form) return null;
+      let input = form.querySelector(`input[name="${INTERACTIONS_FIELD}"]`);
+      if (!input && create) {
+        input = document.createElement('input');
+        input.type = 'hidden';
+        input.name = INTERACTIONS_FIELD;
+        input.value = '';
+        form.appendChild(input);
+      }
+      return input;
+    }
+
+    trackInteraction(id, present) {
+      const input = this.interactionsInput(present);
+      if (!input) return;
+      const ids = new Set(input.value.split(',').filter(Boolean));
+      if (present) ids.add(String(id));
+      else ids.delete(String(id));
+      input.value = Array.from(ids).join(',');
+    }
+
+    /* -- running -------------------------------------------------------------------------- */
+
+    async run(event) {
+      const params = (event && event.params) || {};
+      if (!this.hasPanelTarget) {
+        // From the action menu: use the field's panel when there is one.
+        const panel = this.panelController();
+        if (panel) {
+          panel.revealField(panel.input);
+          panel.start(params);
+          return;
+        }
+        this.revealField(this.input);
+      }
+      this.start(params);
+    }
+
+    async start(params) {
+      if (this.job) return; // one run at a time per field
+      const host = this.host();
+      const input = this.input;
+      if (!host || !input) {
+        this.showError(this.t('noField'), host);
+        return;
+      }
+      this.lastParams = params;
+      this.clearError();
+      const form = this.form;
+      const body = currentFormData(form);
+      this.job = { startedAt: performance.now(), params, stalledAcknowledgedAt: 0 };
+      this.setBusy(true);
+      this.showProgress(this.t('running', { action: params.name }));
+      let response;
+      let data;
+      try {
+        response = await fetch(params.url, {
+          method: 'POST',
+          body,
+          credentials: 'same-origin',
+          headers: { 'X-CSRFToken': csrfToken(form), Accept: 'application/json' },
+        });
+        data = await response.json();
+      } catch (error) {
+        this.finish();
+        this.showError(this.t('network'));
+        return;
+      }
+      if (!response.ok) {
+        this.finish();
+        this.showError(this.t('failed', { message: data.message || response.statusText }));
+        return;
+      }
+      this.job.statusUrl = data.status_url;
+      this.job.cancelUrl = data.cancel_url;
+      this.job.failures = 0;
+      this.poll();
+    }
+
+    poll() {
+      if (!this.job || !this.job.statusUrl) return;
+      const elapsed = performance.now() - this.job.startedAt;
+      const delay = elapsed < 5000 ? POLL_FAST_MS : POLL_SLOW_MS;
+      this.pollTimer = window.setTimeout(() => this.checkStatus(), this.job.checked ? delay : 0);
+    }
+
+    stopPolling() {
+      window.clearTimeout(this.pollTimer);
+      window.clearInterval(this.clockTimer);
+    }
+
+    async checkStatus() {
+      const job = this.job;
+      if (!job) return;
+      job.checked = true;
+      let data;
+      try {
+        const response = await fetch(job.statusUrl, {
+          credentials: 'same-origin',
+          headers: { Accept: 'application/json' },
+        });
+        data = await response.json();
+        if (!response.ok && !data.state) throw new Error(data.message || response.statusText);
+      } catch (error) {
+        job.failures += 1;
+        if (job.failures >= MAX_NETWORK_FAILURES) {
+          this.finish();
+          this.showError(this.t('network'));
+        } else {
+          this.poll();
+        }
+        return;
+      }
+      if (this.job !== job) return; // cancelled meanwhile
+      job.failures = 0;
+      switch (data.state) {
+        case 'succeeded':
+          this.finish();
+          this.fill(data.result, job.params);
+          break;
+        case 'failed':
+          this.finish();
+          this.showError(this.t('failed', { message: data.message }));
+          break;
+        case 'cancelled':
+          this.finish();
+          this.announce(this.t('cancelled'));
+          break;
+        case 'stalled':
+          if (performance.now() - job.stalledAcknowledgedAt > this.pickupTimeoutValue * 1000) {
+            this.showStalled(data.message);
+            return; // wait for "Keep waiting" or "Cancel"
+          }
+          this.poll();
+          break;
+        default:
+          this.poll();
+      }
+    }
+
+    keepWaiting() {
+      if (!this.job) return;
+      this.job.stalledAcknowledgedAt = performance.now();
+      this.showProgress(this.t('stalledWaiting'));
+      this.poll();
+    }
+
+    async cancel() {
+      const job = this.job;
+      if (!job) return;
+      this.finish();
+      this.announce(this.t('cancelled'));
+      if (job.cancelUrl) {
+        try {
+          await fetch(job.cancelUrl, {
+            method: 'POST',
+            credentials: 'same-origin',
+            headers: { 'X-CSRFToken': csrfToken(this.form), Accept: 'application/json' },
+          });
+        } catch (error) {
+          // The job's answer is dropped by the browser anyway.
+        }
+      }
+    }
+
+    finish() {
+      this.stopPolling();
+      this.job = null;
+      this.setBusy(false);
+    }
+
+    setBusy(busy) {
+      const buttons = this.hasPanelTarget ? this.runTargets : [this.element];
+      buttons.forEach((button) => {
+        button.disabled = busy;
+        button.setAttribute('aria-busy', busy ? 'true' : 'false');
+      });
+      const host = this.host();
+      if (host && host.reviewTarget) {
+        host.reviewTarget
+          .querySelectorAll('button')
+          .forEach((button) => (button.disabled = busy));
+      }
+    }
+
+    /* -- filling and reviewing ------------------------------------------------------------ */
+
+    fill(result, params) {
+      const input = this.input;
+      if (!input) {
+        this.showError(this.t('noField'));
+        return;
+      }
+      const kind = result.widget || this.widgetKind(input);
+      const widget = widgets[kind] || widgets.text;
+      const current = widget.read(input);
+      const previous = this.review;
+      if (previous && previous.interaction !== result.interaction) {
+        // Regenerated: the earlier suggestion is discarded; Undo goes back to the original.
+        this.sendOutcome(previous, 'discarded');
+        this.trackInteraction(previous.interaction, false);
+      }
+      if (!previous) this.original = current;
+      widget.write(input, result.value);
+      this.review = {
+        interaction: result.interaction,
+        outcomeUrl: result.outcome_url,
+        kind,
+        generated: result.value,
+        text: result.text,
+        params,
+        undone: false,
+      };
+      this.trackInteraction(result.interaction, true);
+      this.highlight(true);
+      this.renderReview(this.t('filledShort', { action: params.name }));
+      this.announce(this.t('filled', { action: params.name }));
+      this.element.dispatchEvent(
+        new CustomEvent('llm-action:filled', { bubbles: true, detail: { ...result } }),
+      );
+    }
+
+    highlight(on) {
+      const wrapper = this.fieldWrapper(this.input);
+      if (wrapper) wrapper.classList.toggle('llm-action--filled', on);
+    }
+
+    renderReview(text) {
+      const host = this.host();
+      if (!host) return;
+      const review = host.reviewTarget;
+      review.replaceChildren();
+      const label = document.createElement('span');
+      label.className = 'llm-action__review-text';
+      label.append(icon('pick'), document.createTextNode(text));
+      review.appendChild(label);
+      const undone = this.review && this.review.undone;
+      const buttons = [
+        undone ? ['redo', 'redo', 'rotate'] : ['undo', 'undo', 'arrow-left'],
+        ['regenerate', 'regenerate', 'rotate'],
+        ['discard', 'discard', 'bin'],
+      ];
+      if (!undone) buttons.push(['keep', 'keep', 'check']);
+      buttons.forEach(([key, method, iconName]) => {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = 'button button-small button-secondary';
+        button.dataset.llmActionReview = key;
+        button.append(icon(iconName), document.createTextNode(this.t(key)));
+        button.addEventListener('click', () => this[method]());
+        review.appendChild(button);
+      });
+      review.hidden = false;
+    }
+
+    closeReview() {
+      const host = this.host();
+      if (host) {
+        host.reviewTarget.hidden = true;
+        host.reviewTarget.replaceChildren();
+      }
+      this.highlight(false);
+      this.review = null;
+      this.original = undefined;
+    }
+
+    writeField(value) {
+      const input = this.input;
+      if (!input || !this.review) return;
+      const widget = widgets[this.review.kind] || widgets.text;
+      widget.write(input, value);
+    }
+
+    undo() {
+      if (!this.review || this.review.undone) return;
+      this.writeField(this.original);
+      this.review.undone = true;
+      this.trackInteraction(this.review.interaction, false);
+      this.sendOutcome(this.review, 'discarded');
+      this.highlight(false);
+      this.renderReview(this.t('undone'));
+      this.announce(this.t('undone'));
+      this.focusReview('redo');
+    }
+
+    redo() {
+      if (!this.review || !this.review.undone) return;
+      this.writeField(this.review.generated);
+      this.review.undone = false;
+      this.trackInteraction(this.review.interaction, true);
+      this.sendOutcome(this.review, 'pending');
+      this.highlight(true);
+      this.renderReview(this.t('filledShort', { action: this.review.params.name }));
+      this.announce(this.t('redone'));
+      this.focusReview('undo');
+    }
+
+    regenerate() {
+      if (!this.review) return;
+      this.start(this.review.params);
+    }
+
+    discard() {
+      if (!this.review) return;
+      if (!this.review.undone) {
+        this.writeField(this.original);
+        this.sendOutcome(this.review, 'discarded');
+      }
+      this.trackInteraction(this.review.interaction, false);
+      this.closeReview();
+      this.announce(this.t('discarded'));
+      this.focusRunButton();
+    }
+
+    keep() {
+      if (!this.review) return;
+      // The value stays in the form (and its id in the hidden input) until it is saved.
+      const host = this.host();
+      if (host) {
+        host.reviewTarget.hidden = true;
+        host.reviewTarget.replaceChildren();
+      }
+      this.highlight(false);
+      this.review = null;
+      this.original = undefined;
+      this.announce(this.t('kept'));
+      this.focusRunButton();
+    }
+
+    focusReview(key) {
+      const host = this.host();
+      const button = host && host.reviewTarget.querySelector(`[data-llm-action-review="${key}"]`);
+      if (button) button.focus();
+    }
+
+    focusRunButton() {
+      if (this.hasRunTarget) this.runTarget.focus();
+    }
+
+    async sendOutcome(review, outcome) {
+      if (!review || !review.outcomeUrl) return;
+      const body = new FormData();
+      body.append('outcome', outcome);
+      try {
+        await fetch(review.outcomeUrl, {
+          method: 'POST',
+          body,
+          credentials: 'same-origin',
+          headers: { 'X-CSRFToken': csrfToken(this.form), Accept: 'application/json' },
+        });
+      } catch (error) {
+        // Recording the outcome is best effort; the form is what matters.
+      }
+    }
+
+    /* -- messages ------------------------------------------------------------------------- */
+
+    announce(text) {
+      const host = this.host();
+      if (!host) return;
+      host.statusTarget.replaceChildren(document.createTextNode(text));
+      host.statusTarget.classList.remove('llm-action__status--busy');
+    }
+
+    showProgress(text) {
+      const host = this.host();
+      if (!host) return;
+      const status = host.statusTarget;
+      status.replaceChildren();
+      status.classList.add('llm-action__status--busy');
+      const message = document.createElement('span');
+      message.className = 'llm-action__message';
+      message.append(icon('spinner', 'llm-action__spinner'), document.createTextNode(text));
+      const clock = document.createElement('span');
+      clock.className = 'llm-action__elapsed';
+      clock.setAttribute('aria-hidden', 'true'); // announced once, not every second
+      const cancel = document.createElement('button');
+      cancel.type = 'button';
+      cancel.className = 'button button-small button-secondary llm-action__cancel';
+      cancel.append(icon('cross'), document.createTextNode(this.t('cancel')));
+      cancel.addEventListener('click', () => this.cancel());
+      status.append(message, clock, cancel);
+      const tick = () => {
+        if (!this.job) return;
+        const seconds = Math.floor((performance.now() - this.job.startedAt) / 1000);
+        clock.textContent = this.t('elapsed', { seconds });
+      };
+      tick();
+      window.clearInterval(this.clockTimer);
+      this.clockTimer = window.setInterval(tick, 1000);
+    }
+
+    showStalled(message) {
+      const host = this.host();
+      if (!host) return;
+      window.clearInterval(this.clockTimer);
+      const status = host.statusTarget;
+      status.replaceChildren();
+      status.classList.remove('llm-action__status--busy');
+      const text = document.createElement('span');
+      text.className = 'llm-action__message llm-action__message--warning';
+      text.append(icon('warning'), document.createTextNode(message));
+      const wait = document.createElement('button');
+      wait.type = 'button';
+      wait.className = 'button button-small button-secondary';
+      wait.dataset.llmActionStalled = 'wait';
+      wait.textContent = this.t('keepWaiting');
+      wait.addEventListener('click', () => this.keepWaiting());
+      const cancel = document.createElement('button');
+      cancel.type = 'button';
+      cancel.className = 'button button-small button-secondary';
+      cancel.dataset.llmActionStalled = 'cancel';
+      cancel.textContent = this.t('cancel');
+      cancel.addEventListener('click', () => this.cancel());
+      status.append(text, wait, cancel);
+    }
+
+    showError(text, host = this.host()) {
+      if (!host) {
+        window.alert(text); // no place near the field to show it
+        return;
+      }
+      host.statusTarget.replaceChildren();
+      host.statusTarget.classList.remove('llm-action__status--busy');
+      const error = host.errorTarget;
+      error.replaceChildren(icon('warning'), document.createTextNode(text));
+      error.hidden = false;
+    }
+
+    clearError() {
+      const host = this.host();
+      if (host) {
+        host.errorTarget.hidden = true;
+        host.errorTarget.replaceChildren();
+      }
+    }
+  }
+
+  const register = () => {
+    if (!window.wagtail || !window.wagtail.app || !window.StimulusModule) return false;
+    window.wagtail.app.register(IDENTIFIER, LLMActionController);
+    return true;
+  };
+  if (!register()) document.addEventListener('DOMContentLoaded', register, { once: true });
+})();

@@ -1,0 +1,123 @@
+"""JSON endpoints behind the page editor's action buttons.
+
+``run`` validates the posted (unsaved) form, checks permission and queues a job, answering at
+once with the job's URLs; ``status`` is polled by the browser; ``cancel`` stops a job;
+``outcome`` records that the editor discarded (or restored) a generated value.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+from wagtail.models import Page
+
+from .. import editor
+from ..exceptions import ActionNotAllowed, LLMActionError, PageLocked
+from ..models import InteractionTrigger, LLMAction, LLMInteraction
+
+logger = logging.getLogger(__name__)
+
+STATUS_FOR_ERROR = {
+    ActionNotAllowed.code: 403,
+    PageLocked.code: 409,
+}
+
+
+def _error(message: str, code: str, status: int, **extra) -> JsonResponse:
+    return JsonResponse({"code": code, "message": str(message), **extra}, status=status)
+
+
+def job_urls(job_id: int) -> dict[str, str]:
+    return {
+        "status_url": reverse("wagtail_llm_actions_editor:status", args=[job_id]),
+        "cancel_url": reverse("wagtail_llm_actions_editor:cancel", args=[job_id]),
+    }
+
+
+@require_POST
+def run(request, page_id: int, action_id: int):
+    """Queue ``action`` on the page as the posted form has it; answer with the job's URLs."""
+    page = get_object_or_404(Page, pk=page_id).specific
+    if not page.permissions_for_user(request.user).can_edit():
+        return _error(ActionNotAllowed().message, ActionNotAllowed.code, 403)
+    action = LLMAction.objects.filter(pk=action_id).select_related("prompt").first()
+    if action is None:
+        return _error(_("This action no longer exists."), "not_found", 404)
+    try:
+        editor.check_can_start(action, page, request.user)
+        obj = editor.build_page_from_form(page, request.POST, request.user)
+    except editor.FormInvalid as e:
+        return _error(e.message, e.code, 400, errors=e.errors)
+    except LLMActionError as e:
+        return _error(e.message, e.code, STATUS_FOR_ERROR.get(e.code, 400))
+
+    job = editor.create_editor_job(action, page, obj, request.user)
+    try:
+        editor.enqueue_editor_job(job)
+    except Exception:  # the queue is unreachable: say so rather than spin forever
+        logger.exception("Could not queue editor job %s", job.pk)
+        editor.cancel_editor_job(job)
+        return _error(
+            _(
+                "The job could not be queued. Try again, or ask your administrator to check "
+                "the task queue."
+            ),
+            "queue_unavailable",
+            503,
+        )
+    return JsonResponse({"job": job.pk, **job_urls(job.pk)}, status=202)
+
+
+@require_GET
+def status(request, job_id: int):
+    """Where the job is; with the value to fill in once it succeeded. One query."""
+    item = editor.get_editor_item(job_id, request.user)
+    if item is None:
+        return _error(_("This job does not exist."), "not_found", 404)
+    data = editor.editor_status(item).as_dict()
+    if data["state"] == "succeeded":
+        interaction_id = data["result"].get("interaction")
+        if interaction_id:
+            data["result"]["outcome_url"] = reverse(
+                "wagtail_llm_actions_editor:outcome", args=[interaction_id]
+            )
+    return JsonResponse(data)
+
+
+@require_POST
+def cancel(request, job_id: int):
+    item = editor.get_editor_item(job_id, request.user)
+    if item is None:
+        return _error(_("This job does not exist."), "not_found", 404)
+    editor.cancel_editor_job(item.job)
+    return JsonResponse({"state": "cancelled", "message": _("Cancelled.")})
+
+
+@require_POST
+def outcome(request, interaction_id: int):
+    """Record "discarded" (Undo, Discard) or "pending" (Redo) for one of the user's runs."""
+    interaction = get_object_or_404(
+        LLMInteraction,
+        pk=interaction_id,
+        user=request.user,
+        trigger=InteractionTrigger.EDITOR,
+    )
+    value = request.POST.get("outcome", "")
+    if not editor.set_outcome(interaction, value):
+        return _error(_("This outcome cannot be recorded."), "invalid", 400)
+    return JsonResponse({"outcome": interaction.outcome})
+
+
+app_name = "wagtail_llm_actions_editor"
+
+urlpatterns = [
+    path("run/<int:page_id>/<int:action_id>/", run, name="run"),
+    path("jobs/<int:job_id>/", status, name="status"),
+    path("jobs/<int:job_id>/cancel/", cancel, name="cancel"),
+    path("interactions/<int:interaction_id>/outcome/", outcome, name="outcome"),
+]

@@ -1,0 +1,226 @@
+"""One interaction: what was sent and received, what it changed; rerun, discard or keep it."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.generic import TemplateView, View
+from wagtail.admin import messages
+from wagtail.admin.utils import get_user_display_name
+from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
+
+from ..exceptions import LLMActionError
+from ..models import InteractionOutcome, InteractionTrigger, LLMInteraction
+from ..permissions import can_edit_page, can_view_interaction, has_admin_access
+from ..providers.base import scrub_params, scrub_text
+from ..review import discard, discard_problem, keep
+from ..service import LLMService
+
+
+def report_breadcrumbs():
+    return [
+        {"url": reverse("wagtailadmin_home"), "label": gettext_lazy("Home")},
+        {
+            "url": reverse("wagtail_llm_actions_report:index"),
+            "label": gettext_lazy("LLM interactions"),
+        },
+    ]
+
+
+def get_visible_interaction(request, pk: int) -> LLMInteraction:
+    """The interaction, if ``request.user`` may see it: 404 if missing, 403 if not allowed."""
+    if not has_admin_access(request.user):
+        raise PermissionDenied
+    interaction = (
+        LLMInteraction.objects.select_related(
+            "page", "user", "action", "revision", "base_revision", "prompt_revision"
+        )
+        .filter(pk=pk)
+        .first()
+    )
+    if interaction is None:
+        raise Http404
+    if not can_view_interaction(request.user, interaction):
+        raise PermissionDenied
+    return interaction
+
+
+def public_parameters(parameters) -> dict:
+    """Parameters as stored, with any credential-like extra parameter redacted again."""
+    params = dict(parameters or {}) if isinstance(parameters, dict) else {}
+    if isinstance(params.get("extra_params"), dict):
+        params["extra_params"] = scrub_params(params["extra_params"])
+    for key in list(params):
+        if key.lower() in {"api_key", "authorization", "headers", "extra_headers"}:
+            params[key] = "[redacted]"
+    return params
+
+
+class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
+    template_name = "wagtail_llm_actions/interactions/detail.html"
+    header_icon = "cogs"
+
+    def dispatch(self, request, *args, **kwargs):
+        self.interaction = get_visible_interaction(request, kwargs["pk"])
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_page_title(self):
+        return _("Interaction #%(id)s") % {"id": self.interaction.pk}
+
+    def get_page_subtitle(self):
+        return self.interaction.action_name
+
+    def get_breadcrumbs_items(self):
+        return report_breadcrumbs() + [{"url": "", "label": self.get_page_title()}]
+
+    @cached_property
+    def can_edit(self) -> bool:
+        return can_edit_page(self.request.user, self.interaction.page)
+
+    def links(self) -> dict:
+        i = self.interaction
+        links = {}
+        if i.page_id:
+            links["edit"] = reverse("wagtailadmin_pages:edit", args=[i.page_id])
+            if i.revision_id:
+                links["revision"] = reverse(
+                    "wagtailadmin_pages:revisions_view", args=[i.page_id, i.revision_id]
+                )
+                links["compare"] = reverse(
+                    "wagtailadmin_pages:revisions_compare",
+                    args=[i.page_id, i.base_revision_id or "earliest", i.revision_id],
+                )
+        if i.prompt_revision_id and i.prompt_revision:
+            prompt_pk = i.prompt_revision.object_id
+            links["prompt_revision"] = reverse(
+                "wagtailsnippets_wagtail_llm_actions_llmprompt:revisions_revert",
+                args=[prompt_pk, i.prompt_revision_id],
+            )
+            links["prompt_compare"] = reverse(
+                "wagtailsnippets_wagtail_llm_actions_llmprompt:revisions_compare",
+                args=[prompt_pk, i.prompt_revision_id, "latest"],
+            )
+        if i.action_id:
+            links["action"] = reverse("wagtail_llm_actions_report:action", args=[i.action_id])
+        return links
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        i = self.interaction
+        parameters = public_parameters(i.parameters)
+        context.update(
+            interaction=i,
+            links=self.links(),
+            user_display=get_user_display_name(i.user) if i.user_id else "",
+            parameters_json=json.dumps(parameters, indent=2, ensure_ascii=False, default=str),
+            error_message=scrub_text(i.error_message) if i.error_message else "",
+            can_edit=self.can_edit,
+            can_rerun=self.can_edit and i.action_id is not None and i.page_id is not None,
+            can_discard=self.can_edit and discard_problem(i) is None,
+            can_keep=(
+                self.can_edit
+                and i.outcome == InteractionOutcome.PENDING
+                and i.is_success
+                and i.action_id is not None
+            ),
+            prompt_template=(
+                (i.prompt_revision.content or {}).get("template", "")
+                if i.prompt_revision_id and i.prompt_revision
+                else ""
+            ),
+        )
+        return context
+
+
+class InteractionOperationView(View):
+    """Base for POST-only operations on an interaction; errors become admin messages."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, pk):
+        interaction = get_visible_interaction(request, pk)
+        if interaction.page is None or not can_edit_page(request.user, interaction.page):
+            raise PermissionDenied
+        try:
+            return self.perform(request, interaction)
+        except LLMActionError as e:
+            messages.error(request, e.message)
+            target = e.interaction.pk if getattr(e, "interaction", None) else interaction.pk
+            return redirect("wagtail_llm_actions_report:detail", target)
+
+    def perform(self, request, interaction):
+        raise NotImplementedError
+
+
+class RerunView(InteractionOperationView):
+    """Run the same action again with its current configuration: a new draft revision."""
+
+    def perform(self, request, interaction):
+        if interaction.action is None:
+            messages.error(request, _("The action of this interaction no longer exists."))
+            return redirect("wagtail_llm_actions_report:detail", interaction.pk)
+        new = LLMService().run(
+            interaction.action,
+            interaction.page,
+            request.user,
+            trigger=InteractionTrigger.RERUN,
+        )
+        messages.success(
+            request,
+            _("“%(action)s” ran again on “%(page)s”: a new draft was saved.")
+            % {"action": new.action_name, "page": interaction.page.title},
+            buttons=[
+                messages.button(
+                    reverse("wagtailadmin_pages:edit", args=[interaction.page_id]),
+                    _("Open in editor"),
+                )
+            ],
+        )
+        return redirect("wagtail_llm_actions_report:detail", new.pk)
+
+
+class DiscardView(InteractionOperationView):
+    """Revert the field the interaction wrote, in a new draft revision."""
+
+    def perform(self, request, interaction):
+        revision = discard(interaction, request.user)
+        if revision is None:
+            messages.success(request, _("The answer was discarded; nothing was saved."))
+        else:
+            messages.success(
+                request,
+                _("The answer was discarded: a new draft restores the previous value."),
+                buttons=[
+                    messages.button(
+                        reverse("wagtailadmin_pages:edit", args=[interaction.page_id]),
+                        _("Open in editor"),
+                    )
+                ],
+            )
+        return redirect("wagtail_llm_actions_report:detail", interaction.pk)
+
+
+class KeepView(InteractionOperationView):
+    """Save an answer awaiting review (from "try on a page") as a new draft revision."""
+
+    def perform(self, request, interaction):
+        keep(interaction, request.user)
+        messages.success(
+            request,
+            _("The answer was saved as a new draft of “%(page)s”.")
+            % {"page": interaction.page.title},
+            buttons=[
+                messages.button(
+                    reverse("wagtailadmin_pages:edit", args=[interaction.page_id]),
+                    _("Open in editor"),
+                )
+            ],
+        )
+        return redirect("wagtail_llm_actions_report:detail", interaction.pk)
