@@ -95,7 +95,7 @@ def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
     from wagtail_llm_actions import jobs
     from wagtail_llm_actions.models import LLMJob
 
-    name = f"bench{uuid.uuid4().hex[:8]}"
+    name = os.environ["Q_NAME"]  # tasks are signed with the cluster's name
     broker = redis_broker(name) if broker_name == "redis" else ORM(list_key=name)
     cluster_env = {
         **env,
@@ -107,7 +107,9 @@ def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
         "LLM_LEASE_SECONDS": "60",
         "LLM_CONCURRENCY": str(args.concurrency),
     }
-    cluster = QCluster(cluster_env).start()
+    log = Path(tempfile.gettempdir()) / f"{name}-{broker_name}.log"
+    print(f"  qcluster log: {log}", flush=True)
+    cluster = QCluster(cluster_env, log_path=log).start()
     try:
         time.sleep(args.warmup)  # let workers import LiteLLM before the clock starts
         created = time.perf_counter()
@@ -160,7 +162,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="llm-bench-")
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "Q_NAME": f"bench{uuid.uuid4().hex[:8]}"}
     if os.environ.get("DATABASE_URL"):
         env["LLM_TEST_DB_NAME"] = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
     else:

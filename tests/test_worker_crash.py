@@ -52,13 +52,16 @@ def orm_broker(name):
 
 @pytest.mark.parametrize("broker_name", ["orm", pytest.param("redis", marks=pytest.mark.redis)])
 def test_killed_worker_job_completes_each_page_exactly_once(
-    broker_name, shared_db, make_post, server_action, fake_llm, superuser, tmp_path
+    broker_name, shared_db, make_post, server_action, fake_llm, superuser, tmp_path, monkeypatch
 ):
     if broker_name == "redis" and not redis_available():
         if os.environ.get("REQUIRE_SERVICES") == "1":
             pytest.fail("Redis is not running on 127.0.0.1:6379")
         pytest.skip("Redis is not running on 127.0.0.1:6379")
+    from django_q.conf import Conf
+
     name = f"llmcrash{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(Conf, "PREFIX", name)  # tasks are signed with the cluster's name
     broker = redis_broker(name) if broker_name == "redis" else orm_broker(name)
     env = {
         **shared_db,
@@ -73,7 +76,6 @@ def test_killed_worker_job_completes_each_page_exactly_once(
     server_action.save()
     posts = [make_post() for _ in range(PAGES)]
     job = jobs.create_job(server_action, superuser, [p.pk for p in posts])
-    jobs.enqueue_job(job, broker=broker, on_commit=False)
 
     def count(status):
         return job.items.filter(status=status).count()
@@ -82,6 +84,7 @@ def test_killed_worker_job_completes_each_page_exactly_once(
     cluster = QCluster(env, log_path=log)
     try:
         cluster.start()
+        jobs.enqueue_job(job, broker=broker, on_commit=False)
         wait_for(
             lambda: count("succeeded") >= 3 and count("running") >= 1,
             timeout=90,
