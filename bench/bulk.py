@@ -162,7 +162,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="llm-bench-")
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "Q_NAME": f"bench{uuid.uuid4().hex[:8]}"}
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "Q_NAME": f"bench{uuid.uuid4().hex[:8]}",
+        # The job records its concurrency limit when it is created (here), so this process
+        # must see the same CONCURRENCY setting as the workers.
+        "LLM_CONCURRENCY": str(args.concurrency),
+    }
     if os.environ.get("DATABASE_URL"):
         env["LLM_TEST_DB_NAME"] = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
     else:

@@ -20,5 +20,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-WAGTAIL_LLM_ACTIONS = {"RUN_INLINE": False}
+# One runner per job in unit tests (the in-process worker drains one task at a time);
+# the qcluster subprocess tests use the default of two (tests/qcluster_settings.py).
+WAGTAIL_LLM_ACTIONS = {"RUN_INLINE": False, "RUNNERS_PER_JOB": 1}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -332,6 +332,32 @@ def test_enqueued_job_runs_on_the_orm_broker(make_post, action, superuser):
     assert all(drafts(p) == 1 for p in posts)
 
 
+def test_helpers_share_a_job_and_only_the_runner_completes_it(
+    make_post, action, superuser, settings
+):
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "RUNNERS_PER_JOB": 3}
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    jobs.enqueue_job(job, on_commit=False)
+    # The runner and two helpers are queued; drained in order, the runner does the work and
+    # the helpers find the job finished.
+    assert drain() == ["completed", "gone", "gone"]
+    assert all(drafts(p) == 1 for p in posts)
+
+
+def test_a_helper_runs_items_but_leaves_completion_to_the_runner(make_post, action, superuser):
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    assert jobs.run_job(job.pk, helper=True) == "completed"
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED  # items done, job not closed by a helper
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    assert jobs.run_job(job.pk) == "completed"
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert all(drafts(p) == 1 for p in posts)  # the runner found nothing left to run
+
+
 def test_recover_jobs_queues_a_runner_for_unfinished_jobs(make_post, action, superuser):
     post = make_post()
     job = jobs.create_job(action, superuser, [post.pk])

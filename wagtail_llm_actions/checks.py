@@ -56,4 +56,17 @@ def check_settings(app_configs, **kwargs):
                 id="wagtail_llm_actions.W002",
             )
         )
+    q_cluster = getattr(settings, "Q_CLUSTER", None) or {}
+    runners = user.get("RUNNERS_PER_JOB", DEFAULTS["RUNNERS_PER_JOB"])
+    workers = q_cluster.get("workers")
+    if q_cluster and workers is not None and int(workers) <= int(runners):
+        errors.append(
+            Warning(
+                f"Q_CLUSTER['workers'] is {workers} and each bulk job takes up to "
+                f"{runners} workers, so editor runs may wait behind a bulk job.",
+                hint="Run at least RUNNERS_PER_JOB + 1 workers, or lower "
+                "WAGTAIL_LLM_ACTIONS['RUNNERS_PER_JOB'].",
+                id="wagtail_llm_actions.W003",
+            )
+        )
     return errors

@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_PICKUP_TIMEOUT": 8,
     # Bulk jobs: concurrent calls per model prefix (e.g. {"openai": 8}); "*" is the default.
     "CONCURRENCY": {"*": 4},
+    # Bulk jobs: worker tasks sharing one job's items (one runner plus helpers), so a job
+    # uses more than one worker process (and CPU core); the CONCURRENCY limit still holds.
+    "RUNNERS_PER_JOB": 2,
     # Bulk jobs: attempts per page before an item is marked failed.
     "MAX_ATTEMPTS": 3,
     # Bulk jobs: base delay in seconds for exponential backoff between attempts.

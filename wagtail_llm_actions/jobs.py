@@ -112,6 +112,7 @@ logger = logging.getLogger(__name__)
 
 #: The django-q2 task that runs a job.
 RUNNER_TASK = "wagtail_llm_actions.tasks.run_job"
+HELPER_TASK = "wagtail_llm_actions.tasks.help_job"
 #: Job kinds this engine runs (editor jobs belong to ``editor.py``).
 ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND)
 #: Pages per query/bulk insert when selecting pages and creating items.
@@ -513,8 +514,13 @@ def create_job(
     return job
 
 
-def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True) -> None:
-    """Queue a runner task for ``job`` on django-q2 (after the current transaction commits)."""
+def runners_per_job() -> int:
+    return max(1, int(get_setting("RUNNERS_PER_JOB") or 1))
+
+
+def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True, helpers: bool = True) -> None:
+    """Queue a runner task for ``job`` on django-q2 (after the current transaction commits),
+    and ``RUNNERS_PER_JOB - 1`` helper tasks that share its items from other workers."""
 
     def _enqueue():
         from django_q.tasks import async_task
@@ -523,6 +529,9 @@ def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True) -> None:
         if broker is not None:
             kwargs["broker"] = broker
         async_task(RUNNER_TASK, job.pk, **kwargs)
+        if helpers:
+            for n in range(1, runners_per_job()):
+                async_task(HELPER_TASK, job.pk, **{**kwargs, "task_name": f"llm-job-{job.pk}-{n}"})
 
     if on_commit:
         transaction.on_commit(_enqueue)
@@ -882,11 +891,11 @@ def _acquire(job_id: int, token: str, lease: float, wait: bool) -> LLMJob | None
         time.sleep(min(max(remaining, 0.05), lease / 3, 2.0))
 
 
-def _renew(ctx: _RunContext) -> bool:
+def _renew(ctx: _RunContext, helper: bool = False) -> bool:
     """Extend the runner lease and the leases of items in flight; False if the lease is lost."""
     now = timezone.now()
     until = now + timedelta(seconds=ctx.lease)
-    kept = LLMJob.objects.filter(pk=ctx.job.pk, runner_token=ctx.token).update(
+    kept = helper or LLMJob.objects.filter(pk=ctx.job.pk, runner_token=ctx.token).update(
         runner_lease_expires_at=until
     )
     with ctx.lock:
@@ -912,21 +921,38 @@ def run_job(
     wait: bool = True,
     progress: Callable[[LLMJob, Progress], None] | None = None,
     progress_interval: float = 0.5,
+    helper: bool = False,
+    share: int = 1,
 ) -> str:
     """Drive ``job_id`` until every item is final, the job is cancelled or ``budget`` runs out.
 
     Returns "completed", "cancelled", "budget" (a successor should continue), "busy" (another
     runner holds the job) or "gone". ``progress(job, progress)`` is called now and then.
+
+    A ``helper`` takes no runner lease: it claims items beside the runner (claims are atomic
+    and the provider limit holds across all of them), stops when nothing is left to claim,
+    and never completes the job; the runner does, once every item is final, reclaiming the
+    items of a helper that died when their leases expire. ``share`` divides the concurrency
+    limit between the runners of one job when ``threads`` is not given.
     """
     token = new_token()
     job = LLMJob.objects.filter(pk=job_id).select_related("action").first()
     if job is None:
         return "gone"
     if job.action is None:
+        if helper:
+            return "gone"
         cancel_job(job)
         return "cancelled"
     lease = lease_seconds(job.action)
-    job = _acquire(job_id, token, lease, wait)
+    if helper:
+        job = (
+            LLMJob.objects.select_related("action", "action__prompt", "user")
+            .filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+            .first()
+        )
+    else:
+        job = _acquire(job_id, token, lease, wait)
     if job is None:
         return "gone" if not _job_open(job_id) else "busy"
     action = job.action
@@ -940,7 +966,7 @@ def run_job(
         max_attempts=int((job.options or {}).get("max_attempts") or max_attempts()),
     )
     if threads is None:
-        threads = ctx.limit
+        threads = -(-ctx.limit // max(1, share))
     if connection.in_atomic_block:
         threads = 1  # other threads could not see this transaction's rows
     started = time.monotonic()
@@ -952,7 +978,7 @@ def run_job(
         return budget is not None and time.monotonic() - started > budget
 
     def housekeeping() -> None:
-        if not _renew(ctx):
+        if not _renew(ctx, helper):
             outcome["value"] = "busy"
             stop.set()
         elif not _job_open(job.pk):
@@ -971,7 +997,7 @@ def run_job(
         last_renew = last_report = time.monotonic()
         while not stop.is_set():
             result = step(ctx)
-            if result == "finished":
+            if result == "finished" or (helper and result == "idle"):
                 break
             if result in ("idle", "full"):
                 stop.wait(IDLE_POLL)
@@ -988,7 +1014,7 @@ def run_job(
             try:
                 while not stop.is_set():
                     result = step(ctx)
-                    if result == "finished":
+                    if result == "finished" or (helper and result == "idle"):
                         finished.set()
                         stop.set()
                         break
@@ -1014,6 +1040,8 @@ def run_job(
             thread.join()
         if finished.is_set() and outcome["value"] not in ("cancelled",):
             outcome["value"] = "completed"
+    if helper:
+        return outcome["value"]
     if outcome["value"] == "completed":
         if job.items.filter(status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]).exists():
             outcome["value"] = "budget"

@@ -350,8 +350,13 @@ class LLMService:
 
     @staticmethod
     def _save_draft(working_obj, user, action):
+        # A draft leaves the live row's content as it was, so Wagtail's reference index (built
+        # from the live object) would be rebuilt unchanged: skip that work on every run.
+        from wagtail.signal_handlers import disable_reference_index_auto_update
+
         try:
-            return working_obj.save_revision(user=user, log_action=False, clean=True)
+            with disable_reference_index_auto_update():
+                return working_obj.save_revision(user=user, log_action=False, clean=True)
         except Exception as e:  # a validation error on the draft: report, don't 500
             from django.core.exceptions import ValidationError
 

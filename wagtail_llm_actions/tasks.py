@@ -38,10 +38,17 @@ def runner_budget() -> float:
 
 def run_job(job_id: int) -> str:
     """The runner task: run ``job_id`` and queue a successor if time ran out."""
-    result = jobs.run_job(job_id, budget=runner_budget())
+    result = jobs.run_job(job_id, budget=runner_budget(), share=jobs.runners_per_job())
     if result == "budget":
         jobs.enqueue_job(LLMJob(pk=job_id), on_commit=False)
     logger.info("LLM job %s runner finished: %s", job_id, result)
+    return result
+
+
+def help_job(job_id: int) -> str:
+    """A helper task: claim items of ``job_id`` beside its runner until none are left."""
+    result = jobs.run_job(job_id, budget=runner_budget(), helper=True, share=jobs.runners_per_job())
+    logger.info("LLM job %s helper finished: %s", job_id, result)
     return result
 
 

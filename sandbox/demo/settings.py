@@ -75,7 +75,13 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("SANDBOX_DB", str(BASE_DIR / "db.sqlite3")),
-            "OPTIONS": {"timeout": 20},
+            # WAL + IMMEDIATE transactions: the web process and the django-q2 workers write
+            # to the same file without "database is locked" errors.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 
@@ -98,7 +104,8 @@ WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.databa
 # django-q2: the ORM broker needs no extra service. Set Q_BROKER=redis to use Redis.
 Q_CLUSTER = {
     "name": "llm_actions",
-    "workers": int(os.environ.get("Q_WORKERS", "2")),
+    # A bulk job uses RUNNERS_PER_JOB (2) workers; one more keeps editor runs responsive.
+    "workers": int(os.environ.get("Q_WORKERS", "3")),
     "timeout": 900,
     "retry": 960,
     "max_attempts": 1,

@@ -1,0 +1,41 @@
+"""System checks catch configuration mistakes an admin would otherwise find at run time."""
+
+from __future__ import annotations
+
+from wagtail_llm_actions.checks import check_settings
+
+
+def ids():
+    return [m.id for m in check_settings(None)]
+
+
+def test_clean_settings_pass(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {"RUNNERS_PER_JOB": 2}
+    settings.Q_CLUSTER = {"orm": "default", "workers": 3}
+    assert ids() == []
+
+
+def test_typo_in_a_key_is_reported(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {"DEFUALT_TIMEOUT": 5}
+    messages = check_settings(None)
+    assert [m.id for m in messages] == ["wagtail_llm_actions.W001"]
+    assert "DEFUALT_TIMEOUT" in messages[0].msg
+
+
+def test_unimportable_provider_is_an_error(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {"PROVIDERS": {"mine": "nowhere.Provider"}}
+    assert "wagtail_llm_actions.E002" in ids()
+
+
+def test_missing_q_cluster_is_reported_unless_inline(settings):
+    settings.Q_CLUSTER = None
+    settings.WAGTAIL_LLM_ACTIONS = {}
+    assert "wagtail_llm_actions.W002" in ids()
+    settings.WAGTAIL_LLM_ACTIONS = {"RUN_INLINE": True}
+    assert "wagtail_llm_actions.W002" not in ids()
+
+
+def test_too_few_workers_for_bulk_runners(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {"RUNNERS_PER_JOB": 2}
+    settings.Q_CLUSTER = {"orm": "default", "workers": 2}
+    assert "wagtail_llm_actions.W003" in ids()
