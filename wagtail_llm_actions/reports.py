@@ -19,13 +19,14 @@ from django.http import FileResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
+from wagtail.admin.menu import MenuItem
 from wagtail.admin.utils import get_user_display_name
 from wagtail.admin.views.reports import ReportView
 
 from .charts import daily_series, format_cost, render_calls_and_cost
 from .filters import InteractionFilterSet
 from .models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMInteraction
-from .permissions import can_view_all, visible_interactions
+from .permissions import can_view_all, may_use_report, visible_interactions
 
 EXPORT_CHUNK_SIZE = 2000
 
@@ -272,3 +273,10 @@ class InteractionReportView(ReportView):
             content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             filename=f"{self.get_filename()}.xlsx",
         )
+
+
+class InteractionReportMenuItem(MenuItem):
+    """The report's entry in the Reports menu, shown to users who may see interactions."""
+
+    def is_shown(self, request):
+        return may_use_report(request.user)

@@ -18,7 +18,7 @@ from taggit.managers import TaggableManager
 from wagtail.log_actions import log
 from wagtail.models import PageLogEntry
 
-from . import outputs
+from . import log_actions, outputs
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -31,7 +31,7 @@ from .extraction import PathError, get_target_field
 from .models import InteractionOutcome, InteractionStatus, LLMInteraction
 from .service import LOG_ACTION, LLMService, can_edit, lock_message, working_copy
 
-DISCARD_LOG_ACTION = "wagtail_llm_actions.discard"
+DISCARD_LOG_ACTION = log_actions.DISCARD
 
 
 class CannotDiscard(LLMActionError):

@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Page
 
-from . import outputs
+from . import log_actions, outputs
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -56,7 +56,7 @@ from .templating import (
 
 logger = logging.getLogger(__name__)
 
-LOG_ACTION = "wagtail_llm_actions.generate"
+LOG_ACTION = log_actions.GENERATE
 
 
 @dataclass

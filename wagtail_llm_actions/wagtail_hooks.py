@@ -2,10 +2,9 @@
 
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
-from wagtail.log_actions import LogFormatter
 from wagtail.snippets.models import register_snippet
 
-from .service import LOG_ACTION
+from . import log_actions
 from .viewsets import LLMActionsViewSetGroup
 
 register_snippet(LLMActionsViewSetGroup)
@@ -13,21 +12,10 @@ register_snippet(LLMActionsViewSetGroup)
 
 @hooks.register("register_log_actions")
 def register_log_actions(actions):
-    @actions.register_action(LOG_ACTION)
-    class GeneratedWithLLMAction(LogFormatter):
-        label = _("Generated with LLM action")
-
-        def format_message(self, log_entry):
-            try:
-                return _("Generated %(field)s with “%(action)s” (draft)") % {
-                    "field": log_entry.data["target_field"],
-                    "action": log_entry.data["llm_action"]["name"],
-                }
-            except (KeyError, TypeError):
-                return _("Generated with LLM action")
+    log_actions.register(actions)
 
 
-# -- page editor: action buttons (issue 4) ---------------------------------------------------
+# -- page editor: action buttons ---------------------------------------------------
 
 
 @hooks.register("register_admin_urls")
@@ -60,7 +48,7 @@ def link_generated_values_to_revision(request, page):
     link_saved_interactions(request, page)
 
 
-# -- interaction report, detail, per-action view (issue 6) -----------------------------------
+# -- interaction report, detail, per-action view -----------------------------------
 
 
 @hooks.register("register_admin_urls")
@@ -75,13 +63,8 @@ def register_report_urls():
 @hooks.register("register_reports_menu_item")
 def register_interaction_report_menu_item():
     from django.urls import reverse
-    from wagtail.admin.menu import MenuItem
 
-    from .permissions import may_use_report
-
-    class InteractionReportMenuItem(MenuItem):
-        def is_shown(self, request):
-            return may_use_report(request.user)
+    from .reports import InteractionReportMenuItem
 
     return InteractionReportMenuItem(
         _("LLM interactions"),
@@ -101,24 +84,6 @@ def register_interaction_permissions():
     )
 
 
-@hooks.register("register_log_actions")
-def register_review_log_actions(actions):
-    from .review import DISCARD_LOG_ACTION
-
-    @actions.register_action(DISCARD_LOG_ACTION)
-    class DiscardedLLMAnswer(LogFormatter):
-        label = _("Discarded LLM answer")
-
-        def format_message(self, log_entry):
-            try:
-                return _("Discarded the answer of “%(action)s” to %(field)s (draft)") % {
-                    "action": log_entry.data["llm_action"]["name"],
-                    "field": log_entry.data["target_field"],
-                }
-            except (KeyError, TypeError):
-                return _("Discarded LLM answer")
-
-
 @hooks.register("register_snippet_listing_buttons")
 def action_runs_listing_button(snippet, user, next_url=None):
     from django.urls import reverse
@@ -135,7 +100,7 @@ def action_runs_listing_button(snippet, user, next_url=None):
         )
 
 
-# -- bulk jobs (issue 5) -----------------------------------------------------------------------
+# -- bulk jobs -----------------------------------------------------------------------
 # The jobs listing and progress pages are the JobViewSet in the "LLM actions" menu group.
 
 

@@ -1,0 +1,41 @@
+"""Log actions this app writes to a page's history, with their formatters."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from wagtail.log_actions import LogFormatter
+
+GENERATE = "wagtail_llm_actions.generate"
+DISCARD = "wagtail_llm_actions.discard"
+
+
+class GeneratedWithLLMAction(LogFormatter):
+    label = _("Generated with LLM action")
+
+    def format_message(self, log_entry):
+        try:
+            return _("Generated %(field)s with “%(action)s” (draft)") % {
+                "field": log_entry.data["target_field"],
+                "action": log_entry.data["llm_action"]["name"],
+            }
+        except (KeyError, TypeError):
+            return self.label
+
+
+class DiscardedLLMAnswer(LogFormatter):
+    label = _("Discarded LLM answer")
+
+    def format_message(self, log_entry):
+        try:
+            return _("Discarded the answer of “%(action)s” to %(field)s (draft)") % {
+                "action": log_entry.data["llm_action"]["name"],
+                "field": log_entry.data["target_field"],
+            }
+        except (KeyError, TypeError):
+            return self.label
+
+
+def register(actions) -> None:
+    """Body of the ``register_log_actions`` hook."""
+    actions.register_action(GENERATE)(GeneratedWithLLMAction)
+    actions.register_action(DISCARD)(DiscardedLLMAnswer)
