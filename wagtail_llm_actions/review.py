@@ -29,7 +29,7 @@ from .exceptions import (
 )
 from .extraction import PathError, get_target_field
 from .models import InteractionOutcome, InteractionStatus, LLMInteraction
-from .service import LOG_ACTION, LLMService, can_edit, lock_message, working_copy
+from .service import LLMService, can_edit, lock_message, log_generated, working_copy
 
 DISCARD_LOG_ACTION = log_actions.DISCARD
 
@@ -46,7 +46,9 @@ def target_field_of(interaction: LLMInteraction) -> str | None:
     """The field the interaction wrote: from its page history entry, else from its action."""
     if interaction.revision_id:
         entry = (
-            PageLogEntry.objects.filter(revision_id=interaction.revision_id, action=LOG_ACTION)
+            PageLogEntry.objects.filter(
+                revision_id=interaction.revision_id, action=log_actions.GENERATE
+            )
             .only("data")
             .first()
         )
@@ -186,18 +188,7 @@ def keep(interaction: LLMInteraction, user):
         raise OutputRejected(str(e)) from e
     with transaction.atomic():
         revision = LLMService._save_draft(working_obj, user, action)
-        log(
-            instance=working_obj,
-            action=LOG_ACTION,
-            user=user,
-            revision=revision,
-            content_changed=True,
-            data={
-                "llm_action": {"id": action.pk, "name": action.name},
-                "interaction_id": interaction.pk,
-                "target_field": action.target_field,
-            },
-        )
+        log_generated(working_obj, user, revision, action, interaction)
         interaction.revision = revision
         interaction.base_revision = base_revision
         interaction.previous_value = previous

@@ -275,18 +275,7 @@ class LLMService:
                     interaction.save()
                     if on_success is not None:
                         on_success(interaction)
-                    log(
-                        instance=working_obj,
-                        action=LOG_ACTION,
-                        user=user,
-                        revision=revision,
-                        content_changed=True,
-                        data={
-                            "llm_action": {"id": action.pk, "name": action.name},
-                            "interaction_id": interaction.pk,
-                            "target_field": action.target_field,
-                        },
-                    )
+                    log_generated(working_obj, user, revision, action, interaction)
             else:
                 with transaction.atomic():
                     interaction.outcome = InteractionOutcome.PENDING
@@ -385,6 +374,22 @@ class LLMService:
             error.code,
             error.message,
         )
+
+
+def log_generated(obj, user, revision, action: LLMAction, interaction: LLMInteraction) -> None:
+    """The page-history entry for an answer written into ``revision``."""
+    log(
+        instance=obj,
+        action=LOG_ACTION,
+        user=user,
+        revision=revision,
+        content_changed=True,
+        data={
+            "llm_action": {"id": action.pk, "name": action.name},
+            "interaction_id": interaction.pk,
+            "target_field": action.target_field,
+        },
+    )
 
 
 def run_action(action: LLMAction, obj: Any, user=None, **kwargs) -> LLMInteraction:
