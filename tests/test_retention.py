@@ -105,3 +105,25 @@ def test_purges_in_batches(post, action, monkeypatch):
     )
     assert "Deleted 10 interaction(s)" in purge("--days", "5")
     assert not LLMInteraction.objects.exists()
+
+
+def test_old_finished_editor_jobs_and_their_form_copies_go_too(post, action, superuser):
+    from wagtail_llm_actions.models import LLMJob, LLMJobItem
+
+    def job(status, age_days):
+        j = LLMJob.objects.create(action=action, user=superuser, kind="editor", status=status)
+        LLMJobItem.objects.create(job=j, page=post, payload={"body": "unsaved text"})
+        LLMJob.objects.filter(pk=j.pk).update(
+            created_at=timezone.now() - datetime.timedelta(days=age_days)
+        )
+        return j
+
+    old_done, old_running, recent = job("completed", 40), job("running", 40), job("completed", 1)
+    bulk = LLMJob.objects.create(action=action, user=superuser, kind="bulk", status="completed")
+    LLMJob.objects.filter(pk=bulk.pk).update(created_at=timezone.now() - datetime.timedelta(40))
+    out = StringIO()
+    call_command("purge_llm_interactions", "--days", "30", stdout=out)
+    remaining = set(LLMJob.objects.values_list("pk", flat=True))
+    assert remaining == {old_running.pk, recent.pk, bulk.pk}
+    assert not LLMJobItem.objects.filter(job_id=old_done.pk).exists()
+    assert "Deleted 1 finished editor job(s)" in out.getvalue()

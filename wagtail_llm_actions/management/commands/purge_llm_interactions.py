@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from wagtail_llm_actions.conf import get_setting
-from wagtail_llm_actions.models import LLMInteraction
+from wagtail_llm_actions.models import JobKind, JobStatus, LLMInteraction, LLMJob
 
 BATCH_SIZE = 5000
 
@@ -75,6 +75,7 @@ class Command(BaseCommand):
         cutoff = timezone.now() - datetime.timedelta(days=days)
         old = LLMInteraction.objects.filter(created_at__lt=cutoff)
         when = cutoff.strftime("%Y-%m-%d %H:%M %Z")
+        self._purge_editor_jobs(cutoff, when, dry_run)
 
         if keep_metrics:
             # rows already stripped are left alone, so running it daily stays cheap
@@ -96,6 +97,17 @@ class Command(BaseCommand):
             count = self._in_batches(old, lambda qs: qs.delete()[0])
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(f"{verb} {count} interaction(s) created before {when}.")
+
+    def _purge_editor_jobs(self, cutoff, when: str, dry_run: bool) -> None:
+        """Finished editor runs carry a copy of the unsaved form: they go with the bodies."""
+        jobs = LLMJob.objects.filter(
+            kind=JobKind.EDITOR,
+            created_at__lt=cutoff,
+            status__in=[JobStatus.COMPLETED, JobStatus.CANCELLED],
+        )
+        count = jobs.count() if dry_run else jobs.delete()[1].get(LLMJob._meta.label, 0)
+        verb = "Would delete" if dry_run else "Deleted"
+        self.stdout.write(f"{verb} {count} finished editor job(s) created before {when}.")
 
     @staticmethod
     def _in_batches(queryset, operation) -> int:
