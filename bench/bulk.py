@@ -101,7 +101,7 @@ def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
         **env,
         "Q_NAME": name,
         "Q_BROKER": broker_name,
-        "Q_WORKERS": "2",
+        "Q_WORKERS": str(args.workers),
         "Q_TIMEOUT": "3600",
         "Q_RETRY": "4000",
         "LLM_LEASE_SECONDS": "60",
@@ -156,6 +156,12 @@ def main(argv=None) -> None:
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=3,
+        help="qcluster worker processes (the recommended RUNNERS_PER_JOB + 1)",
+    )
     parser.add_argument("--brokers", default="orm,redis")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--warmup", type=float, default=6.0)
