@@ -126,6 +126,9 @@ def last_user_message(payload: dict) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm the body would wait for
+    # the client's delayed ACK (about 40 ms on Linux), which real servers do not add.
+    disable_nagle_algorithm = True
     server_version = "FakeLLM/1.0"
     timeout = 30  # idle keep-alive connections end eventually
     server: _HTTPServer
