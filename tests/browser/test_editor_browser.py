@@ -11,9 +11,7 @@ Artifacts: ``test-artifacts/editor-filled.png`` (the filled editor) and
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -30,41 +28,9 @@ pytestmark = [
 ]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 UNSAVED_BODY = "Earthworms turn kitchen peelings into dark crumbly soil within weeks."
 TYPED_INTRO = "Typed while the model was thinking"
 OLD_SUMMARY = "The summary saved before."
-
-
-@pytest.fixture
-def chromium_path():
-    path = shutil.which("chromium")
-    if not path:
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(
-                "REQUIRE_BROWSER=1 but Debian's chromium is not installed (apt install chromium)"
-            )
-        pytest.skip("chromium is not installed (apt install chromium); browser test skipped")
-    return path
-
-
-@pytest.fixture
-def browser_page(chromium_path, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test still reads the
-    # database from it between browser steps, which Django allows with this flag.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
 
 
 @pytest.fixture

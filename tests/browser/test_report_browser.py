@@ -8,8 +8,6 @@ Drives Debian's ``chromium`` through Playwright (never a downloaded browser) aga
 from __future__ import annotations
 
 import datetime
-import os
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,34 +19,6 @@ from tests.interactions_factory import make_interactions
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture
-def chromium_path():
-    path = shutil.which("chromium")
-    if not path:
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail("REQUIRE_BROWSER=1 but Debian's chromium is not installed")
-        pytest.skip("chromium is not installed (apt install chromium); browser test skipped")
-    return path
-
-
-@pytest.fixture
-def browser_page(chromium_path, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1100})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
 
 
 @pytest.fixture
