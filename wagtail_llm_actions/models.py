@@ -191,7 +191,10 @@ class LLMAction(models.Model):
         return self._page_models
 
     def applies_to(self, page) -> bool:
-        return any(ct.pk == page.content_type_id for ct in self.page_types.all())
+        """Whether ``page``'s type is one of the action's (one query per action instance)."""
+        if not hasattr(self, "_page_type_ids"):
+            self._page_type_ids = set(self.page_types.values_list("pk", flat=True))
+        return page.content_type_id in self._page_type_ids
 
     def clean(self) -> None:
         super().clean()
