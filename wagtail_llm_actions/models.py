@@ -172,6 +172,12 @@ class LLMAction(models.Model):
         ordering = ["name"]
         verbose_name = _("LLM action")
         verbose_name_plural = _("LLM actions")
+        permissions = [
+            (
+                "configure_llm_provider",
+                _("Can configure LLM providers (model, API base, key name, extra parameters)"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
