@@ -172,6 +172,14 @@ def editor(django_user_model, blog_index):
 
 
 @pytest.fixture
+def author(django_user_model, blog_index):
+    """May add pages under the blog, so sees them all, but edits only their own."""
+    user = django_user_model.objects.create_user("author", "author@example.com", "password")
+    user.groups.add(_admin_group("Blog authors", blog_index, codenames=("add_page",)))
+    return user
+
+
+@pytest.fixture
 def outsider(django_user_model, db):
     """Has admin access but may edit no page of the blog."""
     user = django_user_model.objects.create_user("outsider", "outsider@example.com", "password")

@@ -59,11 +59,17 @@ def test_items_are_created_skipped_with_reasons(make_post, blog_index, action, e
     assert job.options["initial_skipped"] == 2
 
 
-def test_pages_the_user_cannot_edit_are_skipped(make_post, action, outsider):
-    post = make_post()
-    job = jobs.create_job(action, outsider, [post.pk])
+def test_pages_the_user_cannot_edit_are_skipped(make_post, action, author):
+    post = make_post()  # not the author's own page: visible to them, not editable
+    job = jobs.create_job(action, author, [post.pk])
     assert statuses(job) == {post.pk: ("skipped", "no_permission")}
     assert job.status == JobStatus.COMPLETED
+
+
+def test_pages_the_user_cannot_see_are_not_available(make_post, action, outsider):
+    post = make_post()
+    job = jobs.create_job(action, outsider, [post.pk])
+    assert statuses(job) == {post.pk: ("skipped", "not_available")}
 
 
 def test_descendants_are_included(make_post, blog_index, action, superuser):

@@ -1,12 +1,23 @@
-"""Admin forms: the action form checks paths and prompt variables against page types."""
+"""Admin forms: the action form checks paths and prompt variables against page types.
+
+Provider fields (:data:`permissions.PROVIDER_FIELDS`) are disabled for users without the
+*configure providers* permission: they see the current values, and Django ignores whatever
+is posted for a disabled field, so a crafted POST cannot change them. A new action created
+by such a user gets the defaults: ``WAGTAIL_LLM_ACTIONS["DEFAULT_MODEL"]``, no API base, no
+key name, no extra parameters, the default timeout.
+"""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib.contenttypes.models import ContentType
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.models import Page, get_page_models
+
+from .conf import get_setting
+from .permissions import PROVIDER_FIELDS, can_configure_providers
 
 
 def page_type_choices():
@@ -32,6 +43,24 @@ class LLMActionForm(WagtailAdminModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["page_types"].queryset = page_type_choices()
+        if self.instance._state.adding and not self.initial.get("model"):
+            self.initial["model"] = get_setting("DEFAULT_MODEL")
+        self.limit_provider_fields()
+
+    def limit_provider_fields(self) -> None:
+        """Disable the provider fields for a user who may not configure providers."""
+        if can_configure_providers(self.for_user):
+            return
+        for name in PROVIDER_FIELDS:
+            field = self.fields.get(name)
+            if field is None:
+                continue
+            field.disabled = True
+            field.help_text = format_lazy(
+                "{} {}",
+                field.help_text,
+                _("Only users who may configure LLM providers can change this."),
+            ).strip()
 
     def _post_clean(self) -> None:
         super()._post_clean()

@@ -106,6 +106,7 @@ from .models import (
     LLMJob,
     LLMJobItem,
 )
+from .permissions import explorable_pages, has_admin_access
 from .service import LLMService, working_copy
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ FINAL_STATUSES = (
     ItemStatus.CANCELLED,
 )
 
+SKIP_NOT_AVAILABLE = "not_available"
 SKIP_WRONG_TYPE = "wrong_type"
 SKIP_NO_PERMISSION = "no_permission"
 SKIP_LOCKED = "locked"
@@ -143,6 +145,7 @@ SKIP_UNCHANGED = "unchanged"
 SKIP_DELETED = "deleted"
 
 SKIP_REASONS = {
+    SKIP_NOT_AVAILABLE: _("Not available to you"),
     SKIP_WRONG_TYPE: _("The action does not apply to this page type"),
     SKIP_NO_PERMISSION: _("No permission to edit the page"),
     SKIP_LOCKED: _("The page is locked"),
@@ -253,11 +256,16 @@ def _lock_condition(user) -> Q:
 def annotate_reasons(queryset, action: LLMAction, user, type_ids: list[int] | None = None):
     """``queryset`` with a ``skip`` annotation: a skip reason code, or "" to run.
 
-    Only what the page row tells: wrong type, no permission, locked (in that order).
+    Only what the page row tells: not available (a page the user cannot see in the admin:
+    nothing more is said about it), wrong type, no permission, locked (in that order).
     """
     if type_ids is None:
         type_ids = list(action.page_types.values_list("pk", flat=True))
-    whens = [When(~Q(content_type_id__in=type_ids), then=Value(SKIP_WRONG_TYPE))]
+    whens = []
+    if has_admin_access(user) and not user.is_superuser:
+        visible = explorable_pages(user)
+        whens.append(When(~Q(pk__in=visible.values("pk")), then=Value(SKIP_NOT_AVAILABLE)))
+    whens.append(When(~Q(content_type_id__in=type_ids), then=Value(SKIP_WRONG_TYPE)))
     if user is not None:
         editable = _editable_pages(user)
         whens.append(When(~Q(pk__in=editable.values("pk")), then=Value(SKIP_NO_PERMISSION)))
@@ -412,6 +420,8 @@ def plan_job(
             else:
                 plan.eligible += row["n"]
         for code in list(plan.skipped):
+            if code == SKIP_NOT_AVAILABLE:
+                continue  # counted, never named
             have = plan.examples.setdefault(code, [])
             if len(have) < EXAMPLES_PER_REASON:
                 have.extend(

@@ -1,4 +1,15 @@
-"""Who may see which interactions.
+"""Who may do what: use actions, configure them, configure providers; see interactions.
+
+Three rights, each granted in Settings → Groups:
+
+* *Use* actions: run them on pages one may edit (Wagtail's page permissions; nothing else).
+* *Configure* actions and prompts: the snippet add/change/delete permissions on
+  ``LLMAction`` and ``LLMPrompt`` (prompt fields, action text, page types, fields).
+* *Configure providers*: ``wagtail_llm_actions.configure_llm_provider`` (the action's
+  :data:`PROVIDER_FIELDS`: where a request goes, with which key, for how long). Whoever has
+  it is trusted with the site's provider keys, because they choose where keys are sent.
+
+Interactions:
 
 * Users with ``wagtail_llm_actions.view_llminteraction`` (and superusers) see every
   interaction.
@@ -16,12 +27,28 @@ from functools import reduce
 from operator import or_
 
 from django.db.models import Q, QuerySet
+from wagtail.models import Page
 from wagtail.permission_policies.pages import PagePermissionPolicy
 
 from .models import LLMInteraction
 
 VIEW_ALL_PERMISSION = "wagtail_llm_actions.view_llminteraction"
 ADMIN_ACCESS_PERMISSION = "wagtailadmin.access_admin"
+PROVIDER_PERMISSION = "wagtail_llm_actions.configure_llm_provider"
+CHANGE_ACTION_PERMISSION = "wagtail_llm_actions.change_llmaction"
+CHANGE_PROMPT_PERMISSION = "wagtail_llm_actions.change_llmprompt"
+
+#: Action fields only users with :data:`PROVIDER_PERMISSION` may set: the model and its
+#: fallbacks, where requests go, which key they carry, raw extra parameters, and how long a
+#: worker waits. Temperature and max tokens stay with the action's other settings.
+PROVIDER_FIELDS = (
+    "model",
+    "fallback_models",
+    "api_base",
+    "api_key_name",
+    "extra_params",
+    "timeout",
+)
 
 
 def has_admin_access(user) -> bool:
@@ -31,6 +58,42 @@ def has_admin_access(user) -> bool:
         and user.is_active
         and user.has_perm(ADMIN_ACCESS_PERMISSION)
     )
+
+
+def can_configure_providers(user) -> bool:
+    """Whether ``user`` may set an action's :data:`PROVIDER_FIELDS`."""
+    return has_admin_access(user) and user.has_perm(PROVIDER_PERMISSION)
+
+
+def can_change_actions(user) -> bool:
+    """Whether ``user`` may edit actions (the snippet's change permission)."""
+    return has_admin_access(user) and user.has_perm(CHANGE_ACTION_PERMISSION)
+
+
+def can_change_prompts(user) -> bool:
+    """Whether ``user`` may edit prompts (the snippet's change permission)."""
+    return has_admin_access(user) and user.has_perm(CHANGE_PROMPT_PERMISSION)
+
+
+def can_edit_any_page(user) -> bool:
+    """Whether ``user`` may edit (or add, and so edit their own) any page at all."""
+    return has_admin_access(user) and PagePermissionPolicy().user_has_any_permission(
+        user, {"add", "change"}
+    )
+
+
+def explorable_pages(user) -> QuerySet:
+    """The pages ``user`` can see in the admin's page explorer (Wagtail's own rule).
+
+    Pages with any permission and their ancestors below the common root; nothing for users
+    without admin access or page permissions.
+    """
+    if not has_admin_access(user):
+        return Page.objects.none()
+    policy = PagePermissionPolicy()
+    if not user.is_superuser and not policy.get_cached_permissions_for_user(user):
+        return Page.objects.none()
+    return policy.explorable_instances(user)
 
 
 def can_view_all(user) -> bool:
@@ -108,8 +171,4 @@ def can_edit_page(user, page) -> bool:
 
 def may_use_report(user) -> bool:
     """Whether to show the report in the menu: the view permission or any page edit rights."""
-    if not has_admin_access(user):
-        return False
-    return can_view_all(user) or PagePermissionPolicy().user_has_any_permission(
-        user, {"add", "change"}
-    )
+    return can_view_all(user) or can_edit_any_page(user)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, ObjectList
+from wagtail.permission_policies import ModelPermissionPolicy
+from wagtail.snippets.views import chooser
 from wagtail.snippets.views.snippets import EditView, SnippetViewSet, SnippetViewSetGroup
 
 from .forms import LLMActionForm
@@ -11,8 +14,35 @@ from .models import LLMAction, LLMPrompt
 from .views.jobs import JobViewSet
 
 
+class ConfigurersOnlyMixin:
+    """A chooser view for users with a permission on the model (who configure it) only.
+
+    Wagtail's snippet choosers are open to every admin user; prompts and actions are chosen
+    only in the action form, by people who configure actions.
+    """
+
+    def dispatch(self, request, *args, **kwargs):
+        policy = ModelPermissionPolicy(self.model_class)
+        if not policy.user_has_any_permission(request.user, {"add", "change", "delete"}):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+
+class ConfigurersOnlyChooserViewSet(chooser.SnippetChooserViewSet):
+    choose_view_class = type("ChooseView", (ConfigurersOnlyMixin, chooser.ChooseView), {})
+    choose_results_view_class = type(
+        "ChooseResultsView", (ConfigurersOnlyMixin, chooser.ChooseResultsView), {}
+    )
+    chosen_view_class = type("ChosenView", (ConfigurersOnlyMixin, chooser.SnippetChosenView), {})
+    chosen_multiple_view_class = type(
+        "ChosenMultipleView", (ConfigurersOnlyMixin, chooser.SnippetChosenMultipleView), {}
+    )
+    create_view_class = type("CreateView", (ConfigurersOnlyMixin, chooser.SnippetCreateView), {})
+
+
 class LLMPromptViewSet(SnippetViewSet):
     model = LLMPrompt
+    chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "openquote"
     menu_label = _("Prompts")
     menu_name = "llm_prompts"
@@ -49,6 +79,7 @@ class LLMActionEditView(EditView):
 
 class LLMActionViewSet(SnippetViewSet):
     model = LLMAction
+    chooser_viewset_class = ConfigurersOnlyChooserViewSet
     edit_view_class = LLMActionEditView
     icon = "cogs"
     menu_label = _("Actions")

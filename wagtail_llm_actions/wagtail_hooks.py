@@ -79,8 +79,11 @@ def register_interaction_report_menu_item():
 def register_interaction_permissions():
     from django.contrib.auth.models import Permission
 
+    # Seeing every interaction; seeing every job, cancelling and retrying any job. The
+    # "configure providers" permission is registered by the action's snippet viewset.
     return Permission.objects.filter(
-        content_type__app_label="wagtail_llm_actions", codename="view_llminteraction"
+        content_type__app_label="wagtail_llm_actions",
+        codename__in=["view_llminteraction", "view_llmjob", "change_llmjob"],
     )
 
 

@@ -24,7 +24,15 @@ from wagtail.models import Page
 from ..charts import daily_series, render_calls_and_cost
 from ..exceptions import LLMActionError
 from ..models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMAction
-from ..permissions import can_edit_page, can_view_all, has_admin_access, visible_interactions
+from ..permissions import (
+    can_change_actions,
+    can_change_prompts,
+    can_edit_any_page,
+    can_edit_page,
+    can_view_all,
+    has_admin_access,
+    visible_interactions,
+)
 from ..reports import interaction_totals
 from ..review import discard_problem
 from ..service import LLMService
@@ -100,14 +108,20 @@ class ActionStatsView(WagtailAdminTemplateMixin, TemplateView):
             chart=render_calls_and_cost(series),
             chart_days=len(series),
             sees_all=can_view_all(user),
-            form=kwargs.get("form") or TryOnPageForm(action=self.action),
+            form=(kwargs.get("form") or TryOnPageForm(action=self.action))
+            if can_edit_any_page(user)
+            else None,
             edit_action_url=reverse(
                 "wagtailsnippets_wagtail_llm_actions_llmaction:edit", args=[self.action.pk]
-            ),
+            )
+            if can_change_actions(user)
+            else "",
             edit_prompt_url=reverse(
                 "wagtailsnippets_wagtail_llm_actions_llmprompt:edit",
                 args=[self.action.prompt_id],
-            ),
+            )
+            if can_change_prompts(user)
+            else "",
             report_url=reverse("wagtail_llm_actions_report:index") + f"?action={self.action.pk}",
         )
         return context
@@ -199,6 +213,8 @@ class CompareView(WagtailAdminTemplateMixin, TemplateView):
             previous_url=reverse("wagtail_llm_actions_report:detail", args=[previous.pk])
             if previous
             else "",
-            edit_url=reverse("wagtailadmin_pages:edit", args=[i.page_id]) if i.page_id else "",
+            edit_url=reverse("wagtailadmin_pages:edit", args=[i.page_id])
+            if i.page_id and can_edit
+            else "",
         )
         return context

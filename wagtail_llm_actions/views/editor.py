@@ -101,12 +101,11 @@ def cancel(request, job_id: int):
 @require_POST
 def outcome(request, interaction_id: int):
     """Record "discarded" (Undo, Discard) or "pending" (Redo) for one of the user's runs."""
-    interaction = get_object_or_404(
-        LLMInteraction,
-        pk=interaction_id,
-        user=request.user,
-        trigger=InteractionTrigger.EDITOR,
-    )
+    interaction = LLMInteraction.objects.filter(
+        pk=interaction_id, user=request.user.pk, trigger=InteractionTrigger.EDITOR
+    ).first()
+    if interaction is None:  # not one of the user's editor runs: say nothing more
+        return _error(_("This run does not exist."), "not_found", 404)
     value = request.POST.get("outcome", "")
     if not editor.set_outcome(interaction, value):
         return _error(_("This outcome cannot be recorded."), "invalid", 400)

@@ -18,7 +18,12 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..exceptions import LLMActionError
 from ..models import InteractionOutcome, InteractionTrigger, LLMInteraction
-from ..permissions import can_edit_page, can_view_interaction, has_admin_access
+from ..permissions import (
+    can_change_prompts,
+    can_edit_page,
+    can_view_interaction,
+    has_admin_access,
+)
 from ..providers.base import scrub_params, scrub_text
 from ..review import discard, discard_problem, keep
 from ..service import LLMService
@@ -89,7 +94,7 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
         links = {}
         if i.page_id:
             links["edit"] = reverse("wagtailadmin_pages:edit", args=[i.page_id])
-            if i.revision_id:
+            if i.revision_id and self.can_edit:
                 links["revision"] = reverse(
                     "wagtailadmin_pages:revisions_view", args=[i.page_id, i.revision_id]
                 )
@@ -97,7 +102,7 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
                     "wagtailadmin_pages:revisions_compare",
                     args=[i.page_id, i.base_revision_id or "earliest", i.revision_id],
                 )
-        if i.prompt_revision_id and i.prompt_revision:
+        if i.prompt_revision_id and i.prompt_revision and can_change_prompts(self.request.user):
             prompt_pk = i.prompt_revision.object_id
             links["prompt_revision"] = reverse(
                 "wagtailsnippets_wagtail_llm_actions_llmprompt:revisions_revert",

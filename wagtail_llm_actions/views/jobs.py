@@ -1,18 +1,23 @@
 """Admin screens of bulk jobs: the jobs listing, a job's progress page, cancel/retry, JSON.
 
 Who sees a job: the user who started it, superusers and users with the
-``wagtail_llm_actions.view_llmjob`` permission; others get 403. Cancel and retry need the
-same, and POST with a CSRF token. Every view runs a fixed number of queries, however many
-items a job has.
+``wagtail_llm_actions.view_llmjob`` permission. Who may cancel or retry it: the user who
+started it, superusers and users with ``wagtail_llm_actions.change_llmjob`` (both
+grantable in Settings → Groups); the buttons are shown only to them. Refusals are Wagtail's
+own (``PermissionDenied``: back to the dashboard with "Sorry, you do not have permission to
+access this area."), or a JSON 403 with a message for the status endpoint. Cancel and retry
+are POST with a CSRF token. Every view runs a fixed number of queries, however many items a
+job has.
 """
 
 from __future__ import annotations
 
 from functools import wraps
 
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import HttpResponseForbidden, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.translation import gettext as _
@@ -25,51 +30,71 @@ from wagtail.admin.viewsets.base import ViewSet
 
 from .. import jobs
 from ..models import ItemStatus, JobStatus, LLMJob
+from ..permissions import explorable_pages, has_admin_access
 
 VIEW_ALL_PERMISSION = "wagtail_llm_actions.view_llmjob"
+MANAGE_ALL_PERMISSION = "wagtail_llm_actions.change_llmjob"
 URL_NAMESPACE = "wagtail_llm_actions_jobs"
 ITEMS_PER_PAGE = 50
 JOBS_PER_PAGE = 30
 
 
 def can_view_all_jobs(user) -> bool:
-    return user.is_active and (user.is_superuser or user.has_perm(VIEW_ALL_PERMISSION))
+    return has_admin_access(user) and (user.is_superuser or user.has_perm(VIEW_ALL_PERMISSION))
+
+
+def can_manage_job(user, job: LLMJob) -> bool:
+    """Whether ``user`` may cancel or retry ``job``."""
+    return has_admin_access(user) and (
+        job.user_id == user.pk or user.is_superuser or user.has_perm(MANAGE_ALL_PERMISSION)
+    )
 
 
 def visible_jobs(user):
     queryset = LLMJob.objects.filter(kind__in=jobs.ENGINE_KINDS)
     if can_view_all_jobs(user):
         return queryset
+    if not has_admin_access(user):
+        return queryset.none()
     return queryset.filter(user=user)
 
 
-class JobForbidden(Exception):
-    pass
+class JobForbidden(PermissionDenied):
+    """The user may not see (or act on) this job."""
 
 
-def get_job_for(request, pk: int) -> LLMJob:
+def get_job_for(request, pk: int, *, manage: bool = False) -> LLMJob:
+    """The job if ``request.user`` may see it (and, with ``manage``, cancel or retry it)."""
     job = get_object_or_404(
         LLMJob.objects.select_related("user", "action"), pk=pk, kind__in=jobs.ENGINE_KINDS
     )
-    if not (job.user_id == request.user.pk or can_view_all_jobs(request.user)):
+    user = request.user
+    allowed = (
+        can_manage_job(user, job)
+        if manage
+        else (has_admin_access(user) and (job.user_id == user.pk or can_view_all_jobs(user)))
+    )
+    if not allowed:
         raise JobForbidden
     return job
 
 
-def forbidden() -> HttpResponseForbidden:
-    # A plain 403 (Wagtail would turn PermissionDenied into a redirect to the dashboard).
-    return HttpResponseForbidden(_("You do not have permission to see this job."))
+def json_forbidden() -> JsonResponse:
+    return JsonResponse(
+        {"code": "forbidden", "message": _("You do not have permission to see this job.")},
+        status=403,
+    )
 
 
-def job_view(view):
-    """Answer 403 when the user may not see the job."""
+def json_job_view(view):
+    """A JSON endpoint: a refusal is a JSON 403 with a message, not a redirect."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
         except JobForbidden:
-            return forbidden()
+            return json_forbidden()
 
     return wrapper
 
@@ -142,11 +167,17 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
     header_icon = "tasks"
 
     def dispatch(self, request, *args, **kwargs):
-        try:
-            self.job = get_job_for(request, kwargs["pk"])
-        except JobForbidden:
-            return forbidden()
+        self.job = get_job_for(request, kwargs["pk"])
         return super().dispatch(request, *args, **kwargs)
+
+    def visible_page_ids(self, page_ids: list[int | None]) -> set[int]:
+        """Those of ``page_ids`` the user can see in the admin (one query): titles shown."""
+        ids = {pk for pk in page_ids if pk}
+        if self.request.user.is_superuser:
+            return ids
+        return set(
+            explorable_pages(self.request.user).filter(pk__in=ids).values_list("pk", flat=True)
+        )
 
     def get_page_title(self):
         return _("Job #%(id)s: %(action)s") % {"id": self.job.pk, "action": self.job.action_name}
@@ -169,12 +200,19 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         else:
             status_filter = ""
         page = Paginator(items, ITEMS_PER_PAGE).get_page(self.request.GET.get("p"))
+        visible = self.visible_page_ids([item.page_id for item in page.object_list])
         rows = [
             {
                 "item": item,
-                "title": (item.page.draft_title if item.page else _("(deleted page)")),
+                "title": (
+                    (item.page.draft_title if item.page_id in visible else _("Not available"))
+                    if item.page
+                    else _("(deleted page)")
+                ),
                 "edit_url": (
-                    reverse("wagtailadmin_pages:edit", args=[item.page_id]) if item.page else None
+                    reverse("wagtailadmin_pages:edit", args=[item.page_id])
+                    if item.page and item.page_id in visible
+                    else None
                 ),
                 "interaction_url": interaction_url(item.interaction_id),
                 "skip_label": jobs.skip_reason_label(item.skip_reason) if item.skip_reason else "",
@@ -199,6 +237,7 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
             if progress.count(value)
         ]
         running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        may_manage = can_manage_job(self.request.user, job)
         context.update(
             job=job,
             progress=progress,
@@ -207,10 +246,9 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
             filters=filters,
             status_filter=status_filter,
             running=running,
-            can_cancel=running,
-            can_retry=bool(
-                progress.count(ItemStatus.FAILED) or progress.count(ItemStatus.CANCELLED)
-            ),
+            can_cancel=running and may_manage,
+            can_retry=may_manage
+            and bool(progress.count(ItemStatus.FAILED) or progress.count(ItemStatus.CANCELLED)),
             status_url=reverse(f"{URL_NAMESPACE}:status", args=[job.pk]),
             cancel_url=reverse(f"{URL_NAMESPACE}:cancel", args=[job.pk]),
             retry_url=reverse(f"{URL_NAMESPACE}:retry", args=[job.pk]),
@@ -219,16 +257,15 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         return context
 
 
-@job_view
+@json_job_view
 def job_status(request, pk: int):
     job = get_job_for(request, pk)
     return JsonResponse(status_payload(job, jobs.job_progress(job)))
 
 
 @require_POST
-@job_view
 def cancel(request, pk: int):
-    job = get_job_for(request, pk)
+    job = get_job_for(request, pk, manage=True)
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         count = jobs.cancel_job(job)
         messages.success(
@@ -246,9 +283,8 @@ def cancel(request, pk: int):
 
 
 @require_POST
-@job_view
 def retry(request, pk: int):
-    job = get_job_for(request, pk)
+    job = get_job_for(request, pk, manage=True)
     count = jobs.retry_failed(job)
     if count:
         messages.success(

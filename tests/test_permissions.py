@@ -1,0 +1,716 @@
+"""Use, configure and configure providers: every admin URL of the app, per role.
+
+Roles, from least to most trusted:
+
+* ``anonymous`` and ``non_admin`` (no ``wagtailadmin.access_admin``): sent to the login page;
+* ``no_pages``: admin access, no page permission (sees only their own runs);
+* ``editor``: may edit the blog's pages, so may *use* actions; no snippet permission;
+* ``action_manager``: editor + add/change/delete on prompts and actions (*configure*);
+* ``provider_manager``: action manager + ``configure_llm_provider``;
+* ``superuser``.
+
+A refusal is Wagtail's own: ``PermissionDenied`` becomes a redirect to the dashboard with
+"Sorry, you do not have permission to access this area." (as for Wagtail's snippet and page
+views); JSON endpoints answer a JSON 403 (or 404 for another user's editor job) with a message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from wagtail.models import Revision
+
+from tests.conftest import _admin_group
+from tests.interactions_factory import make_one
+from wagtail_llm_actions import editor as editor_module
+from wagtail_llm_actions import jobs
+from wagtail_llm_actions.models import (
+    InteractionTrigger,
+    LLMAction,
+    LLMInteraction,
+    LLMJob,
+    LLMPrompt,
+)
+from wagtail_llm_actions.service import LLMService
+
+pytestmark = pytest.mark.django_db
+
+ROLES = [
+    "anonymous",
+    "non_admin",
+    "no_pages",
+    "editor",
+    "action_manager",
+    "provider_manager",
+    "superuser",
+]
+ADMINS = frozenset(ROLES[2:])
+EDITORS = frozenset(ROLES[3:])
+MANAGERS = frozenset(ROLES[4:])
+PROVIDERS = frozenset(ROLES[5:])
+
+ACTION_NS = "wagtailsnippets_wagtail_llm_actions_llmaction"
+PROMPT_NS = "wagtailsnippets_wagtail_llm_actions_llmprompt"
+ACTION_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmaction"
+PROMPT_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmprompt"
+BULK = "wagtail_bulk_action:run_llm_action"
+NO_PERMISSION_MESSAGE = "Sorry, you do not have permission to access this area."
+PROVIDER_NOTE = "Only users who may configure LLM providers can change this."
+
+
+# -- the roles and the objects they act on ---------------------------------------------------
+
+
+def _snippet_group(*, providers: bool) -> Group:
+    name = "Provider managers" if providers else "Action managers"
+    group = Group.objects.create(name=name)
+    codenames = [
+        f"{verb}_{model}"
+        for verb in ("add", "change", "delete")
+        for model in ("llmaction", "llmprompt")
+    ]
+    if providers:
+        codenames.append("configure_llm_provider")
+    group.permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="wagtail_llm_actions", codename__in=codenames
+        )
+    )
+    return group
+
+
+@dataclass
+class World:
+    users: dict
+    post: object
+    action: LLMAction
+    prompt: LLMPrompt
+    prompt_revision: Revision
+    pending: LLMInteraction  # "try on a page" answer by no_pages, on a page they cannot edit
+    editor_run: LLMInteraction  # the editor's own run from the page editor
+    editor_job: LLMJob  # the editor's editor job
+    bulk_job: LLMJob  # started by the editor
+    extras: dict = field(default_factory=dict)
+
+    def client(self, role: str, **kwargs) -> Client:
+        client = Client(**kwargs)
+        if role != "anonymous":
+            client.force_login(self.users[role])
+        return client
+
+
+@pytest.fixture
+def world(django_user_model, blog_index, make_post, action, prompt):
+    users = {
+        "non_admin": django_user_model.objects.create_user("reader", password="x"),
+        "superuser": django_user_model.objects.create_superuser("admin", password="x"),
+    }
+    users["no_pages"] = django_user_model.objects.create_user("nopages", password="x")
+    users["no_pages"].groups.add(_admin_group("No pages", None))
+    editors = _admin_group("Blog editors", blog_index)
+    action_managers = _snippet_group(providers=False)
+    provider_managers = _snippet_group(providers=True)
+    for role, groups in (
+        ("editor", [editors]),
+        ("action_manager", [editors, action_managers]),
+        ("provider_manager", [editors, provider_managers]),
+    ):
+        users[role] = django_user_model.objects.create_user(role, password="x")
+        users[role].groups.add(*groups)
+
+    post = make_post(title="Composting in a small flat")
+    pending = LLMService().run(
+        action, post, users["superuser"], save=False, trigger=InteractionTrigger.RERUN
+    )
+    pending.user = users["no_pages"]
+    pending.save(update_fields=["user"])
+    editor_run = make_one(
+        action=action, page=post, user=users["editor"], trigger="editor", outcome="pending"
+    )
+    editor_job = editor_module.create_editor_job(action, post, post.specific, users["editor"])
+    bulk_job = jobs.create_job(action, users["editor"], [post.pk])
+    return World(
+        users=users,
+        post=post,
+        action=action,
+        prompt=prompt,
+        prompt_revision=prompt.latest_revision,
+        pending=pending,
+        editor_run=editor_run,
+        editor_job=editor_job,
+        bulk_job=bulk_job,
+    )
+
+
+# -- one row per admin URL of the app -------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """How one URL answers: who may use it, how others are refused, what each one sees."""
+
+    args: Callable[[World], list]
+    allowed: frozenset[str]
+    method: str = "get"
+    ok: int = 200
+    refused: str = "denied"  # denied (Wagtail's redirect), json403, json404, status404
+    query: Callable[[World], str] = lambda w: ""
+    data: Callable[[World], dict] = lambda w: {}
+    #: text -> roles whose page contains it (others' pages must not)
+    shown: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+def _none(w):
+    return []
+
+
+def _action(w):
+    return [w.action.pk]
+
+
+def _prompt(w):
+    return [w.prompt.pk]
+
+
+ROWS: dict[str, Row] = {
+    # the interaction report, detail, per-action view
+    "wagtail_llm_actions_report:index": Row(_none, ADMINS),
+    "wagtail_llm_actions_report:results": Row(_none, ADMINS),
+    "wagtail_llm_actions_report:detail": Row(
+        lambda w: [w.pending.pk],
+        ADMINS,  # no_pages sees their own run; editors see runs on pages they may edit
+        shown={
+            'keep/"': EDITORS,
+            'discard/"': EDITORS,
+            'rerun/"': EDITORS,
+            "Open in editor": EDITORS,
+            "Compare with the current prompt": MANAGERS,
+        },
+    ),
+    "wagtail_llm_actions_report:compare": Row(
+        lambda w: [w.pending.pk],
+        ADMINS,
+        shown={'keep/"': EDITORS, 'discard/"': EDITORS, "Open in editor": EDITORS},
+    ),
+    "wagtail_llm_actions_report:rerun": Row(lambda w: [w.pending.pk], EDITORS, "post", 302),
+    "wagtail_llm_actions_report:discard": Row(lambda w: [w.pending.pk], EDITORS, "post", 302),
+    "wagtail_llm_actions_report:keep": Row(lambda w: [w.pending.pk], EDITORS, "post", 302),
+    "wagtail_llm_actions_report:action": Row(
+        _action,
+        ADMINS,
+        shown={"Edit action": MANAGERS, "Edit prompt": MANAGERS, "Run and compare": EDITORS},
+    ),
+    "wagtail_llm_actions_report:try": Row(
+        _action, EDITORS, "post", 302, data=lambda w: {"page": w.post.pk}
+    ),
+    # the page editor's JSON endpoints
+    "wagtail_llm_actions_editor:run": Row(
+        lambda w: [w.post.pk, w.action.pk],
+        EDITORS,
+        "post",
+        202,
+        refused="json403",
+        data=lambda w: w.extras["editor_form"],
+    ),
+    "wagtail_llm_actions_editor:status": Row(
+        lambda w: [w.editor_job.pk], frozenset({"editor"}), refused="json404"
+    ),
+    "wagtail_llm_actions_editor:cancel": Row(
+        lambda w: [w.editor_job.pk], frozenset({"editor"}), "post", refused="json404"
+    ),
+    "wagtail_llm_actions_editor:outcome": Row(
+        lambda w: [w.editor_run.pk],
+        frozenset({"editor"}),
+        "post",
+        refused="json404",
+        data=lambda w: {"outcome": "discarded"},
+    ),
+    # bulk jobs (the editor started the job)
+    "wagtail_llm_actions_jobs:index": Row(_none, ADMINS),
+    "wagtail_llm_actions_jobs:detail": Row(
+        lambda w: [w.bulk_job.pk],
+        frozenset({"editor", "superuser"}),
+        shown={"Cancel job": frozenset({"editor", "superuser"})},
+    ),
+    "wagtail_llm_actions_jobs:status": Row(
+        lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"}), refused="json403"
+    ),
+    "wagtail_llm_actions_jobs:cancel": Row(
+        lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"}), "post", 302
+    ),
+    "wagtail_llm_actions_jobs:retry": Row(
+        lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"}), "post", 302
+    ),
+    # the bulk action's confirmation screen (Wagtail lets any admin user open it; pages the
+    # user cannot see are counted, never named)
+    BULK: Row(
+        lambda w: ["wagtailcore", "page", "run_llm_action"],
+        ADMINS,
+        query=lambda w: f"?id={w.post.pk}",
+        shown={"Not available to you": frozenset({"no_pages"})},
+    ),
+    # actions: configure (snippet permissions); provider fields need the provider permission
+    f"{ACTION_NS}:list": Row(_none, MANAGERS, shown={"Runs and cost": MANAGERS}),
+    f"{ACTION_NS}:list_results": Row(_none, MANAGERS),
+    f"{ACTION_NS}:add": Row(_none, MANAGERS, shown={PROVIDER_NOTE: MANAGERS - PROVIDERS}),
+    f"{ACTION_NS}:edit": Row(
+        _action,
+        MANAGERS,
+        shown={PROVIDER_NOTE: MANAGERS - PROVIDERS, "Runs and cost": MANAGERS},
+    ),
+    f"{ACTION_NS}:copy": Row(_action, MANAGERS, shown={PROVIDER_NOTE: MANAGERS - PROVIDERS}),
+    f"{ACTION_NS}:delete": Row(_action, MANAGERS),
+    f"{ACTION_NS}:usage": Row(_action, MANAGERS),
+    f"{ACTION_NS}:history": Row(_action, MANAGERS),
+    f"{ACTION_NS}:history_results": Row(_action, MANAGERS),
+    # prompts: configure
+    f"{PROMPT_NS}:list": Row(_none, MANAGERS),
+    f"{PROMPT_NS}:list_results": Row(_none, MANAGERS),
+    f"{PROMPT_NS}:add": Row(_none, MANAGERS),
+    f"{PROMPT_NS}:edit": Row(_prompt, MANAGERS),
+    f"{PROMPT_NS}:copy": Row(_prompt, MANAGERS),
+    f"{PROMPT_NS}:delete": Row(_prompt, MANAGERS),
+    f"{PROMPT_NS}:usage": Row(_prompt, MANAGERS),
+    f"{PROMPT_NS}:history": Row(_prompt, MANAGERS),
+    f"{PROMPT_NS}:history_results": Row(_prompt, MANAGERS),
+    f"{PROMPT_NS}:revisions_revert": Row(lambda w: [w.prompt.pk, w.prompt_revision.pk], MANAGERS),
+    f"{PROMPT_NS}:revisions_compare": Row(
+        lambda w: [w.prompt.pk, w.prompt_revision.pk, "latest"], MANAGERS
+    ),
+    # the snippet choosers (the action form's prompt chooser): only for those who configure
+    f"{ACTION_CHOOSER_NS}:choose": Row(_none, MANAGERS),
+    f"{ACTION_CHOOSER_NS}:choose_results": Row(_none, MANAGERS),
+    f"{ACTION_CHOOSER_NS}:chosen": Row(_action, MANAGERS),
+    f"{ACTION_CHOOSER_NS}:chosen_multiple": Row(
+        _none, MANAGERS, query=lambda w: f"?id={w.action.pk}"
+    ),
+    f"{ACTION_CHOOSER_NS}:create": Row(_none, MANAGERS),
+    f"{PROMPT_CHOOSER_NS}:choose": Row(_none, MANAGERS),
+    f"{PROMPT_CHOOSER_NS}:choose_results": Row(_none, MANAGERS),
+    f"{PROMPT_CHOOSER_NS}:chosen": Row(_prompt, MANAGERS),
+    f"{PROMPT_CHOOSER_NS}:chosen_multiple": Row(
+        _none, MANAGERS, query=lambda w: f"?id={w.prompt.pk}"
+    ),
+    f"{PROMPT_CHOOSER_NS}:create": Row(_none, MANAGERS),
+}
+
+
+def _walk(patterns, namespace=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            ns = namespace
+            if pattern.namespace:
+                ns = f"{namespace}:{pattern.namespace}" if namespace else pattern.namespace
+            yield from _walk(pattern.url_patterns, ns)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield f"{namespace}:{pattern.name}" if namespace else pattern.name
+
+
+def app_url_names() -> set[str]:
+    """Every named URL the app adds to the admin: its own views and its snippet viewsets."""
+    names = {
+        name
+        for name in _walk(get_resolver().url_patterns)
+        if name.startswith("wagtail_llm_actions_") or "_wagtail_llm_actions_" in name
+    }
+    from wagtail.admin.views.bulk_action.registry import bulk_action_registry
+
+    if bulk_action_registry.get_bulk_action_class("wagtailcore", "page", "run_llm_action"):
+        names.add(BULK)
+    return names
+
+
+def test_every_app_url_has_a_row():
+    """A new URL of the app must say here who may use it."""
+    names = app_url_names()
+    assert len(names) > 40
+    assert names - set(ROWS) == set(), "URLs without a permission row"
+    assert set(ROWS) - names == set(), "rows for URLs that no longer exist"
+
+
+def row_url(name: str, row: Row, world: World) -> str:
+    url_name = "wagtail_bulk_action" if name == BULK else name
+    return reverse(url_name, args=row.args(world)) + row.query(world)
+
+
+def _prepare(name: str, world: World) -> None:
+    if name == "wagtail_llm_actions_editor:run":
+        from tests.test_editor import form_data
+
+        world.extras["editor_form"] = form_data(world.client("superuser"), world.post)
+
+
+def assert_refused(response, row: Row, role: str) -> None:
+    if role in ("anonymous", "non_admin"):
+        assert response.status_code == 302, response.status_code
+        assert response["Location"].startswith(reverse("wagtailadmin_login"))
+        return
+    if row.refused == "denied":
+        # Wagtail's styled refusal: the dashboard with its error message, never a bare 403
+        assert response.status_code == 302, response.status_code
+        assert response["Location"] == reverse("wagtailadmin_home")
+        messages = [str(m) for m in get_messages(response.wsgi_request)]
+        assert NO_PERMISSION_MESSAGE in [m.strip() for m in messages]
+    else:
+        status = {"json403": 403, "json404": 404}[row.refused]
+        assert response.status_code == status, response.status_code
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["message"]
+
+
+def state(world: World) -> tuple:
+    """What a refused request must not change."""
+    return (
+        LLMInteraction.objects.count(),
+        sorted(LLMInteraction.objects.values_list("pk", "outcome")),
+        sorted(LLMJob.objects.values_list("pk", "status")),
+        Revision.objects.count(),
+        LLMAction.objects.count(),
+        LLMPrompt.objects.count(),
+    )
+
+
+def check_role(name: str, row: Row, role: str, world: World) -> None:
+    url = row_url(name, row, world)
+    before = state(world)
+    client = world.client(role)
+    if row.method == "post":
+        response = client.post(url, row.data(world))
+    else:
+        response = client.get(url, row.data(world))
+
+    if role in row.allowed:
+        assert response.status_code == row.ok, (response.status_code, response.get("Location"))
+        if row.ok == 302:
+            assert response["Location"] != reverse("wagtailadmin_home")
+            assert not response["Location"].startswith(reverse("wagtailadmin_login"))
+    else:
+        assert_refused(response, row, role)
+        assert state(world) == before
+    if response.status_code == 200 and response["Content-Type"].startswith("text/html"):
+        html = response.content.decode()
+        for text, roles in row.shown.items():
+            assert (text in html) == (role in roles), f"{text!r} shown: {text in html}"
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_permission_matrix(name, world):
+    """Each role in turn, least trusted first (so a refused request sees the same state)."""
+    row = ROWS[name]
+    _prepare(name, world)
+    for role in ROLES:
+        try:
+            check_role(name, row, role, world)
+        except AssertionError as e:
+            raise AssertionError(f"{name} as {role}: {e}") from e
+
+
+# -- the permission in Settings → Groups ------------------------------------------------------
+
+
+def test_provider_permission_is_grantable_in_groups(client, superuser):
+    client.force_login(superuser)
+    html = client.get(reverse("wagtailusers_groups:add")).content.decode()
+    permission = Permission.objects.get(codename="configure_llm_provider")
+    # Wagtail lists it under "Custom permissions" in the "LLM action" row
+    assert re.search(rf'<input[^>]*value="{permission.pk}"', html)
+    assert "Can configure LLM providers" in html
+    for codename in ("view_llminteraction", "view_llmjob", "change_llmjob"):
+        pk = Permission.objects.get(codename=codename).pk
+        assert re.search(rf'<input[^>]*value="{pk}"', html), codename
+
+
+def test_granting_the_permission_in_groups_unlocks_provider_fields(world):
+    permission = Permission.objects.get(codename="configure_llm_provider")
+    group = Group.objects.get(name="Action managers")
+    client = world.client("superuser")
+    data = {
+        "name": group.name,
+        "permissions": list(group.permissions.values_list("pk", flat=True)) + [permission.pk],
+    }
+    edit_url = reverse("wagtailusers_groups:edit", args=[group.pk])
+    form_html = client.get(edit_url).content.decode()
+    for prefix in re.findall(r'name="([\w-]+)-TOTAL_FORMS"', form_html):
+        data[f"{prefix}-TOTAL_FORMS"] = "0"
+        data[f"{prefix}-INITIAL_FORMS"] = "0"
+        data[f"{prefix}-MIN_NUM_FORMS"] = "0"
+        data[f"{prefix}-MAX_NUM_FORMS"] = "1000"
+    response = client.post(edit_url, data)
+    assert response.status_code == 302
+    manager = type(world.users["action_manager"]).objects.get(username="action_manager")
+    assert manager.has_perm("wagtail_llm_actions.configure_llm_provider")
+    html = world.client("action_manager").get(reverse(f"{ACTION_NS}:edit", args=[world.action.pk]))
+    assert PROVIDER_NOTE not in html.content.decode()
+
+
+# -- the action form: prompt fields for action managers, provider fields only for providers ----
+
+
+def action_post_data(action: LLMAction, **changes) -> dict:
+    data = {
+        "name": action.name,
+        "slug": action.slug,
+        "description": action.description,
+        "page_types": list(action.page_types.values_list("pk", flat=True)),
+        "source_field": action.source_field,
+        "target_field": action.target_field,
+        "output_mode": action.output_mode,
+        "enabled": "on" if action.enabled else "",
+        "prompt": action.prompt_id,
+        "system_message": action.system_message,
+        "context_message": action.context_message,
+        "model": action.model,
+        "api_base": action.api_base,
+        "api_key_name": action.api_key_name,
+        "temperature": "" if action.temperature is None else action.temperature,
+        "max_tokens": "" if action.max_tokens is None else action.max_tokens,
+        "timeout": action.timeout,
+        "fallback_models": action.fallback_models,
+        "extra_params": json.dumps(action.extra_params),
+    }
+    data.update(changes)
+    return data
+
+
+CRAFTED_PROVIDER_CHANGES = {
+    "model": "openai/gpt-4o",
+    "fallback_models": "openai/gpt-4o-mini",
+    "api_base": "https://attacker.example.com/v1",
+    "api_key_name": "OTHER_API_KEY",
+    "extra_params": '{"top_p": 0.5}',
+    "timeout": "900",
+}
+
+
+def test_action_manager_sees_provider_fields_disabled_with_their_values(world):
+    world.action.api_base = "https://llm.example.com/v1"
+    world.action.save()
+    html = (
+        world.client("action_manager")
+        .get(reverse(f"{ACTION_NS}:edit", args=[world.action.pk]))
+        .content.decode()
+    )
+    for name in ("model", "api_base", "api_key_name", "timeout", "fallback_models", "extra_params"):
+        tag = re.search(rf'<(input|textarea)[^>]*name="{name}"[^>]*>', html)
+        assert tag, name
+        assert "disabled" in tag.group(0), name
+    assert 'value="https://llm.example.com/v1"' in html
+    assert 'value="local/extractive"' in html
+    for name in ("name", "system_message", "temperature", "max_tokens"):
+        tag = re.search(rf'<(input|textarea)[^>]*name="{name}"[^>]*>', html)
+        assert tag and "disabled" not in tag.group(0), name
+
+
+def test_crafted_post_cannot_change_provider_fields(world):
+    action = world.action
+    before = {
+        f: getattr(action, f)
+        for f in ("model", "fallback_models", "api_base", "api_key_name", "extra_params", "timeout")
+    }
+    data = action_post_data(
+        action,
+        name="Summarise for teenagers",
+        system_message="Write for teenagers.",
+        temperature="0.9",
+        **CRAFTED_PROVIDER_CHANGES,
+    )
+    response = world.client("action_manager").post(
+        reverse(f"{ACTION_NS}:edit", args=[action.pk]), data
+    )
+    assert response.status_code == 302, response.context["form"].errors
+    action.refresh_from_db()
+    # prompt fields changed ...
+    assert action.name == "Summarise for teenagers"
+    assert action.system_message == "Write for teenagers."
+    assert action.temperature == 0.9
+    # ... provider fields did not
+    assert {f: getattr(action, f) for f in before} == before
+
+
+def test_provider_manager_changes_provider_fields(world):
+    action = world.action
+    data = action_post_data(action, **CRAFTED_PROVIDER_CHANGES)
+    response = world.client("provider_manager").post(
+        reverse(f"{ACTION_NS}:edit", args=[action.pk]), data
+    )
+    assert response.status_code == 302, response.context["form"].errors
+    action.refresh_from_db()
+    assert action.model == "openai/gpt-4o"
+    assert action.api_base == "https://attacker.example.com/v1"
+    assert action.api_key_name == "OTHER_API_KEY"
+    assert action.extra_params == {"top_p": 0.5}
+    assert action.timeout == 900
+
+
+def test_action_manager_creates_an_action_with_the_default_provider(world, settings):
+    settings.WAGTAIL_LLM_ACTIONS = {
+        **settings.WAGTAIL_LLM_ACTIONS,
+        "DEFAULT_MODEL": "local/keywords",
+    }
+    data = action_post_data(
+        world.action, name="Suggest tags", slug="suggest-tags", **CRAFTED_PROVIDER_CHANGES
+    )
+    client = world.client("action_manager")
+    html = client.get(reverse(f"{ACTION_NS}:add")).content.decode()
+    assert 'value="local/keywords"' in html  # the default the new action will get
+    response = client.post(reverse(f"{ACTION_NS}:add"), data)
+    assert response.status_code == 302, response.context["form"].errors
+    created = LLMAction.objects.get(slug="suggest-tags")
+    assert created.model == "local/keywords"
+    assert (created.api_base, created.api_key_name, created.fallback_models) == ("", "", "")
+    assert created.extra_params == {}
+    assert created.timeout == LLMAction._meta.get_field("timeout").default
+
+
+def test_action_manager_copy_keeps_the_provider_fields_of_the_original(world):
+    world.action.api_key_name = "TEAM_API_KEY"
+    world.action.save()
+    data = action_post_data(
+        world.action, name="Copy", slug="copy-of-summary", **CRAFTED_PROVIDER_CHANGES
+    )
+    response = world.client("action_manager").post(
+        reverse(f"{ACTION_NS}:copy", args=[world.action.pk]), data
+    )
+    assert response.status_code == 302, response.context["form"].errors
+    copy = LLMAction.objects.get(slug="copy-of-summary")
+    assert (copy.model, copy.api_key_name, copy.api_base) == (
+        "local/extractive",
+        "TEAM_API_KEY",
+        "",
+    )
+
+
+def test_editor_cannot_post_to_the_action_form(world):
+    data = action_post_data(world.action, name="Hijacked", **CRAFTED_PROVIDER_CHANGES)
+    response = world.client("editor").post(
+        reverse(f"{ACTION_NS}:edit", args=[world.action.pk]), data
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("wagtailadmin_home")
+    world.action.refresh_from_db()
+    assert world.action.name == "Generate summary"
+
+
+# -- a user who may see every job but not manage it ------------------------------------------
+
+
+def test_job_viewer_without_manage_permission_sees_no_buttons(world):
+    viewer = world.users["no_pages"]
+    viewer.user_permissions.add(Permission.objects.get(codename="view_llmjob"))
+    client = world.client("no_pages")
+    detail = reverse("wagtail_llm_actions_jobs:detail", args=[world.bulk_job.pk])
+    html = client.get(detail).content.decode()
+    assert "Job #" in html and "Cancel job" not in html
+    assert "Composting in a small flat" not in html  # a page they cannot see
+    response = client.post(reverse("wagtail_llm_actions_jobs:cancel", args=[world.bulk_job.pk]))
+    assert response["Location"] == reverse("wagtailadmin_home")
+    world.bulk_job.refresh_from_db()
+    assert world.bulk_job.status == "queued"
+
+    viewer.user_permissions.add(Permission.objects.get(codename="change_llmjob"))
+    client = world.client("no_pages")
+    assert "Cancel job" in client.get(detail).content.decode()
+    client.post(reverse("wagtail_llm_actions_jobs:cancel", args=[world.bulk_job.pk]))
+    world.bulk_job.refresh_from_db()
+    assert world.bulk_job.status == "cancelled"
+
+
+# -- CSRF on every POST ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_post_without_csrf_token_is_refused_and_changes_nothing(name, world):
+    """Every URL of the app, POSTed by a superuser without a token: 403, nothing written."""
+    row = ROWS[name]
+    _prepare(name, world)
+    url = row_url(name, row, world)
+    data = row.data(world)
+    if name.endswith((":edit", ":add", ":copy")) and name.startswith(ACTION_NS):
+        data = action_post_data(world.action, slug="csrf-copy", name="Changed")
+    elif name.startswith(PROMPT_NS) and name.endswith((":edit", ":add", ":copy")):
+        data = {"name": "Changed", "slug": "changed", "template": "{title}"}
+    before = state(world)
+    response = world.client("superuser", enforce_csrf_checks=True).post(url, data)
+    assert response.status_code == 403
+    assert state(world) == before
+    assert LLMAction.objects.get(pk=world.action.pk).name == "Generate summary"
+
+
+# -- bulk confirmation: never a title the user cannot see -------------------------------------
+
+
+def bulk_confirm_url(ids) -> str:
+    return reverse("wagtail_bulk_action", args=["wagtailcore", "page", "run_llm_action"]) + (
+        "?" + "&".join(f"id={pk}" for pk in ids)
+    )
+
+
+def test_bulk_confirmation_never_names_pages_the_user_cannot_see(
+    world, make_post, blog_index, django_user_model
+):
+    from blog.models import BlogIndexPage, SimplePage
+
+    # a section the no_pages user may edit, and a hidden unpublished draft elsewhere
+    section = BlogIndexPage(title="Their section", slug="their-section")
+    blog_index.add_child(instance=section)
+    mine = make_post(title="A post of their own", parent=section)
+    secret = make_post(title="Secret merger announcement", publish=False)
+    # a hidden page of a type the action does not apply to ("Blog", the parent of their
+    # section, is visible to them in the explorer, as Wagtail's own rule has it)
+    wrong_type_secret = SimplePage(title="Hidden about page", slug="about", text="Hi")
+    blog_index.add_child(instance=wrong_type_secret)
+    GroupPageAdd = _admin_group("Section editors", section)
+    world.users["no_pages"].groups.add(GroupPageAdd)
+
+    client = world.client("no_pages")
+    ids = [mine.pk, secret.pk, wrong_type_secret.pk, world.post.pk]
+    for response in (
+        client.get(bulk_confirm_url(ids)),
+        client.post(
+            bulk_confirm_url(ids),
+            {"action": world.action.pk, "include_descendants": "on", "preview": "1"},
+        ),
+    ):
+        html = response.content.decode()
+        assert "1 page will run." in html  # their own post
+        for title in (
+            "Secret merger announcement",
+            "Composting in a small flat",
+            "Hidden about page",
+        ):
+            assert f">{title}<" not in html and f"“{title}”" not in html
+        assert "Not available to you" in html
+        assert 'data-llm-skip="not_available"' in html
+        # counted without names: no link to any hidden page
+        for pk in (secret.pk, wrong_type_secret.pk, world.post.pk):
+            assert reverse("wagtailadmin_pages:edit", args=[pk]) not in html
+
+    # starting it: hidden pages are skipped as "not available" and unnamed on the job page
+    client.post(bulk_confirm_url(ids), {"action": world.action.pk})
+    job = LLMJob.objects.filter(user=world.users["no_pages"]).get()
+    assert dict(job.items.values_list("page_id", "skip_reason")) == {
+        mine.pk: "",
+        secret.pk: "not_available",
+        wrong_type_secret.pk: "not_available",
+        world.post.pk: "not_available",
+    }
+    html = client.get(reverse("wagtail_llm_actions_jobs:detail", args=[job.pk])).content.decode()
+    assert "A post of their own" in html
+    assert "Secret merger announcement" not in html
+    assert "Composting in a small flat" not in html
+
+
+def test_bulk_confirmation_names_visible_pages_the_user_cannot_edit(world, author, make_post):
+    other = make_post(title="Someone else's draft", publish=False)
+    client = Client()
+    client.force_login(author)
+    html = client.get(bulk_confirm_url([other.pk])).content.decode()
+    assert 'data-llm-skip="no_permission"' in html
+    assert "Someone else&#x27;s draft" in html
