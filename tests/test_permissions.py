@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -255,7 +256,8 @@ ROWS: dict[str, Row] = {
         lambda w: ["wagtailcore", "page", "run_llm_action"],
         ADMINS,
         query=lambda w: f"?id={w.post.pk}",
-        shown={"Not available to you": frozenset({"no_pages"})},
+        # a page hidden from the user offers no action (its type says nothing either)
+        shown={"No enabled LLM action applies": frozenset({"no_pages"})},
     ),
     # actions: configure (snippet permissions); provider fields need the provider permission
     f"{ACTION_NS}:list": Row(_none, MANAGERS, shown={"Runs and cost": MANAGERS}),
@@ -666,8 +668,17 @@ def test_bulk_confirmation_never_names_pages_the_user_cannot_see(
     # section, is visible to them in the explorer, as Wagtail's own rule has it)
     wrong_type_secret = SimplePage(title="Hidden about page", slug="about", text="Hi")
     blog_index.add_child(instance=wrong_type_secret)
-    GroupPageAdd = _admin_group("Section editors", section)
-    world.users["no_pages"].groups.add(GroupPageAdd)
+    world.users["no_pages"].groups.add(_admin_group("Section editors", section))
+    # an action for the hidden page's type is not offered: hidden pages choose nothing
+    simple_action = LLMAction.objects.create(
+        name="About page action",
+        slug="about",
+        prompt=world.prompt,
+        model="local/extractive",
+        source_field="text",
+        target_field="text",
+    )
+    simple_action.page_types.set([ContentType.objects.get_for_model(SimplePage)])
 
     client = world.client("no_pages")
     ids = [mine.pk, secret.pk, wrong_type_secret.pk, world.post.pk]
@@ -688,6 +699,7 @@ def test_bulk_confirmation_never_names_pages_the_user_cannot_see(
             assert f">{title}<" not in html and f"“{title}”" not in html
         assert "Not available to you" in html
         assert 'data-llm-skip="not_available"' in html
+        assert "About page action" not in html
         # counted without names: no link to any hidden page
         for pk in (secret.pk, wrong_type_secret.pk, world.post.pk):
             assert reverse("wagtailadmin_pages:edit", args=[pk]) not in html

@@ -3,9 +3,10 @@
 The confirmation screen lets the user pick an action that applies to the selected pages'
 types, include descendants and force re-running unchanged pages; it shows how many pages
 will run, which are skipped and why, and an estimate of tokens and cost (see
-:func:`jobs.plan_job`). "Check" re-renders the preview for the chosen options; "Start"
-creates the job, queues it on the workers and returns to the listing with a link to the
-job's progress page.
+:func:`jobs.plan_job`). Pages the user cannot see in the admin are counted as "not
+available", never named, and their types choose no action. "Check" re-renders the preview
+for the chosen options; "Start" creates the job, queues it on the workers and returns to
+the listing with a link to the job's progress page.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkActi
 
 from . import jobs
 from .models import JobKind, LLMAction
+from .permissions import explorable_pages
 
 
 class RunActionForm(forms.Form):
@@ -86,9 +88,16 @@ class RunLLMActionBulkAction(PageBulkAction):
         return self.get_selected_page_ids(), {}
 
     def applicable_actions(self):
-        """Enabled actions for the types of the selected pages and their descendants."""
+        """Enabled actions for the types of the selected pages and their descendants.
+
+        Only pages the user can see count: hidden pages tell nothing, not even their type.
+        """
+        user = self.request.user
+        visible = None if user.is_superuser else explorable_pages(user).values("pk")
         type_ids = set()
         for part in jobs.selection_parts(self.get_selected_page_ids(), include_descendants=True):
+            if visible is not None:
+                part = part.filter(pk__in=visible)
             type_ids.update(part.order_by().values_list("content_type_id", flat=True).distinct())
         return (
             LLMAction.objects.filter(enabled=True)
