@@ -26,7 +26,7 @@ from wagtail.admin.views.reports import ReportView
 from .charts import daily_series, format_cost, render_calls_and_cost
 from .filters import InteractionFilterSet
 from .models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMInteraction
-from .permissions import can_view_all, may_use_report, visible_interactions
+from .permissions import can_view_all, may_use_report, page_edit_checker, visible_interactions
 
 EXPORT_CHUNK_SIZE = 2000
 
@@ -167,10 +167,13 @@ class InteractionReportView(ReportView):
 
     def decorate_paginated_queryset(self, object_list):
         rows = list(object_list)
+        may_edit = page_edit_checker(self.request.user)
         for row in rows:
             row.detail_url = reverse("wagtail_llm_actions_report:detail", args=[row.pk])
             row.page_edit_url = (
-                reverse("wagtailadmin_pages:edit", args=[row.page_id]) if row.page_id else ""
+                reverse("wagtailadmin_pages:edit", args=[row.page_id])
+                if row.page_id and may_edit(row.page)
+                else ""
             )
             row.action_url = (
                 reverse("wagtail_llm_actions_report:action", args=[row.action_id])

@@ -31,6 +31,7 @@ from ..permissions import (
     can_edit_page,
     can_view_all,
     has_admin_access,
+    page_edit_checker,
     visible_interactions,
 )
 from ..reports import interaction_totals
@@ -64,11 +65,14 @@ def get_action(request, pk: int) -> LLMAction:
     return get_object_or_404(LLMAction.objects.select_related("prompt"), pk=pk)
 
 
-def decorate_rows(rows):
+def decorate_rows(rows, user):
+    may_edit = page_edit_checker(user)
     for row in rows:
         row.detail_url = reverse("wagtail_llm_actions_report:detail", args=[row.pk])
         row.page_edit_url = (
-            reverse("wagtailadmin_pages:edit", args=[row.page_id]) if row.page_id else ""
+            reverse("wagtailadmin_pages:edit", args=[row.page_id])
+            if row.page_id and may_edit(row.page)
+            else ""
         )
         row.action_url = ""
         row.user_display = get_user_display_name(row.user) if row.user_id else ""
@@ -94,7 +98,8 @@ class ActionStatsView(WagtailAdminTemplateMixin, TemplateView):
         user = self.request.user
         runs = visible_interactions(user).filter(action=self.action)
         recent = decorate_rows(
-            list(runs.select_related("page", "user").order_by("-created_at", "-pk")[:RECENT_RUNS])
+            list(runs.select_related("page", "user").order_by("-created_at", "-pk")[:RECENT_RUNS]),
+            user,
         )
         totals = interaction_totals(runs)
         totals["avg_tokens"] = (
