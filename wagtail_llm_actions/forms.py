@@ -43,12 +43,15 @@ class LLMActionForm(WagtailAdminModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["page_types"].queryset = page_type_choices()
+        self.apply_provider_permission()
+
+    def apply_provider_permission(self) -> None:
+        """Prefill new actions with the default model; lock provider fields without the right.
+
+        Disabled fields show their value and ignore posted data: a crafted POST changes nothing.
+        """
         if self.instance._state.adding and not self.initial.get("model"):
             self.initial["model"] = get_setting("DEFAULT_MODEL")
-        self.limit_provider_fields()
-
-    def limit_provider_fields(self) -> None:
-        """Disable the provider fields for a user who may not configure providers."""
         if can_configure_providers(self.for_user):
             return
         for name in PROVIDER_FIELDS:
