@@ -162,14 +162,14 @@ class Row:
     allowed: frozenset[str]
     method: str = "get"
     ok: int = 200
-    refused: str = "denied"  # denied (Wagtail's redirect), json403, json404, status404
+    refused: str = "denied"  # denied (Wagtail's redirect), json403, json404
     query: Callable[[World], str] = lambda w: ""
     data: Callable[[World], dict] = lambda w: {}
     #: text (or world -> text) -> roles whose page contains it (others' pages must not)
     shown: dict = field(default_factory=dict)
 
 
-def EDIT_POST_LINK(w: World) -> str:  # noqa: N802 (used as a marker, like the strings)
+def edit_post_link(w: World) -> str:
     return 'href="{}"'.format(reverse("wagtailadmin_pages:edit", args=[w.post.pk]))
 
 
@@ -191,7 +191,7 @@ ROWS: dict[str, Row] = {
         _none,
         ADMINS,
         # no_pages sees their own run on a page they cannot edit: its title, no edit link
-        shown={"Composting in a small flat": ADMINS, EDIT_POST_LINK: EDITORS},
+        shown={"Composting in a small flat": ADMINS, edit_post_link: EDITORS},
     ),
     "wagtail_llm_actions_report:results": Row(_none, ADMINS),
     "wagtail_llm_actions_report:detail": Row(
@@ -221,7 +221,7 @@ ROWS: dict[str, Row] = {
             "Edit prompt": MANAGERS,
             "Run and compare": EDITORS,
             "Composting in a small flat": ADMINS,
-            EDIT_POST_LINK: EDITORS,
+            edit_post_link: EDITORS,
         },
     ),
     "wagtail_llm_actions_report:try": Row(
