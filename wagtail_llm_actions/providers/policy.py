@@ -330,6 +330,18 @@ def check_api_base(url: str | None, *, at_call: bool = False) -> None:
         raise PolicyError(gettext("Enter a valid http:// or https:// URL for the API base."))
     if is_listed(url):
         return
+    host = endpoint.host
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        addresses: list[str] | None = [host]
+    except ValueError:
+        addresses = None
+        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+            raise _refused(url, host, gettext("a local name")) from None
+    if addresses:
+        reason = address_problem(host)
+        if reason:
+            raise _refused(url, host, reason)
     if endpoint.scheme != "https":
         raise PolicyError(
             gettext(
@@ -337,13 +349,7 @@ def check_api_base(url: str | None, *, at_call: bool = False) -> None:
                 "only allowed for servers listed in WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES']."
             )
         )
-    host = endpoint.host
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        raise _refused(url, host, gettext("a local name"))
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-        addresses = [host]
-    except ValueError:
+    if addresses is None:
         try:
             addresses = resolve(host, endpoint.port)
         except (OSError, UnicodeError) as e:
