@@ -719,3 +719,19 @@ def test_html_answer_is_a_bad_response(server_action, post, fake_llm):
     assert "500" not in info.value.message
     row = LLMInteraction.objects.get()
     assert row.error_code == "bad_response" and "<" not in row.error_message
+
+
+# -- system checks ---------------------------------------------------------------------------
+
+
+def test_system_check_reports_unusable_policy_settings(settings):
+    from wagtail_llm_actions.checks import check_settings
+
+    settings.WAGTAIL_LLM_ACTIONS = {
+        "ALLOWED_API_BASES": ["localhost:11434", "http://127.0.0.1:*"],
+        "API_KEY_NAMES": "*_API_KEY",
+    }
+    messages = {m.id: m.msg for m in check_settings(None)}
+    assert "localhost:11434" in messages["wagtail_llm_actions.W010"]
+    assert "127.0.0.1" not in messages["wagtail_llm_actions.W010"]
+    assert "wagtail_llm_actions.E010" in messages
