@@ -735,3 +735,17 @@ def test_system_check_reports_unusable_policy_settings(settings):
     assert "localhost:11434" in messages["wagtail_llm_actions.W010"]
     assert "127.0.0.1" not in messages["wagtail_llm_actions.W010"]
     assert "wagtail_llm_actions.E010" in messages
+
+
+def test_other_site_secrets_in_an_answer_are_redacted(server_action, post, fake_llm, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-site-key-999")
+    with override_settings(SECRET_KEY="tests-secret-key-long-enough"):
+        fake_llm.configure(
+            reply=f"db={CANARIES['DATABASE_URL']} openai=sk-openai-site-key-999 "
+            "django=tests-secret-key-long-enough"
+        )
+        interaction = LLMService().run(server_action, post)
+    text = interaction.response_text
+    for secret in (CANARIES["DATABASE_URL"], "sk-openai-site-key-999", "tests-secret-key-long"):
+        assert secret not in text
+    assert text.count(REDACTED) == 3

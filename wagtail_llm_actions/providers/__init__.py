@@ -45,6 +45,7 @@ from .policy import (
     check_key_name,
     guarded_connections,
     scrub_value,
+    site_secrets,
 )
 
 if TYPE_CHECKING:
@@ -300,12 +301,14 @@ def _call(provider: BaseProvider, request: CompletionRequest) -> CompletionResul
         with guarded_connections(bool(request.api_base) and provider.remote):
             result = provider.complete(request)
     except ProviderError as e:
-        e.message = request.scrub(e.message)
-        e.detail = request.scrub(e.detail or "")
+        others = site_secrets()
+        e.message = scrub_value(request.scrub(e.message), request.api_key, others)
+        e.detail = scrub_value(request.scrub(e.detail or ""), request.api_key, others)
         e.args = (e.message,)
         raise
-    result.text = scrub_value(result.text, request.api_key)
-    result.response_model = scrub_value(result.response_model, request.api_key)
+    others = site_secrets()
+    result.text = scrub_value(result.text, request.api_key, others)
+    result.response_model = scrub_value(result.response_model, request.api_key, others)
     return result
 
 

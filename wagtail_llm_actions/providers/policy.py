@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import ipaddress
+import os
 import re
 import socket
 import threading
@@ -478,8 +479,35 @@ def refused_connection(exc: BaseException) -> AddressNotAllowed | None:
 # -- secrets in results ---------------------------------------------------------------------
 
 
-def scrub_value(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``[redacted]``."""
-    if not text or not secret or len(secret) < 4:
+#: Shorter values of other variables are not scrubbed (they would match ordinary words).
+MIN_SCRUBBED_LENGTH = 8
+
+
+def site_secrets() -> list[str]:
+    """Values of every key the site holds, for scrubbing answers and errors.
+
+    ``API_KEYS`` entries, environment variables an action may name, server secrets, and
+    Django's ``SECRET_KEY``: an answer must not show any of them, even one the call did
+    not use (LiteLLM reads the provider's usual variable itself when the name is blank).
+    """
+    from django.conf import settings
+
+    values = [str(v) for v in (get_setting("API_KEYS") or {}).values() if v]
+    patterns = [*allowed_key_patterns(), *NEVER_KEY_NAMES, *DEFAULT_API_KEY_NAMES]
+    values += [value for name, value in os.environ.items() if value and _matches(name, patterns)]
+    values.append(str(getattr(settings, "SECRET_KEY", "") or ""))
+    unique = {v for v in values if len(v) >= MIN_SCRUBBED_LENGTH}
+    return sorted(unique, key=len, reverse=True)
+
+
+def scrub_value(text: str, secret: str | None, others: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` with ``secret`` (the call's key) and ``others`` replaced by ``[redacted]``."""
+    if not text:
         return text
-    return str(text).replace(secret, REDACTED)
+    text = str(text)
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, REDACTED)
+    for value in others:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
