@@ -479,6 +479,19 @@ def refused_connection(exc: BaseException) -> AddressNotAllowed | None:
 # -- secrets in results ---------------------------------------------------------------------
 
 
+#: Environment variables whose values are scrubbed from answers and errors (with the ones
+#: an action may name).
+SECRET_VARIABLE_NAMES = (
+    "DATABASE_URL",
+    "*_DATABASE_URL",
+    "SECRET_KEY",
+    "*_SECRET_KEY",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*_TOKEN",
+    "*_KEY",
+)
+
 #: Shorter values of other variables are not scrubbed (they would match ordinary words).
 MIN_SCRUBBED_LENGTH = 8
 
@@ -493,7 +506,7 @@ def site_secrets() -> list[str]:
     from django.conf import settings
 
     values = [str(v) for v in (get_setting("API_KEYS") or {}).values() if v]
-    patterns = [*allowed_key_patterns(), *NEVER_KEY_NAMES, *DEFAULT_API_KEY_NAMES]
+    patterns = [*allowed_key_patterns(), *DEFAULT_API_KEY_NAMES, *SECRET_VARIABLE_NAMES]
     values += [value for name, value in os.environ.items() if value and _matches(name, patterns)]
     values.append(str(getattr(settings, "SECRET_KEY", "") or ""))
     unique = {v for v in values if len(v) >= MIN_SCRUBBED_LENGTH}
