@@ -749,3 +749,26 @@ def test_other_site_secrets_in_an_answer_are_redacted(server_action, post, fake_
     for secret in (CANARIES["DATABASE_URL"], "sk-openai-site-key-999", "tests-secret-key-long"):
         assert secret not in text
     assert text.count(REDACTED) == 3
+
+
+def test_sandbox_settings_read_allowed_api_bases_from_the_environment(monkeypatch):
+    import importlib
+
+    import demo.settings
+
+    monkeypatch.setenv(
+        "LLM_ACTIONS_ALLOWED_API_BASES", "http://localhost:11434, http://127.0.0.1:8080/v1,"
+    )
+    monkeypatch.setenv("LLM_ACTIONS_API_BASE", "http://192.168.1.5:11434")
+    try:
+        module = importlib.reload(demo.settings)
+        assert module.WAGTAIL_LLM_ACTIONS["ALLOWED_API_BASES"] == [
+            "http://localhost:11434",
+            "http://127.0.0.1:8080/v1",
+            "http://192.168.1.5:11434",
+        ]
+        monkeypatch.delenv("LLM_ACTIONS_ALLOWED_API_BASES")
+        monkeypatch.delenv("LLM_ACTIONS_API_BASE")
+        assert importlib.reload(demo.settings).WAGTAIL_LLM_ACTIONS["ALLOWED_API_BASES"] == []
+    finally:
+        importlib.reload(demo.settings)
