@@ -44,6 +44,7 @@ from .policy import (
     check_extra_params,
     check_key_name,
     guarded_connections,
+    install_connection_guard,
     scrub_value,
     site_secrets,
 )
@@ -296,9 +297,12 @@ def enforce_policy(request: CompletionRequest, provider: BaseProvider) -> None:
 
 def _call(provider: BaseProvider, request: CompletionRequest) -> CompletionResult:
     """One provider call under the policy; the result and errors carry no key."""
+    guarded = bool(request.api_base) and provider.remote
     try:
         enforce_policy(request, provider)
-        with guarded_connections(bool(request.api_base) and provider.remote):
+        if guarded:
+            install_connection_guard()  # also for custom providers that use httpx
+        with guarded_connections(guarded):
             result = provider.complete(request)
     except ProviderError as e:
         others = site_secrets()
