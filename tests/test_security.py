@@ -685,6 +685,19 @@ def test_too_many_fields_is_a_json_413(editor, post, action):
     assert response.json()["code"] == "too_large"
 
 
+def test_too_large_form_is_a_json_413_with_csrf_enforced(editor, post, action):
+    # As in a browser: the CSRF middleware would read the body first and answer HTML 400.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(editor)
+    client.get(reverse("wagtailadmin_pages:edit", args=[post.pk]))
+    token = client.cookies["csrftoken"].value
+    response = client.post(
+        run_url(post, action), {"title": "x" * (3 * 1024 * 1024)}, headers={"X-CSRFToken": token}
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+
+
 def test_run_endpoint_still_checks_csrf(editor, post, action):
     client = Client(enforce_csrf_checks=True)
     client.force_login(editor)
@@ -772,3 +785,7 @@ def test_sandbox_settings_read_allowed_api_bases_from_the_environment(monkeypatc
         assert importlib.reload(demo.settings).WAGTAIL_LLM_ACTIONS["ALLOWED_API_BASES"] == []
     finally:
         importlib.reload(demo.settings)
+
+
+def test_azure_api_version_is_an_ordinary_extra_parameter():
+    unsaved_action(model="azure/my-deployment", extra_params={"api_version": "2024-02-01"}).clean()

@@ -62,7 +62,6 @@ FORBIDDEN_PARAMS = frozenset(
         "api_key",
         "api_base",
         "base_url",
-        "api_version",
         "azure_endpoint",
         "proxy",
         "proxies",
