@@ -652,6 +652,18 @@ def test_try_on_a_page_with_a_bad_prompt_shows_a_message(
     assert page.status_code == 200
 
 
+def test_admin_screens_list_a_bad_prompt(client, superuser, make_action, broken_prompt):
+    action = make_action(slug="broken", prompt=broken_prompt)
+    client.force_login(superuser)
+    for name, args in [
+        ("wagtailsnippets_wagtail_llm_actions_llmprompt:list", []),
+        ("wagtailsnippets_wagtail_llm_actions_llmprompt:edit", [broken_prompt.pk]),
+        ("wagtailsnippets_wagtail_llm_actions_llmaction:edit", [action.pk]),
+        ("wagtail_llm_actions_report:action", [action.pk]),
+    ]:
+        assert client.get(reverse(name, args=args)).status_code == 200, name
+
+
 def run_url(page, action):
     return reverse("wagtail_llm_actions_editor:run", args=[page.pk, action.pk])
 

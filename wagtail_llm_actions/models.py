@@ -58,9 +58,13 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
 
     @property
     def variables(self) -> list[str]:
-        from .templating import template_variables
+        """The template's variables; none when the template is invalid (say, made in code)."""
+        from .templating import TemplateSyntaxError, template_variables
 
-        return template_variables(self.template or "")
+        try:
+            return template_variables(self.template or "")
+        except TemplateSyntaxError:
+            return []
 
 
 class OutputMode(models.TextChoices):
