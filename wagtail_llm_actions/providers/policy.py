@@ -382,17 +382,15 @@ def _allowed_connect_addresses(host: str, port: int) -> list[str] | None:
     """
     if _listed_host_port(host, port):
         return None
-    try:
-        addresses = resolve(host, port)
-    except OSError:
-        return None  # the connection fails by itself, with the usual message
+    addresses = resolve(host, port)  # OSError: the connection fails, as it would anyway
     for address in addresses:
         reason = address_problem(address)
         if reason:
             raise AddressNotAllowed(
                 gettext(
-                    "The model server sent the request on to %(host)s, which is %(reason)s. "
-                    "Connections to internal addresses are refused."
+                    "Refused to connect to %(host)s, which is %(reason)s (a redirect or a "
+                    "changed DNS answer of the API base led there). Connections to internal "
+                    "addresses are refused."
                 )
                 % {"host": f"{host}:{port}", "reason": reason}
             )
@@ -431,6 +429,8 @@ def install_connection_guard() -> None:
                 addresses = _allowed_connect_addresses(str(host), int(port))
             except AddressNotAllowed as e:
                 raise GuardRefused(str(e)) from e
+            except OSError as e:  # never let the client resolve the name again by itself
+                raise ConnectError(str(e)) from e
             if addresses is None:
                 return original(self, host, port, timeout, local_address, socket_options)
             error: Exception | None = None
