@@ -210,7 +210,7 @@ def main(argv=None) -> None:
         prompt = LLMPrompt.objects.create(
             name="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}", template="Summarize: {body}"
         )
-        os.environ["BENCH_KEY"] = "sk-bench"
+        os.environ["BENCH_API_KEY"] = "sk-bench"
         action = LLMAction.objects.create(
             name="Bench summary",
             slug=f"bench-{uuid.uuid4().hex[:6]}",
@@ -218,7 +218,7 @@ def main(argv=None) -> None:
             target_field="summary",
             model="openai/bench-model",
             api_base=f"http://127.0.0.1:{port}/v1",
-            api_key_name="BENCH_KEY",
+            api_key_name="BENCH_API_KEY",
             prompt=prompt,
             timeout=30,
         )

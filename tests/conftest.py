@@ -29,8 +29,8 @@ def fake_llm(fake_llm_server):
 
 @pytest.fixture
 def api_key_env(monkeypatch):
-    monkeypatch.setenv("TEST_LLM_KEY", "sk-test-secret-123")
-    return "TEST_LLM_KEY"
+    monkeypatch.setenv("TEST_LLM_API_KEY", "sk-test-secret-123")
+    return "TEST_LLM_API_KEY"
 
 
 def make_body(paragraph="The first paragraph explains compost.", heading="Background"):

@@ -20,6 +20,8 @@ order (e.g. a 500 first, then a normal answer). Settings:
     ``error_message``, ``error_type`` and ``error_code``.
 ``malformed``
     Answer 200 with a body that is not JSON.
+``html``
+    Answer 200 with this text as a ``text/html`` page (as a proxy or login page does).
 ``empty_choices``
     Answer with ``"choices": []``.
 ``finish_reason``
@@ -66,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "error_type": None,
     "error_code": None,
     "malformed": False,
+    "html": None,
     "empty_choices": False,
     "finish_reason": "stop",
     "usage": None,
@@ -195,6 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self.send_json(status, body, extra)
             return
+        if config["html"] is not None:
+            self.send_raw(200, str(config["html"]).encode(), extra, "text/html; charset=utf-8")
+            return
         if config["malformed"]:
             self.send_raw(200, b'{"id": "chatcmpl-broken", "choices": [', extra)
             return
@@ -203,10 +209,16 @@ class _Handler(BaseHTTPRequestHandler):
     def send_json(self, status: int, body: Any, headers: dict | None = None) -> None:
         self.send_raw(status, json.dumps(body).encode(), headers)
 
-    def send_raw(self, status: int, data: bytes, headers: dict | None = None) -> None:
+    def send_raw(
+        self,
+        status: int,
+        data: bytes,
+        headers: dict | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, str(value))

@@ -48,6 +48,7 @@ WAGTAIL_LLM_ACTIONS = {
     "CONCURRENCY": {"*": int(os.environ.get("LLM_CONCURRENCY", "4"))},
     "RETRY_BACKOFF": 0.1,
     "MAX_ATTEMPTS": 3,
+    "ALLOWED_API_BASES": ["http://127.0.0.1:*"],  # the fake provider
 }
 LOGGING = {
     "version": 1,

@@ -22,5 +22,10 @@ STORAGES = {
 }
 # One runner per job in unit tests (the in-process worker drains one task at a time);
 # the qcluster subprocess tests use the default of two (tests/qcluster_settings.py).
-WAGTAIL_LLM_ACTIONS = {"RUN_INLINE": False, "RUNNERS_PER_JOB": 1}
+# The fake provider (tests/fakeserver.py) listens on 127.0.0.1 on a free port.
+WAGTAIL_LLM_ACTIONS = {
+    "RUN_INLINE": False,
+    "RUNNERS_PER_JOB": 1,
+    "ALLOWED_API_BASES": ["http://127.0.0.1:*"],
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -137,7 +137,7 @@ def test_secrets_never_appear_in_detail_or_exports(
     cells = " ".join(
         str(v) for row in load_workbook(io.BytesIO(xlsx)).active.values for v in row if v
     )
-    assert "TEST_LLM_KEY" in pages[0].decode()  # the *name* of the key is shown, not its value
+    assert "TEST_LLM_API_KEY" in pages[0].decode()  # the *name* of the key is shown, not its value
     for body in pages:
         assert secret.encode() not in body
         assert b"Bearer " not in body

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from tests.fakeserver import FakeLLMServer, last_user_message, unused_port
@@ -44,7 +45,7 @@ from wagtail_llm_actions.providers.base import BaseProvider, scrub_text
 from wagtail_llm_actions.providers.local import extractive_summary, keywords
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_NAME = "WLA_TEST_LLM_KEY"
+KEY_NAME = "WLA_TEST_LLM_API_KEY"
 KEY = "sk-test-DoNotLeak-0123456789abcdef"
 MESSAGES = [
     {"role": "system", "content": "You write short summaries."},
@@ -502,7 +503,8 @@ def test_fallbacks_of_another_provider_get_no_key_or_base():
     recorder = Recorder()
     with override_settings(
         WAGTAIL_LLM_ACTIONS={
-            "PROVIDERS": {"other": "tests.test_providers.StubProvider", "third": "x.Y"}
+            **settings.WAGTAIL_LLM_ACTIONS,
+            "PROVIDERS": {"other": "tests.test_providers.StubProvider", "third": "x.Y"},
         }
     ):
         providers._providers["custom:tests.test_providers.StubProvider"] = recorder

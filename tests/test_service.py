@@ -178,12 +178,15 @@ def test_empty_source_is_a_clear_error(make_post, action):
 
 def test_missing_key_variable_is_a_configuration_error(post, make_action, fake_llm):
     action = make_action(
-        slug="nokey", model="openai/x", api_base=fake_llm.url, api_key_name="NOT_SET_ANYWHERE"
+        slug="nokey",
+        model="openai/x",
+        api_base=fake_llm.url,
+        api_key_name="NOT_SET_ANYWHERE_API_KEY",
     )
     with pytest.raises(LLMActionError) as exc:
         LLMService().run(action, post)
     assert exc.value.code == "configuration"
-    assert "NOT_SET_ANYWHERE" in exc.value.message
+    assert "NOT_SET_ANYWHERE_API_KEY" in exc.value.message
     assert fake_llm.requests == []
 
 

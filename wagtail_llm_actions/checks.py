@@ -39,6 +39,7 @@ def check_settings(app_configs, **kwargs):
                     id="wagtail_llm_actions.E002",
                 )
             )
+    errors.extend(check_provider_policy(user))
     if not apps.is_installed("django_q"):
         errors.append(
             Error(
@@ -67,6 +68,37 @@ def check_settings(app_configs, **kwargs):
                 hint="Run at least RUNNERS_PER_JOB + 1 workers, or lower "
                 "WAGTAIL_LLM_ACTIONS['RUNNERS_PER_JOB'].",
                 id="wagtail_llm_actions.W003",
+            )
+        )
+    return errors
+
+
+def check_provider_policy(user: dict) -> list:
+    """``ALLOWED_API_BASES`` entries that match nothing, and a malformed ``API_KEY_NAMES``."""
+    from .providers.policy import Endpoint
+
+    errors = []
+    bases = user.get("ALLOWED_API_BASES") or []
+    if isinstance(bases, str):
+        bases = [bases]
+    for entry in bases:
+        if Endpoint.parse(entry, allow_any_port=True) is None:
+            errors.append(
+                Warning(
+                    f"WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES'] entry {entry!r} is not an "
+                    "http(s) URL, so it allows nothing.",
+                    hint="Write a URL prefix such as 'http://localhost:11434' or "
+                    "'http://127.0.0.1:*'.",
+                    id="wagtail_llm_actions.W010",
+                )
+            )
+    names = user.get("API_KEY_NAMES")
+    if names is not None and (isinstance(names, str) or not isinstance(names, list | tuple)):
+        errors.append(
+            Error(
+                "WAGTAIL_LLM_ACTIONS['API_KEY_NAMES'] must be a list of names or patterns.",
+                hint="For example ['*_API_KEY', 'MY_LLM_TOKEN'].",
+                id="wagtail_llm_actions.E010",
             )
         )
     return errors

@@ -28,6 +28,14 @@ DEFAULTS: dict[str, Any] = {
     # Named secrets an action may refer to by name (``api_key_name``). Values here
     # win over os.environ. Never stored in the database.
     "API_KEYS": {},
+    # Environment variables an action may name as its key: names or fnmatch patterns
+    # (case-sensitive). None means ["*_API_KEY", "*_API_TOKEN"]. Server secrets such as
+    # DATABASE_URL and SECRET_KEY are refused whatever this says.
+    "API_KEY_NAMES": None,
+    # URL prefixes an action may use as API base besides public https:// servers, e.g.
+    # ["http://localhost:11434"]; ":*" as the port matches any port. See the README's
+    # threat model: loopback, private and link-local addresses are refused unless listed.
+    "ALLOWED_API_BASES": [],
     # Shorten over-long answers to the target's max_length instead of refusing them.
     "TRUNCATE_LONG_OUTPUT": False,
     # Extra provider backends: {"prefix": "dotted.path.ProviderClass"}.

@@ -144,7 +144,20 @@ def build_page_from_form(page: Page, data, user) -> Page:
         data["slug"] = working.slug or str(uuid.uuid4())
     form = form_class(data, instance=working, parent_page=page.get_parent(), for_user=user)
     form.defer_required_fields()
-    if not form.is_valid():
+    try:
+        valid = form.is_valid()
+    except (KeyError, ValueError, TypeError) as e:
+        # Widgets such as StreamField's read their keys without a default: a post that is
+        # not the editor's form (missing "body-count"…) is bad input, not a server error.
+        raise FormInvalid(
+            _(
+                "The page form that was sent is incomplete or malformed. Reload the editor "
+                "and try again."
+            ),
+            errors={},
+            code="malformed_form",
+        ) from e
+    if not valid:
         errors = {
             str(form.fields[name].label if name in form.fields else name): [str(m) for m in msgs]
             for name, msgs in form.errors.items()
@@ -176,9 +189,11 @@ def check_can_start(action: LLMAction, page: Page, user) -> None:
     page = page.specific
     if not page.permissions_for_user(user).can_edit():
         raise ActionNotAllowed()
-    lock = page.get_lock()
-    if lock is not None and lock.for_user(user):
-        raise PageLocked(str(lock.get_message(user)))
+    from .service import lock_message
+
+    message = lock_message(user, page)
+    if message:
+        raise PageLocked(message)
     if not action.enabled:
         raise ActionNotApplicable(_("The action “%(action)s” is disabled.") % {"action": action})
     if not action.applies_to(page):

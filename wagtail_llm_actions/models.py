@@ -58,9 +58,13 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
 
     @property
     def variables(self) -> list[str]:
-        from .templating import template_variables
+        """The template's variables; none when the template is invalid (say, made in code)."""
+        from .templating import TemplateSyntaxError, template_variables
 
-        return template_variables(self.template or "")
+        try:
+            return template_variables(self.template or "")
+        except TemplateSyntaxError:
+            return []
 
 
 class OutputMode(models.TextChoices):
@@ -205,6 +209,12 @@ class LLMAction(models.Model):
     def clean(self) -> None:
         super().clean()
         from .providers import validate_model_string
+        from .providers.policy import (
+            PolicyError,
+            check_api_base,
+            check_extra_params,
+            check_key_name,
+        )
 
         errors: dict[str, list[str]] = {}
         for name in [self.model, *self.fallback_model_list]:
@@ -213,10 +223,15 @@ class LLMAction(models.Model):
             except ValueError as e:
                 field = "model" if name == self.model else "fallback_models"
                 errors.setdefault(field, []).append(str(e))
-        if self.api_key_name and not self.api_key_name.replace("_", "").isalnum():
-            errors.setdefault("api_key_name", []).append(
-                gettext("Enter the name of an environment variable, not a key.")
-            )
+        # Where the site's keys may go: see providers/policy.py (checked again at call time).
+        for field, check, value in (
+            ("api_key_name", check_key_name, self.api_key_name),
+            ("api_base", check_api_base, self.api_base),
+        ):
+            try:
+                check(value)
+            except PolicyError as e:
+                errors.setdefault(field, []).append(str(e))
         if not isinstance(self.extra_params, dict):
             errors.setdefault("extra_params", []).append(
                 gettext("Extra parameters must be a JSON object.")
@@ -230,6 +245,10 @@ class LLMAction(models.Model):
                     gettext("These parameters are set elsewhere and cannot be overridden: %s")
                     % ", ".join(sorted(reserved))
                 )
+            try:
+                check_extra_params(self.extra_params)
+            except PolicyError as e:
+                errors.setdefault("extra_params", []).append(str(e))
         if errors:
             raise ValidationError(errors)
 

@@ -50,6 +50,8 @@ def editor_messages() -> dict[str, str]:
         "cancelled": _("Cancelled. {field} was not changed."),
         "failed": _("{message} {field} was not changed."),
         "network": _("The server could not be reached. {field} was not changed."),
+        "tooLarge": _("The page is too large to send for generation."),
+        "httpError": _("The server answered with an error (HTTP {status})."),
         "noField": _("The field {field} is not in this form."),
         "stalledWaiting": _("Still waiting for a worker…"),
         "undo": _("Undo"),

@@ -43,6 +43,20 @@ class StreamedQuerySet:
         return self.queryset.iterator(chunk_size=self.chunk_size)
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading
+    single quote (OWASP's advice), and a zero amount is written as ``0``, not ``0E-8``."""
+    if isinstance(value, str):
+        return f"'{value}" if value.startswith(FORMULA_PREFIXES) else value
+    if isinstance(value, Decimal) and not value:
+        return 0
+    return value
+
+
 def interaction_totals(queryset: QuerySet) -> dict:
     """Calls, errors, tokens, cost and average latency of ``queryset`` in one query."""
     totals = queryset.order_by().aggregate(
@@ -250,6 +264,15 @@ class InteractionReportView(ReportView):
         if key not in cache:
             cache[key] = super().get_preprocess_function(field, value, export_format)
         return cache[key]
+
+    def write_csv_row(self, writer, row_dict):
+        """One CSV line; text that a spreadsheet would run as a formula is neutralised."""
+        return writer.writerow(
+            {
+                field: csv_safe(self.preprocess_field_value(field, value, self.FORMAT_CSV))
+                for field, value in row_dict.items()
+            }
+        )
 
     def stream_csv(self, queryset):
         """Wagtail's CSV lines, sent in blocks of a few hundred rows rather than one by one."""

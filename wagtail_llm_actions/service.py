@@ -16,6 +16,7 @@ calling a model (and every bad-input failure after the permission check) is reco
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.utils.html import strip_tags
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Page
@@ -109,7 +111,10 @@ def lock_message(user, obj: Any) -> str | None:
     if lock is None:
         return None
     if user is None or lock.for_user(user):
-        return str(lock.get_message(user)) if user is not None else _("The page is locked.")
+        if user is None:
+            return _("The page is locked.")
+        # Wagtail's message is HTML (the user's name in <b>); ours is shown as plain text.
+        return html.unescape(strip_tags(str(lock.get_message(user))))
     return None
 
 
@@ -323,7 +328,9 @@ class LLMService:
 
         prompt = action.prompt
         if prompt.latest_revision_id is None:
-            prompt.save_revision(user=user)
+            # Not cleaned: a prompt created in code with a bad template still gets a version to
+            # point at, and the run then fails with a recorded ConfigurationProblem.
+            prompt.save_revision(user=user, clean=False)
         return LLMInteraction(
             action=action,
             action_name=action.name,

@@ -38,6 +38,16 @@ from .base import (
 )
 from .litellm import LiteLLMProvider, preload
 from .local import LOCAL_MODELS, LocalProvider
+from .policy import (
+    PolicyError,
+    check_api_base,
+    check_extra_params,
+    check_key_name,
+    guarded_connections,
+    install_connection_guard,
+    scrub_value,
+    site_secrets,
+)
 
 if TYPE_CHECKING:
     from ..models import LLMAction
@@ -55,6 +65,7 @@ __all__ = [
     "ContextWindowError",
     "LiteLLMProvider",
     "LocalProvider",
+    "PolicyError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",
@@ -223,13 +234,16 @@ def _load_custom_provider(prefix: str, path: Any) -> BaseProvider:
 def resolve_api_key(name: str) -> str | None:
     """The key named ``name``, from ``WAGTAIL_LLM_ACTIONS['API_KEYS']`` or the environment.
 
-    A blank name gives None: LiteLLM then reads the provider's usual variable.
-    Raises :class:`ConfigurationError` naming the variable (never a value) when unset.
+    A blank name gives None: LiteLLM then reads the provider's usual variable. Raises
+    :class:`PolicyError` when an action may not use that name (see ``policy``), and
+    :class:`ConfigurationError` naming the variable (never a value) when it is unset.
     """
     name = (name or "").strip()
     if not name:
         return None
-    value = (get_setting("API_KEYS") or {}).get(name) or os.environ.get(name)
+    check_key_name(name)
+    keys = get_setting("API_KEYS") or {}
+    value = keys[name] if name in keys else os.environ.get(name)
     if not value:
         raise ConfigurationError.missing_key(name)
     return str(value)
@@ -238,9 +252,12 @@ def resolve_api_key(name: str) -> str | None:
 def build_request(action: LLMAction, messages: list[dict]) -> CompletionRequest:
     """The request for running ``action`` on ``messages``.
 
-    Raises :class:`ConfigurationError` when the action's API key setting is not set.
+    Raises :class:`ConfigurationError` when the action's API key setting is not set, and
+    :class:`PolicyError` when its key name or extra parameters are not allowed (an action
+    saved without ``clean()`` is refused here, before any key is read).
     """
     extra = action.extra_params if isinstance(action.extra_params, dict) else {}
+    check_extra_params(extra)
     return CompletionRequest(
         model=(action.model or "").strip(),
         messages=messages,
@@ -266,6 +283,39 @@ def _request_for(request: CompletionRequest, model: str) -> CompletionRequest:
     return replace(request, model=model, fallbacks=[], api_base=None, api_key=None, api_key_name="")
 
 
+def enforce_policy(request: CompletionRequest, provider: BaseProvider) -> None:
+    """Refuse (with :class:`PolicyError`) a request the provider policy does not allow.
+
+    Runs before every call, whatever built the request: the key name, the extra parameters,
+    and the API base on the addresses its host resolves to now.
+    """
+    check_key_name(request.api_key_name)
+    check_extra_params(request.extra_params)
+    if provider.remote:
+        check_api_base(request.api_base, at_call=True)
+
+
+def _call(provider: BaseProvider, request: CompletionRequest) -> CompletionResult:
+    """One provider call under the policy; the result and errors carry no key."""
+    guarded = bool(request.api_base) and provider.remote
+    try:
+        enforce_policy(request, provider)
+        if guarded:
+            install_connection_guard()  # also for custom providers that use httpx
+        with guarded_connections(guarded):
+            result = provider.complete(request)
+    except ProviderError as e:
+        others = site_secrets()
+        e.message = scrub_value(request.scrub(e.message), request.api_key, others)
+        e.detail = scrub_value(request.scrub(e.detail or ""), request.api_key, others)
+        e.args = (e.message,)
+        raise
+    others = site_secrets()
+    result.text = scrub_value(result.text, request.api_key, others)
+    result.response_model = scrub_value(result.response_model, request.api_key, others)
+    return result
+
+
 def complete(request: CompletionRequest) -> CompletionResult:
     """Call ``request.model``, then each of ``request.fallbacks`` until one answers.
 
@@ -273,13 +323,16 @@ def complete(request: CompletionRequest) -> CompletionResult:
     configuration error. If every model fails, the main model's error is raised with
     ``error.attempts`` listing each model's failure. A fallback receives the request's
     API base and key only when it has the same provider prefix as the main model.
+
+    Every call is checked against the provider policy first (see ``policy``), and the
+    resolved key is replaced by ``[redacted]`` in the answer and in error messages.
     """
     candidates = list(dict.fromkeys([request.model, *request.fallbacks]))
     attempts: list[dict] = []
     first_error: ProviderError | None = None
     for index, model in enumerate(candidates):
         try:
-            result = get_provider(model).complete(_request_for(request, model))
+            result = _call(get_provider(model), _request_for(request, model))
         except ProviderError as e:
             e.model = e.model or model
             attempts.append({"model": model, "code": e.code, "message": str(e)})

@@ -49,6 +49,8 @@ RESERVED_PARAMS = frozenset(
         "timeout",
         "request_timeout",
         "stream",
+        "headers",
+        "extra_headers",
         "fallbacks",
         "context_window_fallback_dict",
     }
@@ -89,6 +91,9 @@ def get_litellm() -> ModuleType:
                 os.environ.setdefault(name, value)
             import litellm
 
+            from .policy import install_connection_guard
+
+            install_connection_guard()
             litellm.telemetry = False
             litellm.suppress_debug_info = True
             if not os.environ.get("LITELLM_LOG"):
@@ -248,17 +253,43 @@ _PREFIX_RE = re.compile(
 _RETRIED_RE = re.compile(r"\s*LiteLLM (?:Retried|Max Retries):.*$", re.DOTALL)
 
 
-def upstream_detail(exc: BaseException, request: CompletionRequest, limit: int = 500) -> str:
-    """The provider's explanation without LiteLLM's prefixes, secrets or debug info."""
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    text = _RETRIED_RE.sub("", _PREFIX_RE.sub("", str(text)))
-    for marker in ("Received Model Group=", ", Received response - "):
-        text = text.split(marker)[0]
+#: Characters of a provider's own explanation shown in an error message.
+DETAIL_LIMIT = 200
+
+_HTML_RE = re.compile(r"<\s*(?:!doctype\s+html|html|head|body|title)\b", re.IGNORECASE)
+_TAG_RE = re.compile(r"<[^>]{0,500}>")
+
+
+def looks_like_html(text: str) -> bool:
+    """Whether ``text`` contains an HTML page (a proxy's, a login page…)."""
+    return bool(_HTML_RE.search(text or ""))
+
+
+def sanitise_detail(text: str, request: CompletionRequest, limit: int = DETAIL_LIMIT) -> str:
+    """A provider's text made safe to store and show: no markup, no secrets, short."""
+    text = _TAG_RE.sub(" ", str(text))
     text = re.sub(r"\s+", " ", text).strip()
     text = request.scrub(text)
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
+
+
+def upstream_detail(
+    exc: BaseException, request: CompletionRequest, limit: int = DETAIL_LIMIT
+) -> str:
+    """The provider's explanation without LiteLLM's prefixes, markup, secrets or debug info.
+
+    An HTML page (an internal server's error page, say) is never quoted: it is reported as
+    such, so that no internal body reaches the audit log or the admin.
+    """
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = _RETRIED_RE.sub("", _PREFIX_RE.sub("", str(text)))
+    for marker in ("Received Model Group=", ", Received response - "):
+        text = text.split(marker)[0]
+    if looks_like_html(text):
+        return gettext("The server answered with an HTML page.")
+    return sanitise_detail(text, request, limit)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -310,9 +341,16 @@ def map_exception(exc: BaseException, request: CompletionRequest) -> ProviderErr
     import httpx
     import openai
 
+    from .policy import refused_connection
+
+    refused = refused_connection(exc)
+    if refused is not None:
+        refused.model = request.model
+        return refused
     ex = get_litellm().exceptions
     model = request.model
     status = _status_code(exc)
+    raw = str(getattr(exc, "message", None) or exc)
     detail = upstream_detail(exc, request)
     chain = _chain(exc)
     lowered = detail.lower()
@@ -320,6 +358,19 @@ def map_exception(exc: BaseException, request: CompletionRequest) -> ProviderErr
 
     def in_chain(*types: type) -> bool:
         return any(isinstance(item, types) for item in chain)
+
+    # LiteLLM reports a 200 page it cannot read as JSON as an HTTP 500 of its own.
+    if looks_like_html(raw) and (
+        status is None or status < 400 or "invalid response from llm endpoint" in raw.lower()
+    ):
+        return BadResponseError(
+            gettext(
+                "The provider answered with an HTML page, not JSON. Check the action's API "
+                "base URL: it may point at a website, a login page or a proxy."
+            ),
+            model=model,
+            detail=detail,
+        )
 
     if isinstance(exc, ex.ContextWindowExceededError) or (
         getattr(exc, "code", None) == "context_length_exceeded"

@@ -283,7 +283,7 @@
       this.setBusy(true);
       this.showProgress(this.t('running', { action: params.name }));
       let response;
-      let data;
+      let data = null;
       try {
         response = await fetch(params.url, {
           method: 'POST',
@@ -291,15 +291,26 @@
           credentials: 'same-origin',
           headers: { 'X-CSRFToken': csrfToken(form), Accept: 'application/json' },
         });
-        data = await response.json();
       } catch (error) {
         this.finish();
         this.showError(this.t('network'));
         return;
       }
-      if (!response.ok) {
+      try {
+        data = await response.json();
+      } catch (error) {
+        data = null; // an HTML error page (a proxy's, Django's 400): the status says enough
+      }
+      if (!response.ok || !data) {
         this.finish();
-        this.showError(this.t('failed', { message: data.message || response.statusText }));
+        let message = data && data.message;
+        if (!message) {
+          message =
+            response.status === 413
+              ? this.t('tooLarge')
+              : this.t('httpError', { status: response.status });
+        }
+        this.showError(this.t('failed', { message }));
         return;
       }
       this.job.statusUrl = data.status_url;
