@@ -6,6 +6,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from demo.settings import *  # noqa: E402,F403
 
+INSTALLED_APPS = [
+    "tests.testapp",
+    *INSTALLED_APPS,  # noqa: F405
+    "wagtail.contrib.table_block",
+    "wagtail.contrib.typed_table_block",
+]
 SECRET_KEY = "tests"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S303
 if not os.environ.get("DATABASE_URL"):

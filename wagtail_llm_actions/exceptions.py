@@ -61,3 +61,9 @@ class ConfigurationProblem(LLMActionError):
 
 class OutputRejected(LLMActionError):
     code = "output"
+
+
+class ExtractionError(LLMActionError):
+    """A block of the page could not be read as text; the message names the block."""
+
+    code = "extraction"

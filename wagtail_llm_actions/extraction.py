@@ -17,22 +17,30 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from taggit.managers import TaggableManager
 from wagtail import blocks
+from wagtail.blocks.field_block import BaseChoiceBlock
 from wagtail.fields import RichTextField, StreamField
 from wagtail.rich_text import RichText
 
+from .exceptions import ExtractionError
+
 __all__ = [
+    "READER_HOOK",
     "Extracted",
+    "ExtractionError",
     "PathError",
     "describe_paths",
     "extract_text",
@@ -317,6 +325,395 @@ def describe_paths(model_class: type[models.Model]) -> list[str]:
     return paths
 
 
+# -- reading blocks --------------------------------------------------------------------------
+#
+# Every block reads as lines of plain text (see README, "Source paths"). A site says how its
+# own block reads with a ``get_llm_text(value)`` method on the block class, or with the
+# ``register_llm_block_readers`` hook for block classes it does not own. Any other block falls
+# back to Wagtail's own ``get_searchable_content(value)``; an object's ``repr`` is never sent.
+
+#: Hook name: ``@hooks.register(READER_HOOK) def f(readers): readers[BlockClass] = reader``,
+#: where ``reader(block, value)`` returns a string, a list of strings or None.
+READER_HOOK = "register_llm_block_readers"
+
+BlockReader = Callable[[blocks.Block, Any], "str | Iterable[str] | None"]
+
+# Choice and boolean blocks whose name holds one of these words set how content looks, not
+# what it says: they are left out ("heading_size", "theme", "text_align", "show_caption" …).
+PRESENTATION_WORDS = frozenset(
+    "align alignment appearance background bg class classname color colour css decorative "
+    "display variant icon layout level margin padding position size spacing style template "
+    "theme width height".split()
+)
+_PRESENTATION_PREFIXES = ("show", "hide", "use", "enable", "disable")
+# Struct children with these names read without a label, like a struct's first child.
+_HEADING_NAMES = frozenset({"title", "heading", "headline", "name"})
+
+
+class _BlockFailed(Exception):
+    """A block reader raised; carries where, so the message can name the block."""
+
+    def __init__(self, path: list[str], block: blocks.Block, error: Exception) -> None:
+        super().__init__(str(error))
+        self.path = path
+        self.block = block
+        self.error = error
+
+
+@dataclass
+class _Reading:
+    """State of one extraction: the site's readers and the cache of embed titles."""
+
+    readers: dict[type, BlockReader]
+    embeds: dict[str, Any]
+
+    @classmethod
+    def start(cls) -> _Reading:
+        from wagtail import hooks
+
+        readers: dict[type, BlockReader] = {}
+        for register in hooks.get_hooks(READER_HOOK):
+            register(readers)
+        return cls(readers=readers, embeds={})
+
+    def reader_for(self, block: blocks.Block) -> BlockReader | None:
+        method = getattr(block, "get_llm_text", None)
+        if callable(method):
+            return lambda _block, value: method(value)
+        for klass in type(block).__mro__:
+            if klass in self.readers:
+                return self.readers[klass]
+        return None
+
+
+def _label(block: blocks.Block, name: str = "") -> str:
+    label = block.label or (name.replace("_", " ").capitalize() if name else "")
+    return str(label)
+
+
+def _is_presentation(name: str) -> bool:
+    words = [w for w in re.split(r"[_\W]+", (name or "").lower()) if w]
+    return bool(words) and (
+        any(w in PRESENTATION_WORDS for w in words) or words[0] in _PRESENTATION_PREFIXES
+    )
+
+
+def _labelled(label: str, text: str) -> str:
+    text = " ".join(str(text).split())
+    if not text:
+        return ""
+    return f"{label}: {text}" if label else text
+
+
+def _lines_of(result: Any) -> list[str]:
+    """A site reader's result as lines; anything but text is refused (no reprs)."""
+    if result is None:
+        return []
+    if isinstance(result, str):
+        return [result]
+    if isinstance(result, Iterable) and not isinstance(result, bytes | dict):
+        items = list(result)
+        if all(isinstance(item, str) for item in items):
+            return items
+    raise TypeError(
+        _("the reader returned %(type)s instead of text") % {"type": type(result).__name__}
+    )
+
+
+def _choice_labels(block: BaseChoiceBlock, values: list[Any]) -> list[str]:
+    """Labels of ``values`` in the order of the block's choices (codes never leak)."""
+    wanted = {str(v) for v in values if v not in (None, "")}
+    labels: list[str] = []
+    for key, label in block.field.choices:
+        options = label if isinstance(label, list | tuple) else [(key, label)]
+        for sub_key, sub_label in options:
+            if str(sub_key) in wanted and str(sub_key) != "":
+                labels.append(str(sub_label))
+    return labels
+
+
+def _chosen_title(obj: Any) -> str:
+    """How a chosen page, document or snippet reads: its title, else its name, else str()."""
+    for attr in ("title", "name"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value.strip():
+            return value
+    return str(obj)
+
+
+def _image_text(image: Any, *, contextual: bool) -> str:
+    """``Image: <alt text>``: an ``ImageBlock``'s own alt text (``contextual``; nothing if
+    marked decorative), else the image's description, else its title."""
+    if image is None or (contextual and getattr(image, "decorative", False)):
+        return ""
+    text = (
+        (getattr(image, "contextual_alt_text", None) if contextual else None)
+        or getattr(image, "default_alt_text", None)
+        or getattr(image, "title", "")
+        or ""
+    )
+    return _labelled(_("Image"), text)
+
+
+def _embed_text(value: Any, label: str, reading: _Reading) -> str:
+    """``Label: <title> (<url>)`` from Wagtail's embed cache, else ``Label: <url>``."""
+    url = getattr(value, "url", None) if not isinstance(value, str) else value
+    if not url:
+        return ""
+    url = str(url)
+    if url not in reading.embeds:
+        reading.embeds[url] = _cached_embed_title(url)
+    title = reading.embeds[url]
+    return _labelled(label, f"{title} ({url})" if title else url)
+
+
+def _cached_embed_title(url: str) -> str:
+    """The title Wagtail cached for ``url`` when the page was edited (never fetched here)."""
+    from django.apps import apps
+
+    if not apps.is_installed("wagtail.embeds"):
+        return ""
+    from wagtail.embeds.models import Embed
+
+    titles = (
+        Embed.objects.filter(url=url)
+        .exclude(title="")
+        .order_by("-last_updated", "pk")
+        .values_list("title", flat=True)
+    )
+    return " ".join((titles.first() or "").split())
+
+
+def _cell_text(text: Any) -> str:
+    text = "" if text is None else str(text)
+    if "<" in text:
+        text = html_to_text(text)
+    return " ".join(text.split())
+
+
+def _table_lines(caption: str, header: list[str] | None, rows: list[list[str]]) -> list[str]:
+    lines = [_labelled(_("Table"), caption)] if caption else []
+    if header and any(header):
+        lines.append(_labelled(_("Columns"), " | ".join(header)))
+    for row in rows:
+        while row and not row[-1]:
+            row = row[:-1]
+        if row:
+            lines.append(" | ".join(row))
+    return lines
+
+
+def _table_block_lines(value: Any) -> list[str]:
+    """contrib ``TableBlock``: a dict with ``data`` rows and a header choice."""
+    if not isinstance(value, dict):
+        return []
+    rows = [[_cell_text(cell) for cell in row or []] for row in value.get("data") or []]
+    header_choice = value.get("table_header_choice") or (
+        "row" if value.get("first_row_is_table_header") else ""
+    )
+    header = None
+    if rows and header_choice in ("row", "both"):
+        header, rows = rows[0], rows[1:]
+    return _table_lines(_cell_text(value.get("table_caption")), header, rows)
+
+
+def _typed_table_lines(block: Any, value: Any, reading: _Reading, path: list[str]) -> list[str]:
+    """contrib ``TypedTableBlock``: caption, column headings, one line per row."""
+    if value is None:
+        return []
+    columns = list(value.columns)
+    header = [_cell_text(column.get("heading")) for column in columns]
+    rows = []
+    for row in value.row_data:
+        cells = []
+        for column, cell in zip(columns, row["values"], strict=False):
+            lines = _read_block(column["block"], cell, reading, path, label="")
+            cells.append(" ".join(" ".join(lines).split()))
+        rows.append(cells)
+    return _table_lines(_cell_text(value.caption), header, rows)
+
+
+def _fallback_lines(block: blocks.Block, value: Any) -> list[str]:
+    """A block this module does not know: Wagtail's search text, or a plain string value."""
+    items = [
+        str(item)
+        for item in block.get_searchable_content(value) or []
+        if isinstance(item, str | int | float | Decimal) and not isinstance(item, bool)
+    ]
+    if not items and isinstance(value, str):
+        items = [value]
+    return [html_to_text(item) if re.search(r"<[a-zA-Z/!]", item) else item for item in items]
+
+
+def _struct_value(block: blocks.BaseStructBlock, value: Any) -> Any:
+    """``value`` as a mapping of child names (an ``ImageBlock`` value is an Image)."""
+    if hasattr(value, "get"):
+        return value
+    from wagtail.images.blocks import ImageBlock
+
+    if isinstance(block, ImageBlock):
+        return {
+            "image": value,
+            "decorative": getattr(value, "decorative", False),
+            "alt_text": getattr(value, "contextual_alt_text", ""),
+        }
+    raise TypeError(
+        _("a %(type)s value is not a set of named parts") % {"type": type(value).__name__}
+    )
+
+
+def _struct_lines(
+    block: blocks.BaseStructBlock, value: Any, reading: _Reading, path: list[str]
+) -> list[str]:
+    value = _struct_value(block, value)
+    lines: list[str] = []
+    for index, (name, child) in enumerate(block.child_blocks.items()):
+        unlabelled = index == 0 or name in _HEADING_NAMES
+        lines.extend(
+            _read_block(
+                child,
+                value.get(name),
+                reading,
+                [*path, name],
+                label=_label(child, name),
+                prose_label=not unlabelled,
+            )
+        )
+    return lines
+
+
+def _read_block(
+    block: blocks.Block,
+    value: Any,
+    reading: _Reading,
+    path: list[str],
+    *,
+    label: str,
+    prose_label: bool = False,
+) -> list[str]:
+    """Lines of text of one block value; ``label`` names facts (numbers, choices, links…).
+
+    ``prose_label`` also labels short text (a struct's "caption" or "attribution").
+    Errors come out as ``_BlockFailed`` naming the innermost block that failed.
+    """
+    try:
+        return _read_block_unguarded(block, value, reading, path, label, prose_label)
+    except _BlockFailed:
+        raise
+    except Exception as e:  # a site's block or reader can raise anything  # noqa: BLE001
+        raise _BlockFailed(path, block, e) from e
+
+
+def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept side by side
+    block: blocks.Block,
+    value: Any,
+    reading: _Reading,
+    path: list[str],
+    label: str,
+    prose_label: bool,
+) -> list[str]:
+    from wagtail.contrib.table_block.blocks import TableBlock
+    from wagtail.contrib.typed_table_block.blocks import BaseTypedTableBlock
+    from wagtail.embeds.blocks import EmbedBlock
+    from wagtail.images.blocks import ImageBlock, ImageChooserBlock
+
+    if value is None:
+        return []
+    reader = reading.reader_for(block)
+    if reader is not None:
+        return _lines_of(reader(block, value))
+    name = path[-1] if path else ""
+    if isinstance(block, blocks.BaseStreamBlock):
+        lines = []
+        for child in value:
+            lines.append(
+                "\n".join(
+                    _read_block(
+                        child.block,
+                        child.value,
+                        reading,
+                        [*path, child.block_type],
+                        label=_label(child.block, child.block_type),
+                    )
+                )
+            )
+        return lines
+    if isinstance(block, ImageBlock):
+        return [_image_text(value, contextual=True)]
+    if isinstance(block, blocks.BaseStructBlock):
+        return _struct_lines(block, value, reading, path)
+    if isinstance(block, blocks.ListBlock):
+        child_label = block.child_block.label or label
+        return [
+            line
+            for item in value
+            for line in _read_block(block.child_block, item, reading, path, label=child_label)
+        ]
+    if isinstance(block, blocks.StaticBlock):
+        return []
+    if isinstance(block, TableBlock):
+        return _table_block_lines(value)
+    if isinstance(block, BaseTypedTableBlock):
+        return _typed_table_lines(block, value, reading, path)
+    if isinstance(block, EmbedBlock):
+        return [_embed_text(value, label or _("Embed"), reading)]
+    if isinstance(block, blocks.RichTextBlock | blocks.RawHTMLBlock):
+        return [html_to_text(value.source if isinstance(value, RichText) else str(value))]
+    if isinstance(block, BaseChoiceBlock):
+        if _is_presentation(name):
+            return []
+        values = value if isinstance(value, list | tuple) else [value]
+        return [_labelled(label, ", ".join(_choice_labels(block, list(values))))]
+    if isinstance(block, blocks.BooleanBlock):
+        if _is_presentation(name) or not isinstance(value, bool):
+            return []
+        return [_labelled(label, _("yes") if value else _("no"))]
+    if isinstance(block, ImageChooserBlock):
+        return [_image_text(value, contextual=False)]
+    if isinstance(block, blocks.ChooserBlock):
+        return [_labelled(label, _chosen_title(value))]
+    if isinstance(block, blocks.DateTimeBlock):
+        if timezone.is_aware(value):
+            value = timezone.localtime(value)
+        return [_labelled(label, value.strftime("%Y-%m-%d %H:%M"))]
+    if isinstance(block, blocks.DateBlock):
+        return [_labelled(label, value.isoformat())]
+    if isinstance(block, blocks.TimeBlock):
+        return [_labelled(label, value.strftime("%H:%M"))]
+    if isinstance(
+        block,
+        blocks.IntegerBlock
+        | blocks.FloatBlock
+        | blocks.DecimalBlock
+        | blocks.EmailBlock
+        | blocks.URLBlock,
+    ):
+        return [_labelled(label, str(value))]
+    if isinstance(block, blocks.CharBlock | blocks.TextBlock | blocks.RegexBlock):
+        text = str(value)
+        short = isinstance(block, blocks.CharBlock | blocks.RegexBlock)
+        return [_labelled(label, text) if prose_label and short else text]
+    lines = _fallback_lines(block, value)
+    if prose_label and len(lines) == 1:
+        return [_labelled(label, lines[0])]
+    return lines
+
+
+def _extraction_error(field: str, failure: _BlockFailed) -> ExtractionError:
+    """The readable error for a block reader that raised, naming the block."""
+    block_path = ".".join(failure.path[1:]) or failure.path[0]
+    error = str(failure.error).strip() or type(failure.error).__name__
+    return ExtractionError(
+        _("Could not read block “%(block)s” (%(type)s) in %(field)s: %(error)s")
+        % {
+            "block": block_path,
+            "type": type(failure.block).__name__,
+            "field": field,
+            "error": error,
+        }
+    )
+
+
 # -- extraction ------------------------------------------------------------------------------
 
 
@@ -330,46 +727,56 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def _block_text(block: blocks.Block, value: Any) -> str:
+def _block_text(block: blocks.Block, value: Any, reading: _Reading, path: list[str]) -> str:
     """Text of one block value, its parts on their own lines, without HTML."""
-    if value is None:
-        return ""
-    if isinstance(block, blocks.BaseStreamBlock):
-        return _join_lines(_block_text(child.block, child.value) for child in value)
-    if isinstance(block, blocks.BaseStructBlock):
-        return _join_lines(
-            _block_text(child, value.get(name)) for name, child in block.child_blocks.items()
-        )
-    if isinstance(block, blocks.ListBlock):
-        return _join_lines(_block_text(block.child_block, item) for item in value)
-    if isinstance(block, blocks.StaticBlock):
-        return ""
-    if isinstance(block, blocks.RichTextBlock | blocks.RawHTMLBlock):
-        return html_to_text(value.source if isinstance(value, RichText) else str(value))
-    return _join_lines([_value_text(value)])
+    return _join_lines(_read_block(block, value, reading, path, label=""))
 
 
-def _block_chunks(block: blocks.Block, value: Any, segments: list[str]) -> list[str]:
+def _block_chunks(
+    block: blocks.Block, value: Any, segments: list[str], reading: _Reading, path: list[str]
+) -> list[str]:
     """Texts of the blocks ``segments`` select below ``block``, one per selected block."""
     if value is None:
         return []
     if isinstance(block, blocks.ListBlock) and segments:
         return [
-            chunk for item in value for chunk in _block_chunks(block.child_block, item, segments)
+            chunk
+            for item in value
+            for chunk in _block_chunks(block.child_block, item, segments, reading, path)
         ]
     if isinstance(block, blocks.BaseStreamBlock):
         if not segments:
-            return [_block_text(child.block, child.value) for child in value]
+            # one chunk per top-level block: labels name facts (numbers, choices, links…)
+            return [
+                _join_lines(
+                    _read_block(
+                        child.block,
+                        child.value,
+                        reading,
+                        [*path, child.block_type],
+                        label=_label(child.block, child.block_type),
+                    )
+                )
+                for child in value
+            ]
         return [
             chunk
             for child in value  # iterating converts raw (revision) data to block values
             if child.block_type == segments[0]
-            for chunk in _block_chunks(child.block, child.value, segments[1:])
+            for chunk in _block_chunks(
+                child.block, child.value, segments[1:], reading, [*path, child.block_type]
+            )
         ]
     if isinstance(block, blocks.BaseStructBlock) and segments:
         name = segments[0]
-        return _block_chunks(block.child_blocks[name], value.get(name), segments[1:])
-    return [_block_text(block, value)]
+        try:
+            struct = _struct_value(block, value)
+        except Exception as e:  # noqa: BLE001
+            raise _BlockFailed(path, block, e) from e
+        return _block_chunks(
+            block.child_blocks[name], struct.get(name), segments[1:], reading, [*path, name]
+        )
+    return [_block_text(block, value, reading, path)]
 
 
 def tag_names(obj: models.Model, name: str) -> list[str]:
@@ -377,13 +784,17 @@ def tag_names(obj: models.Model, name: str) -> list[str]:
     return sorted((tag.name for tag in getattr(obj, name).all()), key=lambda n: (n.lower(), n))
 
 
-def _field_chunks(obj: models.Model, segments: list[str]) -> list[str]:
+def _field_chunks(obj: models.Model, segments: list[str], reading: _Reading) -> list[str]:
     name, rest = segments[0], segments[1:]
     field = obj._meta.get_field(name)
     if isinstance(field, TaggableManager):
         return [", ".join(tag_names(obj, name))]
     if isinstance(field, StreamField):
-        return _block_chunks(field.stream_block, getattr(obj, name), rest)
+        try:
+            stream = getattr(obj, name)
+        except Exception as e:  # stored data the block definitions cannot load  # noqa: BLE001
+            raise _BlockFailed([name], field.stream_block, e) from e
+        return _block_chunks(field.stream_block, stream, rest, reading, [name])
     if field.many_to_many:
         try:
             return [", ".join(str(item) for item in getattr(obj, name).all())]
@@ -396,7 +807,7 @@ def _field_chunks(obj: models.Model, segments: list[str]) -> list[str]:
             related = None
         if related is None:
             return []
-        return _field_chunks(related, rest) if rest else [str(related)]
+        return _field_chunks(related, rest, reading) if rest else [str(related)]
     value = field.value_from_object(obj)
     if isinstance(field, RichTextField):
         return [html_to_text(value or "")]
@@ -409,10 +820,18 @@ def extract_text(obj: models.Model, path: str, max_chars: int | None = None) -> 
     """Plain text of ``path`` on ``obj``; blocks are separated by a blank line.
 
     Works on unsaved objects and on objects built from revisions. Raises PathError for a
-    path that ``validate_source_path`` would refuse.
+    path that ``validate_source_path`` would refuse, and ``ExtractionError`` (naming the
+    block) when a block cannot be read. The text is read in the site's ``LANGUAGE_CODE``
+    whatever language the request uses, so it (and its hash) is the same in every process.
     """
     validate_source_path(type(obj), path)
-    chunks = (_normalise(chunk) for chunk in _field_chunks(obj, _split_path(path)))
+    segments = _split_path(path)
+    try:
+        with translation.override(settings.LANGUAGE_CODE):
+            raw = _field_chunks(obj, segments, _Reading.start())
+    except _BlockFailed as failure:
+        raise _extraction_error(segments[0], failure) from failure.error
+    chunks = (_normalise(chunk) for chunk in raw)
     text = "\n\n".join(chunk for chunk in chunks if chunk)
     original_length = len(text)
     if max_chars is not None and original_length > max_chars:

@@ -357,6 +357,8 @@ class Plan:
     sampled: int = 0
     sample_skipped: dict[str, int] = field(default_factory=dict)
     sample_errors: int = 0
+    #: Sampled pages that will fail (e.g. a block that cannot be read): pk, title, message.
+    errors: list[dict] = field(default_factory=list)
     estimate: estimates.Estimate | None = None
 
     @property
@@ -364,7 +366,7 @@ class Plan:
         """Pages expected to call the model (content checks extrapolated from the sample)."""
         if not self.sampled:
             return self.eligible
-        runnable = self.sampled - sum(self.sample_skipped.values())
+        runnable = self.sampled - sum(self.sample_skipped.values()) - self.sample_errors
         if self.sampled >= self.eligible:
             return runnable
         return round(self.eligible * runnable / self.sampled)
@@ -447,8 +449,16 @@ def plan_job(
                     have.append({"pk": check.page_id, "draft_title": titles.get(check.page_id)})
             elif check.error:
                 plan.sample_errors += 1
+                plan.errors.append(
+                    {
+                        "pk": check.page_id,
+                        "draft_title": titles.get(check.page_id),
+                        "message": check.error,
+                    }
+                )
             else:
                 prompt_tokens += check.prompt_tokens
+        plan.errors.sort(key=lambda row: (str(row["draft_title"] or ""), row["pk"]))
         plan.sampled = len(checks)
         runnable_sampled = plan.sampled - sum(plan.sample_skipped.values()) - plan.sample_errors
         if runnable_sampled > 0:

@@ -1,0 +1,217 @@
+"""Every block Wagtail ships reads as clean, labelled text (tests/testapp's recipe page)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.utils import translation
+from wagtail import blocks, hooks
+from wagtail.blocks.field_block import BaseChoiceBlock
+from wagtail.models import Page
+
+from tests.recipes import make_recipe, media, recipe_body
+from tests.testapp.models import CoordinatesBlock, RecipePage
+from wagtail_llm_actions.exceptions import ExtractionError, LLMActionError
+from wagtail_llm_actions.extraction import (
+    READER_HOOK,
+    describe_paths,
+    extract_text,
+    source_hash,
+)
+
+pytestmark = pytest.mark.django_db
+
+GOLDEN = Path(__file__).parent / "golden" / "all_blocks.txt"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def recipes():
+    """A recipe linking to another one: every block of RecipePage.body is filled."""
+    m = media()
+    root = Page.get_first_root_node()
+    chili = make_recipe(root, m, "Chili oil", "chili-oil")
+    dumplings = make_recipe(
+        root, m, "Pork dumplings", "dumplings", body=recipe_body(m, related=chili)
+    )
+    return {"media": m, "chili": chili, "dumplings": dumplings}
+
+
+def choice_codes(block: blocks.Block) -> set[str]:
+    """Every choice code used by a choice block below ``block``."""
+    if isinstance(block, BaseChoiceBlock):
+        return {str(key) for key, _label in block.field.choices if key}
+    children = getattr(block, "child_blocks", None) or {}
+    if isinstance(block, blocks.ListBlock):
+        children = {"item": block.child_block}
+    return {code for child in children.values() for code in choice_codes(child)}
+
+
+def test_every_block_reads_as_the_golden_text(recipes):
+    text = extract_text(recipes["dumplings"], "body").text
+
+    assert text + "\n" == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_saved_draft_and_revision_read_the_same(recipes):
+    page = recipes["dumplings"]
+    fresh = RecipePage.objects.get(pk=page.pk)
+
+    assert extract_text(fresh, "body").text == extract_text(page, "body").text
+    assert extract_text(fresh.get_latest_revision_as_object(), "body").text == (
+        GOLDEN.read_text(encoding="utf-8").rstrip("\n")
+    )
+
+
+def test_no_path_leaks_reprs_html_json_or_choice_codes(recipes):
+    page = RecipePage.objects.get(pk=recipes["dumplings"].pk)
+    codes = choice_codes(RecipePage._meta.get_field("body").stream_block)
+    assert {"h2", "h3", "default", "highlight", "S", "M", "jp", "gluten_free"} <= codes
+
+    paths = [p for p in describe_paths(RecipePage) if p == "body" or p.startswith("body.")]
+    assert len(paths) > 40
+    for path in paths:
+        text = extract_text(page, path).text
+        for leak in ("object at 0x", "<iframe", '{"', "<p>", "<script", "track()"):
+            assert leak not in text, (path, leak)
+        bare = [line for line in text.splitlines() if line.strip() in codes]
+        assert not bare, (path, bare)
+
+
+def test_paths_select_one_part_without_labels(recipes):
+    page = recipes["dumplings"]
+
+    assert extract_text(page, "body.step.difficulty").text == "Simple\n\nMedium"
+    assert extract_text(page, "body.facts.servings").text == "4"
+    assert extract_text(page, "body.figure.caption").text == "Ready to steam"
+    assert extract_text(page, "body.image").text == (
+        "Image: Steamed dumplings in a bamboo basket\n\nImage: Dough resting under a cloth"
+    )
+    assert extract_text(page, "body.image.alt_text").text == "Dough resting under a cloth"
+    assert extract_text(page, "body.video").text == (
+        "Embed: How to fold dumplings (https://www.youtube.com/watch?v=dumpl1ngs)\n\n"
+        "Embed: https://vimeo.com/76979871"
+    )
+    assert extract_text(page, "body.heading.size").text == ""  # presentation only
+
+
+def test_text_does_not_depend_on_the_request_language(recipes):
+    page = recipes["dumplings"]
+    english = extract_text(page, "body").text
+
+    with translation.override("fr"):
+        assert extract_text(page, "body").text == english
+
+
+def test_unknown_block_falls_back_to_search_text_never_repr(recipes):
+    page = recipes["dumplings"]
+
+    assert extract_text(page, "body.location").text == "Shanghai"
+    assert "Location: Les Halles, Lyon" in extract_text(page, "body.facts").text
+
+
+def test_a_site_registers_a_reader_for_a_block_it_does_not_own(recipes):
+    def register(readers):
+        readers[CoordinatesBlock] = lambda block, value: (
+            f"Map: {value.place} ({value.lat:.2f}, {value.lng:.2f})"
+        )
+
+    with hooks.register_temporarily(READER_HOOK, register):
+        text = extract_text(recipes["dumplings"], "body.location").text
+
+    assert text == "Map: Shanghai (31.23, 121.47)"
+
+
+def test_a_reader_that_returns_no_text_is_an_error_naming_the_block(recipes):
+    def register(readers):
+        readers[CoordinatesBlock] = lambda block, value: value  # an object, not text
+
+    with hooks.register_temporarily(READER_HOOK, register), pytest.raises(ExtractionError) as e:
+        extract_text(recipes["dumplings"], "body")
+
+    assert str(e.value) == (
+        "Could not read block “facts.location” (CoordinatesBlock) in body: "
+        "the reader returned Coordinates instead of text"
+    )
+
+
+def test_a_reader_that_raises_names_the_block_and_is_an_app_error(recipes):
+    m = recipes["media"]
+    page = make_recipe(
+        Page.get_first_root_node(), m, "Broken", "broken", body=recipe_body(m, timer=-5)
+    )
+
+    with pytest.raises(ExtractionError) as e:
+        extract_text(page, "body")
+
+    assert isinstance(e.value, LLMActionError) and e.value.code == "extraction"
+    assert str(e.value) == (
+        "Could not read block “timer” (TimerBlock) in body: a timer cannot run for -5 minutes"
+    )
+    # Other paths of the same page still read.
+    assert extract_text(page, "body.heading").text.startswith("Pork and chive dumplings")
+
+
+def test_a_nested_block_failure_names_its_path(recipes):
+    def register(readers):
+        def broken(block, value):
+            raise KeyError("place")
+
+        readers[CoordinatesBlock] = broken
+
+    with hooks.register_temporarily(READER_HOOK, register), pytest.raises(ExtractionError) as e:
+        extract_text(recipes["dumplings"], "body.facts")
+
+    assert "“facts.location” (CoordinatesBlock) in body: 'place'" in str(e.value)
+
+
+HASH_SCRIPT = """
+import json, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+os.environ.pop("DATABASE_URL", None)
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from wagtail.models import Page
+from tests.recipes import make_recipe, media, recipe_body
+from wagtail_llm_actions.extraction import extract_text, source_hash
+m = media()
+root = Page.get_first_root_node()
+chili = make_recipe(root, m, "Chili oil", "chili-oil")
+page = make_recipe(root, m, "Pork dumplings", "dumplings", body=recipe_body(m, related=chili))
+text = extract_text(page.get_latest_revision_as_object(), "body").text
+print(json.dumps({"hash": source_hash(text), "text": text}))
+"""
+
+
+def test_text_and_hash_are_the_same_in_another_process(recipes):
+    here = extract_text(recipes["dumplings"], "body").text
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "12345",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sandbox")]),
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("TEST_SQLITE_NAME", None)  # an in-memory database of its own
+    done = subprocess.run(
+        [sys.executable, "-c", HASH_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    there = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert there["text"] == here
+    assert there["hash"] == source_hash(here)
+    assert not re.search(r"0x[0-9a-f]{6,}", here)

@@ -1,0 +1,175 @@
+"""A recipe page whose body uses every block Wagtail ships, plus two custom blocks.
+
+It is the test site for extraction: ``tests/golden/all_blocks.txt`` is what its body reads as.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.db import models
+from wagtail import blocks
+from wagtail.admin.panels import FieldPanel
+from wagtail.contrib.table_block.blocks import TableBlock
+from wagtail.contrib.typed_table_block.blocks import TypedTableBlock
+from wagtail.documents.blocks import DocumentChooserBlock
+from wagtail.embeds.blocks import EmbedBlock
+from wagtail.fields import StreamField
+from wagtail.images.blocks import ImageBlock, ImageChooserBlock
+from wagtail.models import Page
+from wagtail.snippets.blocks import SnippetChooserBlock
+from wagtail.snippets.models import register_snippet
+
+
+@register_snippet
+class Chef(models.Model):
+    name = models.CharField(max_length=255)
+    restaurant = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Coordinates:
+    """A custom block value with no ``__str__``: its repr holds a memory address."""
+
+    def __init__(self, lat: float, lng: float, place: str = "") -> None:
+        self.lat, self.lng, self.place = lat, lng, place
+
+
+class CoordinatesBlock(blocks.FieldBlock):
+    """A site's own block with no LLM reader: only Wagtail's search text describes it."""
+
+    def __init__(self, required=False, **kwargs):
+        self.field = forms.CharField(required=required)
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        if not value:
+            return None
+        lat, lng, place = (value.split(";", 2) + ["", ""])[:3]
+        return Coordinates(float(lat), float(lng), place)
+
+    def normalize(self, value):
+        return self.to_python(value) if isinstance(value, str) else value
+
+    def get_prep_value(self, value):
+        if isinstance(value, str):
+            return value
+        return f"{value.lat};{value.lng};{value.place}" if value else ""
+
+    def get_searchable_content(self, value):
+        return [value.place] if value and value.place else []
+
+
+class TimerBlock(blocks.FieldBlock):
+    """A site's own block with an LLM reader (``get_llm_text``), stored as minutes."""
+
+    def __init__(self, required=True, **kwargs):
+        self.field = forms.IntegerField(required=required)
+        super().__init__(**kwargs)
+
+    def get_llm_text(self, value) -> str:
+        if value < 0:
+            raise ValueError(f"a timer cannot run for {value} minutes")
+        hours, minutes = divmod(int(value), 60)
+        return f"Timer: {hours} h {minutes} min" if hours else f"Timer: {minutes} min"
+
+
+class HeadingBlock(blocks.StructBlock):
+    text = blocks.CharBlock()
+    size = blocks.ChoiceBlock(
+        choices=[("h2", "Large"), ("h3", "Medium"), ("h4", "Small")], default="h2"
+    )
+
+
+class QuoteBlock(blocks.StructBlock):
+    quote = blocks.BlockQuoteBlock()
+    attribution = blocks.CharBlock(required=False)
+    theme = blocks.ChoiceBlock(
+        choices=[("default", "Default"), ("highlight", "Highlight")], default="default"
+    )
+
+
+class StepBlock(blocks.StructBlock):
+    title = blocks.CharBlock()
+    instructions = blocks.RichTextBlock()
+    difficulty = blocks.ChoiceBlock(choices=[("S", "Simple"), ("M", "Medium"), ("H", "Hard")])
+    minutes = blocks.IntegerBlock(required=False, label="Time (minutes)")
+    show_timer = blocks.BooleanBlock(required=False)
+
+
+class FigureBlock(blocks.StructBlock):
+    image = ImageChooserBlock()
+    caption = blocks.CharBlock(required=False)
+    attribution = blocks.CharBlock(required=False)
+
+
+class FactsBlock(blocks.StructBlock):
+    servings = blocks.IntegerBlock()
+    price = blocks.DecimalBlock(decimal_places=2, label="Price (EUR)")
+    rating = blocks.FloatBlock()
+    vegetarian = blocks.BooleanBlock(required=False)
+    first_cooked = blocks.DateBlock()
+    serve_at = blocks.TimeBlock()
+    last_tested = blocks.DateTimeBlock()
+    contact = blocks.EmailBlock()
+    website = blocks.URLBlock()
+    code = blocks.RegexBlock(regex=r"^[A-Z]{3}-\d+$", label="Recipe code")
+    diets = blocks.MultipleChoiceBlock(
+        choices=[("vegan", "Vegan"), ("gluten_free", "Gluten free"), ("nut_free", "Nut free")]
+    )
+    cuisine = blocks.ChoiceBlock(
+        choices=[("fr", "French"), ("it", "Italian"), ("jp", "Japanese")], required=False
+    )
+    location = CoordinatesBlock()
+
+
+class RecipePage(Page):
+    intro = models.CharField(max_length=255, blank=True)
+    summary = models.TextField(blank=True)
+    teaser = models.CharField(max_length=120, blank=True)
+    body = StreamField(
+        [
+            ("heading", HeadingBlock()),
+            ("paragraph", blocks.RichTextBlock()),
+            ("lead", blocks.TextBlock()),
+            ("quote", QuoteBlock()),
+            ("ingredients", blocks.ListBlock(blocks.CharBlock(), label="Ingredients")),
+            ("step", StepBlock()),
+            ("image", ImageBlock()),
+            ("photo", ImageChooserBlock()),
+            ("figure", FigureBlock()),
+            ("document", DocumentChooserBlock(label="Printable recipe")),
+            ("related_page", blocks.PageChooserBlock(label="See also")),
+            ("chef", SnippetChooserBlock(Chef)),
+            ("video", EmbedBlock()),
+            ("table", TableBlock()),
+            (
+                "nutrition",
+                TypedTableBlock(
+                    [
+                        ("text", blocks.CharBlock()),
+                        ("amount", blocks.DecimalBlock()),
+                        ("note", blocks.RichTextBlock()),
+                    ]
+                ),
+            ),
+            ("facts", FactsBlock()),
+            ("html", blocks.RawHTMLBlock()),
+            ("divider", blocks.StaticBlock(admin_text="Divider")),
+            (
+                "tips",
+                blocks.StreamBlock([("tip", blocks.CharBlock()), ("warning", blocks.TextBlock())]),
+            ),
+            ("timer", TimerBlock()),
+            ("location", CoordinatesBlock()),
+        ],
+        blank=True,
+    )
+
+    content_panels = Page.content_panels + [
+        FieldPanel("intro"),
+        FieldPanel("body"),
+        FieldPanel("summary"),
+        FieldPanel("teaser"),
+    ]
