@@ -135,3 +135,69 @@ def test_editor_without_model_permissions_cannot_manage(client, editor, action):
     client.force_login(editor)
     response = client.get(reverse("wagtailsnippets_wagtail_llm_actions_llmaction:list"))
     assert response.status_code in (302, 403)
+
+
+# -- LLMAction.clean() outside the admin form --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("source_field", "bodyy", "“bodyy” is not a field of blog page"),
+        ("source_field", "body.paragrah", "“body.paragrah” is not a block of body"),
+        ("target_field", "sumary", "“sumary” is not a field of blog page"),
+        ("target_field", "body", "“body” is a StreamField"),
+    ],
+)
+def test_saved_action_with_page_types_refuses_unknown_paths(action, field, value, message):
+    from django.core.exceptions import ValidationError
+
+    setattr(action, field, value)
+
+    with pytest.raises(ValidationError) as error:
+        action.full_clean()
+
+    assert list(error.value.message_dict) == [field]
+    assert len(error.value.message_dict[field]) == 1
+    assert message in error.value.message_dict[field][0]
+
+
+def test_saved_action_refuses_a_prompt_variable_its_page_types_lack(action):
+    from django.core.exceptions import ValidationError
+
+    action.prompt = LLMPrompt.objects.create(name="Bad", slug="bad", template="{author.nme}")
+
+    with pytest.raises(ValidationError) as error:
+        action.full_clean()
+
+    assert "The prompt uses {author.nme}" in error.value.message_dict["prompt"][0]
+
+
+def test_clean_checks_paths_against_every_page_type(action):
+    from blog.models import SimplePage
+    from django.core.exceptions import ValidationError
+
+    action.full_clean()  # body → summary fits blog pages
+    action.page_types.add(ContentType.objects.get_for_model(SimplePage))
+
+    with pytest.raises(ValidationError) as error:
+        LLMAction.objects.get(pk=action.pk).full_clean()
+
+    assert "“body” is not a field of simple page" in error.value.message_dict["source_field"][0]
+
+
+def test_admin_edit_checks_the_chosen_page_types_once(admin_client, action, prompt):
+    from blog.models import SimplePage
+
+    url = reverse("wagtailsnippets_wagtail_llm_actions_llmaction:edit", args=[action.pk])
+    simple = ContentType.objects.get_for_model(SimplePage).pk
+    data = action_data(prompt, slug=action.slug, page_types=[simple], source_field="text")
+
+    response = admin_client.post(url, data)
+
+    errors = response.context["form"].errors
+    # Checked against the chosen type (simple page has "text", lacks "summary"), not the
+    # saved one (blog page has no "text"), and each message once.
+    assert "source_field" not in errors
+    assert len(errors["target_field"]) == 1
+    assert "“summary” is not a field of simple page" in errors["target_field"][0]

@@ -66,6 +66,9 @@ class LLMActionForm(WagtailAdminModelForm):
             ).strip()
 
     def _post_clean(self) -> None:
+        # The model's clean() checks paths against the *saved* page types; here the page types
+        # being chosen are checked instead, once.
+        self.instance._page_types_checked_by_form = True
         super()._post_clean()
         page_types = self.cleaned_data.get("page_types")
         if not page_types:

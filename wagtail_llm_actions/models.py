@@ -249,6 +249,13 @@ class LLMAction(models.Model):
                 check_extra_params(self.extra_params)
             except PolicyError as e:
                 errors.setdefault("extra_params", []).append(str(e))
+        if self.pk and not getattr(self, "_page_types_checked_by_form", False):
+            # A saved action's page types are known: its paths and prompt must fit them, however
+            # it is saved (code, fixture, another form). The admin form checks the page types
+            # being chosen instead (forms.LLMActionForm), so it sets the flag.
+            page_models = [ct.model_class() for ct in self.page_types.all() if ct.model_class()]
+            for name, messages in self.validate_for_page_models(page_models).items():
+                errors.setdefault(name, []).extend(dict.fromkeys(messages))
         if errors:
             raise ValidationError(errors)
 
