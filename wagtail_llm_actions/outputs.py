@@ -40,6 +40,7 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "OutputError",
+    "answer_max_chars",
     "apply_output",
     "clean_model_text",
     "read_field_value",
@@ -388,6 +389,22 @@ def apply_output(
             raise _empty()
     setattr(obj, field.attname, value)
     return value
+
+
+def answer_max_chars(model_class: type[models.Model], field_name: str) -> int | None:
+    """The most characters an answer for ``field_name`` may have (its ``max_length``), or None.
+
+    The service passes it to the provider as a hint (``CompletionRequest.max_chars``): the
+    offline models keep their answers within it; real models ignore it.
+    """
+    try:
+        field = get_target_field(model_class, field_name)
+    except PathError:
+        return None
+    if isinstance(field, TaggableManager):
+        return None
+    limit = getattr(field, "max_length", None)
+    return limit if isinstance(limit, int) and limit > 0 else None
 
 
 def read_field_value(obj: models.Model, field_name: str) -> str:

@@ -250,7 +250,11 @@ class LLMService:
                 )
             except PathError as e:
                 raise ConfigurationProblem(str(e)) from e
-            request = build_request(action, prepared.messages)
+            request = build_request(
+                action,
+                prepared.messages,
+                max_chars=outputs.answer_max_chars(type(working_obj), action.target_field),
+            )
             interaction.parameters = request.public_parameters()
             result = complete(request)
             interaction.model = result.model

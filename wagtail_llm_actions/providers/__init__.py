@@ -249,8 +249,11 @@ def resolve_api_key(name: str) -> str | None:
     return str(value)
 
 
-def build_request(action: LLMAction, messages: list[dict]) -> CompletionRequest:
-    """The request for running ``action`` on ``messages``.
+def build_request(
+    action: LLMAction, messages: list[dict], *, max_chars: int | None = None
+) -> CompletionRequest:
+    """The request for running ``action`` on ``messages``; ``max_chars`` is the answer's
+    length hint (see ``CompletionRequest.max_chars``).
 
     Raises :class:`ConfigurationError` when the action's API key setting is not set, and
     :class:`PolicyError` when its key name or extra parameters are not allowed (an action
@@ -270,6 +273,7 @@ def build_request(action: LLMAction, messages: list[dict]) -> CompletionRequest:
         fallbacks=action.fallback_model_list,
         num_retries=int(get_setting("NUM_RETRIES") or 0),
         api_key_name=(action.api_key_name or "").strip(),
+        max_chars=max_chars,
     )
 
 

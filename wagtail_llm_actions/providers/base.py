@@ -85,6 +85,9 @@ class CompletionRequest:
     num_retries: int = 0
     #: Name of the setting or environment variable the key came from (safe to show).
     api_key_name: str = ""
+    #: A hint: the most characters the answer may have (the target field's ``max_length``).
+    #: The offline provider honours it; providers that call a model ignore it.
+    max_chars: int | None = None
 
     def public_parameters(self) -> dict[str, Any]:
         """The parameters safe to store in the audit log: no key, no secret-like extras."""

@@ -4,6 +4,9 @@
     The two or three most representative sentences of the last user message.
 ``local/keywords``
     Five to eight comma-separated keywords of the last user message.
+
+Both keep their answer within ``CompletionRequest.max_chars`` (the target field's
+``max_length``, filled in by the service) when it is set.
 ``local/echo``
     The last user message, verbatim.
 """
@@ -50,7 +53,16 @@ STOPWORDS = frozenset(
 )
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
-_SENTENCE_RE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n")
+# A candidate sentence end: closing punctuation, maybe closing quotes/brackets, then space.
+# A citation marker right after the punctuation belongs to the sentence it ends ("1970.[1]").
+_BOUNDARY_RE = re.compile(r"(?:[.!?]+|…)(?:\[[^\]\n]{0,40}\])*[\"'”’)\]]*(?=\s)")
+# Words that end with a period without ending a sentence ("Dr. Chen", "e.g. salt").
+ABBREVIATIONS = frozenset(
+    """
+    mr mrs ms mme mlle dr prof st mt jr sr no nos vs etc e.g i.e eg ie cf ca approx fig figs
+    vol p pp ed eds inc ltd co corp dept est min max tbsp tsp oz lb lbs gr
+    """.split()
+)
 # A first paragraph that gives the model instructions is not content to summarise.
 _INSTRUCTION_RE = re.compile(
     r"^\s*(summari[sz]e|suggest|write|describe|generate|list|give|create|extract|translate)\b",
@@ -90,8 +102,41 @@ def approx_tokens(text: str) -> int:
     return len(words(text))
 
 
+def _ends_sentence(text: str, start: int, end: int) -> bool:
+    """Whether the punctuation ``text[start:end]`` (followed by whitespace) ends a sentence."""
+    following = text[end:].lstrip(" \t")
+    if not following or following[0] == "\n":
+        return True
+    head = text[:start]
+    if head.rfind("[") > head.rfind("]"):
+        return False  # inside a marker: "[which?]", "[citation needed]"
+    if head.rfind("(") > head.rfind(")") and ")" not in text[start:end]:
+        return False  # inside parentheses: "(approx. 3 kg)"
+    nxt = following[0]
+    if nxt.islower() or nxt.isdigit() or nxt in ",;:)]":
+        return False  # "e.g. salt", "approx. 5 kg", "Wait… then"
+    punct = re.sub(r"\[[^\]]*\]", "", text[start:end]).rstrip("\"'”’)]")
+    if punct == ".":
+        word = re.search(r"([\w.]+)$", head)
+        token = word.group(1).lower() if word else ""
+        if token in ABBREVIATIONS or (len(token) == 1 and head[-1:].isupper()):
+            return False  # "Dr. Chen", "chef M. Dupont"
+    return True
+
+
 def split_sentences(text: str) -> list[str]:
-    parts = (re.sub(r"\s+", " ", part).strip() for part in _SENTENCE_RE.split(text))
+    """Sentences of ``text``; lines are separate. Abbreviations ("Dr.", "e.g."), initials
+    ("M. Dupont"), decimals, ellipses before lower case and bracketed "[which?]" do not end one.
+    """
+    sentences: list[str] = []
+    for line in text.split("\n"):
+        start = 0
+        for match in _BOUNDARY_RE.finditer(line):
+            if _ends_sentence(line, match.start(), match.end()):
+                sentences.append(line[start : match.end()])
+                start = match.end()
+        sentences.append(line[start:])
+    parts = (re.sub(r"\s+", " ", part).strip() for part in sentences)
     return [part for part in parts if part and words(part)]
 
 
@@ -103,18 +148,52 @@ def _content_words(text: str) -> list[str]:
     ]
 
 
-def extractive_summary(text: str) -> str:
-    """The 2–3 highest-scoring sentences (by word frequency), in their original order."""
+def _shorten(text: str, max_chars: int) -> str:
+    """``text`` cut at a word boundary to at most ``max_chars``, ending with an ellipsis."""
+    if len(text) <= max_chars:
+        return text
+    head = text[: max(max_chars - 1, 0)]
+    space = head.rfind(" ")
+    if space > max_chars // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:-–—") + "…" if head.strip() else text[:max_chars]
+
+
+def _fit_sentences(sentences: list[str], ranked: list[int], count: int, max_chars: int) -> str:
+    """The best ``count`` sentences that fit ``max_chars`` together, in text order; at least
+    the best one, shortened if it is too long alone."""
+    chosen: list[int] = []
+    for index in ranked:
+        if len(chosen) == count:
+            break
+        candidate = sorted([*chosen, index])
+        if len(" ".join(sentences[i] for i in candidate)) <= max_chars:
+            chosen = candidate
+    if not chosen:
+        return _shorten(sentences[ranked[0]], max_chars)
+    return " ".join(sentences[i] for i in chosen)
+
+
+def extractive_summary(text: str, max_chars: int | None = None) -> str:
+    """The 2–3 highest-scoring sentences (by word frequency), in their original order.
+
+    With ``max_chars``, only sentences that fit together are kept (the best one is shortened
+    if even it is too long)."""
     sentences = split_sentences(text)
     # Prefer real sentences (ending in punctuation, several words) over headings and list items.
     prose = [s for s in sentences if s[-1] in ".!?…" and len(words(s)) >= 5]
     if len(prose) >= 2:
         sentences = prose
-    if len(sentences) <= 2:
+    limit = max_chars if max_chars and max_chars > 0 else None
+    if not sentences:
+        return ""
+    if len(sentences) <= 2 and (limit is None or len(" ".join(sentences)) <= limit):
         return " ".join(sentences)
     frequencies = Counter(_content_words(text))
     if not frequencies:
-        return " ".join(sentences[:2])
+        if limit is None:
+            return " ".join(sentences[:2])
+        return _fit_sentences(sentences, list(range(len(sentences))), 2, limit)
     top = max(frequencies.values())
 
     def score(index: int) -> tuple[float, int]:
@@ -125,8 +204,10 @@ def extractive_summary(text: str) -> str:
         return (-value, index)
 
     count = 3 if len(sentences) >= 8 else 2
-    chosen = sorted(range(len(sentences)), key=score)[:count]
-    return " ".join(sentences[i] for i in sorted(chosen))
+    ranked = sorted(range(len(sentences)), key=score)
+    if limit is not None:
+        return _fit_sentences(sentences, ranked, count, limit)
+    return " ".join(sentences[i] for i in sorted(ranked[:count]))
 
 
 def keywords(text: str, minimum: int = 5, maximum: int = 8) -> list[str]:
@@ -188,9 +269,15 @@ class LocalProvider(BaseProvider):
         if name == "local/echo":
             text = source
         elif name == "local/keywords":
-            text = ", ".join(keywords(content_of(source)))
+            terms = keywords(content_of(source))
+            if request.max_chars:
+                while len(terms) > 1 and len(", ".join(terms)) > request.max_chars:
+                    terms = terms[:-1]
+            text = ", ".join(terms)
+            if request.max_chars:
+                text = _shorten(text, request.max_chars)
         else:
-            text = extractive_summary(content_of(source))
+            text = extractive_summary(content_of(source), request.max_chars)
         if not text.strip():
             raise BadResponseError(
                 gettext("The local model found no text to work on in the prompt."),
