@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import models
+from django.test.utils import isolate_apps
 from django.utils import translation
 from wagtail import blocks, hooks
 from wagtail.blocks.field_block import BaseChoiceBlock
+from wagtail.fields import StreamField
 from wagtail.models import Page
 
 from tests.recipes import make_recipe, media, recipe_body
@@ -215,3 +218,63 @@ def test_text_and_hash_are_the_same_in_another_process(recipes):
     assert there["text"] == here
     assert there["hash"] == source_hash(here)
     assert not re.search(r"0x[0-9a-f]{6,}", here)
+
+
+def test_presentation_settings_are_left_out_and_content_choices_kept():
+    with isolate_apps("tests.testapp"):
+
+        class Course(models.Model):
+            body = StreamField(
+                [
+                    (
+                        "heading",
+                        blocks.StructBlock(
+                            [
+                                ("text", blocks.CharBlock()),
+                                (
+                                    "level",
+                                    blocks.ChoiceBlock(choices=[("h2", "H2"), ("h3", "H3")]),
+                                ),
+                            ]
+                        ),
+                    ),
+                    (
+                        "course",
+                        blocks.StructBlock(
+                            [
+                                ("name", blocks.CharBlock()),
+                                ("skill_level", blocks.ChoiceBlock(choices=[("1", "Beginner")])),
+                                ("text_align", blocks.ChoiceBlock(choices=[("l", "Left")])),
+                                ("hide_on_mobile", blocks.BooleanBlock(required=False)),
+                                ("free", blocks.BooleanBlock(required=False)),
+                            ]
+                        ),
+                    ),
+                ]
+            )
+
+            class Meta:
+                app_label = "testapp"
+
+            def __str__(self) -> str:
+                return "course"
+
+        course = Course(
+            body=[
+                ("heading", {"text": "Knife skills", "level": "h2"}),
+                (
+                    "course",
+                    {
+                        "name": "Basics",
+                        "skill_level": "1",
+                        "text_align": "l",
+                        "hide_on_mobile": True,
+                        "free": True,
+                    },
+                ),
+            ]
+        )
+
+        assert extract_text(course, "body").text == (
+            "Knife skills\n\nBasics\nSkill level: Beginner\nFree: yes"
+        )

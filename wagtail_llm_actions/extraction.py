@@ -10,6 +10,11 @@
 
 Paths only ever name model fields and block names: no methods are called and no private
 attribute is read, so a path written in the admin cannot reach anything else.
+
+Every block Wagtail ships has a reader here (see README, "Source paths"); a site's own block
+reads through its ``get_llm_text(value)`` method, a reader registered with the
+``register_llm_block_readers`` hook, or else Wagtail's ``get_searchable_content``. A reader
+that fails raises ``ExtractionError`` naming the block.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from taggit.managers import TaggableManager
 from wagtail import blocks
@@ -342,7 +348,7 @@ BlockReader = Callable[[blocks.Block, Any], "str | Iterable[str] | None"]
 # what it says: they are left out ("heading_size", "theme", "text_align", "show_caption" …).
 PRESENTATION_WORDS = frozenset(
     "align alignment appearance background bg class classname color colour css decorative "
-    "display variant icon layout level margin padding position size spacing style template "
+    "display variant icon layout margin padding position size spacing style template "
     "theme width height".split()
 )
 _PRESENTATION_PREFIXES = ("show", "hide", "use", "enable", "disable")
@@ -398,6 +404,12 @@ def _is_presentation(name: str) -> bool:
     )
 
 
+def _is_heading_level(block: BaseChoiceBlock) -> bool:
+    """A choice between HTML heading tags ("h2", "h3" …) is a presentation setting too."""
+    codes = [str(key).lower() for key, _label in block.field.choices if key]
+    return bool(codes) and all(re.fullmatch(r"h[1-6]", code) for code in codes)
+
+
 def _labelled(label: str, text: str) -> str:
     text = " ".join(str(text).split())
     if not text:
@@ -409,12 +421,13 @@ def _lines_of(result: Any) -> list[str]:
     """A site reader's result as lines; anything but text is refused (no reprs)."""
     if result is None:
         return []
-    if isinstance(result, str):
-        return [result]
-    if isinstance(result, Iterable) and not isinstance(result, bytes | dict):
+    if isinstance(result, str | Promise):
+        return [str(result)]
+    # A set has no stable order, so its text would differ between processes.
+    if isinstance(result, Iterable) and not isinstance(result, bytes | dict | set | frozenset):
         items = list(result)
-        if all(isinstance(item, str) for item in items):
-            return items
+        if all(isinstance(item, str | Promise) for item in items):
+            return [str(item) for item in items]
     raise TypeError(
         _("the reader returned %(type)s instead of text") % {"type": type(result).__name__}
     )
@@ -535,10 +548,13 @@ def _typed_table_lines(block: Any, value: Any, reading: _Reading, path: list[str
 
 def _fallback_lines(block: blocks.Block, value: Any) -> list[str]:
     """A block this module does not know: Wagtail's search text, or a plain string value."""
+    content = block.get_searchable_content(value) or []
+    if isinstance(content, set | frozenset):
+        content = sorted(content, key=str)
     items = [
         str(item)
-        for item in block.get_searchable_content(value) or []
-        if isinstance(item, str | int | float | Decimal) and not isinstance(item, bool)
+        for item in content
+        if isinstance(item, str | Promise | int | float | Decimal) and not isinstance(item, bool)
     ]
     if not items and isinstance(value, str):
         items = [value]
@@ -660,7 +676,7 @@ def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept sid
     if isinstance(block, blocks.RichTextBlock | blocks.RawHTMLBlock):
         return [html_to_text(value.source if isinstance(value, RichText) else str(value))]
     if isinstance(block, BaseChoiceBlock):
-        if _is_presentation(name):
+        if _is_presentation(name) or _is_heading_level(block):
             return []
         values = value if isinstance(value, list | tuple) else [value]
         return [_labelled(label, ", ".join(_choice_labels(block, list(values))))]
