@@ -278,3 +278,22 @@ def test_presentation_settings_are_left_out_and_content_choices_kept():
         assert extract_text(course, "body").text == (
             "Knife skills\n\nBasics\nSkill level: Beginner\nFree: yes"
         )
+
+
+def test_stored_data_a_block_cannot_load_names_that_block(recipes):
+    page = recipes["dumplings"]
+    page.body = [
+        {"type": "lead", "value": "Folded by hand."},
+        {"type": "location", "value": "north;south;Nowhere"},  # not numbers: to_python fails
+    ]
+    page.save_revision()
+    draft = page.get_latest_revision_as_object()
+
+    with pytest.raises(ExtractionError) as e:
+        extract_text(draft, "body")
+
+    assert str(e.value) == (
+        "Could not read block “location” (CoordinatesBlock) in body: "
+        "could not convert string to float: 'north'"
+    )
+    assert extract_text(draft, "intro").text == "Dumplings, step by step."

@@ -598,6 +598,25 @@ def _struct_lines(
     return lines
 
 
+def _stream_children(block: blocks.BaseStreamBlock, value: Any, path: list[str]) -> Iterator[Any]:
+    """The children of a stream value; stored data that its block cannot load (a custom
+    block's ``to_python`` raising) fails naming that child's type."""
+    if not hasattr(value, "raw_data"):
+        yield from value
+        return
+    for index in range(len(value)):
+        try:
+            child = value[index]  # converts the stored data of this block type
+        except Exception as e:  # noqa: BLE001
+            try:
+                type_name = str(value.raw_data[index]["type"])
+            except Exception:  # noqa: BLE001
+                type_name = ""
+            child_block = block.child_blocks.get(type_name, block)
+            raise _BlockFailed([*path, type_name] if type_name else path, child_block, e) from e
+        yield child
+
+
 def _read_block(
     block: blocks.Block,
     value: Any,
@@ -641,7 +660,7 @@ def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept sid
     name = path[-1] if path else ""
     if isinstance(block, blocks.BaseStreamBlock):
         lines = []
-        for child in value:
+        for child in _stream_children(block, value, path):
             lines.append(
                 "\n".join(
                     _read_block(
@@ -773,11 +792,12 @@ def _block_chunks(
                         label=_label(child.block, child.block_type),
                     )
                 )
-                for child in value
+                for child in _stream_children(block, value, path)
             ]
         return [
             chunk
-            for child in value  # iterating converts raw (revision) data to block values
+            # iterating converts raw (revision) data to block values
+            for child in _stream_children(block, value, path)
             if child.block_type == segments[0]
             for chunk in _block_chunks(
                 child.block, child.value, segments[1:], reading, [*path, child.block_type]
