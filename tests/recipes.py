@@ -59,7 +59,10 @@ def recipe_body(m: dict, related: Page | None = None, timer: int = 20) -> list:
             "paragraph",
             RichText(
                 "<p>These dumplings come from <b>Mei Lin</b>’s kitchen. Dr. Chen, her teacher, "
-                "folded 1.5 kg of them a day.</p><p>Rest the dough &amp; the filling.</p>"
+                "folded 1.5 kg of them a day.</p>"
+                f'<embed embedtype="image" id="{m["pleating"].pk}" format="left" '
+                'alt="Hands pleating a wrapper"/>'
+                "<p>Rest the dough &amp; the filling.</p>"
             ),
         ),
         ("image", {"image": m["hero"], "decorative": False, "alt_text": ""}),
@@ -81,7 +84,7 @@ def recipe_body(m: dict, related: Page | None = None, timer: int = 20) -> list:
             "quote",
             {
                 "quote": "A good dumpling has eighteen folds.",
-                "attribution": "Mei Lin",
+                "attribute_name": "Mei Lin",
                 "theme": "highlight",
             },
         ),

@@ -96,7 +96,7 @@ class _TextParser(HTMLParser):
         "address article aside blockquote caption dd details div dl dt figcaption figure footer "
         "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tr ul".split()
     )
-    SKIP_TAGS = frozenset({"script", "style", "template", "noscript", "head"})
+    SKIP_TAGS = frozenset({"script", "style", "template", "noscript", "head", "iframe", "svg"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -108,6 +108,13 @@ class _TextParser(HTMLParser):
             self.skipping += 1
         elif tag == "br" or tag in self.BLOCK_TAGS:
             self.parts.append("\n")
+        elif tag == "embed" and not self.skipping:
+            # Wagtail's stored rich text: <embed embedtype="image" alt="…"/>, or "media" url=…
+            values = dict(attrs)
+            if values.get("embedtype") == "image" and values.get("alt"):
+                self.parts.append(f"\n{_('Image')}: {values['alt']}\n")
+            elif values.get("embedtype") == "media" and values.get("url"):
+                self.parts.append(f"\n{_('Embed')}: {values['url']}\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIP_TAGS:
@@ -393,8 +400,15 @@ class _Reading:
 
 
 def _label(block: blocks.Block, name: str = "") -> str:
-    label = block.label or (name.replace("_", " ").capitalize() if name else "")
-    return str(label)
+    """The block's label, as a reader sees it: "embed_block" → "Embed"; a label that is an
+    example for editors ("e.g. Mary Berry") gives way to the name."""
+    label = str(block.label or "")
+    if not label or re.match(r"(?:e\.?g\.?|i\.?e\.?|ex\.?|for example)\b", label, re.I):
+        label = name.replace("_", " ").strip().capitalize()
+    words = label.split()
+    if len(words) > 1 and words[-1].lower() == "block":
+        label = " ".join(words[:-1])
+    return label
 
 
 def _is_presentation(name: str) -> bool:

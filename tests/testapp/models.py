@@ -84,7 +84,7 @@ class HeadingBlock(blocks.StructBlock):
 
 class QuoteBlock(blocks.StructBlock):
     quote = blocks.BlockQuoteBlock()
-    attribution = blocks.CharBlock(required=False)
+    attribute_name = blocks.CharBlock(required=False, label="e.g. Mary Berry")
     theme = blocks.ChoiceBlock(
         choices=[("default", "Default"), ("highlight", "Highlight")], default="default"
     )
