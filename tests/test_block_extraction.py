@@ -220,7 +220,7 @@ def test_text_and_hash_are_the_same_in_another_process(recipes):
     assert not re.search(r"0x[0-9a-f]{6,}", here)
 
 
-def test_presentation_settings_are_left_out_and_content_choices_kept():
+def test_presentation_settings_are_left_out_and_content_is_labelled():
     with isolate_apps("tests.testapp"):
 
         class Course(models.Model):
@@ -247,6 +247,7 @@ def test_presentation_settings_are_left_out_and_content_choices_kept():
                                 ("text_align", blocks.ChoiceBlock(choices=[("l", "Left")])),
                                 ("hide_on_mobile", blocks.BooleanBlock(required=False)),
                                 ("free", blocks.BooleanBlock(required=False)),
+                                ("link_block", blocks.URLBlock()),
                             ]
                         ),
                     ),
@@ -270,13 +271,15 @@ def test_presentation_settings_are_left_out_and_content_choices_kept():
                         "text_align": "l",
                         "hide_on_mobile": True,
                         "free": True,
+                        "link_block": "https://example.com/knives",
                     },
                 ),
             ]
         )
 
         assert extract_text(course, "body").text == (
-            "Knife skills\n\nBasics\nSkill level: Beginner\nFree: yes"
+            "Knife skills\n\nBasics\nSkill level: Beginner\nFree: yes\n"
+            "Link: https://example.com/knives"
         )
 
 
