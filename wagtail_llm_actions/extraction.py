@@ -19,6 +19,7 @@ that fails raises ``ExtractionError`` naming the block.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -579,7 +580,7 @@ def _struct_value(block: blocks.BaseStructBlock, value: Any) -> Any:
     """``value`` as a mapping of child names (an ``ImageBlock`` value is an Image)."""
     if hasattr(value, "get"):
         return value
-    from wagtail.images.blocks import ImageBlock
+    ImageBlock = _contrib_blocks()[3]
 
     if isinstance(block, ImageBlock):
         return {
@@ -610,6 +611,33 @@ def _struct_lines(
             )
         )
     return lines
+
+
+class _Absent:
+    """Stands for a block class whose app the site does not install (nothing is one)."""
+
+
+@functools.cache
+def _contrib_blocks() -> tuple[type, type, type, type, type]:
+    """TableBlock, BaseTypedTableBlock, EmbedBlock, ImageBlock, ImageChooserBlock; a class
+    whose app is not installed is ``_Absent`` (importing embeds' or images' blocks would load
+    models of an app the site does not have)."""
+    from django.apps import apps
+    from wagtail.contrib.table_block.blocks import TableBlock
+    from wagtail.contrib.typed_table_block.blocks import BaseTypedTableBlock
+
+    embed_block: type = _Absent
+    image_block: type = _Absent
+    image_chooser_block: type = _Absent
+    if apps.is_installed("wagtail.embeds"):
+        from wagtail.embeds.blocks import EmbedBlock
+
+        embed_block = EmbedBlock
+    if apps.is_installed("wagtail.images"):
+        from wagtail.images.blocks import ImageBlock, ImageChooserBlock
+
+        image_block, image_chooser_block = ImageBlock, ImageChooserBlock
+    return TableBlock, BaseTypedTableBlock, embed_block, image_block, image_chooser_block
 
 
 def _stream_children(block: blocks.BaseStreamBlock, value: Any, path: list[str]) -> Iterator[Any]:
@@ -661,11 +689,7 @@ def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept sid
     label: str,
     prose_label: bool,
 ) -> list[str]:
-    from wagtail.contrib.table_block.blocks import TableBlock
-    from wagtail.contrib.typed_table_block.blocks import BaseTypedTableBlock
-    from wagtail.embeds.blocks import EmbedBlock
-    from wagtail.images.blocks import ImageBlock, ImageChooserBlock
-
+    TableBlock, BaseTypedTableBlock, EmbedBlock, ImageBlock, ImageChooserBlock = _contrib_blocks()
     if value is None:
         return []
     reader = reading.reader_for(block)
