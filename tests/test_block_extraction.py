@@ -300,3 +300,16 @@ def test_stored_data_a_block_cannot_load_names_that_block(recipes):
         "could not convert string to float: 'north'"
     )
     assert extract_text(draft, "intro").text == "Dumplings, step by step."
+
+
+def test_embeds_are_never_fetched(recipes, monkeypatch):
+    from wagtail.embeds import embeds
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("extraction fetched an embed")
+
+    monkeypatch.setattr(embeds, "get_embed", no_fetch)
+    monkeypatch.setattr(embeds, "get_finder_for_embed", no_fetch)
+    draft = RecipePage.objects.get(pk=recipes["dumplings"].pk).get_latest_revision_as_object()
+
+    assert "Video: https://vimeo.com/76979871" in extract_text(draft, "body").text
