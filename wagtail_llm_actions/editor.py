@@ -77,9 +77,11 @@ class FormInvalid(LLMActionError):
 # -- which actions a page offers ---------------------------------------------------------------
 
 
-def actions_for_page(page: Page, request=None) -> list[LLMAction]:
-    """Enabled actions whose page types include ``page``'s type, cached on ``request``."""
-    content_type_id = page.content_type_id
+def actions_for_type(page_class: type, request=None) -> list[LLMAction]:
+    """Enabled actions whose page types include ``page_class``, cached on ``request``."""
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type_id = ContentType.objects.get_for_model(page_class).pk
     cache = getattr(request, "_llm_editor_actions", None) if request is not None else None
     if cache is not None and content_type_id in cache:
         return cache[content_type_id]
@@ -95,6 +97,21 @@ def actions_for_page(page: Page, request=None) -> list[LLMAction]:
             request._llm_editor_actions = cache
         cache[content_type_id] = actions
     return actions
+
+
+def actions_for_page(page: Page, request=None) -> list[LLMAction]:
+    """Enabled actions whose page types include ``page``'s type, cached on ``request``."""
+    return actions_for_type(page.specific_class, request)
+
+
+def user_may_create(user, page_class: type, parent: Page | None) -> bool:
+    """Whether ``user`` may add a ``page_class`` page under ``parent`` (the create view)."""
+    if user is None or not user.is_authenticated or parent is None:
+        return False
+    parent = parent.specific
+    if not parent.permissions_for_user(user).can_add_subpage():
+        return False
+    return page_class in parent.creatable_subpage_models() and page_class.can_create_at(parent)
 
 
 def user_may_run(user, page: Page) -> bool:
@@ -135,14 +152,36 @@ def build_page_from_form(page: Page, data, user) -> Page:
     """
     page = page.specific
     working = page.get_latest_revision_as_object()
-    form_class = form_class_for(page)
+    return _bind_and_build(form_class_for(page), working, page.get_parent(), data, user)
+
+
+def new_page(page_class: type, parent: Page, user) -> Page:
+    """An unsaved ``page_class`` page under ``parent``, placed in the tree as Wagtail's preview
+    of the create view places it (so permissions and tree lookups work), owned by ``user``."""
+    page = page_class(owner=user)
+    page.locale = parent.locale
+    page.depth = parent.depth + 1
+    page.path = Page._get_children_path_interval(parent.path)[1]
+    return page
+
+
+def build_new_page_from_form(page_class: type, parent: Page, data, user) -> Page:
+    """The page the create view's unsaved form describes, without saving anything.
+
+    Raises :class:`FormInvalid`."""
+    page = new_page(page_class, parent, user)
+    form_class = page_class.get_edit_handler().get_form_class()
+    return _bind_and_build(form_class, page, parent, data, user)
+
+
+def _bind_and_build(form_class, working: Page, parent: Page, data, user) -> Page:
     data = data.copy()
     # As the preview does: a draft being written may have no title or slug yet.
     if not data.get("title"):
         data["title"] = working.title or _("Placeholder title")
     if not data.get("slug"):
         data["slug"] = working.slug or str(uuid.uuid4())
-    form = form_class(data, instance=working, parent_page=page.get_parent(), for_user=user)
+    form = form_class(data, instance=working, parent_page=parent, for_user=user)
     form.defer_required_fields()
     try:
         valid = form.is_valid()
@@ -203,8 +242,42 @@ def check_can_start(action: LLMAction, page: Page, user) -> None:
         )
 
 
-def create_editor_job(action: LLMAction, page: Page, obj: Page, user) -> LLMJob:
-    """An editor job for ``obj`` (built from the unsaved form): one queued item."""
+def check_can_create(action: LLMAction, page_class: type, parent: Page, user) -> None:
+    """Raise if ``user`` may not run ``action`` on a new ``page_class`` page under ``parent``."""
+    if not user_may_create(user, page_class, parent):
+        raise ActionNotAllowed()
+    if not action.enabled:
+        raise ActionNotApplicable(_("The action “%(action)s” is disabled.") % {"action": action})
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type_id = ContentType.objects.get_for_model(page_class).pk
+    if not action.page_types.filter(pk=content_type_id).exists():
+        raise ActionNotApplicable(
+            _("The action “%(action)s” does not apply to %(type)s pages.")
+            % {"action": action.name, "type": page_class._meta.verbose_name}
+        )
+
+
+def create_editor_job(
+    action: LLMAction, page: Page | None, obj: Page, user, *, parent: Page | None = None
+) -> LLMJob:
+    """An editor job for ``obj`` (built from the unsaved form): one queued item.
+
+    ``page`` is None for a page not created yet; ``parent`` is then where it will go.
+    """
+    payload: dict[str, Any] = {
+        "action": action.pk,
+        "user": user.pk if user is not None else None,
+        "base_revision": page.latest_revision_id if page is not None else None,
+        "content": serialise_page(obj),
+    }
+    if page is None:
+        from django.contrib.contenttypes.models import ContentType
+
+        payload["new"] = {
+            "parent": parent.pk if parent is not None else None,
+            "content_type": ContentType.objects.get_for_model(type(obj)).pk,
+        }
     with transaction.atomic():
         job = LLMJob.objects.create(
             action=action,
@@ -214,16 +287,7 @@ def create_editor_job(action: LLMAction, page: Page, obj: Page, user) -> LLMJob:
             status=JobStatus.QUEUED,
             options={"target_field": action.target_field},
         )
-        LLMJobItem.objects.create(
-            job=job,
-            page=page,
-            payload={
-                "action": action.pk,
-                "user": user.pk if user is not None else None,
-                "base_revision": page.latest_revision_id,
-                "content": serialise_page(obj),
-            },
-        )
+        LLMJobItem.objects.create(job=job, page=page, payload=payload)
     return job
 
 
@@ -304,7 +368,7 @@ def run_editor_job(item_id: int) -> str:
     job = item.job
     payload = item.payload or {}
     action = job.action
-    page = item.page
+    page = item.page.specific if item.page is not None else _new_page_of(payload)
     if action is None or page is None:
         _finish(
             item,
@@ -313,9 +377,8 @@ def run_editor_job(item_id: int) -> str:
             error="gone",
         )
         return "failed"
-    page = page.specific
     try:
-        obj = page.with_content_json(payload["content"])
+        obj = page if page.pk is None else page.with_content_json(payload["content"])
         interaction = LLMService().run(
             action,
             page,
@@ -361,6 +424,25 @@ def run_editor_job(item_id: int) -> str:
     }
     _finish(item, ItemStatus.SUCCEEDED, result, interaction=interaction)
     return "succeeded"
+
+
+def _new_page_of(payload: dict) -> Page | None:
+    """The unsaved page a create-view job runs on, from its stored content, or None."""
+    from django.contrib.contenttypes.models import ContentType
+
+    new = payload.get("new") or {}
+    try:
+        page_class = ContentType.objects.get_for_id(new["content_type"]).model_class()
+        parent = Page.objects.get(pk=new["parent"])
+    except (KeyError, TypeError, ContentType.DoesNotExist, Page.DoesNotExist):
+        return None
+    if page_class is None or not issubclass(page_class, Page):
+        return None
+    obj = page_class.from_serializable_data(payload["content"])
+    obj.pk = obj.id = None
+    obj.depth = parent.depth + 1
+    obj.path = Page._get_children_path_interval(parent.path)[1]
+    return obj
 
 
 def cancel_editor_job(job: LLMJob) -> None:
@@ -475,20 +557,30 @@ def record_saved_outcomes(page: Page, user, ids: list[int]) -> list[LLMInteracti
 
     An interaction is linked to the revision that first saved its output and never moved to
     a later one; while Wagtail's autosave keeps overwriting that same revision, its outcome
-    (accepted or edited) follows what was saved last.
+    (accepted or edited) follows what was saved last. Runs made on the create view, before
+    the page existed, are attached to the page now. Each newly linked run gets the page
+    history entry bulk runs get ("Generated summary with …"), with its outcome.
     """
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import Q
+
     revision_id = getattr(page, "latest_revision_id", None)
     if not ids or revision_id is None or user is None:
         return []
     page = page.specific if type(page) is Page else page
+    content_type = ContentType.objects.get_for_model(page, for_concrete_model=False)
     changed = []
-    interactions = LLMInteraction.objects.filter(
-        pk__in=ids,
-        page_id=page.pk,
-        user=user,
-        trigger=InteractionTrigger.EDITOR,
-        status=InteractionStatus.SUCCESS,
-    ).exclude(outcome=InteractionOutcome.DISCARDED)
+    interactions = (
+        LLMInteraction.objects.filter(
+            Q(page_id=page.pk) | Q(page__isnull=True, object_id="", content_type=content_type),
+            pk__in=ids,
+            user=user,
+            trigger=InteractionTrigger.EDITOR,
+            status=InteractionStatus.SUCCESS,
+        )
+        .exclude(outcome=InteractionOutcome.DISCARDED)
+        .select_related("action")
+    )
     for interaction in interactions:
         if interaction.revision_id not in (None, revision_id):
             continue
@@ -498,11 +590,52 @@ def record_saved_outcomes(page: Page, user, ids: list[int]) -> list[LLMInteracti
         outcome = saved_outcome(page, interaction, field_name)
         if interaction.revision_id == revision_id and interaction.outcome == outcome:
             continue
+        first_save = interaction.revision_id is None
         interaction.revision_id = revision_id
         interaction.outcome = outcome
-        interaction.save(update_fields=["revision", "outcome"])
+        interaction.page = page
+        interaction.object_id = str(page.pk)
+        interaction.save(update_fields=["revision", "outcome", "page", "object_id"])
+        _log_saved_generation(page, user, interaction, field_name, first=first_save)
         changed.append(interaction)
     return changed
+
+
+def _log_saved_generation(page, user, interaction, field_name: str, *, first: bool) -> None:
+    """The page-history entry of an editor run saved with the page, kept up to date."""
+    from wagtail.log_actions import log
+    from wagtail.models import PageLogEntry
+
+    from .log_actions import GENERATE
+
+    data = {
+        "llm_action": {"id": interaction.action_id, "name": interaction.action_name},
+        "interaction_id": interaction.pk,
+        "target_field": field_name,
+        "outcome": interaction.outcome,
+        "trigger": InteractionTrigger.EDITOR,
+    }
+    if not first:
+        # Autosave overwrote the same revision and the outcome changed: update the entry.
+        entry = (
+            PageLogEntry.objects.filter(
+                page_id=page.pk, action=GENERATE, data__interaction_id=interaction.pk
+            )
+            .order_by("-pk")
+            .first()
+        )
+        if entry is not None:
+            entry.data = data
+            entry.save(update_fields=["data"])
+            return
+    log(
+        instance=page,
+        action=GENERATE,
+        user=user,
+        revision=interaction.revision,
+        content_changed=True,
+        data=data,
+    )
 
 
 def _target_of(interaction: LLMInteraction) -> str:

@@ -14,12 +14,22 @@ class GeneratedWithLLMAction(LogFormatter):
 
     def format_message(self, log_entry):
         try:
-            return _("Generated %(field)s with “%(action)s” (draft)") % {
+            values = {
                 "field": log_entry.data["target_field"],
                 "action": log_entry.data["llm_action"]["name"],
             }
         except (KeyError, TypeError):
             return self.label
+        outcome = log_entry.data.get("outcome")
+        if outcome == "accepted":
+            return _(
+                "Generated %(field)s with “%(action)s” in the editor, saved as generated"
+            ) % values
+        if outcome == "edited":
+            return _(
+                "Generated %(field)s with “%(action)s” in the editor, edited before saving"
+            ) % values
+        return _("Generated %(field)s with “%(action)s” (draft)") % values
 
 
 class DiscardedLLMAnswer(LogFormatter):

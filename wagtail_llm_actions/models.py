@@ -56,6 +56,33 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
         except TemplateSyntaxError as e:
             raise ValidationError({"template": str(e)}) from e
 
+    def current_revision_id(self) -> int:
+        """The id of the prompt's latest revision, snapshotting one silently if it has none.
+
+        Prompts saved in the admin get a revision (and a history entry) on every save. One
+        created in code has none until its first run, which records this snapshot with no
+        user and no history entry: a run is not an edit of the prompt.
+        """
+        if self.latest_revision_id is not None:
+            return self.latest_revision_id
+        from django.db import transaction
+        from wagtail.models import Revision
+
+        with transaction.atomic():
+            locked = type(self).objects.select_for_update().only("latest_revision").get(pk=self.pk)
+            if locked.latest_revision_id is None:
+                revision = Revision.objects.create(
+                    content_object=self,
+                    base_content_type=self.get_base_content_type(),
+                    user=None,
+                    content=self.serializable_data(),
+                    object_str=str(self),
+                )
+                type(self).objects.filter(pk=self.pk).update(latest_revision=revision)
+                locked.latest_revision_id = revision.pk
+        self.latest_revision_id = locked.latest_revision_id
+        return self.latest_revision_id
+
     @property
     def variables(self) -> list[str]:
         """The template's variables; none when the template is invalid (say, made in code)."""

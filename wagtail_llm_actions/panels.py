@@ -10,28 +10,40 @@
             LLMActionPanel("summary"),          # a FieldPanel plus one button per action
         ]
 
-``LLMActionPanel`` takes every argument ``FieldPanel`` takes, and ``actions=["slug", ...]`` to
-offer only some actions. It shows a button for each enabled action whose target is the field
-and whose page types include the page, to users who may edit the page; otherwise it renders
-exactly like a ``FieldPanel``.
+No panel changes are needed: on the edit and create views, every enabled action gets its
+button beside its target field (the form's own field wrapper), for the page types it applies
+to, shown to users who may edit the page (or add it under its parent). The buttons of fields
+the panels leave plain travel with the editor's action menu item and a small script
+(``llm-action-placement``) puts them beside their field.
+
+``LLMActionPanel`` chooses the placement instead, and restricts what a field offers: it takes
+every argument ``FieldPanel`` takes, and ``actions=["slug", ...]`` to offer only some actions
+(in the panel and in the action menu). Without buttons to show it renders exactly like a
+``FieldPanel``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.admin.action_menu import ActionMenuItem
 from wagtail.admin.panels import FieldPanel
+from wagtail.models import Page
 
 __all__ = [
+    "EditorTarget",
     "LLMActionMenuItem",
     "LLMActionPanel",
+    "auto_entries",
     "editor_context",
     "editor_messages",
     "menu_entries",
+    "panel_restrictions",
 ]
 
 
@@ -41,7 +53,7 @@ def editor_messages() -> dict[str, str]:
         "queued": _("Waiting for a worker…"),
         "running": _("Generating with “{action}”…"),
         "elapsed": _("{seconds} s"),
-        "filled": _("“{action}” filled {field}. Review it: Undo, Regenerate or Discard."),
+        "filled": _("“{action}” filled {field}. Review it: Undo, Regenerate, Discard or Keep."),
         "filledShort": _("Generated with “{action}”."),
         "undone": _("Restored the previous value of {field}."),
         "redone": _("Put the generated value back into {field}."),
@@ -65,30 +77,107 @@ def editor_messages() -> dict[str, str]:
     }
 
 
-def _may_run(request, page) -> bool:
-    """``user_may_run`` for this request's user, computed once per page and request."""
-    from .editor import user_may_run
+@dataclass(frozen=True)
+class EditorTarget:
+    """The page an editor form is about: a saved page (edit view) or a new one (create view)."""
 
-    cache = getattr(request, "_llm_editor_may_run", None)
+    page_class: type
+    page: Page | None = None
+    parent: Page | None = None
+
+    @classmethod
+    def for_page(cls, page: Page) -> EditorTarget:
+        return cls(page_class=page.specific_class, page=page)
+
+    @classmethod
+    def for_new_page(cls, page_class: type, parent: Page) -> EditorTarget:
+        return cls(page_class=page_class, parent=parent)
+
+    @property
+    def is_new(self) -> bool:
+        return self.page is None
+
+    @property
+    def key(self) -> tuple:
+        return (self.page_class, self.page.pk if self.page else None, self.parent_id)
+
+    @property
+    def parent_id(self) -> int | None:
+        return self.parent.pk if self.parent is not None else None
+
+    def run_url(self, action) -> str:
+        if self.page is not None:
+            return reverse("wagtail_llm_actions_editor:run", args=[self.page.pk, action.pk])
+        content_type = ContentType.objects.get_for_model(self.page_class)
+        return reverse(
+            "wagtail_llm_actions_editor:run_new",
+            args=[self.parent_id, content_type.pk, action.pk],
+        )
+
+
+def target_from_context(context) -> EditorTarget | None:
+    """The editor target of an action menu's context (edit or create view), or None."""
+    view = context.get("view")
+    if view == "edit":
+        page = context.get("page")
+        return EditorTarget.for_page(page) if page is not None and page.pk else None
+    if view == "create":
+        parent = context.get("parent_page")
+        request = context.get("request")
+        match = getattr(request, "resolver_match", None)
+        kwargs = match.kwargs if match is not None else {}
+        try:
+            content_type = ContentType.objects.get_by_natural_key(
+                kwargs["content_type_app_name"], kwargs["content_type_model_name"]
+            )
+        except (KeyError, ContentType.DoesNotExist):
+            return None
+        page_class = content_type.model_class()
+        if parent is None or page_class is None or not issubclass(page_class, Page):
+            return None
+        return EditorTarget.for_new_page(page_class, parent)
+    return None
+
+
+def _request_cache(request, name: str) -> dict:
+    cache = getattr(request, name, None)
     if cache is None:
-        cache = request._llm_editor_may_run = {}
-    if page.pk not in cache:
-        cache[page.pk] = user_may_run(request.user, page)
-    return cache[page.pk]
+        cache = {}
+        setattr(request, name, cache)
+    return cache
 
 
-def editor_context(page, request, field_name: str, *, only=None, label: str = "") -> dict | None:
+def _may_run(request, target: EditorTarget) -> bool:
+    """Whether this request's user may run actions on ``target``, once per request."""
+    from .editor import user_may_create, user_may_run
+
+    cache = _request_cache(request, "_llm_editor_may_run")
+    if target.key not in cache:
+        if target.page is not None:
+            cache[target.key] = user_may_run(request.user, target.page)
+        else:
+            cache[target.key] = user_may_create(request.user, target.page_class, target.parent)
+    return cache[target.key]
+
+
+def _actions(target: EditorTarget, request) -> list:
+    from .editor import actions_for_type
+
+    return actions_for_type(target.page_class, request)
+
+
+def editor_context(
+    target: EditorTarget | None, request, field_name: str, *, only=None, label: str = ""
+) -> dict | None:
     """Template context for the buttons of ``field_name``, or None when there are none."""
-    from .editor import actions_for_page
-
-    if page is None or page.pk is None or request is None:
+    if target is None or request is None:
         return None
-    if not _may_run(request, page):
+    if not _may_run(request, target):
         return None
     actions = [
         action
-        for action in actions_for_page(page, request)
-        if action.target_field == field_name and (not only or action.slug in only)
+        for action in _actions(target, request)
+        if action.target_field == field_name and (only is None or action.slug in only)
     ]
     if not actions:
         return None
@@ -97,13 +186,7 @@ def editor_context(page, request, field_name: str, *, only=None, label: str = ""
     return {
         "field_name": field_name,
         "field_label": label or field_name,
-        "actions": [
-            {
-                "action": action,
-                "url": reverse("wagtail_llm_actions_editor:run", args=[page.pk, action.pk]),
-            }
-            for action in actions
-        ],
+        "actions": [{"action": action, "url": target.run_url(action)} for action in actions],
         "pickup_timeout": get_setting("WORKER_PICKUP_TIMEOUT"),
         "messages_json": json.dumps(editor_messages()),
     }
@@ -129,7 +212,7 @@ class LLMActionPanel(FieldPanel):
             llm = None
             if self.bound_field is not None and not self.read_only:
                 llm = editor_context(
-                    self.instance,
+                    self._target(),
                     self.request,
                     self.field_name,
                     only=self.panel.actions,
@@ -138,56 +221,116 @@ class LLMActionPanel(FieldPanel):
             context["llm"] = llm
             return context
 
+        def _target(self) -> EditorTarget | None:
+            page = self.instance
+            if page is None or not isinstance(page, Page):
+                return None
+            if page.pk:
+                return EditorTarget.for_page(page)
+            parent = getattr(self.form, "parent_page", None)
+            return EditorTarget.for_new_page(type(page), parent) if parent is not None else None
 
-def _form_fields(page, request) -> list[str]:
-    """Names of the fields in ``page``'s edit form (cached on the request)."""
-    cache = getattr(request, "_llm_editor_form_fields", None)
-    if cache is None:
-        cache = request._llm_editor_form_fields = {}
-    key = page.specific_class
-    if key not in cache:
-        from .editor import form_class_for
 
-        form_class = form_class_for(page)
-        cache[key] = {
+# -- placement: which fields get buttons where -------------------------------------------------
+
+
+def panel_restrictions(page_class: type) -> dict[str, set[str] | None]:
+    """Fields that ``page_class``'s panels wrap in ``LLMActionPanel``, with the actions allowed.
+
+    ``None`` means every action for the field. A field wrapped twice allows the union.
+    """
+    cached = _restrictions_cache.get(page_class)
+    if cached is not None:
+        return cached
+    result: dict[str, set[str] | None] = {}
+
+    def walk(panel) -> None:
+        if isinstance(panel, LLMActionPanel):
+            allowed = set(panel.actions) if panel.actions else None
+            if panel.field_name in result:
+                previous = result[panel.field_name]
+                allowed = None if previous is None or allowed is None else previous | allowed
+            result[panel.field_name] = allowed
+        for child in getattr(panel, "children", ()) or ():
+            walk(child)
+
+    walk(page_class.get_edit_handler())
+    _restrictions_cache[page_class] = result
+    return result
+
+
+_restrictions_cache: dict[type, dict[str, set[str] | None]] = {}
+
+
+def _form_fields(page_class: type, request) -> dict[str, str]:
+    """Names and labels of the fields in ``page_class``'s edit form (cached on the request)."""
+    cache = _request_cache(request, "_llm_editor_form_fields")
+    if page_class not in cache:
+        form_class = page_class.get_edit_handler().get_form_class()
+        cache[page_class] = {
             name: str(field.label or name) for name, field in form_class.base_fields.items()
         }
-    return cache[key]
+    return cache[page_class]
 
 
-def menu_entries(page, request) -> list[dict]:
-    """One entry per field of the edit form that actions write into."""
-    from .editor import actions_for_page
-
-    if page is None or page.pk is None or not _may_run(request, page):
+def _entries(target: EditorTarget | None, request, *, auto: bool) -> list[dict]:
+    if target is None or request is None or not _may_run(request, target):
         return []
-    actions = actions_for_page(page, request)
+    actions = _actions(target, request)
     if not actions:
         return []
-    fields = _form_fields(page, request)
+    fields = _form_fields(target.page_class, request)
+    restrictions = panel_restrictions(target.page_class)
     entries = []
     for field_name in dict.fromkeys(a.target_field for a in actions):
         if field_name not in fields:
             continue
-        context = editor_context(page, request, field_name, label=fields[field_name])
+        if auto and field_name in restrictions:
+            continue  # the field's LLMActionPanel draws its buttons
+        only = restrictions.get(field_name)
+        context = editor_context(target, request, field_name, only=only, label=fields[field_name])
         if context:
             entries.append(context)
     return entries
 
 
+def menu_entries(target: EditorTarget | None, request) -> list[dict]:
+    """One entry per field of the form that actions write into, as panels restrict them."""
+    return _entries(target, request, auto=False)
+
+
+def auto_entries(target: EditorTarget | None, request) -> list[dict]:
+    """Entries for fields not wrapped in ``LLMActionPanel``: buttons placed by the script."""
+    return _entries(target, request, auto=True)
+
+
 class LLMActionMenuItem(ActionMenuItem):
-    """The page's actions in the editor's action menu, for sites that keep plain panels."""
+    """The page's actions in the editor's action menu (edit and create views).
+
+    It also carries the buttons for fields the page's panels leave plain, which the
+    ``llm-action-placement`` script moves beside those fields.
+    """
 
     name = "action-llm-actions"
     label = gettext_lazy("LLM actions")
     template_name = "wagtail_llm_actions/editor/menu_item.html"
 
+    def _entries(self, context) -> list[dict]:
+        cached = context.get("_llm_menu_entries")
+        if cached is None:
+            target = target_from_context(context)
+            cached = menu_entries(target, context["request"])
+            context["_llm_menu_entries"] = cached
+            context["_llm_auto_entries"] = auto_entries(target, context["request"])
+        return cached
+
     def is_shown(self, context):
-        if context.get("view") != "edit" or context.get("locked_for_user"):
+        if context.get("view") not in ("edit", "create") or context.get("locked_for_user"):
             return False
-        return bool(menu_entries(context.get("page"), context["request"]))
+        return bool(self._entries(context))
 
     def get_context_data(self, parent_context):
         context = super().get_context_data(parent_context)
-        context["llm_entries"] = menu_entries(parent_context.get("page"), parent_context["request"])
+        context["llm_entries"] = self._entries(parent_context)
+        context["llm_auto_entries"] = parent_context.get("_llm_auto_entries", [])
         return context

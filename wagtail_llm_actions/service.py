@@ -330,22 +330,18 @@ class LLMService:
     def _new_interaction(self, action, obj, user, trigger, base_revision) -> LLMInteraction:
         from django.contrib.contenttypes.models import ContentType
 
-        prompt = action.prompt
-        if prompt.latest_revision_id is None:
-            # Not cleaned: a prompt created in code with a bad template still gets a version to
-            # point at, and the run then fails with a recorded ConfigurationProblem.
-            prompt.save_revision(user=user, clean=False)
+        saved = obj.pk is not None  # a page being created in the editor has no id yet
         return LLMInteraction(
             action=action,
             action_name=action.name,
-            page=obj if isinstance(obj, Page) else None,
+            page=obj if isinstance(obj, Page) and saved else None,
             content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
-            object_id=str(obj.pk),
+            object_id=str(obj.pk) if saved else "",
             base_revision=base_revision,
             user=user if user is not None and user.is_authenticated else None,
             trigger=trigger,
             model=action.model,
-            prompt_revision_id=prompt.latest_revision_id,
+            prompt_revision_id=action.prompt.current_revision_id(),
         )
 
     @staticmethod

@@ -42,6 +42,7 @@ def register_editor_menu_item():
 
 
 @hooks.register("after_edit_page")
+@hooks.register("after_create_page")
 def link_generated_values_to_revision(request, page):
     from .signal_handlers import link_saved_interactions
 

@@ -77,7 +77,7 @@ class BlogPage(Page):
         FieldPanel("body"),
         LLMActionPanel("summary"),
         LLMActionPanel("highlights"),
-        LLMActionPanel("tags"),
+        LLMActionPanel("tags", actions=["suggest-tags"]),
     ]
     promote_panels = [
         MultiFieldPanel(

@@ -1,7 +1,8 @@
 """JSON endpoints behind the page editor's action buttons.
 
 ``run`` validates the posted (unsaved) form, checks permission and queues a job, answering at
-once with the job's URLs; ``status`` is polled by the browser; ``cancel`` stops a job;
+once with the job's URLs (``run_new`` does the same on the create view, for a page that has no
+id yet: keyed by parent page and page type); ``status`` is polled by the browser; ``cancel`` stops a job;
 ``outcome`` records that the editor discarded (or restored) a generated value.
 """
 
@@ -82,6 +83,37 @@ def _run(request, page_id: int, action_id: int):
         return _error(e.message, e.code, STATUS_FOR_ERROR.get(e.code, 400))
 
     job = editor.create_editor_job(action, page, obj, request.user)
+    return _enqueue(job)
+
+
+@require_POST
+def run_new(request, parent_id: int, content_type_id: int, action_id: int):
+    """As :func:`run`, on the create view: a new page of a type under ``parent``."""
+    from django.contrib.contenttypes.models import ContentType
+
+    parent = get_object_or_404(Page, pk=parent_id).specific
+    content_type = get_object_or_404(ContentType, pk=content_type_id)
+    page_class = content_type.model_class()
+    if page_class is None or not issubclass(page_class, Page):
+        return _error(_("This page type does not exist."), "not_found", 404)
+    if not editor.user_may_create(request.user, page_class, parent):
+        return _error(ActionNotAllowed().message, ActionNotAllowed.code, 403)
+    action = LLMAction.objects.filter(pk=action_id).select_related("prompt").first()
+    if action is None:
+        return _error(_("This action no longer exists."), "not_found", 404)
+    try:
+        editor.check_can_create(action, page_class, parent, request.user)
+        obj = editor.build_new_page_from_form(page_class, parent, request.POST, request.user)
+    except editor.FormInvalid as e:
+        return _error(e.message, e.code, 400, errors=e.errors)
+    except LLMActionError as e:
+        return _error(e.message, e.code, STATUS_FOR_ERROR.get(e.code, 400))
+
+    job = editor.create_editor_job(action, None, obj, request.user, parent=parent)
+    return _enqueue(job)
+
+
+def _enqueue(job) -> JsonResponse:
     try:
         editor.enqueue_editor_job(job)
     except Exception:  # the queue is unreachable: say so rather than spin forever
@@ -141,6 +173,11 @@ app_name = "wagtail_llm_actions_editor"
 
 urlpatterns = [
     path("run/<int:page_id>/<int:action_id>/", run, name="run"),
+    path(
+        "run-new/<int:parent_id>/<int:content_type_id>/<int:action_id>/",
+        run_new,
+        name="run_new",
+    ),
     path("jobs/<int:job_id>/", status, name="status"),
     path("jobs/<int:job_id>/cancel/", cancel, name="cancel"),
     path("interactions/<int:interaction_id>/outcome/", outcome, name="outcome"),

@@ -76,6 +76,7 @@
   const widgets = {
     text: {
       read: (input) => input.value,
+      snapshot: (input) => ({ value: input.value }),
       write: (input, value) => {
         input.value = value;
         input.dispatchEvent(new Event('input', { bubbles: true }));
@@ -83,6 +84,7 @@
       },
     },
     tags: {
+      snapshot: (input) => ({ value: widgets.tags.read(input), raw: input.value }),
       read: (input) => {
         const $ = window.jQuery;
         if ($ && $(input).data('ui-tagit')) return $(input).tagit('assignedTags').slice();
@@ -106,6 +108,13 @@
       },
     },
     draftail: {
+      snapshot: (input) => ({
+        value: input.value,
+        state:
+          input.draftailEditor && typeof input.draftailEditor.getEditorState === 'function'
+            ? input.draftailEditor.getEditorState()
+            : null,
+      }),
       read: (input) => input.value,
       write: (input, value) => {
         const raw = typeof value === 'string' ? value : JSON.stringify(value);
@@ -118,6 +127,37 @@
         input.dispatchEvent(new Event('change', { bubbles: true }));
       },
     },
+  };
+
+  /**
+   * Put a field back exactly as it was before a fill, so that the form is not "dirty" compared
+   * with before and Wagtail's autosave has nothing new to save. Widgets that rewrite their
+   * hidden input on their own (tags, Draftail) get the original string back afterwards.
+   */
+  const restore = (kind, input, snapshot) => {
+    if (kind === 'draftail') {
+      const editor = input.draftailEditor;
+      if (editor && snapshot.state) editor.onChange(snapshot.state);
+      const putBack = () => {
+        if (editor && snapshot.state && editor.getEditorState() !== snapshot.state) return;
+        input.value = snapshot.value;
+        try {
+          input.rawContentState = JSON.parse(snapshot.value);
+        } catch (error) {
+          // not JSON: leave the editor's own copy
+        }
+      };
+      putBack();
+      // Draftail saves its state to the input on a short debounce (250 ms): win the race.
+      [300, 600, 1200].forEach((ms) => window.setTimeout(putBack, ms));
+      return;
+    }
+    if (kind === 'tags') {
+      widgets.tags.write(input, snapshot.value);
+      input.value = snapshot.raw;
+      return;
+    }
+    widgets.text.write(input, snapshot.value);
   };
 
   class LLMActionController extends window.StimulusModule.Controller {
@@ -216,6 +256,14 @@
       return null;
     }
 
+    /** Close the action menu (a Wagtail ``w-dropdown``) this button sits in. */
+    closeMenu() {
+      const dropdown = this.element.closest('[data-controller~="w-dropdown"]');
+      const controller =
+        dropdown && this.application.getControllerForElementAndIdentifier(dropdown, 'w-dropdown');
+      if (controller && typeof controller.hide === 'function') controller.hide();
+    }
+
     revealField(input) {
       // A field on another tab (e.g. Promote) is shown before it is filled from the menu.
       const tabPanel = input && input.closest('[role="tabpanel"]');
@@ -247,7 +295,8 @@
       const ids = new Set(input.value.split(',').filter(Boolean));
       if (present) ids.add(String(id));
       else ids.delete(String(id));
-      input.value = Array.from(ids).join(',');
+      if (ids.size) input.value = Array.from(ids).join(',');
+      else input.remove(); // as before the first fill, so the form is not changed by it
     }
 
     /* -- running -------------------------------------------------------------------------- */
@@ -255,7 +304,9 @@
     async run(event) {
       const params = (event && event.params) || {};
       if (!this.hasPanelTarget) {
-        // From the action menu: use the field's panel when there is one.
+        // From the action menu: close it (it would cover the review buttons), then use the
+        // field's panel when there is one.
+        this.closeMenu();
         const panel = this.panelController();
         if (panel) {
           panel.revealField(panel.input);
@@ -281,7 +332,9 @@
       const body = currentFormData(form);
       this.job = { startedAt: performance.now(), params, stalledAcknowledgedAt: 0 };
       this.setBusy(true);
-      this.showProgress(this.t('running', { action: params.name }));
+      // Nothing is generating until a worker claims the job (status "running").
+      this.job.state = 'queued';
+      this.showProgress(this.t('queued'));
       let response;
       let data = null;
       try {
@@ -375,6 +428,13 @@
           }
           this.poll();
           break;
+        case 'running':
+          if (job.state !== 'running') {
+            job.state = 'running';
+            this.showProgress(this.t('running', { action: job.params.name }));
+          }
+          this.poll();
+          break;
         default:
           this.poll();
       }
@@ -435,14 +495,13 @@
       }
       const kind = result.widget || this.widgetKind(input);
       const widget = widgets[kind] || widgets.text;
-      const current = widget.read(input);
       const previous = this.review;
       if (previous && previous.interaction !== result.interaction) {
         // Regenerated: the earlier suggestion is discarded; Undo goes back to the original.
         this.sendOutcome(previous, 'discarded');
         this.trackInteraction(previous.interaction, false);
       }
-      if (!previous) this.original = current;
+      if (!previous) this.original = (widget.snapshot || widgets.text.snapshot)(input);
       widget.write(input, result.value);
       this.review = {
         interaction: result.interaction,
@@ -456,7 +515,7 @@
       this.trackInteraction(result.interaction, true);
       this.highlight(true);
       this.renderReview(this.t('filledShort', { action: params.name }));
-      this.announce(this.t('filled', { action: params.name }));
+      this.announce(this.t('filled', { action: params.name }), false);
       this.element.dispatchEvent(
         new CustomEvent('llm-action:filled', { bubbles: true, detail: { ...result } }),
       );
@@ -513,15 +572,21 @@
       widget.write(input, value);
     }
 
+    restoreField() {
+      const input = this.input;
+      if (!input || !this.review || this.original === undefined) return;
+      restore(this.review.kind, input, this.original);
+    }
+
     undo() {
       if (!this.review || this.review.undone) return;
-      this.writeField(this.original);
+      this.restoreField();
       this.review.undone = true;
       this.trackInteraction(this.review.interaction, false);
       this.sendOutcome(this.review, 'discarded');
       this.highlight(false);
       this.renderReview(this.t('undone'));
-      this.announce(this.t('undone'));
+      this.announce(this.t('undone'), false);
       this.focusReview('redo');
     }
 
@@ -533,7 +598,7 @@
       this.sendOutcome(this.review, 'pending');
       this.highlight(true);
       this.renderReview(this.t('filledShort', { action: this.review.params.name }));
-      this.announce(this.t('redone'));
+      this.announce(this.t('redone'), false);
       this.focusReview('undo');
     }
 
@@ -545,7 +610,7 @@
     discard() {
       if (!this.review) return;
       if (!this.review.undone) {
-        this.writeField(this.original);
+        this.restoreField();
         this.sendOutcome(this.review, 'discarded');
       }
       this.trackInteraction(this.review.interaction, false);
@@ -597,11 +662,23 @@
 
     /* -- messages ------------------------------------------------------------------------- */
 
-    announce(text) {
+    /**
+     * Say ``text`` in the status line. With ``visible`` false it is read by screen readers
+     * only: the review line below already shows it, in one line.
+     */
+    announce(text, visible = true) {
       const host = this.host();
       if (!host) return;
-      host.statusTarget.replaceChildren(document.createTextNode(text));
+      window.clearInterval(this.clockTimer);
+      let node = document.createTextNode(text);
+      if (!visible) {
+        node = document.createElement('span');
+        node.className = 'w-sr-only';
+        node.textContent = text;
+      }
+      host.statusTarget.replaceChildren(node);
       host.statusTarget.classList.remove('llm-action__status--busy');
+      host.statusTarget.classList.toggle('llm-action__status--quiet', !visible);
     }
 
     showProgress(text) {
@@ -609,6 +686,7 @@
       if (!host) return;
       const status = host.statusTarget;
       status.replaceChildren();
+      status.classList.remove('llm-action__status--quiet');
       status.classList.add('llm-action__status--busy');
       const message = document.createElement('span');
       message.className = 'llm-action__message';
@@ -638,7 +716,7 @@
       window.clearInterval(this.clockTimer);
       const status = host.statusTarget;
       status.replaceChildren();
-      status.classList.remove('llm-action__status--busy');
+      status.classList.remove('llm-action__status--busy', 'llm-action__status--quiet');
       const text = document.createElement('span');
       text.className = 'llm-action__message llm-action__message--warning';
       text.append(icon('warning'), document.createTextNode(message));
@@ -663,7 +741,7 @@
         return;
       }
       host.statusTarget.replaceChildren();
-      host.statusTarget.classList.remove('llm-action__status--busy');
+      host.statusTarget.classList.remove('llm-action__status--busy', 'llm-action__status--quiet');
       const error = host.errorTarget;
       error.replaceChildren(icon('warning'), document.createTextNode(text));
       error.hidden = false;
