@@ -665,4 +665,15 @@ def set_outcome(interaction: LLMInteraction, outcome: str) -> bool:
         return True
     interaction.outcome = outcome
     interaction.save(update_fields=["outcome"])
+    if interaction.revision_id is not None and interaction.page_id is not None:
+        # Autosave had already saved it: the history entry now says it was discarded.
+        from wagtail.models import PageLogEntry
+
+        from .log_actions import GENERATE
+
+        for entry in PageLogEntry.objects.filter(
+            page_id=interaction.page_id, action=GENERATE, data__interaction_id=interaction.pk
+        ):
+            entry.data = {**entry.data, "outcome": outcome}
+            entry.save(update_fields=["data"])
     return True

@@ -22,13 +22,17 @@ class GeneratedWithLLMAction(LogFormatter):
             return self.label
         outcome = log_entry.data.get("outcome")
         if outcome == "accepted":
-            return _(
-                "Generated %(field)s with “%(action)s” in the editor, saved as generated"
-            ) % values
+            return (
+                _("Generated %(field)s with “%(action)s” in the editor, saved as generated")
+                % values
+            )
         if outcome == "edited":
-            return _(
-                "Generated %(field)s with “%(action)s” in the editor, edited before saving"
-            ) % values
+            return (
+                _("Generated %(field)s with “%(action)s” in the editor, edited before saving")
+                % values
+            )
+        if outcome == "discarded":
+            return _("Generated %(field)s with “%(action)s” in the editor, then discarded") % values
         return _("Generated %(field)s with “%(action)s” (draft)") % values
 
 
