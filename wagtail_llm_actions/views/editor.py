@@ -2,8 +2,8 @@
 
 ``run`` validates the posted (unsaved) form, checks permission and queues a job, answering at
 once with the job's URLs (``run_new`` does the same on the create view, for a page that has no
-id yet: keyed by parent page and page type); ``status`` is polled by the browser; ``cancel`` stops a job;
-``outcome`` records that the editor discarded (or restored) a generated value.
+id yet: keyed by parent page and page type); ``status`` is polled by the browser; ``cancel``
+stops a job; ``outcome`` records that the editor discarded (or restored) a generated value.
 """
 
 from __future__ import annotations
