@@ -41,6 +41,7 @@ _lock = threading.Lock()
 _encoding = None
 _encoding_loaded = False
 _prices: dict[str, tuple[Decimal, Decimal]] | None = None
+_models: list[str] | None = None
 
 
 def _litellm_dir() -> Path | None:
@@ -124,6 +125,44 @@ def _load_prices() -> dict[str, tuple[Decimal, Decimal]]:
             del data
         _prices = prices
         return prices
+
+
+def known_models() -> list[str]:
+    """LiteLLM model strings (``provider/model``) of the chat models in its bundled price list.
+
+    Read once as plain JSON, like the prices; offered as suggestions in the action form.
+    """
+    global _models
+    if _models is not None:
+        return _models
+    with _lock:
+        if _models is not None:
+            return _models
+        names: set[str] = set()
+        base = _litellm_dir()
+        path = base / "model_prices_and_context_window_backup.json" if base else None
+        data = {}
+        if path is not None and path.is_file():
+            try:
+                with path.open(encoding="utf-8") as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                data = {}
+        from .providers import KNOWN_PROVIDERS
+
+        for name, info in data.items():
+            if not isinstance(info, dict) or info.get("mode") != "chat":
+                continue
+            provider = info.get("litellm_provider")
+            if not isinstance(provider, str) or provider not in KNOWN_PROVIDERS:
+                continue
+            names.add(name if name.startswith(f"{provider}/") else f"{provider}/{name}")
+        del data
+        from .providers import LOCAL_MODELS
+
+        names.update(LOCAL_MODELS)
+        _models = sorted(names)
+        return _models
 
 
 def price_per_token(model: str) -> tuple[Decimal, Decimal] | None:

@@ -50,6 +50,7 @@ __all__ = [
     "ExtractionError",
     "PathError",
     "describe_paths",
+    "describe_targets",
     "extract_text",
     "get_target_field",
     "html_to_text",
@@ -1022,6 +1023,20 @@ def _target_names(model_class: type[models.Model], output_mode: str | None = Non
         if (getattr(field, "concrete", False) or isinstance(field, TaggableManager))
         and any(_target_problem(field, mode) is None for mode in modes)
     ]
+
+
+def describe_targets(model_class: type[models.Model]) -> list[tuple[str, str]]:
+    """Fields of ``model_class`` that can receive an answer, with the modes each accepts."""
+    result = []
+    for field in model_class._meta.get_fields():
+        if not (getattr(field, "concrete", False) or isinstance(field, TaggableManager)):
+            continue
+        modes = [mode for mode in OUTPUT_MODES if _target_problem(field, mode) is None]
+        if modes:
+            label = str(getattr(field, "verbose_name", field.name)).capitalize()
+            kinds = ", ".join(str(_mode_label(mode)).lower() for mode in modes)
+            result.append((field.name, f"{label} ({kinds})"))
+    return result
 
 
 def validate_target_field(model_class: type[models.Model], name: str, output_mode: str) -> None:

@@ -5,15 +5,21 @@ Provider fields (:data:`permissions.PROVIDER_FIELDS`) are disabled for users wit
 is posted for a disabled field, so a crafted POST cannot change them. A new action created
 by such a user gets the defaults: ``WAGTAIL_LLM_ACTIONS["DEFAULT_MODEL"]``, no API base, no
 key name, no extra parameters, the default timeout.
+
+It also guides: source paths and target fields of the chosen page types as choices, the
+model as a combobox of the model strings LiteLLM knows (any string is still accepted).
 """
 
 from __future__ import annotations
+
+import json
 
 from django import forms
 from django.contrib.contenttypes.models import ContentType
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
+from wagtail.admin.panels import HelpPanel
 from wagtail.models import Page, get_page_models
 
 from .conf import get_setting
@@ -32,6 +38,83 @@ class PageTypeChoiceField(forms.ModelMultipleChoiceField):
         return str(model._meta.verbose_name).capitalize() if model else obj.model
 
 
+# -- guided inputs ----------------------------------------------------------------------------
+
+
+class ComboboxInput(forms.TextInput):
+    """A text input with suggestions (``<input list>`` + ``<datalist>``); any value is allowed."""
+
+    template_name = "wagtail_llm_actions/widgets/combobox.html"
+
+    def __init__(self, attrs=None, options=()):
+        super().__init__(attrs)
+        self.options = list(options)
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        list_id = f"{context['widget']['attrs'].get('id') or name}-suggestions"
+        context["widget"]["attrs"]["list"] = list_id
+        context["widget"]["attrs"].setdefault("autocomplete", "off")
+        context["widget"]["list_id"] = list_id
+        context["widget"]["options"] = self.options
+        return context
+
+
+class FieldChoiceSelect(forms.Select):
+    """A select of field names whose current value stays selectable when it is not offered."""
+
+    def get_context(self, name, value, attrs):
+        values = {str(choice[0]) for choice in self.choices}
+        if value and str(value) not in values:
+            self.choices = [
+                *self.choices,
+                (value, _("%(name)s (not a field of the chosen page types)") % {"name": value}),
+            ]
+        return super().get_context(name, value, attrs)
+
+
+def page_type_fields(content_types) -> dict[str, dict]:
+    """For each page type: the source paths and target fields the action form offers."""
+    from .extraction import describe_paths, describe_targets
+    from .panels import panel_restrictions
+
+    data = {}
+    for content_type in content_types:
+        model = content_type.model_class()
+        if model is None:
+            continue
+        restrictions = panel_restrictions(model)
+        data[str(content_type.pk)] = {
+            "label": str(model._meta.verbose_name).capitalize(),
+            "sources": describe_paths(model),
+            "targets": describe_targets(model),
+            "restricted": {
+                field: sorted(allowed) for field, allowed in restrictions.items() if allowed
+            },
+        }
+    return data
+
+
+def combined_choices(data: dict[str, dict], chosen: list[str]) -> tuple[list[str], list]:
+    """Source paths and target fields valid for every chosen page type (all, if none chosen)."""
+    keys = [key for key in chosen if key in data] or list(data)
+    if not keys:
+        return [], []
+    sources = [path for path in data[keys[0]]["sources"]]
+    targets = [tuple(t) for t in data[keys[0]]["targets"]]
+    for key in keys[1:]:
+        if chosen:
+            other_sources = set(data[key]["sources"])
+            other_targets = {t[0] for t in data[key]["targets"]}
+            sources = [p for p in sources if p in other_sources]
+            targets = [t for t in targets if t[0] in other_targets]
+        else:
+            sources += [p for p in data[key]["sources"] if p not in sources]
+            names = {t[0] for t in targets}
+            targets += [tuple(t) for t in data[key]["targets"] if t[0] not in names]
+    return sources, targets
+
+
 class LLMActionForm(WagtailAdminModelForm):
     page_types = PageTypeChoiceField(
         queryset=ContentType.objects.none(),
@@ -43,6 +126,7 @@ class LLMActionForm(WagtailAdminModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["page_types"].queryset = page_type_choices()
+        self._offer_choices()
         self.apply_provider_permission()
 
     def apply_provider_permission(self) -> None:
@@ -65,6 +149,35 @@ class LLMActionForm(WagtailAdminModelForm):
                 _("Only users who may configure LLM providers can change this."),
             ).strip()
 
+    def _chosen_page_types(self) -> list[str]:
+        if self.is_bound:
+            return [str(v) for v in self.data.getlist(self.add_prefix("page_types"))]
+        if self.instance.pk:
+            return [str(pk) for pk in self.instance.page_types.values_list("pk", flat=True)]
+        return [str(getattr(v, "pk", v)) for v in self.initial.get("page_types") or []]
+
+    def _offer_choices(self) -> None:
+        """Source paths and target fields of the chosen page types, the known model strings.
+
+        The page's script (``llm-action-form``) updates the first two when page types change.
+        """
+        from .estimates import known_models
+
+        self.page_type_data = page_type_fields(self.fields["page_types"].queryset)
+        sources, targets = combined_choices(self.page_type_data, self._chosen_page_types())
+        source = self.fields.get("source_field")
+        if source is not None:
+            source.widget = ComboboxInput(attrs=source.widget.attrs, options=sources)
+        target = self.fields.get("target_field")
+        if target is not None:
+            target.widget = FieldChoiceSelect(
+                attrs=target.widget.attrs,
+                choices=[("", _("Choose a field"))] + list(targets),
+            )
+        model = self.fields.get("model")
+        if model is not None:
+            model.widget = ComboboxInput(attrs=model.widget.attrs, options=known_models())
+
     def _post_clean(self) -> None:
         # The model's clean() checks paths against the *saved* page types; here the page types
         # being chosen are checked instead, once.
@@ -81,3 +194,32 @@ class LLMActionForm(WagtailAdminModelForm):
                     self.add_error(field, message)
                 else:
                     self.add_error(None, message)
+
+
+class ActionPlacementPanel(HelpPanel):
+    """Where the action will appear: fields, page types, editor, bulk and the command.
+
+    Drawn from the form as it is, and kept up to date by the ``llm-action-form`` script as
+    the page types, target field and slug change. Its data also feeds the script's choices.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("template", "wagtail_llm_actions/admin/action_placement.html")
+        kwargs.setdefault("heading", _("Where it appears"))
+        super().__init__(**kwargs)
+
+    class BoundPanel(HelpPanel.BoundPanel):
+        def get_context_data(self, parent_context=None):
+            context = super().get_context_data(parent_context)
+            form = self.form
+            data = getattr(form, "page_type_data", {})
+            chosen = form._chosen_page_types() if hasattr(form, "_chosen_page_types") else []
+            target = form["target_field"].value() if "target_field" in form.fields else ""
+            slug = form["slug"].value() if "slug" in form.fields else ""
+            context.update(
+                page_type_data=json.dumps(data),
+                chosen_labels=[data[key]["label"] for key in chosen if key in data],
+                target=target or "",
+                slug=slug or "",
+            )
+            return context

@@ -4,6 +4,7 @@ from django.urls import path
 
 from .reports import InteractionReportView
 from .views.action_stats import ActionStatsView, CompareView, TryOnPageView
+from .views.action_tryout import TestOnPageView
 from .views.interactions import DiscardView, InteractionDetailView, KeepView, RerunView
 
 app_name = "wagtail_llm_actions_report"
@@ -17,4 +18,5 @@ urlpatterns = [
     path("<int:pk>/compare/", CompareView.as_view(), name="compare"),
     path("actions/<int:pk>/", ActionStatsView.as_view(), name="action"),
     path("actions/<int:pk>/try/", TryOnPageView.as_view(), name="try"),
+    path("actions/<int:pk>/test/", TestOnPageView.as_view(), name="test"),
 ]

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext_lazy as _
-from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, ObjectList
+from wagtail.admin.panels import (
+    FieldPanel,
+    FieldRowPanel,
+    MultiFieldPanel,
+    ObjectList,
+    TitleFieldPanel,
+)
+from wagtail.admin.widgets.slug import SlugInput
 from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views import chooser
-from wagtail.snippets.views.snippets import EditView, SnippetViewSet, SnippetViewSetGroup
+from wagtail.snippets.views.snippets import (
+    CreateView,
+    EditView,
+    SnippetViewSet,
+    SnippetViewSetGroup,
+)
 
-from .forms import LLMActionForm
+from .forms import ActionPlacementPanel, LLMActionForm
 from .models import LLMAction, LLMPrompt
 from .views.jobs import JobViewSet
 
@@ -52,15 +65,41 @@ class LLMPromptViewSet(SnippetViewSet):
     search_fields = ["name", "template", "description"]
     ordering = ["name"]
     panels = [
-        FieldPanel("name"),
-        FieldPanel("slug"),
+        TitleFieldPanel("name", placeholder=False, classname=""),
+        FieldPanel("slug", widget=SlugInput),
         FieldPanel("template"),
         FieldPanel("description"),
     ]
 
 
-class LLMActionEditView(EditView):
-    """The action's edit view, with a link to its runs and cost in the header menu."""
+class ProviderKeyWarningMixin:
+    """After a save: warn (not fail) when the action's key is not set in this environment."""
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        from .providers import missing_key_name
+
+        action = self.object
+        name = missing_key_name(action.model, action.api_key_name, action.api_base)
+        if name:
+            messages.warning(
+                self.request,
+                _(
+                    "The API key %(name)s is not set in this environment, so “%(action)s” will "
+                    "fail until it is: set the environment variable %(name)s (or an entry in "
+                    "WAGTAIL_LLM_ACTIONS['API_KEYS']) where the workers run."
+                )
+                % {"name": name, "action": action.name},
+            )
+        return response
+
+
+class LLMActionCreateView(ProviderKeyWarningMixin, CreateView):
+    pass
+
+
+class LLMActionEditView(ProviderKeyWarningMixin, EditView):
+    """The action's edit view, with its runs and cost and "Test on a page" in the header."""
 
     def get_header_more_buttons(self):
         from django.urls import reverse
@@ -74,12 +113,19 @@ class LLMActionEditView(EditView):
                 icon_name="history",
                 priority=30,
             ),
+            Button(
+                _("Test on a page"),
+                url=reverse("wagtail_llm_actions_report:test", args=[self.object.pk]),
+                icon_name="pick",
+                priority=31,
+            ),
         ]
 
 
 class LLMActionViewSet(SnippetViewSet):
     model = LLMAction
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
+    add_view_class = LLMActionCreateView
     edit_view_class = LLMActionEditView
     icon = "cogs"
     menu_label = _("Actions")
@@ -92,9 +138,14 @@ class LLMActionViewSet(SnippetViewSet):
     edit_handler = ObjectList(
         [
             MultiFieldPanel(
-                [FieldPanel("name"), FieldPanel("slug"), FieldPanel("description")],
+                [
+                    TitleFieldPanel("name", placeholder=False, classname=""),
+                    FieldPanel("slug", widget=SlugInput),
+                    FieldPanel("description"),
+                ],
                 heading=_("Action"),
             ),
+            ActionPlacementPanel(),
             MultiFieldPanel(
                 [
                     FieldPanel("page_types"),

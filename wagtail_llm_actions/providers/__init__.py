@@ -77,6 +77,7 @@ __all__ = [
     "estimate_cost",
     "get_provider",
     "preload",
+    "missing_key_name",
     "resolve_api_key",
     "validate_model_string",
 ]
@@ -247,6 +248,44 @@ def resolve_api_key(name: str) -> str | None:
     if not value:
         raise ConfigurationError.missing_key(name)
     return str(value)
+
+
+#: The variable LiteLLM reads a provider's key from when an action names none (the common
+#: providers; for others nothing is checked before the first call).
+USUAL_KEY_VARIABLES: dict[str, str] = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "azure": "AZURE_API_KEY",
+    "cohere": "COHERE_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "perplexity": "PERPLEXITYAI_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "xai": "XAI_API_KEY",
+}
+
+
+def missing_key_name(model: str, api_key_name: str = "", api_base: str = "") -> str | None:
+    """The name of the key variable ``model`` needs that is not set here, or None.
+
+    Plain values only (no action, no LiteLLM import), for a warning when an action is saved:
+    the named setting when the action names one, else the provider's usual variable for the
+    common providers, unless an API base is given (a local server may need no key).
+    """
+    name = (api_key_name or "").strip()
+    if name:
+        found = (get_setting("API_KEYS") or {}).get(name) or os.environ.get(name)
+        return None if found else name
+    if (api_base or "").strip():
+        return None
+    provider, _name = split_model_string(model or "")
+    usual = USUAL_KEY_VARIABLES.get(provider or "")
+    if usual and not os.environ.get(usual) and not (get_setting("API_KEYS") or {}).get(usual):
+        return usual
+    return None
 
 
 def build_request(
