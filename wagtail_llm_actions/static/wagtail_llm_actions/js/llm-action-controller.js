@@ -174,10 +174,27 @@
       this.job = null;
       this.review = null;
       this.original = undefined;
+      // On the create view, Wagtail's autosave creates the page: later runs are on that page.
+      this.onAutosaved = (event) => {
+        const pk = event.detail && event.detail.response && event.detail.response.pk;
+        if (pk && this.form) this.form.dataset.llmActionPageId = String(pk);
+      };
+      this.savedForm = this.form;
+      if (this.savedForm) this.savedForm.addEventListener('w-autosave:success', this.onAutosaved);
     }
 
     disconnect() {
       this.stopPolling();
+      if (this.savedForm) {
+        this.savedForm.removeEventListener('w-autosave:success', this.onAutosaved);
+      }
+    }
+
+    /** The run URL, switched from "new page" to the page once autosave has created it. */
+    runUrl(url) {
+      const pk = this.form && this.form.dataset.llmActionPageId;
+      if (!pk) return url;
+      return url.replace(/\/run-new\/\d+\/\d+\/(\d+)\/$/, `/run/${pk}/$1/`);
     }
 
     t(key, values = {}) {
@@ -338,7 +355,7 @@
       let response;
       let data = null;
       try {
-        response = await fetch(params.url, {
+        response = await fetch(this.runUrl(params.url), {
           method: 'POST',
           body,
           credentials: 'same-origin',
