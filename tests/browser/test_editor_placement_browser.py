@@ -164,6 +164,12 @@ def test_menu_closes_respects_restrictions_and_discard_leaves_nothing_to_autosav
     make_action()  # Generate summary, local/extractive
     make_action(name="Suggest tags", slug="suggest-tags", target_field="tags", output_mode="tags")
     make_action(name="Other tags", slug="other-tags", target_field="tags", output_mode="tags")
+    make_action(
+        name="Write highlights",
+        slug="write-highlights",
+        target_field="highlights",
+        output_mode="rich_text",
+    )
     page = browser_page
     login_and_edit(page, live_server, post)
     page.locator("textarea[name=summary]").wait_for()
@@ -192,6 +198,20 @@ def test_menu_closes_respects_restrictions_and_discard_leaves_nothing_to_autosav
     assert page.input_value("textarea[name=summary]") == original
     assert page.locator("input[name=llm_action_interactions]").count() == 0
     page.wait_for_timeout(3000)
+    assert Revision.page_revisions.filter(object_id=str(post.pk)).count() == revisions_before
+
+    # the same for rich text, whose editor rewrites its hidden input on its own
+    highlights = page.locator("input[name=highlights]")
+    before = highlights.input_value()
+    page.get_by_role("button", name="Write highlights").click()
+    discard = page.locator(
+        '[data-llm-action-field-value="highlights"] [data-llm-action-review=discard]'
+    )
+    discard.wait_for()
+    assert highlights.input_value() != before
+    discard.click()
+    page.wait_for_timeout(3000)
+    assert highlights.input_value() == before
     assert Revision.page_revisions.filter(object_id=str(post.pk)).count() == revisions_before
 
 

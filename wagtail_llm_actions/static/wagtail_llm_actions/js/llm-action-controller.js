@@ -3,10 +3,13 @@
  * A plain Stimulus controller registered with Wagtail's Stimulus application (no build step).
  * A click posts the whole edit form as it is on screen (unsaved edits included) to the run
  * endpoint, which queues a job and answers at once. The controller polls the job's status,
- * shows a spinner with the elapsed time and Cancel, then fills the target field (text input,
- * textarea, tag widget or Draftail rich text) and offers Undo, Regenerate and Discard. Nothing
- * else in the form is touched. The ids of generated values in the form travel with the form
- * in a hidden input, so the server links them to the revision that saves them.
+ * says "Waiting for a worker…" until a worker claims the job, then "Generating with …" with
+ * the elapsed time and Cancel; it fills the target field (text input, textarea, tag widget or
+ * Draftail rich text) and offers Undo, Regenerate, Discard and Keep on one review line. Undo
+ * and Discard put the previous value back exactly, so autosave has nothing new to save.
+ * Nothing else in the form is touched. The ids of generated values in the form travel with
+ * the form in a hidden input (removed when empty), so the server links them to the revision
+ * that saves them. Chosen from the action menu, the menu closes and the field's buttons run.
  */
 (() => {
   'use strict';
@@ -148,7 +151,8 @@
         }
       };
       putBack();
-      // Draftail saves its state to the input on a short debounce (250 ms): win the race.
+      // Draftail saves its state to the input on a short debounce (250 ms); should it write
+      // its own serialisation of the same content, the original string is put back after it.
       [300, 600, 1200].forEach((ms) => window.setTimeout(putBack, ms));
       return;
     }
