@@ -149,7 +149,8 @@ class LLMActionViewSet(SnippetViewSet):
             MultiFieldPanel(
                 [
                     FieldPanel("page_types"),
-                    FieldRowPanel([FieldPanel("source_field"), FieldPanel("target_field")]),
+                    FieldPanel("source_field"),
+                    FieldPanel("target_field"),
                     FieldPanel("output_mode"),
                     FieldPanel("enabled"),
                 ],

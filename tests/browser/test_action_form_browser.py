@@ -55,11 +55,22 @@ def test_choices_follow_page_types_and_slug_follows_name(live_server, browser_pa
     note = page.locator("[data-llm-action-placement]")
     assert "Blog page" in note.inner_text()
     assert "run_llm_action write-a-short-intro" in note.inner_text()
+    # the blog's tags panel offers only "suggest-tags": the note says so for other actions
+    restricted = note.locator("[data-llm-action-form-target=restricted]")
+    page.select_option("select[name=target_field]", "tags")
+    restricted.wait_for()
+    assert "Not beside the field on Blog page pages" in restricted.inner_text()
+    page.select_option("select[name=target_field]", "summary")
+    restricted.wait_for(state="hidden")
 
     # and simple pages too: only what both have
     page.check(f"input[name=page_types][value='{simple}']")
     both = set(options(page, "target_field"))
-    assert "summary" not in both and "text" not in both
+    assert not {"tags", "highlights", "text"} & both
+    # the chosen "summary" stays selected, marked as not a field of both types
+    assert "not a field of the chosen page types" in page.eval_on_selector(
+        "select[name=target_field]", "el => el.selectedOptions[0].text"
+    )
     assert {"title", "search_description"} <= both
     assert "body.paragraph" not in suggestions(page, "source_field")
     assert "Simple page" in note.inner_text()

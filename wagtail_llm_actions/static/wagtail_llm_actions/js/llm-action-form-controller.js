@@ -17,6 +17,7 @@
       data: { type: Object, default: {} },
       noTypes: { type: String, default: '' },
       restrictedText: { type: String, default: '' },
+      staleText: { type: String, default: '{name}' },
     };
 
     connect() {
@@ -100,8 +101,8 @@
       const placeholder = select.options[0] && select.options[0].value === '' ? select.options[0] : null;
       const options = targets.map(([name, label]) => new Option(`${name} — ${label}`, name));
       if (current && !targets.some(([name]) => name === current)) {
-        const stale = Array.from(select.options).find((o) => o.value === current);
-        options.push(new Option(stale ? stale.text : current, current));
+        // Kept so that nothing changes behind the user's back; saving says why it is wrong.
+        options.push(new Option(this.staleTextValue.replace('{name}', current), current));
       }
       select.replaceChildren(...(placeholder ? [placeholder] : []), ...options);
       select.value = current;
