@@ -100,7 +100,7 @@ def combined_choices(data: dict[str, dict], chosen: list[str]) -> tuple[list[str
     keys = [key for key in chosen if key in data] or list(data)
     if not keys:
         return [], []
-    sources = [path for path in data[keys[0]]["sources"]]
+    sources = list(data[keys[0]]["sources"])
     targets = [tuple(t) for t in data[keys[0]]["targets"]]
     for key in keys[1:]:
         if chosen:

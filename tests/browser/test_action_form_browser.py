@@ -1,5 +1,7 @@
 """The action form in a real browser: choices follow the page types, the slug follows the name,
-and the note on where the action appears stays in step. Screenshot: docs/screenshots/action-edit.png.
+and the note on where the action appears stays in step.
+
+Screenshot: docs/screenshots/action-edit.png.
 """
 
 from __future__ import annotations
