@@ -164,6 +164,8 @@ def test_create_view_run_fills_from_the_unsaved_form_then_links_on_save(
     assert not BlogPage.objects.filter(slug="worm-bins").exists()  # nothing saved by the run
     interaction = LLMInteraction.objects.get(pk=status["result"]["interaction"])
     assert interaction.page_id is None and interaction.outcome == "pending"
+    detail = client.get(reverse("wagtail_llm_actions_report:detail", args=[interaction.pk]))
+    assert detail.status_code == 200  # the report shows a run on a page not created yet
 
     # save the new page as a draft with the generated summary
     data["summary"] = value
