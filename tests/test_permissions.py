@@ -227,7 +227,24 @@ ROWS: dict[str, Row] = {
     "wagtail_llm_actions_report:try": Row(
         _action, EDITORS, "post", 302, data=lambda w: {"page": w.post.pk}
     ),
+    "wagtail_llm_actions_report:test": Row(
+        _action,
+        EDITORS,
+        shown={"Test on a page": EDITORS, "Edit action": MANAGERS},
+    ),
     # the page editor's JSON endpoints
+    "wagtail_llm_actions_editor:run_new": Row(
+        lambda w: [
+            w.post.get_parent().pk,
+            ContentType.objects.get_for_model(type(w.post.specific)).pk,
+            w.action.pk,
+        ],
+        EDITORS,  # may add a blog post under the blog
+        "post",
+        202,
+        refused="json403",
+        data=lambda w: w.extras["create_form"],
+    ),
     "wagtail_llm_actions_editor:run": Row(
         lambda w: [w.post.pk, w.action.pk],
         EDITORS,
@@ -363,6 +380,12 @@ def _prepare(name: str, world: World) -> None:
         from tests.test_editor import form_data
 
         world.extras["editor_form"] = form_data(world.client("superuser"), world.post)
+    if name == "wagtail_llm_actions_editor:run_new":
+        from tests.test_editor_placement import create_form_data
+
+        world.extras["create_form"] = create_form_data(
+            world.client("superuser"), world.post.get_parent(), title="A new post"
+        )
 
 
 def assert_refused(response, row: Row, role: str) -> None:

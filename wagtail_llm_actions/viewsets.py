@@ -105,7 +105,9 @@ class LLMActionEditView(ProviderKeyWarningMixin, EditView):
         from django.urls import reverse
         from wagtail.admin.widgets import Button
 
-        return [
+        from .permissions import can_edit_any_page
+
+        buttons = [
             *super().get_header_more_buttons(),
             Button(
                 _("Runs and cost"),
@@ -113,13 +115,17 @@ class LLMActionEditView(ProviderKeyWarningMixin, EditView):
                 icon_name="history",
                 priority=30,
             ),
-            Button(
-                _("Test on a page"),
-                url=reverse("wagtail_llm_actions_report:test", args=[self.object.pk]),
-                icon_name="pick",
-                priority=31,
-            ),
         ]
+        if can_edit_any_page(self.request.user):
+            buttons.append(
+                Button(
+                    _("Test on a page"),
+                    url=reverse("wagtail_llm_actions_report:test", args=[self.object.pk]),
+                    icon_name="pick",
+                    priority=31,
+                )
+            )
+        return buttons
 
 
 class LLMActionViewSet(SnippetViewSet):

@@ -19,7 +19,7 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..exceptions import LLMActionError
 from ..models import InteractionOutcome, InteractionTrigger
-from ..permissions import can_edit_page
+from ..permissions import can_change_actions, can_edit_any_page, can_edit_page
 from ..review import discard_problem
 from ..service import LLMService
 from .action_stats import TryOnPageForm, get_action
@@ -46,6 +46,8 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
 
     def dispatch(self, request, *args, **kwargs):
         self.action = get_action(request, kwargs["pk"])
+        if not can_edit_any_page(request.user):  # it runs on pages the user may edit
+            raise PermissionDenied
         return super().dispatch(request, *args, **kwargs)
 
     def get_page_title(self):
@@ -112,6 +114,8 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
             action=self.action,
             edit_action_url=reverse(
                 "wagtailsnippets_wagtail_llm_actions_llmaction:edit", args=[self.action.pk]
-            ),
+            )
+            if can_change_actions(self.request.user)
+            else "",
         )
         return context
