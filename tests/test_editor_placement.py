@@ -279,3 +279,23 @@ def test_saving_a_prompt_in_the_admin_snapshots_it(post, action, superuser):
     assert prompt.latest_revision_id != before
     assert interaction.prompt_revision_id == prompt.latest_revision_id
     assert interaction.prompt_revision.content["template"] == "Shorter: {body}"
+
+
+def test_create_view_run_answers_a_too_large_form_in_json_and_checks_csrf(
+    blog_index, action, editor
+):
+    from blog.models import BlogPage
+
+    url = run_new_url(blog_index, BlogPage, action)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(editor)
+    client.get(add_url(blog_index))
+    token = client.cookies["csrftoken"].value
+
+    too_large = client.post(url, {"title": "x" * (3 * 1024 * 1024)}, headers={"X-CSRFToken": token})
+    no_token = client.post(url, {"title": "x"})
+
+    assert too_large.status_code == 413
+    assert too_large.json()["code"] == "too_large"
+    assert no_token.status_code == 403
+    assert not LLMInteraction.objects.exists()

@@ -51,6 +51,12 @@ def run(request, page_id: int, action_id: int):
     ``DATA_UPLOAD_MAX_NUMBER_FIELDS``) gets a JSON 413 the editor can show, rather than the
     HTML 400 the CSRF middleware would give while reading it.
     """
+    too_large = _too_large(request)
+    return too_large or _run(request, page_id, action_id)
+
+
+def _too_large(request) -> JsonResponse | None:
+    """A JSON 413 when the posted form is over Django's upload limits, else None."""
     try:
         request.POST  # noqa: B018 - parse now, to answer a body that is too big in JSON
     except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent):
@@ -63,7 +69,7 @@ def run(request, page_id: int, action_id: int):
             "too_large",
             413,
         )
-    return _run(request, page_id, action_id)
+    return None
 
 
 @csrf_protect
@@ -86,9 +92,16 @@ def _run(request, page_id: int, action_id: int):
     return _enqueue(job)
 
 
+@csrf_exempt  # checked by csrf_protect below, once the body is known to be readable
 @require_POST
 def run_new(request, parent_id: int, content_type_id: int, action_id: int):
     """As :func:`run`, on the create view: a new page of a type under ``parent``."""
+    too_large = _too_large(request)
+    return too_large or _run_new(request, parent_id, content_type_id, action_id)
+
+
+@csrf_protect
+def _run_new(request, parent_id: int, content_type_id: int, action_id: int):
     from django.contrib.contenttypes.models import ContentType
 
     parent = get_object_or_404(Page, pk=parent_id).specific
