@@ -115,7 +115,7 @@ def test_model_is_a_combobox_of_known_models_that_accepts_any_string(prompt, sup
 
     response = client.post(
         reverse(ADD_URL),
-        action_data(prompt, model="openai/my-own-fine-tune", api_base="http://llm.internal"),
+        action_data(prompt, model="openai/my-own-fine-tune"),
     )
     assert response.status_code == 302, response.context["form"].errors
     assert LLMAction.objects.get(slug="generate-summary").model == "openai/my-own-fine-tune"
@@ -175,12 +175,12 @@ def test_missing_provider_key_is_a_warning_not_an_error(prompt, superuser, monke
 
 
 def test_named_key_that_is_set_gives_no_warning(prompt, superuser, monkeypatch):
-    monkeypatch.setenv("MY_SITE_KEY", "sk-xyz")
+    monkeypatch.setenv("MY_SITE_API_KEY", "sk-xyz")
     client = client_for(superuser)
 
     response = client.post(
         reverse(ADD_URL),
-        action_data(prompt, model="openai/gpt-4o-mini", api_key_name="MY_SITE_KEY"),
+        action_data(prompt, model="openai/gpt-4o-mini", api_key_name="MY_SITE_API_KEY"),
         follow=True,
     )
 
