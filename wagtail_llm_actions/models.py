@@ -316,6 +316,24 @@ class InteractionTrigger(models.TextChoices):
     RERUN = "rerun", _("Rerun")
 
 
+#: Columns of the report's covering index: what its filters, totals and chart read.
+REPORT_INDEX_FIELDS = [
+    "created_at",
+    "status",
+    "action",
+    "user",
+    "page",
+    "model",
+    "action_name",
+    "cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "latency_ms",
+    "id",
+]
+
+
 class LLMInteraction(models.Model):
     """One call to a model: what was sent, what came back, what it cost, what it changed."""
 
@@ -415,6 +433,11 @@ class LLMInteraction(models.Model):
             models.Index(fields=["user", "-created_at"], name="llmi_user_created_idx"),
             models.Index(fields=["page", "action", "status"], name="llmi_page_action_idx"),
             models.Index(fields=["model", "-created_at"], name="llmi_model_created_idx"),
+            # The report's totals and chart read only these columns: a scan of this narrow
+            # index instead of the wide rows (messages, responses). See migration 0005.
+            models.Index(fields=REPORT_INDEX_FIELDS, name="llmi_report_cover_idx"),
+            # Search resolves action names through this index (a few distinct values).
+            models.Index(fields=["action_name"], name="llmi_action_name_idx"),
         ]
 
     def __str__(self) -> str:
