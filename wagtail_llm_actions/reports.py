@@ -91,8 +91,9 @@ def totals_and_series(queryset: QuerySet, max_days: int = MAX_DAYS) -> tuple[dic
         .annotate(day=day_of(queryset))
         .values("day")
         .annotate(
-            calls=Count("pk"),
-            errors=Count("pk", filter=Q(status=InteractionStatus.ERROR)),
+            # COUNT(*) and a column the index holds: each column read costs per row
+            calls=Count("*"),
+            errors=Count("status", filter=Q(status=InteractionStatus.ERROR)),
             prompt_tokens=Sum("prompt_tokens"),
             completion_tokens=Sum("completion_tokens"),
             total_tokens=Sum("total_tokens"),

@@ -1,7 +1,8 @@
 """Indexes for the interaction report at scale.
 
 * ``llmi_report_cover_idx``: every column the report's totals, chart and common filters read,
-  so they scan a narrow index rather than the wide rows (both databases).
+  so they scan a narrow index rather than the wide rows (both databases); on SQLite it is led
+  by ``date(created_at)`` so the per-day grouping needs no sort (``models.ReportCoverIndex``).
 * ``llmi_action_name_idx``: search finds matching action names among the distinct values.
 * PostgreSQL only: a ``pg_trgm`` GIN index on ``error_message`` so search's ``ILIKE`` on error
   texts is an index lookup. The ``pg_trgm`` extension is created when the database user may;
@@ -10,6 +11,8 @@
 """
 
 from django.db import migrations, models
+
+import wagtail_llm_actions.models
 
 TRGM_INDEX = "llmi_error_message_trgm_idx"
 
@@ -50,7 +53,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name="llminteraction",
-            index=models.Index(
+            index=wagtail_llm_actions.models.ReportCoverIndex(
                 fields=[
                     "created_at",
                     "status",
