@@ -1,8 +1,8 @@
 """Indexes for the interaction report at scale.
 
 * ``llmi_report_cover_idx``: every column the report's totals, chart and common filters read,
-  so they scan a narrow index rather than the wide rows (both databases); on SQLite it is led
-  by ``date(created_at)`` so the per-day grouping needs no sort (``models.ReportCoverIndex``).
+  so they scan a narrow index rather than the wide rows; on SQLite and PostgreSQL it is led by
+  the day the report groups by, so the per-day totals need no sort (``models.ReportCoverIndex``).
 * ``llmi_action_name_idx``: search finds matching action names among the distinct values.
 * PostgreSQL only: a ``pg_trgm`` GIN index on ``error_message`` so search's ``ILIKE`` on error
   texts is an index lookup. The ``pg_trgm`` extension is created when the database user may;
