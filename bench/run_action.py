@@ -1,19 +1,30 @@
-"""Time one action run against the fake server (zero latency) versus a bare save_revision().
+"""Time one action run against its floor (run by hand from the repository root; not a test).
 
-Run by hand from the repository root::
+::
 
-    python bench/run_action.py [--runs 50]
+    python bench/run_action.py [--runs 60] [--profile]
 
-It uses a throwaway SQLite file database, the sandbox's blog page type, the real LiteLLM HTTP
-path (``openai/...`` with ``api_base`` pointing at tests/fakeserver.py on 127.0.0.1).
-Not a test: figures go into the notes.
+* **run**: ``LLMService().run(action, page)``: read the latest revision, extract, render, call
+  the model, write the draft revision, the interaction row and the page-history entry.
+* **floor**: what any code doing this job must do, with nothing of ours in between:
+  ``page.get_latest_revision_as_object()`` + one bare ``litellm.completion()`` with the same
+  messages and parameters + ``save_revision()``.
+
+Both use the real LiteLLM HTTP path against tests/fakeserver.py (zero latency) running in its
+own process, an ~800-word StreamField body, a throwaway SQLite file and DEBUG off. Runs and
+floors alternate; medians are compared. ``--profile`` adds a cProfile of the runs with the
+time per run of the calls where our overhead goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,43 +33,103 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "sandbox")]
 
+WORDS = (
+    "compost worms soil bin moist peelings coffee grounds carbon nitrogen heat turn "
+    "leaves garden balcony flat small bokashi bran airflow smell balance"
+).split()
+
+
+def long_paragraph(words: int = 760) -> str:
+    """About ``words`` words of plain prose, in sentences of twelve."""
+    out = []
+    for i in range(words):
+        word = WORDS[(i * 7) % len(WORDS)]
+        out.append(word.capitalize() if i % 12 == 0 else word)
+        if i % 12 == 11:
+            out[-1] += "."
+    return " ".join(out) + "."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_fake_server() -> tuple[subprocess.Popen, str]:
+    """tests/fakeserver.py in its own process; returns it and its base URL once it listens."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakeserver", "--port", str(port), "--latency", "0"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        raise SystemExit("the fake server did not start")
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def fmt(xs: list[float]) -> str:
+    xs = sorted(xs)
+    p90 = xs[int(len(xs) * 0.9)]
+    return f"median {statistics.median(xs) * 1000:6.2f} ms, p90 {p90 * 1000:6.2f} ms"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--profile", action="store_true", help="also profile the runs")
+    parser.add_argument("--verbose", action="store_true", help="profile: every call > 0.5 ms")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="llm-bench-")
     os.environ.update(
         DJANGO_SETTINGS_MODULE="demo.settings",
+        DJANGO_DEBUG="0",
         SANDBOX_DB=str(Path(tmp) / "bench.sqlite3"),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         BENCH_LLM_API_KEY="sk-bench",
         LLM_ACTIONS_ALLOWED_API_BASES="http://127.0.0.1:*",  # the fake server
     )
+    os.environ.pop("DATABASE_URL", None)
+    import logging
+
     import django
 
     django.setup()
+    logging.getLogger("wagtail_llm_actions").setLevel(logging.WARNING)  # one line per run
+    from django.conf import settings
     from django.contrib.contenttypes.models import ContentType
     from django.core.management import call_command
 
+    assert not settings.DEBUG
     call_command("migrate", verbosity=0)
     from blog.models import BlogIndexPage, BlogPage
     from wagtail.models import Page
 
     from tests.conftest import make_body
-    from tests.fakeserver import FakeLLMServer
     from wagtail_llm_actions.models import LLMAction, LLMPrompt
     from wagtail_llm_actions.providers import preload
     from wagtail_llm_actions.service import LLMService
 
     root = Page.get_first_root_node()
     index = root.add_child(instance=BlogIndexPage(title="Blog", slug="blog"))
-    page = index.add_child(instance=BlogPage(title="Bench", slug="bench", body=make_body()))
+    body = make_body(paragraph=long_paragraph())
+    page = index.add_child(instance=BlogPage(title="Bench", slug="bench", body=body))
     page.save_revision().publish()
 
-    with FakeLLMServer(reply="A short summary.") as server:
-        prompt = LLMPrompt.objects.create(name="S", slug="s", template="Summarize {body}")
+    server, url = start_fake_server()
+    try:
+        prompt = LLMPrompt.objects.create(name="S", slug="s", template="Summarize:\n\n{body}")
         prompt.save_revision()
         action = LLMAction.objects.create(
             name="S",
@@ -67,7 +138,7 @@ def main() -> None:
             source_field="body",
             target_field="summary",
             model="openai/fake",
-            api_base=server.url,
+            api_base=url,
             api_key_name="BENCH_LLM_API_KEY",
             timeout=10,
         )
@@ -76,30 +147,127 @@ def main() -> None:
         t0 = time.perf_counter()
         preload()
         print(f"litellm import: {time.perf_counter() - t0:.2f} s (once per worker process)")
+        import litellm
+
         service = LLMService()
-        service.run(action, page)  # warm-up: first HTTP client, cost map lookups
+        prepared = service.dry_run(action, page)
+        words = len(prepared.source_text.split())
+        params = {
+            "model": action.model,
+            "messages": prepared.messages,
+            "api_base": url,
+            "api_key": os.environ["BENCH_LLM_API_KEY"],
+            "timeout": action.timeout,
+            "num_retries": 0,
+        }
+        if action.temperature is not None:
+            params["temperature"] = action.temperature
+        if action.max_tokens is not None:
+            params["max_tokens"] = action.max_tokens
 
-        runs, saves = [], []
-        for _ in range(args.runs):
-            t = time.perf_counter()
-            service.run(action, page)
-            runs.append(time.perf_counter() - t)
-            page = BlogPage.objects.get(pk=page.pk)
-            draft = page.get_latest_revision_as_object()
-            t = time.perf_counter()
+        def run_once():
+            service.run(action, BlogPage.objects.get(pk=page.pk))
+
+        def floor_once(obj):
+            draft = obj.get_latest_revision_as_object()
+            litellm.completion(**params)
             draft.save_revision()
-            saves.append(time.perf_counter() - t)
-            page = BlogPage.objects.get(pk=page.pk)
 
-    def fmt(xs: list[float]) -> str:
-        return (
-            f"median {statistics.median(xs) * 1000:.1f} ms, "
-            f"p90 {sorted(xs)[int(len(xs) * 0.9) - 1] * 1000:.1f} ms"
-        )
+        for _ in range(3):  # warm-up: HTTP client, cost map lookups, caches
+            run_once()
+            floor_once(BlogPage.objects.get(pk=page.pk))
 
-    print(f"LLMService.run (fake server, 0 ms latency), {args.runs} runs: {fmt(runs)}")
-    print(f"bare save_revision() on the same page, {args.runs} runs: {fmt(saves)}")
-    print(f"overhead per run: {(statistics.median(runs) - statistics.median(saves)) * 1000:.1f} ms")
+        runs, floors = [], []
+        for _ in range(args.runs):
+            obj = BlogPage.objects.get(pk=page.pk)
+            t = time.perf_counter()
+            service.run(action, obj)
+            runs.append(time.perf_counter() - t)
+            obj = BlogPage.objects.get(pk=page.pk)
+            t = time.perf_counter()
+            floor_once(obj)
+            floors.append(time.perf_counter() - t)
+
+        ratio = statistics.median(runs) / statistics.median(floors)
+        print(f"body: {words} words extracted; {len(str(prepared.messages))} characters sent")
+        print(f"load average: {os.getloadavg()[0]:.2f} (1 min)")
+        print(f"LLMService.run, {args.runs} runs:            {fmt(runs)}")
+        print(f"floor (revision + completion + save), {args.runs}: {fmt(floors)}")
+        overhead = (statistics.median(runs) - statistics.median(floors)) * 1000
+        print(f"overhead per run: {overhead:.2f} ms; ratio run/floor: {ratio:.3f} (goal <= 1.10)")
+
+        if args.profile:
+            profile(service, action, page.pk, BlogPage, floor_once, args.runs, args.verbose)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+#: Where a run's time goes beyond the floor: functions reported by --profile, per run.
+PROFILED = [
+    ("wagtail_llm_actions/service.py", "run"),
+    ("wagtail_llm_actions/service.py", "check"),
+    ("wagtail_llm_actions/service.py", "prepare"),
+    ("wagtail_llm_actions/service.py", "working_copy"),
+    ("wagtail_llm_actions/service.py", "log_generated"),
+    ("wagtail_llm_actions/service.py", "_save_draft"),
+    ("wagtail_llm_actions/service.py", "_new_interaction"),
+    ("wagtail_llm_actions/extraction.py", "extract_text"),
+    ("wagtail_llm_actions/templating.py", "render"),
+    ("wagtail_llm_actions/outputs.py", "apply_output"),
+    ("wagtail_llm_actions/providers/litellm.py", "complete"),
+    ("wagtail_llm_actions/providers/litellm.py", "parse_response"),
+    ("wagtail_llm_actions/providers/__init__.py", "complete"),
+    ("litellm/main.py", "completion"),
+    ("litellm/cost_calculator.py", "completion_cost"),
+    ("wagtail/models/revisions.py", "save_revision"),
+    ("wagtail/models/draft_state.py", "save_revision"),
+    ("wagtail/models/revisions.py", "get_latest_revision_as_object"),
+    ("wagtail/models/locking.py", "get_lock"),
+    ("wagtail/models/pages.py", "get_lock"),
+    ("django/db/models/base.py", "save"),
+    ("django/db/backends/utils.py", "execute"),
+    ("django/db/backends/utils.py", "_execute"),
+]
+
+
+def profile(
+    service, action, page_pk, page_class, floor_once, runs: int, verbose: bool = False
+) -> None:
+    """cProfile ``runs`` service runs (and as many floors) and print ms per run."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        service.run(action, page_class.objects.get(pk=page_pk))
+    run_queries = len(ctx.captured_queries) - 1  # the page fetch
+    with CaptureQueriesContext(connection) as ctx:
+        floor_once(page_class.objects.get(pk=page_pk))
+    floor_queries = len(ctx.captured_queries) - 1
+
+    for label, target in (("run", "run"), ("floor", "floor")):
+        profiler = cProfile.Profile()
+        for _ in range(runs):
+            obj = page_class.objects.get(pk=page_pk)
+            profiler.enable()
+            if target == "run":
+                service.run(action, obj)
+            else:
+                floor_once(obj)
+            profiler.disable()
+        stats = pstats.Stats(profiler).stats
+        total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.values()) / runs * 1000
+        print(f"\nprofile of {label} ({runs} runs; times under the profiler, per run): ")
+        print(f"  total {total:.2f} ms")
+        for (path, _line, name), (_cc, calls, _tt, cumulative, _callers) in sorted(
+            stats.items(), key=lambda kv: -kv[1][3]
+        ):
+            if any(path.endswith(p) and name == n for p, n in PROFILED) or (
+                verbose and cumulative / runs > 0.0005
+            ):
+                short = path.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+                print(f"  {cumulative / runs * 1000:8.2f} ms  {calls / runs:5.1f}x  {short}:{name}")
+    print(f"\nqueries per run: {run_queries} (floor: {floor_queries})")
 
 
 if __name__ == "__main__":

@@ -28,3 +28,29 @@ def test_setup_and_admin_urls_do_not_import_litellm():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_startup_and_url_loading_leave_the_engine_and_views_unimported():
+    """``manage.py check`` (setup, hooks, every admin URL) imports only the app's wiring."""
+    code = (
+        "import sys, django; django.setup();"
+        "from django.urls import get_resolver; get_resolver().url_patterns;"
+        "import io; from django.core.management import call_command;"
+        "call_command('check', stdout=io.StringIO());"
+        "heavy = ['litellm', 'tiktoken', 'wagtail_llm_actions.jobs', "
+        "'wagtail_llm_actions.service', 'wagtail_llm_actions.providers', "
+        "'wagtail_llm_actions.editor', 'wagtail_llm_actions.reports', "
+        "'wagtail_llm_actions.views.interactions', 'wagtail_llm_actions.views.action_stats'];"
+        "print(','.join(m for m in heavy if m in sys.modules and "
+        "type(sys.modules[m]).__name__ == 'module'))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sandbox")]),
+    }
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""

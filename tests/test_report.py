@@ -363,3 +363,34 @@ def test_view_permission_is_listed_in_the_group_editor(admin_client):
     )
     html = admin_client.get("/admin/groups/new/").content.decode()
     assert f'value="{permission.pk}"' in html
+
+
+def test_search_ignores_case_in_models_and_action_names(admin_client, mixed):
+    rows, _other, _tags = mixed
+    assert rows_of(admin_client.get(REPORT_URL, {"q": "GPT-4O"})) == [rows["b"].pk]
+    assert rows_of(admin_client.get(REPORT_URL, {"q": "SUGGEST"})) == [
+        rows["d"].pk,
+        rows["c"].pk,
+    ]
+
+
+def test_xlsx_export_is_streamed_with_texts_as_text_and_times_as_dates(admin_client, post, action):
+    row = make_one(
+        action=action,
+        page=post,
+        status="error",
+        error_code="bad",
+        error_message='=HYPERLINK("http://example.com", "x")',
+        cost=None,
+    )
+    response = admin_client.get(REPORT_URL + "?export=xlsx")
+    assert response.streaming
+    assert response["Content-Disposition"].endswith('.xlsx"')
+    sheet = load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
+    header = [c.value for c in sheet[1]]
+    values = dict(zip(header, (c for c in sheet[2]), strict=True))
+    assert values["ID"].value == row.pk
+    assert values["Error"].data_type == "s"  # never a formula
+    assert "HYPERLINK" in values["Error"].value
+    assert isinstance(values["Time"].value, datetime.datetime)
+    assert values["Time"].value.date() == row.created_at.astimezone(datetime.UTC).date()

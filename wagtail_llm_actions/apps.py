@@ -9,7 +9,6 @@ class WagtailLLMActionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Only light modules here: the job engine, the service and the providers are
+        # imported when first used (see lazy.py), so startup stays cheap.
         from . import checks, signal_handlers  # noqa: F401
-        from .tasks import connect_signals
-
-        connect_signals()  # django-q2 workers resume unfinished bulk jobs when they start

@@ -20,9 +20,11 @@ from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
 
-from . import jobs
+from .lazy import lazy_module
 from .models import JobKind, LLMAction
 from .permissions import explorable_pages
+
+jobs = lazy_module("wagtail_llm_actions.jobs")  # imported when the action is first used
 
 
 class RunActionForm(forms.Form):

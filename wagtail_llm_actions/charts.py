@@ -62,6 +62,12 @@ def daily_series(queryset: QuerySet, max_days: int = MAX_DAYS) -> list[Day]:
         .annotate(calls=Count("pk"), cost=Sum("cost"))
         .order_by("-day")[:max_days]
     )
+    return series_from_days(rows, max_days)
+
+
+def series_from_days(rows: list[dict], max_days: int = MAX_DAYS) -> list[Day]:
+    """The chart's days from grouped rows (``day``, ``calls``, ``cost``), newest first."""
+    rows = rows[:max_days]
     if not rows:
         return []
     by_day = {row["day"]: row for row in rows}

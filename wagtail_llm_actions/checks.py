@@ -75,12 +75,12 @@ def check_settings(app_configs, **kwargs):
 
 def check_provider_policy(user: dict) -> list:
     """``ALLOWED_API_BASES`` entries that match nothing, and a malformed ``API_KEY_NAMES``."""
-    from .providers.policy import Endpoint
-
     errors = []
     bases = user.get("ALLOWED_API_BASES") or []
     if isinstance(bases, str):
         bases = [bases]
+    if bases:  # the providers package is imported only when there is something to check
+        from .providers.policy import Endpoint
     for entry in bases:
         if Endpoint.parse(entry, allow_any_port=True) is None:
             errors.append(

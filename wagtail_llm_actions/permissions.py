@@ -27,7 +27,8 @@ from collections.abc import Callable
 from functools import reduce
 from operator import or_
 
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from wagtail.models import Page
 from wagtail.permission_policies.pages import PagePermissionPolicy
 
@@ -159,10 +160,28 @@ def editable_pages_q(user, prefix: str = "page__") -> Q | None:
 
 
 def visibility_q(user) -> Q:
-    """The condition on ``LLMInteraction`` rows a user without the view permission may see."""
+    """The condition on ``LLMInteraction`` rows a user without the view permission may see.
+
+    Pages are matched with ``page__in`` a subquery on the page tree rather than a join, so the
+    condition reads only the interaction's ``user_id`` and ``page_id`` (both in the report's
+    covering index).
+    """
     condition = Q(user=user.pk)
-    pages = editable_pages_q(user)
-    return condition | pages if pages is not None else condition
+    pages = editable_pages_q(user, prefix="")
+    if pages is None:
+        return condition
+    return condition | Q(page__in=Page.objects.filter(pages).values("pk"))
+
+
+def per_row(condition: Q) -> Coalesce:
+    """``condition`` as one expression tested on each row of an index scan.
+
+    An ``OR`` of indexed columns tempts SQLite into one index lookup per branch followed by a
+    table read per matching row (slow when a quarter of 100,000 rows match). Wrapped, it is
+    evaluated while scanning ``created_at`` order (the listing stops after a page of rows) or
+    the report's narrow covering index (totals and chart). Same rows either way.
+    """
+    return Coalesce(ExpressionWrapper(condition, output_field=BooleanField()), Value(False))
 
 
 def visible_interactions(user, queryset: QuerySet | None = None) -> QuerySet:
@@ -173,7 +192,7 @@ def visible_interactions(user, queryset: QuerySet | None = None) -> QuerySet:
         return queryset.none()
     if can_view_all(user):
         return queryset
-    return queryset.filter(visibility_q(user))
+    return queryset.filter(per_row(visibility_q(user)))
 
 
 def can_view_interaction(user, interaction: LLMInteraction) -> bool:

@@ -1,6 +1,7 @@
 """Signal receivers, connected when the app is ready.
 
-- django-q2 ``post_spawn``: import LiteLLM once in each worker process as it starts (setting
+- django-q2 ``post_spawn``: resume unfinished bulk jobs (:func:`recover_jobs`), and import
+  LiteLLM once in each worker process as it starts (setting
   ``PRELOAD_IN_WORKER``), so the first editor click after a deploy is as fast as the next.
   The web process never imports it.
 - :func:`link_saved_interactions` runs after the page editor saves (``after_edit_page``
@@ -33,7 +34,18 @@ def preload_litellm(sender=None, proc_name: str = "", **kwargs) -> None:
         logger.info("LiteLLM preloaded in worker %s", proc_name)
 
 
+def recover_jobs(sender=None, **kwargs) -> None:
+    """django-q2 workers resume unfinished bulk jobs when they start (see ``tasks.recover``).
+
+    Connected here so the job engine is imported in workers only, not at Django startup.
+    """
+    from .tasks import recover
+
+    recover(sender, **kwargs)
+
+
 post_spawn.connect(preload_litellm, dispatch_uid="wagtail_llm_actions_preload_litellm")
+post_spawn.connect(recover_jobs, dispatch_uid="wagtail_llm_actions.recover_jobs")
 
 
 def link_saved_interactions(request, page) -> None:

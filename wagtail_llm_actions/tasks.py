@@ -61,9 +61,3 @@ def recover(sender=None, **kwargs) -> None:
             logger.info("Queued runners for %s unfinished LLM job(s)", count)
     except Exception:  # a worker must start even if recovery fails  # noqa: BLE001
         logger.exception("Could not recover unfinished LLM jobs")
-
-
-def connect_signals() -> None:
-    from django_q.signals import post_spawn
-
-    post_spawn.connect(recover, dispatch_uid="wagtail_llm_actions.recover_jobs")

@@ -19,9 +19,11 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 from wagtail.models import Page
 
-from .. import editor
 from ..exceptions import ActionNotAllowed, LLMActionError, PageLocked
+from ..lazy import lazy_module
 from ..models import InteractionTrigger, LLMAction, LLMInteraction
+
+editor = lazy_module("wagtail_llm_actions.editor")  # imported on the first request
 
 logger = logging.getLogger(__name__)
 

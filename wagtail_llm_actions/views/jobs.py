@@ -28,9 +28,11 @@ from wagtail.admin import messages
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.viewsets.base import ViewSet
 
-from .. import jobs
+from ..lazy import lazy_module
 from ..models import ItemStatus, JobStatus, LLMJob
 from ..permissions import explorable_pages, has_admin_access
+
+jobs = lazy_module("wagtail_llm_actions.jobs")  # imported on the first request
 
 VIEW_ALL_PERMISSION = "wagtail_llm_actions.view_llmjob"
 MANAGE_ALL_PERMISSION = "wagtail_llm_actions.change_llmjob"
