@@ -22,8 +22,12 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from .formatting import format_cost
+
 #: At most this many days are drawn: the most recent days of the filtered set.
 MAX_DAYS = 60
+#: Bars are never wider than this (one day is one bar, not the whole chart).
+MAX_BAR_WIDTH = 36.0
 
 
 @dataclass(frozen=True)
@@ -88,58 +92,66 @@ def series_from_days(rows: list[dict], max_days: int = MAX_DAYS) -> list[Day]:
     return series
 
 
-def format_cost(value) -> str:
-    value = Decimal(value or 0)
-    if value and abs(value) < Decimal("0.01"):
-        return f"${value:.4f}"
-    return f"${value:,.2f}"
-
-
 def render_calls_and_cost(series: list[Day], width: int = 720, height: int = 180) -> SafeString:
-    """An SVG bar chart (calls) with a line (cost), sized by ``viewBox`` to fit its container."""
+    """An SVG bar chart (calls) with a line (cost), sized by ``viewBox`` to fit its container.
+
+    Bars are at most ``MAX_BAR_WIDTH`` wide, so one day is one bar, not the whole width, with
+    one date under it. Days without calls are drawn as empty slots. The cost line and its
+    axis are left out when nothing cost anything (no "$1.00" scale for zero).
+    """
     if not series:
         return mark_safe("")  # noqa: S308  # nothing to draw
     left, right, top, bottom = 44, 64, 12, 28
     plot_w = width - left - right
     plot_h = height - top - bottom
     max_calls = max(day.calls for day in series) or 1
-    max_cost = max(day.cost for day in series) or Decimal(1)
+    max_cost = max(day.cost for day in series)
+    has_cost = max_cost > 0
     slot = plot_w / len(series)
-    bar_w = max(slot * 0.7, 1.0)
+    bar_w = min(max(slot * 0.7, 1.0), MAX_BAR_WIDTH)
+
+    def centre(i: int) -> float:
+        return left + i * slot + slot / 2
 
     total_calls = sum(day.calls for day in series)
     total_cost = sum((day.cost for day in series), Decimal(0))
+    first, last = series[0].date, series[-1].date
     label = _("Calls and cost per day, %(start)s to %(end)s: %(calls)s calls, %(cost)s") % {
-        "start": date_format(series[0].date, "SHORT_DATE_FORMAT"),
-        "end": date_format(series[-1].date, "SHORT_DATE_FORMAT"),
+        "start": date_format(first, "SHORT_DATE_FORMAT"),
+        "end": date_format(last, "SHORT_DATE_FORMAT"),
         "calls": total_calls,
         "cost": format_cost(total_cost),
     }
+    baseline = top + plot_h
     parts = [
         f'<svg class="llm-chart" xmlns="http://www.w3.org/2000/svg" role="img" '
         f'viewBox="0 0 {width} {height}" preserveAspectRatio="xMidYMid meet" '
-        f'aria-label="{escape(label)}" data-days="{len(series)}">',
+        f'aria-label="{escape(label)}" data-days="{len(series)}" '
+        f'data-has-cost="{"true" if has_cost else "false"}">',
         f"<title>{escape(label)}</title>",
         # axes
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+        f'<line x1="{left}" y1="{baseline}" x2="{left + plot_w}" y2="{baseline}" '
         f'class="llm-chart__axis" />',
-        f'<text x="{left - 6}" y="{top + 10}" text-anchor="end" class="llm-chart__label">'
-        f"{max_calls}</text>",
-        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" class="llm-chart__label">'
+        f'<text x="{left - 6}" y="{top + 10}" text-anchor="end" class="llm-chart__label" '
+        f'data-axis="calls-max">{max_calls}</text>',
+        f'<text x="{left - 6}" y="{baseline}" text-anchor="end" class="llm-chart__label">'
         f"0</text>",
-        f'<text x="{left + plot_w + 6}" y="{top + 10}" class="llm-chart__label llm-chart__cost">'
-        f"{escape(format_cost(max_cost))}</text>",
-        f'<text x="{left}" y="{height - 8}" class="llm-chart__label">'
-        f"{escape(date_format(series[0].date, 'SHORT_DATE_FORMAT'))}</text>",
-        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" '
-        f'class="llm-chart__label">{escape(date_format(series[-1].date, "SHORT_DATE_FORMAT"))}'
-        f"</text>",
     ]
+    if has_cost:
+        parts.append(
+            f'<text x="{left + plot_w + 6}" y="{top + 10}" class="llm-chart__label '
+            f'llm-chart__cost" data-axis="cost-max">{escape(format_cost(max_cost))}</text>'
+        )
+    if len(series) == 1:
+        parts.append(_x_label(centre(0), height - 8, first, "middle"))
+    else:
+        parts.append(_x_label(centre(0) - bar_w / 2, height - 8, first, "start"))
+        parts.append(_x_label(centre(len(series) - 1) + bar_w / 2, height - 8, last, "end"))
     points = []
     for i, day in enumerate(series):
-        x = left + i * slot + (slot - bar_w) / 2
+        x = centre(i) - bar_w / 2
         bar_h = plot_h * day.calls / max_calls
-        y = top + plot_h - bar_h
+        y = baseline - bar_h
         tip = ngettext(
             "%(date)s: %(calls)s call, %(cost)s",
             "%(date)s: %(calls)s calls, %(cost)s",
@@ -154,13 +166,22 @@ def render_calls_and_cost(series: list[Day], width: int = 720, height: int = 180
             f'height="{bar_h:.1f}" data-date="{day.date.isoformat()}" '
             f'data-calls="{day.calls}"><title>{escape(tip)}</title></rect>'
         )
-        cx = left + i * slot + slot / 2
-        cy = top + plot_h - float(plot_h * day.cost / max_cost)
-        points.append(f"{cx:.1f},{cy:.1f}")
-    parts.append(f'<polyline class="llm-chart__line" fill="none" points="{" ".join(points)}" />')
-    if len(series) <= 31:
-        for point in points:
-            cx, cy = point.split(",")
-            parts.append(f'<circle class="llm-chart__dot" cx="{cx}" cy="{cy}" r="2.5" />')
+        if has_cost:
+            cy = baseline - float(plot_h * day.cost / max_cost)
+            points.append((centre(i), cy))
+    if has_cost:
+        if len(points) > 1:
+            coords = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy in points)
+            parts.append(f'<polyline class="llm-chart__line" fill="none" points="{coords}" />')
+        if len(points) <= 31:
+            for cx, cy in points:
+                parts.append(f'<circle class="llm-chart__dot" cx="{cx:.1f}" cy="{cy:.1f}" r="3" />')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308  # every interpolated text is escaped
+
+
+def _x_label(x: float, y: float, day: datetime.date, anchor: str) -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y}" text-anchor="{anchor}" class="llm-chart__label" '
+        f'data-axis="date">{escape(date_format(day, "SHORT_DATE_FORMAT"))}</text>'
+    )

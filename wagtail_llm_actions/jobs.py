@@ -78,7 +78,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Case, Count, F, Func, Q, Subquery, Sum, Value, When
+from django.db.models import Case, Count, F, Func, Max, Q, Subquery, Sum, Value, When
 from django.db.models.lookups import LessThan
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -668,6 +668,18 @@ def job_progress(job: LLMJob) -> Progress:
             if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
                 progress.eta = progress.remaining / progress.rate
     return progress
+
+
+def waiting_for_worker(job: LLMJob, now=None) -> bool:
+    """True when ``job`` has been queued longer than ``WORKER_PICKUP_TIMEOUT`` seconds and no
+    runner has taken it: no worker is running, or all are busy (as the editor says)."""
+    if job.status != JobStatus.QUEUED:
+        return False
+    now = now or timezone.now()
+    # queued since it was created, or since its failed pages were queued again (Retry)
+    since = job.items.filter(status=ItemStatus.QUEUED).aggregate(t=Max("updated_at"))["t"]
+    since = max(since or job.created_at, job.created_at)
+    return now - since > timedelta(seconds=float(get_setting("WORKER_PICKUP_TIMEOUT")))
 
 
 # -- running -----------------------------------------------------------------------------------

@@ -26,8 +26,9 @@ from wagtail.admin.views.mixins import ExcelDateFormatter
 from wagtail.admin.views.reports import ReportView
 from wagtail.models import Page
 
-from .charts import MAX_DAYS, Day, day_of, format_cost, render_calls_and_cost, series_from_days
+from .charts import MAX_DAYS, Day, day_of, render_calls_and_cost, series_from_days
 from .filters import InteractionFilterSet, recorded_values
+from .formatting import export_cost, export_cost_number, format_cost
 from .models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMInteraction
 from .permissions import (
     can_view_all,
@@ -187,6 +188,15 @@ class InteractionReportView(ReportView):
         "finish_reason": _("Finish reason"),
         "error_code": _("Error code"),
         "error_message": _("Error"),
+    }
+
+    #: Costs are exact, in plain notation ("0", "0.00042"; never "0E-8"): text in CSV, a
+    #: number in XLSX.
+    custom_field_preprocess = {
+        "cost": {
+            "csv": export_cost,
+            "xlsx": export_cost_number,
+        }
     }
 
     def get_filename(self):

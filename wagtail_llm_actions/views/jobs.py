@@ -28,6 +28,8 @@ from wagtail.admin import messages
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.viewsets.base import ViewSet
 
+from ..conf import get_setting
+from ..formatting import format_cost
 from ..lazy import lazy_module
 from ..models import ItemStatus, JobStatus, LLMJob
 from ..permissions import explorable_pages, has_admin_access
@@ -117,6 +119,93 @@ def interaction_url(interaction_id: int | None) -> str | None:
     return None
 
 
+#: The parts of the progress bar, in order: what ran, then what did not.
+BAR_STATUSES = (
+    ItemStatus.SUCCEEDED,
+    ItemStatus.FAILED,
+    ItemStatus.SKIPPED,
+    ItemStatus.RUNNING,
+    ItemStatus.CANCELLED,
+)
+
+
+def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
+    """What the progress page shows, as text and numbers (the page and its JSON share it).
+
+    ``processed`` counts pages that reached an outcome (succeeded, failed, skipped): cancelled
+    pages did not run, so a cancelled job's bar is not full.
+    """
+    total = progress.total
+    processed = sum(
+        progress.count(s) for s in (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.SKIPPED)
+    )
+    labels = dict(ItemStatus.choices)
+    segments = [
+        {
+            "status": status,
+            "label": str(labels[status]),
+            "count": progress.count(status),
+            "width": round(100 * progress.count(status) / total, 2) if total else 0,
+        }
+        for status in BAR_STATUSES
+    ]
+    cancelled = progress.count(ItemStatus.CANCELLED)
+    failed = progress.count(ItemStatus.FAILED)
+    if job.status == JobStatus.CANCELLED:
+        notice = ngettext(
+            "Cancelled: %(count)d page did not run.",
+            "Cancelled: %(count)d pages did not run.",
+            cancelled,
+        ) % {"count": cancelled}
+        notice_level = "warning"
+    elif job.status == JobStatus.COMPLETED and failed:
+        notice = ngettext(
+            "Finished with %(count)d failed page.", "Finished with %(count)d failed pages.", failed
+        ) % {"count": failed}
+        notice_level = "critical"
+    elif job.status == JobStatus.COMPLETED:
+        notice = _("Finished.")
+        notice_level = "info"
+    else:
+        notice = ""
+        notice_level = ""
+    no_worker = jobs.waiting_for_worker(job)
+    return {
+        "processed": processed,
+        "processed_percent": int(100 * processed / total) if total else 100,
+        "segments": segments,
+        "summary": _("%(processed)s of %(total)s pages processed")
+        % {
+            "processed": processed,
+            "total": total,
+        },
+        "cost": format_cost(progress.cost, unknown=_("unknown")),
+        "rate": (
+            _("%(rate)s pages/s") % {"rate": f"{progress.rate:.2f}"} if progress.rate else "—"
+        ),
+        "eta": (
+            _("about %(seconds)s s") % {"seconds": round(progress.eta)}
+            if progress.eta is not None
+            else "—"
+        ),
+        "tokens": f"{progress.tokens:,}",
+        "notice": notice,
+        "notice_level": notice_level,
+        "no_worker": no_worker,
+        "no_worker_message": (
+            _(
+                "No background worker has started this job after %(seconds)s seconds. The "
+                "site's task worker (manage.py qcluster) may not be running, or may be busy "
+                "with other jobs: ask your administrator. The job starts as soon as a worker "
+                "takes it; you can also cancel it."
+            )
+            % {"seconds": int(float(get_setting("WORKER_PICKUP_TIMEOUT")))}
+            if no_worker
+            else ""
+        ),
+    }
+
+
 def status_payload(job: LLMJob, progress: jobs.Progress) -> dict:
     return {
         "id": job.pk,
@@ -124,6 +213,7 @@ def status_payload(job: LLMJob, progress: jobs.Progress) -> dict:
         "status_label": str(job.get_status_display()),
         "finished": job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED),
         "progress": progress.as_dict(),
+        "display": progress_display(job, progress),
     }
 
 
@@ -251,10 +341,11 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
             can_cancel=running and may_manage,
             can_retry=may_manage
             and bool(progress.count(ItemStatus.FAILED) or progress.count(ItemStatus.CANCELLED)),
+            display=progress_display(job, progress),
+            status_tag_class="w-status--primary" if job.status == JobStatus.COMPLETED else "",
             status_url=reverse(f"{URL_NAMESPACE}:status", args=[job.pk]),
             cancel_url=reverse(f"{URL_NAMESPACE}:cancel", args=[job.pk]),
             retry_url=reverse(f"{URL_NAMESPACE}:retry", args=[job.pk]),
-            cost_known=progress.cost is not None,
         )
         return context
 

@@ -1,4 +1,5 @@
-/* Updates a bulk job's progress page while the job runs (no build step). */
+/* Updates a bulk job's progress page while the job runs (no build step). Texts come from
+   the server (translated, costs formatted there); the page reloads when the job finishes. */
 (function () {
   function register() {
     if (!window.wagtail || !window.wagtail.app || !window.StimulusModule) {
@@ -8,7 +9,7 @@
       static values = { url: String, running: Boolean, interval: { type: Number, default: 2000 } };
       static targets = [
         'bar', 'done', 'percent', 'succeeded', 'failed', 'skipped', 'queued', 'running',
-        'cancelled', 'tokens', 'rate', 'eta', 'cost', 'status',
+        'cancelled', 'tokens', 'rate', 'eta', 'cost', 'status', 'noWorker', 'noWorkerMessage',
       ];
 
       connect() {
@@ -42,16 +43,32 @@
           return;
         }
         const p = data.progress;
-        if (this.hasBarTarget) this.barTarget.value = p.percent;
-        this.set('done', p.done);
-        this.set('percent', p.percent);
+        const d = data.display;
+        if (this.hasBarTarget) {
+          this.barTarget.setAttribute('aria-valuenow', d.processed_percent);
+          this.barTarget.setAttribute('aria-valuetext', d.summary);
+          d.segments.forEach((segment) => {
+            const el = this.barTarget.querySelector(`[data-segment="${segment.status}"]`);
+            if (el) {
+              el.style.width = `${segment.width}%`;
+              el.title = `${segment.label}: ${segment.count}`;
+            }
+          });
+        }
+        this.set('done', d.processed);
+        this.set('percent', d.processed_percent);
         ['succeeded', 'failed', 'skipped', 'queued', 'running', 'cancelled'].forEach((s) =>
           this.set(s, p.counts[s] || 0),
         );
-        this.set('tokens', p.tokens.toLocaleString());
-        if (p.rate) this.set('rate', `${p.rate.toFixed(2)} pages/s`);
-        if (p.eta !== null && p.eta !== undefined) this.set('eta', `~${Math.round(p.eta)} s`);
-        if (p.cost !== null) this.set('cost', `$${Number(p.cost).toFixed(4)}`);
+        this.set('tokens', d.tokens);
+        this.set('rate', d.rate);
+        this.set('eta', d.eta);
+        this.set('cost', d.cost);
+        this.set('status', data.status);
+        if (this.hasNoWorkerTarget) {
+          this.noWorkerTarget.hidden = !d.no_worker;
+          this.set('noWorkerMessage', d.no_worker_message);
+        }
         if (data.finished) {
           window.location.reload();
         } else {
