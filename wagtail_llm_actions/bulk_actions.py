@@ -7,6 +7,10 @@ will run, which are skipped and why, and an estimate of tokens and cost (see
 available", never named, and their types choose no action. "Check" re-renders the preview
 for the chosen options; "Start" creates the job, queues it on the workers and returns to
 the listing with a link to the job's progress page.
+
+The options come first and the preview under them; the ``llm-bulk-preview`` Stimulus
+controller refreshes the preview whenever an option changes (the "Check" button is the
+fallback without JavaScript). "Start" is disabled, and refused, when no page would run.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ class RunActionForm(forms.Form):
         self.fields["action"].queryset = (
             actions if actions is not None else LLMAction.objects.none()
         )
+
+
+def can_start(plan: jobs.Plan | None) -> bool:
+    """False when the plan says no page would run (exactly, or because none is eligible)."""
+    if plan is None:
+        return False
+    return plan.eligible > 0 and (plan.will_run > 0 or not plan.is_exact)
 
 
 class RunLLMActionBulkAction(PageBulkAction):
@@ -142,6 +153,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             {
                 "selected_count": len(ids),
                 "plan": plan,
+                "can_start": can_start(plan),
                 "chosen_action": action,
                 "has_actions": form.fields["action"].queryset.exists(),
                 "next": self.next_url,
@@ -154,6 +166,10 @@ class RunLLMActionBulkAction(PageBulkAction):
     def form_valid(self, form):
         if "preview" in self.request.POST:
             return self.render_to_response(self.get_context_data(form=form))
+        context = self.get_context_data(form=form)
+        if not context["can_start"]:
+            form.add_error(None, _("No page would run with these options: nothing was started."))
+            return self.render_to_response(context)
         response = super().form_valid(form)
         job = self._result.get("job")
         if job is not None:

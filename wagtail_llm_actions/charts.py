@@ -134,8 +134,7 @@ def render_calls_and_cost(series: list[Day], width: int = 720, height: int = 180
         f'class="llm-chart__axis" />',
         f'<text x="{left - 6}" y="{top + 10}" text-anchor="end" class="llm-chart__label" '
         f'data-axis="calls-max">{max_calls}</text>',
-        f'<text x="{left - 6}" y="{baseline}" text-anchor="end" class="llm-chart__label">'
-        f"0</text>",
+        f'<text x="{left - 6}" y="{baseline}" text-anchor="end" class="llm-chart__label">0</text>',
     ]
     if has_cost:
         parts.append(

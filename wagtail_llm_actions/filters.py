@@ -1,4 +1,7 @@
-"""Filters of the interaction report: date range, action, model, status, outcome, user, page."""
+"""Filters of the interaction report: date range, action, model, status, outcome, user, page.
+
+Every choice filter offers "All" as its empty choice (never Django's "---------").
+"""
 
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ class UserFilter(django_filters.ModelChoiceFilter):
 class InteractionFilterSet(WagtailFilterSet):
     created_at = django_filters.DateFromToRangeFilter(label=_("Date"), widget=DateRangePickerWidget)
     action = django_filters.ModelChoiceFilter(
-        label=_("Action"), queryset=LLMAction.objects.order_by("name")
+        label=_("Action"), queryset=LLMAction.objects.order_by("name"), empty_label=_("All")
     )
     model = django_filters.ChoiceFilter(label=_("Model"), empty_label=_("All"))
     status = django_filters.ChoiceFilter(
@@ -85,10 +88,13 @@ class InteractionFilterSet(WagtailFilterSet):
     trigger = django_filters.ChoiceFilter(
         label=_("Started from"), choices=InteractionTrigger.choices, empty_label=_("All")
     )
-    user = UserFilter(label=_("User"), queryset=get_user_model().objects.none())
+    user = UserFilter(
+        label=_("User"), queryset=get_user_model().objects.none(), empty_label=_("All")
+    )
     content_type = ContentTypeFilter(
         label=_("Page type"),
         queryset=lambda request: get_page_content_types(include_base_page_type=False),
+        empty_label=_("All"),
     )
     site = django_filters.ChoiceFilter(label=_("Site"), empty_label=_("All"), method="filter_site")
     page_locale = django_filters.ChoiceFilter(

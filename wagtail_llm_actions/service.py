@@ -375,6 +375,15 @@ class LLMService:
             interaction.latency_ms = int((time.perf_counter() - started) * 1000)
         interaction.save()
         error.interaction = interaction
+        if error.code == SourceEmpty.code:
+            # Nothing to send: the page is skipped (as a bulk job counts it), not a failure.
+            logger.info(
+                "LLM action %s skipped (%s): %s",
+                interaction.action_name,
+                error.code,
+                error.message,
+            )
+            return
         logger.warning(
             "LLM action %s failed (%s): %s",
             interaction.action_name,

@@ -12,6 +12,7 @@ from wagtail.admin.panels import (
     ObjectList,
     TitleFieldPanel,
 )
+from wagtail.admin.ui.tables import StatusTagColumn
 from wagtail.admin.widgets.slug import SlugInput
 from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views import chooser
@@ -137,7 +138,20 @@ class LLMActionViewSet(SnippetViewSet):
     menu_label = _("Actions")
     menu_name = "llm_action_list"
     url_prefix = "llm-actions/actions"
-    list_display = ["name", "source_field", "target_field", "model", "output_mode", "enabled"]
+    list_display = [
+        "name",
+        "source_field",
+        "target_field",
+        "model",
+        "output_mode",
+        StatusTagColumn(
+            "enabled",
+            label=_("Status"),
+            accessor=lambda action: _("Enabled") if action.enabled else _("Disabled"),
+            primary=lambda action: action.enabled,
+            sort_key="enabled",
+        ),
+    ]
     list_filter = ["enabled", "output_mode", "model"]
     search_fields = ["name", "slug", "description", "model"]
     ordering = ["name"]

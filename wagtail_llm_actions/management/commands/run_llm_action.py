@@ -17,6 +17,7 @@ from wagtail.models import Page
 
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.exceptions import LLMActionError
+from wagtail_llm_actions.formatting import format_cost
 from wagtail_llm_actions.models import InteractionTrigger, ItemStatus, JobKind, LLMAction
 from wagtail_llm_actions.service import LLMService
 
@@ -191,7 +192,7 @@ class Command(BaseCommand):
     def summary(self, job) -> None:
         job.refresh_from_db()
         progress = jobs.job_progress(job)
-        cost = "unknown" if progress.cost is None else f"${progress.cost:.4f}"
+        cost = format_cost(progress.cost, unknown="unknown")
         self.stdout.write(
             f"Succeeded: {progress.count(ItemStatus.SUCCEEDED)}  "
             f"Failed: {progress.count(ItemStatus.FAILED)}  "
