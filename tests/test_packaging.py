@@ -25,16 +25,38 @@ pytestmark = pytest.mark.packaging
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def build(tmp_path_factory) -> tuple[Path, str]:
+    """The wheel, and what the build printed."""
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
+        text=True,
     )
     (wheel,) = out.glob("wagtail_llm_actions-*.whl")
-    return wheel
+    return wheel, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(build) -> Path:
+    return build[0]
+
+
+def test_the_build_prints_no_packaging_warnings(build):
+    """No "absent from the packages configuration" for data folders, no "no files found"
+    for MANIFEST.in lines that match nothing (the ~200 lines every pip install printed)."""
+    _wheel, output = build
+    warnings = [
+        line
+        for line in output.splitlines()
+        if "warning" in line.lower()
+        # PYTHONDONTWRITEBYTECODE=1 in the environment, not the package's configuration
+        and "byte-compiling is disabled" not in line
+    ]
+    assert not warnings, "\n".join(warnings)
+    assert "absent from" not in output and "no files found" not in output
 
 
 def data_files() -> set[str]:
