@@ -252,9 +252,21 @@ POSTS = [
 
 
 class Command(BaseCommand):
-    help = "Create demo blog posts, LLM prompts and actions, and an admin/admin superuser."
+    help = (
+        "Create what is missing of the demo: blog posts, LLM prompts and actions, and an "
+        "admin/admin superuser. Existing actions are never changed, unless --reset-actions."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--reset-actions",
+            action="store_true",
+            help="Set the three demo actions back to their demo settings (and to "
+            "LLM_ACTIONS_MODEL, when set), overwriting edits made in the admin.",
+        )
 
     def handle(self, *args, **options):
+        self.reset_actions = options["reset_actions"]
         self.create_superuser()
         index = self.create_blog()
         self.create_posts(index)
@@ -375,6 +387,7 @@ class Command(BaseCommand):
                 "max_tokens": 80,
             },
         ]
+        reset = self.reset_actions
         for spec in specs:
             slug, name, template = spec["prompt"]
             prompt, created = LLMPrompt.objects.get_or_create(
@@ -382,21 +395,30 @@ class Command(BaseCommand):
             )
             if created or prompt.latest_revision_id is None:
                 prompt.save_revision()
-            action, _ = LLMAction.objects.update_or_create(
-                slug=spec["slug"],
-                defaults={
-                    "name": spec["name"],
-                    "prompt": prompt,
-                    "source_field": spec["source_field"],
-                    "target_field": spec["target_field"],
-                    "system_message": spec["system_message"],
-                    "context_message": spec["context_message"],
-                    "output_mode": spec["output_mode"],
-                    "model": model or spec["local"],
-                    "api_base": api_base,
-                    "api_key_name": key_name,
-                    "max_tokens": spec["max_tokens"],
-                    "temperature": 0.3 if model else None,
-                },
-            )
+            fields = {
+                "name": spec["name"],
+                "prompt": prompt,
+                "source_field": spec["source_field"],
+                "target_field": spec["target_field"],
+                "system_message": spec["system_message"],
+                "context_message": spec["context_message"],
+                "output_mode": spec["output_mode"],
+                "model": model or spec["local"],
+                "api_base": api_base,
+                "api_key_name": key_name,
+                "max_tokens": spec["max_tokens"],
+                "temperature": 0.3 if model else None,
+            }
+            action = LLMAction.objects.filter(slug=spec["slug"]).first()
+            if action is not None and not reset:
+                # Edits made in the admin are kept: only what is missing is created.
+                self.stdout.write(f"Kept the existing action “{action.name}”.")
+                continue
+            if action is None:
+                action = LLMAction.objects.create(slug=spec["slug"], **fields)
+            else:
+                for name_, value in fields.items():
+                    setattr(action, name_, value)
+                action.save()
+                self.stdout.write(f"Reset the action “{action.name}” to the demo settings.")
             action.page_types.set([blog_type])

@@ -1,0 +1,52 @@
+"""The sandbox: re-running load_demo_data never overwrites the demo actions; the port check."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from wagtail_llm_actions.models import LLMAction
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.django_db
+def test_rerunning_load_demo_data_keeps_edits_to_the_demo_actions(monkeypatch):
+    monkeypatch.delenv("LLM_ACTIONS_MODEL", raising=False)
+    call_command("load_demo_data", stdout=io.StringIO())
+    assert LLMAction.objects.count() == 3
+    LLMAction.objects.filter(slug="generate-summary").update(
+        model="openai/gpt-4o-mini", context_message="My own style guide."
+    )
+    LLMAction.objects.filter(slug="suggest-tags").delete()
+
+    call_command("load_demo_data", stdout=io.StringIO())
+    summary = LLMAction.objects.get(slug="generate-summary")
+    assert (summary.model, summary.context_message) == ("openai/gpt-4o-mini", "My own style guide.")
+    assert LLMAction.objects.filter(slug="suggest-tags").exists()  # what was missing is back
+
+    call_command("load_demo_data", "--reset-actions", stdout=io.StringIO())
+    assert LLMAction.objects.get(slug="generate-summary").model == "local/extractive"
+
+
+def test_sandbox_script_stops_at_once_when_the_port_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "sandbox.sh")],
+            env={**os.environ, "PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode != 0
+    assert f"Port {port} is already in use" in result.stderr
+    assert f"PORT={port + 1} ./scripts/sandbox.sh" in result.stderr
