@@ -92,9 +92,10 @@ def test_failures_are_counted_and_offered_for_retry(post, server_action, fake_ll
     html = detail(client_for(editor), job)
     assert segments(html)["failed"] == 100.0
     assert "Finished with 1 failed page." in html and "help-critical" in html
-    # a standard Wagtail button: the icon inside the button (sized by Wagtail's ".button .icon")
+    # Wagtail's button with an icon (styleguide: "bicolor button--icon", a wrapped icon)
     button = re.search(r"<button[^>]*data-llm-job-retry[^>]*>(.*?)</button>", html, re.S)
-    assert 'class="button"' in button.group(0)
+    assert 'class="button bicolor button--icon"' in button.group(0)
+    assert '<span class="icon-wrapper">' in button.group(1)
     assert '<svg class="icon icon-rotate' in button.group(
         1
     ) and "Retry failed pages" in button.group(1)
@@ -103,7 +104,8 @@ def test_failures_are_counted_and_offered_for_retry(post, server_action, fake_ll
 def test_cancel_is_a_standard_secondary_button(job, editor):
     html = detail(client_for(editor), job)
     button = re.search(r"<button[^>]*data-llm-job-cancel[^>]*>(.*?)</button>", html, re.S)
-    assert 'class="button button-secondary"' in button.group(0)
+    assert 'class="button bicolor button--icon button-secondary"' in button.group(0)
+    assert '<span class="icon-wrapper">' in button.group(1)
     assert '<svg class="icon icon-cross' in button.group(1) and "Cancel job" in button.group(1)
 
 

@@ -22,7 +22,8 @@
         if (this.hasStartTarget) this.startTarget.disabled = true;
         let html;
         try {
-          const response = await fetch(this.element.action, {
+          // getAttribute: the form's "action" property is its <select name="action">
+          const response = await fetch(this.element.getAttribute('action'), {
             method: 'POST',
             body: data,
             credentials: 'same-origin',
