@@ -207,3 +207,10 @@ def test_queued_bulk_job_runs_from_the_confirmation(client, make_post, action, s
     job = LLMJob.objects.get()
     jobs.enqueue_job(job, on_commit=False)
     assert drain() == ["completed"]
+
+
+def test_jobs_listing_does_not_count_cancelled_pages_as_done(job, editor):
+    jobs.cancel_job(job)
+    html = client_for(editor).get(reverse("wagtail_llm_actions_jobs:index")).content.decode()
+    assert 'value="0"' in html and "0 / 4" in html
+    assert 'data-llm-cancelled="4"' in html and "4 cancelled" in html

@@ -241,13 +241,17 @@ class JobIndexView(WagtailAdminTemplateMixin, TemplateView):
         page = paginator.get_page(self.request.GET.get("p"))
         rows = []
         for job in page.object_list:
-            done = sum(getattr(job, f"n_{s}") for s in jobs.FINAL_STATUSES)
+            # pages that reached an outcome: cancelled pages did not run (no full bar)
+            done = job.n_succeeded + job.n_failed + job.n_skipped
             rows.append(
                 {
                     "job": job,
                     "url": job_url(job.pk),
                     "done": done,
                     "percent": int(100 * done / job.n_total) if job.n_total else 100,
+                    "status_class": (
+                        "w-status--primary" if job.status == JobStatus.COMPLETED else ""
+                    ),
                 }
             )
         context.update(jobs_page=page, rows=rows, items=page)
