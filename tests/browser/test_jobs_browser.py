@@ -177,6 +177,8 @@ def test_confirmation_refreshes_its_preview_and_the_progress_page_updates_live(
         """() => document.querySelector('[data-segment=succeeded]')
             .getBoundingClientRect().width > 0"""
     )
+    tag = page.locator("[data-llm-job-progress-target=statusTag]").text_content()
+    assert tag.strip() == "Running"
     page.wait_for_timeout(400)  # let the bar's width transition end before the screenshot
     save_screenshot(page, "job-progress-running", full_page=False)
     page.locator("[data-llm-job-notice=completed]").wait_for(timeout=30_000)

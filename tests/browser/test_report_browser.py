@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from tests.browser.screens import save_screenshot
 from tests.interactions_factory import make_interactions
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -97,8 +98,8 @@ def test_report_shows_totals_and_chart(live_server, browser_page, two_weeks_of_c
     page.locator("table.llm-interactions tbody tr a").first.click()
     page.locator("[data-llm-error]").wait_for(state="visible")
     assert "did not answer in time" in page.locator("[data-llm-error]").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "report-detail.png"), full_page=False)
+    save_screenshot(page, "report-detail", full_page=False)
     page.locator("dl.llm-dl a", has_text="Generate summary").first.click()
     page.locator("[data-llm-action-stats]").wait_for(state="visible")
     assert page.locator('[data-stat="calls"]').inner_text() != "0"
-    page.screenshot(path=str(ARTIFACTS / "report-action.png"), full_page=False)
+    save_screenshot(page, "report-action", full_page=False)

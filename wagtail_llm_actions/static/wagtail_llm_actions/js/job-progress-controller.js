@@ -9,7 +9,8 @@
       static values = { url: String, running: Boolean, interval: { type: Number, default: 2000 } };
       static targets = [
         'bar', 'done', 'percent', 'succeeded', 'failed', 'skipped', 'queued', 'running',
-        'cancelled', 'tokens', 'rate', 'eta', 'cost', 'status', 'noWorker', 'noWorkerMessage',
+        'cancelled', 'tokens', 'rate', 'eta', 'cost', 'status', 'statusTag', 'noWorker',
+        'noWorkerMessage',
       ];
 
       connect() {
@@ -65,6 +66,10 @@
         this.set('eta', d.eta);
         this.set('cost', d.cost);
         this.set('status', data.status);
+        if (this.hasStatusTagTarget) {
+          const tag = this.statusTagTarget.querySelector('.w-status');
+          if (tag) tag.textContent = data.status_label;
+        }
         if (this.hasNoWorkerTarget) {
           this.noWorkerTarget.hidden = !d.no_worker;
           this.set('noWorkerMessage', d.no_worker_message);
