@@ -155,34 +155,33 @@ def test_confirmation_refreshes_its_preview_and_the_progress_page_updates_live(
         ".includes('Server summary')"
     )
 
-    # start; the worker answers one page a second
-    fake_llm.configure(latency=1.0)
-    worker.start()
+    # start; the worker starts once the progress page is open, and answers a page each 1.5 s
+    fake_llm.configure(latency=1.5)
     page.locator("[data-llm-start]").click()
     page.wait_for_url(f"{live_server.url}/admin/pages/")
     page.get_by_role("link", name="View progress").click()
     page.locator("[data-controller=llm-job-progress]").wait_for()
     assert not failed_requests, failed_requests
+    assert stat(page, "done") == 0
 
-    # the counts move without a reload, then the finished page is shown
+    # the counts, the bar and the status move without a reload...
     page.evaluate("window.__sameDocument = true")
-    first = stat(page, "done")
+    worker.start()
     page.wait_for_function(
-        f"""() => window.__sameDocument &&
-            Number(document.querySelector('[data-llm-job-progress-target=done]').textContent)
-            > {first}""",
-        timeout=20_000,
+        """() => {
+            const text = (name) => document.querySelector(
+                `[data-llm-job-progress-target=${name}]`).textContent.trim();
+            return window.__sameDocument && Number(text('succeeded')) > 0
+                && text('statusTag') === 'Running'
+                && document.querySelector('[data-segment=succeeded]').style.width !== '0%';
+        }""",
+        timeout=30_000,
     )
-    page.wait_for_function(  # the bar grows with the counts (after its short transition)
-        """() => document.querySelector('[data-segment=succeeded]')
-            .getBoundingClientRect().width > 0"""
-    )
-    tag = page.locator("[data-llm-job-progress-target=statusTag]").text_content()
-    assert tag.strip() == "Running"
     page.wait_for_timeout(400)  # let the bar's width transition end before the screenshot
     save_screenshot(page, "job-progress-running", full_page=False)
+    # ...then the page reloads once, finished
     page.locator("[data-llm-job-notice=completed]").wait_for(timeout=30_000)
-    assert page.evaluate("window.__sameDocument") is None  # reloaded once finished
+    assert page.evaluate("window.__sameDocument") is None
     assert stat(page, "succeeded") == 5 and stat(page, "skipped") == 1
     track = page.eval_on_selector(".llm-job__track", "el => el.getBoundingClientRect().width")
     done = segment_width(page, "succeeded") + segment_width(page, "skipped")
