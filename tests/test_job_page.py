@@ -110,7 +110,7 @@ def test_cancel_is_a_standard_secondary_button(job, editor):
 
 
 def test_no_worker_notice_after_the_pickup_timeout(job, editor, settings):
-    settings.WAGTAIL_LLM_ACTIONS = {"WORKER_PICKUP_TIMEOUT": 5}
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "WORKER_PICKUP_TIMEOUT": 5}
     client = client_for(editor)
     assert not status(client, job)["display"]["no_worker"]
     assert re.search(r"data-llm-no-worker\s+hidden", detail(client, job))
@@ -134,7 +134,7 @@ def test_no_worker_notice_after_the_pickup_timeout(job, editor, settings):
 
 
 def test_no_worker_notice_counts_from_a_retry(job, editor, settings):
-    settings.WAGTAIL_LLM_ACTIONS = {"WORKER_PICKUP_TIMEOUT": 5}
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "WORKER_PICKUP_TIMEOUT": 5}
     LLMJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - datetime.timedelta(hours=1))
     jobs.cancel_job(job)
     jobs.retry_failed(job, enqueue=False)  # the cancelled pages are queued again just now

@@ -34,6 +34,7 @@ pytestmark = [
 def one_call_at_a_time(settings):
     # The in-memory SQLite connection is shared with the worker thread: one runner thread.
     settings.WAGTAIL_LLM_ACTIONS = {
+        **settings.WAGTAIL_LLM_ACTIONS,  # the test settings (ALLOWED_API_BASES for the fake)
         "RUN_INLINE": False,
         "RUNNERS_PER_JOB": 1,
         "CONCURRENCY": {"*": 1},
@@ -54,7 +55,7 @@ class Worker:
             self.shared.inc_thread_sharing()
         self.thread = WorkerThread(connection=self.shared)
         self.thread.start()
-        self.thread.started_up.wait(30)
+        self.thread.started_up.wait(60)  # imports litellm first
 
     def stop(self) -> None:
         if self.thread is None:
@@ -180,7 +181,7 @@ def test_confirmation_refreshes_its_preview_and_the_progress_page_updates_live(
     page.wait_for_timeout(400)  # let the bar's width transition end before the screenshot
     save_screenshot(page, "job-progress-running", full_page=False)
     # ...then the page reloads once, finished
-    page.locator("[data-llm-job-notice=completed]").wait_for(timeout=30_000)
+    page.locator("[data-llm-job-notice=completed]").wait_for(timeout=60_000)
     assert page.evaluate("window.__sameDocument") is None
     assert stat(page, "succeeded") == 5 and stat(page, "skipped") == 1
     track = page.eval_on_selector(".llm-job__track", "el => el.getBoundingClientRect().width")
@@ -239,7 +240,7 @@ def test_no_worker_notice_cancel_and_retry(
     # Retry with a worker running: the pages are queued again and the job finishes
     worker.start()
     page.locator("[data-llm-job-retry]").click()
-    page.locator("[data-llm-job-notice=completed]").wait_for(timeout=30_000)
+    page.locator("[data-llm-job-notice=completed]").wait_for(timeout=60_000)
     assert stat(page, "succeeded") == 5 and stat(page, "cancelled") == 0
     assert fake_llm.request_count == 5
 
