@@ -324,6 +324,9 @@ class LLMAction(models.Model):
 class InteractionStatus(models.TextChoices):
     SUCCESS = "success", _("Success")
     ERROR = "error", _("Error")
+    #: The model answered and the answer is stored here, but it is not (yet) in a draft:
+    #: the write failed or was refused. It can be applied later without calling again.
+    ANSWERED = "answered", _("Answered, not written")
 
 
 class InteractionOutcome(models.TextChoices):
@@ -469,6 +472,15 @@ class LLMInteraction(models.Model):
     error_code = models.CharField(_("error code"), max_length=50, blank=True)
     error_message = models.TextField(_("error"), blank=True)
     source_hash = models.CharField(_("source hash"), max_length=64, blank=True)
+    target_field = models.CharField(_("target field"), max_length=255, blank=True)
+    rebased = models.BooleanField(
+        _("rebased"),
+        default=False,
+        help_text=_(
+            "The page changed while the model was answering, so the answer was written into "
+            "the newest revision (only the target field changed)."
+        ),
+    )
     source_truncated = models.BooleanField(_("source truncated"), default=False)
     prompt_revision = models.ForeignKey(
         "wagtailcore.Revision",
