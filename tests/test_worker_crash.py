@@ -23,7 +23,6 @@ from tests.workers import (
     delete_redis_broker,
     redis_available,
     redis_broker,
-    shared_database,
     wait_for,
 )
 from wagtail_llm_actions import jobs
@@ -36,12 +35,6 @@ LATENCY = 1.0
 
 #: Transactional, and the migrations' rows (root page, locale, site) restored afterwards.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture
-def shared_db(transactional_db, tmp_path):
-    with shared_database(tmp_path) as env:
-        yield env
 
 
 def orm_broker(name):

@@ -1,6 +1,7 @@
 """Admin screens of bulk jobs: the jobs listing, a job's progress page, cancel/retry, JSON.
 
 Who sees a job: the user who started it, superusers and users with the
+<<<<<<< HEAD
 ``wagtail_llm_actions.view_llmjob`` permission. Who may cancel or retry it: the user who
 started it, superusers and users with ``wagtail_llm_actions.change_llmjob`` (both
 grantable in Settings → Groups); the buttons are shown only to them. Refusals are Wagtail's
@@ -8,6 +9,11 @@ own (``PermissionDenied``: back to the dashboard with "Sorry, you do not have pe
 access this area."), or a JSON 403 with a message for the status endpoint. Cancel and retry
 are POST with a CSRF token. Every view runs a fixed number of queries, however many items a
 job has.
+=======
+``wagtail_llm_actions.view_llmjob`` permission; others get 403. Cancel, retry and "Apply
+stored answer" need the same, and POST with a CSRF token. Every view runs a fixed number of
+queries, however many items a job has.
+>>>>>>> ff8793c (Plain SQLite for every worker test setting; lost-update tests; Apply stored answer (job page button, --apply-stored); WAL suggestion check (I001); crash hook app for tests)
 """
 
 from __future__ import annotations
@@ -241,6 +247,11 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
         may_manage = can_manage_job(self.request.user, job)
         context.update(
+            stored_count=0 if running else jobs.stored_answer_items(job).count(),
+            apply_stored_url=reverse(f"{URL_NAMESPACE}:apply_stored", args=[job.pk]),
+            stop_reason=(job.options or {}).get("stop_reason", ""),
+        )
+        context.update(
             job=job,
             progress=progress,
             rows=rows,
@@ -299,6 +310,30 @@ def retry(request, pk: int):
     return redirect(job_url(job.pk))
 
 
+@require_POST
+@job_view
+def apply_stored(request, pk: int):
+    """Write the answers the model already gave for this job's pages, with no model call."""
+    job = get_job_for(request, pk)
+    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        messages.warning(request, _("Wait for the job to finish before applying stored answers."))
+        return redirect(job_url(job.pk))
+    count = jobs.apply_stored_answers(job)
+    if count:
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d stored answer will be written as a draft (no new model call).",
+                "%(count)d stored answers will be written as drafts (no new model calls).",
+                count,
+            )
+            % {"count": count},
+        )
+    else:
+        messages.warning(request, _("There are no stored answers to apply."))
+    return redirect(job_url(job.pk))
+
+
 class JobViewSet(ViewSet):
     """The jobs listing and progress pages, with a menu item in the "LLM actions" group."""
 
@@ -316,4 +351,5 @@ class JobViewSet(ViewSet):
             path("<int:pk>/status/", job_status, name="status"),
             path("<int:pk>/cancel/", cancel, name="cancel"),
             path("<int:pk>/retry/", retry, name="retry"),
+            path("<int:pk>/apply-stored/", apply_stored, name="apply_stored"),
         ]
