@@ -384,9 +384,11 @@ class LLMService:
             fresh = _lock_row(model, obj.pk)
             if fresh is None:
                 raise _page_gone()
-            if user is not None and not can_edit(user, fresh):
+            # The user as they are now (a long job holds the user object with its caches).
+            current_user = _reload_user(user)
+            if user is not None and (current_user is None or not can_edit(current_user, fresh)):
                 raise ActionNotAllowed()
-            lock = _lock_reason(user, fresh)
+            lock = _lock_reason(current_user, fresh)
             if lock is not None:
                 raise lock
             latest_id = getattr(fresh, "latest_revision_id", None)
@@ -405,6 +407,7 @@ class LLMService:
                 except PathError as e:
                     raise ConfigurationProblem(str(e)) from e
             revision = self._save_draft(target, user, action)
+            _detach_deleted(interaction)
             interaction.revision = revision
             interaction.rebased = rebased
             interaction.outcome = InteractionOutcome.DRAFTED
@@ -597,7 +600,17 @@ def _detach_deleted(interaction: LLMInteraction) -> bool:
         revision_id = getattr(interaction, f"{name}_id")
         if revision_id is not None and not Revision.objects.filter(pk=revision_id).exists():
             setattr(interaction, name, None)
+    if interaction.action_id is not None:
+        # The action may be deleted while the model answers; the row keeps its name.
+        if not LLMAction.objects.filter(pk=interaction.action_id).exists():
+            interaction.action = None
     return gone
+
+
+def _reload_user(user):
+    if user is None or user.pk is None:
+        return user
+    return type(user)._default_manager.filter(pk=user.pk, is_active=True).first()
 
 
 def _lock_row(model, pk):
