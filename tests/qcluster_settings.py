@@ -10,6 +10,9 @@ import os
 
 from tests.settings import *  # noqa: F403
 
+# Workers run as in production: no query log kept in memory.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+
 if os.environ.get("LLM_TEST_SQLITE"):
     # Plain SQLite, exactly as Django configures it for a new site: no WAL, no
     # transaction_mode, no init_command, the default timeout.
