@@ -22,6 +22,13 @@ from wagtail_llm_actions.service import LLMService
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
+@pytest.fixture(autouse=True)
+def patient(shared_db, server_action):
+    """The fake model waits for the other writer; on a busy machine that can take a while."""
+    server_action.timeout = 60
+    server_action.save()
+
+
 def in_thread(func) -> threading.Thread:
     """Run ``func`` in another thread with its own database connection."""
     errors: list[BaseException] = []
@@ -41,7 +48,7 @@ def in_thread(func) -> threading.Thread:
 
 
 def join_checked(thread: threading.Thread) -> None:
-    thread.join(30)
+    thread.join(300)
     assert not thread.is_alive()
     assert not thread.errors, thread.errors
 
@@ -51,11 +58,11 @@ def latest(page):
 
 
 def reply_after(event: threading.Event, text: str):
-    """A fake-server reply that waits (up to 20 s) until ``event`` is set: the model is
+    """A fake-server reply that waits (up to 120 s) until ``event`` is set: the model is
     "thinking" while the other writer changes the page."""
 
     def reply(request_json):
-        event.wait(20)
+        event.wait(120)
         return text
 
     return reply
@@ -68,7 +75,7 @@ def test_an_editor_save_during_a_run_is_kept(shared_db, post, server_action, fak
     fake_llm.configure(reply=reply_after(saved, "Compost needs air and water."), latency=1.0)
 
     def editor_saves():
-        assert fake_llm.wait_for_requests(1, timeout=20)  # the model is answering now
+        assert fake_llm.wait_for_requests(1, timeout=120)  # the model is answering now
         page = BlogPage.objects.get(pk=post.pk).get_latest_revision_as_object()
         page.intro = "Edited by a person while the model thought"
         page.save_revision(user=editor)
@@ -138,7 +145,7 @@ def test_a_publish_during_a_run_is_built_upon_and_the_live_page_is_untouched(
     old_summary = BlogPage.objects.get(pk=post.pk).summary
 
     def someone_publishes():
-        assert fake_llm.wait_for_requests(1, timeout=20)
+        assert fake_llm.wait_for_requests(1, timeout=120)
         page = BlogPage.objects.get(pk=post.pk).get_latest_revision_as_object()
         page.intro = "Published while the model thought"
         page.save_revision(user=superuser).publish(user=superuser)
