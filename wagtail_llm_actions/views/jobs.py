@@ -1,19 +1,13 @@
 """Admin screens of bulk jobs: the jobs listing, a job's progress page, cancel/retry, JSON.
 
 Who sees a job: the user who started it, superusers and users with the
-<<<<<<< HEAD
 ``wagtail_llm_actions.view_llmjob`` permission. Who may cancel or retry it: the user who
 started it, superusers and users with ``wagtail_llm_actions.change_llmjob`` (both
 grantable in Settings → Groups); the buttons are shown only to them. Refusals are Wagtail's
 own (``PermissionDenied``: back to the dashboard with "Sorry, you do not have permission to
 access this area."), or a JSON 403 with a message for the status endpoint. Cancel and retry
 are POST with a CSRF token. Every view runs a fixed number of queries, however many items a
-job has.
-=======
-``wagtail_llm_actions.view_llmjob`` permission; others get 403. Cancel, retry and "Apply
-stored answer" need the same, and POST with a CSRF token. Every view runs a fixed number of
-queries, however many items a job has.
->>>>>>> ff8793c (Plain SQLite for every worker test setting; lost-update tests; Apply stored answer (job page button, --apply-stored); WAL suggestion check (I001); crash hook app for tests)
+job has. "Apply stored answer" needs the same permission as retry.
 """
 
 from __future__ import annotations
@@ -247,7 +241,9 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
         may_manage = can_manage_job(self.request.user, job)
         context.update(
-            stored_count=0 if running else jobs.stored_answer_items(job).count(),
+            stored_count=(
+                jobs.stored_answer_items(job).count() if may_manage and not running else 0
+            ),
             apply_stored_url=reverse(f"{URL_NAMESPACE}:apply_stored", args=[job.pk]),
             stop_reason=(job.options or {}).get("stop_reason", ""),
         )
@@ -311,10 +307,9 @@ def retry(request, pk: int):
 
 
 @require_POST
-@job_view
 def apply_stored(request, pk: int):
     """Write the answers the model already gave for this job's pages, with no model call."""
-    job = get_job_for(request, pk)
+    job = get_job_for(request, pk, manage=True)
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         messages.warning(request, _("Wait for the job to finish before applying stored answers."))
         return redirect(job_url(job.pk))
