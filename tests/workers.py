@@ -8,7 +8,7 @@ In-process (same thread, same transaction as the test)::
     drain(broker=redis_broker()) # ...or from Redis
 
 A real cluster in a subprocess, against a database the test shares (see
-:func:`shared_database` and the ``shared_db`` fixture of ``test_worker_crash.py``)::
+:func:`shared_database` and the ``shared_db`` fixture of ``tests/conftest.py``)::
 
     with QCluster(env) as cluster:
         ...
