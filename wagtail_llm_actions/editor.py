@@ -387,6 +387,14 @@ def run_editor_job(item_id: int) -> str:
             error="gone",
         )
         return "failed"
+
+    def discard_if_cancelled(interaction: LLMInteraction) -> None:
+        # In the transaction that records the answer: an answer whose job was cancelled while
+        # the model answered is never visible as "awaiting review".
+        if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+            interaction.outcome = InteractionOutcome.DISCARDED
+            interaction.save(update_fields=["outcome"])
+
     try:
         obj = page if page.pk is None else page.with_content_json(payload["content"])
         interaction = LLMService().run(
@@ -396,6 +404,7 @@ def run_editor_job(item_id: int) -> str:
             working_obj=obj,
             save=False,
             trigger=InteractionTrigger.EDITOR,
+            on_success=discard_if_cancelled,
         )
     except LLMActionError as e:
         _finish(
