@@ -610,7 +610,10 @@ def _detach_deleted(interaction: LLMInteraction) -> bool:
 def _reload_user(user):
     if user is None or user.pk is None:
         return user
-    return type(user)._default_manager.filter(pk=user.pk, is_active=True).first()
+    from django.contrib.auth import get_user_model
+
+    # (request.user is a lazy object: ask the user model, not its type)
+    return get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
 
 
 def _lock_row(model, pk):
