@@ -65,10 +65,11 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
         """
         if self.latest_revision_id is not None:
             return self.latest_revision_id
-        from django.db import transaction
         from wagtail.models import Revision
 
-        with transaction.atomic():
+        from . import db
+
+        def snapshot() -> int:
             locked = type(self).objects.select_for_update().only("latest_revision").get(pk=self.pk)
             if locked.latest_revision_id is None:
                 revision = Revision.objects.create(
@@ -80,7 +81,11 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
                 )
                 type(self).objects.filter(pk=self.pk).update(latest_revision=revision)
                 locked.latest_revision_id = revision.pk
-        self.latest_revision_id = locked.latest_revision_id
+            return locked.latest_revision_id
+
+        # Workers of a bulk job may all do this at once: one write transaction, retried
+        # while the database is busy (plain SQLite).
+        self.latest_revision_id = db.write(snapshot, what="snapshotting a prompt")
         return self.latest_revision_id
 
     @property
