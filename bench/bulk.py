@@ -6,10 +6,12 @@ Run by hand (not a test)::
     python bench/bulk.py --pages 10000 --brokers orm      # memory at 10k pages
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench python bench/bulk.py
 
-It creates a throwaway SQLite file database (or uses ``DATABASE_URL``), makes N blog pages,
+It creates a throwaway *plain* SQLite file database (Django's defaults: no WAL, deferred
+transactions, 5 s timeout, as a new site has; or uses ``DATABASE_URL``), makes N blog pages,
 starts the fake OpenAI-compatible server (``python -m tests.fakeserver``) and a real
-``qcluster`` (``tests/qcluster_settings.py``), creates one job over all pages and waits for
-it. It prints the job's throughput (pages/s between the job's start and finish), the ratio
+``qcluster`` (``tests/qcluster_settings.py``, DEBUG off), waits until every worker process
+has run a task (so LiteLLM is imported everywhere), creates one job over all pages and
+waits for it. It prints the job's throughput (pages/s between the job's start and finish), the ratio
 to the ideal ``C / latency``, and the peak resident memory of the worker processes and of
 this process (which selected the pages and created the items).
 """
@@ -88,6 +90,26 @@ def make_pages(n: int) -> list[int]:
     return ids
 
 
+def wait_for_workers(broker, workers: int, *, timeout: float) -> None:
+    """Block until ``workers`` worker processes have each finished a short task.
+
+    Each task sleeps 1 s, so ``workers`` of them finish together only when that many
+    processes are up (a worker imports LiteLLM when it starts, before taking a task).
+    """
+    from django_q.models import Task
+    from django_q.tasks import async_task
+
+    started = time.monotonic()
+    ids = [async_task("time.sleep", 1.0, broker=broker) for _ in range(workers)]
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if Task.objects.filter(id__in=ids).count() == len(ids):
+            print(f"  workers ready after {time.monotonic() - started:.1f} s", flush=True)
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the workers were not ready within {timeout} s")
+
+
 def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
     from django_q.brokers.orm import ORM
 
@@ -111,7 +133,7 @@ def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
     print(f"  qcluster log: {log}", flush=True)
     cluster = QCluster(cluster_env, log_path=log).start()
     try:
-        time.sleep(args.warmup)  # let workers import LiteLLM before the clock starts
+        wait_for_workers(broker, args.workers, timeout=args.warmup)
         created = time.perf_counter()
         job = jobs.create_job(action, user, ids, force=True)
         create_seconds = time.perf_counter() - created
@@ -164,7 +186,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--brokers", default="orm,redis")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--warmup", type=float, default=6.0)
+    parser.add_argument(
+        "--warmup", type=float, default=120.0, help="longest wait for the workers to be ready"
+    )
     args = parser.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="llm-bench-")
@@ -191,7 +215,8 @@ def main(argv=None) -> None:
     call_command("migrate", verbosity=0)
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA journal_mode")
+            print(f"SQLite journal mode: {cursor.fetchone()[0]} (plain, as Django creates it)")
 
     port = free_port()
     server = subprocess.Popen(

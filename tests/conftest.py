@@ -192,6 +192,18 @@ def non_admin(django_user_model, db):
     return django_user_model.objects.create_user("reader", "reader@example.com", "password")
 
 
+@pytest.fixture
+def shared_db(transactional_db, tmp_path):
+    """The test database, shared with other threads and processes: on SQLite a plain file
+    (no WAL, Django's defaults; see ``tests.workers.shared_database``). Mark the test
+    ``django_db(transaction=True, serialized_rollback=True)`` and request this fixture
+    before any fixture that creates rows."""
+    from tests.workers import shared_database
+
+    with shared_database(tmp_path) as env:
+        yield env
+
+
 def pytest_report_header(config):
     from django.conf import settings
 

@@ -1,6 +1,6 @@
 """Settings for a ``qcluster`` subprocess started by tests (see ``tests/workers.py``).
 
-The database is the one the test uses: a SQLite file (``LLM_TEST_SQLITE``) or, with
+The database is the one the test uses: a plain SQLite file (``LLM_TEST_SQLITE``) or, with
 ``DATABASE_URL``, the PostgreSQL test database (``LLM_TEST_DB_NAME``). The broker is the ORM
 or Redis (``Q_BROKER=redis``) on the list ``Q_NAME``. Leases are short so that a killed
 worker's items are recovered within seconds.
@@ -10,18 +10,14 @@ import os
 
 from tests.settings import *  # noqa: F403
 
+# Workers run as in production: no query log kept in memory.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+
 if os.environ.get("LLM_TEST_SQLITE"):
+    # Plain SQLite, exactly as Django configures it for a new site: no WAL, no
+    # transaction_mode, no init_command, the default timeout.
     DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ["LLM_TEST_SQLITE"],
-            "OPTIONS": {
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                # WAL mode (set on the file) is durable without an fsync per commit.
-                "init_command": "PRAGMA synchronous=NORMAL",
-            },
-        }
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["LLM_TEST_SQLITE"]}
     }
 elif os.environ.get("LLM_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["LLM_TEST_DB_NAME"]  # noqa: F405
@@ -41,6 +37,10 @@ if os.environ.get("Q_BROKER") == "redis":
     Q_CLUSTER["redis"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 else:
     Q_CLUSTER["orm"] = "default"
+
+if os.environ.get("LLM_TEST_KILL_AFTER_ANSWER"):
+    # The crash test: a worker SIGKILLs itself once, right after an answer is stored.
+    INSTALLED_APPS = [*INSTALLED_APPS, "tests.crashhook"]  # noqa: F405
 
 WAGTAIL_LLM_ACTIONS = {
     "RUN_INLINE": False,

@@ -39,3 +39,17 @@ def test_too_few_workers_for_bulk_runners(settings):
     settings.WAGTAIL_LLM_ACTIONS = {"RUNNERS_PER_JOB": 2}
     settings.Q_CLUSTER = {"orm": "default", "workers": 2}
     assert "wagtail_llm_actions.W003" in ids()
+
+
+def test_plain_sqlite_gets_a_wal_suggestion_not_an_error():
+    from django.core.checks import INFO
+
+    from wagtail_llm_actions.checks import sqlite_messages
+
+    plain = {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}
+    messages = sqlite_messages(plain)
+    assert [(m.id, m.level) for m in messages] == [("wagtail_llm_actions.I001", INFO)]
+    assert "WAL" in messages[0].hint
+    wal = {**plain, "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}
+    assert sqlite_messages(wal) == []
+    assert sqlite_messages({"ENGINE": "django.db.backends.postgresql", "NAME": "x"}) == []

@@ -404,3 +404,34 @@ def test_estimates_do_not_import_litellm():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "True", "False"]
+
+
+def test_a_runner_that_meets_a_busy_database_hands_over_to_a_successor(
+    make_post, action, superuser, monkeypatch
+):
+    from django.db import OperationalError
+    from django_q.brokers import get_broker
+
+    from wagtail_llm_actions import tasks
+
+    job = jobs.create_job(action, superuser, [make_post().pk])
+
+    def busy(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(jobs, "run_job", busy)
+    assert tasks.run_job(job.pk) == "budget"
+    assert get_broker().queue_size() == 1  # the successor runner that will continue the job
+    monkeypatch.undo()
+    drain()
+    job.refresh_from_db()
+    assert job.status == "completed"
+
+
+def test_a_runner_does_not_hide_real_errors(make_post, action, superuser, monkeypatch):
+    from wagtail_llm_actions import tasks
+
+    job = jobs.create_job(action, superuser, [make_post().pk])
+    monkeypatch.setattr(jobs, "run_job", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        tasks.run_job(job.pk)

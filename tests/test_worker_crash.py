@@ -23,7 +23,6 @@ from tests.workers import (
     delete_redis_broker,
     redis_available,
     redis_broker,
-    shared_database,
     wait_for,
 )
 from wagtail_llm_actions import jobs
@@ -36,12 +35,6 @@ LATENCY = 1.0
 
 #: Transactional, and the migrations' rows (root page, locale, site) restored afterwards.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture
-def shared_db(transactional_db, tmp_path):
-    with shared_database(tmp_path) as env:
-        yield env
 
 
 def orm_broker(name):
@@ -122,3 +115,64 @@ def test_killed_worker_job_completes_each_page_exactly_once(
     recovered = [item for item in items if item.pk in in_flight]
     assert recovered and all(item.attempts >= 2 for item in recovered)
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+def test_worker_killed_after_the_answer_is_stored_recovers_with_zero_new_calls(
+    shared_db, make_post, server_action, fake_llm, superuser, tmp_path, monkeypatch, settings
+):
+    """The worker SIGKILLs itself right after an answer is committed and before its draft is
+    written (``tests/crashhook``). The job recovers: that page gets its draft exactly once,
+    from the stored answer, and the model is not called again for it."""
+    from django_q.conf import Conf
+
+    from wagtail_llm_actions.models import LLMJobItem
+
+    name = f"llmkill{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(Conf, "PREFIX", name)
+    broker = orm_broker(name)
+    marker = tmp_path / "killed-after-answer"
+    env = {
+        **shared_db,
+        "Q_NAME": name,
+        "Q_WORKERS": "2",
+        "LLM_LEASE_SECONDS": "2",
+        "LLM_CONCURRENCY": "1",
+        "LLM_TEST_KILL_AFTER_ANSWER": str(marker),
+    }
+    # One call at a time (the job records its limit when it is created here): the killed
+    # worker has no other call in flight that would be lost with it.
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 1}}
+    fake_llm.latency = 0.2
+    server_action.timeout = 5
+    server_action.save()
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(server_action, superuser, [p.pk for p in posts], force=True)
+    log = tmp_path / "qcluster.log"
+    cluster = QCluster(env, log_path=log)
+    try:
+        cluster.start()
+        jobs.enqueue_job(job, broker=broker, on_commit=False)
+        wait_for(marker.exists, timeout=90, message="no worker stored an answer")
+        wait_for(
+            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
+            timeout=120,
+            message="the job did not complete after the worker was killed",
+        )
+    except BaseException:
+        cluster.kill()
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        cluster.kill()
+        broker.delete_queue()
+
+    killed = LLMInteraction.objects.get(pk=int(marker.read_text()))
+    item = LLMJobItem.objects.get(job=job, interaction=killed)
+    assert item.status == "succeeded"
+    assert item.attempts >= 2  # claimed again after the worker died...
+    assert item.result["from_stored_answer"] is True  # ...and written from the stored answer
+    assert killed.status == "success" and killed.revision_id is not None
+    assert fake_llm.request_count == 3  # one call per page: zero new calls on recovery
+    for post in posts:  # each page got its draft exactly once
+        assert PageLogEntry.objects.filter(page=post, action=LOG_ACTION).count() == 1
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}

@@ -8,7 +8,7 @@ In-process (same thread, same transaction as the test)::
     drain(broker=redis_broker()) # ...or from Redis
 
 A real cluster in a subprocess, against a database the test shares (see
-:func:`shared_database` and the ``shared_db`` fixture of ``test_worker_crash.py``)::
+:func:`shared_database` and the ``shared_db`` fixture of ``tests/conftest.py``)::
 
     with QCluster(env) as cluster:
         ...
@@ -98,14 +98,16 @@ def delete_redis_broker(broker) -> None:
 
 @contextlib.contextmanager
 def shared_database(tmp_path: Path) -> Iterator[dict]:
-    """Point Django's default connection at a database a ``qcluster`` subprocess can use.
+    """Point Django's default connection at a database other threads and processes can use.
 
     Use with pytest-django's ``transactional_db``. On PostgreSQL (``DATABASE_URL``) that is
     the test database itself. On SQLite the in-memory test database is copied into a file
-    (WAL mode, ``BEGIN IMMEDIATE`` transactions so concurrent writers wait instead of
-    failing); the test's connection uses the file and switches back afterwards.
+    that stays a *plain* SQLite database, as Django creates it for a site: rollback journal
+    (no WAL), deferred transactions, the default 5 s timeout. Threads started by the test
+    then open their own connections to that file (as a real site's threads and workers do);
+    the test's connection uses the file and switches back afterwards.
 
-    Yields the environment variables for the subprocess (see ``tests/qcluster_settings.py``).
+    Yields the environment variables for a subprocess (see ``tests/qcluster_settings.py``).
     """
     from django.db import connection
 
@@ -117,17 +119,15 @@ def shared_database(tmp_path: Path) -> Iterator[dict]:
     memory = connection.connection
     target = sqlite3.connect(str(path))
     memory.backup(target)
-    target.execute("PRAGMA journal_mode=WAL")
+    mode = target.execute("PRAGMA journal_mode").fetchone()[0]
     target.close()
+    assert mode == "delete", f"the shared test database must be plain SQLite, not {mode}"
     saved_settings = dict(connection.settings_dict)
     saved_options = dict(saved_settings.get("OPTIONS") or {})
     connection.connection = None
+    # The settings dict is shared with every thread's new connection: they open the file too.
     connection.settings_dict["NAME"] = str(path)
-    connection.settings_dict["OPTIONS"] = {
-        **saved_options,
-        "timeout": 30,
-        "transaction_mode": "IMMEDIATE",
-    }
+    connection.settings_dict["OPTIONS"] = {}
     try:
         yield {"LLM_TEST_SQLITE": str(path)}
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Info, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
@@ -102,3 +102,30 @@ def check_provider_policy(user: dict) -> list:
             )
         )
     return errors
+
+
+@register(Tags.compatibility)
+def check_sqlite(app_configs, **kwargs):
+    """A suggestion, never a requirement: plain SQLite works (writes are serialised and
+    retried); WAL lets web requests read while a worker writes a draft."""
+    return sqlite_messages((getattr(settings, "DATABASES", {}) or {}).get("default") or {})
+
+
+def sqlite_messages(database: dict) -> list:
+    """The WAL suggestion for one ``DATABASES`` entry, if it is SQLite without WAL."""
+    if not str(database.get("ENGINE", "")).endswith("sqlite3"):
+        return []
+    init_command = str((database.get("OPTIONS") or {}).get("init_command", "")).lower()
+    if "journal_mode" in init_command and "wal" in init_command:
+        return []
+    return [
+        Info(
+            "The default database is SQLite without WAL. LLM actions work on it (their writes "
+            "are serialised and retried while the database is busy), but web requests wait "
+            "while a worker writes.",
+            hint="Optional: add 'init_command': 'PRAGMA journal_mode=WAL;' to "
+            "DATABASES['default']['OPTIONS'] (or run that PRAGMA once on the file) so that "
+            "readers and a writer do not block each other.",
+            id="wagtail_llm_actions.I001",
+        )
+    ]

@@ -28,11 +28,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.models import Page
 
+from . import db
 from .conf import get_setting
 from .exceptions import ActionNotAllowed, ActionNotApplicable, LLMActionError, PageLocked
 from .extraction import PathError, get_target_field, html_to_text
@@ -278,7 +278,7 @@ def create_editor_job(
             "parent": parent.pk if parent is not None else None,
             "content_type": ContentType.objects.get_for_model(type(obj)).pk,
         }
-    with transaction.atomic():
+    with db.atomic_write():
         job = LLMJob.objects.create(
             action=action,
             action_name=action.name,
@@ -307,18 +307,24 @@ def enqueue_editor_job(job: LLMJob, *, inline: bool | None = None) -> None:
 def _claim(item_id: int) -> LLMJobItem | None:
     """Mark a queued item running; None if it is gone, cancelled or already claimed."""
     now = timezone.now()
-    claimed = LLMJobItem.objects.filter(pk=item_id, status=ItemStatus.QUEUED).update(
-        status=ItemStatus.RUNNING, attempts=1, claimed_by="editor", updated_at=now
-    )
-    if not claimed:
+
+    def claim() -> int | None:
+        claimed = LLMJobItem.objects.filter(pk=item_id, status=ItemStatus.QUEUED).update(
+            status=ItemStatus.RUNNING, attempts=1, claimed_by="editor", updated_at=now
+        )
+        if not claimed:
+            return None
+        job_id = LLMJobItem.objects.filter(pk=item_id).values_list("job_id", flat=True)[0]
+        LLMJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING, started_at=now
+        )
+        return job_id
+
+    if db.write(claim, what="claiming an editor job") is None:
         return None
-    item = LLMJobItem.objects.select_related("job", "job__action", "job__user", "page").get(
+    return LLMJobItem.objects.select_related("job", "job__action", "job__user", "page").get(
         pk=item_id
     )
-    LLMJob.objects.filter(pk=item.job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now
-    )
-    return item
 
 
 def _finish(item: LLMJobItem, status: str, result: dict, interaction=None, error="") -> None:
@@ -326,11 +332,15 @@ def _finish(item: LLMJobItem, status: str, result: dict, interaction=None, error
     item.status = status
     item.result = result
     item.error = error
-    item.interaction = interaction
-    item.save(update_fields=["status", "result", "error", "interaction", "updated_at"])
-    LLMJob.objects.filter(pk=item.job_id).exclude(status=JobStatus.CANCELLED).update(
-        status=JobStatus.COMPLETED, finished_at=now
-    )
+    item.interaction = interaction if interaction is not None and interaction.pk else None
+
+    def finish() -> None:
+        item.save(update_fields=["status", "result", "error", "interaction", "updated_at"])
+        LLMJob.objects.filter(pk=item.job_id).exclude(status=JobStatus.CANCELLED).update(
+            status=JobStatus.COMPLETED, finished_at=now
+        )
+
+    db.write(finish, what="finishing an editor job")
 
 
 def _fill_value(obj: Page, action: LLMAction, interaction: LLMInteraction) -> dict:
@@ -377,6 +387,14 @@ def run_editor_job(item_id: int) -> str:
             error="gone",
         )
         return "failed"
+
+    def discard_if_cancelled(interaction: LLMInteraction) -> None:
+        # In the transaction that records the answer: an answer whose job was cancelled while
+        # the model answered is never visible as "awaiting review".
+        if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+            interaction.outcome = InteractionOutcome.DISCARDED
+            interaction.save(update_fields=["outcome"])
+
     try:
         obj = page if page.pk is None else page.with_content_json(payload["content"])
         interaction = LLMService().run(
@@ -386,6 +404,7 @@ def run_editor_job(item_id: int) -> str:
             working_obj=obj,
             save=False,
             trigger=InteractionTrigger.EDITOR,
+            on_success=discard_if_cancelled,
         )
     except LLMActionError as e:
         _finish(
@@ -411,8 +430,11 @@ def run_editor_job(item_id: int) -> str:
         return "failed"
     if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
         # Cancelled while the model was answering: nothing will be shown or saved.
-        LLMInteraction.objects.filter(pk=interaction.pk).update(
-            outcome=InteractionOutcome.DISCARDED
+        db.write(
+            lambda: LLMInteraction.objects.filter(pk=interaction.pk).update(
+                outcome=InteractionOutcome.DISCARDED
+            ),
+            what="discarding a cancelled answer",
         )
         _finish(item, ItemStatus.CANCELLED, {}, interaction=interaction)
         return "cancelled"
@@ -448,13 +470,16 @@ def _new_page_of(payload: dict) -> Page | None:
 def cancel_editor_job(job: LLMJob) -> None:
     """Cancel a job: a queued item is not run; a running one's answer is thrown away."""
     now = timezone.now()
-    with transaction.atomic():
+
+    def cancel() -> None:
         LLMJob.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
             status=JobStatus.CANCELLED, finished_at=now
         )
         LLMJobItem.objects.filter(job=job, status=ItemStatus.QUEUED).update(
             status=ItemStatus.CANCELLED, updated_at=now
         )
+
+    db.write(cancel, what="cancelling an editor job")
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -595,8 +620,9 @@ def record_saved_outcomes(page: Page, user, ids: list[int]) -> list[LLMInteracti
         interaction.outcome = outcome
         interaction.page = page
         interaction.object_id = str(page.pk)
-        interaction.save(update_fields=["revision", "outcome", "page", "object_id"])
-        _log_saved_generation(page, user, interaction, field_name, first=first_save)
+        with db.atomic_write():
+            interaction.save(update_fields=["revision", "outcome", "page", "object_id"])
+            _log_saved_generation(page, user, interaction, field_name, first=first_save)
         changed.append(interaction)
     return changed
 
@@ -664,16 +690,17 @@ def set_outcome(interaction: LLMInteraction, outcome: str) -> bool:
     if interaction.outcome == outcome:
         return True
     interaction.outcome = outcome
-    interaction.save(update_fields=["outcome"])
-    if interaction.revision_id is not None and interaction.page_id is not None:
-        # Autosave had already saved it: the history entry now says it was discarded.
-        from wagtail.models import PageLogEntry
+    with db.atomic_write():
+        interaction.save(update_fields=["outcome"])
+        if interaction.revision_id is not None and interaction.page_id is not None:
+            # Autosave had already saved it: the history entry now says it was discarded.
+            from wagtail.models import PageLogEntry
 
-        from .log_actions import GENERATE
+            from .log_actions import GENERATE
 
-        for entry in PageLogEntry.objects.filter(
-            page_id=interaction.page_id, action=GENERATE, data__interaction_id=interaction.pk
-        ):
-            entry.data = {**entry.data, "outcome": outcome}
-            entry.save(update_fields=["data"])
+            for entry in PageLogEntry.objects.filter(
+                page_id=interaction.page_id, action=GENERATE, data__interaction_id=interaction.pk
+            ):
+                entry.data = {**entry.data, "outcome": outcome}
+                entry.save(update_fields=["data"])
     return True

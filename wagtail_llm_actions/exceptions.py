@@ -67,3 +67,25 @@ class ExtractionError(LLMActionError):
     """A block of the page could not be read as text; the message names the block."""
 
     code = "extraction"
+
+
+class PageInModeration(PageLocked):
+    """The page is in a moderation workflow that does not let this user edit it now."""
+
+    code = "moderation"
+
+
+class PageGone(LLMActionError):
+    """The page was deleted (while the model was answering)."""
+
+    code = "page_deleted"
+
+
+class WriteFailed(LLMActionError):
+    """The answer is stored on the interaction, but the draft could not be written.
+
+    Retryable: a job writes the stored answer on its next attempt, with no model call.
+    """
+
+    code = "write_failed"
+    retryable = True

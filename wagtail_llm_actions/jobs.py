@@ -85,12 +85,13 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.models import Locale, Page, Revision
 from wagtail.permission_policies.pages import PagePermissionPolicy
 
-from . import estimates
+from . import db, estimates
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
     LLMActionError,
+    PageInModeration,
     PageLocked,
     SourceEmpty,
 )
@@ -143,6 +144,9 @@ SKIP_LOCKED = "locked"
 SKIP_SOURCE_EMPTY = "source_empty"
 SKIP_UNCHANGED = "unchanged"
 SKIP_DELETED = "deleted"
+SKIP_MODERATION = "moderation"
+SKIP_ACTION_DISABLED = "action_disabled"
+SKIP_ACTION_DELETED = "action_deleted"
 
 SKIP_REASONS = {
     SKIP_NOT_AVAILABLE: _("Not available to you"),
@@ -152,12 +156,16 @@ SKIP_REASONS = {
     SKIP_SOURCE_EMPTY: _("The source field is empty"),
     SKIP_UNCHANGED: _("Unchanged since the last successful run of this action"),
     SKIP_DELETED: _("The page was deleted"),
+    SKIP_MODERATION: _("The page is in moderation"),
+    SKIP_ACTION_DISABLED: _("The action was disabled while the job ran"),
+    SKIP_ACTION_DELETED: _("The action was deleted while the job ran"),
 }
 
 #: ``LLMActionError.code`` values that mean "skip this page" rather than "failed".
 _SKIP_CODES = {
     ActionNotAllowed.code: SKIP_NO_PERMISSION,
     PageLocked.code: SKIP_LOCKED,
+    PageInModeration.code: SKIP_MODERATION,
     ActionNotApplicable.code: SKIP_WRONG_TYPE,
     SourceEmpty.code: SKIP_SOURCE_EMPTY,
 }
@@ -490,47 +498,57 @@ def create_job(
     """
     trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
     type_ids = list(action.page_types.values_list("pk", flat=True))
-    with transaction.atomic():
-        job = LLMJob.objects.create(
-            action=action,
-            action_name=action.name,
-            user=user,
-            kind=kind,
-            force=force,
-            include_descendants=include_descendants,
-            options={
-                "provider": provider_prefix(action.model),
-                "trigger": trigger,
-                "concurrency": concurrency_for(action.model),
-                "max_attempts": max_attempts(),
-            },
-        )
-        skipped = 0
-        for part in selection_parts(page_ids, include_descendants):
-            annotated = annotate_reasons(part, action, user, type_ids).order_by("pk")
-            last = 0
-            while True:
-                rows = list(annotated.filter(pk__gt=last).values_list("pk", "skip")[:CHUNK_SIZE])
-                if not rows:
-                    break
-                last = rows[-1][0]
-                LLMJobItem.objects.bulk_create(
-                    [
-                        LLMJobItem(
-                            job=job,
-                            page_id=pk,
-                            status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
-                            skip_reason=skip,
-                        )
-                        for pk, skip in rows
-                    ]
-                )
-                skipped += sum(1 for _pk, skip in rows if skip)
-        job.options["initial_skipped"] = skipped
-        if not job.items.filter(status=ItemStatus.QUEUED).exists():
-            job.status = JobStatus.COMPLETED
-            job.started_at = job.finished_at = timezone.now()
-        job.save(update_fields=["options", "status", "started_at", "finished_at"])
+    page_ids = list(page_ids)
+    return db.write(
+        lambda: _create_job(
+            action, user, page_ids, include_descendants, force, kind, trigger, type_ids
+        ),
+        what="creating a job",
+    )
+
+
+def _create_job(action, user, page_ids, include_descendants, force, kind, trigger, type_ids):
+    """The body of :func:`create_job`: one transaction (run again if the database was busy)."""
+    job = LLMJob.objects.create(
+        action=action,
+        action_name=action.name,
+        user=user,
+        kind=kind,
+        force=force,
+        include_descendants=include_descendants,
+        options={
+            "provider": provider_prefix(action.model),
+            "trigger": trigger,
+            "concurrency": concurrency_for(action.model),
+            "max_attempts": max_attempts(),
+        },
+    )
+    skipped = 0
+    for part in selection_parts(page_ids, include_descendants):
+        annotated = annotate_reasons(part, action, user, type_ids).order_by("pk")
+        last = 0
+        while True:
+            rows = list(annotated.filter(pk__gt=last).values_list("pk", "skip")[:CHUNK_SIZE])
+            if not rows:
+                break
+            last = rows[-1][0]
+            LLMJobItem.objects.bulk_create(
+                [
+                    LLMJobItem(
+                        job=job,
+                        page_id=pk,
+                        status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
+                        skip_reason=skip,
+                    )
+                    for pk, skip in rows
+                ]
+            )
+            skipped += sum(1 for _pk, skip in rows if skip)
+    job.options["initial_skipped"] = skipped
+    if not job.items.filter(status=ItemStatus.QUEUED).exists():
+        job.status = JobStatus.COMPLETED
+        job.started_at = job.finished_at = timezone.now()
+    job.save(update_fields=["options", "status", "started_at", "finished_at"])
     return job
 
 
@@ -562,35 +580,73 @@ def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True, helpers: bo
 def cancel_job(job: LLMJob) -> int:
     """Stop a job: queued items are cancelled; calls already running finish. Returns count."""
     now = timezone.now()
-    with transaction.atomic():
+
+    def cancel() -> int:
         LLMJob.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
             status=JobStatus.CANCELLED, finished_at=now
         )
-        count = job.items.filter(
+        return job.items.filter(
             Q(status=ItemStatus.QUEUED)
             | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=now)
             | Q(status=ItemStatus.RUNNING, lease_expires_at__isnull=True)
         ).update(status=ItemStatus.CANCELLED, lease_expires_at=None, updated_at=now)
+
+    count = db.write(cancel, what="cancelling a job")
     job.refresh_from_db()
     return count
 
 
 def retry_failed(job: LLMJob, *, enqueue: bool = True) -> int:
-    """Queue the failed items (and those cancelled) again with fresh attempts."""
-    with transaction.atomic():
-        count = job.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.CANCELLED]).update(
+    """Queue the failed items (and those cancelled) again with fresh attempts.
+
+    An item whose answer is already stored (see :func:`apply_stored_answers`) is written
+    from that answer when it runs again: retrying never pays twice for one answer.
+    """
+    return _requeue(
+        job, job.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.CANCELLED]), enqueue=enqueue
+    )
+
+
+def stored_answer_items(job: LLMJob):
+    """Items of ``job`` that are final but hold a paid answer that was never written (the
+    write failed, or the page was locked, in moderation or not editable at the time)."""
+    return job.items.filter(
+        status__in=[ItemStatus.FAILED, ItemStatus.SKIPPED, ItemStatus.CANCELLED],
+        interaction__status=InteractionStatus.ANSWERED,
+    )
+
+
+def apply_stored_answers(job: LLMJob, *, enqueue: bool = True) -> int:
+    """Queue the items of ``job`` that hold a stored answer, to be written with zero model
+    calls (the engine writes a stored answer instead of calling). Returns how many."""
+    return _requeue(job, stored_answer_items(job), enqueue=enqueue)
+
+
+def _requeue(job: LLMJob, items, *, enqueue: bool) -> int:
+    ids = list(items.values_list("pk", flat=True))
+
+    def requeue() -> int:
+        count = LLMJobItem.objects.filter(pk__in=ids).update(
             status=ItemStatus.QUEUED,
             attempts=0,
             error="",
+            skip_reason="",
             not_before=None,
             lease_expires_at=None,
             claimed_by="",
             updated_at=timezone.now(),
         )
         if count:
-            LLMJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, finished_at=None)
+            options = dict(LLMJob.objects.get(pk=job.pk).options or {})
+            options.pop("stop_reason", None)
+            LLMJob.objects.filter(pk=job.pk).update(
+                status=JobStatus.QUEUED, finished_at=None, options=options
+            )
             if enqueue:
                 enqueue_job(job)
+        return count
+
+    count = db.write(requeue, what="queueing items again") if ids else 0
     job.refresh_from_db()
     return count
 
@@ -729,10 +785,11 @@ def claim_item(job: LLMJob, claim_token: str, *, limit: int, lease: float):
         )
         if not candidate:
             return None
-        with transaction.atomic():
+
+        def claim(pk=candidate[0], now=now) -> int:
             _advisory_lock(provider)
-            claimed = (
-                LLMJobItem.objects.filter(pk=candidate[0])
+            return (
+                LLMJobItem.objects.filter(pk=pk)
                 .filter(_claimable(now))
                 .filter(LessThan(Subquery(_busy_count_subquery(provider, now)), limit))
                 .update(
@@ -743,8 +800,10 @@ def claim_item(job: LLMJob, claim_token: str, *, limit: int, lease: float):
                     updated_at=now,
                 )
             )
+
+        claimed = db.write(claim, what="claiming an item")
         if claimed:
-            return LLMJobItem.objects.select_related("page").get(pk=candidate[0])
+            return LLMJobItem.objects.select_related("page", "interaction").get(pk=candidate[0])
         busy = _busy_count_subquery(provider, now).values_list("n", flat=True)
         if (list(busy) or [0])[0] >= limit:
             return FULL
@@ -755,9 +814,12 @@ def _finish(item: LLMJobItem, claim_token: str, **fields) -> bool:
     """Record an item's outcome if this claim still owns it."""
     now = timezone.now()
     return bool(
-        LLMJobItem.objects.filter(
-            pk=item.pk, status=ItemStatus.RUNNING, claimed_by=claim_token
-        ).update(lease_expires_at=None, updated_at=now, **fields)
+        db.write(
+            lambda: LLMJobItem.objects.filter(
+                pk=item.pk, status=ItemStatus.RUNNING, claimed_by=claim_token
+            ).update(lease_expires_at=None, updated_at=now, **fields),
+            what="recording an item",
+        )
     )
 
 
@@ -780,6 +842,32 @@ class _RunContext:
     claims: dict[int, str] = field(default_factory=dict)  # item pk -> claim token
     lock: threading.Lock = field(default_factory=threading.Lock)
     counter: int = 0
+    action_version: tuple | None = None
+
+    def current_action(self) -> tuple[LLMAction | None, str]:
+        """The action as it is now (one query; re-read in full only when it changed).
+
+        Returns ``(None, reason)`` when it was disabled or deleted since the job started.
+        """
+        row = (
+            LLMAction.objects.filter(pk=self.action.pk)
+            .values_list("enabled", "updated_at", "prompt__updated_at")
+            .first()
+        )
+        if row is None:
+            return None, SKIP_ACTION_DELETED
+        if not row[0]:
+            return None, SKIP_ACTION_DISABLED
+        with self.lock:
+            if self.action_version is None:
+                self.action_version = row
+            elif row != self.action_version:
+                fresh = LLMAction.objects.select_related("prompt").filter(pk=self.action.pk)
+                fresh = fresh.first()
+                if fresh is None:
+                    return None, SKIP_ACTION_DELETED
+                self.action, self.action_version = fresh, row
+            return self.action, ""
 
     def next_claim(self) -> str:
         with self.lock:
@@ -787,10 +875,33 @@ class _RunContext:
             return f"{self.token}:{self.counter}"
 
 
+def _stop_for_action(ctx: _RunContext, item: LLMJobItem, claim_token: str, code: str) -> str:
+    """The action was disabled or deleted while the job ran: this item and every queued one
+    are skipped with that reason, and the job ends (cancelled, with the reason recorded)."""
+    now = timezone.now()
+    message = skip_reason_label(code)
+
+    def stop() -> None:
+        ctx.job.items.filter(status=ItemStatus.QUEUED).update(
+            status=ItemStatus.SKIPPED, skip_reason=code, updated_at=now
+        )
+        job = LLMJob.objects.filter(pk=ctx.job.pk).first()
+        if job is not None:
+            options = {**(job.options or {}), "stop_reason": str(message)}
+            LLMJob.objects.filter(
+                pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+            ).update(status=JobStatus.CANCELLED, finished_at=now, options=options)
+
+    status = _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=code)
+    db.write(stop, what="stopping a job")
+    logger.info("Job %s stopped: %s", ctx.job.pk, message)
+    return status
+
+
 def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
     """Run one claimed item to an outcome; returns its new status, or "lost" if another
     runner took the item over meanwhile (nothing is then recorded by this one)."""
-    job, action = ctx.job, ctx.action
+    job = ctx.job
     page = item.page
     if page is None:
         return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_DELETED)
@@ -801,10 +912,45 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             ItemStatus.FAILED,
             error=str(_("The worker running this page stopped too many times.")),
         )
+    action, stop_code = ctx.current_action()
+    if action is None:
+        return _stop_for_action(ctx, item, claim_token, stop_code)
     service = LLMService()
     page = page.specific
     user = job.user
+    stored = item.interaction if item.interaction_id else None
+
+    def on_answer(interaction: LLMInteraction) -> None:
+        # In the transaction that stores the answer: a worker that dies before the draft is
+        # written leaves the answer linked to the item, and the next claim writes it.
+        LLMJobItem.objects.filter(
+            pk=item.pk, status=ItemStatus.RUNNING, claimed_by=claim_token
+        ).update(interaction=interaction)
+
+    def on_success(interaction: LLMInteraction) -> None:
+        ok = _finish(
+            item,
+            claim_token,
+            status=ItemStatus.SUCCEEDED,
+            interaction=interaction,
+            error="",
+            skip_reason="",
+            result={
+                "revision_id": interaction.revision_id,
+                "tokens": interaction.total_tokens,
+                "rebased": interaction.rebased,
+                "from_stored_answer": interaction.pk == getattr(stored, "pk", None),
+            },
+        )
+        if not ok:
+            raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
+
     try:
+        if stored is not None and stored.status == InteractionStatus.ANSWERED:
+            # The model already answered for this item (a worker died, or the write failed):
+            # write that answer, never call again.
+            service.apply_stored(stored, user, on_success=on_success)
+            return ItemStatus.SUCCEEDED
         if not job.force:
             # Only pages this action ran on before can be unchanged; the others go straight
             # to the run, which checks permission, locks and the source itself.
@@ -815,34 +961,22 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
                 if service.prepare(action, working).source_hash == previous:
                     return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
 
-        def on_success(interaction: LLMInteraction) -> None:
-            ok = _finish(
-                item,
-                claim_token,
-                status=ItemStatus.SUCCEEDED,
-                interaction=interaction,
-                error="",
-                result={
-                    "revision_id": interaction.revision_id,
-                    "tokens": interaction.total_tokens,
-                },
-            )
-            if not ok:
-                raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
-
-        service.run(action, page, user, trigger=ctx.trigger, on_success=on_success)
+        service.run(
+            action, page, user, trigger=ctx.trigger, on_success=on_success, on_answer=on_answer
+        )
         return ItemStatus.SUCCEEDED
     except LeaseLost:
         return LOST
     except LLMActionError as e:
         interaction = e.interaction if e.interaction is not None and e.interaction.pk else None
+        answered = interaction is not None and interaction.status == InteractionStatus.ANSWERED
         if e.code in _SKIP_CODES:
             return _done(
                 item,
                 claim_token,
                 ItemStatus.SKIPPED,
                 skip_reason=_SKIP_CODES[e.code],
-                error=e.message if e.code == ActionNotApplicable.code else "",
+                error=e.message if (answered or e.code == ActionNotApplicable.code) else "",
                 interaction=interaction,
             )
         if e.retryable and item.attempts < ctx.max_attempts:
@@ -895,21 +1029,26 @@ def _acquire(job_id: int, token: str, lease: float, wait: bool) -> LLMJob | None
         job = job.first()
         if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return None
-        taken = (
-            LLMJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-            .filter(
-                Q(runner_lease_expires_at__isnull=True)
-                | Q(runner_lease_expires_at__lte=now)
-                | Q(runner_token=token)
+
+        def take(now=now) -> int:
+            taken = (
+                LLMJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+                .filter(
+                    Q(runner_lease_expires_at__isnull=True)
+                    | Q(runner_lease_expires_at__lte=now)
+                    | Q(runner_token=token)
+                )
+                .update(
+                    runner_token=token,
+                    runner_lease_expires_at=now + timedelta(seconds=lease),
+                    status=JobStatus.RUNNING,
+                )
             )
-            .update(
-                runner_token=token,
-                runner_lease_expires_at=now + timedelta(seconds=lease),
-                status=JobStatus.RUNNING,
-            )
-        )
-        if taken:
-            LLMJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+            if taken:
+                LLMJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+            return taken
+
+        if db.write(take, what="taking a job's runner lease"):
             job.refresh_from_db()
             return job
         if not wait:
@@ -927,16 +1066,24 @@ def _renew(ctx: _RunContext, helper: bool = False) -> bool:
     """Extend the runner lease and the leases of items in flight; False if the lease is lost."""
     now = timezone.now()
     until = now + timedelta(seconds=ctx.lease)
-    kept = helper or LLMJob.objects.filter(pk=ctx.job.pk, runner_token=ctx.token).update(
-        runner_lease_expires_at=until
-    )
     with ctx.lock:
         claims = list(ctx.claims.values())
-    if claims:
-        LLMJobItem.objects.filter(claimed_by__in=claims, status=ItemStatus.RUNNING).update(
-            lease_expires_at=until
+
+    def renew() -> bool:
+        kept = helper or LLMJob.objects.filter(pk=ctx.job.pk, runner_token=ctx.token).update(
+            runner_lease_expires_at=until
         )
-    return bool(kept)
+        if claims:
+            LLMJobItem.objects.filter(claimed_by__in=claims, status=ItemStatus.RUNNING).update(
+                lease_expires_at=until
+            )
+        return bool(kept)
+
+    try:
+        return db.write(renew, what="renewing leases")
+    except Exception:  # a busy database: keep going, the next renewal will try again
+        logger.warning("Job %s: could not renew leases this time", ctx.job.pk, exc_info=True)
+        return True
 
 
 def _job_open(job_id: int) -> bool:
@@ -1010,10 +1157,15 @@ def run_job(
         return budget is not None and time.monotonic() - started > budget
 
     def housekeeping() -> None:
+        try:
+            open_ = _job_open(job.pk)
+        except Exception:  # a busy database must not stop the runner  # noqa: BLE001
+            logger.warning("Job %s: housekeeping read failed", job.pk, exc_info=True)
+            return
         if not _renew(ctx, helper):
             outcome["value"] = "busy"
             stop.set()
-        elif not _job_open(job.pk):
+        elif not open_:
             outcome["value"] = "cancelled"
             stop.set()
         elif out_of_time():
@@ -1078,11 +1230,17 @@ def run_job(
         if job.items.filter(status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]).exists():
             outcome["value"] = "budget"
         else:
-            LLMJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-                status=JobStatus.COMPLETED, finished_at=timezone.now()
+            db.write(
+                lambda: LLMJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+                    status=JobStatus.COMPLETED, finished_at=timezone.now()
+                ),
+                what="completing a job",
             )
-    LLMJob.objects.filter(pk=job.pk, runner_token=token).update(
-        runner_token="", runner_lease_expires_at=None
+    db.write(
+        lambda: LLMJob.objects.filter(pk=job.pk, runner_token=token).update(
+            runner_token="", runner_lease_expires_at=None
+        ),
+        what="releasing a job",
     )
     report()
     return outcome["value"]

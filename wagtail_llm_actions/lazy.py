@@ -27,6 +27,11 @@ def lazy_module(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     loader.exec_module(module)
+    # As a real import does: the package gets the submodule as an attribute, so that
+    # ``pydoc.locate("pkg.module.func")`` (how django-q2 workers find a task) still works.
+    parent, _dot, child = name.rpartition(".")
+    if parent in sys.modules:
+        setattr(sys.modules[parent], child, module)
     return module
 
 

@@ -65,10 +65,11 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
         """
         if self.latest_revision_id is not None:
             return self.latest_revision_id
-        from django.db import transaction
         from wagtail.models import Revision
 
-        with transaction.atomic():
+        from . import db
+
+        def snapshot() -> int:
             locked = type(self).objects.select_for_update().only("latest_revision").get(pk=self.pk)
             if locked.latest_revision_id is None:
                 revision = Revision.objects.create(
@@ -80,7 +81,11 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
                 )
                 type(self).objects.filter(pk=self.pk).update(latest_revision=revision)
                 locked.latest_revision_id = revision.pk
-        self.latest_revision_id = locked.latest_revision_id
+            return locked.latest_revision_id
+
+        # Workers of a bulk job may all do this at once: one write transaction, retried
+        # while the database is busy (plain SQLite).
+        self.latest_revision_id = db.write(snapshot, what="snapshotting a prompt")
         return self.latest_revision_id
 
     @property
@@ -324,6 +329,9 @@ class LLMAction(models.Model):
 class InteractionStatus(models.TextChoices):
     SUCCESS = "success", _("Success")
     ERROR = "error", _("Error")
+    #: The model answered and the answer is stored here, but it is not (yet) in a draft:
+    #: the write failed or was refused. It can be applied later without calling again.
+    ANSWERED = "answered", _("Answered, not written")
 
 
 class InteractionOutcome(models.TextChoices):
@@ -469,6 +477,15 @@ class LLMInteraction(models.Model):
     error_code = models.CharField(_("error code"), max_length=50, blank=True)
     error_message = models.TextField(_("error"), blank=True)
     source_hash = models.CharField(_("source hash"), max_length=64, blank=True)
+    target_field = models.CharField(_("target field"), max_length=255, blank=True)
+    rebased = models.BooleanField(
+        _("rebased"),
+        default=False,
+        help_text=_(
+            "The page changed while the model was answering, so the answer was written into "
+            "the newest revision (only the target field changed)."
+        ),
+    )
     source_truncated = models.BooleanField(_("source truncated"), default=False)
     prompt_revision = models.ForeignKey(
         "wagtailcore.Revision",

@@ -414,3 +414,16 @@ def read_field_value(obj: models.Model, field_name: str) -> str:
         return ", ".join(tag_names(obj, field.name))
     value = field.value_from_object(obj)
     return "" if value is None else str(value)
+
+
+def set_output_value(obj: models.Model, field_name: str, value: str) -> None:
+    """Put an already computed field value (what :func:`apply_output` returned) into ``obj``.
+
+    Used when an answer is written into a newer revision than the one it was computed on:
+    the model's text is not parsed again, so the field gets exactly the stored value.
+    """
+    field = get_target_field(type(obj), field_name)
+    if isinstance(field, TaggableManager):
+        getattr(obj, field.name).set([t.strip() for t in value.split(",") if t.strip()])
+    else:
+        setattr(obj, field.attname, value)

@@ -12,13 +12,12 @@ interaction. They raise ``LLMActionError`` subclasses with a message for the edi
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.utils.translation import gettext as _
 from taggit.managers import TaggableManager
 from wagtail.log_actions import log
 from wagtail.models import PageLogEntry
 
-from . import log_actions, outputs
+from . import db, log_actions, outputs
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -143,7 +142,7 @@ def discard(interaction: LLMInteraction, user):
             )
             % {"field": field.verbose_name if hasattr(field, "verbose_name") else field_name}
         )
-    with transaction.atomic():
+    with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
         _set_field(working_obj, field, interaction.previous_value)
         revision = working_obj.save_revision(user=user, log_action=False)
         log(
@@ -186,7 +185,7 @@ def keep(interaction: LLMInteraction, user):
         )
     except (outputs.OutputError, PathError) as e:
         raise OutputRejected(str(e)) from e
-    with transaction.atomic():
+    with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
         revision = LLMService._save_draft(working_obj, user, action)
         log_generated(working_obj, user, revision, action, interaction)
         interaction.revision = revision

@@ -23,13 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
 from django.utils.html import strip_tags
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Page
 
-from . import log_actions, outputs
+from . import db, log_actions, outputs
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -37,8 +36,11 @@ from .exceptions import (
     ConfigurationProblem,
     LLMActionError,
     OutputRejected,
+    PageGone,
+    PageInModeration,
     PageLocked,
     SourceEmpty,
+    WriteFailed,
 )
 from .extraction import PathError, extract_text
 from .models import (
@@ -48,6 +50,7 @@ from .models import (
     LLMAction,
     LLMInteraction,
 )
+from .signals import answer_stored
 from .templating import (
     BUILTIN_VARIABLES,
     MissingVariableError,
@@ -217,6 +220,7 @@ class LLMService:
         save: bool = True,
         trigger: str = InteractionTrigger.API,
         on_success: Callable[[LLMInteraction], None] | None = None,
+        on_answer: Callable[[LLMInteraction], None] | None = None,
     ) -> LLMInteraction:
         """Run ``action`` on ``obj`` and return the recorded interaction.
 
@@ -224,9 +228,12 @@ class LLMService:
         editor passes an object built from its unsaved form). With ``save=False`` the answer is
         applied to the working object only and no revision is written (outcome "pending").
 
-        ``on_success(interaction)`` is called inside the transaction that saves the draft
-        revision and the interaction (the job engine marks its item done there, so that both
-        happen or neither); if it raises, the revision is rolled back and the run fails.
+        With ``save=True`` the answer is first committed to the interaction (status
+        "answered", ``on_answer(interaction)`` inside that transaction), then written as a
+        draft by :meth:`write_answer`: against the page's newest revision at that moment,
+        under a row lock, retried while the database is busy. ``on_success(interaction)`` is
+        called inside the transaction that saves the draft (the job engine marks its item
+        done there, so that both happen or neither); if it raises, the draft is rolled back.
         """
         from .providers import ProviderError, build_request, complete
 
@@ -275,23 +282,18 @@ class LLMService:
                 )
             except outputs.OutputError as e:
                 raise OutputRejected(str(e), code=e.code) from e
-            if save:
-                with transaction.atomic():
-                    revision = self._save_draft(working_obj, user, action)
-                    interaction.revision = revision
-                    interaction.outcome = InteractionOutcome.DRAFTED
-                    interaction.status = InteractionStatus.SUCCESS
-                    interaction.save()
-                    if on_success is not None:
-                        on_success(interaction)
-                    log_generated(working_obj, user, revision, action, interaction)
-            else:
-                with transaction.atomic():
+            if not save:
+
+                def record_pending() -> None:
                     interaction.outcome = InteractionOutcome.PENDING
                     interaction.status = InteractionStatus.SUCCESS
+                    if _detach_deleted(interaction):
+                        raise _page_gone()
                     interaction.save()
                     if on_success is not None:
                         on_success(interaction)
+
+                db.write(record_pending, what="editor answer")
         except ProviderError as e:
             error = LLMActionError(str(e), code=e.code, retryable=e.retryable)
             self._record_failure(interaction, error, started)
@@ -308,6 +310,16 @@ class LLMService:
             )
             self._record_failure(interaction, error, started)
             raise error from e
+        if save:
+            self._store_answer(interaction, on_answer)
+            self.write_answer(
+                interaction,
+                obj,
+                user,
+                action=action,
+                working_obj=working_obj,
+                on_success=on_success,
+            )
         logger.info(
             "LLM action %s on %s: %s tokens, %s ms",
             action.slug,
@@ -316,6 +328,175 @@ class LLMService:
             interaction.latency_ms,
         )
         return interaction
+
+    # -- stored answers ----------------------------------------------------------------------
+
+    def _store_answer(
+        self, interaction: LLMInteraction, on_answer: Callable[[LLMInteraction], None] | None
+    ) -> None:
+        """Commit the paid answer before anything else can fail (status "answered")."""
+        interaction.status = InteractionStatus.ANSWERED
+        interaction.outcome = InteractionOutcome.NONE
+
+        def store() -> None:
+            gone = _detach_deleted(interaction)
+            if gone:
+                interaction.status = InteractionStatus.ERROR
+                interaction.error_code = PageGone.code
+                interaction.error_message = str(_page_gone())
+            interaction.save()
+            if on_answer is not None and not gone:
+                on_answer(interaction)
+
+        db.write(store, what="storing an answer")
+        if interaction.status == InteractionStatus.ERROR:
+            logger.warning("LLM action %s: the page was deleted", interaction.action_name)
+            raise _page_gone(interaction)
+        answer_stored.send(sender=type(self), interaction=interaction)
+
+    def write_answer(
+        self,
+        interaction: LLMInteraction,
+        obj: Any,
+        user=None,
+        *,
+        action: LLMAction | None = None,
+        working_obj: Any = None,
+        on_success: Callable[[LLMInteraction], None] | None = None,
+    ) -> LLMInteraction:
+        """Write a stored answer as a new draft of ``obj``; no model is called.
+
+        In one transaction that locks the object's row: the object is read again; if it was
+        deleted, or is now locked, in moderation, or not editable by ``user``, nothing is
+        written and the interaction keeps its answer with the reason (status "answered", or
+        "error" for a deleted page) and the matching error is raised. If the newest revision
+        is still the one the run read (``interaction.base_revision``), ``working_obj`` (the
+        answer already applied) is saved; otherwise only the target field of the newest
+        revision changes, and the interaction is marked ``rebased``. A busy database retries
+        the write, never the call; if it stays busy the answer stays stored
+        (:class:`WriteFailed`).
+        """
+        action = action if action is not None else interaction.action
+        target_field = interaction.target_field or (action.target_field if action else "")
+        model = type(obj.specific if isinstance(obj, Page) else obj)
+
+        def write() -> None:
+            fresh = _lock_row(model, obj.pk)
+            if fresh is None:
+                raise _page_gone()
+            # The user as they are now (a long job holds the user object with its caches).
+            current_user = _reload_user(user)
+            if user is not None and (current_user is None or not can_edit(current_user, fresh)):
+                raise ActionNotAllowed()
+            lock = _lock_reason(current_user, fresh)
+            if lock is not None:
+                raise lock
+            latest_id = getattr(fresh, "latest_revision_id", None)
+            if (
+                working_obj is not None
+                and interaction.base_revision_id is not None
+                and latest_id == interaction.base_revision_id
+            ):
+                target, rebased = working_obj, False
+            else:
+                target = fresh.get_latest_revision_as_object()
+                rebased = working_obj is not None
+                try:
+                    interaction.previous_value = outputs.read_field_value(target, target_field)
+                    outputs.set_output_value(target, target_field, interaction.output_value)
+                except PathError as e:
+                    raise ConfigurationProblem(str(e)) from e
+            revision = self._save_draft(target, user, action)
+            _detach_deleted(interaction)
+            interaction.revision = revision
+            interaction.rebased = rebased
+            interaction.outcome = InteractionOutcome.DRAFTED
+            interaction.status = InteractionStatus.SUCCESS
+            interaction.error_code = interaction.error_message = ""
+            interaction.save()
+            if on_success is not None:
+                on_success(interaction)
+            log_generated(target, user, revision, action, interaction)
+
+        try:
+            db.write(write, what="writing a draft")
+        except LLMActionError as e:
+            self._keep_answer(interaction, e)
+            raise
+        except Exception as e:
+            if db.is_busy_error(e):
+                error = WriteFailed(
+                    _(
+                        "The answer is stored, but the draft could not be saved because the "
+                        "database stayed busy. Use “Apply stored answer” to write it without "
+                        "calling the model again."
+                    )
+                )
+            else:
+                logger.exception("Writing the answer of interaction %s failed", interaction.pk)
+                error = WriteFailed(
+                    _(
+                        "The answer is stored, but the draft could not be saved (%(type)s). "
+                        "Use “Apply stored answer” to write it without calling the model again."
+                    )
+                    % {"type": type(e).__name__}
+                )
+            self._keep_answer(interaction, error)
+            raise error from e
+        return interaction
+
+    def apply_stored(
+        self,
+        interaction: LLMInteraction,
+        user=None,
+        *,
+        on_success: Callable[[LLMInteraction], None] | None = None,
+    ) -> LLMInteraction:
+        """Write the stored answer of ``interaction`` (status "answered") into a new draft of
+        its page's newest revision, with zero model calls."""
+        if interaction.status != InteractionStatus.ANSWERED:
+            raise LLMActionError(
+                _("This interaction has no stored answer waiting to be written."),
+                code="nothing_stored",
+                interaction=interaction,
+            )
+        obj = interaction.page.specific if interaction.page_id else interaction.content_object
+        if obj is None:
+            error = _page_gone(interaction)
+            self._keep_answer(interaction, error)
+            raise error
+        return self.write_answer(interaction, obj, user, on_success=on_success)
+
+    def _keep_answer(self, interaction: LLMInteraction, error: LLMActionError) -> None:
+        """Record why a stored answer was not written; it stays applicable unless the page is
+        gone (or the answer cannot be written at all)."""
+        interaction.revision = None
+        interaction.rebased = False
+        interaction.error_code = error.code
+        interaction.error_message = error.message
+        if isinstance(error, PageGone):
+            interaction.status = InteractionStatus.ERROR
+        elif error.code in (OutputRejected.code, ConfigurationProblem.code, "invalid"):
+            interaction.status = InteractionStatus.ERROR
+        else:
+            interaction.status = InteractionStatus.ANSWERED
+        interaction.outcome = InteractionOutcome.NONE
+
+        def save() -> None:
+            _detach_deleted(interaction)
+            interaction.save()
+
+        try:
+            db.write(save, what="recording a stored answer")
+        except Exception:  # the answer row itself is already committed  # noqa: BLE001
+            logger.exception("Could not record why interaction %s was not written", interaction.pk)
+        error.interaction = interaction
+        logger.warning(
+            "LLM action %s: answer stored, not written (%s): %s",
+            interaction.action_name,
+            error.code,
+            error.message,
+        )
 
     def dry_run(self, action: LLMAction, obj: Any, user=None) -> PreparedRun:
         """Render the messages a run would send, without calling the model or saving."""
@@ -342,6 +523,7 @@ class LLMService:
             trigger=trigger,
             model=action.model,
             prompt_revision_id=action.prompt.current_revision_id(),
+            target_field=action.target_field,
         )
 
     @staticmethod
@@ -373,7 +555,14 @@ class LLMService:
         interaction.outcome = InteractionOutcome.NONE
         if interaction.latency_ms is None:
             interaction.latency_ms = int((time.perf_counter() - started) * 1000)
-        interaction.save()
+
+        def save() -> None:
+            if _detach_deleted(interaction) and error.code == "internal":
+                interaction.error_code = PageGone.code
+                interaction.error_message = str(_page_gone())
+            interaction.save()
+
+        db.write(save, what="recording a failed run")
         error.interaction = interaction
         if error.code == SourceEmpty.code:
             # Nothing to send: the page is skipped (as a bulk job counts it), not a failure.
@@ -392,7 +581,92 @@ class LLMService:
         )
 
 
-def log_generated(obj, user, revision, action: LLMAction, interaction: LLMInteraction) -> None:
+def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:
+    return PageGone(
+        _(
+            "The page was deleted while the model was answering. The answer is kept in this "
+            "log; nothing was written."
+        ),
+        interaction=interaction,
+    )
+
+
+def _detach_deleted(interaction: LLMInteraction) -> bool:
+    """Clear references to a page (and revisions) deleted meanwhile, so the interaction can
+    still be saved. Locks the page row against deletion until the transaction ends. Returns
+    whether the page is gone."""
+    from wagtail.models import Revision
+
+    gone = False
+    if interaction.page_id is not None:
+        exists = list(
+            Page.objects.select_for_update().filter(pk=interaction.page_id).values_list("pk")
+        )
+        if not exists:
+            interaction.page = None
+            gone = True
+    for name in ("base_revision", "revision"):
+        revision_id = getattr(interaction, f"{name}_id")
+        if revision_id is not None and not Revision.objects.filter(pk=revision_id).exists():
+            setattr(interaction, name, None)
+    if interaction.action_id is not None:
+        # The action may be deleted while the model answers; the row keeps its name.
+        if not LLMAction.objects.filter(pk=interaction.action_id).exists():
+            interaction.action = None
+    return gone
+
+
+def _reload_user(user):
+    if user is None or user.pk is None:
+        return user
+    from django.contrib.auth import get_user_model
+
+    # (request.user is a lazy object: ask the user model, not its type)
+    return get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+
+
+def _lock_row(model, pk):
+    """``model`` row ``pk``, read again under a row lock (PostgreSQL; on SQLite the write
+    transaction already holds the database's write lock); None if it was deleted."""
+    queryset = model._default_manager.filter(pk=pk)
+    if db.connections["default"].features.has_select_for_update:
+        # Lock only the base row (a page's wagtailcore_page row): enough to order writers.
+        base = model._meta.get_parent_list()[-1] if model._meta.get_parent_list() else model
+        if base is not model:
+            list(base._default_manager.select_for_update().filter(pk=pk).values_list("pk"))
+        else:
+            queryset = queryset.select_for_update()
+    return queryset.first()
+
+
+def _lock_reason(user, obj: Any) -> LLMActionError | None:
+    """A :class:`PageLocked` (or :class:`PageInModeration`) if ``obj`` cannot be written now."""
+    if not hasattr(obj, "get_lock"):
+        return None
+    lock = obj.get_lock()
+    if lock is None:
+        return None
+    if user is not None and not lock.for_user(user):
+        return None
+    from wagtail.locks import WorkflowLock
+
+    if isinstance(lock, WorkflowLock):
+        message = (
+            _plain(lock.get_message(user))
+            if user is not None
+            else _("The page is in moderation, so the answer was not written.")
+        )
+        return PageInModeration(message or _("The page is in moderation."))
+    message = _plain(lock.get_message(user)) if user is not None else _("The page is locked.")
+    return PageLocked(message or _("The page is locked."))
+
+
+def _plain(message) -> str:
+    """Wagtail's lock messages are HTML (the user's name in <b>); ours are plain text."""
+    return html.unescape(strip_tags(str(message or "")))
+
+
+def log_generated(obj, user, revision, action: LLMAction | None, interaction: LLMInteraction):
     """The page-history entry for an answer written into ``revision``."""
     log(
         instance=obj,
@@ -401,9 +675,12 @@ def log_generated(obj, user, revision, action: LLMAction, interaction: LLMIntera
         revision=revision,
         content_changed=True,
         data={
-            "llm_action": {"id": action.pk, "name": action.name},
+            "llm_action": {
+                "id": action.pk if action else interaction.action_id,
+                "name": action.name if action else interaction.action_name,
+            },
             "interaction_id": interaction.pk,
-            "target_field": action.target_field,
+            "target_field": interaction.target_field or (action.target_field if action else ""),
         },
     )
 

@@ -13,7 +13,7 @@ import logging
 
 from django.db import close_old_connections
 
-from . import jobs
+from . import db, jobs
 from .models import LLMJob
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,18 @@ def runner_budget() -> float:
 
 
 def run_job(job_id: int) -> str:
-    """The runner task: run ``job_id`` and queue a successor if time ran out."""
-    result = jobs.run_job(job_id, budget=runner_budget(), share=jobs.runners_per_job())
+    """The runner task: run ``job_id`` and queue a successor if time ran out.
+
+    If the database stayed busy past every retry (a loaded SQLite site), a successor is
+    queued too, so that the job does not wait for the next worker start to continue.
+    """
+    try:
+        result = jobs.run_job(job_id, budget=runner_budget(), share=jobs.runners_per_job())
+    except Exception as e:
+        if not db.is_busy_error(e):
+            raise
+        logger.warning("LLM job %s runner: database busy (%s); a successor continues", job_id, e)
+        result = "budget"
     if result == "budget":
         jobs.enqueue_job(LLMJob(pk=job_id), on_commit=False)
     logger.info("LLM job %s runner finished: %s", job_id, result)

@@ -189,9 +189,14 @@ def test_generate_summary_from_unsaved_body_then_save_draft(
     print("\n".join(timings))
 
     # the cancelled run's answer is thrown away when the worker gets it
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and LLMInteraction.objects.count() < 4:
+    def cancelled_answer_recorded() -> bool:
+        latest = LLMInteraction.objects.order_by("-pk").first()
+        return LLMInteraction.objects.count() >= 4 and latest.outcome != "pending"
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not cancelled_answer_recorded():
         time.sleep(0.2)
+    assert LLMInteraction.objects.count() == 4
     assert LLMInteraction.objects.latest("pk").outcome == "discarded"
 
 

@@ -7,7 +7,7 @@ grantable in Settings → Groups); the buttons are shown only to them. Refusals 
 own (``PermissionDenied``: back to the dashboard with "Sorry, you do not have permission to
 access this area."), or a JSON 403 with a message for the status endpoint. Cancel and retry
 are POST with a CSRF token. Every view runs a fixed number of queries, however many items a
-job has.
+job has. "Apply stored answer" needs the same permission as retry.
 """
 
 from __future__ import annotations
@@ -335,6 +335,13 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
         may_manage = can_manage_job(self.request.user, job)
         context.update(
+            stored_count=(
+                jobs.stored_answer_items(job).count() if may_manage and not running else 0
+            ),
+            apply_stored_url=reverse(f"{URL_NAMESPACE}:apply_stored", args=[job.pk]),
+            stop_reason=(job.options or {}).get("stop_reason", ""),
+        )
+        context.update(
             job=job,
             progress=progress,
             rows=rows,
@@ -394,6 +401,29 @@ def retry(request, pk: int):
     return redirect(job_url(job.pk))
 
 
+@require_POST
+def apply_stored(request, pk: int):
+    """Write the answers the model already gave for this job's pages, with no model call."""
+    job = get_job_for(request, pk, manage=True)
+    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        messages.warning(request, _("Wait for the job to finish before applying stored answers."))
+        return redirect(job_url(job.pk))
+    count = jobs.apply_stored_answers(job)
+    if count:
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d stored answer will be written as a draft (no new model call).",
+                "%(count)d stored answers will be written as drafts (no new model calls).",
+                count,
+            )
+            % {"count": count},
+        )
+    else:
+        messages.warning(request, _("There are no stored answers to apply."))
+    return redirect(job_url(job.pk))
+
+
 class JobViewSet(ViewSet):
     """The jobs listing and progress pages, with a menu item in the "LLM actions" group."""
 
@@ -411,4 +441,5 @@ class JobViewSet(ViewSet):
             path("<int:pk>/status/", job_status, name="status"),
             path("<int:pk>/cancel/", cancel, name="cancel"),
             path("<int:pk>/retry/", retry, name="retry"),
+            path("<int:pk>/apply-stored/", apply_stored, name="apply_stored"),
         ]

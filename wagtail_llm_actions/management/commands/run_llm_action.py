@@ -4,6 +4,8 @@
 bulk job engine (:mod:`wagtail_llm_actions.jobs`): it runs in the foreground with a progress
 bar and ends with a summary, or with ``--enqueue`` is handed to the django-q2 workers.
 Pages unchanged since the last successful run of the action are skipped unless ``--force``.
+``--apply-stored JOB_ID`` writes the answers a finished job already received but could not
+write (the write failed, or a page was locked), with no model call.
 """
 
 from __future__ import annotations
@@ -29,8 +31,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("action", help="Slug of the LLM action.")
+        parser.add_argument("action", nargs="?", help="Slug of the LLM action.")
         target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument(
+            "--apply-stored",
+            type=int,
+            metavar="JOB_ID",
+            help="Write the stored answers of a finished job's pages, calling no model.",
+        )
         target.add_argument("--page", type=int, help="ID of one page.")
         target.add_argument(
             "--descendants", type=int, metavar="PAGE_ID", help="A page and all pages below it."
@@ -55,6 +63,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        if options["apply_stored"] is not None:
+            self.apply_stored(options)
+            return
+        if not options["action"]:
+            raise CommandError("Give the slug of the LLM action to run.")
         try:
             action = LLMAction.objects.select_related("prompt").get(slug=options["action"])
         except LLMAction.DoesNotExist:
@@ -187,6 +200,27 @@ class Command(BaseCommand):
             sys.exit(130)
         if tty:
             self.stdout.write("")
+        self.summary(job)
+
+    def apply_stored(self, options) -> None:
+        from wagtail_llm_actions.models import JobStatus, LLMJob
+
+        job = LLMJob.objects.filter(pk=options["apply_stored"], kind__in=jobs.ENGINE_KINDS)
+        job = job.first()
+        if job is None:
+            raise CommandError(f"No bulk or command job with id {options['apply_stored']}.")
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            raise CommandError(f"Job {job.pk} is still running; apply its answers when it ends.")
+        count = jobs.apply_stored_answers(job, enqueue=options["enqueue"])
+        if not count:
+            raise CommandError(f"Job {job.pk} has no stored answers to apply.")
+        if options["enqueue"]:
+            self.stdout.write(
+                self.style.SUCCESS(f"Job {job.pk}: {count} stored answer(s) handed to the workers.")
+            )
+            return
+        self.stdout.write(f"Job {job.pk}: writing {count} stored answer(s), no model calls")
+        jobs.run_job(job.pk, threads=1)
         self.summary(job)
 
     def summary(self, job) -> None:
