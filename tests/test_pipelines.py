@@ -1,0 +1,195 @@
+"""Pipelines: steps feeding each other, one draft per run, failures naming the step, reruns."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from wagtail.models import Revision
+
+from tests.fakeserver import last_user_message
+from wagtail_llm_actions.extraction import extract_text
+from wagtail_llm_actions.exceptions import ConfigurationProblem
+from wagtail_llm_actions.models import (
+    InteractionStatus,
+    LLMInteraction,
+    LLMPipeline,
+    LLMPipelineStep,
+    LLMPrompt,
+    LLMRun,
+    RunStatus,
+)
+from wagtail_llm_actions.pipelines import (
+    PipelineStepFailed,
+    StepSpec,
+    rerun_pipeline,
+    run_pipeline,
+    validate_steps,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def make_prompt(slug, template):
+    prompt = LLMPrompt.objects.create(name=slug, slug=slug, template=template)
+    prompt.save_revision()
+    return prompt
+
+
+@pytest.fixture
+def steps_actions(make_action, fake_llm, api_key_env):
+    common = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
+    outline = make_action(
+        name="Outline",
+        slug="outline",
+        prompt=make_prompt("outline", "OUTLINE the page:\n\n{body}"),
+        **common,
+    )
+    summary = make_action(
+        name="Summary from outline",
+        slug="summary-from-outline",
+        prompt=make_prompt("from-outline", "SUMMARY from this outline: {steps.outline}"),
+        **common,
+    )
+    intro = make_action(
+        name="Intro",
+        slug="intro",
+        target_field="intro",
+        prompt=make_prompt("intro", "INTRO for {title} using {steps.summary}"),
+        **common,
+    )
+    return outline, summary, intro
+
+
+def reply_by_kind(payload):
+    text = last_user_message(payload)
+    return {"OUTLINE": "outline-answer", "SUMMARY": "summary-answer", "INTRO": "intro-answer"}[
+        text.split()[0]
+    ]
+
+
+@pytest.fixture
+def pipeline(steps_actions):
+    outline, summary, intro = steps_actions
+    pipeline = LLMPipeline.objects.create(name="Summarise and introduce", slug="sum-intro")
+    LLMPipelineStep.objects.create(
+        pipeline=pipeline, sort_order=0, name="outline", action=outline, writes=False
+    )
+    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="summary", action=summary)
+    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=2, name="intro", action=intro)
+    return pipeline
+
+
+def test_steps_feed_later_steps_and_all_writes_go_into_one_draft(pipeline, post, fake_llm):
+    fake_llm.configure(reply=reply_by_kind)
+    revisions_before = Revision.objects.count()
+
+    run = run_pipeline(pipeline, post)
+
+    assert run.status == RunStatus.SUCCESS
+    assert Revision.objects.count() == revisions_before + 1  # one draft for two writes
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary == "summary-answer"
+    assert draft.intro == "intro-answer"
+    assert extract_text(draft, "body").text == extract_text(post, "body").text  # untouched
+    sent = [last_user_message(r["json"]) for r in fake_llm.requests]
+    assert sent[1] == "SUMMARY from this outline: outline-answer"
+    assert sent[2] == f"INTRO for {post.title} using summary-answer"
+    timeline = run.timeline()
+    assert [i.step_name for i in timeline] == ["outline", "summary", "intro"]
+    assert [i.outcome for i in timeline] == ["fed", "drafted", "drafted"]
+    assert {i.revision_id for i in timeline[1:]} == {run.revision_id}
+    assert timeline[0].revision_id is None
+
+
+def test_a_failing_step_stops_the_run_names_it_and_writes_nothing(pipeline, post, fake_llm):
+    fake_llm.configure(reply=reply_by_kind)
+    fake_llm.enqueue()  # outline answers
+    fake_llm.enqueue(status=400, error_message="bad summary request")
+    latest = post.latest_revision_id
+
+    with pytest.raises(PipelineStepFailed) as caught:
+        run_pipeline(pipeline, post)
+
+    assert "summary" in caught.value.message
+    run = caught.value.run
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert run.failed_step == "summary"
+    assert run.revision_id is None
+    assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
+    assert fake_llm.request_count == 2  # the intro step never ran
+    statuses = [i.status for i in run.timeline()]
+    assert statuses == [InteractionStatus.SUCCESS, InteractionStatus.ERROR]
+
+
+def test_rerun_from_a_step_reuses_the_earlier_answers(pipeline, post, fake_llm):
+    fake_llm.configure(reply=reply_by_kind)
+    first = run_pipeline(pipeline, post)
+    fake_llm.reset()
+    fake_llm.configure(reply=lambda payload: "new-" + reply_by_kind(payload))
+
+    second = rerun_pipeline(first, from_step=2)
+
+    assert fake_llm.request_count == 1  # only the intro step called the model
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary == "summary-answer"
+    assert draft.intro == "new-intro-answer"
+    reused = second.timeline()[:2]
+    assert [i.reused_from_id for i in reused] == [i.pk for i in first.timeline()[:2]]
+    assert all(i.cost == 0 for i in reused)
+    assert second.rerun_of_id == first.pk
+
+
+def test_validation_refuses_missing_later_and_own_step_references(steps_actions):
+    outline, summary, intro = steps_actions
+
+    errors = validate_steps(
+        [
+            StepSpec("summary", summary),  # uses {steps.outline}, which comes later
+            StepSpec("outline", outline, writes=False),
+            StepSpec("intro", intro),
+        ]
+    )
+    assert "later step" in errors[0][0]
+    assert 2 not in errors
+
+    errors = validate_steps([StepSpec("intro", intro)])  # {steps.summary} does not exist
+    assert "no step is called “summary”" in errors[0][0]
+
+    errors = validate_steps(
+        [StepSpec("outline", outline, writes=False), StepSpec("summary", summary)]
+    )
+    assert errors == {}
+    assert validate_steps([StepSpec("summary", summary)])[0]  # itself
+
+
+def test_an_invalid_pipeline_makes_no_call(steps_actions, post, fake_llm):
+    outline, summary, _intro = steps_actions
+    pipeline = LLMPipeline.objects.create(name="Backwards", slug="backwards")
+    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="summary", action=summary)
+    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="outline", action=outline)
+
+    with pytest.raises(ConfigurationProblem, match="later step"):
+        run_pipeline(pipeline, post)
+    assert fake_llm.request_count == 0
+
+
+def test_an_action_using_steps_alone_fails_clearly(steps_actions, post, fake_llm):
+    from wagtail_llm_actions.service import LLMService
+
+    _outline, summary, _intro = steps_actions
+    with pytest.raises(ConfigurationProblem, match="pipeline step"):
+        LLMService().run(summary, post)
+    assert fake_llm.request_count == 0
+
+
+def test_command_runs_a_pipeline_by_slug(pipeline, post, fake_llm, superuser):
+    fake_llm.configure(reply=reply_by_kind)
+
+    call_command("run_llm_action", "sum-intro", "--page", str(post.pk), "--sync", "--user", "admin")
+
+    run = LLMRun.objects.get()
+    assert run.status == RunStatus.SUCCESS
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.intro == "intro-answer"
+    assert LLMInteraction.objects.filter(run=run).count() == 3
