@@ -7,8 +7,8 @@ from django.core.management import call_command
 from wagtail.models import Revision
 
 from tests.fakeserver import last_user_message
-from wagtail_llm_actions.extraction import extract_text
 from wagtail_llm_actions.exceptions import ConfigurationProblem
+from wagtail_llm_actions.extraction import extract_text
 from wagtail_llm_actions.models import (
     InteractionStatus,
     LLMInteraction,
@@ -186,7 +186,7 @@ def test_an_action_using_steps_alone_fails_clearly(steps_actions, post, fake_llm
 def test_command_runs_a_pipeline_by_slug(pipeline, post, fake_llm, superuser):
     fake_llm.configure(reply=reply_by_kind)
 
-    call_command("run_llm_action", "sum-intro", "--page", str(post.pk), "--sync", "--user", "admin")
+    call_command("run_llm_action", "sum-intro", "--page", str(post.pk), "--user", "admin")
 
     run = LLMRun.objects.get()
     assert run.status == RunStatus.SUCCESS
