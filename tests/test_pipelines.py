@@ -193,3 +193,36 @@ def test_command_runs_a_pipeline_by_slug(pipeline, post, fake_llm, superuser):
     draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
     assert draft.intro == "intro-answer"
     assert LLMInteraction.objects.filter(run=run).count() == 3
+
+
+def test_detail_page_shows_the_run_as_a_timeline_and_reruns_from_a_step(
+    pipeline, post, fake_llm, client, superuser
+):
+    from django.urls import reverse
+
+    fake_llm.configure(reply=reply_by_kind)
+    run = run_pipeline(pipeline, post)
+    summary = run.timeline()[1]
+    client.force_login(superuser)
+
+    response = client.get(reverse("wagtail_llm_actions_report:detail", args=[summary.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count("data-llm-timeline-entry") == 3
+    for text in ("outline-answer", "SUMMARY from this outline", "intro-answer"):
+        assert text in html
+    assert "rerun-from-step" in html
+
+    fake_llm.reset()
+    fake_llm.configure(reply=lambda payload: "again-" + reply_by_kind(payload))
+    response = client.post(
+        reverse("wagtail_llm_actions_report:rerun_from_step", args=[summary.pk]),
+        {"from_step": "1"},
+    )
+    assert response.status_code == 302
+    assert fake_llm.request_count == 2  # summary and intro; the outline was reused
+    newest = LLMRun.objects.order_by("-pk").first()
+    assert newest.rerun_of_id == run.pk
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary == "again-summary-answer"
