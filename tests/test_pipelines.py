@@ -226,3 +226,32 @@ def test_detail_page_shows_the_run_as_a_timeline_and_reruns_from_a_step(
     assert newest.rerun_of_id == run.pk
     draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
     assert draft.summary == "again-summary-answer"
+
+
+def test_a_pipeline_job_writes_one_draft_per_page_and_resumes_without_calling_again(
+    pipeline, make_post, fake_llm, superuser
+):
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.models import ItemStatus, LLMJobItem
+
+    fake_llm.configure(reply=reply_by_kind)
+    posts = [make_post() for _ in range(3)]
+    # The second page's intro step fails once with a retryable error, then succeeds.
+    fake_llm.enqueue().enqueue().enqueue().enqueue().enqueue().enqueue(status=503)
+    revisions = {p.pk: p.latest_revision_id for p in posts}
+
+    job = jobs.create_pipeline_job(pipeline, superuser, [p.pk for p in posts])
+    jobs.run_job(job.pk, threads=1)
+
+    items = list(LLMJobItem.objects.filter(job=job).order_by("page_id"))
+    assert [i.status for i in items] == [ItemStatus.SUCCEEDED] * 3
+    # 3 steps × 3 pages, plus the one failed intro call; the retried page reused its outline
+    # and summary answers instead of asking again.
+    assert fake_llm.request_count == 10
+    for post in posts:
+        fresh = type(post).objects.get(pk=post.pk)
+        assert (
+            Revision.objects.filter(object_id=str(post.pk), pk__gt=revisions[post.pk]).count() == 1
+        )  # exactly one draft per page
+        draft = fresh.get_latest_revision_as_object()
+        assert (draft.summary, draft.intro) == ("summary-answer", "intro-answer")

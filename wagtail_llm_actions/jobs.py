@@ -90,6 +90,7 @@ from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
+    ConfigurationProblem,
     LLMActionError,
     PageInModeration,
     PageLocked,
@@ -106,6 +107,8 @@ from .models import (
     LLMInteraction,
     LLMJob,
     LLMJobItem,
+    LLMPipeline,
+    LLMRun,
 )
 from .permissions import explorable_pages, has_admin_access
 from .service import LLMService, working_copy
@@ -491,27 +494,44 @@ def create_job(
     include_descendants: bool = False,
     force: bool = False,
     kind: str = JobKind.BULK,
+    pipeline: LLMPipeline | None = None,
 ) -> LLMJob:
     """A job with one item per selected page: queued, or skipped with a reason.
 
-    Pages are read and items inserted ``CHUNK_SIZE`` at a time (memory stays flat).
+    Pages are read and items inserted ``CHUNK_SIZE`` at a time (memory stays flat). With
+    ``pipeline``, each item runs the pipeline (``action`` is its first step's action: its
+    page types select the pages, its provider sets the concurrency).
     """
     trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
     type_ids = list(action.page_types.values_list("pk", flat=True))
     page_ids = list(page_ids)
     return db.write(
         lambda: _create_job(
-            action, user, page_ids, include_descendants, force, kind, trigger, type_ids
+            action, user, page_ids, include_descendants, force, kind, trigger, type_ids, pipeline
         ),
         what="creating a job",
     )
 
 
-def _create_job(action, user, page_ids, include_descendants, force, kind, trigger, type_ids):
+def create_pipeline_job(pipeline: LLMPipeline, user, page_ids: Iterable, **kwargs) -> LLMJob:
+    """:func:`create_job` for a pipeline: one item a page, each one pipeline run."""
+    steps = pipeline.ordered_steps()
+    if not steps:
+        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
+    return create_job(steps[0].action, user, page_ids, pipeline=pipeline, **kwargs)
+
+
+def _create_job(
+    action, user, page_ids, include_descendants, force, kind, trigger, type_ids, pipeline=None
+):
     """The body of :func:`create_job`: one transaction (run again if the database was busy)."""
+    options = {}
+    if pipeline is not None:
+        options["calls_per_item"] = pipeline.steps.count()
     job = LLMJob.objects.create(
         action=action,
-        action_name=action.name,
+        action_name=pipeline.name if pipeline is not None else action.name,
+        pipeline=pipeline,
         user=user,
         kind=kind,
         force=force,
@@ -521,6 +541,7 @@ def _create_job(action, user, page_ids, include_descendants, force, kind, trigge
             "trigger": trigger,
             "concurrency": concurrency_for(action.model),
             "max_attempts": max_attempts(),
+            **options,
         },
     )
     skipped = 0
@@ -900,6 +921,8 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             ItemStatus.FAILED,
             error=str(_("The worker running this page stopped too many times.")),
         )
+    if job.pipeline_id is not None:
+        return _process_pipeline_item(ctx, item, claim_token)
     action, stop_code = ctx.current_action()
     if action is None:
         return _stop_for_action(ctx, item, claim_token, stop_code)
@@ -956,27 +979,102 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
     except LeaseLost:
         return LOST
     except LLMActionError as e:
-        interaction = e.interaction if e.interaction is not None and e.interaction.pk else None
-        answered = interaction is not None and interaction.status == InteractionStatus.ANSWERED
-        if e.code in _SKIP_CODES:
-            return _done(
-                item,
-                claim_token,
-                ItemStatus.SKIPPED,
-                skip_reason=_SKIP_CODES[e.code],
-                error=e.message if (answered or e.code == ActionNotApplicable.code) else "",
-                interaction=interaction,
-            )
-        if e.retryable and item.attempts < ctx.max_attempts:
-            return _done(
-                item,
-                claim_token,
-                ItemStatus.QUEUED,
-                error=e.message,
-                interaction=interaction,
-                not_before=timezone.now() + timedelta(seconds=backoff_seconds(item.attempts)),
-            )
-        return _done(item, claim_token, ItemStatus.FAILED, error=e.message, interaction=interaction)
+        return _item_error(ctx, item, claim_token, e)
+    except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
+        logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.FAILED,
+            error=str(_("Unexpected error (%(type)s).") % {"type": type(e).__name__}),
+        )
+
+
+def _item_error(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: LLMActionError) -> str:
+    """An item's outcome for a run that raised ``e``: skipped, queued again, or failed."""
+    interaction = e.interaction if e.interaction is not None and e.interaction.pk else None
+    answered = interaction is not None and interaction.status == InteractionStatus.ANSWERED
+    if e.code in _SKIP_CODES:
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.SKIPPED,
+            skip_reason=_SKIP_CODES[e.code],
+            error=e.message if (answered or e.code == ActionNotApplicable.code) else "",
+            interaction=interaction,
+        )
+    if e.retryable and item.attempts < ctx.max_attempts:
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.QUEUED,
+            error=e.message,
+            interaction=interaction,
+            not_before=timezone.now() + timedelta(seconds=backoff_seconds(item.attempts)),
+        )
+    return _done(item, claim_token, ItemStatus.FAILED, error=e.message, interaction=interaction)
+
+
+def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
+    """Run a pipeline job's item: one pipeline run, one draft. The run is linked to the
+    item (``payload["run"]``) as soon as it starts, so a retry, or the next claim after a
+    worker died, resumes it: steps that already answered are reused, never called again."""
+    from .pipelines import answered_steps, run_pipeline
+
+    job = ctx.job
+    pipeline = LLMPipeline.objects.filter(pk=job.pipeline_id).first()
+    if pipeline is None:
+        return _stop_for_action(ctx, item, claim_token, SKIP_ACTION_DELETED)
+    if not pipeline.enabled:
+        return _stop_for_action(ctx, item, claim_token, SKIP_ACTION_DISABLED)
+    page = item.page.specific
+    run_id = (item.payload or {}).get("run") if isinstance(item.payload, dict) else None
+    previous = LLMRun.objects.filter(pk=run_id).first() if run_id else None
+
+    def on_run_started(run: LLMRun) -> None:
+        LLMJobItem.objects.filter(
+            pk=item.pk, status=ItemStatus.RUNNING, claimed_by=claim_token
+        ).update(payload={"run": run.pk})
+
+    def on_success(interaction: LLMInteraction) -> None:
+        ok = _finish(
+            item,
+            claim_token,
+            status=ItemStatus.SUCCEEDED,
+            interaction=interaction,
+            error="",
+            skip_reason="",
+            result={
+                "revision_id": interaction.revision_id,
+                "run_id": interaction.run_id,
+                "tokens": sum(
+                    LLMInteraction.objects.filter(run_id=interaction.run_id)
+                    .exclude(total_tokens=None)
+                    .values_list("total_tokens", flat=True)
+                ),
+                "rebased": interaction.rebased,
+                "from_stored_answer": previous is not None,
+            },
+        )
+        if not ok:
+            raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
+
+    try:
+        run_pipeline(
+            pipeline,
+            page,
+            job.user,
+            trigger=ctx.trigger,
+            previous=previous,
+            from_step=answered_steps(previous) if previous is not None else 0,
+            on_run_started=on_run_started,
+            on_success=on_success,
+        )
+        return ItemStatus.SUCCEEDED
+    except LeaseLost:
+        return LOST
+    except LLMActionError as e:
+        return _item_error(ctx, item, claim_token, e)
     except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
         logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
         return _done(
@@ -1111,7 +1209,7 @@ def run_job(
             return "gone"
         cancel_job(job)
         return "cancelled"
-    lease = lease_seconds(job.action)
+    lease = lease_seconds(job.action) * int((job.options or {}).get("calls_per_item") or 1)
     if helper:
         job = (
             LLMJob.objects.select_related("action", "action__prompt", "user")

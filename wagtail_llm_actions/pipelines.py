@@ -172,6 +172,7 @@ def run_pipeline(
     previous: LLMRun | None = None,
     on_answer: Callable[[LLMInteraction], None] | None = None,
     on_success: Callable[[LLMInteraction], None] | None = None,
+    on_run_started: Callable[[LLMRun], None] | None = None,
 ) -> LLMRun:
     """Run every step of ``pipeline`` on ``obj`` and write one draft; return the run.
 
@@ -179,7 +180,9 @@ def run_pipeline(
     ``from_step`` reuse that run's stored answers instead of calling the model. Raises
     :class:`PipelineStepFailed` (with ``run``) when a step fails; nothing is written then.
     ``on_answer``/``on_success`` receive the run's last writing (or last) interaction, inside
-    the transactions that store the answers and write the draft (as for ``LLMService.run``).
+    the transactions that store the answers and write the draft (as for ``LLMService.run``);
+    ``on_run_started(run)`` runs in the transaction that creates the run (a job links its
+    item to the run there, see :func:`answered_steps`).
     """
     service = LLMService()
     if isinstance(obj, Page):
@@ -197,7 +200,13 @@ def run_pipeline(
         base_revision=base_revision,
         rerun_of=previous,
     )
-    db.write(run.save, what="starting a pipeline run")
+
+    def start() -> None:
+        run.save()
+        if on_run_started is not None:
+            on_run_started(run)
+
+    db.write(start, what="starting a pipeline run")
     reusable = _reusable_answers(previous) if previous is not None else {}
     answers: dict[str, str] = {}
     done: list[tuple[LLMInteraction, StepSpec]] = []
@@ -278,6 +287,18 @@ def rerun_pipeline(run: LLMRun, from_step: int, user=None, **kwargs) -> LLMRun:
     return run_pipeline(
         run.pipeline, run.page.specific, user, from_step=from_step, previous=run, **kwargs
     )
+
+
+def answered_steps(run: LLMRun) -> int:
+    """How many leading steps of ``run``'s pipeline have a stored answer in ``run`` (or the
+    runs it reused): a resumed run starts there, calling no model for the steps before."""
+    answers = _reusable_answers(run)
+    count = 0
+    for step in _specs(run.pipeline) if run.pipeline_id else []:
+        if step.name not in answers:
+            break
+        count += 1
+    return count
 
 
 def _reusable_answers(run: LLMRun) -> dict[str, LLMInteraction]:

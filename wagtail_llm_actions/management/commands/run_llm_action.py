@@ -174,24 +174,27 @@ class Command(BaseCommand):
 
         if not pipeline.enabled:
             raise CommandError(f"The pipeline “{pipeline.slug}” is disabled.")
-        if options["dry_run"] or options["enqueue"]:
-            raise CommandError("--dry-run and --enqueue are for actions, not pipelines.")
+        if options["dry_run"]:
+            raise CommandError("--dry-run is for actions, not pipelines.")
         user = self.get_user(options)
         steps = pipeline.ordered_steps()
         if not steps:
             raise CommandError(f"The pipeline “{pipeline.slug}” has no steps.")
-        if options["page"] is not None:
-            pages = list(Page.objects.filter(pk=options["page"]))
-            if not pages:
-                raise CommandError(f"No page with id {options['page']}.")
-        else:
-            queryset = Page.objects.filter(content_type__in=steps[0].action.page_types.all())
-            if options["descendants"] is not None:
-                root = Page.objects.filter(pk=options["descendants"]).first()
-                if root is None:
-                    raise CommandError(f"No page with id {options['descendants']}.")
-                queryset = queryset.descendant_of(root, inclusive=True)
-            pages = list(queryset.order_by("path"))
+        if options["page"] is None:
+            root = options["descendants"]
+            if root is not None and not Page.objects.filter(pk=root).exists():
+                raise CommandError(f"No page with id {root}.")
+            job = jobs.create_pipeline_job(
+                pipeline,
+                user,
+                jobs.page_ids_for_action(steps[0].action, root),
+                kind=JobKind.COMMAND,
+            )
+            self.follow_job(job, options, pipeline.name)
+            return
+        pages = list(Page.objects.filter(pk=options["page"]))
+        if not pages:
+            raise CommandError(f"No page with id {options['page']}.")
         failures = 0
         for page in pages:
             try:
@@ -223,6 +226,9 @@ class Command(BaseCommand):
             force=options["force"],
             kind=JobKind.COMMAND,
         )
+        self.follow_job(job, options, action.name)
+
+    def follow_job(self, job, options, name: str) -> None:
         total = job.items.count()
         if not total:
             job.delete()
@@ -233,7 +239,7 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"Job {job.pk}: {total} page(s) handed to the workers.")
             )
             return
-        self.stdout.write(f"Job {job.pk}: {action.name} on {total} page(s)")
+        self.stdout.write(f"Job {job.pk}: {name} on {total} page(s)")
         tty = hasattr(self.stdout, "isatty") and self.stdout.isatty()
         state = {"last": -1}
 
