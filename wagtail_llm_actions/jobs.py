@@ -328,6 +328,7 @@ class ContentCheck:
     page_id: int
     skip: str = ""
     prompt_tokens: int = 0
+    calls: int = 1
     error: str = ""
 
 
@@ -351,7 +352,9 @@ def check_content(
             if hashes.get(page_id) == prepared.source_hash:
                 check.skip = SKIP_UNCHANGED
             else:
-                check.prompt_tokens = estimates.count_message_tokens(prepared.messages)
+                from .pipelines import estimate_calls
+
+                check.calls, check.prompt_tokens = estimate_calls(service, prepared)
         result[page_id] = check
     return result
 
@@ -451,6 +454,7 @@ def plan_job(
     if sample_ids:
         checks = check_content(action, sample_ids, force=force)
         prompt_tokens = 0
+        calls = 0
         titles = dict(Page.objects.filter(pk__in=sample_ids).values_list("pk", "draft_title"))
         for check in checks.values():
             if check.skip:
@@ -469,6 +473,7 @@ def plan_job(
                 )
             else:
                 prompt_tokens += check.prompt_tokens
+                calls += check.calls
         plan.errors.sort(key=lambda row: (str(row["draft_title"] or ""), row["pk"]))
         plan.sampled = len(checks)
         runnable_sampled = plan.sampled - sum(plan.sample_skipped.values()) - plan.sample_errors
@@ -476,10 +481,60 @@ def plan_job(
             per_page = prompt_tokens / runnable_sampled
             pages = plan.will_run
             plan.estimate = estimates.estimate(
-                action.model, round(per_page * pages), pages, action.max_tokens
+                action.model,
+                round(per_page * pages),
+                pages,
+                action.max_tokens,
+                calls=round(calls / runnable_sampled * pages),
             )
         else:
             plan.estimate = estimates.estimate(action.model, 0, 0, action.max_tokens)
+    return plan
+
+
+def plan_pipeline_job(
+    pipeline: LLMPipeline,
+    user,
+    page_ids: Iterable,
+    *,
+    include_descendants: bool = False,
+    sample: int = 5,
+) -> Plan:
+    """:func:`plan_job` for a pipeline: pages by its first step's action, and an estimate
+    that sums every step (and every part of a map-reduce step) on the first ``sample``
+    pages that will run, extrapolated to all of them."""
+    from .pipelines import estimate_pipeline
+
+    steps = pipeline.ordered_steps()
+    if not steps:
+        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
+    plan = plan_job(
+        steps[0].action, user, page_ids, include_descendants=include_descendants, force=True
+    )
+    plan.action = pipeline
+    pages = plan.will_run
+    sampled = []
+    for part in selection_parts(page_ids, include_descendants):
+        annotated = annotate_reasons(part, steps[0].action, user)
+        for page in Page.objects.filter(
+            pk__in=annotated.filter(skip="").order_by("path").values("pk")[:sample]
+        ):
+            try:
+                sampled.append(estimate_pipeline(pipeline, page))
+            except LLMActionError:
+                continue
+        if len(sampled) >= sample:
+            break
+    if sampled and pages:
+        factor = pages / len(sampled)
+        costs = [e.cost for e in sampled]
+        plan.estimate = estimates.Estimate(
+            pages=pages,
+            prompt_tokens=round(sum(e.prompt_tokens for e in sampled) * factor),
+            completion_tokens=round(sum(e.completion_tokens for e in sampled) * factor),
+            calls=round(sum(e.calls for e in sampled) * factor),
+            cost=None if None in costs else sum(costs, start=Decimal(0)) * Decimal(factor),
+        )
     return plan
 
 

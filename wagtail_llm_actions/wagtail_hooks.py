@@ -115,3 +115,12 @@ def _run_llm_action_bulk_action():
 
 
 hooks.register("register_bulk_action", _run_llm_action_bulk_action())
+
+
+def _run_llm_pipeline_bulk_action():
+    from .bulk_actions import RunLLMPipelineBulkAction
+
+    return RunLLMPipelineBulkAction
+
+
+hooks.register("register_bulk_action", _run_llm_pipeline_bulk_action())
