@@ -70,3 +70,29 @@ def test_bulk_pipeline_estimates_all_steps_and_writes_one_draft_per_page(
         assert Revision.objects.filter(object_id=str(post.pk)).count() == before[post.pk] + 1
         draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
         assert draft.intro and draft.intro != post.intro
+
+
+def test_action_menu_offers_the_pipeline_and_starts_a_one_page_job(
+    client, post, local_pipeline, superuser
+):
+    client.force_login(superuser)
+    before = Revision.objects.filter(object_id=str(post.pk)).count()
+
+    html = client.get(reverse("wagtailadmin_pages:edit", args=[post.pk])).content.decode()
+    run_url = reverse("wagtail_llm_actions_pipelines:run", args=[post.pk, local_pipeline.pk])
+    assert run_url in html and "Keywords then intro" in html
+
+    response = client.post(run_url)
+    job = LLMJob.objects.get()
+    assert response.status_code == 302
+    assert response.url == reverse("wagtail_llm_actions_jobs:detail", args=[job.pk])
+    jobs.enqueue_job(job, on_commit=False)
+    assert drain() == ["completed"]
+    assert Revision.objects.filter(object_id=str(post.pk)).count() == before + 1
+
+
+def test_action_menu_run_needs_edit_permission(client, post, local_pipeline, outsider):
+    client.force_login(outsider)
+    run_url = reverse("wagtail_llm_actions_pipelines:run", args=[post.pk, local_pipeline.pk])
+    assert client.post(run_url).status_code in (302, 403)
+    assert not LLMJob.objects.exists()

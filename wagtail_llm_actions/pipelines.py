@@ -140,6 +140,21 @@ def _specs(pipeline: LLMPipeline) -> list[StepSpec]:
     return [StepSpec(s.name, s.action, s.writes) for s in pipeline.ordered_steps()]
 
 
+def pipelines_for_page(page: Page) -> list[LLMPipeline]:
+    """Enabled pipelines whose every step's action is enabled and applies to ``page``."""
+    result = []
+    for pipeline in LLMPipeline.objects.filter(enabled=True).prefetch_related(
+        "steps__action__page_types"
+    ):
+        steps = list(pipeline.steps.all())
+        if steps and all(
+            s.action.enabled and page.content_type_id in {ct.pk for ct in s.action.page_types.all()}
+            for s in steps
+        ):
+            result.append(pipeline)
+    return result
+
+
 def check_pipeline(pipeline: LLMPipeline, obj: Any, user=None) -> list[StepSpec]:
     """The pipeline's steps, once it is known to be valid and runnable on ``obj``."""
     if not pipeline.enabled:
