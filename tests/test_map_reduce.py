@@ -127,3 +127,39 @@ def test_offline_models_run_long_content_in_parts(make_action, make_post):
     assert LLMInteraction.objects.filter(run=interaction.run, chunk_index__isnull=False).count() > 1
     draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
     assert draft.intro
+
+
+def test_map_reduce_without_a_known_window_is_a_clear_error(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=50)
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/no-such-model-known",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        long_content="map_reduce",
+    )
+    latest = post.latest_revision_id
+
+    with pytest.raises(LLMActionError, match="context window"):
+        LLMService().run(action, post)
+    assert fake_llm.request_count == 0
+    assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
+
+
+def test_bulk_estimate_counts_every_part_and_the_combining_call(make_action, make_post, superuser):
+    from wagtail_llm_actions import jobs
+
+    body, _markers = long_body(paragraphs=400)
+    post = make_post(body=body)
+    truncating = make_action(slug="truncating", model="local/extractive")
+    chunked = make_action(slug="chunked", model="local/extractive", long_content="map_reduce")
+
+    one = jobs.plan_job(truncating, superuser, [post.pk]).estimate
+    many = jobs.plan_job(chunked, superuser, [post.pk]).estimate
+
+    assert one.calls == 1
+    parts = LLMService().split_source(LLMService().prepare(chunked, post))
+    assert many.calls == len(parts) + 1 > 2
+    assert many.prompt_tokens > one.prompt_tokens  # the whole body, not its first part

@@ -424,7 +424,10 @@ def estimate_calls(service: LLMService, prepared) -> tuple[int, int]:
     tokens = estimates.count_message_tokens(prepared.messages)
     if action.long_content != LongContent.MAP_REDUCE:
         return 1, tokens
-    parts = service.split_source(prepared)
+    try:
+        parts = service.split_source(prepared)
+    except LLMActionError:  # no known window: the run will say so; estimate one call
+        return 1, tokens
     if not parts:
         return 1, tokens
     empty = {**prepared.variables, "source": "", action.source_field: ""}

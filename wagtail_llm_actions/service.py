@@ -423,13 +423,21 @@ class LLMService:
 
     def split_source(self, prepared: PreparedRun) -> list[str] | None:
         """The source in parts that fit the window with the prompt, or None if the whole
-        messages already fit (or the window is unknown)."""
+        messages already fit. Raises ConfigurationProblem when the window is unknown."""
         from . import estimates
         from .chunking import split_text
 
         budget = self.window_budget(prepared.action)
         if budget is None:
-            return None
+            # The source was read in full: without a window, neither sending it whole nor
+            # cutting it silently is right.
+            raise ConfigurationProblem(
+                _(
+                    "Map-reduce needs the model's context window, and %(model)s has none "
+                    "known. Enter it in the action's “context window” field."
+                )
+                % {"model": prepared.action.model}
+            )
         window, reserve = budget
         if estimates.count_message_tokens(prepared.messages) + reserve <= window:
             return None
@@ -831,6 +839,15 @@ class LLMService:
             raise LLMActionError(
                 _("This interaction has no stored answer waiting to be written."),
                 code="nothing_stored",
+                interaction=interaction,
+            )
+        if interaction.run_id is not None and interaction.step_index is not None:
+            raise LLMActionError(
+                _(
+                    "This answer belongs to a pipeline run, whose answers are written together: "
+                    "rerun the pipeline from its last step to write them without new calls."
+                ),
+                code="pipeline_answer",
                 interaction=interaction,
             )
         obj = interaction.page.specific if interaction.page_id else interaction.content_object
