@@ -255,3 +255,27 @@ def test_a_pipeline_job_writes_one_draft_per_page_and_resumes_without_calling_ag
         )  # exactly one draft per page
         draft = fresh.get_latest_revision_as_object()
         assert (draft.summary, draft.intro) == ("summary-answer", "intro-answer")
+
+
+def test_an_editor_save_during_the_run_is_kept(pipeline, post, fake_llm, monkeypatch):
+    from wagtail_llm_actions.service import LLMService
+
+    fake_llm.configure(reply=reply_by_kind)
+    original = LLMService.answer
+
+    def answer(self, prepared, interaction):
+        result = original(self, prepared, interaction)
+        if interaction.step_name == "outline":  # an editor saves while the run goes on
+            draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+            draft.title = "Edited meanwhile"
+            draft.save_revision()
+        return result
+
+    monkeypatch.setattr(LLMService, "answer", answer)
+
+    run = run_pipeline(pipeline, post)
+
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.title == "Edited meanwhile"
+    assert (draft.summary, draft.intro) == ("summary-answer", "intro-answer")
+    assert [i.rebased for i in run.timeline()[1:]] == [True, True]
