@@ -239,7 +239,10 @@ def run_pipeline(
                 prepared = service.prepare(action, working_obj, answers)
                 interaction.source_hash = prepared.source_hash
                 interaction.source_truncated = prepared.truncated
-                service.answer(prepared, interaction)
+                hint = None
+                if step.writes:
+                    hint = outputs.answer_max_chars(type(working_obj), action.target_field)
+                service.answer(prepared, interaction, max_chars=hint)
             answers[step.name] = interaction.response_text.strip()
             if step.writes:
                 try:

@@ -204,6 +204,7 @@ class LLMActionViewSet(SnippetViewSet):
 
 class LLMPipelineViewSet(SnippetViewSet):
     model = LLMPipeline
+    chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "list-ol"
     menu_label = _("Pipelines")
     menu_name = "llm_pipelines"
