@@ -10,11 +10,7 @@ from django.views.decorators.http import require_POST
 from wagtail.admin import messages
 from wagtail.models import Page
 
-from .. import jobs
-from ..editor import user_may_run
 from ..models import ItemStatus, JobKind, LLMPipeline
-from ..pipelines import pipelines_for_page
-from .jobs import job_url
 
 app_name = "wagtail_llm_actions_pipelines"
 
@@ -22,6 +18,12 @@ app_name = "wagtail_llm_actions_pipelines"
 @require_POST
 def run(request, page_id: int, pipeline_id: int):
     """Start ``pipeline`` on the page's last saved revision; go to the job's progress page."""
+    # Imported on the first request: startup loads only the app's wiring.
+    from .. import jobs
+    from ..editor import user_may_run
+    from ..pipelines import pipelines_for_page
+    from .jobs import job_url
+
     page = get_object_or_404(Page, pk=page_id).specific
     if not user_may_run(request.user, page):
         raise PermissionDenied
