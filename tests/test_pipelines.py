@@ -263,8 +263,8 @@ def test_an_editor_save_during_the_run_is_kept(pipeline, post, fake_llm, monkeyp
     fake_llm.configure(reply=reply_by_kind)
     original = LLMService.answer
 
-    def answer(self, prepared, interaction):
-        result = original(self, prepared, interaction)
+    def answer(self, prepared, interaction, **kwargs):
+        result = original(self, prepared, interaction, **kwargs)
         if interaction.step_name == "outline":  # an editor saves while the run goes on
             draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
             draft.title = "Edited meanwhile"

@@ -349,7 +349,7 @@ class LLMPipelineMenuItem(ActionMenuItem):
 
         page = context.get("page")
         request = context["request"]
-        if page is None or page.pk is None or not _may_run(request, page):
+        if page is None or page.pk is None or not _may_run(request, EditorTarget.for_page(page)):
             return []
         cache = getattr(request, "_llm_pipelines", None)
         if cache is None:
