@@ -75,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
     "model_name": None,
     "close_connection": False,
     "headers": None,
+    # A context window in tokens: a request whose messages plus max_tokens exceed it is
+    # rejected as OpenAI does (400, code "context_length_exceeded"). None: no limit.
+    "context_window": None,
 }
 
 ERRORS: dict[int, tuple[str, str]] = {
@@ -117,6 +120,14 @@ def _message_text(message: dict) -> str:
     if isinstance(content, list):
         return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return str(content or "")
+
+
+def message_tokens(payload: dict) -> int:
+    """Prompt tokens of a chat request as OpenAI counts them (cl100k_base, a few a message)."""
+    from wagtail_llm_actions.estimates import count_message_tokens
+
+    messages = [m for m in payload.get("messages") or [] if isinstance(m, dict)]
+    return count_message_tokens([{"content": _message_text(m)} for m in messages])
 
 
 def last_user_message(payload: dict) -> str:
@@ -187,6 +198,21 @@ class _Handler(BaseHTTPRequestHandler):
         if payload.get("stream"):
             self.send_json(400, error_body(400, "Streaming is not supported.", None, None))
             return
+        window = config["context_window"]
+        if window:
+            prompt = message_tokens(payload)
+            completion = int(payload.get("max_tokens") or payload.get("max_completion_tokens") or 0)
+            fake.record_prompt_tokens(prompt)
+            if prompt + completion > int(window):
+                message = (
+                    f"This model's maximum context length is {window} tokens. However, you "
+                    f"requested {prompt + completion} tokens ({prompt} in the messages, "
+                    f"{completion} in the completion). Please reduce the length of the "
+                    "messages or completion."
+                )
+                body = error_body(400, message, "invalid_request_error", "context_length_exceeded")
+                self.send_json(400, body, extra)
+                return
         status = int(config["status"])
         if status != 200:
             kind, message = ERRORS.get(status, ("server_error", f"Error {status}."))
@@ -252,6 +278,7 @@ class FakeLLMServer:
         self._ids = itertools.count(1)
         self._requests: list[dict] = []
         self._queue: deque[dict] = deque()
+        self._prompt_tokens: list[int] = []
         self._config: dict[str, Any] = dict(DEFAULTS)
         self.configure(**config)
 
@@ -277,6 +304,7 @@ class FakeLLMServer:
             self._config = dict(DEFAULTS)
             self._queue.clear()
             self._requests.clear()
+            self._prompt_tokens.clear()
         return self
 
     def _check(self, config: dict) -> None:
@@ -337,6 +365,16 @@ class FakeLLMServer:
             if handler.command == "POST" and self._queue:
                 config.update(self._queue.popleft())
         return config
+
+    def record_prompt_tokens(self, tokens: int) -> None:
+        with self._lock:
+            self._prompt_tokens.append(tokens)
+
+    @property
+    def prompt_token_counts(self) -> list[int]:
+        """Prompt tokens of each request checked against ``context_window``."""
+        with self._lock:
+            return list(self._prompt_tokens)
 
     def track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:

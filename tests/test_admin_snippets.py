@@ -201,3 +201,79 @@ def test_admin_edit_checks_the_chosen_page_types_once(admin_client, action, prom
     assert "source_field" not in errors
     assert len(errors["target_field"]) == 1
     assert "“summary” is not a field of simple page" in errors["target_field"][0]
+
+
+PIPELINE_ADD = "wagtailsnippets_wagtail_llm_actions_llmpipeline:add"
+
+
+def pipeline_data(steps):
+    data = {
+        "name": "Outline then summary",
+        "slug": "outline-summary",
+        "description": "",
+        "enabled": "on",
+        "steps-TOTAL_FORMS": str(len(steps)),
+        "steps-INITIAL_FORMS": "0",
+        "steps-MIN_NUM_FORMS": "1",
+        "steps-MAX_NUM_FORMS": "1000",
+    }
+    for n, (name, action, writes) in enumerate(steps):
+        data[f"steps-{n}-name"] = name
+        data[f"steps-{n}-action"] = str(action.pk)
+        data[f"steps-{n}-ORDER"] = str(n + 1)
+        data[f"steps-{n}-id"] = ""
+        data[f"steps-{n}-DELETE"] = ""
+        if writes:
+            data[f"steps-{n}-writes"] = "on"
+    return data
+
+
+@pytest.fixture
+def outline_and_summary(make_action):
+    outline_prompt = LLMPrompt.objects.create(name="Outline", slug="outline", template="{body}")
+    summary_prompt = LLMPrompt.objects.create(
+        name="From outline", slug="from-outline", template="Summarise {steps.outline}"
+    )
+    outline = make_action(name="Outline", slug="outline", prompt=outline_prompt)
+    summary = make_action(name="Summary", slug="summary", prompt=summary_prompt)
+    return outline, summary
+
+
+def test_pipeline_with_ordered_steps_is_saved(admin_client, outline_and_summary):
+    from wagtail_llm_actions.models import LLMPipeline
+
+    outline, summary = outline_and_summary
+    data = pipeline_data([("outline", outline, False), ("summary", summary, True)])
+    response = admin_client.post(reverse(PIPELINE_ADD), data)
+    assert response.status_code == 302, form_errors(response)
+    steps = LLMPipeline.objects.get(slug="outline-summary").ordered_steps()
+    assert [(s.name, s.writes) for s in steps] == [("outline", False), ("summary", True)]
+
+
+@pytest.mark.parametrize(
+    ("order", "fragment"),
+    [
+        ("later", "later step"),
+        ("missing", "no step is called"),
+    ],
+)
+def test_pipeline_step_using_a_later_or_missing_step_is_refused(
+    admin_client, outline_and_summary, order, fragment
+):
+    from wagtail_llm_actions.models import LLMPipeline
+
+    outline, summary = outline_and_summary
+    if order == "later":
+        steps = [("summary", summary, True), ("outline", outline, False)]
+    else:
+        steps = [("summary", summary, True)]
+    response = admin_client.post(reverse(PIPELINE_ADD), pipeline_data(steps))
+    assert response.status_code == 200
+    assert fragment in " ".join(response.context["form"].non_field_errors())
+    assert not LLMPipeline.objects.exists()
+
+
+def test_action_form_without_long_content_keeps_truncating(admin_client, prompt):
+    response = admin_client.post(reverse(ACTION_ADD), action_data(prompt))
+    assert response.status_code == 302, form_errors(response)
+    assert LLMAction.objects.get(slug="generate-summary").long_content == "truncate"

@@ -38,6 +38,8 @@ from wagtail_llm_actions.models import (
     LLMAction,
     LLMInteraction,
     LLMJob,
+    LLMPipeline,
+    LLMPipelineStep,
     LLMPrompt,
 )
 from wagtail_llm_actions.service import LLMService
@@ -62,6 +64,8 @@ ACTION_NS = "wagtailsnippets_wagtail_llm_actions_llmaction"
 PROMPT_NS = "wagtailsnippets_wagtail_llm_actions_llmprompt"
 ACTION_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmaction"
 PROMPT_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmprompt"
+PIPELINE_NS = "wagtailsnippets_wagtail_llm_actions_llmpipeline"
+PIPELINE_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmpipeline"
 BULK = "wagtail_bulk_action:run_llm_action"
 NO_PERMISSION_MESSAGE = "Sorry, you do not have permission to access this area."
 PROVIDER_NOTE = "Only users who may configure LLM providers can change this."
@@ -76,7 +80,7 @@ def _snippet_group(*, providers: bool) -> Group:
     codenames = [
         f"{verb}_{model}"
         for verb in ("add", "change", "delete")
-        for model in ("llmaction", "llmprompt")
+        for model in ("llmaction", "llmprompt", "llmpipeline")
     ]
     if providers:
         codenames.append("configure_llm_provider")
@@ -99,6 +103,7 @@ class World:
     editor_run: LLMInteraction  # the editor's own run from the page editor
     editor_job: LLMJob  # the editor's editor job
     bulk_job: LLMJob  # started by the editor
+    pipeline: LLMPipeline  # one step: the action
     extras: dict = field(default_factory=dict)
 
     def client(self, role: str, **kwargs) -> Client:
@@ -138,6 +143,8 @@ def world(django_user_model, blog_index, make_post, action, prompt):
     )
     editor_job = editor_module.create_editor_job(action, post, post.specific, users["editor"])
     bulk_job = jobs.create_job(action, users["editor"], [post.pk])
+    pipeline = LLMPipeline.objects.create(name="One step", slug="one-step")
+    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="summary", action=action)
     return World(
         users=users,
         post=post,
@@ -148,6 +155,7 @@ def world(django_user_model, blog_index, make_post, action, prompt):
         editor_run=editor_run,
         editor_job=editor_job,
         bulk_job=bulk_job,
+        pipeline=pipeline,
     )
 
 
@@ -183,6 +191,10 @@ def _action(w):
 
 def _prompt(w):
     return [w.prompt.pk]
+
+
+def _pipeline(w):
+    return [w.pipeline.pk]
 
 
 ROWS: dict[str, Row] = {
@@ -337,6 +349,29 @@ ROWS: dict[str, Row] = {
         _none, MANAGERS, query=lambda w: f"?id={w.prompt.pk}"
     ),
     f"{PROMPT_CHOOSER_NS}:create": Row(_none, MANAGERS),
+    # pipelines: configured like actions; run by editors of the page (a one-page job)
+    f"{PIPELINE_NS}:list": Row(_none, MANAGERS),
+    f"{PIPELINE_NS}:list_results": Row(_none, MANAGERS),
+    f"{PIPELINE_NS}:add": Row(_none, MANAGERS),
+    f"{PIPELINE_NS}:edit": Row(_pipeline, MANAGERS),
+    f"{PIPELINE_NS}:copy": Row(_pipeline, MANAGERS),
+    f"{PIPELINE_NS}:delete": Row(_pipeline, MANAGERS),
+    f"{PIPELINE_NS}:usage": Row(_pipeline, MANAGERS),
+    f"{PIPELINE_NS}:history": Row(_pipeline, MANAGERS),
+    f"{PIPELINE_NS}:history_results": Row(_pipeline, MANAGERS),
+    f"{PIPELINE_CHOOSER_NS}:choose": Row(_none, MANAGERS),
+    f"{PIPELINE_CHOOSER_NS}:choose_results": Row(_none, MANAGERS),
+    f"{PIPELINE_CHOOSER_NS}:chosen": Row(_pipeline, MANAGERS),
+    f"{PIPELINE_CHOOSER_NS}:chosen_multiple": Row(
+        _none, MANAGERS, query=lambda w: f"?id={w.pipeline.pk}"
+    ),
+    f"{PIPELINE_CHOOSER_NS}:create": Row(_none, MANAGERS),
+    "wagtail_llm_actions_pipelines:run": Row(
+        lambda w: [w.post.pk, w.pipeline.pk], EDITORS, "post", 302
+    ),
+    "wagtail_llm_actions_report:rerun_from_step": Row(
+        lambda w: [w.pending.pk], EDITORS, "post", 302, data=lambda w: {"from_step": "0"}
+    ),
 }
 
 

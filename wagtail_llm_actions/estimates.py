@@ -185,6 +185,7 @@ class Estimate:
 
     pages: int = 0
     prompt_tokens: int = 0
+    calls: int = 0
     completion_tokens: int = 0
     cost: Decimal | None = None
 
@@ -193,13 +194,25 @@ class Estimate:
         return self.prompt_tokens + self.completion_tokens
 
 
-def estimate(model: str, prompt_tokens: int, pages: int, max_tokens: int | None = None) -> Estimate:
-    """Tokens and cost for ``pages`` calls sending ``prompt_tokens`` in total.
+def estimate(
+    model: str,
+    prompt_tokens: int,
+    pages: int,
+    max_tokens: int | None = None,
+    calls: int | None = None,
+) -> Estimate:
+    """Tokens and cost for ``pages`` pages (``calls`` calls, one a page unless given: a
+    map-reduce run makes one a part plus one to combine) sending ``prompt_tokens`` in total.
 
     The answer length is the action's ``max_tokens`` (an upper bound) or a typical answer.
     """
-    completion = (max_tokens or DEFAULT_COMPLETION_TOKENS) * pages
-    result = Estimate(pages=pages, prompt_tokens=prompt_tokens, completion_tokens=completion)
+    completion = (max_tokens or DEFAULT_COMPLETION_TOKENS) * (pages if calls is None else calls)
+    result = Estimate(
+        pages=pages,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion,
+        calls=pages if calls is None else calls,
+    )
     price = price_per_token(model)
     if price is not None:
         result.cost = price[0] * prompt_tokens + price[1] * completion

@@ -128,6 +128,9 @@ class LLMActionForm(WagtailAdminModelForm):
         self.fields["page_types"].queryset = page_type_choices()
         self._offer_choices()
         self.apply_provider_permission()
+        if "long_content" in self.fields:
+            # Forms (and scripts) that predate the choice keep today's behaviour: truncate.
+            self.fields["long_content"].required = False
 
     def apply_provider_permission(self) -> None:
         """Prefill new actions with the default model; lock provider fields without the right.
@@ -178,6 +181,11 @@ class LLMActionForm(WagtailAdminModelForm):
         if model is not None:
             model.widget = ComboboxInput(attrs=model.widget.attrs, options=known_models())
 
+    def clean_long_content(self) -> str:
+        from .models import LongContent
+
+        return self.cleaned_data.get("long_content") or LongContent.TRUNCATE
+
     def _post_clean(self) -> None:
         # The model's clean() checks paths against the *saved* page types; here the page types
         # being chosen are checked instead, once.
@@ -223,3 +231,38 @@ class ActionPlacementPanel(HelpPanel):
                 slug=slug or "",
             )
             return context
+
+
+class LLMPipelineForm(WagtailAdminModelForm):
+    """Refuses steps that use a missing, their own or a later step's answer (``{steps.x}``),
+    duplicate step names, and two steps writing one field."""
+
+    def clean(self):
+        cleaned = super().clean()
+        formset = self.formsets.get("steps") if hasattr(self, "formsets") else None
+        if formset is None or not all(form.is_valid() for form in formset.forms):
+            return cleaned
+        from .pipelines import StepSpec, validate_steps
+
+        live = [
+            form
+            for form in formset.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        live.sort(key=lambda form: form.cleaned_data.get("ORDER") or 0)
+        specs = [
+            StepSpec(
+                form.cleaned_data.get("name") or "",
+                form.cleaned_data.get("action"),
+                bool(form.cleaned_data.get("writes")),
+            )
+            for form in live
+        ]
+        for index, messages in validate_steps(specs).items():
+            for message in messages:
+                live[index].add_error(None, message)
+                self.add_error(
+                    None,
+                    _("Step “%(step)s”: %(error)s") % {"step": specs[index].name, "error": message},
+                )
+        return cleaned

@@ -90,6 +90,7 @@ from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
+    ConfigurationProblem,
     LLMActionError,
     PageInModeration,
     PageLocked,
@@ -106,6 +107,8 @@ from .models import (
     LLMInteraction,
     LLMJob,
     LLMJobItem,
+    LLMPipeline,
+    LLMRun,
 )
 from .permissions import explorable_pages, has_admin_access
 from .service import LLMService, working_copy
@@ -325,6 +328,7 @@ class ContentCheck:
     page_id: int
     skip: str = ""
     prompt_tokens: int = 0
+    calls: int = 1
     error: str = ""
 
 
@@ -348,7 +352,9 @@ def check_content(
             if hashes.get(page_id) == prepared.source_hash:
                 check.skip = SKIP_UNCHANGED
             else:
-                check.prompt_tokens = estimates.count_message_tokens(prepared.messages)
+                from .pipelines import estimate_calls
+
+                check.calls, check.prompt_tokens = estimate_calls(service, prepared)
         result[page_id] = check
     return result
 
@@ -448,6 +454,7 @@ def plan_job(
     if sample_ids:
         checks = check_content(action, sample_ids, force=force)
         prompt_tokens = 0
+        calls = 0
         titles = dict(Page.objects.filter(pk__in=sample_ids).values_list("pk", "draft_title"))
         for check in checks.values():
             if check.skip:
@@ -466,6 +473,7 @@ def plan_job(
                 )
             else:
                 prompt_tokens += check.prompt_tokens
+                calls += check.calls
         plan.errors.sort(key=lambda row: (str(row["draft_title"] or ""), row["pk"]))
         plan.sampled = len(checks)
         runnable_sampled = plan.sampled - sum(plan.sample_skipped.values()) - plan.sample_errors
@@ -473,10 +481,60 @@ def plan_job(
             per_page = prompt_tokens / runnable_sampled
             pages = plan.will_run
             plan.estimate = estimates.estimate(
-                action.model, round(per_page * pages), pages, action.max_tokens
+                action.model,
+                round(per_page * pages),
+                pages,
+                action.max_tokens,
+                calls=round(calls / runnable_sampled * pages),
             )
         else:
             plan.estimate = estimates.estimate(action.model, 0, 0, action.max_tokens)
+    return plan
+
+
+def plan_pipeline_job(
+    pipeline: LLMPipeline,
+    user,
+    page_ids: Iterable,
+    *,
+    include_descendants: bool = False,
+    sample: int = 5,
+) -> Plan:
+    """:func:`plan_job` for a pipeline: pages by its first step's action, and an estimate
+    that sums every step (and every part of a map-reduce step) on the first ``sample``
+    pages that will run, extrapolated to all of them."""
+    from .pipelines import estimate_pipeline
+
+    steps = pipeline.ordered_steps()
+    if not steps:
+        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
+    plan = plan_job(
+        steps[0].action, user, page_ids, include_descendants=include_descendants, force=True
+    )
+    plan.action = pipeline
+    pages = plan.will_run
+    sampled = []
+    for part in selection_parts(page_ids, include_descendants):
+        annotated = annotate_reasons(part, steps[0].action, user)
+        for page in Page.objects.filter(
+            pk__in=annotated.filter(skip="").order_by("path").values("pk")[:sample]
+        ):
+            try:
+                sampled.append(estimate_pipeline(pipeline, page))
+            except LLMActionError:
+                continue
+        if len(sampled) >= sample:
+            break
+    if sampled and pages:
+        factor = pages / len(sampled)
+        costs = [e.cost for e in sampled]
+        plan.estimate = estimates.Estimate(
+            pages=pages,
+            prompt_tokens=round(sum(e.prompt_tokens for e in sampled) * factor),
+            completion_tokens=round(sum(e.completion_tokens for e in sampled) * factor),
+            calls=round(sum(e.calls for e in sampled) * factor),
+            cost=None if None in costs else sum(costs, start=Decimal(0)) * Decimal(factor),
+        )
     return plan
 
 
@@ -491,27 +549,44 @@ def create_job(
     include_descendants: bool = False,
     force: bool = False,
     kind: str = JobKind.BULK,
+    pipeline: LLMPipeline | None = None,
 ) -> LLMJob:
     """A job with one item per selected page: queued, or skipped with a reason.
 
-    Pages are read and items inserted ``CHUNK_SIZE`` at a time (memory stays flat).
+    Pages are read and items inserted ``CHUNK_SIZE`` at a time (memory stays flat). With
+    ``pipeline``, each item runs the pipeline (``action`` is its first step's action: its
+    page types select the pages, its provider sets the concurrency).
     """
     trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
     type_ids = list(action.page_types.values_list("pk", flat=True))
     page_ids = list(page_ids)
     return db.write(
         lambda: _create_job(
-            action, user, page_ids, include_descendants, force, kind, trigger, type_ids
+            action, user, page_ids, include_descendants, force, kind, trigger, type_ids, pipeline
         ),
         what="creating a job",
     )
 
 
-def _create_job(action, user, page_ids, include_descendants, force, kind, trigger, type_ids):
+def create_pipeline_job(pipeline: LLMPipeline, user, page_ids: Iterable, **kwargs) -> LLMJob:
+    """:func:`create_job` for a pipeline: one item a page, each one pipeline run."""
+    steps = pipeline.ordered_steps()
+    if not steps:
+        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
+    return create_job(steps[0].action, user, page_ids, pipeline=pipeline, **kwargs)
+
+
+def _create_job(
+    action, user, page_ids, include_descendants, force, kind, trigger, type_ids, pipeline=None
+):
     """The body of :func:`create_job`: one transaction (run again if the database was busy)."""
+    options = {}
+    if pipeline is not None:
+        options["calls_per_item"] = pipeline.steps.count()
     job = LLMJob.objects.create(
         action=action,
-        action_name=action.name,
+        action_name=pipeline.name if pipeline is not None else action.name,
+        pipeline=pipeline,
         user=user,
         kind=kind,
         force=force,
@@ -521,6 +596,7 @@ def _create_job(action, user, page_ids, include_descendants, force, kind, trigge
             "trigger": trigger,
             "concurrency": concurrency_for(action.model),
             "max_attempts": max_attempts(),
+            **options,
         },
     )
     skipped = 0
@@ -912,6 +988,8 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             ItemStatus.FAILED,
             error=str(_("The worker running this page stopped too many times.")),
         )
+    if job.pipeline_id is not None:
+        return _process_pipeline_item(ctx, item, claim_token)
     action, stop_code = ctx.current_action()
     if action is None:
         return _stop_for_action(ctx, item, claim_token, stop_code)
@@ -968,27 +1046,102 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
     except LeaseLost:
         return LOST
     except LLMActionError as e:
-        interaction = e.interaction if e.interaction is not None and e.interaction.pk else None
-        answered = interaction is not None and interaction.status == InteractionStatus.ANSWERED
-        if e.code in _SKIP_CODES:
-            return _done(
-                item,
-                claim_token,
-                ItemStatus.SKIPPED,
-                skip_reason=_SKIP_CODES[e.code],
-                error=e.message if (answered or e.code == ActionNotApplicable.code) else "",
-                interaction=interaction,
-            )
-        if e.retryable and item.attempts < ctx.max_attempts:
-            return _done(
-                item,
-                claim_token,
-                ItemStatus.QUEUED,
-                error=e.message,
-                interaction=interaction,
-                not_before=timezone.now() + timedelta(seconds=backoff_seconds(item.attempts)),
-            )
-        return _done(item, claim_token, ItemStatus.FAILED, error=e.message, interaction=interaction)
+        return _item_error(ctx, item, claim_token, e)
+    except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
+        logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.FAILED,
+            error=str(_("Unexpected error (%(type)s).") % {"type": type(e).__name__}),
+        )
+
+
+def _item_error(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: LLMActionError) -> str:
+    """An item's outcome for a run that raised ``e``: skipped, queued again, or failed."""
+    interaction = e.interaction if e.interaction is not None and e.interaction.pk else None
+    answered = interaction is not None and interaction.status == InteractionStatus.ANSWERED
+    if e.code in _SKIP_CODES:
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.SKIPPED,
+            skip_reason=_SKIP_CODES[e.code],
+            error=e.message if (answered or e.code == ActionNotApplicable.code) else "",
+            interaction=interaction,
+        )
+    if e.retryable and item.attempts < ctx.max_attempts:
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.QUEUED,
+            error=e.message,
+            interaction=interaction,
+            not_before=timezone.now() + timedelta(seconds=backoff_seconds(item.attempts)),
+        )
+    return _done(item, claim_token, ItemStatus.FAILED, error=e.message, interaction=interaction)
+
+
+def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
+    """Run a pipeline job's item: one pipeline run, one draft. The run is linked to the
+    item (``payload["run"]``) as soon as it starts, so a retry, or the next claim after a
+    worker died, resumes it: steps that already answered are reused, never called again."""
+    from .pipelines import answered_steps, run_pipeline
+
+    job = ctx.job
+    pipeline = LLMPipeline.objects.filter(pk=job.pipeline_id).first()
+    if pipeline is None:
+        return _stop_for_action(ctx, item, claim_token, SKIP_ACTION_DELETED)
+    if not pipeline.enabled:
+        return _stop_for_action(ctx, item, claim_token, SKIP_ACTION_DISABLED)
+    page = item.page.specific
+    run_id = (item.payload or {}).get("run") if isinstance(item.payload, dict) else None
+    previous = LLMRun.objects.filter(pk=run_id).first() if run_id else None
+
+    def on_run_started(run: LLMRun) -> None:
+        LLMJobItem.objects.filter(
+            pk=item.pk, status=ItemStatus.RUNNING, claimed_by=claim_token
+        ).update(payload={"run": run.pk})
+
+    def on_success(interaction: LLMInteraction) -> None:
+        ok = _finish(
+            item,
+            claim_token,
+            status=ItemStatus.SUCCEEDED,
+            interaction=interaction,
+            error="",
+            skip_reason="",
+            result={
+                "revision_id": interaction.revision_id,
+                "run_id": interaction.run_id,
+                "tokens": sum(
+                    LLMInteraction.objects.filter(run_id=interaction.run_id)
+                    .exclude(total_tokens=None)
+                    .values_list("total_tokens", flat=True)
+                ),
+                "rebased": interaction.rebased,
+                "from_stored_answer": previous is not None,
+            },
+        )
+        if not ok:
+            raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
+
+    try:
+        run_pipeline(
+            pipeline,
+            page,
+            job.user,
+            trigger=ctx.trigger,
+            previous=previous,
+            from_step=answered_steps(previous) if previous is not None else 0,
+            on_run_started=on_run_started,
+            on_success=on_success,
+        )
+        return ItemStatus.SUCCEEDED
+    except LeaseLost:
+        return LOST
+    except LLMActionError as e:
+        return _item_error(ctx, item, claim_token, e)
     except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
         logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
         return _done(
@@ -1123,7 +1276,7 @@ def run_job(
             return "gone"
         cancel_job(job)
         return "cancelled"
-    lease = lease_seconds(job.action)
+    lease = lease_seconds(job.action) * int((job.options or {}).get("calls_per_item") or 1)
     if helper:
         job = (
             LLMJob.objects.select_related("action", "action__prompt", "user")

@@ -10,7 +10,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from wagtail.models import RevisionMixin
+from modelcluster.fields import ParentalKey
+from modelcluster.models import ClusterableModel
+from wagtail.models import Orderable, RevisionMixin
 from wagtail.search import index
 
 
@@ -97,6 +99,23 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
             return template_variables(self.template or "")
         except TemplateSyntaxError:
             return []
+
+
+class LongContent(models.TextChoices):
+    TRUNCATE = "truncate", _("Truncate the source (send its first part)")
+    MAP_REDUCE = "map_reduce", _("Map-reduce: run on each part, then combine")
+
+
+#: The reduce prompt used when an action sets none. ``{answers}`` holds the partial answers.
+DEFAULT_REDUCE_PROMPT = (
+    "Write one answer from these partial answers. Each was made from one part of "
+    "\u201c{title}\u201d by the same instruction; answer as if you had read the whole page "
+    "at once, in the form and length of a single answer, with no preamble.\n\n{answers}"
+)
+
+
+#: Variables a reduce prompt may use.
+REDUCE_VARIABLES = frozenset({"answers", "title", "url", "locale", "context"})
 
 
 class OutputMode(models.TextChoices):
@@ -200,6 +219,34 @@ class LLMAction(models.Model):
         choices=OutputMode.choices,
         default=OutputMode.TEXT,
     )
+    long_content = models.CharField(
+        _("long content"),
+        max_length=20,
+        choices=LongContent.choices,
+        default=LongContent.TRUNCATE,
+        help_text=_(
+            "What to do when the source does not fit the model's context window: cut it "
+            "(the cut is recorded), or run the prompt on each part and combine the answers."
+        ),
+    )
+    context_window = models.PositiveIntegerField(
+        _("context window (tokens)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(256), MaxValueValidator(10_000_000)],
+        help_text=_(
+            "Input tokens the model accepts. Blank uses the model's known window (LiteLLM's "
+            "model list); needed for map-reduce with models it does not know."
+        ),
+    )
+    reduce_prompt = models.TextField(
+        _("reduce prompt"),
+        blank=True,
+        help_text=_(
+            "Map-reduce only: how to combine the partial answers, with {answers}, {title}, "
+            "{url}, {locale} and {context}. Blank uses a sensible default."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -288,13 +335,34 @@ class LLMAction(models.Model):
             page_models = [ct.model_class() for ct in self.page_types.all() if ct.model_class()]
             for name, messages in self.validate_for_page_models(page_models).items():
                 errors.setdefault(name, []).extend(dict.fromkeys(messages))
+        if self.reduce_prompt:
+            from .templating import TemplateSyntaxError, template_variables
+
+            try:
+                unknown = set(template_variables(self.reduce_prompt)) - REDUCE_VARIABLES
+            except TemplateSyntaxError as e:
+                errors.setdefault("reduce_prompt", []).append(str(e))
+            else:
+                if unknown:
+                    errors.setdefault("reduce_prompt", []).append(
+                        gettext("The reduce prompt can only use %(allowed)s, not %(names)s.")
+                        % {
+                            "allowed": ", ".join(f"{{{n}}}" for n in sorted(REDUCE_VARIABLES)),
+                            "names": ", ".join(f"{{{n}}}" for n in sorted(unknown)),
+                        }
+                    )
         if errors:
             raise ValidationError(errors)
 
     def validate_for_page_models(self, page_models: list[type]) -> dict[str, list[str]]:
         """Field-specific errors for paths and prompt variables against ``page_models``."""
         from .extraction import PathError, validate_source_path, validate_target_field
-        from .templating import BUILTIN_VARIABLES, TemplateSyntaxError, template_variables
+        from .templating import (
+            BUILTIN_VARIABLES,
+            TemplateSyntaxError,
+            is_step_variable,
+            template_variables,
+        )
 
         errors: dict[str, list[str]] = {}
         for model in page_models:
@@ -313,7 +381,8 @@ class LLMAction(models.Model):
                 errors.setdefault("prompt", []).append(str(e))
                 variables = []
             for var in variables:
-                if var in BUILTIN_VARIABLES or var == "source":
+                if var in BUILTIN_VARIABLES or var == "source" or is_step_variable(var):
+                    # {steps.x} names are checked where the action is used in a pipeline.
                     continue
                 for model in page_models:
                     try:
@@ -341,6 +410,8 @@ class InteractionOutcome(models.TextChoices):
     ACCEPTED = "accepted", _("Accepted as generated")
     EDITED = "edited", _("Edited before saving")
     DISCARDED = "discarded", _("Discarded")
+    #: A pipeline step or map-reduce part whose answer only feeds later calls of its run.
+    FED = "fed", _("Used by a later step")
 
 
 class InteractionTrigger(models.TextChoices):
@@ -495,6 +566,25 @@ class LLMInteraction(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    run = models.ForeignKey(
+        "LLMRun",
+        verbose_name=_("run"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="interactions",
+    )
+    step_index = models.PositiveSmallIntegerField(_("step"), null=True, blank=True)
+    step_name = models.CharField(_("step name"), max_length=100, blank=True)
+    chunk_index = models.PositiveIntegerField(_("part"), null=True, blank=True)
+    reused_from = models.ForeignKey(
+        "self",
+        verbose_name=_("answer reused from"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -523,6 +613,159 @@ class LLMInteraction(models.Model):
         return self.status == InteractionStatus.SUCCESS
 
 
+class RunKind(models.TextChoices):
+    PIPELINE = "pipeline", _("Pipeline")
+    MAP_REDUCE = "map_reduce", _("Map-reduce")
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", _("Running")
+    SUCCESS = "success", _("Success")
+    ERROR = "error", _("Error")
+    ANSWERED = "answered", _("Answered, not written")
+
+
+class LLMRun(models.Model):
+    """One run made of several model calls (a pipeline, or a map-reduce over long content);
+    each call is an :class:`LLMInteraction` linked here."""
+
+    kind = models.CharField(_("kind"), max_length=20, choices=RunKind.choices)
+    pipeline = models.ForeignKey(
+        "LLMPipeline",
+        verbose_name=_("pipeline"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
+    name = models.CharField(_("name"), max_length=255, blank=True)
+    page = models.ForeignKey(
+        "wagtailcore.Page",
+        verbose_name=_("page"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    object_id = models.CharField(max_length=255, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    trigger = models.CharField(
+        _("trigger"), max_length=20, choices=InteractionTrigger.choices, default="api"
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING
+    )
+    failed_step = models.CharField(_("failed step"), max_length=100, blank=True)
+    error_message = models.TextField(_("error"), blank=True)
+    revision = models.ForeignKey(
+        "wagtailcore.Revision",
+        verbose_name=_("revision written"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    base_revision = models.ForeignKey(
+        "wagtailcore.Revision",
+        verbose_name=_("revision read"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    rerun_of = models.ForeignKey(
+        "self",
+        verbose_name=_("rerun of"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("LLM run")
+        verbose_name_plural = _("LLM runs")
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk} ({self.get_status_display()})"
+
+    def timeline(self):
+        """The run's calls in order: step by step, parts before the step's combining call."""
+        return sorted(
+            self.interactions.all(),
+            key=lambda i: (
+                i.step_index if i.step_index is not None else -1,
+                i.chunk_index is None,
+                i.chunk_index or 0,
+                i.pk,
+            ),
+        )
+
+
+class LLMPipeline(ClusterableModel):
+    """An ordered list of steps run on a page as one run, writing one draft."""
+
+    name = models.CharField(_("name"), max_length=255)
+    slug = models.SlugField(_("slug"), max_length=255, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    panels: list = []  # set in viewsets.py
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("LLM pipeline")
+        verbose_name_plural = _("LLM pipelines")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def ordered_steps(self) -> list[LLMPipelineStep]:
+        return list(self.steps.select_related("action", "action__prompt").order_by("sort_order"))
+
+
+class LLMPipelineStep(Orderable):
+    """One step: an action run with earlier steps' answers available as ``{steps.<name>}``.
+
+    The action brings the prompt, model and parameters; a step that should not write
+    leaves "writes" off and only feeds later steps.
+    """
+
+    pipeline = ParentalKey(LLMPipeline, on_delete=models.CASCADE, related_name="steps")
+    name = models.SlugField(
+        _("step name"),
+        max_length=100,
+        help_text=_("Later steps use this step's answer as {steps.<name>}, e.g. {steps.outline}."),
+    )
+    action = models.ForeignKey(
+        LLMAction, verbose_name=_("action"), on_delete=models.PROTECT, related_name="+"
+    )
+    writes = models.BooleanField(
+        _("writes its target field"),
+        default=True,
+        help_text=_("Off: the answer only feeds later steps."),
+    )
+
+    class Meta(Orderable.Meta):
+        verbose_name = _("step")
+        verbose_name_plural = _("steps")
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class JobStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
@@ -547,6 +790,14 @@ class LLMJob(models.Model):
         related_name="jobs",
     )
     action_name = models.CharField(_("action name"), max_length=255, blank=True)
+    pipeline = models.ForeignKey(
+        LLMPipeline,
+        verbose_name=_("pipeline"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("started by"),

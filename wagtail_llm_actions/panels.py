@@ -334,3 +334,43 @@ class LLMActionMenuItem(ActionMenuItem):
         context["llm_entries"] = self._entries(parent_context)
         context["llm_auto_entries"] = parent_context.get("_llm_auto_entries", [])
         return context
+
+
+class LLMPipelineMenuItem(ActionMenuItem):
+    """The pipelines that run on this page, in the editor's action menu. Each starts a
+    one-page job on the last saved revision (its answers arrive as one new draft)."""
+
+    name = "action-llm-pipelines"
+    label = gettext_lazy("LLM pipelines")
+    template_name = "wagtail_llm_actions/editor/pipeline_menu_item.html"
+
+    def _pipelines(self, context) -> list:
+        from .pipelines import pipelines_for_page
+
+        page = context.get("page")
+        request = context["request"]
+        if page is None or page.pk is None or not _may_run(request, EditorTarget.for_page(page)):
+            return []
+        cache = getattr(request, "_llm_pipelines", None)
+        if cache is None:
+            cache = request._llm_pipelines = pipelines_for_page(page.specific)
+        return cache
+
+    def is_shown(self, context):
+        if context.get("view") != "edit" or context.get("locked_for_user"):
+            return False
+        return bool(self._pipelines(context))
+
+    def get_context_data(self, parent_context):
+        from django.urls import reverse
+
+        context = super().get_context_data(parent_context)
+        page = parent_context.get("page")
+        context["llm_pipelines"] = [
+            {
+                "pipeline": pipeline,
+                "url": reverse("wagtail_llm_actions_pipelines:run", args=[page.pk, pipeline.pk]),
+            }
+            for pipeline in self._pipelines(parent_context)
+        ]
+        return context

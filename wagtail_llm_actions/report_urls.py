@@ -16,6 +16,11 @@ urlpatterns = [
     path("results/", lazy_view(REPORT, results_only=True), name="results"),
     path("<int:pk>/", lazy_view(f"{VIEWS}.interactions.InteractionDetailView"), name="detail"),
     path("<int:pk>/rerun/", lazy_view(f"{VIEWS}.interactions.RerunView"), name="rerun"),
+    path(
+        "<int:pk>/rerun-from-step/",
+        lazy_view(f"{VIEWS}.interactions.RerunFromStepView"),
+        name="rerun_from_step",
+    ),
     path("<int:pk>/discard/", lazy_view(f"{VIEWS}.interactions.DiscardView"), name="discard"),
     path("<int:pk>/keep/", lazy_view(f"{VIEWS}.interactions.KeepView"), name="keep"),
     path("<int:pk>/compare/", lazy_view(f"{VIEWS}.action_stats.CompareView"), name="compare"),

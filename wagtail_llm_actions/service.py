@@ -49,13 +49,19 @@ from .models import (
     InteractionTrigger,
     LLMAction,
     LLMInteraction,
+    LLMRun,
+    LongContent,
+    RunKind,
+    RunStatus,
 )
 from .signals import answer_stored
 from .templating import (
     BUILTIN_VARIABLES,
     MissingVariableError,
     TemplateSyntaxError,
+    is_step_variable,
     render_template,
+    step_name_of,
     template_variables,
 )
 
@@ -141,8 +147,14 @@ class LLMService:
 
     # -- pure steps ------------------------------------------------------------------------
 
-    def variables_for(self, action: LLMAction, obj: Any) -> tuple[dict[str, str], bool, list[str]]:
-        """Values for every variable the prompt uses, whether any was cut, and source texts."""
+    def variables_for(
+        self, action: LLMAction, obj: Any, steps: dict[str, str] | None = None
+    ) -> tuple[dict[str, str], bool, list[str]]:
+        """Values for every variable the prompt uses, whether any was cut, and source texts.
+
+        ``steps`` holds earlier pipeline steps' answers by step name (``{steps.<name>}``).
+        A map-reduce action reads its source in full (it is split later, not cut).
+        """
         max_chars = get_setting("MAX_SOURCE_CHARS")
         try:
             names = template_variables(action.prompt.template)
@@ -151,12 +163,33 @@ class LLMService:
         values: dict[str, str] = {}
         truncated = False
         sources: list[str] = []
+        for name in names:
+            try:
+                step = step_name_of(name)
+            except TemplateSyntaxError as e:
+                raise ConfigurationProblem(str(e)) from e
+            if step is None:
+                continue
+            if steps is None or step not in steps:
+                raise ConfigurationProblem(
+                    _(
+                        "The prompt uses {%(name)s}, the answer of a pipeline step, but no "
+                        "earlier step of this run is called “%(step)s”."
+                    )
+                    % {"name": name, "step": step}
+                )
+            values[name] = steps[step]
+            sources.append(steps[step])
+        map_reduce = action.long_content == LongContent.MAP_REDUCE
         paths = [("source", action.source_field)] + [
-            (name, name) for name in names if name not in BUILTIN_VARIABLES
+            (name, name)
+            for name in names
+            if name not in BUILTIN_VARIABLES and not is_step_variable(name)
         ]
         for name, path in paths:
+            limit = None if map_reduce and path == action.source_field else max_chars
             try:
-                extracted = extract_text(obj, path, max_chars=max_chars)
+                extracted = extract_text(obj, path, max_chars=limit)
             except PathError as e:
                 raise ConfigurationProblem(str(e)) from e
             values[name] = extracted.text
@@ -190,9 +223,11 @@ class LLMService:
         messages.append({"role": "user", "content": prompt})
         return messages
 
-    def prepare(self, action: LLMAction, obj: Any) -> PreparedRun:
+    def prepare(
+        self, action: LLMAction, obj: Any, steps: dict[str, str] | None = None
+    ) -> PreparedRun:
         """Extract, render and hash; raises ``SourceEmpty``/``ConfigurationProblem``."""
-        values, truncated, sources = self.variables_for(action, obj)
+        values, truncated, sources = self.variables_for(action, obj, steps)
         if not values["source"].strip():
             raise SourceEmpty(
                 _("There is no content in “%(path)s” to send to the model.")
@@ -235,7 +270,7 @@ class LLMService:
         called inside the transaction that saves the draft (the job engine marks its item
         done there, so that both happen or neither); if it raises, the draft is rolled back.
         """
-        from .providers import ProviderError, build_request, complete
+        from .providers import ProviderError
 
         if isinstance(obj, Page):
             obj = obj.specific
@@ -257,21 +292,11 @@ class LLMService:
                 )
             except PathError as e:
                 raise ConfigurationProblem(str(e)) from e
-            request = build_request(
-                action,
-                prepared.messages,
+            result = self.answer(
+                prepared,
+                interaction,
                 max_chars=outputs.answer_max_chars(type(working_obj), action.target_field),
             )
-            interaction.parameters = request.public_parameters()
-            result = complete(request)
-            interaction.model = result.model
-            interaction.response_text = result.text
-            interaction.finish_reason = result.finish_reason or ""
-            interaction.prompt_tokens = result.prompt_tokens
-            interaction.completion_tokens = result.completion_tokens
-            interaction.total_tokens = result.total_tokens
-            interaction.cost = result.cost
-            interaction.latency_ms = result.latency_ms
             try:
                 interaction.output_value = outputs.apply_output(
                     working_obj,
@@ -297,9 +322,11 @@ class LLMService:
         except ProviderError as e:
             error = LLMActionError(str(e), code=e.code, retryable=e.retryable)
             self._record_failure(interaction, error, started)
+            self._end_run(interaction, error)
             raise error from e
         except LLMActionError as e:
             self._record_failure(interaction, e, started)
+            self._end_run(interaction, e)
             raise
         except Exception as e:
             logger.exception("LLM action %s failed on %r", action.slug, obj)
@@ -309,17 +336,23 @@ class LLMService:
                 code="internal",
             )
             self._record_failure(interaction, error, started)
+            self._end_run(interaction, error)
             raise error from e
         if save:
             self._store_answer(interaction, on_answer)
-            self.write_answer(
-                interaction,
-                obj,
-                user,
-                action=action,
-                working_obj=working_obj,
-                on_success=on_success,
-            )
+            try:
+                self.write_answer(
+                    interaction,
+                    obj,
+                    user,
+                    action=action,
+                    working_obj=working_obj,
+                    on_success=on_success,
+                )
+            except LLMActionError as e:
+                self._end_run(interaction, e)
+                raise
+        self._end_run(interaction)
         logger.info(
             "LLM action %s on %s: %s tokens, %s ms",
             action.slug,
@@ -328,6 +361,251 @@ class LLMService:
             interaction.latency_ms,
         )
         return interaction
+
+    # -- calling the model (one call, or map-reduce over a long source) -------------------
+
+    def answer(
+        self, prepared: PreparedRun, interaction: LLMInteraction, *, max_chars: int | None = None
+    ):
+        """Call the model for ``prepared`` and record the result on ``interaction``.
+
+        A map-reduce action whose messages do not fit the model's context window runs the
+        prompt on each part of the source (one interaction each, linked to the run), then
+        combines the answers; ``interaction`` records the combining call.
+        """
+        action = prepared.action
+        parts = None
+        if action.long_content == LongContent.MAP_REDUCE:
+            parts = self.split_source(prepared)
+        if not parts:
+            return self.call(action, prepared.messages, interaction, max_chars=max_chars)
+        return self._map_reduce(prepared, parts, interaction, max_chars=max_chars)
+
+    @staticmethod
+    def call(
+        action: LLMAction,
+        messages: list[dict],
+        interaction: LLMInteraction,
+        *,
+        max_chars: int | None = None,
+    ):
+        """One model call recorded on ``interaction`` (not saved); raises ProviderError.
+        ``max_chars`` is the answer's length hint (the target field's ``max_length``)."""
+        from .providers import build_request, complete
+
+        interaction.messages = messages
+        request = build_request(action, messages, max_chars=max_chars)
+        interaction.parameters = request.public_parameters()
+        result = complete(request)
+        interaction.model = result.model
+        interaction.response_text = result.text
+        interaction.finish_reason = result.finish_reason or ""
+        interaction.prompt_tokens = result.prompt_tokens
+        interaction.completion_tokens = result.completion_tokens
+        interaction.total_tokens = result.total_tokens
+        interaction.cost = result.cost
+        interaction.latency_ms = result.latency_ms
+        return result
+
+    def window_budget(self, action: LLMAction) -> tuple[int, int] | None:
+        """``(window, reserve)``: input tokens the model accepts and the tokens kept free
+        for the answer; None when the window is unknown."""
+        from . import estimates
+        from .providers import context_window
+
+        window = action.context_window or context_window((action.model or "").strip())
+        if not window:
+            return None
+        reserve = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
+        # Other providers' tokenizers count differently from ours: keep a margin.
+        margin = max(32, window // 20)
+        return window, reserve + margin
+
+    def split_source(self, prepared: PreparedRun) -> list[str] | None:
+        """The source in parts that fit the window with the prompt, or None if the whole
+        messages already fit. Raises ConfigurationProblem when the window is unknown."""
+        from . import estimates
+        from .chunking import split_text
+
+        budget = self.window_budget(prepared.action)
+        if budget is None:
+            # The source was read in full: without a window, neither sending it whole nor
+            # cutting it silently is right.
+            raise ConfigurationProblem(
+                _(
+                    "Map-reduce needs the model's context window, and %(model)s has none "
+                    "known. Enter it in the action's “context window” field."
+                )
+                % {"model": prepared.action.model}
+            )
+        window, reserve = budget
+        if estimates.count_message_tokens(prepared.messages) + reserve <= window:
+            return None
+        action = prepared.action
+        empty = {**prepared.variables, "source": "", action.source_field: ""}
+        overhead = estimates.count_message_tokens(self.render_messages(action, empty))
+        room = window - reserve - overhead
+        if room < 64:
+            raise ConfigurationProblem(
+                _(
+                    "The prompt alone nearly fills the model's context window (%(window)s "
+                    "tokens), so the source cannot be split into parts that fit."
+                )
+                % {"window": window}
+            )
+        return split_text(prepared.source_text, room)
+
+    def _map_reduce(
+        self,
+        prepared: PreparedRun,
+        parts: list[str],
+        interaction: LLMInteraction,
+        *,
+        max_chars: int | None = None,
+    ):
+        """Map the prompt over ``parts``, then reduce (in rounds if the answers are long)."""
+        from . import estimates
+        from .chunking import split_text
+        from .models import DEFAULT_REDUCE_PROMPT
+
+        action = prepared.action
+        run = interaction.run or self._start_run(interaction, RunKind.MAP_REDUCE, action.name)
+        counter = iter(range(10_000))
+        total = len(parts)
+        answers: list[str] = []
+        for number, part in enumerate(parts, start=1):
+            values = {**prepared.variables, "source": part, action.source_field: part}
+            messages = self.render_messages(action, values)
+            answers.append(
+                self._part_call(
+                    action,
+                    messages,
+                    interaction,
+                    run,
+                    next(counter),
+                    _("Part %(number)s of %(total)s") % {"number": number, "total": total},
+                )
+            )
+        window, reserve = self.window_budget(action) or (0, 0)
+        template = action.reduce_prompt.strip() or DEFAULT_REDUCE_PROMPT
+        base = {k: prepared.variables.get(k, "") for k in ("title", "url", "locale", "context")}
+
+        def reduce_messages(texts: list[str]) -> list[dict[str, str]]:
+            try:
+                prompt = render_template(template, {**base, "answers": "\n\n".join(texts)})
+            except (MissingVariableError, TemplateSyntaxError) as e:
+                raise ConfigurationProblem(str(e)) from e
+            messages = []
+            if action.system_message.strip():
+                messages.append({"role": "system", "content": action.system_message.strip()})
+            messages.append({"role": "user", "content": prompt})
+            return messages
+
+        for _round in range(5):
+            messages = reduce_messages(answers)
+            if estimates.count_message_tokens(messages) + reserve <= window:
+                break
+            # The answers together are too long to combine at once: combine them in groups.
+            room = window - reserve - estimates.count_message_tokens(reduce_messages([]))
+            groups = split_text("\n\n".join(answers), max(64, room))
+            if len(groups) >= len(answers):
+                break
+            answers = [
+                self._part_call(
+                    action,
+                    reduce_messages([group]),
+                    interaction,
+                    run,
+                    next(counter),
+                    _("Combining group %(number)s") % {"number": number},
+                )
+                for number, group in enumerate(groups, start=1)
+            ]
+        return self.call(action, reduce_messages(answers), interaction, max_chars=max_chars)
+
+    @staticmethod
+    def _end_run(interaction: LLMInteraction, error: LLMActionError | None = None) -> None:
+        """Record how a map-reduce run of one action ended (pipelines record their own)."""
+        run = interaction.run
+        if run is None or run.kind != RunKind.MAP_REDUCE:
+            return
+        from django.utils import timezone
+
+        if error is None:
+            run.status = RunStatus.SUCCESS
+        elif interaction.status == InteractionStatus.ANSWERED:
+            run.status = RunStatus.ANSWERED
+        else:
+            run.status = RunStatus.ERROR
+        run.error_message = error.message if error is not None else ""
+        run.revision_id = interaction.revision_id
+        run.finished_at = timezone.now()
+        try:
+            db.write(run.save, what="finishing a run")
+        except Exception:  # the interactions already tell the story  # noqa: BLE001
+            logger.exception("Could not record the end of run %s", run.pk)
+
+    def _start_run(self, interaction: LLMInteraction, kind: str, name: str) -> LLMRun:
+        run = LLMRun(
+            kind=kind,
+            name=name,
+            page=interaction.page,
+            object_id=interaction.object_id,
+            user=interaction.user,
+            trigger=interaction.trigger,
+            base_revision=interaction.base_revision,
+        )
+        db.write(run.save, what="starting a run")
+        interaction.run = run
+        return run
+
+    def _part_call(
+        self,
+        action: LLMAction,
+        messages: list[dict],
+        parent: LLMInteraction,
+        run: LLMRun,
+        index: int,
+        label: str,
+    ) -> str:
+        """One map (or intermediate reduce) call, recorded as its own interaction of ``run``;
+        a failure is recorded there and raised naming the part."""
+        from .providers import ProviderError
+
+        part = LLMInteraction(
+            action=parent.action,
+            action_name=parent.action_name,
+            page=parent.page,
+            content_type=parent.content_type,
+            object_id=parent.object_id,
+            base_revision=parent.base_revision,
+            user=parent.user,
+            trigger=parent.trigger,
+            model=action.model,
+            prompt_revision_id=parent.prompt_revision_id,
+            target_field=parent.target_field,
+            run=run,
+            step_index=parent.step_index,
+            step_name=parent.step_name,
+            chunk_index=index,
+            source_hash=parent.source_hash,
+        )
+        started = time.perf_counter()
+        try:
+            self.call(action, messages, part)
+        except ProviderError as e:
+            error = LLMActionError(
+                _("%(part)s of the long content failed: %(error)s") % {"part": label, "error": e},
+                code=e.code,
+                retryable=e.retryable,
+            )
+            self._record_failure(part, error, started)
+            raise error from e
+        part.status = InteractionStatus.SUCCESS
+        part.outcome = InteractionOutcome.FED
+        part.output_value = ""
+        db.write(part.save, what="recording a part")
+        return part.response_text
 
     # -- stored answers ----------------------------------------------------------------------
 
@@ -445,6 +723,109 @@ class LLMService:
             raise error from e
         return interaction
 
+    def write_run(
+        self,
+        run: LLMRun,
+        obj: Any,
+        user,
+        writes: list[tuple[LLMInteraction, LLMAction]],
+        *,
+        working_obj: Any = None,
+        on_success: Callable[[LLMInteraction], None] | None = None,
+    ) -> LLMRun:
+        """Write the stored answers of a run's ``writes`` into one new draft of ``obj``.
+
+        The same rules as :meth:`write_answer`: one transaction under the object's row lock;
+        deleted, locked, in moderation or no longer editable means nothing is written (the
+        answers stay stored); if the newest revision is no longer the one the run read, the
+        written fields are set on the newest revision (``rebased``). ``on_success`` gets the
+        last written interaction inside that transaction.
+        """
+        from django.utils import timezone
+
+        model = type(obj.specific if isinstance(obj, Page) else obj)
+        last_interaction, last_action = writes[-1]
+
+        def write() -> None:
+            fresh = _lock_row(model, obj.pk)
+            if fresh is None:
+                raise _page_gone()
+            current_user = _reload_user(user)
+            if user is not None and (current_user is None or not can_edit(current_user, fresh)):
+                raise ActionNotAllowed()
+            lock = _lock_reason(current_user, fresh)
+            if lock is not None:
+                raise lock
+            latest_id = getattr(fresh, "latest_revision_id", None)
+            if (
+                working_obj is not None
+                and run.base_revision_id is not None
+                and latest_id == run.base_revision_id
+            ):
+                target, rebased = working_obj, False
+            else:
+                target = fresh.get_latest_revision_as_object()
+                rebased = working_obj is not None
+                try:
+                    for interaction, _action in writes:
+                        interaction.previous_value = outputs.read_field_value(
+                            target, interaction.target_field
+                        )
+                        outputs.set_output_value(
+                            target, interaction.target_field, interaction.output_value
+                        )
+                except PathError as e:
+                    raise ConfigurationProblem(str(e)) from e
+            revision = self._save_draft(target, user, last_action)
+            for interaction, _action in writes:
+                _detach_deleted(interaction)
+                interaction.revision = revision
+                interaction.rebased = rebased
+                interaction.outcome = InteractionOutcome.DRAFTED
+                interaction.status = InteractionStatus.SUCCESS
+                interaction.error_code = interaction.error_message = ""
+                interaction.save()
+            run.revision = revision
+            run.status = RunStatus.SUCCESS
+            run.error_message = ""
+            run.finished_at = timezone.now()
+            run.save()
+            if on_success is not None:
+                on_success(last_interaction)
+            for interaction, action in writes:
+                log_generated(target, user, revision, action, interaction)
+
+        try:
+            db.write(write, what="writing a run's draft")
+        except Exception as e:
+            if isinstance(e, LLMActionError):
+                error = e
+            else:
+                logger.exception("Writing the draft of run %s failed", run.pk)
+                error = WriteFailed(
+                    _("The answers are stored, but the draft could not be saved (%(type)s).")
+                    % {"type": type(e).__name__}
+                )
+            for interaction, _action in writes:
+                self._keep_answer(interaction, error)
+            run.revision = None
+            run.status = (
+                RunStatus.ANSWERED
+                if last_interaction.status == InteractionStatus.ANSWERED
+                else RunStatus.ERROR
+            )
+            run.error_message = error.message
+            run.finished_at = timezone.now()
+            try:
+                db.write(run.save, what="recording a run")
+            except Exception:  # noqa: BLE001
+                logger.exception("Could not record the end of run %s", run.pk)
+            error.interaction = last_interaction
+            if error is e:
+                raise
+            raise error from e
+        return run
+
     def apply_stored(
         self,
         interaction: LLMInteraction,
@@ -458,6 +839,15 @@ class LLMService:
             raise LLMActionError(
                 _("This interaction has no stored answer waiting to be written."),
                 code="nothing_stored",
+                interaction=interaction,
+            )
+        if interaction.run_id is not None and interaction.step_index is not None:
+            raise LLMActionError(
+                _(
+                    "This answer belongs to a pipeline run, whose answers are written together: "
+                    "rerun the pipeline from its last step to write them without new calls."
+                ),
+                code="pipeline_answer",
                 interaction=interaction,
             )
         obj = interaction.page.specific if interaction.page_id else interaction.content_object

@@ -23,11 +23,16 @@ __all__ = [
     "TemplateSyntaxError",
     "Variable",
     "parse_template",
+    "is_step_variable",
     "render_template",
+    "step_name_of",
     "template_variables",
 ]
 
 BUILTIN_VARIABLES = frozenset({"title", "url", "locale", "context", "source"})
+
+#: Pipeline steps' answers are ``{steps.<name>}``: one namespace, one level, no attributes.
+STEP_NAMESPACE = "steps"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
 
@@ -164,3 +169,25 @@ def render_template(template: str, variables: Mapping[str, object]) -> str:
     if missing:
         raise MissingVariableError(dict.fromkeys(missing))
     return "".join(s if isinstance(s, str) else str(variables[s.name]) for s in segments)
+
+
+def step_name_of(name: str) -> str | None:
+    """``"outline"`` for ``{steps.outline}``; None for any other variable.
+
+    Raises :class:`TemplateSyntaxError` for ``{steps}`` alone or ``{steps.a.b}``: a step's
+    answer is text, so nothing can be looked up inside it.
+    """
+    head, _sep, rest = name.partition(".")
+    if head != STEP_NAMESPACE:
+        return None
+    if not rest or "." in rest:
+        raise TemplateSyntaxError(
+            _("“{%(name)s}” is not a step answer; write {steps.<step name>}, e.g. {steps.outline}.")
+            % {"name": name}
+        )
+    return rest
+
+
+def is_step_variable(name: str) -> bool:
+    """Whether ``name`` is in the ``steps`` namespace (valid or not)."""
+    return name == STEP_NAMESPACE or name.startswith(STEP_NAMESPACE + ".")

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import (
     FieldPanel,
     FieldRowPanel,
+    InlinePanel,
     MultiFieldPanel,
     ObjectList,
     TitleFieldPanel,
@@ -23,8 +24,8 @@ from wagtail.snippets.views.snippets import (
     SnippetViewSetGroup,
 )
 
-from .forms import ActionPlacementPanel, LLMActionForm
-from .models import LLMAction, LLMPrompt
+from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm
+from .models import LLMAction, LLMPipeline, LLMPrompt
 from .views.jobs import JobViewSet
 
 
@@ -178,6 +179,13 @@ class LLMActionViewSet(SnippetViewSet):
             ),
             MultiFieldPanel(
                 [
+                    FieldRowPanel([FieldPanel("long_content"), FieldPanel("context_window")]),
+                    FieldPanel("reduce_prompt"),
+                ],
+                heading=_("Long content"),
+            ),
+            MultiFieldPanel(
+                [
                     FieldPanel("prompt"),
                     FieldPanel("system_message"),
                     FieldPanel("context_message"),
@@ -208,8 +216,45 @@ class LLMActionViewSet(SnippetViewSet):
         return LLMAction.objects.select_related("prompt")
 
 
+class LLMPipelineViewSet(SnippetViewSet):
+    model = LLMPipeline
+    chooser_viewset_class = ConfigurersOnlyChooserViewSet
+    icon = "list-ol"
+    menu_label = _("Pipelines")
+    menu_name = "llm_pipelines"
+    url_prefix = "llm-actions/pipelines"
+    list_display = ["name", "slug", "enabled", "updated_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "slug", "description"]
+    ordering = ["name"]
+    edit_handler = ObjectList(
+        [
+            MultiFieldPanel(
+                [
+                    FieldPanel("name"),
+                    FieldPanel("slug"),
+                    FieldPanel("description"),
+                    FieldPanel("enabled"),
+                ],
+                heading=_("Pipeline"),
+            ),
+            InlinePanel(
+                "steps",
+                heading=_("Steps"),
+                label=_("Step"),
+                min_num=1,
+                panels=[
+                    FieldRowPanel([FieldPanel("name"), FieldPanel("action")]),
+                    FieldPanel("writes"),
+                ],
+            ),
+        ],
+        base_form_class=LLMPipelineForm,
+    )
+
+
 class LLMActionsViewSetGroup(SnippetViewSetGroup):
-    items = (LLMActionViewSet, LLMPromptViewSet, JobViewSet)
+    items = (LLMActionViewSet, LLMPipelineViewSet, LLMPromptViewSet, JobViewSet)
     menu_icon = "cogs"
     menu_label = _("LLM actions")
     menu_name = "llm_actions"

@@ -41,6 +41,22 @@ def register_editor_menu_item():
     return LLMActionMenuItem(order=90)
 
 
+@hooks.register("register_page_action_menu_item")
+def register_pipeline_menu_item():
+    from .panels import LLMPipelineMenuItem
+
+    return LLMPipelineMenuItem(order=91)
+
+
+@hooks.register("register_admin_urls")
+def register_pipeline_urls():
+    from django.urls import include, path
+
+    from .views import pipelines as pipeline_views
+
+    return [path("llm-actions/pipelines-run/", include(pipeline_views))]
+
+
 @hooks.register("after_edit_page")
 @hooks.register("after_create_page")
 def link_generated_values_to_revision(request, page):
@@ -115,3 +131,12 @@ def _run_llm_action_bulk_action():
 
 
 hooks.register("register_bulk_action", _run_llm_action_bulk_action())
+
+
+def _run_llm_pipeline_bulk_action():
+    from .bulk_actions import RunLLMPipelineBulkAction
+
+    return RunLLMPipelineBulkAction
+
+
+hooks.register("register_bulk_action", _run_llm_pipeline_bulk_action())

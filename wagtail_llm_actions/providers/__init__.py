@@ -73,6 +73,7 @@ __all__ = [
     "ServerError",
     "build_request",
     "complete",
+    "context_window",
     "count_tokens",
     "estimate_cost",
     "get_provider",
@@ -392,6 +393,19 @@ def complete(request: CompletionRequest) -> CompletionResult:
     assert first_error is not None  # noqa: S101 - candidates is never empty
     first_error.attempts = attempts
     raise first_error
+
+
+def context_window(model: str) -> int | None:
+    """Input tokens ``model`` accepts, or None when unknown (LiteLLM is imported here, only
+    when a map-reduce action sets no window of its own)."""
+    provider = get_provider(model)
+    method = getattr(provider, "context_window", None)
+    if method is None:
+        return None
+    try:
+        return method(model)
+    except ProviderError:
+        return None
 
 
 def count_tokens(model: str, messages: list[dict]) -> int | None:

@@ -322,6 +322,10 @@ class BaseProvider:
         """Tokens ``messages`` would use, or None when unknown."""
         return None
 
+    def context_window(self, model: str) -> int | None:
+        """Input tokens ``model`` accepts, or None when unknown."""
+        return None
+
     def estimate_cost(
         self, model: str, prompt_tokens: int, completion_tokens: int
     ) -> Decimal | None:

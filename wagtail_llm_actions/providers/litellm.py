@@ -222,6 +222,15 @@ class LiteLLMProvider(BaseProvider):
         except Exception:  # an unpriced model is not an error
             return None
 
+    def context_window(self, model: str) -> int | None:
+        """Input tokens ``model`` accepts, by LiteLLM's model list (``max_input_tokens``)."""
+        litellm = get_litellm()
+        try:
+            info = litellm.get_model_info(model)
+        except Exception:  # a model LiteLLM does not know
+            return None
+        return _to_int(info.get("max_input_tokens") or info.get("max_tokens"))
+
     def count_tokens(self, model: str, messages: list[dict]) -> int | None:
         litellm = get_litellm()
         try:

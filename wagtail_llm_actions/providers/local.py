@@ -30,6 +30,9 @@ from .base import (
 
 LOCAL_MODELS = ("local/extractive", "local/keywords", "local/echo")
 
+#: The window the offline models claim, so that map-reduce actions chunk with them too.
+LOCAL_CONTEXT_WINDOW = 8192
+
 #: Characters per token used to apply ``max_tokens``.
 CHARS_PER_TOKEN = 4
 
@@ -299,6 +302,9 @@ class LocalProvider(BaseProvider):
             latency_ms=int((time.perf_counter() - start) * 1000),
             response_model=name,
         )
+
+    def context_window(self, model: str) -> int | None:
+        return LOCAL_CONTEXT_WINDOW
 
     def count_tokens(self, model: str, messages: list[dict]) -> int | None:
         return sum(approx_tokens(message_text(m)) for m in messages if isinstance(m, dict))

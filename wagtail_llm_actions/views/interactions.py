@@ -17,7 +17,7 @@ from wagtail.admin.utils import get_user_display_name
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..exceptions import LLMActionError
-from ..models import InteractionOutcome, InteractionTrigger, LLMInteraction
+from ..models import InteractionOutcome, InteractionTrigger, LLMInteraction, RunKind
 from ..permissions import (
     can_change_prompts,
     can_edit_page,
@@ -45,7 +45,7 @@ def get_visible_interaction(request, pk: int) -> LLMInteraction:
         raise PermissionDenied
     interaction = (
         LLMInteraction.objects.select_related(
-            "page", "user", "action", "revision", "base_revision", "prompt_revision"
+            "page", "user", "action", "revision", "base_revision", "prompt_revision", "run"
         )
         .filter(pk=pk)
         .first()
@@ -116,6 +116,40 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
             links["action"] = reverse("wagtail_llm_actions_report:action", args=[i.action_id])
         return links
 
+    def run_context(self) -> dict:
+        """The run this interaction belongs to, as a timeline of its calls."""
+        run = self.interaction.run if self.interaction.run_id else None
+        if run is None:
+            return {"run": None}
+        timeline = run.timeline()
+        steps = []
+        if run.kind == RunKind.PIPELINE:
+            steps = [
+                (i.step_index, i.step_name)
+                for i in timeline
+                if i.chunk_index is None and i.step_index is not None
+            ]
+        return {
+            "run": run,
+            "timeline": [
+                {
+                    "interaction": i,
+                    "messages": i.messages if isinstance(i.messages, list) else [],
+                    "current": i.pk == self.interaction.pk,
+                }
+                for i in timeline
+            ],
+            "run_steps": steps,
+            "can_rerun_run": (
+                self.can_edit and bool(steps) and run.pipeline_id is not None and run.page_id
+            ),
+            "run_totals": {
+                "tokens": sum(i.total_tokens or 0 for i in timeline),
+                "cost": sum((i.cost for i in timeline if i.cost is not None), start=0),
+                "latency": sum(i.latency_ms or 0 for i in timeline),
+            },
+        }
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         i = self.interaction
@@ -127,7 +161,13 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
             parameters_json=json.dumps(parameters, indent=2, ensure_ascii=False, default=str),
             error_message=scrub_text(i.error_message) if i.error_message else "",
             can_edit=self.can_edit,
-            can_rerun=self.can_edit and i.action_id is not None and i.page_id is not None,
+            can_rerun=(
+                self.can_edit
+                and i.action_id is not None
+                and i.page_id is not None
+                and not (i.run_id and i.run.kind == RunKind.PIPELINE)
+            ),
+            **self.run_context(),
             can_discard=self.can_edit and discard_problem(i) is None,
             can_keep=(
                 self.can_edit
@@ -229,3 +269,32 @@ class KeepView(InteractionOperationView):
             ],
         )
         return redirect("wagtail_llm_actions_report:detail", interaction.pk)
+
+
+class RerunFromStepView(InteractionOperationView):
+    """Run the interaction's pipeline again from a chosen step, reusing earlier answers."""
+
+    def perform(self, request, interaction):
+        from ..pipelines import rerun_pipeline
+
+        run = interaction.run
+        if run is None or run.kind != RunKind.PIPELINE or run.pipeline_id is None:
+            messages.error(request, _("This interaction is not part of a pipeline run."))
+            return redirect("wagtail_llm_actions_report:detail", interaction.pk)
+        try:
+            from_step = max(0, int(request.POST.get("from_step", "0")))
+        except ValueError:
+            from_step = 0
+        try:
+            new = rerun_pipeline(run, from_step, request.user)
+        except LLMActionError as e:
+            messages.error(request, e.message)
+            failed = getattr(e, "run", None)
+            last = failed.timeline()[-1] if failed is not None and failed.pk else interaction
+            return redirect("wagtail_llm_actions_report:detail", last.pk)
+        messages.success(
+            request,
+            _("“%(pipeline)s” ran again on “%(page)s”: a new draft was saved.")
+            % {"pipeline": new.name, "page": interaction.page.title},
+        )
+        return redirect("wagtail_llm_actions_report:detail", new.timeline()[-1].pk)

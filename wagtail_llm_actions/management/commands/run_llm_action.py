@@ -4,8 +4,9 @@
 bulk job engine (:mod:`wagtail_llm_actions.jobs`): it runs in the foreground with a progress
 bar and ends with a summary, or with ``--enqueue`` is handed to the django-q2 workers.
 Pages unchanged since the last successful run of the action are skipped unless ``--force``.
-``--apply-stored JOB_ID`` writes the answers a finished job already received but could not
-write (the write failed, or a page was locked), with no model call.
+A pipeline's slug runs the pipeline on each selected page (in this process, one draft
+per page). ``--apply-stored JOB_ID`` writes the answers a finished job already received but
+could not write (the write failed, or a page was locked), with no model call.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from wagtail.models import Page
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.formatting import format_cost
-from wagtail_llm_actions.models import InteractionTrigger, ItemStatus, JobKind, LLMAction
+from wagtail_llm_actions.models import (
+    InteractionTrigger,
+    ItemStatus,
+    JobKind,
+    LLMAction,
+    LLMPipeline,
+)
 from wagtail_llm_actions.service import LLMService
 
 
@@ -31,7 +38,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("action", nargs="?", help="Slug of the LLM action.")
+        parser.add_argument("action", nargs="?", help="Slug of the LLM action or pipeline.")
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument(
             "--apply-stored",
@@ -71,6 +78,10 @@ class Command(BaseCommand):
         try:
             action = LLMAction.objects.select_related("prompt").get(slug=options["action"])
         except LLMAction.DoesNotExist:
+            pipeline = LLMPipeline.objects.filter(slug=options["action"]).first()
+            if pipeline is not None:
+                self.run_pipeline(pipeline, options)
+                return
             slugs = ", ".join(LLMAction.objects.values_list("slug", flat=True)) or "none"
             raise CommandError(
                 f"No LLM action with slug “{options['action']}”. Available: {slugs}."
@@ -149,6 +160,60 @@ class Command(BaseCommand):
                 f"{failures} of {len(pages)} page(s) failed; content left as it was."
             )
 
+    # -- pipelines --------------------------------------------------------------------------
+
+    def get_user(self, options):
+        if not options["user"]:
+            return None
+        try:
+            return get_user_model().objects.get_by_natural_key(options["user"])
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"No user “{options['user']}”.") from None
+
+    def run_pipeline(self, pipeline: LLMPipeline, options) -> None:
+        from wagtail_llm_actions.pipelines import run_pipeline
+
+        if not pipeline.enabled:
+            raise CommandError(f"The pipeline “{pipeline.slug}” is disabled.")
+        if options["dry_run"]:
+            raise CommandError("--dry-run is for actions, not pipelines.")
+        user = self.get_user(options)
+        steps = pipeline.ordered_steps()
+        if not steps:
+            raise CommandError(f"The pipeline “{pipeline.slug}” has no steps.")
+        if options["page"] is None:
+            root = options["descendants"]
+            if root is not None and not Page.objects.filter(pk=root).exists():
+                raise CommandError(f"No page with id {root}.")
+            job = jobs.create_pipeline_job(
+                pipeline,
+                user,
+                jobs.page_ids_for_action(steps[0].action, root),
+                kind=JobKind.COMMAND,
+            )
+            self.follow_job(job, options, pipeline.name)
+            return
+        pages = list(Page.objects.filter(pk=options["page"]))
+        if not pages:
+            raise CommandError(f"No page with id {options['page']}.")
+        failures = 0
+        for page in pages:
+            try:
+                run = run_pipeline(pipeline, page, user, trigger=InteractionTrigger.COMMAND)
+            except LLMActionError as e:
+                failures += 1
+                self.stderr.write(self.style.ERROR(f"Page {page.pk} “{page.title}”: {e}"))
+                continue
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Page {page.pk} “{page.title}”: run {run.pk}, draft revision {run.revision_id}"
+                )
+            )
+        if failures:
+            raise CommandError(
+                f"{failures} of {len(pages)} page(s) failed; content left as it was."
+            )
+
     # -- job engine (--all, --descendants) --------------------------------------------------
 
     def run_job(self, action: LLMAction, user, options) -> None:
@@ -162,6 +227,9 @@ class Command(BaseCommand):
             force=options["force"],
             kind=JobKind.COMMAND,
         )
+        self.follow_job(job, options, action.name)
+
+    def follow_job(self, job, options, name: str) -> None:
         total = job.items.count()
         if not total:
             job.delete()
@@ -172,7 +240,7 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"Job {job.pk}: {total} page(s) handed to the workers.")
             )
             return
-        self.stdout.write(f"Job {job.pk}: {action.name} on {total} page(s)")
+        self.stdout.write(f"Job {job.pk}: {name} on {total} page(s)")
         tty = hasattr(self.stdout, "isatty") and self.stdout.isatty()
         state = {"last": -1}
 

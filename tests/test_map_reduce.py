@@ -1,0 +1,165 @@
+"""Long content: map-reduce over parts that fit the context window, instead of truncation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from wagtail.rich_text import RichText
+
+from tests.fakeserver import last_user_message
+from wagtail_llm_actions.chunking import split_text
+from wagtail_llm_actions.exceptions import LLMActionError
+from wagtail_llm_actions.models import InteractionStatus, LLMInteraction, LLMRun, RunStatus
+from wagtail_llm_actions.service import LLMService
+
+pytestmark = pytest.mark.django_db
+
+WINDOW = 4096
+
+
+def long_body(paragraphs=1000, words=50):
+    """``paragraphs`` × ``words`` words, each paragraph holding one unique marker word."""
+    rng = random.Random(13)
+    vocabulary = "soil worm compost bin leaf water carbon nitrogen heat turn mix layer".split()
+    blocks, markers = [], []
+    for n in range(paragraphs):
+        marker = f"marker{n:04d}x"
+        markers.append(marker)
+        text = [rng.choice(vocabulary) for _ in range(words - 1)]
+        text.insert(rng.randrange(words), marker)
+        blocks.append(("paragraph", RichText(f"<p>{' '.join(text)}.</p>")))
+    return blocks, markers
+
+
+def test_split_text_keeps_every_word_and_respects_the_budget():
+    text = "\n\n".join(f"Block {n}. " + "word " * (n * 7) for n in range(60))
+    parts = split_text(text, 100, count=lambda s: len(s.split()))
+    assert all(len(p.split()) <= 100 for p in parts)
+    assert " ".join(" ".join(parts).split()) == " ".join(text.split())
+
+
+def test_a_long_body_reaches_the_model_in_parts_that_fit_the_window(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, markers = long_body()
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        max_tokens=120,
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+    fake_llm.configure(context_window=WINDOW, reply="A partial summary about compost.")
+
+    interaction = LLMService().run(action, post)
+
+    assert interaction.status == InteractionStatus.SUCCESS
+    requests = [last_user_message(r["json"]) for r in fake_llm.requests]
+    assert len(requests) > 10  # 50,000 words cannot fit one 4k call
+    sent = "\n".join(requests)
+    assert [m for m in markers if m not in sent] == []  # every part of the body was read
+    assert max(fake_llm.prompt_token_counts) + 120 <= WINDOW  # no call exceeded the window
+    run = interaction.run
+    assert run.status == RunStatus.SUCCESS
+    parts = LLMInteraction.objects.filter(run=run, chunk_index__isnull=False)
+    assert parts.count() == len(requests) - 1  # one interaction a part, plus the reduce
+    assert "partial answers" in requests[-1]
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary == "A partial summary about compost."
+    assert not interaction.source_truncated
+
+
+def test_truncate_stays_the_default(make_action, make_post, fake_llm, api_key_env):
+    body, markers = long_body(paragraphs=600)
+    post = make_post(body=body)
+    action = make_action(model="openai/fake-model", api_base=fake_llm.url, api_key_name=api_key_env)
+
+    interaction = LLMService().run(action, post)
+
+    assert fake_llm.request_count == 1
+    assert interaction.source_truncated
+    assert interaction.run is None
+
+
+def test_a_part_failing_halfway_stops_with_nothing_written(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=300)
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        max_tokens=120,
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+    fake_llm.enqueue().enqueue().enqueue(status=400, error_message="Bad part.")
+    latest = post.latest_revision_id
+
+    with pytest.raises(LLMActionError, match="Part 3 of") as caught:
+        LLMService().run(action, post)
+
+    assert fake_llm.request_count == 3  # stopped at the failing part
+    assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
+    run = LLMRun.objects.get()
+    assert run.status == RunStatus.ERROR
+    assert caught.value.interaction.status == InteractionStatus.ERROR
+    statuses = list(
+        run.interactions.filter(chunk_index__isnull=False)
+        .order_by("chunk_index")
+        .values_list("status", flat=True)
+    )
+    assert statuses == ["success", "success", "error"]
+
+
+def test_offline_models_run_long_content_in_parts(make_action, make_post):
+    body, markers = long_body(paragraphs=400)
+    post = make_post(body=body)
+    action = make_action(model="local/keywords", long_content="map_reduce", target_field="intro")
+
+    interaction = LLMService().run(action, post)
+
+    assert interaction.status == InteractionStatus.SUCCESS
+    assert LLMInteraction.objects.filter(run=interaction.run, chunk_index__isnull=False).count() > 1
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.intro
+
+
+def test_map_reduce_without_a_known_window_is_a_clear_error(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=50)
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/no-such-model-known",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        long_content="map_reduce",
+    )
+    latest = post.latest_revision_id
+
+    with pytest.raises(LLMActionError, match="context window"):
+        LLMService().run(action, post)
+    assert fake_llm.request_count == 0
+    assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
+
+
+def test_bulk_estimate_counts_every_part_and_the_combining_call(make_action, make_post, superuser):
+    from wagtail_llm_actions import jobs
+
+    body, _markers = long_body(paragraphs=400)
+    post = make_post(body=body)
+    truncating = make_action(slug="truncating", model="local/extractive")
+    chunked = make_action(slug="chunked", model="local/extractive", long_content="map_reduce")
+
+    one = jobs.plan_job(truncating, superuser, [post.pk]).estimate
+    many = jobs.plan_job(chunked, superuser, [post.pk]).estimate
+
+    assert one.calls == 1
+    parts = LLMService().split_source(LLMService().prepare(chunked, post))
+    assert many.calls == len(parts) + 1 > 2
+    assert many.prompt_tokens > one.prompt_tokens  # the whole body, not its first part

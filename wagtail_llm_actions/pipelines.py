@@ -1,0 +1,441 @@
+"""Pipelines: several actions run on one page as one run, writing one draft.
+
+::
+
+    from wagtail_llm_actions.pipelines import run_pipeline
+
+    run = run_pipeline(pipeline, page, user)   # an LLMRun; run.revision is the draft
+    run.timeline()                              # its interactions, step by step
+
+Each step is an :class:`LLMAction` (its prompt, model and parameters). A step's prompt can use
+earlier steps' answers as ``{steps.<name>}``; a name that does not exist, or names the step
+itself or a later one, is refused when the pipeline is saved and again before a run. Steps
+run in order on the page's latest revision; a step that writes applies its answer to the
+working copy, and after the last step all writes go into one draft revision (the service's
+write path: newest revision, row lock, retried while the database is busy). A failing step
+stops the run: nothing is written, the run names the failed step. Steps cannot reference
+pipelines, so a pipeline cannot contain a cycle.
+
+Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from wagtail.models import Page
+
+from . import db, estimates, outputs
+from .conf import get_setting
+from .exceptions import ConfigurationProblem, LLMActionError, OutputRejected
+from .extraction import PathError
+from .models import (
+    InteractionOutcome,
+    InteractionStatus,
+    InteractionTrigger,
+    LLMAction,
+    LLMInteraction,
+    LLMPipeline,
+    LLMRun,
+    LongContent,
+    RunKind,
+    RunStatus,
+)
+from .service import LLMService, working_copy
+from .templating import TemplateSyntaxError, step_name_of, template_variables
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PipelineStepFailed",
+    "estimate_pipeline",
+    "rerun_pipeline",
+    "run_pipeline",
+    "validate_steps",
+]
+
+
+class PipelineStepFailed(LLMActionError):
+    """A step failed; nothing was written. ``run`` names it (``run.failed_step``)."""
+
+    def __init__(self, message: str, *, run: LLMRun | None = None, step: str = "", **kwargs):
+        super().__init__(message, **kwargs)
+        self.run = run
+        self.step = step
+
+
+@dataclass
+class StepSpec:
+    name: str
+    action: LLMAction | None
+    writes: bool = True
+
+
+def step_references(action: LLMAction) -> list[str]:
+    """Names of the steps ``action``'s prompt uses as ``{steps.<name>}``."""
+    names = []
+    for variable in template_variables(action.prompt.template):
+        name = step_name_of(variable)
+        if name is not None:
+            names.append(name)
+    return names
+
+
+def validate_steps(steps: Iterable[StepSpec]) -> dict[int, list[str]]:
+    """Errors per step index: duplicate names, references to a missing, the same or a later
+    step, malformed ``{steps…}`` placeholders, two steps writing one field. Empty if valid."""
+    steps = list(steps)
+    errors: dict[int, list[str]] = {}
+    positions: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        if step.name in positions:
+            errors.setdefault(index, []).append(
+                _("Another step is already called “%(name)s”.") % {"name": step.name}
+            )
+        else:
+            positions[step.name] = index
+    targets: dict[str, str] = {}
+    for index, step in enumerate(steps):
+        if step.action is None:
+            continue
+        try:
+            references = step_references(step.action)
+        except TemplateSyntaxError as e:
+            errors.setdefault(index, []).append(str(e))
+            continue
+        for name in references:
+            where = positions.get(name)
+            if where is None:
+                problem = _("uses {steps.%(name)s}, but no step is called “%(name)s”.")
+            elif where == index:
+                problem = _("uses {steps.%(name)s}, its own answer.")
+            elif where > index:
+                problem = _("uses {steps.%(name)s}, the answer of a later step; move that step up.")
+            else:
+                continue
+            errors.setdefault(index, []).append(
+                _("The prompt of “%(action)s” %(problem)s")
+                % {"action": step.action.name, "problem": problem % {"name": name}}
+            )
+        if step.writes:
+            field = step.action.target_field
+            if field in targets:
+                errors.setdefault(index, []).append(
+                    _("The step “%(other)s” already writes “%(field)s”.")
+                    % {"other": targets[field], "field": field}
+                )
+            else:
+                targets[field] = step.name
+    return errors
+
+
+def _specs(pipeline: LLMPipeline) -> list[StepSpec]:
+    return [StepSpec(s.name, s.action, s.writes) for s in pipeline.ordered_steps()]
+
+
+def pipelines_for_page(page: Page) -> list[LLMPipeline]:
+    """Enabled pipelines whose every step's action is enabled and applies to ``page``."""
+    result = []
+    for pipeline in LLMPipeline.objects.filter(enabled=True).prefetch_related(
+        "steps__action__page_types"
+    ):
+        steps = list(pipeline.steps.all())
+        if steps and all(
+            s.action.enabled and page.content_type_id in {ct.pk for ct in s.action.page_types.all()}
+            for s in steps
+        ):
+            result.append(pipeline)
+    return result
+
+
+def check_pipeline(pipeline: LLMPipeline, obj: Any, user=None) -> list[StepSpec]:
+    """The pipeline's steps, once it is known to be valid and runnable on ``obj``."""
+    if not pipeline.enabled:
+        raise ConfigurationProblem(
+            _("The pipeline “%(name)s” is disabled.") % {"name": pipeline.name},
+            code="not_applicable",
+        )
+    steps = _specs(pipeline)
+    if not steps:
+        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
+    errors = validate_steps(steps)
+    if errors:
+        index = min(errors)
+        raise ConfigurationProblem(
+            _("Step “%(step)s”: %(error)s") % {"step": steps[index].name, "error": errors[index][0]}
+        )
+    service = LLMService()
+    for step in steps:
+        service.check(step.action, obj, user)
+    return steps
+
+
+def run_pipeline(
+    pipeline: LLMPipeline,
+    obj: Any,
+    user=None,
+    *,
+    trigger: str = InteractionTrigger.API,
+    from_step: int = 0,
+    previous: LLMRun | None = None,
+    on_answer: Callable[[LLMInteraction], None] | None = None,
+    on_success: Callable[[LLMInteraction], None] | None = None,
+    on_run_started: Callable[[LLMRun], None] | None = None,
+) -> LLMRun:
+    """Run every step of ``pipeline`` on ``obj`` and write one draft; return the run.
+
+    With ``previous`` (an earlier run of this pipeline on this page), the steps before
+    ``from_step`` reuse that run's stored answers instead of calling the model. Raises
+    :class:`PipelineStepFailed` (with ``run``) when a step fails; nothing is written then.
+    ``on_answer``/``on_success`` receive the run's last writing (or last) interaction, inside
+    the transactions that store the answers and write the draft (as for ``LLMService.run``);
+    ``on_run_started(run)`` runs in the transaction that creates the run (a job links its
+    item to the run there, see :func:`answered_steps`).
+    """
+    service = LLMService()
+    if isinstance(obj, Page):
+        obj = obj.specific
+    steps = check_pipeline(pipeline, obj, user)
+    working_obj, base_revision = working_copy(obj)
+    run = LLMRun(
+        kind=RunKind.PIPELINE,
+        pipeline=pipeline,
+        name=pipeline.name,
+        page=obj if isinstance(obj, Page) else None,
+        object_id=str(obj.pk),
+        user=user if user is not None and user.is_authenticated else None,
+        trigger=trigger,
+        base_revision=base_revision,
+        rerun_of=previous,
+    )
+
+    def start() -> None:
+        run.save()
+        if on_run_started is not None:
+            on_run_started(run)
+
+    db.write(start, what="starting a pipeline run")
+    reusable = _reusable_answers(previous) if previous is not None else {}
+    answers: dict[str, str] = {}
+    done: list[tuple[LLMInteraction, StepSpec]] = []
+    for index, step in enumerate(steps):
+        action = step.action
+        interaction = service._new_interaction(action, obj, user, trigger, base_revision)
+        interaction.run = run
+        interaction.step_index = index
+        interaction.step_name = step.name
+        started = time.perf_counter()
+        try:
+            if index < from_step:
+                _reuse(interaction, reusable.get(step.name), step)
+            else:
+                prepared = service.prepare(action, working_obj, answers)
+                interaction.source_hash = prepared.source_hash
+                interaction.source_truncated = prepared.truncated
+                hint = None
+                if step.writes:
+                    hint = outputs.answer_max_chars(type(working_obj), action.target_field)
+                service.answer(prepared, interaction, max_chars=hint)
+            answers[step.name] = interaction.response_text.strip()
+            if step.writes:
+                try:
+                    interaction.previous_value = outputs.read_field_value(
+                        working_obj, action.target_field
+                    )
+                    interaction.output_value = outputs.apply_output(
+                        working_obj,
+                        action.target_field,
+                        interaction.response_text,
+                        action.output_mode,
+                        truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
+                    )
+                except PathError as e:
+                    raise ConfigurationProblem(str(e)) from e
+                except outputs.OutputError as e:
+                    raise OutputRejected(str(e), code=e.code) from e
+                interaction.status = InteractionStatus.ANSWERED
+                interaction.outcome = InteractionOutcome.NONE
+            else:
+                interaction.status = InteractionStatus.SUCCESS
+                interaction.outcome = InteractionOutcome.FED
+            db.write(interaction.save, what="storing a step's answer")
+        except Exception as e:  # noqa: BLE001 - every failure stops the run the same way
+            raise _fail(service, run, interaction, step, e, started) from e
+        done.append((interaction, step))
+
+    writers = [(i, s) for i, s in done if s.writes]
+    last = writers[-1][0] if writers else done[-1][0]
+    if on_answer is not None:
+        db.write(lambda: on_answer(last), what="linking a pipeline run")
+    if not writers:
+        _finish(run, RunStatus.SUCCESS)
+        if on_success is not None:
+            db.write(lambda: on_success(last), what="finishing a pipeline run")
+        return run
+    try:
+        service.write_run(
+            run,
+            obj,
+            user,
+            [(i, s.action) for i, s in writers],
+            working_obj=working_obj,
+            on_success=on_success,
+        )
+    except LLMActionError as e:
+        e.run = run  # type: ignore[attr-defined]
+        raise
+    return run
+
+
+def rerun_pipeline(run: LLMRun, from_step: int, user=None, **kwargs) -> LLMRun:
+    """Run ``run``'s pipeline again on its page from step ``from_step`` (0-based), reusing
+    the stored answers of the steps before it. Returns the new run."""
+    if run.pipeline is None or run.page is None:
+        raise ConfigurationProblem(
+            _("This run's pipeline or page was deleted, so it cannot be run again.")
+        )
+    kwargs.setdefault("trigger", InteractionTrigger.RERUN)
+    return run_pipeline(
+        run.pipeline, run.page.specific, user, from_step=from_step, previous=run, **kwargs
+    )
+
+
+def answered_steps(run: LLMRun) -> int:
+    """How many leading steps of ``run``'s pipeline have a stored answer in ``run`` (or the
+    runs it reused): a resumed run starts there, calling no model for the steps before."""
+    answers = _reusable_answers(run)
+    count = 0
+    for step in _specs(run.pipeline) if run.pipeline_id else []:
+        if step.name not in answers:
+            break
+        count += 1
+    return count
+
+
+def _reusable_answers(run: LLMRun) -> dict[str, LLMInteraction]:
+    """The answer of each step of ``run`` (not its parts), by step name."""
+    result: dict[str, LLMInteraction] = {}
+    for interaction in run.interactions.filter(chunk_index__isnull=True).order_by("pk"):
+        if interaction.status in (InteractionStatus.SUCCESS, InteractionStatus.ANSWERED):
+            result[interaction.step_name] = interaction
+    return result
+
+
+def _reuse(interaction: LLMInteraction, source: LLMInteraction | None, step: StepSpec) -> None:
+    if source is None or not source.response_text:
+        raise ConfigurationProblem(
+            _("The step “%(step)s” has no stored answer in the earlier run to reuse.")
+            % {"step": step.name}
+        )
+    interaction.reused_from = source.reused_from or source
+    interaction.messages = source.messages
+    interaction.parameters = source.parameters
+    interaction.model = source.model
+    interaction.response_text = source.response_text
+    interaction.finish_reason = source.finish_reason
+    interaction.source_hash = source.source_hash
+    # No call was made: no tokens, no cost (the original row keeps them).
+    interaction.cost = Decimal(0)
+    interaction.latency_ms = 0
+
+
+def _fail(
+    service: LLMService,
+    run: LLMRun,
+    interaction: LLMInteraction,
+    step: StepSpec,
+    error: Exception,
+    started: float,
+) -> PipelineStepFailed:
+    from .providers import ProviderError
+
+    if isinstance(error, LLMActionError):
+        code, retryable, message = error.code, error.retryable, error.message
+    elif isinstance(error, ProviderError):
+        code, retryable, message = error.code, error.retryable, str(error)
+    else:
+        logger.exception("Pipeline %s failed at step %s", run.name, step.name)
+        code, retryable = "internal", False
+        message = _("unexpected error (%(type)s)") % {"type": type(error).__name__}
+    service._record_failure(
+        interaction, LLMActionError(message, code=code, retryable=retryable), started
+    )
+    text = _("Step “%(step)s” failed, so nothing was written: %(error)s") % {
+        "step": step.name,
+        "error": message,
+    }
+    run.failed_step = step.name
+    _finish(run, RunStatus.ERROR, text)
+    return PipelineStepFailed(
+        text, run=run, step=step.name, code=code, retryable=retryable, interaction=interaction
+    )
+
+
+def _finish(run: LLMRun, status: str, error: str = "") -> None:
+    run.status = status
+    run.error_message = error
+    run.finished_at = timezone.now()
+    db.write(run.save, what="finishing a run")
+
+
+# -- estimates --------------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineEstimate:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal | None = Decimal(0)
+
+
+def estimate_pipeline(pipeline: LLMPipeline, obj: Any) -> PipelineEstimate:
+    """Calls, tokens and cost of one run of ``pipeline`` on ``obj`` (its latest revision):
+    the sum of every step's, each earlier answer assumed as long as its step's answer limit,
+    and every part and combining call of a map-reduce step."""
+    service = LLMService()
+    if isinstance(obj, Page):
+        obj = obj.specific
+    working_obj, _revision = working_copy(obj)
+    total = PipelineEstimate()
+    answers: dict[str, str] = {}
+    for step in _specs(pipeline):
+        action = step.action
+        completion = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
+        prepared = service.prepare(action, working_obj, answers)
+        calls, prompt = estimate_calls(service, prepared)
+        total.calls += calls
+        total.prompt_tokens += prompt
+        total.completion_tokens += completion * calls
+        step_cost = estimates.estimate(action.model, prompt, calls, action.max_tokens).cost
+        total.cost = None if total.cost is None or step_cost is None else total.cost + step_cost
+        answers[step.name] = "lorem " * completion
+    return total
+
+
+def estimate_calls(service: LLMService, prepared) -> tuple[int, int]:
+    """``(calls, prompt tokens)`` of running ``prepared``: one call, or with map-reduce one a
+    part plus the combining call."""
+    action = prepared.action
+    tokens = estimates.count_message_tokens(prepared.messages)
+    if action.long_content != LongContent.MAP_REDUCE:
+        return 1, tokens
+    try:
+        parts = service.split_source(prepared)
+    except LLMActionError:  # no known window: the run will say so; estimate one call
+        return 1, tokens
+    if not parts:
+        return 1, tokens
+    empty = {**prepared.variables, "source": "", action.source_field: ""}
+    overhead = estimates.count_message_tokens(service.render_messages(action, empty))
+    completion = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
+    prompt = sum(overhead + estimates.count_text_tokens(part) for part in parts)
+    prompt += completion * len(parts) + 100  # the combining call reads every part's answer
+    return len(parts) + 1, prompt
