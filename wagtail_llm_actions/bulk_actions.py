@@ -289,6 +289,7 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
             {
                 "selected_count": len(ids),
                 "plan": plan,
+                "can_start": can_start(plan),
                 "chosen_action": pipeline,
                 "has_actions": form.fields["pipeline"].queryset.exists(),
                 "next": self.next_url,
