@@ -1,12 +1,13 @@
 """Bulk jobs in a real browser: the confirmation screen, the progress page's live updates,
-the no-worker notice, Cancel and Retry; screenshots of each screen in the light, dark and
-more-contrast admin themes.
+the no-worker notice, Cancel, Retry and "Apply stored answer"; screenshots of each screen
+in the light, dark and more-contrast admin themes.
 
 Drives Debian's ``chromium`` through Playwright against ``live_server``. Jobs run on
 django-q2's ORM broker through an in-process worker thread (``tests/browser/qworker.py``)
 that calls the fake OpenAI-compatible server through LiteLLM. Screenshots:
-``test-artifacts/{bulk-confirm,job-progress,job-cancelled,report}[-dark|-contrast].png``
-(and ``docs/screenshots/`` with ``UPDATE_SCREENSHOTS=1``).
+``test-artifacts/{bulk-confirm,job-progress,job-cancelled,report}[-dark|-contrast].png``,
+``test-artifacts/job-stored-answer{,-applied}.png`` (and ``docs/screenshots/`` with
+``UPDATE_SCREENSHOTS=1``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from decimal import Decimal
 from urllib.parse import urlencode
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 from django.urls import reverse
 from django.utils import timezone
 
 from tests.browser.qworker import WorkerThread
 from tests.browser.screens import THEMES, contrast_ratio, log_in, save_screenshot, set_theme
 from tests.interactions_factory import make_interactions
+from wagtail_llm_actions import jobs
+from wagtail_llm_actions.service import LLMService
 
 pytestmark = [
     pytest.mark.browser,
@@ -243,6 +246,76 @@ def test_no_worker_notice_cancel_and_retry(
     page.locator("[data-llm-job-notice=completed]").wait_for(timeout=60_000)
     assert stat(page, "succeeded") == 5 and stat(page, "cancelled") == 0
     assert fake_llm.request_count == 5
+
+
+def test_apply_stored_answer_writes_the_paid_answer_without_a_new_call(
+    live_server,
+    browser_page,
+    worker,
+    make_post,
+    server_action,
+    fake_llm,
+    monkeypatch,
+    settings,
+    superuser,
+):
+    """A page whose answer came back but whose draft write kept failing shows as failed with
+    "Apply stored answer"; one click writes that answer as a draft, with no model call."""
+    settings.WAGTAIL_LLM_ACTIONS = {
+        **settings.WAGTAIL_LLM_ACTIONS,
+        "RETRY_BACKOFF": 0,
+        "MAX_ATTEMPTS": 2,
+    }
+    monkeypatch.setattr("wagtail_llm_actions.db.FIRST_BACKOFF", 0.001)
+    fine = make_post(title="Worm farms")
+    locked = make_post(title="Leaf mould")
+
+    # the draft save of "Leaf mould" finds the database busy, every time, while the job runs
+    original = LLMService._save_draft
+    busy = {"on": True}
+
+    def flaky(working_obj, user, action):
+        if busy["on"] and working_obj.pk == locked.pk:
+            raise OperationalError("database is locked")
+        return original(working_obj, user, action)
+
+    monkeypatch.setattr(LLMService, "_save_draft", staticmethod(flaky))
+    fake_llm.configure(reply="Stored, not lost.")
+    job = jobs.create_job(server_action, superuser, [fine.pk, locked.pk], force=True)
+    jobs.run_job(job.pk, threads=1)
+    assert fake_llm.request_count == 2  # both pages were answered (and paid for)
+    published = locked.get_latest_revision()
+    assert published.as_object().summary != "Stored, not lost."  # one answer was never written
+    busy["on"] = False  # the database is free again
+
+    page = browser_page
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}{reverse('wagtail_llm_actions_jobs:detail', args=[job.pk])}")
+    row = page.locator("tr", has_text="Leaf mould")
+    assert row.get_attribute("data-llm-item-status") == "failed"
+    assert "Apply stored answer" in row.locator(".error-message").inner_text()
+    assert stat(page, "succeeded") == 1 and stat(page, "failed") == 1
+    apply = page.get_by_role("button", name="Apply stored answer")
+    # a standard Wagtail button: its icon the size of the text, its label readable
+    icon = apply.locator("svg.icon").bounding_box()
+    assert icon["width"] <= 24 and icon["height"] <= 24
+    assert "Apply stored answer" in apply.inner_text() and apply.bounding_box()["height"] < 60
+    save_screenshot(page, "job-stored-answer", full_page=False)
+
+    worker.start()
+    apply.click()
+    page.locator("[data-llm-job-notice=completed]").wait_for(timeout=60_000)
+    assert page.get_by_role("button", name="Apply stored answer").count() == 0
+    row = page.locator("tr", has_text="Leaf mould")
+    assert row.get_attribute("data-llm-item-status") == "succeeded"
+    assert row.get_by_role("link", name="Review draft").is_visible()
+    assert stat(page, "succeeded") == 2 and stat(page, "failed") == 0
+    save_screenshot(page, "job-stored-answer-applied", full_page=False)
+
+    assert fake_llm.request_count == 2  # zero new calls
+    latest = type(locked).objects.get(pk=locked.pk).get_latest_revision()
+    assert latest.pk != published.pk  # a new draft revision...
+    assert latest.as_object().summary == "Stored, not lost."  # ...holding the stored answer
 
 
 def test_report_and_chart_in_each_theme(live_server, browser_page, make_post, action, superuser):
