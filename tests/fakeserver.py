@@ -35,6 +35,19 @@ order (e.g. a 500 first, then a normal answer). Settings:
     Drop the connection without answering.
 ``headers``
     Extra response headers, e.g. ``{"retry-after": "1"}``.
+``json_reply``
+    A dict (or a callable receiving the request JSON and returning one) answered as JSON
+    text. When unset and the request has a JSON schema ``response_format`` (JSON mode), the
+    answer is a sample object built from the schema (strings cut to ``maxLength``).
+``ignore_schema``
+    Answer valid JSON with keys nobody asked for: ``{"answer": ...}``.
+``truncate_json``
+    Cut the answer in half and report ``finish_reason="length"``, as max_tokens does.
+``candidate_replies``
+    Texts of the choices when the request asks for ``n`` > 1 (choice *i* gets item *i*);
+    unset, choice *i* > 0 is the reply followed by `` (i+1)``.
+``ignore_n``
+    Answer one choice whatever ``n`` asks for (a server without ``n``).
 
 Run it in the foreground for benchmarks::
 
@@ -78,6 +91,11 @@ DEFAULTS: dict[str, Any] = {
     # A context window in tokens: a request whose messages plus max_tokens exceed it is
     # rejected as OpenAI does (400, code "context_length_exceeded"). None: no limit.
     "context_window": None,
+    "json_reply": None,
+    "ignore_schema": False,
+    "truncate_json": False,
+    "candidate_replies": None,
+    "ignore_n": False,
 }
 
 ERRORS: dict[int, tuple[str, str]] = {
@@ -388,15 +406,35 @@ class FakeLLMServer:
     def completion(self, payload: dict, config: dict[str, Any]) -> dict:
         reply: str | Callable[[dict], str] = config["reply"]
         text = reply(payload) if callable(reply) else str(reply)
+        json_reply = config["json_reply"]
+        schema = json_schema_of(payload)
+        if json_reply is not None:
+            text = json.dumps(json_reply(payload) if callable(json_reply) else json_reply)
+        elif schema is not None:
+            text = json.dumps(sample_for_schema(schema))
+        if config["ignore_schema"]:
+            text = json.dumps({"answer": text})
+        finish_reason = config["finish_reason"]
+        if config["truncate_json"]:
+            text, finish_reason = text[: max(1, len(text) // 2)], "length"
+        count = 1 if config["ignore_n"] else min(max(int(payload.get("n") or 1), 1), 10)
+        texts = [text]
+        for index in range(1, count):
+            replies = config["candidate_replies"]
+            texts.append(replies[index % len(replies)] if replies else f"{text} ({index + 1})")
+        if config["candidate_replies"] and count > 1:
+            texts[0] = config["candidate_replies"][0]
+        text = "".join(texts)
         choices = []
         if not config["empty_choices"]:
             choices = [
                 {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": config["finish_reason"],
+                    "index": index,
+                    "message": {"role": "assistant", "content": choice_text},
+                    "finish_reason": finish_reason,
                     "logprobs": None,
                 }
+                for index, choice_text in enumerate(texts)
             ]
         body: dict[str, Any] = {
             "id": f"chatcmpl-fake-{next(self._ids)}",
@@ -472,6 +510,34 @@ class FakeLLMServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def json_schema_of(payload: dict) -> dict | None:
+    """The JSON schema a request's ``response_format`` asks for, if any."""
+    fmt = payload.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        return spec.get("schema") if isinstance(spec, dict) else None
+    return None
+
+
+def sample_for_schema(schema: dict, name: str = "value") -> Any:
+    """A value that satisfies a simple JSON schema (objects, arrays, strings)."""
+    kind = schema.get("type")
+    if kind == "object":
+        return {
+            key: sample_for_schema(sub, key)
+            for key, sub in (schema.get("properties") or {}).items()
+        }
+    if kind == "array":
+        return [sample_for_schema(schema.get("items") or {}, f"{name} {i}") for i in (1, 2)]
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    text = f"Sample {name} from the fake model."
+    limit = schema.get("maxLength")
+    return text[:limit] if limit else text
 
 
 def unused_port() -> int:

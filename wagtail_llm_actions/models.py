@@ -148,7 +148,30 @@ class LLMAction(models.Model):
     target_field = models.CharField(
         _("target field"),
         max_length=255,
-        help_text=_("Field of the page that receives the answer, e.g. summary or tags."),
+        blank=True,
+        help_text=_(
+            "Field of the page that receives the answer, e.g. summary or tags. Leave blank "
+            "when output fields below map several fields."
+        ),
+    )
+    output_fields = models.JSONField(
+        _("output fields"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "Fill several fields from one call: a JSON object mapping each output key to a "
+            'field, e.g. {"title": "seo_title", "description": "search_description", '
+            '"tags": "tags"}. The model is asked for a JSON object with these keys.'
+        ),
+    )
+    candidates = models.PositiveSmallIntegerField(
+        _("candidates"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text=_(
+            "How many suggestions the editor offers to choose from (1 to 5). Bulk runs and "
+            "the command write the first one and ask the model for one only."
+        ),
     )
     model = models.CharField(
         _("model"),
@@ -271,6 +294,18 @@ class LLMAction(models.Model):
     def fallback_model_list(self) -> list[str]:
         return [m.strip() for m in (self.fallback_models or "").splitlines() if m.strip()]
 
+    @property
+    def is_structured(self) -> bool:
+        """Whether the action fills several fields from one JSON answer."""
+        return bool(self.output_fields) and isinstance(self.output_fields, dict)
+
+    @property
+    def target_fields(self) -> list[str]:
+        """Every field the action writes, in mapping order."""
+        if self.is_structured:
+            return [str(name) for name in self.output_fields.values()]
+        return [self.target_field] if self.target_field else []
+
     def get_page_models(self) -> list[type]:
         """Page classes this action applies to (cached per instance)."""
         if not hasattr(self, "_page_models"):
@@ -351,6 +386,21 @@ class LLMAction(models.Model):
                             "names": ", ".join(f"{{{n}}}" for n in sorted(unknown)),
                         }
                     )
+        from .structured import mapping_problems
+
+        if self.output_fields not in (None, "", {}):
+            errors.setdefault("output_fields", []).extend(mapping_problems(self.output_fields))
+        elif not (self.target_field or "").strip():
+            errors.setdefault("target_field", []).append(
+                gettext("Enter the field that receives the answer, or map output fields.")
+            )
+        if self.candidates is not None and not 1 <= self.candidates <= 5:
+            errors.setdefault("candidates", []).append(gettext("Offer between 1 and 5 candidates."))
+        elif self.candidates and self.candidates > 1 and self.is_structured:
+            errors.setdefault("candidates", []).append(
+                gettext("An action that fills several fields offers one candidate only.")
+            )
+        errors = {key: value for key, value in errors.items() if value}
         if errors:
             raise ValidationError(errors)
 
@@ -370,6 +420,12 @@ class LLMAction(models.Model):
                 validate_source_path(model, self.source_field)
             except PathError as e:
                 errors.setdefault("source_field", []).append(str(e))
+            if self.is_structured:
+                from .structured import mapping_field_problems
+
+                for problem in mapping_field_problems(model, self.output_fields):
+                    errors.setdefault("output_fields", []).append(problem)
+                continue
             try:
                 validate_target_field(model, self.target_field, self.output_mode)
             except PathError as e:
@@ -558,6 +614,16 @@ class LLMInteraction(models.Model):
         ),
     )
     source_truncated = models.BooleanField(_("source truncated"), default=False)
+    #: Structured runs: {field: value written}, {field: value before} and, from the
+    #: editor, {field: "accepted" | "edited" | "discarded" | "pending"}.
+    output_values = models.JSONField(_("values written"), default=dict, blank=True)
+    previous_values = models.JSONField(_("previous values"), default=dict, blank=True)
+    field_outcomes = models.JSONField(_("outcome per field"), default=dict, blank=True)
+    #: Several candidates: every usable value offered, and the index the editor picked.
+    candidates = models.JSONField(_("candidates"), default=list, blank=True)
+    chosen_candidate = models.PositiveSmallIntegerField(
+        _("chosen candidate"), null=True, blank=True
+    )
     prompt_revision = models.ForeignKey(
         "wagtailcore.Revision",
         verbose_name=_("prompt version"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -286,27 +287,11 @@ class LLMService:
             interaction.messages = prepared.messages
             interaction.source_hash = prepared.source_hash
             interaction.source_truncated = prepared.truncated
-            try:
-                interaction.previous_value = outputs.read_field_value(
-                    working_obj, action.target_field
-                )
-            except PathError as e:
-                raise ConfigurationProblem(str(e)) from e
-            result = self.answer(
-                prepared,
-                interaction,
-                max_chars=outputs.answer_max_chars(type(working_obj), action.target_field),
-            )
-            try:
-                interaction.output_value = outputs.apply_output(
-                    working_obj,
-                    action.target_field,
-                    result.text,
-                    action.output_mode,
-                    truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
-                )
-            except outputs.OutputError as e:
-                raise OutputRejected(str(e), code=e.code) from e
+            if action.is_structured:
+                self._call_structured(action, working_obj, prepared, interaction)
+            else:
+                count = action.candidates if not save and (action.candidates or 1) > 1 else 1
+                self._call_single(action, working_obj, prepared, interaction, count)
             if not save:
 
                 def record_pending() -> None:
@@ -607,6 +592,176 @@ class LLMService:
         db.write(part.save, what="recording a part")
         return part.response_text
 
+    # -- structured output and candidates ------------------------------------------------
+
+    @staticmethod
+    def _record_call(interaction: LLMInteraction, result, *, first: bool) -> None:
+        """Copy a call's answer and usage onto ``interaction``, adding up repeated calls."""
+        interaction.model = result.model
+        interaction.finish_reason = result.finish_reason or ""
+        if first:
+            interaction.response_text = result.text
+            interaction.prompt_tokens = result.prompt_tokens
+            interaction.completion_tokens = result.completion_tokens
+            interaction.total_tokens = result.total_tokens
+            interaction.cost = result.cost
+            interaction.latency_ms = result.latency_ms
+            return
+
+        def add(a, b):
+            return b if a is None else a if b is None else a + b
+
+        interaction.prompt_tokens = add(interaction.prompt_tokens, result.prompt_tokens)
+        interaction.completion_tokens = add(interaction.completion_tokens, result.completion_tokens)
+        interaction.total_tokens = add(interaction.total_tokens, result.total_tokens)
+        interaction.cost = add(interaction.cost, result.cost)
+        interaction.latency_ms = add(interaction.latency_ms, result.latency_ms)
+
+    def _call_single(
+        self, action: LLMAction, working_obj: Any, prepared: PreparedRun, interaction, count: int
+    ) -> None:
+        """One field: call (asking for ``count`` candidates), check and set the answer.
+
+        One candidate goes through :meth:`answer` (map-reduce included); several are asked
+        for in one call with ``n`` where the model supports it, else in ``count`` calls. A
+        map-reduce action whose source must be split offers one candidate.
+        """
+        from .providers import build_request, complete, supports_n
+
+        try:
+            interaction.previous_value = outputs.read_field_value(working_obj, action.target_field)
+        except PathError as e:
+            raise ConfigurationProblem(str(e)) from e
+        max_chars = outputs.answer_max_chars(type(working_obj), action.target_field)
+        if (
+            count > 1
+            and action.long_content == LongContent.MAP_REDUCE
+            and self.split_source(prepared)
+        ):
+            count = 1
+        texts: list[str] = []
+        calls = 0
+        if count <= 1:
+            texts.append(self.answer(prepared, interaction, max_chars=max_chars).text)
+            calls = count = 1
+        else:
+            request = build_request(action, prepared.messages, max_chars=max_chars)
+            if supports_n(request.model):
+                request.n = count
+            interaction.messages = prepared.messages
+            interaction.parameters = request.public_parameters()
+        while len(texts) < count:
+            result = complete(request)
+            self._record_call(interaction, result, first=calls == 0)
+            calls += 1
+            texts.extend(result.texts or [result.text])
+            if request.n > 1 and calls >= 1 and len(texts) < count:
+                request.n = 1  # the server ignored n: make the remaining calls one by one
+            if calls >= count:
+                break
+        if count > 1:
+            interaction.parameters = {**interaction.parameters, "candidates": count}
+            interaction.parameters["calls"] = calls
+        truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
+        values: list[str] = []
+        first_error: outputs.OutputError | None = None
+        for text in texts[:count]:
+            try:
+                value = outputs.apply_output(
+                    working_obj, action.target_field, text, action.output_mode, truncate=truncate
+                )
+            except outputs.OutputError as e:
+                first_error = first_error or e
+                continue
+            if value not in values:
+                values.append(value)
+        if not values:
+            assert first_error is not None  # noqa: S101 - texts is never empty
+            raise OutputRejected(str(first_error), code=first_error.code)
+        if count > 1:
+            interaction.candidates = values
+            # The field holds the first candidate until the editor picks another.
+            outputs.set_output_value(working_obj, action.target_field, values[0])
+        interaction.output_value = values[0]
+
+    def _call_structured(
+        self, action: LLMAction, working_obj: Any, prepared: PreparedRun, interaction
+    ) -> None:
+        """Several fields from one JSON answer, with one repair round-trip if it is unusable."""
+        from .providers import build_request, complete, supports_response_schema
+        from .structured import (
+            StructuredError,
+            apply_answer,
+            build_schema,
+            json_instruction,
+            parse_answer,
+            repair_message,
+            response_format,
+        )
+
+        if action.long_content == LongContent.MAP_REDUCE and self.split_source(prepared):
+            raise ConfigurationProblem(
+                _(
+                    "The content is too long for the model's context window, and an action "
+                    "that fills several fields cannot split it into parts. Shorten the source "
+                    "or choose “truncate” for long content."
+                )
+            )
+        mapping = action.output_fields
+        model_class = type(working_obj)
+        try:
+            schema = build_schema(model_class, mapping)
+            interaction.previous_values = {
+                name: outputs.read_field_value(working_obj, name) for name in mapping.values()
+            }
+        except PathError as e:
+            raise ConfigurationProblem(str(e)) from e
+        messages = [dict(m) for m in prepared.messages]
+        request = build_request(action, messages)
+        if supports_response_schema(request.model):
+            request.response_format = response_format(schema)
+        else:
+            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{json_instruction(schema)}"
+        interaction.messages = messages
+        interaction.parameters = request.public_parameters()
+        truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
+        for attempt in range(2):
+            result = complete(request)
+            self._record_call(interaction, result, first=attempt == 0)
+            if attempt:
+                interaction.response_text += "\n\n" + result.text
+            try:
+                if result.truncated:
+                    raise StructuredError(
+                        _(
+                            "The model's JSON answer was cut off by the token limit "
+                            "(finish reason “length”). Raise the action's max tokens."
+                        ),
+                        code="truncated",
+                    )
+                data = parse_answer(result.text, mapping)
+                written = apply_answer(working_obj, mapping, data, truncate=truncate)
+            except StructuredError as e:
+                if e.code == "truncated" or attempt:
+                    message = e.message
+                    if attempt:
+                        message = _(
+                            "The model's answer was still unusable after one repair: %(error)s"
+                        ) % {"error": e.message}
+                    raise OutputRejected(message, code=e.code) from e
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": result.text},
+                    {"role": "user", "content": repair_message(e, schema)},
+                ]
+                request.messages = messages
+                interaction.messages = messages
+                interaction.parameters = {**interaction.parameters, "repaired": True}
+                continue
+            interaction.output_values = written
+            interaction.output_value = json.dumps(written, ensure_ascii=False)
+            return
+
     # -- stored answers ----------------------------------------------------------------------
 
     def _store_answer(
@@ -680,8 +835,16 @@ class LLMService:
                 target = fresh.get_latest_revision_as_object()
                 rebased = working_obj is not None
                 try:
-                    interaction.previous_value = outputs.read_field_value(target, target_field)
-                    outputs.set_output_value(target, target_field, interaction.output_value)
+                    if interaction.output_values:
+                        # A structured answer: every mapped field, and nothing else.
+                        for name, value in interaction.output_values.items():
+                            interaction.previous_values[name] = outputs.read_field_value(
+                                target, name
+                            )
+                            outputs.set_output_value(target, name, value)
+                    else:
+                        interaction.previous_value = outputs.read_field_value(target, target_field)
+                        outputs.set_output_value(target, target_field, interaction.output_value)
                 except PathError as e:
                     raise ConfigurationProblem(str(e)) from e
             revision = self._save_draft(target, user, action)

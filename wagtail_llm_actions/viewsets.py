@@ -173,6 +173,8 @@ class LLMActionViewSet(SnippetViewSet):
                     FieldPanel("source_field"),
                     FieldPanel("target_field"),
                     FieldPanel("output_mode"),
+                    FieldPanel("output_fields"),
+                    FieldPanel("candidates"),
                     FieldPanel("enabled"),
                 ],
                 heading=_("Content"),

@@ -80,6 +80,8 @@ __all__ = [
     "preload",
     "missing_key_name",
     "resolve_api_key",
+    "supports_n",
+    "supports_response_schema",
     "validate_model_string",
 ]
 
@@ -406,6 +408,22 @@ def context_window(model: str) -> int | None:
         return method(model)
     except ProviderError:
         return None
+
+
+def supports_response_schema(model: str) -> bool:
+    """Whether ``model`` takes a JSON schema as ``response_format`` (else ask in the prompt)."""
+    try:
+        return bool(get_provider(model).supports_response_schema(model))
+    except (ProviderError, AttributeError):
+        return False
+
+
+def supports_n(model: str) -> bool:
+    """Whether ``model`` returns several answers for one call (else make several calls)."""
+    try:
+        return bool(get_provider(model).supports_n(model))
+    except (ProviderError, AttributeError):
+        return False
 
 
 def count_tokens(model: str, messages: list[dict]) -> int | None:

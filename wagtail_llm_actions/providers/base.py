@@ -88,6 +88,10 @@ class CompletionRequest:
     #: A hint: the most characters the answer may have (the target field's ``max_length``).
     #: The offline provider honours it; providers that call a model ignore it.
     max_chars: int | None = None
+    #: An OpenAI-style ``response_format`` (a JSON schema), for models that support it.
+    response_format: dict | None = None
+    #: How many answers to ask for in one call (the provider's ``n``).
+    n: int = 1
 
     def public_parameters(self) -> dict[str, Any]:
         """The parameters safe to store in the audit log: no key, no secret-like extras."""
@@ -101,6 +105,8 @@ class CompletionRequest:
             "extra_params": scrub_params(dict(self.extra_params or {})),
             "fallbacks": list(self.fallbacks),
             "num_retries": self.num_retries,
+            **({"response_format": self.response_format} if self.response_format else {}),
+            **({"n": self.n} if self.n > 1 else {}),
         }
 
     def scrub(self, text: str) -> str:
@@ -124,6 +130,8 @@ class CompletionResult:
     response_model: str = ""
     #: Models tried before this one answered, with the error code of each.
     failed_attempts: list[dict] = field(default_factory=list)
+    #: Every answer when several were asked for (``n``); ``text`` is the first.
+    texts: list[str] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -325,6 +333,14 @@ class BaseProvider:
     def context_window(self, model: str) -> int | None:
         """Input tokens ``model`` accepts, or None when unknown."""
         return None
+
+    def supports_response_schema(self, model: str) -> bool:
+        """Whether ``model`` accepts a JSON schema as ``response_format``."""
+        return False
+
+    def supports_n(self, model: str) -> bool:
+        """Whether ``model`` returns several answers for one call with ``n``."""
+        return False
 
     def estimate_cost(
         self, model: str, prompt_tokens: int, completion_tokens: int

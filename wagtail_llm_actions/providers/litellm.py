@@ -152,7 +152,25 @@ class LiteLLMProvider(BaseProvider):
             kwargs["temperature"] = request.temperature
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
+        if request.response_format:
+            kwargs["response_format"] = request.response_format
+        if request.n > 1:
+            kwargs["n"] = request.n
         return kwargs
+
+    def supports_response_schema(self, model: str) -> bool:
+        """LiteLLM's model info: whether ``model`` takes a JSON schema ``response_format``."""
+        try:
+            return bool(get_litellm().supports_response_schema(model=model))
+        except Exception:  # an unknown model: ask in the prompt instead  # noqa: BLE001
+            return False
+
+    def supports_n(self, model: str) -> bool:
+        """Whether LiteLLM passes ``n`` on for ``model`` (OpenAI-compatible providers)."""
+        try:
+            return "n" in (get_litellm().get_supported_openai_params(model=model) or [])
+        except Exception:  # noqa: BLE001
+            return False
 
     def complete(self, request: CompletionRequest) -> CompletionResult:
         litellm = get_litellm()
@@ -202,8 +220,14 @@ class LiteLLMProvider(BaseProvider):
         elif total_tokens is None and prompt_tokens is not None and completion_tokens is not None:
             total_tokens = prompt_tokens + completion_tokens
 
+        texts = [text]
+        for other in list(getattr(response, "choices", None) or [])[1:]:
+            content = getattr(getattr(other, "message", None), "content", None)
+            if isinstance(content, str) and content.strip():
+                texts.append(content)
         return CompletionResult(
             text=text,
+            texts=texts,
             model=request.model,
             finish_reason=finish_reason,
             prompt_tokens=prompt_tokens,

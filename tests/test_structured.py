@@ -1,0 +1,373 @@
+"""Structured output (one call fills several fields) and several candidates."""
+
+from __future__ import annotations
+
+import json
+import threading
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+
+from wagtail_llm_actions import providers
+from wagtail_llm_actions.exceptions import LLMActionError
+from wagtail_llm_actions.models import InteractionStatus, LLMInteraction
+from wagtail_llm_actions.service import LLMService
+from wagtail_llm_actions.structured import build_schema
+
+MAPPING = {
+    "title": "seo_title",
+    "description": "search_description",
+    "tags": "tags",
+    "summary": "summary",
+}
+
+GOOD = {
+    "title": "Compost in a flat",
+    "description": "How to keep a worm bin indoors.",
+    "tags": ["compost", "worms"],
+    "summary": "A small bin, worms and peelings make compost.",
+}
+
+
+def latest(page):
+    return type(page).objects.get(pk=page.pk).get_latest_revision_as_object()
+
+
+@pytest.fixture
+def structured_action(make_action, fake_llm, api_key_env):
+    """Asks in the prompt (openai/fake-model has no JSON schema support in LiteLLM's info)."""
+    return make_action(
+        name="SEO fields",
+        slug="seo-fields",
+        target_field="",
+        output_fields=dict(MAPPING),
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+    )
+
+
+def revision_count(page):
+    return type(page).objects.get(pk=page.pk).revisions.count()
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+
+def test_schema_follows_each_field_type_and_limit(db):
+    from blog.models import BlogPage
+
+    schema = build_schema(BlogPage, {**MAPPING, "highlights": "highlights", "intro": "intro"})
+    props = schema["properties"]
+    assert schema["required"] == list(props)
+    assert schema["additionalProperties"] is False
+    assert props["title"]["type"] == "string"
+    assert props["title"]["maxLength"] == 255  # Page.seo_title
+    assert props["intro"]["maxLength"] == 250
+    assert props["summary"]["maxLength"] == 600
+    assert props["tags"]["type"] == "array"
+    assert props["tags"]["items"]["type"] == "string"
+    assert props["highlights"]["type"] == "string"
+    assert "HTML" in props["highlights"]["description"]
+    assert "maxLength" not in props["description"]  # search_description has no limit
+
+
+# -- mapping validation -------------------------------------------------------------------------
+
+
+def test_duplicate_or_missing_fields_are_refused(structured_action):
+    from blog.models import BlogPage
+
+    structured_action.output_fields = {"a": "summary", "b": "summary"}
+    with pytest.raises(ValidationError) as e:
+        structured_action.full_clean()
+    assert "mapped twice" in str(e.value.message_dict["output_fields"])
+
+    structured_action.output_fields = {"a": "summary", "b": "no_such_field"}
+    errors = structured_action.validate_for_page_models([BlogPage])
+    assert any("no_such_field" in m for m in errors["output_fields"])
+
+    structured_action.output_fields = {"a": "summary", "b": "body"}  # a StreamField
+    errors = structured_action.validate_for_page_models([BlogPage])
+    assert any("StreamField" in m for m in errors["output_fields"])
+
+    structured_action.output_fields = ["summary"]
+    with pytest.raises(ValidationError) as e:
+        structured_action.full_clean()
+    assert "output_fields" in e.value.message_dict
+
+
+def test_admin_form_refuses_a_missing_field(structured_action, superuser, client):
+    from wagtail_llm_actions.forms import LLMActionForm
+    from wagtail_llm_actions.viewsets import LLMActionViewSet
+
+    form_class = LLMActionViewSet().get_edit_handler().get_form_class()
+    assert issubclass(form_class, LLMActionForm)
+    data = {
+        "name": "x",
+        "slug": "x",
+        "page_types": [structured_action.page_types.first().pk],
+        "source_field": "body",
+        "target_field": "",
+        "output_fields": json.dumps({"a": "summary", "b": "nope"}),
+        "candidates": "1",
+        "output_mode": "text",
+        "enabled": "on",
+        "prompt": structured_action.prompt_id,
+        "model": "local/extractive",
+        "timeout": "5",
+        "extra_params": "{}",
+    }
+    form = form_class(data, for_user=superuser)
+    assert not form.is_valid()
+    assert "nope" in str(form.errors["output_fields"])
+
+
+@pytest.mark.parametrize("count", [0, 6])
+def test_candidates_out_of_range_are_refused(action, count):
+    action.candidates = count
+    with pytest.raises(ValidationError) as e:
+        action.full_clean()
+    assert "candidates" in e.value.message_dict
+
+
+def test_candidates_with_several_fields_are_refused(structured_action):
+    structured_action.candidates = 3
+    with pytest.raises(ValidationError) as e:
+        structured_action.full_clean()
+    assert "candidates" in e.value.message_dict
+
+
+# -- the call -----------------------------------------------------------------------------------
+
+
+def test_prompt_path_asks_for_json_and_fills_every_field(post, structured_action, fake_llm):
+    fake_llm.configure(json_reply=GOOD)
+    before = latest(post)
+    interaction = LLMService().run(structured_action, post)
+
+    sent = fake_llm.last_request["json"]
+    assert "response_format" not in sent
+    assert "JSON schema" in sent["messages"][-1]["content"]
+    assert '"maxLength": 255' in sent["messages"][-1]["content"]
+    draft = latest(post)
+    assert draft.seo_title == GOOD["title"]
+    assert draft.search_description == GOOD["description"]
+    assert sorted(t.name for t in draft.tags.all()) == ["compost", "worms"]
+    assert draft.summary == GOOD["summary"]
+    # nothing else changed
+    assert draft.intro == before.intro and draft.title == before.title
+    assert draft.body.get_prep_value() == before.body.get_prep_value()
+    assert interaction.output_values == {
+        "seo_title": GOOD["title"],
+        "search_description": GOOD["description"],
+        "tags": "compost, worms",
+        "summary": GOOD["summary"],
+    }
+    assert interaction.previous_values["summary"] == before.summary
+
+
+def test_response_format_path_when_the_model_supports_a_schema(
+    post, structured_action, fake_llm
+):
+    assert providers.supports_response_schema("openai/gpt-4o-mini")
+    structured_action.model = "openai/gpt-4o-mini"
+    structured_action.save()
+    interaction = LLMService().run(structured_action, post)
+
+    sent = fake_llm.last_request["json"]
+    fmt = sent["response_format"]
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"]["properties"]["title"]["maxLength"] == 255
+    assert "JSON schema" not in sent["messages"][-1]["content"]  # no prompt instruction
+    draft = latest(post)
+    assert draft.seo_title.startswith("Sample title")  # the fake's JSON-mode answer
+    assert interaction.parameters["response_format"]["type"] == "json_schema"
+
+
+def test_invalid_json_is_repaired_once(post, structured_action, fake_llm):
+    fake_llm.configure(json_reply=GOOD)
+    fake_llm.enqueue(json_reply=None, reply="Sure! Here are the fields: title=Compost")
+    interaction = LLMService().run(structured_action, post)
+
+    assert fake_llm.request_count == 2
+    repair = fake_llm.last_request["json"]["messages"]
+    assert repair[-2] == {
+        "role": "assistant",
+        "content": "Sure! Here are the fields: title=Compost",
+    }
+    assert "not valid JSON" in repair[-1]["content"]
+    assert latest(post).seo_title == GOOD["title"]
+    assert interaction.parameters["repaired"] is True
+    assert interaction.total_tokens > 0
+
+
+def test_a_value_breaking_a_field_rule_is_repaired(post, structured_action, fake_llm):
+    fake_llm.configure(json_reply=GOOD)
+    fake_llm.enqueue(json_reply={**GOOD, "title": "x" * 300})
+    LLMService().run(structured_action, post)
+    assert fake_llm.request_count == 2
+    assert "seo_title" in fake_llm.last_request["json"]["messages"][-1]["content"]
+    assert latest(post).seo_title == GOOD["title"]
+
+
+def test_invalid_twice_fails_with_nothing_written(post, structured_action, fake_llm):
+    fake_llm.configure(reply="not json at all")
+    revisions = revision_count(post)
+    with pytest.raises(LLMActionError) as e:
+        LLMService().run(structured_action, post)
+    assert "still unusable after one repair" in e.value.message
+    assert fake_llm.request_count == 2
+    assert revision_count(post) == revisions
+    row = LLMInteraction.objects.get()
+    assert row.status == InteractionStatus.ERROR
+    assert row.error_code == "invalid_json"
+    assert row.revision is None
+
+
+def test_ignored_schema_is_an_error_after_the_repair(post, structured_action, fake_llm):
+    fake_llm.configure(json_reply=GOOD, ignore_schema=True)
+    revisions = revision_count(post)
+    with pytest.raises(LLMActionError) as e:
+        LLMService().run(structured_action, post)
+    assert e.value.code == "schema_ignored"
+    assert "lacks the keys" in e.value.message
+    assert fake_llm.request_count == 2
+    assert revision_count(post) == revisions
+
+
+def test_truncated_json_is_detected_from_finish_reason(post, structured_action, fake_llm):
+    fake_llm.configure(json_reply=GOOD, truncate_json=True)
+    revisions = revision_count(post)
+    with pytest.raises(LLMActionError) as e:
+        LLMService().run(structured_action, post)
+    assert e.value.code == "truncated"
+    assert "cut off by the token limit" in e.value.message
+    assert fake_llm.request_count == 1  # asking again would be cut off again
+    assert revision_count(post) == revisions
+
+
+# -- bulk and command ---------------------------------------------------------------------------
+
+
+def test_command_writes_one_draft_with_all_fields_and_nothing_else(
+    make_post, structured_action, fake_llm
+):
+    fake_llm.configure(json_reply=GOOD)
+    pages = [make_post(), make_post()]
+    before = {p.pk: (revision_count(p), latest(p)) for p in pages}
+    call_command("run_llm_action", structured_action.slug, "--all", stdout=StringIO())
+    for page in pages:
+        count, old = before[page.pk]
+        assert revision_count(page) == count + 1  # one draft per page
+        draft = latest(page)
+        assert draft.seo_title == GOOD["title"]
+        assert draft.summary == GOOD["summary"]
+        assert draft.intro == old.intro
+        assert draft.title == old.title
+        assert draft.highlights == old.highlights
+        assert draft.body.get_prep_value() == old.body.get_prep_value()
+    assert fake_llm.request_count == 2  # one call per page
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_editor_save_keeps_their_change_and_all_mapped_fields(
+    shared_db, post, structured_action, fake_llm, editor
+):
+    from blog.models import BlogPage
+
+    saved = threading.Event()
+
+    def reply(payload):
+        saved.wait(20)
+        return GOOD
+
+    fake_llm.configure(json_reply=reply)
+
+    def editor_saves():
+        from django.db import connections
+
+        try:
+            assert fake_llm.wait_for_requests(1, timeout=20)
+            page = BlogPage.objects.get(pk=post.pk).get_latest_revision_as_object()
+            page.intro = "Edited meanwhile"
+            page.summary = "The editor's summary"
+            page.save_revision(user=editor)
+        finally:
+            saved.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=editor_saves, daemon=True)
+    thread.start()
+    interaction = LLMService().run(structured_action, post)
+    thread.join(30)
+
+    draft = latest(post)
+    assert interaction.rebased
+    assert draft.intro == "Edited meanwhile"  # their change to an unmapped field stays
+    assert draft.summary == GOOD["summary"]  # every mapped field is the answer's
+    assert draft.seo_title == GOOD["title"]
+    assert sorted(t.name for t in draft.tags.all()) == ["compost", "worms"]
+    interaction.refresh_from_db()
+    assert interaction.previous_values["summary"] == "The editor's summary"
+
+
+# -- candidates ---------------------------------------------------------------------------------
+
+
+def test_candidates_with_n_in_one_call(post, server_action, fake_llm):
+    server_action.candidates = 3
+    server_action.save()
+    fake_llm.configure(candidate_replies=["One.", "Two.", "Three."])
+    obj = post.get_latest_revision_as_object()
+    interaction = LLMService().run(server_action, post, working_obj=obj, save=False)
+    assert fake_llm.request_count == 1
+    assert fake_llm.last_request["json"]["n"] == 3
+    assert interaction.candidates == ["One.", "Two.", "Three."]
+    assert interaction.output_value == "One."
+    assert interaction.parameters["calls"] == 1
+
+
+def test_candidates_with_n_calls_when_n_is_unsupported(
+    post, server_action, fake_llm, monkeypatch
+):
+    monkeypatch.setattr(providers, "supports_n", lambda model: False)
+    server_action.candidates = 3
+    server_action.save()
+    answers = iter(["One.", "Two.", "Three."])
+    usage = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+    fake_llm.configure(reply=lambda payload: next(answers), usage=usage)
+    obj = post.get_latest_revision_as_object()
+    interaction = LLMService().run(server_action, post, working_obj=obj, save=False)
+    assert fake_llm.request_count == 3
+    assert all("n" not in r["json"] for r in fake_llm.requests)
+    assert interaction.candidates == ["One.", "Two.", "Three."]
+    assert interaction.parameters["calls"] == 3
+    # the three calls are counted: their usage adds up
+    assert (interaction.prompt_tokens, interaction.total_tokens) == (30, 36)
+
+
+def test_a_server_that_ignores_n_gets_the_remaining_calls(post, server_action, fake_llm):
+    server_action.candidates = 2
+    server_action.save()
+    fake_llm.configure(ignore_n=True)
+    fake_llm.enqueue(reply="First.")
+    fake_llm.enqueue(reply="Second.")
+    obj = post.get_latest_revision_as_object()
+    interaction = LLMService().run(server_action, post, working_obj=obj, save=False)
+    assert fake_llm.request_count == 2
+    assert interaction.candidates == ["First.", "Second."]
+
+
+def test_bulk_and_command_write_the_first_candidate_and_ask_for_one(
+    post, server_action, fake_llm
+):
+    server_action.candidates = 3
+    server_action.save()
+    fake_llm.configure(reply="The only one.")
+    call_command("run_llm_action", server_action.slug, "--page", str(post.pk), stdout=StringIO())
+    assert fake_llm.request_count == 1
+    assert "n" not in fake_llm.last_request["json"]
+    assert latest(post).summary == "The only one."
