@@ -169,9 +169,7 @@ def test_prompt_path_asks_for_json_and_fills_every_field(post, structured_action
     assert interaction.previous_values["summary"] == before.summary
 
 
-def test_response_format_path_when_the_model_supports_a_schema(
-    post, structured_action, fake_llm
-):
+def test_response_format_path_when_the_model_supports_a_schema(post, structured_action, fake_llm):
     assert providers.supports_response_schema("openai/gpt-4o-mini")
     structured_action.model = "openai/gpt-4o-mini"
     structured_action.save()
@@ -330,9 +328,7 @@ def test_candidates_with_n_in_one_call(post, server_action, fake_llm):
     assert interaction.parameters["calls"] == 1
 
 
-def test_candidates_with_n_calls_when_n_is_unsupported(
-    post, server_action, fake_llm, monkeypatch
-):
+def test_candidates_with_n_calls_when_n_is_unsupported(post, server_action, fake_llm, monkeypatch):
     monkeypatch.setattr(providers, "supports_n", lambda model: False)
     server_action.candidates = 3
     server_action.save()
@@ -361,9 +357,7 @@ def test_a_server_that_ignores_n_gets_the_remaining_calls(post, server_action, f
     assert interaction.candidates == ["First.", "Second."]
 
 
-def test_bulk_and_command_write_the_first_candidate_and_ask_for_one(
-    post, server_action, fake_llm
-):
+def test_bulk_and_command_write_the_first_candidate_and_ask_for_one(post, server_action, fake_llm):
     server_action.candidates = 3
     server_action.save()
     fake_llm.configure(reply="The only one.")

@@ -151,8 +151,7 @@ def response_format(schema: dict[str, Any], name: str = "page_fields") -> dict[s
 def json_instruction(schema: dict[str, Any]) -> str:
     """The instruction appended to the prompt when the model cannot be given a schema."""
     return _(
-        "Answer with only a JSON object, no other text, that matches this JSON schema:\n"
-        "%(schema)s"
+        "Answer with only a JSON object, no other text, that matches this JSON schema:\n%(schema)s"
     ) % {"schema": json.dumps(schema, ensure_ascii=False)}
 
 
