@@ -139,7 +139,12 @@ def world(django_user_model, blog_index, make_post, action, prompt):
     pending.user = users["no_pages"]
     pending.save(update_fields=["user"])
     editor_run = make_one(
-        action=action, page=post, user=users["editor"], trigger="editor", outcome="pending"
+        action=action,
+        page=post,
+        user=users["editor"],
+        trigger="editor",
+        outcome="pending",
+        candidates=["Two candidates", "the second one"],
     )
     editor_job = editor_module.create_editor_job(action, post, post.specific, users["editor"])
     bulk_job = jobs.create_job(action, users["editor"], [post.pk])
@@ -277,6 +282,13 @@ ROWS: dict[str, Row] = {
         "post",
         refused="json404",
         data=lambda w: {"outcome": "discarded"},
+    ),
+    "wagtail_llm_actions_editor:choose": Row(
+        lambda w: [w.editor_run.pk],
+        frozenset({"editor"}),
+        "post",
+        refused="json404",
+        data=lambda w: {"index": "1"},
     ),
     # bulk jobs (the editor started the job)
     "wagtail_llm_actions_jobs:index": Row(_none, ADMINS),

@@ -365,3 +365,116 @@ def test_bulk_and_command_write_the_first_candidate_and_ask_for_one(post, server
     assert fake_llm.request_count == 1
     assert "n" not in fake_llm.last_request["json"]
     assert latest(post).summary == "The only one."
+
+
+# -- editor ---------------------------------------------------------------------------------------
+
+
+def _generate(client, page, action):
+    from tests.test_editor import form_data, run_and_wait
+
+    body = run_and_wait(client, page, action, form_data(client, page))
+    assert body["state"] == "succeeded", body
+    return body["result"]
+
+
+def test_editor_result_has_each_field_and_records_outcome_per_field(
+    post, structured_action, fake_llm, superuser
+):
+    from tests.test_editor import client_for, form_data
+
+    fake_llm.configure(json_reply=GOOD)
+    client = client_for(superuser)
+    result = _generate(client, post, structured_action)
+    fields = {item["field"]: item for item in result["fields"]}
+    assert set(fields) == set(MAPPING.values())
+    assert fields["tags"]["widget"] == "tags" and fields["tags"]["value"] == ["compost", "worms"]
+    assert fields["seo_title"]["value"] == GOOD["title"]
+    revisions = revision_count(post)
+    assert revisions == revision_count(post)  # the editor run wrote nothing
+
+    # Discard the description; keep the title as generated; edit the summary; keep tags
+    url = result["outcome_url"]
+    response = client.post(f"{url}?field=search_description", {"outcome": "discarded"})
+    assert response.status_code == 200
+    data = form_data(
+        client,
+        post,
+        seo_title=GOOD["title"],
+        search_description="",
+        summary=GOOD["summary"] + " Edited.",
+        tags="compost, worms",
+        llm_action_interactions=",".join(
+            f"{result['interaction']}:{name}" for name in ("seo_title", "summary", "tags")
+        ),
+    )
+    response = client.post(reverse_edit(post), data)
+    assert response.status_code == 302
+    interaction = LLMInteraction.objects.get(pk=result["interaction"])
+    assert interaction.field_outcomes == {
+        "search_description": "discarded",
+        "seo_title": "accepted",
+        "summary": "edited",
+        "tags": "accepted",
+    }
+    assert interaction.outcome == "edited"
+    assert interaction.revision_id == type(post).objects.get(pk=post.pk).latest_revision_id
+
+
+def test_discarding_every_field_discards_the_interaction(
+    post, structured_action, fake_llm, superuser
+):
+    from tests.test_editor import client_for
+
+    fake_llm.configure(json_reply=GOOD)
+    client = client_for(superuser)
+    result = _generate(client, post, structured_action)
+    for name in MAPPING.values():
+        client.post(f"{result['outcome_url']}?field={name}", {"outcome": "discarded"})
+    interaction = LLMInteraction.objects.get(pk=result["interaction"])
+    assert interaction.outcome == "discarded"
+    response = client.post(f"{result['outcome_url']}?field=intro", {"outcome": "discarded"})
+    assert response.status_code == 400  # not a field of this answer
+
+
+def test_editor_candidates_and_the_chosen_one_is_recorded(post, server_action, fake_llm, superuser):
+    from tests.test_editor import client_for, form_data
+
+    server_action.candidates = 3
+    server_action.save()
+    fake_llm.configure(candidate_replies=["One.", "Two.", "Three."])
+    client = client_for(superuser)
+    result = _generate(client, post, server_action)
+    assert [c["value"] for c in result["candidates"]] == ["One.", "Two.", "Three."]
+    assert fake_llm.last_request["json"]["n"] == 3
+
+    assert client.post(result["choose_url"], {"index": "7"}).status_code == 400
+    assert client.post(result["choose_url"], {"index": "1"}).status_code == 200
+    data = form_data(
+        client, post, summary="Two.", llm_action_interactions=str(result["interaction"])
+    )
+    assert client.post(reverse_edit(post), data).status_code == 302
+    interaction = LLMInteraction.objects.get(pk=result["interaction"])
+    assert interaction.chosen_candidate == 1
+    assert interaction.outcome == "accepted"  # the saved value is the chosen candidate
+
+
+def test_panels_offer_a_structured_action_on_its_fields_and_the_menu_once(
+    rf, post, structured_action, superuser
+):
+    from wagtail_llm_actions.panels import editor_context, menu_entries
+
+    request = rf.get("/")
+    request.user = superuser
+    for name in ("summary", "tags", "search_description"):
+        context = editor_context(post, request, name)
+        assert [i["action"].slug for i in context["actions"]] == ["seo-fields"]
+    entries = menu_entries(post, request)
+    slugs = [i["action"].slug for e in entries for i in e["actions"]]
+    assert slugs.count("seo-fields") == 1
+
+
+def reverse_edit(page):
+    from django.urls import reverse
+
+    return reverse("wagtailadmin_pages:edit", args=[page.pk])

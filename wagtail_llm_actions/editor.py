@@ -343,29 +343,52 @@ def _finish(item: LLMJobItem, status: str, result: dict, interaction=None, error
     db.write(finish, what="finishing an editor job")
 
 
-def _fill_value(obj: Page, action: LLMAction, interaction: LLMInteraction) -> dict:
+def _fill_value(obj: Page, field_name: str, output_value: str) -> dict:
     """What the browser puts into the field, in the form its widget needs."""
     form_class = form_class_for(obj)
-    form_field = form_class.base_fields.get(action.target_field)
+    form_field = form_class.base_fields.get(field_name)
     kind = widget_kind(form_field.widget) if form_field is not None else WIDGET_TEXT
-    value: Any = interaction.output_value
+    value: Any = output_value
     if kind == WIDGET_TAGS:
-        value = [t.strip() for t in interaction.output_value.split(",") if t.strip()]
+        value = [t.strip() for t in output_value.split(",") if t.strip()]
     elif kind == WIDGET_DRAFTAIL:
-        value = form_field.widget.format_value(interaction.output_value)
-    return {"widget": kind, "value": value, "text": _display_text(obj, action, interaction)}
+        value = form_field.widget.format_value(output_value)
+    return {"widget": kind, "value": value, "text": _display_text(obj, field_name, output_value)}
 
 
-def _display_text(obj, action, interaction) -> str:
+def _display_text(obj, field_name: str, output_value: str) -> str:
     try:
-        field = get_target_field(type(obj), action.target_field)
+        field = get_target_field(type(obj), field_name)
     except PathError:
-        return interaction.output_value
+        return output_value
     from wagtail.fields import RichTextField
 
     if isinstance(field, RichTextField):
-        return html_to_text(interaction.output_value)
-    return interaction.output_value
+        return html_to_text(output_value)
+    return output_value
+
+
+def editor_result(obj: Page, action: LLMAction, interaction: LLMInteraction) -> dict:
+    """The job result the browser fills the form from: one field, several fields (a
+    structured action) or one field with candidates to choose from."""
+    result: dict[str, Any] = {"interaction": interaction.pk}
+    if interaction.output_values:
+        result["fields"] = [
+            {"field": name, "output": value, **_fill_value(obj, name, value)}
+            for name, value in interaction.output_values.items()
+        ]
+        return result
+    result.update(
+        field=action.target_field,
+        output=interaction.output_value,
+        **_fill_value(obj, action.target_field, interaction.output_value),
+    )
+    if len(interaction.candidates or []) > 1:
+        result["candidates"] = [
+            {"index": index, "output": value, **_fill_value(obj, action.target_field, value)}
+            for index, value in enumerate(interaction.candidates)
+        ]
+    return result
 
 
 def run_editor_job(item_id: int) -> str:
@@ -438,12 +461,7 @@ def run_editor_job(item_id: int) -> str:
         )
         _finish(item, ItemStatus.CANCELLED, {}, interaction=interaction)
         return "cancelled"
-    result = {
-        "interaction": interaction.pk,
-        "field": action.target_field,
-        "output": interaction.output_value,
-        **_fill_value(obj, action, interaction),
-    }
+    result = editor_result(obj, action, interaction)
     _finish(item, ItemStatus.SUCCEEDED, result, interaction=interaction)
     return "succeeded"
 
@@ -550,7 +568,10 @@ def editor_status(item: LLMJobItem, now=None) -> EditorStatus:
 
 
 def parse_interaction_ids(value: str) -> list[int]:
-    return [int(v) for v in re.findall(r"\d+", value or "")][:50]
+    """Interaction ids from the hidden input: "12,13:seo_title" gives [12, 13] (a field after
+    the colon marks one field of a structured answer)."""
+    ids = [int(v) for v in re.findall(r"(?:^|,)\s*(\d+)", value or "")]
+    return list(dict.fromkeys(ids))[:50]
 
 
 def _normalise_value(field: Any, value: str) -> Any:
@@ -609,19 +630,35 @@ def record_saved_outcomes(page: Page, user, ids: list[int]) -> list[LLMInteracti
     for interaction in interactions:
         if interaction.revision_id not in (None, revision_id):
             continue
-        field_name = _target_of(interaction)
-        if not field_name:
-            continue
-        outcome = saved_outcome(page, interaction, field_name)
-        if interaction.revision_id == revision_id and interaction.outcome == outcome:
-            continue
+        if interaction.output_values:
+            found = _field_outcomes(page, interaction)
+            if found is None:
+                continue
+            outcome, field_outcomes = found
+            if (
+                interaction.revision_id == revision_id
+                and interaction.outcome == outcome
+                and interaction.field_outcomes == field_outcomes
+            ):
+                continue
+            interaction.field_outcomes = field_outcomes
+            field_name = ", ".join(interaction.output_values)
+        else:
+            field_name = _target_of(interaction)
+            if not field_name:
+                continue
+            outcome = saved_outcome(page, interaction, field_name)
+            if interaction.revision_id == revision_id and interaction.outcome == outcome:
+                continue
         first_save = interaction.revision_id is None
         interaction.revision_id = revision_id
         interaction.outcome = outcome
         interaction.page = page
         interaction.object_id = str(page.pk)
         with db.atomic_write():
-            interaction.save(update_fields=["revision", "outcome", "page", "object_id"])
+            interaction.save(
+                update_fields=["revision", "outcome", "field_outcomes", "page", "object_id"]
+            )
             _log_saved_generation(page, user, interaction, field_name, first=first_save)
         changed.append(interaction)
     return changed
@@ -664,6 +701,24 @@ def _log_saved_generation(page, user, interaction, field_name: str, *, first: bo
     )
 
 
+def _field_outcomes(page: Page, interaction: LLMInteraction) -> tuple[str, dict] | None:
+    """The saved outcome per field of a structured answer (a discarded field stays
+    discarded) and the interaction's outcome: "edited" if any kept field was edited, else
+    "accepted". None when every field was discarded."""
+    outcomes = dict(interaction.field_outcomes or {})
+    for name, value in interaction.output_values.items():
+        if outcomes.get(name) == InteractionOutcome.DISCARDED:
+            continue
+        probe = LLMInteraction(output_value=value)
+        outcomes[name] = saved_outcome(page, probe, name)
+    kept = [o for o in outcomes.values() if o != InteractionOutcome.DISCARDED]
+    if not kept:
+        return None
+    if InteractionOutcome.EDITED in kept:
+        return InteractionOutcome.EDITED, outcomes
+    return InteractionOutcome.ACCEPTED, outcomes
+
+
 def _target_of(interaction: LLMInteraction) -> str:
     item = (
         LLMJobItem.objects.filter(interaction=interaction, job__kind=JobKind.EDITOR)
@@ -675,11 +730,13 @@ def _target_of(interaction: LLMInteraction) -> str:
     return interaction.action.target_field if interaction.action_id else ""
 
 
-def set_outcome(interaction: LLMInteraction, outcome: str) -> bool:
+def set_outcome(interaction: LLMInteraction, outcome: str, field: str = "") -> bool:
     """Record a discard (or undo one) for an editor interaction not yet saved in a revision.
 
-    Returns False when nothing changed (the output is already in a saved revision, where the
-    save decided the outcome, or the value is not allowed).
+    With ``field`` (one field of a structured answer), only that field's outcome changes; the
+    interaction is "discarded" once every field is. Returns False when nothing changed (the
+    output is already in a saved revision, where the save decided the outcome, or the value
+    or field is not allowed).
     """
     if outcome not in (InteractionOutcome.DISCARDED, InteractionOutcome.PENDING):
         return False
@@ -687,6 +744,22 @@ def set_outcome(interaction: LLMInteraction, outcome: str) -> bool:
         return False
     if interaction.revision_id is not None and outcome == InteractionOutcome.PENDING:
         return False
+    if field:
+        if field not in (interaction.output_values or {}):
+            return False
+        outcomes = dict(interaction.field_outcomes or {})
+        outcomes[field] = str(outcome)
+        interaction.field_outcomes = outcomes
+        every = [outcomes.get(name) for name in interaction.output_values]
+        if all(o == InteractionOutcome.DISCARDED for o in every):
+            interaction.outcome = InteractionOutcome.DISCARDED
+        elif interaction.revision_id is None:
+            interaction.outcome = InteractionOutcome.PENDING
+        db.write(
+            lambda: interaction.save(update_fields=["outcome", "field_outcomes"]),
+            what="recording an outcome",
+        )
+        return True
     if interaction.outcome == outcome:
         return True
     interaction.outcome = outcome
@@ -703,4 +776,24 @@ def set_outcome(interaction: LLMInteraction, outcome: str) -> bool:
             ):
                 entry.data = {**entry.data, "outcome": outcome}
                 entry.save(update_fields=["data"])
+    return True
+
+
+def choose_candidate(interaction: LLMInteraction, index: int) -> bool:
+    """Record that the editor picked candidate ``index``: it becomes the interaction's value.
+
+    False when there is no such candidate or the answer is already in a saved revision.
+    """
+    candidates = interaction.candidates or []
+    if interaction.status != InteractionStatus.SUCCESS or interaction.revision_id is not None:
+        return False
+    if not 0 <= index < len(candidates):
+        return False
+    interaction.chosen_candidate = index
+    interaction.output_value = candidates[index]
+    interaction.outcome = InteractionOutcome.PENDING
+    db.write(
+        lambda: interaction.save(update_fields=["chosen_candidate", "output_value", "outcome"]),
+        what="recording a chosen candidate",
+    )
     return True

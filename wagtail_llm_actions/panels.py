@@ -73,6 +73,9 @@ def editor_messages() -> dict[str, str]:
         "keep": _("Keep"),
         "cancel": _("Cancel"),
         "keepWaiting": _("Keep waiting"),
+        "candidatesOffered": _("“{action}” offers {count} suggestions. Pick one for {field}."),
+        "useCandidate": _("Use suggestion {number}"),
+        "filledFields": _("“{action}” filled {count} fields. Review each one."),
         "dismiss": _("Dismiss"),
     }
 
@@ -167,7 +170,13 @@ def _actions(target: EditorTarget, request) -> list:
 
 
 def editor_context(
-    target: EditorTarget | None, request, field_name: str, *, only=None, label: str = ""
+    target: EditorTarget | None,
+    request,
+    field_name: str,
+    *,
+    only=None,
+    label: str = "",
+    exclude=(),
 ) -> dict | None:
     """Template context for the buttons of ``field_name``, or None when there are none."""
     if target is None or request is None:
@@ -177,7 +186,9 @@ def editor_context(
     actions = [
         action
         for action in _actions(target, request)
-        if action.target_field == field_name and (only is None or action.slug in only)
+        if field_name in action.target_fields
+        and (only is None or action.slug in only)
+        and action.slug not in exclude
     ]
     if not actions:
         return None
@@ -282,15 +293,19 @@ def _entries(target: EditorTarget | None, request, *, auto: bool) -> list[dict]:
     fields = _form_fields(target.page_class, request)
     restrictions = panel_restrictions(target.page_class)
     entries = []
-    for field_name in dict.fromkeys(a.target_field for a in actions):
+    listed: set[str] = set()  # an action filling several fields is listed once
+    for field_name in dict.fromkeys(name for a in actions for name in a.target_fields):
         if field_name not in fields:
             continue
         if auto and field_name in restrictions:
             continue  # the field's LLMActionPanel draws its buttons
         only = restrictions.get(field_name)
-        context = editor_context(target, request, field_name, only=only, label=fields[field_name])
+        context = editor_context(
+            target, request, field_name, only=only, label=fields[field_name], exclude=listed
+        )
         if context:
             entries.append(context)
+            listed.update(item["action"].slug for item in context["actions"])
     return entries
 
 

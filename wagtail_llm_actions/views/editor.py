@@ -158,6 +158,10 @@ def status(request, job_id: int):
             data["result"]["outcome_url"] = reverse(
                 "wagtail_llm_actions_editor:outcome", args=[interaction_id]
             )
+            if data["result"].get("candidates"):
+                data["result"]["choose_url"] = reverse(
+                    "wagtail_llm_actions_editor:choose", args=[interaction_id]
+                )
     return JsonResponse(data)
 
 
@@ -179,9 +183,27 @@ def outcome(request, interaction_id: int):
     if interaction is None:  # not one of the user's editor runs: say nothing more
         return _error(_("This run does not exist."), "not_found", 404)
     value = request.POST.get("outcome", "")
-    if not editor.set_outcome(interaction, value):
+    field = request.GET.get("field") or request.POST.get("field") or ""
+    if not editor.set_outcome(interaction, value, field=field):
         return _error(_("This outcome cannot be recorded."), "invalid", 400)
     return JsonResponse({"outcome": interaction.outcome})
+
+
+@require_POST
+def choose(request, interaction_id: int):
+    """Record which candidate the editor picked (it is the value the save compares)."""
+    interaction = LLMInteraction.objects.filter(
+        pk=interaction_id, user=request.user.pk, trigger=InteractionTrigger.EDITOR
+    ).first()
+    if interaction is None:  # not one of the user's editor runs: say nothing more
+        return _error(_("This run does not exist."), "not_found", 404)
+    try:
+        index = int(request.POST.get("index", ""))
+    except ValueError:
+        index = -1
+    if not editor.choose_candidate(interaction, index):
+        return _error(_("This candidate cannot be chosen."), "invalid", 400)
+    return JsonResponse({"chosen": index})
 
 
 app_name = "wagtail_llm_actions_editor"
@@ -196,4 +218,5 @@ urlpatterns = [
     path("jobs/<int:job_id>/", status, name="status"),
     path("jobs/<int:job_id>/cancel/", cancel, name="cancel"),
     path("interactions/<int:interaction_id>/outcome/", outcome, name="outcome"),
+    path("interactions/<int:interaction_id>/choose/", choose, name="choose"),
 ]

@@ -509,6 +509,16 @@
     /* -- filling and reviewing ------------------------------------------------------------ */
 
     fill(result, params) {
+      // Several fields, or candidates to choose from: see llm-fields.js.
+      const extra = window.wagtailLLMActions || {};
+      if (result.fields && extra.fillFields) {
+        extra.fillFields(this, result, params);
+        return;
+      }
+      if (result.candidates && result.candidates.length > 1 && extra.showCandidates) {
+        extra.showCandidates(this, result, params);
+        return;
+      }
       const input = this.input;
       if (!input) {
         this.showError(this.t('noField'));
