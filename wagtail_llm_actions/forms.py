@@ -131,6 +131,8 @@ class LLMActionForm(WagtailAdminModelForm):
         if "long_content" in self.fields:
             # Forms (and scripts) that predate the choice keep today's behaviour: truncate.
             self.fields["long_content"].required = False
+        if "candidates" in self.fields:
+            self.fields["candidates"].required = False
 
     def apply_provider_permission(self) -> None:
         """Prefill new actions with the default model; lock provider fields without the right.
@@ -154,7 +156,11 @@ class LLMActionForm(WagtailAdminModelForm):
 
     def _chosen_page_types(self) -> list[str]:
         if self.is_bound:
-            return [str(v) for v in self.data.getlist(self.add_prefix("page_types"))]
+            key = self.add_prefix("page_types")
+            if hasattr(self.data, "getlist"):
+                return [str(v) for v in self.data.getlist(key)]
+            value = self.data.get(key) or []
+            return [str(v) for v in (value if isinstance(value, list | tuple) else [value])]
         if self.instance.pk:
             return [str(pk) for pk in self.instance.page_types.values_list("pk", flat=True)]
         return [str(getattr(v, "pk", v)) for v in self.initial.get("page_types") or []]
@@ -185,6 +191,14 @@ class LLMActionForm(WagtailAdminModelForm):
         from .models import LongContent
 
         return self.cleaned_data.get("long_content") or LongContent.TRUNCATE
+
+    def clean_output_fields(self):
+        value = self.cleaned_data.get("output_fields")
+        return {} if value in (None, "") else value
+
+    def clean_candidates(self):
+        value = self.cleaned_data.get("candidates")
+        return 1 if value in (None, "") else value
 
     def _post_clean(self) -> None:
         # The model's clean() checks paths against the *saved* page types; here the page types
