@@ -478,3 +478,62 @@ def reverse_edit(page):
     from django.urls import reverse
 
     return reverse("wagtailadmin_pages:edit", args=[page.pk])
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def test_detail_shows_every_field_and_discard_reverts_them_all(
+    client, superuser, post, structured_action, fake_llm
+):
+    from django.urls import reverse
+
+    fake_llm.configure(json_reply=GOOD)
+    before = latest(post)
+    interaction = LLMService().run(structured_action, post, superuser)
+    client.force_login(superuser)
+    html = client.get(
+        reverse("wagtail_llm_actions_report:detail", args=[interaction.pk])
+    ).content.decode()
+    for name in MAPPING.values():
+        assert f'data-llm-field="{name}"' in html
+    assert GOOD["title"] in html and GOOD["summary"] in html and "compost, worms" in html
+
+    response = client.post(reverse("wagtail_llm_actions_report:discard", args=[interaction.pk]))
+    assert response.status_code == 302
+    draft = latest(post)
+    assert draft.seo_title == before.seo_title
+    assert draft.summary == before.summary
+    assert list(draft.tags.all()) == []
+    interaction.refresh_from_db()
+    assert interaction.outcome == "discarded"
+
+
+def test_keeping_a_pending_structured_answer_writes_every_field(
+    post, structured_action, fake_llm, superuser
+):
+    from wagtail_llm_actions.review import keep
+
+    fake_llm.configure(json_reply=GOOD)
+    obj = post.get_latest_revision_as_object()
+    interaction = LLMService().run(structured_action, post, superuser, working_obj=obj, save=False)
+    keep(interaction, superuser)
+    draft = latest(post)
+    assert draft.seo_title == GOOD["title"] and draft.summary == GOOD["summary"]
+    assert fake_llm.request_count == 1  # kept from the stored values, not asked again
+
+
+def test_keeping_a_pending_candidate_writes_the_chosen_one(
+    post, server_action, fake_llm, superuser
+):
+    from wagtail_llm_actions.editor import choose_candidate
+    from wagtail_llm_actions.review import keep
+
+    server_action.candidates = 2
+    server_action.save()
+    fake_llm.configure(candidate_replies=["One.", "Two."])
+    obj = post.get_latest_revision_as_object()
+    interaction = LLMService().run(server_action, post, superuser, working_obj=obj, save=False)
+    assert choose_candidate(interaction, 1)
+    keep(interaction, superuser)
+    assert latest(post).summary == "Two."

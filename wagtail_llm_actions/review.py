@@ -125,25 +125,36 @@ def discard(interaction: LLMInteraction, user):
 
     page = interaction.page.specific
     _check_page(page, user)
-    field_name = target_field_of(interaction)
-    if not field_name:
-        raise CannotDiscard(_("The field this answer was written to is not known any more."))
+    if interaction.output_values:
+        # A structured answer: every field it wrote goes back, or none.
+        written = dict(interaction.output_values)
+        previous = {name: (interaction.previous_values or {}).get(name, "") for name in written}
+    else:
+        field_name = target_field_of(interaction)
+        if not field_name:
+            raise CannotDiscard(_("The field this answer was written to is not known any more."))
+        written = {field_name: interaction.output_value}
+        previous = {field_name: interaction.previous_value}
     working_obj, _revision = working_copy(page)
-    try:
-        field = get_target_field(type(working_obj), field_name)
-        current = outputs.read_field_value(working_obj, field_name)
-    except PathError as e:
-        raise CannotDiscard(str(e)) from e
-    if not _same_value(field, current, interaction.output_value):
-        raise CannotDiscard(
-            _(
-                "“%(field)s” has changed since this answer was written, so discarding it would "
-                "undo later work. Edit the page instead."
+    fields = {}
+    for field_name, value in written.items():
+        try:
+            field = get_target_field(type(working_obj), field_name)
+            current = outputs.read_field_value(working_obj, field_name)
+        except PathError as e:
+            raise CannotDiscard(str(e)) from e
+        if not _same_value(field, current, value):
+            raise CannotDiscard(
+                _(
+                    "“%(field)s” has changed since this answer was written, so discarding it "
+                    "would undo later work. Edit the page instead."
+                )
+                % {"field": field.verbose_name if hasattr(field, "verbose_name") else field_name}
             )
-            % {"field": field.verbose_name if hasattr(field, "verbose_name") else field_name}
-        )
+        fields[field_name] = field
     with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
-        _set_field(working_obj, field, interaction.previous_value)
+        for field_name, field in fields.items():
+            _set_field(working_obj, field, previous[field_name])
         revision = working_obj.save_revision(user=user, log_action=False)
         log(
             instance=working_obj,
@@ -154,7 +165,7 @@ def discard(interaction: LLMInteraction, user):
             data={
                 "llm_action": {"id": interaction.action_id, "name": interaction.action_name},
                 "interaction_id": interaction.pk,
-                "target_field": field_name,
+                "target_field": ", ".join(fields),
             },
         )
         interaction.outcome = InteractionOutcome.DISCARDED
@@ -175,14 +186,29 @@ def keep(interaction: LLMInteraction, user):
     LLMService().check(action, page, user)
     working_obj, base_revision = working_copy(page)
     try:
-        previous = outputs.read_field_value(working_obj, action.target_field)
-        written = outputs.apply_output(
-            working_obj,
-            action.target_field,
-            interaction.response_text,
-            action.output_mode,
-            truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
-        )
+        if interaction.output_values:
+            # A structured answer: the values already checked, into their fields.
+            interaction.previous_values = {
+                name: outputs.read_field_value(working_obj, name)
+                for name in interaction.output_values
+            }
+            for name, value in interaction.output_values.items():
+                outputs.set_output_value(working_obj, name, value)
+            previous, written = "", interaction.output_value
+        elif interaction.candidates:
+            # Candidates: the one chosen (else the first), already checked.
+            previous = outputs.read_field_value(working_obj, action.target_field)
+            written = interaction.output_value
+            outputs.set_output_value(working_obj, action.target_field, written)
+        else:
+            previous = outputs.read_field_value(working_obj, action.target_field)
+            written = outputs.apply_output(
+                working_obj,
+                action.target_field,
+                interaction.response_text,
+                action.output_mode,
+                truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
+            )
     except (outputs.OutputError, PathError) as e:
         raise OutputRejected(str(e)) from e
     with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
@@ -198,6 +224,7 @@ def keep(interaction: LLMInteraction, user):
                 "revision",
                 "base_revision",
                 "previous_value",
+                "previous_values",
                 "output_value",
                 "outcome",
             ]

@@ -159,6 +159,19 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
             links=self.links(),
             user_display=get_user_display_name(i.user) if i.user_id else "",
             parameters_json=json.dumps(parameters, indent=2, ensure_ascii=False, default=str),
+            field_rows=[
+                {
+                    "field": name,
+                    "before": (i.previous_values or {}).get(name, ""),
+                    "written": value,
+                    "outcome": (i.field_outcomes or {}).get(name, ""),
+                }
+                for name, value in (i.output_values or {}).items()
+            ],
+            candidate_rows=[
+                {"number": index + 1, "value": value, "chosen": index == i.chosen_candidate}
+                for index, value in enumerate(i.candidates or [])
+            ],
             error_message=scrub_text(i.error_message) if i.error_message else "",
             can_edit=self.can_edit,
             can_rerun=(
