@@ -537,3 +537,63 @@ def test_keeping_a_pending_candidate_writes_the_chosen_one(
     assert choose_candidate(interaction, 1)
     keep(interaction, superuser)
     assert latest(post).summary == "Two."
+
+
+# -- bulk screen and estimates --------------------------------------------------------------------
+
+
+def test_bulk_job_writes_one_multi_field_draft_per_page(
+    client, make_post, structured_action, fake_llm, superuser
+):
+    from tests.test_bulk import bulk_url
+    from tests.workers import drain
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.models import LLMJob
+
+    fake_llm.configure(json_reply=GOOD)
+    pages = [make_post(), make_post()]
+    before = {p.pk: (revision_count(p), latest(p)) for p in pages}
+    client.force_login(superuser)
+    html = client.get(bulk_url(pages)).content.decode()
+    assert "fills these fields in one draft" in html
+    client.post(bulk_url(pages), {"action": structured_action.pk})
+    jobs.enqueue_job(LLMJob.objects.get(), on_commit=False)
+    assert drain() == ["completed"]
+    for page in pages:
+        count, old = before[page.pk]
+        assert revision_count(page) == count + 1
+        draft = latest(page)
+        assert (draft.seo_title, draft.summary) == (GOOD["title"], GOOD["summary"])
+        assert (draft.intro, draft.title, draft.highlights) == (
+            old.intro,
+            old.title,
+            old.highlights,
+        )
+
+
+def test_bulk_screen_says_candidates_are_not_used(client, post, server_action, superuser):
+    from tests.test_bulk import bulk_url
+
+    server_action.candidates = 3
+    server_action.save()
+    client.force_login(superuser)
+    html = client.get(bulk_url([post])).content.decode()
+    assert "writes the first candidate" in html
+
+
+def test_structured_estimate_counts_the_schema(post, structured_action):
+    from blog.models import BlogPage
+
+    from wagtail_llm_actions import estimates
+
+    assert estimates.structured_prompt_tokens(structured_action, BlogPage) > 50
+
+
+def test_candidate_estimate_counts_n_calls_or_one(db):
+    from wagtail_llm_actions import estimates
+
+    with_n = estimates.estimate_candidates("openai/gpt-4o-mini", 100, 3, 50)
+    one_by_one = estimates.estimate_candidates("anthropic/claude-3-5-haiku-latest", 100, 3, 50)
+    assert (with_n.prompt_tokens, with_n.completion_tokens) == (100, 150)
+    assert (one_by_one.prompt_tokens, one_by_one.completion_tokens) == (300, 150)
+    assert estimates.candidate_calls("local/extractive", 3) == 3

@@ -217,3 +217,40 @@ def estimate(
     if price is not None:
         result.cost = price[0] * prompt_tokens + price[1] * completion
     return result
+
+
+def structured_prompt_tokens(action, model_class) -> int:
+    """Tokens a structured action adds to each call: the JSON schema (in the prompt, or as
+    ``response_format``, which providers count as input too)."""
+    from .structured import build_schema, json_instruction
+
+    try:
+        return count_text_tokens(json_instruction(build_schema(model_class, action.output_fields)))
+    except Exception:  # a broken mapping is reported by the run itself  # noqa: BLE001
+        return 0
+
+
+#: Provider prefixes whose OpenAI-compatible API returns several answers for one call
+#: (``n``); others get one call per candidate. A static list, so that estimating does not
+#: import LiteLLM; the run itself asks LiteLLM (``providers.supports_n``).
+N_PROVIDERS = frozenset({"openai", "azure", "openai_like", "custom_openai", "hosted_vllm"})
+
+
+def candidate_calls(model: str, candidates: int) -> int:
+    """Calls an editor run with ``candidates`` makes: one with ``n``, else one each."""
+    prefix = (model or "").partition("/")[0]
+    return 1 if candidates <= 1 or prefix in N_PROVIDERS else candidates
+
+
+def estimate_candidates(
+    model: str, prompt_tokens: int, candidates: int, max_tokens: int | None = None
+) -> Estimate:
+    """Tokens and cost of one editor run offering ``candidates``: the prompt is paid once
+    per call, and every candidate is an answer."""
+    calls = candidate_calls(model, candidates)
+    completion = (max_tokens or DEFAULT_COMPLETION_TOKENS) * max(candidates, 1)
+    result = Estimate(pages=1, prompt_tokens=prompt_tokens * calls, completion_tokens=completion)
+    price = price_per_token(model)
+    if price is not None:
+        result.cost = price[0] * result.prompt_tokens + price[1] * completion
+    return result

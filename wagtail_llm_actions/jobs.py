@@ -355,6 +355,8 @@ def check_content(
                 from .pipelines import estimate_calls
 
                 check.calls, check.prompt_tokens = estimate_calls(service, prepared)
+                if action.is_structured:
+                    check.prompt_tokens += estimates.structured_prompt_tokens(action, type(obj))
         result[page_id] = check
     return result
 
