@@ -597,3 +597,31 @@ def test_candidate_estimate_counts_n_calls_or_one(db):
     assert (with_n.prompt_tokens, with_n.completion_tokens) == (100, 150)
     assert (one_by_one.prompt_tokens, one_by_one.completion_tokens) == (300, 150)
     assert estimates.candidate_calls("local/extractive", 3) == 3
+
+
+def test_a_stored_structured_answer_is_applied_later_without_a_call(
+    post, structured_action, fake_llm, monkeypatch, superuser
+):
+    from django.db import OperationalError
+
+    from wagtail_llm_actions.exceptions import WriteFailed
+
+    monkeypatch.setattr("wagtail_llm_actions.db.FIRST_BACKOFF", 0.001)
+    fake_llm.configure(json_reply=GOOD)
+
+    def busy(working_obj, user, action):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(LLMService, "_save_draft", staticmethod(busy))
+    with pytest.raises(WriteFailed):
+        LLMService().run(structured_action, post, superuser)
+    stored = LLMInteraction.objects.get()
+    assert stored.status == "answered"
+    assert stored.output_values["seo_title"] == GOOD["title"]
+
+    monkeypatch.undo()
+    LLMService().apply_stored(stored, superuser)
+    draft = latest(post)
+    assert (draft.seo_title, draft.summary) == (GOOD["title"], GOOD["summary"])
+    assert sorted(t.name for t in draft.tags.all()) == ["compost", "worms"]
+    assert fake_llm.request_count == 1
