@@ -125,7 +125,9 @@ def test_candidates_are_offered_and_the_picked_one_is_recorded(
     assert summary.input_value() == OLD_SUMMARY  # nothing filled before a pick
 
     choices.nth(1).click()
-    assert summary.input_value() == "Second idea."
+    page.wait_for_function(
+        "() => document.querySelector('textarea[name=summary]').value === 'Second idea.'"
+    )
     assert page.locator(f"{field('summary')} [data-llm-action-review=undo]").count() == 1
     assert choices.count() == 0  # the choices make way for the usual review controls
     page.locator(f"{field('summary')} [data-llm-action-review=keep]").click()
