@@ -163,6 +163,14 @@ def test_validation_refuses_missing_later_and_own_step_references(steps_actions)
     assert validate_steps([StepSpec("summary", summary)])[0]  # itself
 
 
+def test_validation_refuses_an_action_that_fills_several_fields(steps_actions):
+    outline, summary, _intro = steps_actions
+    outline.output_fields = {"summary": "summary", "description": "search_description"}
+    errors = validate_steps([StepSpec("outline", outline), StepSpec("summary", summary)])
+    assert "fills several fields" in errors[0][0]
+    assert 1 not in errors
+
+
 def test_an_invalid_pipeline_makes_no_call(steps_actions, post, fake_llm):
     outline, summary, _intro = steps_actions
     pipeline = LLMPipeline.objects.create(name="Backwards", slug="backwards")

@@ -462,14 +462,15 @@ def test_editor_candidates_and_the_chosen_one_is_recorded(post, server_action, f
 def test_panels_offer_a_structured_action_on_its_fields_and_the_menu_once(
     rf, post, structured_action, superuser
 ):
-    from wagtail_llm_actions.panels import editor_context, menu_entries
+    from wagtail_llm_actions.panels import EditorTarget, editor_context, menu_entries
 
     request = rf.get("/")
     request.user = superuser
+    target = EditorTarget.for_page(post)
     for name in ("summary", "tags", "search_description"):
-        context = editor_context(post, request, name)
+        context = editor_context(target, request, name)
         assert [i["action"].slug for i in context["actions"]] == ["seo-fields"]
-    entries = menu_entries(post, request)
+    entries = menu_entries(target, request)
     slugs = [i["action"].slug for e in entries for i in e["actions"]]
     assert slugs.count("seo-fields") == 1
 

@@ -105,6 +105,16 @@ def validate_steps(steps: Iterable[StepSpec]) -> dict[int, list[str]]:
     for index, step in enumerate(steps):
         if step.action is None:
             continue
+        if step.action.is_structured:
+            # A step's answer is one text (written to one field or fed to later steps).
+            errors.setdefault(index, []).append(
+                _(
+                    "“%(action)s” fills several fields from one JSON answer; a pipeline step "
+                    "uses actions that answer for one field."
+                )
+                % {"action": step.action.name}
+            )
+            continue
         try:
             references = step_references(step.action)
         except TemplateSyntaxError as e:
