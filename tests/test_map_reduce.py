@@ -163,3 +163,54 @@ def test_bulk_estimate_counts_every_part_and_the_combining_call(make_action, mak
     parts = LLMService().split_source(LLMService().prepare(chunked, post))
     assert many.calls == len(parts) + 1 > 2
     assert many.prompt_tokens > one.prompt_tokens  # the whole body, not its first part
+
+
+def test_an_action_filling_several_fields_refuses_content_it_would_have_to_split(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=200)
+    post = make_post(body=body)
+    before = type(post).objects.get(pk=post.pk).revisions.count()
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        target_field="",
+        output_fields={"summary": "summary", "description": "search_description"},
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+
+    with pytest.raises(LLMActionError) as caught:
+        LLMService().run(action, post)
+
+    assert caught.value.code == "configuration"
+    assert "cannot split" in caught.value.message
+    assert fake_llm.request_count == 0  # nothing was sent whole, nothing paid for
+    assert caught.value.interaction.status == InteractionStatus.ERROR
+    assert type(post).objects.get(pk=post.pk).revisions.count() == before
+
+
+def test_candidates_over_content_that_must_be_split_offer_the_map_reduce_answer(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=200)
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        max_tokens=120,
+        long_content="map_reduce",
+        context_window=WINDOW,
+        candidates=3,
+    )
+    fake_llm.configure(context_window=WINDOW, reply="A partial summary about compost.")
+
+    interaction = LLMService().run(action, post, save=False)
+
+    assert interaction.status == InteractionStatus.SUCCESS
+    assert interaction.output_value == "A partial summary about compost."
+    assert interaction.candidates == []  # one answer: the parts are not read three times
+    assert max(fake_llm.prompt_token_counts) + 120 <= WINDOW
+    assert "partial answers" in last_user_message(fake_llm.requests[-1]["json"])
