@@ -268,6 +268,12 @@ def test_command_writes_one_draft_with_all_fields_and_nothing_else(
         assert draft.highlights == old.highlights
         assert draft.body.get_prep_value() == old.body.get_prep_value()
     assert fake_llm.request_count == 2  # one call per page
+    # the page history names every field the draft got
+    from wagtail.models import PageLogEntry
+
+    entry = PageLogEntry.objects.filter(page=pages[0], action="wagtail_llm_actions.generate")
+    message = entry.get().message
+    assert "seo_title, search_description, tags, summary" in message
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

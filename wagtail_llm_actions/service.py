@@ -1233,7 +1233,9 @@ def log_generated(obj, user, revision, action: LLMAction | None, interaction: LL
                 "name": action.name if action else interaction.action_name,
             },
             "interaction_id": interaction.pk,
-            "target_field": interaction.target_field or (action.target_field if action else ""),
+            "target_field": ", ".join(interaction.output_values or {})
+            or interaction.target_field
+            or (action.target_field if action else ""),
         },
     )
 
