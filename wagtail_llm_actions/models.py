@@ -301,7 +301,7 @@ class LLMAction(models.Model):
 
     @property
     def target_fields(self) -> list[str]:
-        """Every field the action writes, in mapping order."""
+        """Every field the action writes (mapping order on SQLite; jsonb keeps no key order)."""
         if self.is_structured:
             return [str(name) for name in self.output_fields.values()]
         return [self.target_field] if self.target_field else []
