@@ -814,26 +814,10 @@ class LLMService:
         model = type(obj.specific if isinstance(obj, Page) else obj)
 
         def write() -> None:
-            fresh = _lock_row(model, obj.pk)
-            if fresh is None:
-                raise _page_gone()
-            # The user as they are now (a long job holds the user object with its caches).
-            current_user = _reload_user(user)
-            if user is not None and (current_user is None or not can_edit(current_user, fresh)):
-                raise ActionNotAllowed()
-            lock = _lock_reason(current_user, fresh)
-            if lock is not None:
-                raise lock
-            latest_id = getattr(fresh, "latest_revision_id", None)
-            if (
-                working_obj is not None
-                and interaction.base_revision_id is not None
-                and latest_id == interaction.base_revision_id
-            ):
-                target, rebased = working_obj, False
-            else:
-                target = fresh.get_latest_revision_as_object()
-                rebased = working_obj is not None
+            target, rebased = _checked_target(
+                model, obj.pk, user, working_obj, interaction.base_revision_id
+            )
+            if target is not working_obj:
                 try:
                     if interaction.output_values:
                         # A structured answer: every mapped field, and nothing else.
@@ -910,25 +894,10 @@ class LLMService:
         last_interaction, last_action = writes[-1]
 
         def write() -> None:
-            fresh = _lock_row(model, obj.pk)
-            if fresh is None:
-                raise _page_gone()
-            current_user = _reload_user(user)
-            if user is not None and (current_user is None or not can_edit(current_user, fresh)):
-                raise ActionNotAllowed()
-            lock = _lock_reason(current_user, fresh)
-            if lock is not None:
-                raise lock
-            latest_id = getattr(fresh, "latest_revision_id", None)
-            if (
-                working_obj is not None
-                and run.base_revision_id is not None
-                and latest_id == run.base_revision_id
-            ):
-                target, rebased = working_obj, False
-            else:
-                target = fresh.get_latest_revision_as_object()
-                rebased = working_obj is not None
+            target, rebased = _checked_target(
+                model, obj.pk, user, working_obj, run.base_revision_id
+            )
+            if target is not working_obj:
                 try:
                     for interaction, _action in writes:
                         interaction.previous_value = outputs.read_field_value(
@@ -1132,6 +1101,27 @@ class LLMService:
             error.code,
             error.message,
         )
+
+
+def _checked_target(model, pk, user, working_obj: Any, base_revision_id) -> tuple[Any, bool]:
+    """Inside a write transaction: lock the object's row and check it again (it still exists,
+    the user may still edit it, no lock or moderation stops it), then return what to write the
+    answer into and whether that is a newer revision than the run read (``rebased``): the run's
+    own working copy if nothing was saved since, else the newest revision."""
+    fresh = _lock_row(model, pk)
+    if fresh is None:
+        raise _page_gone()
+    # The user as they are now (a long job holds the user object with its caches).
+    current_user = _reload_user(user)
+    if user is not None and (current_user is None or not can_edit(current_user, fresh)):
+        raise ActionNotAllowed()
+    lock = _lock_reason(current_user, fresh)
+    if lock is not None:
+        raise lock
+    latest_id = getattr(fresh, "latest_revision_id", None)
+    if working_obj is not None and base_revision_id is not None and latest_id == base_revision_id:
+        return working_obj, False
+    return fresh.get_latest_revision_as_object(), working_obj is not None
 
 
 def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:
