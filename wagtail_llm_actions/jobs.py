@@ -1050,13 +1050,18 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
     except LLMActionError as e:
         return _item_error(ctx, item, claim_token, e)
     except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
-        logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
-        return _done(
-            item,
-            claim_token,
-            ItemStatus.FAILED,
-            error=str(_("Unexpected error (%(type)s).") % {"type": type(e).__name__}),
-        )
+        return _item_crashed(job, item, claim_token, e)
+
+
+def _item_crashed(job: LLMJob, item: LLMJobItem, claim_token: str, e: Exception) -> str:
+    """A bug, not a provider or content problem: log it and fail the item readably."""
+    logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
+    return _done(
+        item,
+        claim_token,
+        ItemStatus.FAILED,
+        error=str(_("Unexpected error (%(type)s).") % {"type": type(e).__name__}),
+    )
 
 
 def _item_error(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: LLMActionError) -> str:
@@ -1145,13 +1150,7 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
     except LLMActionError as e:
         return _item_error(ctx, item, claim_token, e)
     except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
-        logger.exception("Job %s: page %s failed unexpectedly", job.pk, item.page_id)
-        return _done(
-            item,
-            claim_token,
-            ItemStatus.FAILED,
-            error=str(_("Unexpected error (%(type)s).") % {"type": type(e).__name__}),
-        )
+        return _item_crashed(job, item, claim_token, e)
 
 
 def step(ctx: _RunContext) -> str:
