@@ -163,12 +163,20 @@ def test_validation_refuses_missing_later_and_own_step_references(steps_actions)
     assert validate_steps([StepSpec("summary", summary)])[0]  # itself
 
 
-def test_validation_refuses_an_action_that_fills_several_fields(steps_actions):
+def test_validation_refuses_two_steps_writing_one_field_of_a_structured_action(steps_actions):
     outline, summary, _intro = steps_actions
     outline.output_fields = {"summary": "summary", "description": "search_description"}
     errors = validate_steps([StepSpec("outline", outline), StepSpec("summary", summary)])
-    assert "fills several fields" in errors[0][0]
-    assert 1 not in errors
+    assert 0 not in errors  # a structured action is a valid step
+    assert "already writes “summary”" in errors[1][0]
+
+
+def test_validation_refuses_a_structured_step_that_splits_long_content(steps_actions):
+    outline, _summary, _intro = steps_actions
+    outline.output_fields = {"summary": "summary", "description": "search_description"}
+    outline.long_content = "map_reduce"
+    errors = validate_steps([StepSpec("outline", outline)])
+    assert "splits long content" in errors[0][0]
 
 
 def test_an_invalid_pipeline_makes_no_call(steps_actions, post, fake_llm):

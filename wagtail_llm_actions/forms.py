@@ -247,16 +247,69 @@ class ActionPlacementPanel(HelpPanel):
             return context
 
 
+class LLMPipelineStepForm(WagtailAdminModelForm):
+    """One step of the pipeline form: an action, or a prompt, model and parameters of its own.
+
+    The step's provider fields (model, API base, key name) follow the action form's rule:
+    disabled for users without the *configure providers* permission (posted values are
+    ignored; a new step gets ``DEFAULT_MODEL``). The model is offered as a combobox.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from .estimates import known_models
+
+        if "model" in self.fields:
+            field = self.fields["model"]
+            field.widget = ComboboxInput(attrs=field.widget.attrs, options=known_models())
+            if not self.instance.model:
+                self.initial["model"] = get_setting("DEFAULT_MODEL")
+        for name in ("action", "output_mode"):
+            if name in self.fields:
+                # A step using an action (or a script posting only name and action) needs
+                # neither.
+                self.fields[name].required = False
+        if not can_configure_providers(self.for_user):
+            for name in PROVIDER_FIELDS:
+                field = self.fields.get(name)
+                if field is None:
+                    continue
+                field.disabled = True
+                field.help_text = format_lazy(
+                    "{} {}",
+                    field.help_text,
+                    _("Only users who may configure LLM providers can change this."),
+                ).strip()
+
+
+    def clean_output_mode(self) -> str:
+        from .models import OutputMode
+
+        return self.cleaned_data.get("output_mode") or OutputMode.TEXT
+
+
 class LLMPipelineForm(WagtailAdminModelForm):
     """Refuses steps that use a missing, their own or a later step's answer (``{steps.x}``),
-    duplicate step names, and two steps writing one field."""
+    duplicate step names, two steps writing one field, and steps with their own prompt whose
+    variables or fields the pipeline's page types lack (or with no page types chosen)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "page_types" in self.fields:
+            self.fields["page_types"] = PageTypeChoiceField(
+                queryset=page_type_choices(),
+                widget=forms.CheckboxSelectMultiple,
+                required=False,
+                label=_("Page types"),
+                help_text=self.fields["page_types"].help_text,
+            )
 
     def clean(self):
         cleaned = super().clean()
         formset = self.formsets.get("steps") if hasattr(self, "formsets") else None
         if formset is None or not all(form.is_valid() for form in formset.forms):
             return cleaned
-        from .pipelines import StepSpec, validate_steps
+        from .pipelines import StepSpec, inline_step_problems, validate_steps
 
         live = [
             form
@@ -267,12 +320,36 @@ class LLMPipelineForm(WagtailAdminModelForm):
         specs = [
             StepSpec(
                 form.cleaned_data.get("name") or "",
-                form.cleaned_data.get("action"),
+                form.instance.as_action(),
                 bool(form.cleaned_data.get("writes")),
             )
             for form in live
         ]
-        for index, messages in validate_steps(specs).items():
+        errors = validate_steps(specs)
+        page_types = list(cleaned.get("page_types") or [])
+        page_models = [ct.model_class() for ct in page_types if ct.model_class()]
+        inline = [index for index, spec in enumerate(specs) if spec.action.pk is None]
+        if inline and not page_types and "page_types" in self.fields:
+            self.add_error(
+                "page_types",
+                _(
+                    "Choose the page types the pipeline runs on: its steps with their own prompt "
+                    "are checked against them."
+                ),
+            )
+        for index, spec in enumerate(specs):
+            problems = inline_step_problems(spec, page_models)
+            if spec.action.pk is not None and page_types:
+                type_ids = set(spec.action.page_types.values_list("pk", flat=True))
+                problems += [
+                    _("The action “%(action)s” does not apply to %(type)s pages.")
+                    % {"action": spec.action.name, "type": ct.model_class()._meta.verbose_name}
+                    for ct in page_types
+                    if ct.pk not in type_ids and ct.model_class()
+                ]
+            if problems:
+                errors.setdefault(index, []).extend(problems)
+        for index, messages in sorted(errors.items()):
             for message in messages:
                 live[index].add_error(None, message)
                 self.add_error(

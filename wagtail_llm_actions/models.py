@@ -16,6 +16,28 @@ from wagtail.models import Orderable, RevisionMixin
 from wagtail.search import index
 
 
+class OrderedJSONField(models.JSONField):
+    """A JSON object field that keeps its keys' order on every database.
+
+    PostgreSQL's jsonb does not keep key order, so a non-empty object is stored as a list of
+    ``[key, value]`` pairs and read back as a dict in that order. Rows stored as a plain
+    object (before this field) read as they are. No JSON key lookups are used on it.
+    """
+
+    def get_prep_value(self, value):
+        if isinstance(value, dict) and value:
+            value = [[key, item] for key, item in value.items()]
+        return super().get_prep_value(value)
+
+    def from_db_value(self, value, expression, connection):
+        value = super().from_db_value(value, expression, connection)
+        if isinstance(value, list) and all(
+            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) for pair in value
+        ):
+            return dict((key, item) for key, item in value)  # noqa: C402 - pairs, in order
+        return value
+
+
 class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
     """A reusable prompt template with ``{variable}`` placeholders; its history is kept."""
 
@@ -154,7 +176,7 @@ class LLMAction(models.Model):
             "when output fields below map several fields."
         ),
     )
-    output_fields = models.JSONField(
+    output_fields = OrderedJSONField(
         _("output fields"),
         default=dict,
         blank=True,
@@ -301,7 +323,7 @@ class LLMAction(models.Model):
 
     @property
     def target_fields(self) -> list[str]:
-        """Every field the action writes (mapping order on SQLite; jsonb keeps no key order)."""
+        """Every field the action writes, in the mapping's order."""
         if self.is_structured:
             return [str(name) for name in self.output_fields.values()]
         return [self.target_field] if self.target_field else []
@@ -430,9 +452,11 @@ class LLMAction(models.Model):
                 validate_target_field(model, self.target_field, self.output_mode)
             except PathError as e:
                 errors.setdefault("target_field", []).append(str(e))
-        if self.prompt_id:
+        # A pipeline step's own prompt is an unsaved LLMPrompt (see LLMPipelineStep.as_action).
+        prompt = self.prompt if self.prompt_id or "prompt" in self._state.fields_cache else None
+        if prompt is not None:
             try:
-                variables = template_variables(self.prompt.template)
+                variables = template_variables(prompt.template)
             except TemplateSyntaxError as e:
                 errors.setdefault("prompt", []).append(str(e))
                 variables = []
@@ -457,6 +481,8 @@ class InteractionStatus(models.TextChoices):
     #: The model answered and the answer is stored here, but it is not (yet) in a draft:
     #: the write failed or was refused. It can be applied later without calling again.
     ANSWERED = "answered", _("Answered, not written")
+    #: Nothing was sent: the source was empty. Not an error (a bulk job skips the page).
+    SKIPPED = "skipped", _("Skipped (no content)")
 
 
 class InteractionOutcome(models.TextChoices):
@@ -616,9 +642,9 @@ class LLMInteraction(models.Model):
     source_truncated = models.BooleanField(_("source truncated"), default=False)
     #: Structured runs: {field: value written}, {field: value before} and, from the
     #: editor, {field: "accepted" | "edited" | "discarded" | "pending"}.
-    output_values = models.JSONField(_("values written"), default=dict, blank=True)
-    previous_values = models.JSONField(_("previous values"), default=dict, blank=True)
-    field_outcomes = models.JSONField(_("outcome per field"), default=dict, blank=True)
+    output_values = OrderedJSONField(_("values written"), default=dict, blank=True)
+    previous_values = OrderedJSONField(_("previous values"), default=dict, blank=True)
+    field_outcomes = OrderedJSONField(_("outcome per field"), default=dict, blank=True)
     #: Several candidates: every usable value offered, and the index the editor picked.
     candidates = models.JSONField(_("candidates"), default=list, blank=True)
     chosen_candidate = models.PositiveSmallIntegerField(
@@ -784,6 +810,16 @@ class LLMPipeline(ClusterableModel):
     name = models.CharField(_("name"), max_length=255)
     slug = models.SlugField(_("slug"), max_length=255, unique=True)
     description = models.TextField(_("description"), blank=True)
+    page_types = models.ManyToManyField(
+        ContentType,
+        verbose_name=_("page types"),
+        related_name="+",
+        blank=True,
+        help_text=_(
+            "The page types this pipeline runs on. Needed when a step has its own prompt; "
+            "blank runs it on the page types every step's action applies to."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -799,14 +835,44 @@ class LLMPipeline(ClusterableModel):
         return self.name
 
     def ordered_steps(self) -> list[LLMPipelineStep]:
-        return list(self.steps.select_related("action", "action__prompt").order_by("sort_order"))
+        steps = list(self.steps.select_related("action", "action__prompt").order_by("sort_order"))
+        if any(step.action_id is None for step in steps):
+            type_ids = self.page_type_ids()
+            for step in steps:
+                step._pipeline_page_type_ids = type_ids
+        return steps
+
+    def page_type_ids(self) -> set[int]:
+        """The ids of the pipeline's own page types (one query per instance; none if unsaved)."""
+        if not hasattr(self, "_page_type_ids"):
+            self._page_type_ids = (
+                set(self.page_types.values_list("pk", flat=True)) if self.pk else set()
+            )
+        return self._page_type_ids
+
+
+#: Step fields that make a step with its own prompt (as opposed to one that uses an action).
+INLINE_STEP_FIELDS = (
+    "prompt_template",
+    "source_field",
+    "target_field",
+    "output_mode",
+    "model",
+    "api_base",
+    "api_key_name",
+    "temperature",
+    "max_tokens",
+)
 
 
 class LLMPipelineStep(Orderable):
-    """One step: an action run with earlier steps' answers available as ``{steps.<name>}``.
+    """One step: an existing action, or a prompt, model and parameters of its own.
 
-    The action brings the prompt, model and parameters; a step that should not write
-    leaves "writes" off and only feeds later steps.
+    Earlier steps' answers are available to its prompt as ``{steps.<name>}``. A step that
+    should not write leaves "writes" off and only feeds later steps. A step with its own
+    prompt runs as a transient (unsaved) :class:`LLMAction` built by :meth:`as_action`, so
+    the one service path runs it; its interactions have no action and are named
+    "<pipeline> › <step>".
     """
 
     pipeline = ParentalKey(LLMPipeline, on_delete=models.CASCADE, related_name="steps")
@@ -816,12 +882,66 @@ class LLMPipelineStep(Orderable):
         help_text=_("Later steps use this step's answer as {steps.<name>}, e.g. {steps.outline}."),
     )
     action = models.ForeignKey(
-        LLMAction, verbose_name=_("action"), on_delete=models.PROTECT, related_name="+"
+        LLMAction,
+        verbose_name=_("action"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Run an existing action, or leave blank and write this step's own prompt."),
     )
     writes = models.BooleanField(
         _("writes its target field"),
         default=True,
         help_text=_("Off: the answer only feeds later steps."),
+    )
+    prompt_template = models.TextField(
+        _("own prompt"),
+        blank=True,
+        help_text=_(
+            "Instead of an action: the text sent to the model, with {source}, page fields "
+            "such as {body} or {intro}, {title}, {url}, {locale} and earlier answers as "
+            "{steps.<name>}."
+        ),
+    )
+    source_field = models.CharField(
+        _("source field"),
+        max_length=255,
+        default="body",
+        blank=True,
+        help_text=_("Own prompt: dotted path of the content available as {source}."),
+    )
+    target_field = models.CharField(
+        _("target field"),
+        max_length=255,
+        blank=True,
+        help_text=_("Own prompt: the field that receives the answer when the step writes."),
+    )
+    output_mode = models.CharField(
+        _("output mode"),
+        max_length=20,
+        choices=OutputMode.choices,
+        default=OutputMode.TEXT,
+    )
+    model = models.CharField(
+        _("model"),
+        max_length=200,
+        blank=True,
+        help_text=_("Own prompt: a LiteLLM model string, as for an action."),
+    )
+    api_base = models.URLField(_("API base URL"), blank=True)
+    api_key_name = models.CharField(_("API key setting name"), max_length=100, blank=True)
+    temperature = models.FloatField(
+        _("temperature"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+    )
+    max_tokens = models.PositiveIntegerField(
+        _("max tokens"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(200_000)],
     )
 
     class Meta(Orderable.Meta):
@@ -830,6 +950,95 @@ class LLMPipelineStep(Orderable):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_inline(self) -> bool:
+        """Whether the step has its own prompt rather than an action."""
+        return self.action_id is None and self.action is None
+
+    def as_action(self) -> LLMAction:
+        """The action this step runs: its action, or a transient (unsaved) one built from its
+        own prompt, model and parameters (applying to the pipeline's page types)."""
+        if self.action_id is not None or self.action is not None:
+            return self.action
+        pipeline_name = ""
+        try:
+            pipeline_name = self.pipeline.name
+        except LLMPipeline.DoesNotExist:
+            pass
+        action = LLMAction(
+            name=f"{pipeline_name} › {self.name}" if pipeline_name else self.name,
+            slug="",
+            source_field=self.source_field or "body",
+            target_field=self.target_field,
+            output_mode=self.output_mode or OutputMode.TEXT,
+            model=self.model,
+            api_base=self.api_base,
+            api_key_name=self.api_key_name,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            prompt=LLMPrompt(name=self.name, slug="", template=self.prompt_template),
+            enabled=True,
+        )
+        type_ids = getattr(self, "_pipeline_page_type_ids", None)
+        if type_ids is None:
+            try:
+                type_ids = self.pipeline.page_type_ids()
+            except LLMPipeline.DoesNotExist:
+                type_ids = set()
+        action._page_type_ids = set(type_ids)
+        action.pipeline_step = self
+        return action
+
+    def clean(self) -> None:
+        """Exactly one of an action or an own prompt; an own prompt's model, provider
+        settings and template are checked as an action's are. Step references and fields
+        of the page types are checked with the whole pipeline (``pipelines.validate_steps``
+        and the pipeline form)."""
+        super().clean()
+        has_prompt = bool((self.prompt_template or "").strip())
+        if self.action_id is not None or self.action is not None:
+            if has_prompt:
+                raise ValidationError(
+                    {
+                        "prompt_template": gettext(
+                            "A step runs an action or its own prompt, not both: clear one."
+                        )
+                    }
+                )
+            return
+        if not has_prompt:
+            raise ValidationError(
+                gettext("Choose an action for this step, or write its own prompt.")
+            )
+        errors: dict[str, list[str]] = {}
+        if not (self.model or "").strip():
+            errors.setdefault("model", []).append(gettext("Enter the model this step calls."))
+        if self.writes and not (self.target_field or "").strip():
+            errors.setdefault("target_field", []).append(
+                gettext("Enter the field that receives the answer, or turn “writes” off.")
+            )
+        try:
+            self.as_action().clean()
+        except ValidationError as e:
+            for field, messages in e.message_dict.items():
+                if field == "target_field" and not self.writes:
+                    continue
+                name = {"prompt": "prompt_template"}.get(field, field)
+                if name not in INLINE_STEP_FIELDS:
+                    name = "__all__"
+                errors.setdefault(name, []).extend(
+                    m for m in messages if m not in errors.get(name, [])
+                )
+        from .templating import TemplateSyntaxError, parse_template
+
+        try:
+            parse_template(self.prompt_template)
+        except TemplateSyntaxError as e:
+            errors.setdefault("prompt_template", []).append(str(e))
+        errors = {key: value for key, value in errors.items() if value}
+        if errors:
+            raise ValidationError(errors)
 
 
 class JobStatus(models.TextChoices):

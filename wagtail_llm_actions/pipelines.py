@@ -7,9 +7,13 @@
     run = run_pipeline(pipeline, page, user)   # an LLMRun; run.revision is the draft
     run.timeline()                              # its interactions, step by step
 
-Each step is an :class:`LLMAction` (its prompt, model and parameters). A step's prompt can use
+Each step is an :class:`LLMAction` (its prompt, model and parameters), or has a prompt, model
+and parameters of its own (run as a transient, unsaved action built by
+``LLMPipelineStep.as_action``, so the one service path runs every step). A step's prompt can use
 earlier steps' answers as ``{steps.<name>}``; a name that does not exist, or names the step
-itself or a later one, is refused when the pipeline is saved and again before a run. Steps
+itself or a later one, is refused when the pipeline is saved and again before a run. A step
+whose action fills several fields (structured output) writes them all into the run's draft;
+its ``{steps.<name>}`` is the JSON object of the values it produced, by output key. Steps
 run in order on the page's latest revision; a step that writes applies its answer to the
 working copy, and after the last step all writes go into one draft revision (the service's
 write path: newest revision, row lock, retried while the database is busy). A failing step
@@ -21,6 +25,8 @@ Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -73,6 +79,9 @@ class PipelineStepFailed(LLMActionError):
 
 @dataclass
 class StepSpec:
+    """A step as validated and run: its name, the action it runs (for a step with its own
+    prompt, a transient one), and whether it writes."""
+
     name: str
     action: LLMAction | None
     writes: bool = True
@@ -105,16 +114,15 @@ def validate_steps(steps: Iterable[StepSpec]) -> dict[int, list[str]]:
     for index, step in enumerate(steps):
         if step.action is None:
             continue
-        if step.action.is_structured:
-            # A step's answer is one text (written to one field or fed to later steps).
+        if step.action.is_structured and step.action.long_content == LongContent.MAP_REDUCE:
+            # Parts of one JSON answer cannot be combined field by field.
             errors.setdefault(index, []).append(
                 _(
-                    "“%(action)s” fills several fields from one JSON answer; a pipeline step "
-                    "uses actions that answer for one field."
+                    "“%(action)s” fills several fields and splits long content into parts; "
+                    "a step cannot do both. Choose “truncate” for its long content."
                 )
                 % {"action": step.action.name}
             )
-            continue
         try:
             references = step_references(step.action)
         except TemplateSyntaxError as e:
@@ -135,34 +143,66 @@ def validate_steps(steps: Iterable[StepSpec]) -> dict[int, list[str]]:
                 % {"action": step.action.name, "problem": problem % {"name": name}}
             )
         if step.writes:
-            field = step.action.target_field
-            if field in targets:
-                errors.setdefault(index, []).append(
-                    _("The step “%(other)s” already writes “%(field)s”.")
-                    % {"other": targets[field], "field": field}
-                )
-            else:
-                targets[field] = step.name
+            for field in step.action.target_fields:
+                if field in targets:
+                    errors.setdefault(index, []).append(
+                        _("The step “%(other)s” already writes “%(field)s”.")
+                        % {"other": targets[field], "field": field}
+                    )
+                else:
+                    targets[field] = step.name
     return errors
 
 
 def _specs(pipeline: LLMPipeline) -> list[StepSpec]:
-    return [StepSpec(s.name, s.action, s.writes) for s in pipeline.ordered_steps()]
+    return [StepSpec(s.name, s.as_action(), s.writes) for s in pipeline.ordered_steps()]
 
 
 def pipelines_for_page(page: Page) -> list[LLMPipeline]:
-    """Enabled pipelines whose every step's action is enabled and applies to ``page``."""
+    """Enabled pipelines that run on ``page``'s type: the pipeline's own page types (needed
+    when a step has its own prompt) include it, if it has any, and every step's action is
+    enabled and applies to it."""
     result = []
     for pipeline in LLMPipeline.objects.filter(enabled=True).prefetch_related(
-        "steps__action__page_types"
+        "steps__action__page_types", "page_types"
     ):
         steps = list(pipeline.steps.all())
-        if steps and all(
-            s.action.enabled and page.content_type_id in {ct.pk for ct in s.action.page_types.all()}
+        own = {ct.pk for ct in pipeline.page_types.all()}
+        if not steps or (own and page.content_type_id not in own):
+            continue
+        if not own and any(s.action is None for s in steps):
+            continue
+        if all(
+            s.action is None
+            or (
+                s.action.enabled
+                and page.content_type_id in {ct.pk for ct in s.action.page_types.all()}
+            )
             for s in steps
         ):
             result.append(pipeline)
     return result
+
+
+def inline_step_problems(spec: StepSpec, page_models: list[type]) -> list[str]:
+    """What is wrong with a step's own prompt, source and target on ``page_models``: unknown
+    variables and fields (a step using an action is checked by the action's own form)."""
+    action = spec.action
+    if action is None or action.pk is not None or not page_models:
+        return []
+    found = action.validate_for_page_models(page_models)
+    if not spec.writes:
+        found.pop("target_field", None)
+    labels = {
+        "prompt": _("Prompt"),
+        "source_field": _("Source field"),
+        "target_field": _("Target field"),
+    }
+    return [
+        _("%(field)s: %(error)s") % {"field": labels.get(field, field), "error": message}
+        for field, messages in found.items()
+        for message in dict.fromkeys(messages)
+    ]
 
 
 def check_pipeline(pipeline: LLMPipeline, obj: Any, user=None) -> list[StepSpec]:
@@ -176,6 +216,14 @@ def check_pipeline(pipeline: LLMPipeline, obj: Any, user=None) -> list[StepSpec]
     if not steps:
         raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
     errors = validate_steps(steps)
+    if not errors:
+        # Steps with their own prompt: variables and fields must exist on this page's type.
+        model = obj.specific_class if isinstance(obj, Page) else type(obj)
+        for index, step in enumerate(steps):
+            problems = inline_step_problems(step, [model])
+            if problems:
+                errors[index] = problems
+                break
     if errors:
         index = min(errors)
         raise ConfigurationProblem(
@@ -243,18 +291,30 @@ def run_pipeline(
         interaction.step_name = step.name
         started = time.perf_counter()
         try:
-            if index < from_step:
+            reused = index < from_step
+            if reused:
                 _reuse(interaction, reusable.get(step.name), step)
             else:
                 prepared = service.prepare(action, working_obj, answers)
                 interaction.source_hash = prepared.source_hash
                 interaction.source_truncated = prepared.truncated
-                hint = None
-                if step.writes:
-                    hint = outputs.answer_max_chars(type(working_obj), action.target_field)
-                service.answer(prepared, interaction, max_chars=hint)
-            answers[step.name] = interaction.response_text.strip()
-            if step.writes:
+                if action.is_structured:
+                    # Fills (and checks) every mapped field of the working copy; a step that
+                    # only feeds later steps fills a copy.
+                    scratch = working_obj if step.writes else copy.deepcopy(working_obj)
+                    service._call_structured(action, scratch, prepared, interaction)
+                else:
+                    hint = None
+                    if step.writes:
+                        hint = outputs.answer_max_chars(type(working_obj), action.target_field)
+                    service.answer(prepared, interaction, max_chars=hint)
+            answers[step.name] = step_answer(action, interaction)
+            if step.writes and action.is_structured:
+                if reused:
+                    _apply_structured(working_obj, interaction)
+                interaction.status = InteractionStatus.ANSWERED
+                interaction.outcome = InteractionOutcome.NONE
+            elif step.writes:
                 try:
                     interaction.previous_value = outputs.read_field_value(
                         working_obj, action.target_field
@@ -329,6 +389,30 @@ def answered_steps(run: LLMRun) -> int:
     return count
 
 
+def step_answer(action: LLMAction, interaction: LLMInteraction) -> str:
+    """What later steps get as ``{steps.<name>}``: the answer's text, or for a step filling
+    several fields the JSON object of its values by output key (in the mapping's order)."""
+    if action.is_structured and interaction.output_values:
+        values = interaction.output_values
+        return json.dumps(
+            {str(key): values.get(field, "") for key, field in action.output_fields.items()},
+            ensure_ascii=False,
+        )
+    return interaction.response_text.strip()
+
+
+def _apply_structured(working_obj: Any, interaction: LLMInteraction) -> None:
+    """Set a reused structured answer's values on the working copy."""
+    try:
+        interaction.previous_values = {
+            name: outputs.read_field_value(working_obj, name) for name in interaction.output_values
+        }
+        for name, value in interaction.output_values.items():
+            outputs.set_output_value(working_obj, name, value)
+    except PathError as e:
+        raise ConfigurationProblem(str(e)) from e
+
+
 def _reusable_answers(run: LLMRun) -> dict[str, LLMInteraction]:
     """The answer of each step of ``run`` (not its parts), by step name."""
     result: dict[str, LLMInteraction] = {}
@@ -349,6 +433,9 @@ def _reuse(interaction: LLMInteraction, source: LLMInteraction | None, step: Ste
     interaction.parameters = source.parameters
     interaction.model = source.model
     interaction.response_text = source.response_text
+    interaction.output_values = dict(source.output_values or {})
+    if source.output_values:
+        interaction.output_value = source.output_value
     interaction.finish_reason = source.finish_reason
     interaction.source_hash = source.source_hash
     # No call was made: no tokens, no cost (the original row keeps them).

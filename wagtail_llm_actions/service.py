@@ -900,6 +900,13 @@ class LLMService:
             if target is not working_obj:
                 try:
                     for interaction, _action in writes:
+                        if interaction.output_values:  # a step filling several fields
+                            for name, value in interaction.output_values.items():
+                                interaction.previous_values[name] = outputs.read_field_value(
+                                    target, name
+                                )
+                                outputs.set_output_value(target, name, value)
+                            continue
                         interaction.previous_value = outputs.read_field_value(
                             target, interaction.target_field
                         )
@@ -1034,8 +1041,11 @@ class LLMService:
         from django.contrib.contenttypes.models import ContentType
 
         saved = obj.pk is not None  # a page being created in the editor has no id yet
+        # A pipeline step with its own prompt runs as an unsaved action: no action row (the
+        # name, run and step say what ran), no prompt revision.
+        transient = action.pk is None
         return LLMInteraction(
-            action=action,
+            action=None if transient else action,
             action_name=action.name,
             page=obj if isinstance(obj, Page) and saved else None,
             content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
@@ -1044,7 +1054,7 @@ class LLMService:
             user=user if user is not None and user.is_authenticated else None,
             trigger=trigger,
             model=action.model,
-            prompt_revision_id=action.prompt.current_revision_id(),
+            prompt_revision_id=None if transient else action.prompt.current_revision_id(),
             target_field=action.target_field,
         )
 
@@ -1070,7 +1080,9 @@ class LLMService:
 
     @staticmethod
     def _record_failure(interaction: LLMInteraction, error: LLMActionError, started) -> None:
-        interaction.status = InteractionStatus.ERROR
+        # Nothing to send is a skip, not an error (the report does not count it as one).
+        skipped = error.code == SourceEmpty.code
+        interaction.status = InteractionStatus.SKIPPED if skipped else InteractionStatus.ERROR
         interaction.error_code = error.code
         interaction.error_message = error.message
         interaction.revision = None

@@ -24,7 +24,7 @@ from wagtail.snippets.views.snippets import (
     SnippetViewSetGroup,
 )
 
-from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm
+from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm, LLMPipelineStepForm
 from .models import LLMAction, LLMPipeline, LLMPrompt
 from .views.jobs import JobViewSet
 
@@ -218,6 +218,18 @@ class LLMActionViewSet(SnippetViewSet):
         return LLMAction.objects.select_related("prompt")
 
 
+class StepsInlinePanel(InlinePanel):
+    """The pipeline's steps, with :class:`LLMPipelineStepForm` (which needs the user, for the
+    provider fields' permission)."""
+
+    def get_form_options(self):
+        options = super().get_form_options()
+        options["formsets"][self.relation_name].update(
+            form=LLMPipelineStepForm, inherit_kwargs=["for_user"]
+        )
+        return options
+
+
 class LLMPipelineViewSet(SnippetViewSet):
     model = LLMPipeline
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
@@ -240,7 +252,8 @@ class LLMPipelineViewSet(SnippetViewSet):
                 ],
                 heading=_("Pipeline"),
             ),
-            InlinePanel(
+            FieldPanel("page_types"),
+            StepsInlinePanel(
                 "steps",
                 heading=_("Steps"),
                 label=_("Step"),
@@ -248,6 +261,23 @@ class LLMPipelineViewSet(SnippetViewSet):
                 panels=[
                     FieldRowPanel([FieldPanel("name"), FieldPanel("action")]),
                     FieldPanel("writes"),
+                    MultiFieldPanel(
+                        [
+                            FieldPanel("prompt_template"),
+                            FieldRowPanel(
+                                [
+                                    FieldPanel("source_field"),
+                                    FieldPanel("target_field"),
+                                    FieldPanel("output_mode"),
+                                ]
+                            ),
+                            FieldPanel("model"),
+                            FieldRowPanel([FieldPanel("api_base"), FieldPanel("api_key_name")]),
+                            FieldRowPanel([FieldPanel("temperature"), FieldPanel("max_tokens")]),
+                        ],
+                        heading=_("Or its own prompt"),
+                        classname="collapsed",
+                    ),
                 ],
             ),
         ],
