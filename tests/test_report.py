@@ -394,3 +394,23 @@ def test_xlsx_export_is_streamed_with_texts_as_text_and_times_as_dates(admin_cli
     assert "HYPERLINK" in values["Error"].value
     assert isinstance(values["Time"].value, datetime.datetime)
     assert values["Time"].value.date() == row.created_at.astimezone(datetime.UTC).date()
+
+
+def test_a_page_with_nothing_to_send_is_skipped_not_an_error(admin_client, make_post, action):
+    from wagtail_llm_actions.exceptions import SourceEmpty
+    from wagtail_llm_actions.service import LLMService
+
+    empty = make_post(body=[])
+    with pytest.raises(SourceEmpty):
+        LLMService().run(action, empty)
+    skipped = LLMInteraction.objects.get()
+    assert (skipped.status, skipped.error_code) == ("skipped", "source_empty")
+
+    response = admin_client.get(REPORT_URL)
+
+    totals = response.context["totals"]
+    assert (totals["calls"], totals["errors"]) == (1, 0)
+    html = response.content.decode()
+    assert "Skipped (no content)" in html
+    assert admin_client.get(REPORT_URL + "?status=skipped").context["totals"]["calls"] == 1
+    assert admin_client.get(REPORT_URL + "?status=error").context["totals"]["calls"] == 0

@@ -127,3 +127,34 @@ def test_old_finished_editor_jobs_and_their_form_copies_go_too(post, action, sup
     assert remaining == {old_running.pk, recent.pk, bulk.pk}
     assert not LLMJobItem.objects.filter(job_id=old_done.pk).exists()
     assert "Deleted 1 finished editor job(s)" in out.getvalue()
+
+
+def test_old_runs_go_once_none_of_their_interactions_is_left(post, action):
+    from wagtail_llm_actions.models import LLMRun, RunKind
+
+    now = timezone.now()
+    old_day = now - datetime.timedelta(days=100)
+
+    def run_with(*starts):
+        run = LLMRun.objects.create(kind=RunKind.PIPELINE, name="Pipe", page=post)
+        LLMRun.objects.filter(pk=run.pk).update(created_at=starts[0])
+        for start in starts:
+            make_interactions(1, action=action, page=post, start=start, run=run)
+        return run
+
+    gone = run_with(old_day, old_day)
+    straddling = run_with(old_day, now)  # a step still recent: the run stays
+    recent = run_with(now)
+
+    assert "Would delete 1 run(s)" in purge("--days", "30", "--dry-run")
+    assert LLMRun.objects.count() == 3
+
+    output = purge("--days", "30")
+
+    assert "Deleted 1 run(s)" in output
+    assert set(LLMRun.objects.values_list("pk", flat=True)) == {straddling.pk, recent.pk}
+    assert not LLMRun.objects.filter(pk=gone.pk).exists()
+    assert straddling.interactions.count() == 1
+
+    purge("--days", "30", "--keep-metrics")  # keeps every row, so every run
+    assert LLMRun.objects.count() == 2

@@ -273,9 +273,9 @@ def test_command_writes_one_draft_with_all_fields_and_nothing_else(
 
     entry = PageLogEntry.objects.filter(page=pages[0], action="wagtail_llm_actions.generate")
     message = entry.get().message
-    # (PostgreSQL's jsonb keeps no key order, so the fields may come in any order)
-    named = message.split("Generated ", 1)[1].split(" with ", 1)[0].split(", ")
-    assert sorted(named) == ["search_description", "seo_title", "summary", "tags"]
+    # In the mapping's order on every database (jsonb keeps no key order: the mapping and
+    # the values are stored as ordered pairs, see models.OrderedJSONField).
+    assert "seo_title, search_description, tags, summary" in message
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -634,3 +634,41 @@ def test_a_stored_structured_answer_is_applied_later_without_a_call(
     assert (draft.seo_title, draft.summary) == (GOOD["title"], GOOD["summary"])
     assert sorted(t.name for t in draft.tags.all()) == ["compost", "worms"]
     assert fake_llm.request_count == 1
+
+
+def test_fields_keep_the_mappings_order_on_every_database(
+    post, structured_action, fake_llm, admin_client
+):
+    """jsonb (PostgreSQL) sorts keys by length: "tags", "title", "summary", "description".
+    The mapping and an interaction's values keep the order the mapping was written in."""
+    import re
+
+    from django.urls import reverse
+
+    from wagtail_llm_actions.models import LLMAction
+
+    order = ["seo_title", "search_description", "tags", "summary"]
+    fake_llm.configure(json_reply=GOOD)
+    action = LLMAction.objects.get(pk=structured_action.pk)
+    assert list(action.output_fields) == list(MAPPING)
+    assert action.target_fields == order
+
+    interaction = LLMService().run(action, post)
+
+    fresh = LLMInteraction.objects.get(pk=interaction.pk)
+    assert list(fresh.output_values) == order
+    assert list(fresh.previous_values) == order
+    html = admin_client.get(
+        reverse("wagtail_llm_actions_report:detail", args=[fresh.pk])
+    ).content.decode()
+    assert re.findall(r'data-llm-field="([\w]+)"', html) == order
+    # an object stored as a plain JSON object (before migration 0009) reads as it is
+    from django.db import connection
+
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {LLMInteraction._meta.db_table} SET field_outcomes = %s{cast} WHERE id = %s",  # noqa: S608 - constants only
+            ['{"summary": "accepted"}', fresh.pk],
+        )
+    assert LLMInteraction.objects.get(pk=fresh.pk).field_outcomes == {"summary": "accepted"}

@@ -281,7 +281,6 @@ class LLMPipelineStepForm(WagtailAdminModelForm):
                     _("Only users who may configure LLM providers can change this."),
                 ).strip()
 
-
     def clean_output_mode(self) -> str:
         from .models import OutputMode
 

@@ -7,9 +7,11 @@
     python manage.py purge_llm_interactions --days 30 --keep-metrics   # blank the bodies only
     python manage.py purge_llm_interactions --dry-run
 
-``--keep-metrics`` keeps each row (time, action, page, user, model, status, outcome, tokens,
-cost, latency) so the report's usage and cost figures stay right, and blanks what was sent
-and received: the messages, the response, and the previous and written field values.
+Runs (``LLMRun``: a pipeline's steps, a map-reduce's parts) created before the cutoff go
+too once none of their interactions is left. ``--keep-metrics`` keeps each row (time,
+action, page, user, model, status, outcome, tokens, cost, latency) so the report's usage
+and cost figures stay right, and blanks what was sent and received: the messages, the
+response, and the previous and written field values.
 Run it daily from cron or a scheduled django-q2 task.
 """
 
@@ -22,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from wagtail_llm_actions.conf import get_setting
-from wagtail_llm_actions.models import JobKind, JobStatus, LLMInteraction, LLMJob
+from wagtail_llm_actions.models import JobKind, JobStatus, LLMInteraction, LLMJob, LLMRun
 
 BATCH_SIZE = 5000
 
@@ -97,6 +99,28 @@ class Command(BaseCommand):
             count = self._in_batches(old, lambda qs: qs.delete()[0])
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(f"{verb} {count} interaction(s) created before {when}.")
+        self._purge_runs(cutoff, when, dry_run)
+
+    def _purge_runs(self, cutoff, when: str, dry_run: bool) -> None:
+        """Runs created before ``cutoff`` with no interaction left (after the purge)."""
+        runs = LLMRun.objects.filter(created_at__lt=cutoff)
+        if dry_run:
+            # what would be left: interactions of the run created since the cutoff
+            runs = runs.exclude(interactions__created_at__gte=cutoff)
+        else:
+            runs = runs.filter(interactions__isnull=True)
+        ids = list(runs.values_list("pk", flat=True).distinct())
+        count = len(ids)
+        if not dry_run:
+            count = 0
+            for start in range(0, len(ids), BATCH_SIZE):
+                with transaction.atomic():
+                    batch = LLMRun.objects.filter(
+                        pk__in=ids[start : start + BATCH_SIZE], interactions__isnull=True
+                    )
+                    count += batch.delete()[1].get(LLMRun._meta.label, 0)
+        verb = "Would delete" if dry_run else "Deleted"
+        self.stdout.write(f"{verb} {count} run(s) created before {when} with no interaction left.")
 
     def _purge_editor_jobs(self, cutoff, when: str, dry_run: bool) -> None:
         """Finished editor runs carry a copy of the unsaved form: they go with the bodies."""
