@@ -466,3 +466,34 @@ def test_step_model_needs_the_provider_permission(client, outline_action, django
     assert step.model == get_setting("DEFAULT_MODEL")  # the posted model was ignored
     assert step.api_base == ""
     assert step.temperature == 0.5  # parameters stay with the step's other settings
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+def test_a_job_runs_a_pipeline_with_steps_of_their_own(
+    outline_action, server, make_post, fake_llm, superuser
+):
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.models import ItemStatus
+
+    fake_llm.configure(reply=reply)
+    posts = [make_post() for _ in range(2)]
+    pipeline = make_pipeline(
+        inline("summary", "SUMMARY of {title}", server, target_field="summary"),
+        {"name": "outline", "action": outline_action, "writes": False},
+    )
+
+    job = jobs.create_pipeline_job(pipeline, superuser, [p.pk for p in posts])
+    jobs.run_job(job.pk, threads=1)
+
+    assert [i.status for i in job.items.order_by("pk")] == [ItemStatus.SUCCEEDED] * 2
+    assert [latest(p).summary for p in posts] == ["summary-answer"] * 2
+
+
+def test_a_pipeline_of_own_prompts_only_is_refused_as_a_job_with_a_reason(server, post, superuser):
+    from wagtail_llm_actions import jobs
+
+    pipeline = make_pipeline(inline("summary", "SUMMARY", server, target_field="summary"))
+    with pytest.raises(ConfigurationProblem, match="needs one of its steps to use an action"):
+        jobs.create_pipeline_job(pipeline, superuser, [post.pk])

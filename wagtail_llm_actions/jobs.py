@@ -90,7 +90,6 @@ from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
-    ConfigurationProblem,
     LLMActionError,
     PageInModeration,
     PageLocked,
@@ -418,6 +417,7 @@ def plan_job(
     include_descendants: bool = False,
     force: bool = False,
     sample: int = PREVIEW_SAMPLE,
+    type_ids: list[int] | None = None,
 ) -> Plan:
     """Count what a job would run and skip, and estimate its tokens and cost.
 
@@ -426,7 +426,8 @@ def plan_job(
     first ``sample`` eligible pages and are extrapolated for larger selections.
     """
     plan = Plan(action=action)
-    type_ids = list(action.page_types.values_list("pk", flat=True))
+    if type_ids is None:
+        type_ids = list(action.page_types.values_list("pk", flat=True))
     sample_ids: list[int] = []
     for part in selection_parts(page_ids, include_descendants):
         annotated = annotate_reasons(part, action, user, type_ids)
@@ -505,19 +506,22 @@ def plan_pipeline_job(
     """:func:`plan_job` for a pipeline: pages by its first step's action, and an estimate
     that sums every step (and every part of a map-reduce step) on the first ``sample``
     pages that will run, extrapolated to all of them."""
-    from .pipelines import estimate_pipeline
+    from .pipelines import estimate_pipeline, job_action
 
-    steps = pipeline.ordered_steps()
-    if not steps:
-        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
+    action, type_ids = job_action(pipeline)
     plan = plan_job(
-        steps[0].action, user, page_ids, include_descendants=include_descendants, force=True
+        action,
+        user,
+        page_ids,
+        include_descendants=include_descendants,
+        force=True,
+        type_ids=type_ids,
     )
     plan.action = pipeline
     pages = plan.will_run
     sampled = []
     for part in selection_parts(page_ids, include_descendants):
-        annotated = annotate_reasons(part, steps[0].action, user)
+        annotated = annotate_reasons(part, action, user, type_ids)
         for page in Page.objects.filter(
             pk__in=annotated.filter(skip="").order_by("path").values("pk")[:sample]
         ):
@@ -552,6 +556,7 @@ def create_job(
     force: bool = False,
     kind: str = JobKind.BULK,
     pipeline: LLMPipeline | None = None,
+    type_ids: list[int] | None = None,
 ) -> LLMJob:
     """A job with one item per selected page: queued, or skipped with a reason.
 
@@ -560,7 +565,8 @@ def create_job(
     page types select the pages, its provider sets the concurrency).
     """
     trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
-    type_ids = list(action.page_types.values_list("pk", flat=True))
+    if type_ids is None:
+        type_ids = list(action.page_types.values_list("pk", flat=True))
     page_ids = list(page_ids)
     return db.write(
         lambda: _create_job(
@@ -572,10 +578,10 @@ def create_job(
 
 def create_pipeline_job(pipeline: LLMPipeline, user, page_ids: Iterable, **kwargs) -> LLMJob:
     """:func:`create_job` for a pipeline: one item a page, each one pipeline run."""
-    steps = pipeline.ordered_steps()
-    if not steps:
-        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
-    return create_job(steps[0].action, user, page_ids, pipeline=pipeline, **kwargs)
+    from .pipelines import job_action
+
+    action, type_ids = job_action(pipeline)
+    return create_job(action, user, page_ids, pipeline=pipeline, type_ids=type_ids, **kwargs)
 
 
 def _create_job(

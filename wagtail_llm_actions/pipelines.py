@@ -184,6 +184,29 @@ def pipelines_for_page(page: Page) -> list[LLMPipeline]:
     return result
 
 
+def job_action(pipeline: LLMPipeline) -> tuple[LLMAction, list[int]]:
+    """What a job running ``pipeline`` is built on: its first step that uses an action (its
+    provider sets the job's concurrency; disabling or deleting it stops the job) and the page
+    types that select the pages (the pipeline's own, else that action's)."""
+    steps = pipeline.ordered_steps()
+    if not steps:
+        raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
+    lead = next((step.action for step in steps if step.action is not None), None)
+    if lead is None:
+        # The job engine paces and checks a job by one saved action.
+        raise ConfigurationProblem(
+            _(
+                "The pipeline “%(name)s” runs on the page directly but not as a job yet: a "
+                "job needs one of its steps to use an action."
+            )
+            % {"name": pipeline}
+        )
+    type_ids = sorted(pipeline.page_type_ids()) or list(
+        lead.page_types.values_list("pk", flat=True)
+    )
+    return lead, type_ids
+
+
 def inline_step_problems(spec: StepSpec, page_models: list[type]) -> list[str]:
     """What is wrong with a step's own prompt, source and target on ``page_models``: unknown
     variables and fields (a step using an action is checked by the action's own form)."""
