@@ -96,3 +96,38 @@ def test_action_menu_run_needs_edit_permission(client, post, local_pipeline, out
     run_url = reverse("wagtail_llm_actions_pipelines:run", args=[post.pk, local_pipeline.pk])
     assert client.post(run_url).status_code in (302, 403)
     assert not LLMJob.objects.exists()
+
+
+def test_bulk_offers_a_pipeline_whose_first_step_has_its_own_prompt(
+    client, make_post, make_action, superuser
+):
+    from django.contrib.contenttypes.models import ContentType
+
+    keywords = make_action(name="Keywords", slug="keywords", model="local/keywords")
+    pipeline = LLMPipeline.objects.create(name="Own summary then keywords", slug="own")
+    posts = [make_post(title="Worm bins"), make_post(title="Leaf mould")]
+    pipeline.page_types.add(ContentType.objects.get_for_model(type(posts[0])))
+    LLMPipelineStep.objects.create(
+        pipeline=pipeline,
+        sort_order=0,
+        name="summary",
+        prompt_template="Summarise {title}: {body}",
+        model="local/extractive",
+        target_field="summary",
+    )
+    LLMPipelineStep.objects.create(
+        pipeline=pipeline, sort_order=1, name="keywords", action=keywords, writes=False
+    )
+    client.force_login(superuser)
+
+    confirm = client.get(bulk_url(posts))
+    assert "Own summary then keywords" in confirm.content.decode()
+    assert confirm.context["plan"].estimate.calls == 4
+
+    client.post(bulk_url(posts), {"pipeline": pipeline.pk})
+    job = LLMJob.objects.get()
+    jobs.enqueue_job(job, on_commit=False)
+    assert drain() == ["completed"]
+    for post in posts:
+        draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+        assert draft.summary and draft.summary != post.summary

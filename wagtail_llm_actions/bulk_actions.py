@@ -105,19 +105,29 @@ class RunLLMActionBulkAction(PageBulkAction):
 
         Only pages the user can see count: hidden pages tell nothing, not even their type.
         """
-        user = self.request.user
-        visible = None if user.is_superuser else explorable_pages(user).values("pk")
-        type_ids = set()
-        for part in jobs.selection_parts(self.get_selected_page_ids(), include_descendants=True):
-            if visible is not None:
-                part = part.filter(pk__in=visible)
-            type_ids.update(part.order_by().values_list("content_type_id", flat=True).distinct())
         return (
             LLMAction.objects.filter(enabled=True)
-            .filter(Q(page_types__in=type_ids))
+            .filter(Q(page_types__in=self.selected_type_ids()))
             .distinct()
             .order_by("name")
         )
+
+    def selected_type_ids(self) -> set[int]:
+        """The page types of the selected pages and their descendants the user can see."""
+        if not hasattr(self, "_selected_type_ids"):
+            user = self.request.user
+            visible = None if user.is_superuser else explorable_pages(user).values("pk")
+            type_ids: set[int] = set()
+            for part in jobs.selection_parts(
+                self.get_selected_page_ids(), include_descendants=True
+            ):
+                if visible is not None:
+                    part = part.filter(pk__in=visible)
+                type_ids.update(
+                    part.order_by().values_list("content_type_id", flat=True).distinct()
+                )
+            self._selected_type_ids = type_ids
+        return self._selected_type_ids
 
     def get_form_kwargs(self):
         kwargs = super().get_form_kwargs()
@@ -257,9 +267,15 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
     form_class = RunPipelineForm
 
     def applicable_pipelines(self):
+        """Pipelines for the selected pages' types: by their own page types when they have
+        some (steps with their own prompt), else by their first step's action."""
         actions = self.applicable_actions()
         return (
-            LLMPipeline.objects.filter(enabled=True, steps__sort_order=0, steps__action__in=actions)
+            LLMPipeline.objects.filter(enabled=True)
+            .filter(
+                Q(page_types__in=self.selected_type_ids())
+                | Q(page_types__isnull=True, steps__sort_order=0, steps__action__in=actions)
+            )
             .distinct()
             .order_by("name")
         )

@@ -518,8 +518,9 @@ class PipelineEstimate:
 
 def estimate_pipeline(pipeline: LLMPipeline, obj: Any) -> PipelineEstimate:
     """Calls, tokens and cost of one run of ``pipeline`` on ``obj`` (its latest revision):
-    the sum of every step's, each earlier answer assumed as long as its step's answer limit,
-    and every part and combining call of a map-reduce step."""
+    the sum of every step's (an action's or its own prompt's), each earlier answer assumed as
+    long as its step's answer limit, every part and combining call of a map-reduce step, and
+    the JSON schema of a step that fills several fields."""
     service = LLMService()
     if isinstance(obj, Page):
         obj = obj.specific
@@ -531,6 +532,8 @@ def estimate_pipeline(pipeline: LLMPipeline, obj: Any) -> PipelineEstimate:
         completion = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
         prepared = service.prepare(action, working_obj, answers)
         calls, prompt = estimate_calls(service, prepared)
+        if action.is_structured:
+            prompt += estimates.structured_prompt_tokens(action, type(working_obj))
         total.calls += calls
         total.prompt_tokens += prompt
         total.completion_tokens += completion * calls
