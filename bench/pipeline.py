@@ -8,7 +8,9 @@ Three steps against tests/fakeserver.py (zero latency, real LiteLLM HTTP path, t
 SQLite file): "outline" (only feeds the next steps), "summary" and "intro" (write fields).
 Separately, that is one ``LLMService.run(save=False)`` for the outline plus one
 ``LLMService.run`` per writing action (two drafts); as a pipeline, one ``run_pipeline``
-(one run row, three interactions, one draft). Not a test: figures go into the notes.
+(one run row, three interactions, one draft); and the same pipeline with "summary" and
+"intro" as steps with their own prompt (transient actions, no prompt revision to look up).
+Not a test: figures go into the notes.
 """
 
 from __future__ import annotations
@@ -93,12 +95,36 @@ def main() -> None:
                 pipeline=pipeline, sort_order=n, name=name, action=step, writes=writes
             )
 
+        own = LLMPipeline.objects.create(name="Own", slug="own")
+        own.page_types.set([page_type])
+        LLMPipelineStep.objects.create(
+            pipeline=own, sort_order=0, name="outline", action=outline, writes=False
+        )
+        for n, (name, template, target) in enumerate(
+            [
+                ("summary", "Summarise {body} from {steps.outline}", "summary"),
+                ("intro", "Intro for {title} from {steps.outline}", "intro"),
+            ],
+            start=1,
+        ):
+            LLMPipelineStep.objects.create(
+                pipeline=own,
+                sort_order=n,
+                name=name,
+                prompt_template=template,
+                target_field=target,
+                model="openai/fake",
+                api_base=server.url,
+                api_key_name="BENCH_LLM_KEY",
+            )
+
         preload()
         service = LLMService()
         run_pipeline(pipeline, page)  # warm-up
+        run_pipeline(own, page)
         service.run(summary_alone, page)
 
-        separate, piped = [], []
+        separate, piped, inline = [], [], []
         for _ in range(args.runs):
             t = time.perf_counter()
             service.run(outline, page, save=False)
@@ -110,6 +136,10 @@ def main() -> None:
             run_pipeline(pipeline, page)
             piped.append(time.perf_counter() - t)
             page = BlogPage.objects.get(pk=page.pk)
+            t = time.perf_counter()
+            run_pipeline(own, page)
+            inline.append(time.perf_counter() - t)
+            page = BlogPage.objects.get(pk=page.pk)
 
     def ms(xs: list[float]) -> str:
         return f"median {statistics.median(xs) * 1000:.1f} ms"
@@ -118,6 +148,9 @@ def main() -> None:
     print(f"3 calls as one pipeline run (1 draft), {args.runs}×: {ms(piped)}")
     delta = (statistics.median(piped) - statistics.median(separate)) * 1000
     print(f"pipeline minus separate: {delta:.1f} ms per run, {delta / 3:.1f} ms per step")
+    print(f"3 calls as one pipeline run, 2 steps with their own prompt: {ms(inline)}")
+    delta = (statistics.median(inline) - statistics.median(piped)) * 1000
+    print(f"own prompts minus actions: {delta:.1f} ms per run, {delta / 2:.1f} ms per own step")
 
 
 if __name__ == "__main__":

@@ -414,3 +414,4 @@ def test_a_page_with_nothing_to_send_is_skipped_not_an_error(admin_client, make_
     assert "Skipped (no content)" in html
     assert admin_client.get(REPORT_URL + "?status=skipped").context["totals"]["calls"] == 1
     assert admin_client.get(REPORT_URL + "?status=error").context["totals"]["calls"] == 0
+    assert rows_of(admin_client.get(REPORT_URL, {"q": "no content"})) == [skipped.pk]

@@ -376,14 +376,16 @@ def search_q(query: str, using: str = "default") -> Q:
 
     The same matches as ``icontains`` on those four columns, found without scanning the wide
     rows: action names and models among their few distinct values (loose index scans, compared
-    here), pages by title in the page table, and error texts among the error rows only (on
-    PostgreSQL through the ``pg_trgm`` index of migration 0005 when the extension exists).
+    here), pages by title in the page table, and error texts among the error and skipped rows
+    only (on PostgreSQL through the ``pg_trgm`` index of migration 0005 when the extension
+    exists).
     """
     needle = query.casefold()
     condition = Q(page__in=Page.objects.filter(title__icontains=query).values("pk"))
     condition |= Q(
         pk__in=LLMInteraction.objects.filter(
-            status=InteractionStatus.ERROR, error_message__icontains=query
+            status__in=[InteractionStatus.ERROR, InteractionStatus.SKIPPED],
+            error_message__icontains=query,
         ).values("pk")
     )
     for field in ("model", "action_name"):
