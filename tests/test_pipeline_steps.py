@@ -135,6 +135,33 @@ def test_a_step_with_its_own_prompt_model_and_parameters_runs_and_writes(
     assert step.prompt_revision_id is None
 
 
+def test_detail_page_shows_a_step_of_its_own_and_reruns_from_it(
+    outline_action, server, post, fake_llm, admin_client
+):
+    fake_llm.configure(reply=reply)
+    pipeline = make_pipeline(
+        {"name": "outline", "action": outline_action, "writes": False},
+        inline("summary", "SUMMARY from {steps.outline}", server, target_field="summary"),
+    )
+    run = run_pipeline(pipeline, post)
+    step = run.timeline()[1]
+
+    html = admin_client.get(
+        reverse("wagtail_llm_actions_report:detail", args=[step.pk])
+    ).content.decode()
+
+    assert "Pipe › summary" in html
+    assert html.count("data-llm-timeline-entry") == 2
+    fake_llm.reset()
+    fake_llm.configure(reply=lambda payload: "again")
+    response = admin_client.post(
+        reverse("wagtail_llm_actions_report:rerun_from_step", args=[step.pk]), {"from_step": "1"}
+    )
+    assert response.status_code == 302
+    assert fake_llm.request_count == 1
+    assert latest(post).summary == "again"
+
+
 def test_a_step_needs_exactly_one_of_an_action_or_its_own_prompt(outline_action, server):
     pipeline = LLMPipeline.objects.create(name="P", slug="p")
     both = LLMPipelineStep(
