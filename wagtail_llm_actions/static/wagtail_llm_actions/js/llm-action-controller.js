@@ -436,7 +436,9 @@
           break;
         case 'failed':
           this.finish();
-          this.showError(this.t('failed', { message: data.message }));
+          this.showError(
+            this.t(job.params.pipeline ? 'pipelineFailed' : 'failed', { message: data.message }),
+          );
           break;
         case 'cancelled':
           this.finish();

@@ -7,7 +7,8 @@
  *     Hands each field's value to the "llm-action" controller of that field (its panel, or a
  *     small one added after the field), so every field gets its own highlight and
  *     Keep / Undo / Discard. Each field is tracked as "<interaction>:<field>" in the hidden
- *     input and records its own outcome (outcome URL with ?field=).
+ *     input and records its own outcome (outcome URL with ?field=). A pipeline's result gives
+ *     each field its own interaction (the step that wrote it) and outcome URL.
  *
  *   showCandidates(controller, result, params)
  *     Shows the candidates as choices beside the field; picking one records the choice and
@@ -70,11 +71,13 @@
       const controller = await controllerFor(origin, item.field);
       if (!controller) continue;
       controller.fill(
-        {
-          ...item,
-          interaction: `${result.interaction}:${item.field}`,
-          outcome_url: result.outcome_url ? withField(result.outcome_url, item.field) : '',
-        },
+        item.interaction
+          ? item // a pipeline: each field is its own step's interaction, with its own URL
+          : {
+              ...item,
+              interaction: `${result.interaction}:${item.field}`,
+              outcome_url: result.outcome_url ? withField(result.outcome_url, item.field) : '',
+            },
         params,
       );
       filled += 1;
