@@ -1,7 +1,8 @@
 /* wagtail-llm-actions: several fields from one answer, and several candidates to pick from.
  *
- * Kept apart from the main "llm-action" controller, which calls these two functions from its
- * fill() when a result has `fields` (a structured action) or `candidates` (N > 1):
+ * Kept apart from the "llm-review" controller, which calls these two functions from its fill()
+ * (with the field's "llm-action" controller) when a result has `fields` (a structured action or
+ * a pipeline) or `candidates` (N > 1):
  *
  *   fillFields(controller, result, params)
  *     Hands each field's value to the "llm-action" controller of that field (its panel, or a
@@ -53,7 +54,7 @@
     const host = document.createElement('div');
     host.hidden = true;
     host.dataset.llmFieldsHost = field;
-    host.dataset.controller = IDENTIFIER;
+    host.dataset.controller = `${IDENTIFIER} llm-review`; // run + review, as a panel has
     host.setAttribute('data-llm-action-field-value', field);
     host.setAttribute('data-llm-action-messages-value', JSON.stringify(origin.messagesValue));
     wrapper.after(host);
