@@ -109,13 +109,13 @@ def test_panel_shows_one_button_per_applicable_action(client, post, make_action,
 
     html = client.get(edit_url(post)).content.decode()
 
-    assert 'data-controller="llm-action"' in html
+    assert 'data-controller="llm-action llm-review"' in html
     assert html.count('data-llm-action-name-param="Generate summary"') == 2  # panel and menu
     assert 'data-llm-action-name-param="Shorter summary"' in html
     assert "Disabled summary" not in html
     assert 'data-llm-action-field-value="tags"' in html
     assert 'data-llm-action-field-value="search_description"' in html  # promote tab
-    assert "llm-action-controller.js" in html
+    assert "llm-action-controller.js" in html and "llm-review-controller.js" in html
 
 
 def test_no_buttons_for_users_who_may_not_edit(rf, post, action, outsider, editor, superuser):

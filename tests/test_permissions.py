@@ -270,6 +270,14 @@ ROWS: dict[str, Row] = {
         refused="json403",
         data=lambda w: w.extras["editor_form"],
     ),
+    "wagtail_llm_actions_editor:run_pipeline": Row(
+        lambda w: [w.post.pk, w.pipeline.pk],
+        EDITORS,
+        "post",
+        202,
+        refused="json403",
+        data=lambda w: w.extras["editor_form"],
+    ),
     "wagtail_llm_actions_editor:status": Row(
         lambda w: [w.editor_job.pk], frozenset({"editor"}), refused="json404"
     ),
@@ -426,7 +434,7 @@ def row_url(name: str, row: Row, world: World) -> str:
 
 
 def _prepare(name: str, world: World) -> None:
-    if name == "wagtail_llm_actions_editor:run":
+    if name in ("wagtail_llm_actions_editor:run", "wagtail_llm_actions_editor:run_pipeline"):
         from tests.test_editor import form_data
 
         world.extras["editor_form"] = form_data(world.client("superuser"), world.post)

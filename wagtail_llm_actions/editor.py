@@ -14,6 +14,10 @@ version" conflict). :func:`record_saved_outcomes` links an interaction to the re
 first saved its output when the editor saves, and records whether it was kept as generated
 or edited; :func:`set_outcome` records a discard.
 
+A pipeline runs the same way (:func:`create_editor_pipeline_job`): ``run_pipeline(...,
+working_obj=obj, save=False)``; each writing step's interaction comes back as one field of the
+result (:func:`pipeline_result`), reviewed and recorded on its own like any editor answer.
+
 Nothing here imports views or templates, or LiteLLM.
 """
 
@@ -291,6 +295,47 @@ def create_editor_job(
     return job
 
 
+def check_can_start_pipeline(pipeline, page: Page, user, obj: Page | None = None) -> None:
+    """Raise if ``user`` may not run ``pipeline`` on ``page`` from the editor (as for an
+    action: may edit, not locked; and the pipeline runs on this page: enabled, valid, every
+    step's action applies). ``obj`` (the page as the form has it) is what the steps read."""
+    from .pipelines import check_pipeline, pipelines_for_page
+
+    page = page.specific
+    if not page.permissions_for_user(user).can_edit():
+        raise ActionNotAllowed()
+    from .service import lock_message
+
+    message = lock_message(user, page)
+    if message:
+        raise PageLocked(message)
+    if pipeline not in pipelines_for_page(page):
+        raise ActionNotApplicable(
+            _("The pipeline “%(name)s” does not run on this page.") % {"name": pipeline.name}
+        )
+    check_pipeline(pipeline, page, user)
+
+
+def create_editor_pipeline_job(pipeline, page: Page, obj: Page, user) -> LLMJob:
+    """An editor job running ``pipeline`` on ``obj`` (built from the unsaved form)."""
+    payload: dict[str, Any] = {
+        "pipeline": pipeline.pk,
+        "user": user.pk if user is not None else None,
+        "base_revision": page.latest_revision_id,
+        "content": serialise_page(obj),
+    }
+    with db.atomic_write():
+        job = LLMJob.objects.create(
+            pipeline=pipeline,
+            action_name=pipeline.name,
+            user=user,
+            kind=JobKind.EDITOR,
+            status=JobStatus.QUEUED,
+        )
+        LLMJobItem.objects.create(job=job, page=page, payload=payload)
+    return job
+
+
 def enqueue_editor_job(job: LLMJob, *, inline: bool | None = None) -> None:
     """Queue ``job`` on django-q2, or run it now when ``RUN_INLINE`` is set."""
     item = job.items.only("pk").first()
@@ -400,6 +445,8 @@ def run_editor_job(item_id: int) -> str:
         return "skipped"
     job = item.job
     payload = item.payload or {}
+    if payload.get("pipeline"):
+        return _run_pipeline_item(item)
     action = job.action
     page = item.page.specific if item.page is not None else _new_page_of(payload)
     if action is None or page is None:
@@ -463,6 +510,94 @@ def run_editor_job(item_id: int) -> str:
         return "cancelled"
     result = editor_result(obj, action, interaction)
     _finish(item, ItemStatus.SUCCEEDED, result, interaction=interaction)
+    return "succeeded"
+
+
+def pipeline_result(obj: Page, run, writers: list[LLMInteraction]) -> dict:
+    """The job result of an editor pipeline run: one entry per written field, each with its
+    own interaction (one a writing step), filled and reviewed like a structured answer's."""
+    return {
+        "run": run.pk,
+        "interaction": writers[-1].pk if writers else None,
+        "pipeline": True,
+        "fields": [
+            {
+                "field": i.target_field,
+                "output": i.output_value,
+                "interaction": i.pk,
+                "step": i.step_name,
+                **_fill_value(obj, i.target_field, i.output_value),
+            }
+            for i in writers
+        ],
+    }
+
+
+def _run_pipeline_item(item: LLMJobItem) -> str:
+    """Run an editor pipeline job on the unsaved form's content; write no revision."""
+    from .models import LLMPipeline
+    from .pipelines import PipelineStepFailed, run_pipeline
+
+    job = item.job
+    payload = item.payload or {}
+    pipeline = LLMPipeline.objects.filter(pk=payload.get("pipeline")).first()
+    page = item.page.specific if item.page is not None else None
+    if pipeline is None or page is None:
+        _finish(
+            item,
+            ItemStatus.FAILED,
+            {"code": "gone", "message": _("The page or the pipeline no longer exists.")},
+            error="gone",
+        )
+        return "failed"
+    try:
+        obj = page.with_content_json(payload["content"])
+        run = run_pipeline(
+            pipeline,
+            page,
+            job.user,
+            trigger=InteractionTrigger.EDITOR,
+            working_obj=obj,
+            save=False,
+        )
+    except LLMActionError as e:
+        result = {"code": e.code, "message": e.message, "retryable": e.retryable}
+        if isinstance(e, PipelineStepFailed):
+            result["step"] = e.step
+        _finish(item, ItemStatus.FAILED, result, interaction=e.interaction, error=e.message)
+        return "failed"
+    except Exception as e:  # a broken payload: report it, never leave a spinner
+        logger.exception("Editor pipeline job %s failed", job.pk)
+        _finish(
+            item,
+            ItemStatus.FAILED,
+            {
+                "code": "internal",
+                "message": _("The pipeline failed unexpectedly (%(type)s).")
+                % {"type": type(e).__name__},
+            },
+            error=type(e).__name__,
+        )
+        return "failed"
+    writers = list(
+        run.interactions.filter(
+            chunk_index__isnull=True,
+            status=InteractionStatus.SUCCESS,
+            outcome=InteractionOutcome.PENDING,
+        ).order_by("step_index", "pk")
+    )
+    last = writers[-1] if writers else None
+    if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+        # Cancelled while the model was answering: nothing will be shown or saved.
+        db.write(
+            lambda: LLMInteraction.objects.filter(pk__in=[i.pk for i in writers]).update(
+                outcome=InteractionOutcome.DISCARDED
+            ),
+            what="discarding a cancelled answer",
+        )
+        _finish(item, ItemStatus.CANCELLED, {}, interaction=last)
+        return "cancelled"
+    _finish(item, ItemStatus.SUCCEEDED, pipeline_result(obj, run, writers), interaction=last)
     return "succeeded"
 
 
@@ -556,11 +691,14 @@ def editor_status(item: LLMJobItem, now=None) -> EditorStatus:
     if item.status == ItemStatus.CANCELLED or job.status == JobStatus.CANCELLED:
         return EditorStatus("cancelled", elapsed, _("Cancelled."))
     result = item.result or {}
+    failed = {"code": result.get("code", "error")}
+    if result.get("step"):
+        failed["step"] = result["step"]  # a pipeline's failed step
     return EditorStatus(
         "failed",
         elapsed,
         result.get("message") or item.error or _("The action failed."),
-        {"code": result.get("code", "error")},
+        failed,
     )
 
 
@@ -720,6 +858,8 @@ def _field_outcomes(page: Page, interaction: LLMInteraction) -> tuple[str, dict]
 
 
 def _target_of(interaction: LLMInteraction) -> str:
+    if interaction.run_id and interaction.target_field:
+        return interaction.target_field  # a pipeline step: the field it wrote
     item = (
         LLMJobItem.objects.filter(interaction=interaction, job__kind=JobKind.EDITOR)
         .select_related("job")

@@ -16,10 +16,12 @@ to, shown to users who may edit the page (or add it under its parent). The butto
 the panels leave plain travel with the editor's action menu item and a small script
 (``llm-action-placement``) puts them beside their field.
 
+A pipeline's button goes where an action writing its first writing step's field would go.
+
 ``LLMActionPanel`` chooses the placement instead, and restricts what a field offers: it takes
 every argument ``FieldPanel`` takes, and ``actions=["slug", ...]`` to offer only some actions
-(in the panel and in the action menu). Without buttons to show it renders exactly like a
-``FieldPanel``.
+or pipelines (in the panel and in the action menu). Without buttons to show it renders exactly
+like a ``FieldPanel``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def editor_messages() -> dict[str, str]:
         "kept": _("Kept the generated value. It is saved with the page."),
         "cancelled": _("Cancelled. {field} was not changed."),
         "failed": _("{message} {field} was not changed."),
+        "pipelineFailed": _("{message} Nothing in the form was changed."),
         "network": _("The server could not be reached. {field} was not changed."),
         "tooLarge": _("The page is too large to send for generation."),
         "httpError": _("The server answered with an error (HTTP {status})."),
@@ -107,6 +110,9 @@ class EditorTarget:
     @property
     def parent_id(self) -> int | None:
         return self.parent.pk if self.parent is not None else None
+
+    def pipeline_url(self, pipeline) -> str:
+        return reverse("wagtail_llm_actions_editor:run_pipeline", args=[self.page.pk, pipeline.pk])
 
     def run_url(self, action) -> str:
         if self.page is not None:
@@ -169,6 +175,30 @@ def _actions(target: EditorTarget, request) -> list:
     return actions_for_type(target.page_class, request)
 
 
+def _pipelines(target: EditorTarget, request) -> list:
+    """Pipelines that run on ``target``'s page (edit view only: a run needs a saved page)."""
+    if target.page is None:
+        return []
+    from .pipelines import pipelines_for_page
+
+    cache = _request_cache(request, "_llm_editor_pipelines")
+    if target.key not in cache:
+        cache[target.key] = pipelines_for_page(target.page.specific)
+    return cache[target.key]
+
+
+def pipeline_field(pipeline) -> str:
+    """The field a pipeline's button goes beside: its first writing step's, or ""."""
+    for step in pipeline.steps.all():
+        if step.writes and step.action is not None and step.action.target_field:
+            return step.action.target_field
+    return ""
+
+
+def _pipeline_key(pipeline) -> str:
+    return f"pipeline:{pipeline.slug}"
+
+
 def editor_context(
     target: EditorTarget | None,
     request,
@@ -190,14 +220,27 @@ def editor_context(
         and (only is None or action.slug in only)
         and action.slug not in exclude
     ]
-    if not actions:
+    pipelines = [
+        pipeline
+        for pipeline in _pipelines(target, request)
+        if pipeline_field(pipeline) == field_name
+        and (only is None or pipeline.slug in only)
+        and _pipeline_key(pipeline) not in exclude
+    ]
+    if not actions and not pipelines:
         return None
     from .conf import get_setting
 
     return {
         "field_name": field_name,
         "field_label": label or field_name,
-        "actions": [{"action": action, "url": target.run_url(action)} for action in actions],
+        "actions": [
+            *({"action": action, "url": target.run_url(action)} for action in actions),
+            *(
+                {"action": pipeline, "url": target.pipeline_url(pipeline), "pipeline": True}
+                for pipeline in pipelines
+            ),
+        ],
         "pickup_timeout": get_setting("WORKER_PICKUP_TIMEOUT"),
         "messages_json": json.dumps(editor_messages()),
     }
@@ -288,13 +331,16 @@ def _entries(target: EditorTarget | None, request, *, auto: bool) -> list[dict]:
     if target is None or request is None or not _may_run(request, target):
         return []
     actions = _actions(target, request)
-    if not actions:
+    pipelines = _pipelines(target, request)
+    if not actions and not pipelines:
         return []
     fields = _form_fields(target.page_class, request)
     restrictions = panel_restrictions(target.page_class)
     entries = []
     listed: set[str] = set()  # an action filling several fields is listed once
-    for field_name in dict.fromkeys(name for a in actions for name in a.target_fields):
+    names = [name for a in actions for name in a.target_fields]
+    names += [pipeline_field(p) for p in pipelines]
+    for field_name in dict.fromkeys(names):
         if field_name not in fields:
             continue
         if auto and field_name in restrictions:
@@ -305,7 +351,10 @@ def _entries(target: EditorTarget | None, request, *, auto: bool) -> list[dict]:
         )
         if context:
             entries.append(context)
-            listed.update(item["action"].slug for item in context["actions"])
+            listed.update(
+                _pipeline_key(item["action"]) if item.get("pipeline") else item["action"].slug
+                for item in context["actions"]
+            )
     return entries
 
 
@@ -320,7 +369,8 @@ def auto_entries(target: EditorTarget | None, request) -> list[dict]:
 
 
 class LLMActionMenuItem(ActionMenuItem):
-    """The page's actions in the editor's action menu (edit and create views).
+    """The page's actions in the editor's action menu (edit and create views), and on the
+    edit view its pipelines (each runs on the unsaved form, like an action).
 
     It also carries the buttons for fields the page's panels leave plain, which the
     ``llm-action-placement`` script moves beside those fields.
@@ -348,44 +398,4 @@ class LLMActionMenuItem(ActionMenuItem):
         context = super().get_context_data(parent_context)
         context["llm_entries"] = self._entries(parent_context)
         context["llm_auto_entries"] = parent_context.get("_llm_auto_entries", [])
-        return context
-
-
-class LLMPipelineMenuItem(ActionMenuItem):
-    """The pipelines that run on this page, in the editor's action menu. Each starts a
-    one-page job on the last saved revision (its answers arrive as one new draft)."""
-
-    name = "action-llm-pipelines"
-    label = gettext_lazy("LLM pipelines")
-    template_name = "wagtail_llm_actions/editor/pipeline_menu_item.html"
-
-    def _pipelines(self, context) -> list:
-        from .pipelines import pipelines_for_page
-
-        page = context.get("page")
-        request = context["request"]
-        if page is None or page.pk is None or not _may_run(request, EditorTarget.for_page(page)):
-            return []
-        cache = getattr(request, "_llm_pipelines", None)
-        if cache is None:
-            cache = request._llm_pipelines = pipelines_for_page(page.specific)
-        return cache
-
-    def is_shown(self, context):
-        if context.get("view") != "edit" or context.get("locked_for_user"):
-            return False
-        return bool(self._pipelines(context))
-
-    def get_context_data(self, parent_context):
-        from django.urls import reverse
-
-        context = super().get_context_data(parent_context)
-        page = parent_context.get("page")
-        context["llm_pipelines"] = [
-            {
-                "pipeline": pipeline,
-                "url": reverse("wagtail_llm_actions_pipelines:run", args=[page.pk, pipeline.pk]),
-            }
-            for pipeline in self._pipelines(parent_context)
-        ]
         return context

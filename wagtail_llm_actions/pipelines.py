@@ -269,8 +269,15 @@ def run_pipeline(
     on_answer: Callable[[LLMInteraction], None] | None = None,
     on_success: Callable[[LLMInteraction], None] | None = None,
     on_run_started: Callable[[LLMRun], None] | None = None,
+    working_obj: Any = None,
+    save: bool = True,
 ) -> LLMRun:
     """Run every step of ``pipeline`` on ``obj`` and write one draft; return the run.
+
+    ``working_obj`` replaces the latest revision as the content the steps read and write (the
+    editor passes an object built from its unsaved form). With ``save=False`` no revision is
+    written: the writing steps' answers are applied to ``working_obj`` only and recorded as
+    "awaiting review" (the editor puts them into its form), as ``LLMService.run`` does.
 
     With ``previous`` (an earlier run of this pipeline on this page), the steps before
     ``from_step`` reuse that run's stored answers instead of calling the model. Raises
@@ -284,7 +291,9 @@ def run_pipeline(
     if isinstance(obj, Page):
         obj = obj.specific
     steps = check_pipeline(pipeline, obj, user)
-    working_obj, base_revision = working_copy(obj)
+    base_revision = None
+    if working_obj is None:
+        working_obj, base_revision = working_copy(obj)
     run = LLMRun(
         kind=RunKind.PIPELINE,
         pipeline=pipeline,
@@ -367,10 +376,21 @@ def run_pipeline(
     last = writers[-1][0] if writers else done[-1][0]
     if on_answer is not None:
         db.write(lambda: on_answer(last), what="linking a pipeline run")
-    if not writers:
-        _finish(run, RunStatus.SUCCESS)
-        if on_success is not None:
-            db.write(lambda: on_success(last), what="finishing a pipeline run")
+    if not writers or not save:
+
+        def finish() -> None:
+            for interaction, _step in writers:  # not saved: awaiting the editor's review
+                interaction.status = InteractionStatus.SUCCESS
+                interaction.outcome = InteractionOutcome.PENDING
+                interaction.save(update_fields=["status", "outcome"])
+            run.status = RunStatus.SUCCESS
+            run.error_message = ""
+            run.finished_at = timezone.now()
+            run.save()
+            if on_success is not None:
+                on_success(last)
+
+        db.write(finish, what="finishing a pipeline run")
         return run
     try:
         service.write_run(

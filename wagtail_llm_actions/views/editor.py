@@ -2,8 +2,10 @@
 
 ``run`` validates the posted (unsaved) form, checks permission and queues a job, answering at
 once with the job's URLs (``run_new`` does the same on the create view, for a page that has no
-id yet: keyed by parent page and page type); ``status`` is polled by the browser; ``cancel``
-stops a job; ``outcome`` records that the editor discarded (or restored) a generated value.
+id yet: keyed by parent page and page type; ``run_pipeline`` does it for a pipeline, whose
+writing steps' answers all come back for the form); ``status`` is polled by the browser;
+``cancel`` stops a job; ``outcome`` records that the editor discarded (or restored) a
+generated value.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from wagtail.models import Page
 
 from ..exceptions import ActionNotAllowed, LLMActionError, PageLocked
 from ..lazy import lazy_module
-from ..models import InteractionTrigger, LLMAction, LLMInteraction
+from ..models import InteractionTrigger, LLMAction, LLMInteraction, LLMPipeline
 
 editor = lazy_module("wagtail_llm_actions.editor")  # imported on the first request
 
@@ -96,6 +98,34 @@ def _run(request, page_id: int, action_id: int):
 
 @csrf_exempt  # checked by csrf_protect below, once the body is known to be readable
 @require_POST
+def run_pipeline(request, page_id: int, pipeline_id: int):
+    """Queue ``pipeline`` on the page as the posted form has it; answer with the job's URLs."""
+    too_large = _too_large(request)
+    return too_large or _run_pipeline(request, page_id, pipeline_id)
+
+
+@csrf_protect
+def _run_pipeline(request, page_id: int, pipeline_id: int):
+    page = get_object_or_404(Page, pk=page_id).specific
+    if not page.permissions_for_user(request.user).can_edit():
+        return _error(ActionNotAllowed().message, ActionNotAllowed.code, 403)
+    pipeline = LLMPipeline.objects.filter(pk=pipeline_id).first()
+    if pipeline is None:
+        return _error(_("This pipeline no longer exists."), "not_found", 404)
+    try:
+        editor.check_can_start_pipeline(pipeline, page, request.user)
+        obj = editor.build_page_from_form(page, request.POST, request.user)
+    except editor.FormInvalid as e:
+        return _error(e.message, e.code, 400, errors=e.errors)
+    except LLMActionError as e:
+        return _error(e.message, e.code, STATUS_FOR_ERROR.get(e.code, 400))
+
+    job = editor.create_editor_pipeline_job(pipeline, page, obj, request.user)
+    return _enqueue(job)
+
+
+@csrf_exempt  # checked by csrf_protect below, once the body is known to be readable
+@require_POST
 def run_new(request, parent_id: int, content_type_id: int, action_id: int):
     """As :func:`run`, on the create view: a new page of a type under ``parent``."""
     too_large = _too_large(request)
@@ -158,6 +188,11 @@ def status(request, job_id: int):
             data["result"]["outcome_url"] = reverse(
                 "wagtail_llm_actions_editor:outcome", args=[interaction_id]
             )
+            for item in data["result"].get("fields") or []:
+                if item.get("interaction"):  # a pipeline: one interaction per field
+                    item["outcome_url"] = reverse(
+                        "wagtail_llm_actions_editor:outcome", args=[item["interaction"]]
+                    )
             if data["result"].get("candidates"):
                 data["result"]["choose_url"] = reverse(
                     "wagtail_llm_actions_editor:choose", args=[interaction_id]
@@ -210,6 +245,7 @@ app_name = "wagtail_llm_actions_editor"
 
 urlpatterns = [
     path("run/<int:page_id>/<int:action_id>/", run, name="run"),
+    path("run-pipeline/<int:page_id>/<int:pipeline_id>/", run_pipeline, name="run_pipeline"),
     path(
         "run-new/<int:parent_id>/<int:content_type_id>/<int:action_id>/",
         run_new,

@@ -1,21 +1,19 @@
-/* wagtail-llm-actions: the page editor's "Generate …" buttons.
+/* wagtail-llm-actions: the page editor's "Generate …" buttons ("llm-action": run and poll).
  *
  * A plain Stimulus controller registered with Wagtail's Stimulus application (no build step).
  * A click posts the whole edit form as it is on screen (unsaved edits included) to the run
  * endpoint, which queues a job and answers at once. The controller polls the job's status,
  * says "Waiting for a worker…" until a worker claims the job, then "Generating with …" with
- * the elapsed time and Cancel; it fills the target field (text input, textarea, tag widget or
- * Draftail rich text) and offers Undo, Regenerate, Discard and Keep on one review line. Undo
- * and Discard put the previous value back exactly, so autosave has nothing new to save.
- * Nothing else in the form is touched. The ids of generated values in the form travel with
- * the form in a hidden input (removed when empty), so the server links them to the revision
- * that saves them. Chosen from the action menu, the menu closes and the field's buttons run.
+ * the elapsed time and Cancel, and shows a failure beside the field. The answer goes to the
+ * "llm-review" controller on the same element (llm-review-controller.js), which fills the
+ * field and drives the review line. Chosen from the action menu, the menu closes and the
+ * field's buttons run.
  */
 (() => {
   'use strict';
 
   const IDENTIFIER = 'llm-action';
-  const INTERACTIONS_FIELD = 'llm_action_interactions';
+  const REVIEWER = 'llm-review';
   const POLL_FAST_MS = 300;
   const POLL_SLOW_MS = 1000;
   const MAX_NETWORK_FAILURES = 5;
@@ -74,96 +72,6 @@
     return data;
   };
 
-  /* -- reading and writing the field, per widget ------------------------------------------ */
-
-  const widgets = {
-    text: {
-      read: (input) => input.value,
-      snapshot: (input) => ({ value: input.value }),
-      write: (input, value) => {
-        input.value = value;
-        input.dispatchEvent(new Event('input', { bubbles: true }));
-        input.dispatchEvent(new Event('change', { bubbles: true }));
-      },
-    },
-    tags: {
-      snapshot: (input) => ({ value: widgets.tags.read(input), raw: input.value }),
-      read: (input) => {
-        const $ = window.jQuery;
-        if ($ && $(input).data('ui-tagit')) return $(input).tagit('assignedTags').slice();
-        return input.value;
-      },
-      write: (input, value) => {
-        const $ = window.jQuery;
-        const tags = Array.isArray(value)
-          ? value
-          : String(value || '')
-              .split(',')
-              .map((tag) => tag.trim())
-              .filter(Boolean);
-        if ($ && $(input).data('ui-tagit')) {
-          $(input).tagit('removeAll');
-          tags.forEach((tag) => $(input).tagit('createTag', tag));
-        } else {
-          input.value = tags.map((t) => (t.includes(' ') ? `"${t}"` : t)).join(', ');
-        }
-        input.dispatchEvent(new Event('change', { bubbles: true }));
-      },
-    },
-    draftail: {
-      snapshot: (input) => ({
-        value: input.value,
-        state:
-          input.draftailEditor && typeof input.draftailEditor.getEditorState === 'function'
-            ? input.draftailEditor.getEditorState()
-            : null,
-      }),
-      read: (input) => input.value,
-      write: (input, value) => {
-        const raw = typeof value === 'string' ? value : JSON.stringify(value);
-        const editor = input.draftailEditor;
-        if (editor && window.Draftail && window.Draftail.createEditorStateFromRaw) {
-          const parsed = raw && raw !== 'null' ? JSON.parse(raw) : null;
-          editor.onChange(window.Draftail.createEditorStateFromRaw(parsed));
-        }
-        input.value = raw;
-        input.dispatchEvent(new Event('change', { bubbles: true }));
-      },
-    },
-  };
-
-  /**
-   * Put a field back exactly as it was before a fill, so that the form is not "dirty" compared
-   * with before and Wagtail's autosave has nothing new to save. Widgets that rewrite their
-   * hidden input on their own (tags, Draftail) get the original string back afterwards.
-   */
-  const restore = (kind, input, snapshot) => {
-    if (kind === 'draftail') {
-      const editor = input.draftailEditor;
-      if (editor && snapshot.state) editor.onChange(snapshot.state);
-      const putBack = () => {
-        if (editor && snapshot.state && editor.getEditorState() !== snapshot.state) return;
-        input.value = snapshot.value;
-        try {
-          input.rawContentState = JSON.parse(snapshot.value);
-        } catch (error) {
-          // not JSON: leave the editor's own copy
-        }
-      };
-      putBack();
-      // Draftail saves its state to the input on a short debounce (250 ms); should it write
-      // its own serialisation of the same content, the original string is put back after it.
-      [300, 600, 1200].forEach((ms) => window.setTimeout(putBack, ms));
-      return;
-    }
-    if (kind === 'tags') {
-      widgets.tags.write(input, snapshot.value);
-      input.value = snapshot.raw;
-      return;
-    }
-    widgets.text.write(input, snapshot.value);
-  };
-
   class LLMActionController extends window.StimulusModule.Controller {
     static targets = ['panel', 'run', 'status', 'error', 'review'];
 
@@ -176,8 +84,6 @@
 
     connect() {
       this.job = null;
-      this.review = null;
-      this.original = undefined;
       // On the create view, Wagtail's autosave creates the page: later runs are on that page.
       this.onAutosaved = (event) => {
         const pk = event.detail && event.detail.response && event.detail.response.pk;
@@ -296,30 +202,6 @@
       if (wrapper && wrapper.scrollIntoView) wrapper.scrollIntoView({ block: 'center' });
     }
 
-    interactionsInput(create = true) {
-      const form = this.form;
-      if (!form) return null;
-      let input = form.querySelector(`input[name="${INTERACTIONS_FIELD}"]`);
-      if (!input && create) {
-        input = document.createElement('input');
-        input.type = 'hidden';
-        input.name = INTERACTIONS_FIELD;
-        input.value = '';
-        form.appendChild(input);
-      }
-      return input;
-    }
-
-    trackInteraction(id, present) {
-      const input = this.interactionsInput(present);
-      if (!input) return;
-      const ids = new Set(input.value.split(',').filter(Boolean));
-      if (present) ids.add(String(id));
-      else ids.delete(String(id));
-      if (ids.size) input.value = Array.from(ids).join(',');
-      else input.remove(); // as before the first fill, so the form is not changed by it
-    }
-
     /* -- running -------------------------------------------------------------------------- */
 
     async run(event) {
@@ -436,7 +318,9 @@
           break;
         case 'failed':
           this.finish();
-          this.showError(this.t('failed', { message: data.message }));
+          this.showError(
+            this.t(job.params.pipeline ? 'pipelineFailed' : 'failed', { message: data.message }),
+          );
           break;
         case 'cancelled':
           this.finish();
@@ -506,189 +390,25 @@
       }
     }
 
-    /* -- filling and reviewing ------------------------------------------------------------ */
+    /* -- handing the answer over ---------------------------------------------------------- */
+
+    /** The "llm-review" controller on this element, which fills and reviews the field. */
+    get reviewer() {
+      return this.application.getControllerForElementAndIdentifier(this.element, REVIEWER);
+    }
 
     fill(result, params) {
-      // Several fields, or candidates to choose from: see llm-fields.js.
-      const extra = window.wagtailLLMActions || {};
-      if (result.fields && extra.fillFields) {
-        extra.fillFields(this, result, params);
-        return;
-      }
-      if (result.candidates && result.candidates.length > 1 && extra.showCandidates) {
-        extra.showCandidates(this, result, params);
-        return;
-      }
-      const input = this.input;
-      if (!input) {
+      const reviewer = this.reviewer;
+      if (!reviewer) {
         this.showError(this.t('noField'));
         return;
       }
-      const kind = result.widget || this.widgetKind(input);
-      const widget = widgets[kind] || widgets.text;
-      const previous = this.review;
-      if (previous && previous.interaction !== result.interaction) {
-        // Regenerated: the earlier suggestion is discarded; Undo goes back to the original.
-        this.sendOutcome(previous, 'discarded');
-        this.trackInteraction(previous.interaction, false);
-      }
-      if (!previous) this.original = (widget.snapshot || widgets.text.snapshot)(input);
-      widget.write(input, result.value);
-      this.review = {
-        interaction: result.interaction,
-        outcomeUrl: result.outcome_url,
-        kind,
-        generated: result.value,
-        text: result.text,
-        params,
-        undone: false,
-      };
-      this.trackInteraction(result.interaction, true);
-      this.highlight(true);
-      this.renderReview(this.t('filledShort', { action: params.name }));
-      this.announce(this.t('filled', { action: params.name }), false);
-      this.element.dispatchEvent(
-        new CustomEvent('llm-action:filled', { bubbles: true, detail: { ...result } }),
-      );
+      reviewer.fill(result, params);
     }
 
-    highlight(on) {
-      const wrapper = this.fieldWrapper(this.input);
-      if (wrapper) wrapper.classList.toggle('llm-action--filled', on);
-    }
-
-    renderReview(text) {
-      const host = this.host();
-      if (!host) return;
-      const review = host.reviewTarget;
-      review.replaceChildren();
-      const label = document.createElement('span');
-      label.className = 'llm-action__review-text';
-      label.append(icon('pick'), document.createTextNode(text));
-      review.appendChild(label);
-      const undone = this.review && this.review.undone;
-      const buttons = [
-        undone ? ['redo', 'redo', 'rotate'] : ['undo', 'undo', 'arrow-left'],
-        ['regenerate', 'regenerate', 'rotate'],
-        ['discard', 'discard', 'bin'],
-      ];
-      if (!undone) buttons.push(['keep', 'keep', 'check']);
-      buttons.forEach(([key, method, iconName]) => {
-        const button = document.createElement('button');
-        button.type = 'button';
-        button.className = 'button button-small button-secondary';
-        button.dataset.llmActionReview = key;
-        button.append(icon(iconName), document.createTextNode(this.t(key)));
-        button.addEventListener('click', () => this[method]());
-        review.appendChild(button);
-      });
-      review.hidden = false;
-    }
-
-    closeReview() {
-      const host = this.host();
-      if (host) {
-        host.reviewTarget.hidden = true;
-        host.reviewTarget.replaceChildren();
-      }
-      this.highlight(false);
-      this.review = null;
-      this.original = undefined;
-    }
-
-    writeField(value) {
-      const input = this.input;
-      if (!input || !this.review) return;
-      const widget = widgets[this.review.kind] || widgets.text;
-      widget.write(input, value);
-    }
-
-    restoreField() {
-      const input = this.input;
-      if (!input || !this.review || this.original === undefined) return;
-      restore(this.review.kind, input, this.original);
-    }
-
-    undo() {
-      if (!this.review || this.review.undone) return;
-      this.restoreField();
-      this.review.undone = true;
-      this.trackInteraction(this.review.interaction, false);
-      this.sendOutcome(this.review, 'discarded');
-      this.highlight(false);
-      this.renderReview(this.t('undone'));
-      this.announce(this.t('undone'), false);
-      this.focusReview('redo');
-    }
-
-    redo() {
-      if (!this.review || !this.review.undone) return;
-      this.writeField(this.review.generated);
-      this.review.undone = false;
-      this.trackInteraction(this.review.interaction, true);
-      this.sendOutcome(this.review, 'pending');
-      this.highlight(true);
-      this.renderReview(this.t('filledShort', { action: this.review.params.name }));
-      this.announce(this.t('redone'), false);
-      this.focusReview('undo');
-    }
-
-    regenerate() {
-      if (!this.review) return;
-      this.start(this.review.params);
-    }
-
-    discard() {
-      if (!this.review) return;
-      if (!this.review.undone) {
-        this.restoreField();
-        this.sendOutcome(this.review, 'discarded');
-      }
-      this.trackInteraction(this.review.interaction, false);
-      this.closeReview();
-      this.announce(this.t('discarded'));
-      this.focusRunButton();
-    }
-
-    keep() {
-      if (!this.review) return;
-      // The value stays in the form (and its id in the hidden input) until it is saved.
-      const host = this.host();
-      if (host) {
-        host.reviewTarget.hidden = true;
-        host.reviewTarget.replaceChildren();
-      }
-      this.highlight(false);
-      this.review = null;
-      this.original = undefined;
-      this.announce(this.t('kept'));
-      this.focusRunButton();
-    }
-
-    focusReview(key) {
-      const host = this.host();
-      const button = host && host.reviewTarget.querySelector(`[data-llm-action-review="${key}"]`);
-      if (button) button.focus();
-    }
-
-    focusRunButton() {
-      if (this.hasRunTarget) this.runTarget.focus();
-    }
-
-    async sendOutcome(review, outcome) {
-      if (!review || !review.outcomeUrl) return;
-      const body = new FormData();
-      body.append('outcome', outcome);
-      try {
-        await fetch(review.outcomeUrl, {
-          method: 'POST',
-          body,
-          credentials: 'same-origin',
-          headers: { 'X-CSRFToken': csrfToken(this.form), Accept: 'application/json' },
-        });
-      } catch (error) {
-        // Recording the outcome is best effort; the form is what matters.
-      }
+    sendOutcome(review, outcome) {
+      const reviewer = this.reviewer;
+      return reviewer ? reviewer.sendOutcome(review, outcome) : Promise.resolve();
     }
 
     /* -- messages ------------------------------------------------------------------------- */

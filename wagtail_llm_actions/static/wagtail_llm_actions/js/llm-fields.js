@@ -1,13 +1,15 @@
 /* wagtail-llm-actions: several fields from one answer, and several candidates to pick from.
  *
- * Kept apart from the main "llm-action" controller, which calls these two functions from its
- * fill() when a result has `fields` (a structured action) or `candidates` (N > 1):
+ * Kept apart from the "llm-review" controller, which calls these two functions from its fill()
+ * (with the field's "llm-action" controller) when a result has `fields` (a structured action or
+ * a pipeline) or `candidates` (N > 1):
  *
  *   fillFields(controller, result, params)
  *     Hands each field's value to the "llm-action" controller of that field (its panel, or a
  *     small one added after the field), so every field gets its own highlight and
  *     Keep / Undo / Discard. Each field is tracked as "<interaction>:<field>" in the hidden
- *     input and records its own outcome (outcome URL with ?field=).
+ *     input and records its own outcome (outcome URL with ?field=). A pipeline's result gives
+ *     each field its own interaction (the step that wrote it) and outcome URL.
  *
  *   showCandidates(controller, result, params)
  *     Shows the candidates as choices beside the field; picking one records the choice and
@@ -52,7 +54,7 @@
     const host = document.createElement('div');
     host.hidden = true;
     host.dataset.llmFieldsHost = field;
-    host.dataset.controller = IDENTIFIER;
+    host.dataset.controller = `${IDENTIFIER} llm-review`; // run + review, as a panel has
     host.setAttribute('data-llm-action-field-value', field);
     host.setAttribute('data-llm-action-messages-value', JSON.stringify(origin.messagesValue));
     wrapper.after(host);
@@ -70,11 +72,13 @@
       const controller = await controllerFor(origin, item.field);
       if (!controller) continue;
       controller.fill(
-        {
-          ...item,
-          interaction: `${result.interaction}:${item.field}`,
-          outcome_url: result.outcome_url ? withField(result.outcome_url, item.field) : '',
-        },
+        item.interaction
+          ? item // a pipeline: each field is its own step's interaction, with its own URL
+          : {
+              ...item,
+              interaction: `${result.interaction}:${item.field}`,
+              outcome_url: result.outcome_url ? withField(result.outcome_url, item.field) : '',
+            },
         params,
       );
       filled += 1;
