@@ -38,6 +38,7 @@ def test_startup_and_url_loading_leave_the_engine_and_views_unimported():
         "import io; from django.core.management import call_command;"
         "call_command('check', stdout=io.StringIO());"
         "heavy = ['litellm', 'tiktoken', 'wagtail_llm_actions.jobs', "
+        "'wagtail_llm_actions.planning', "
         "'wagtail_llm_actions.service', 'wagtail_llm_actions.providers', "
         "'wagtail_llm_actions.editor', 'wagtail_llm_actions.reports', "
         "'wagtail_llm_actions.views.interactions', 'wagtail_llm_actions.views.action_stats'];"

@@ -3,7 +3,7 @@
 The confirmation screen lets the user pick an action that applies to the selected pages'
 types, include descendants and force re-running unchanged pages; it shows how many pages
 will run, which are skipped and why, and an estimate of tokens and cost (see
-:func:`jobs.plan_job`). Pages the user cannot see in the admin are counted as "not
+:func:`planning.plan_job`). Pages the user cannot see in the admin are counted as "not
 available", never named, and their types choose no action. "Check" re-renders the preview
 for the chosen options; "Start" creates the job, queues it on the workers and returns to
 the listing with a link to the job's progress page.
@@ -28,7 +28,7 @@ from .lazy import lazy_module
 from .models import JobKind, LLMAction, LLMPipeline
 from .permissions import explorable_pages
 
-jobs = lazy_module("wagtail_llm_actions.jobs")  # imported when the action is first used
+planning = lazy_module("wagtail_llm_actions.planning")  # imported when the action is first used
 
 
 class RunActionForm(forms.Form):
@@ -58,7 +58,7 @@ class RunActionForm(forms.Form):
         )
 
 
-def can_start(plan: jobs.Plan | None) -> bool:
+def can_start(plan: planning.Plan | None) -> bool:
     """False when the plan says no page would run (exactly, or because none is eligible)."""
     if plan is None:
         return False
@@ -118,7 +118,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             user = self.request.user
             visible = None if user.is_superuser else explorable_pages(user).values("pk")
             type_ids: set[int] = set()
-            for part in jobs.selection_parts(
+            for part in planning.selection_parts(
                 self.get_selected_page_ids(), include_descendants=True
             ):
                 if visible is not None:
@@ -152,7 +152,7 @@ class RunLLMActionBulkAction(PageBulkAction):
         plan = None
         if action is not None:
             action = LLMAction.objects.select_related("prompt").get(pk=action.pk)
-            plan = jobs.plan_job(
+            plan = planning.plan_job(
                 action,
                 self.request.user,
                 ids,
@@ -219,7 +219,7 @@ class RunLLMActionBulkAction(PageBulkAction):
         result=None,
         **kwargs,
     ):
-        job = jobs.create_job(
+        job = planning.create_job(
             action,
             user,
             objects,
@@ -227,7 +227,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             force=force,
             kind=JobKind.BULK,
         )
-        jobs.enqueue_job(job)
+        planning.enqueue_job(job)
         queued = job.items.filter(status="queued").count()
         if result is not None:
             result.update(job=job, queued=queued)
@@ -298,7 +298,7 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
             pipeline, include_descendants = form.fields["pipeline"].queryset.first(), False
         plan = None
         if pipeline is not None:
-            plan = jobs.plan_pipeline_job(
+            plan = planning.plan_pipeline_job(
                 pipeline, self.request.user, ids, include_descendants=include_descendants
             )
         context.update(
@@ -328,10 +328,10 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
     def execute_action(
         cls, objects, pipeline=None, user=None, include_descendants=False, result=None, **kwargs
     ):
-        job = jobs.create_pipeline_job(
+        job = planning.create_pipeline_job(
             pipeline, user, objects, include_descendants=include_descendants, kind=JobKind.BULK
         )
-        jobs.enqueue_job(job)
+        planning.enqueue_job(job)
         queued = job.items.filter(status="queued").count()
         if result is not None:
             result.update(job=job, queued=queued)

@@ -1,5 +1,8 @@
 """The bulk job engine: run one action over many pages, resumably, on django-q2 workers.
 
+Planning (selection, skip reasons, the confirmation screen's estimate, creating and queueing
+a job) lives in :mod:`.planning`; its names are importable from here too.
+
 Nothing here knows about HTTP; the bulk action, the views and ``run_llm_action`` call these
 functions, and every page run goes through :meth:`LLMService.run`.
 
@@ -71,21 +74,18 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.conf import settings
-from django.db import connection, connections, transaction
-from django.db.models import Case, Count, F, Func, Max, Q, Subquery, Sum, Value, When
+from django.db import connection, connections
+from django.db.models import Count, F, Func, Max, Q, Subquery, Sum
 from django.db.models.lookups import LessThan
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from wagtail.models import Locale, Page, Revision
-from wagtail.permission_policies.pages import PagePermissionPolicy
 
-from . import db, estimates
+from . import db
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -96,11 +96,9 @@ from .exceptions import (
     SourceEmpty,
 )
 from .models import (
-    InteractionOutcome,
     InteractionStatus,
     InteractionTrigger,
     ItemStatus,
-    JobKind,
     JobStatus,
     LLMAction,
     LLMInteraction,
@@ -109,24 +107,48 @@ from .models import (
     LLMPipeline,
     LLMRun,
 )
-from .permissions import explorable_pages, has_admin_access
+from .planning import (  # noqa: F401 - the engine's callers used to find these here
+    CHUNK_SIZE,
+    ENGINE_KINDS,
+    EXAMPLES_PER_REASON,
+    HELPER_TASK,
+    PREVIEW_SAMPLE,
+    ROOTS_PER_QUERY,
+    RUNNER_TASK,
+    SKIP_ACTION_DELETED,
+    SKIP_ACTION_DISABLED,
+    SKIP_DELETED,
+    SKIP_LOCKED,
+    SKIP_MODERATION,
+    SKIP_NO_PERMISSION,
+    SKIP_NOT_AVAILABLE,
+    SKIP_REASONS,
+    SKIP_SOURCE_EMPTY,
+    SKIP_UNCHANGED,
+    SKIP_WRONG_TYPE,
+    ContentCheck,
+    Plan,
+    annotate_reasons,
+    check_content,
+    concurrency_for,
+    create_job,
+    create_pipeline_job,
+    enqueue_job,
+    last_success_hashes,
+    max_attempts,
+    page_ids_for_action,
+    plan_job,
+    plan_pipeline_job,
+    provider_prefix,
+    runners_per_job,
+    selection_parts,
+    skip_reason_label,
+    working_copies,
+)
 from .service import LLMService, working_copy
 
 logger = logging.getLogger(__name__)
 
-#: The django-q2 task that runs a job.
-RUNNER_TASK = "wagtail_llm_actions.tasks.run_job"
-HELPER_TASK = "wagtail_llm_actions.tasks.help_job"
-#: Job kinds this engine runs (editor jobs belong to ``editor.py``).
-ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND)
-#: Pages per query/bulk insert when selecting pages and creating items.
-CHUNK_SIZE = 500
-#: Selected pages per query when descendants are included (SQL ``OR`` of path prefixes).
-ROOTS_PER_QUERY = 200
-#: Pages whose content the confirmation screen inspects (source empty, unchanged, tokens).
-PREVIEW_SAMPLE = 50
-#: Example titles listed for each skip reason on the confirmation screen.
-EXAMPLES_PER_REASON = 5
 #: Longest backoff between attempts, in seconds.
 MAX_BACKOFF = 300
 #: How often an idle runner thread looks for claimable items, in seconds.
@@ -139,29 +161,6 @@ FINAL_STATUSES = (
     ItemStatus.CANCELLED,
 )
 
-SKIP_NOT_AVAILABLE = "not_available"
-SKIP_WRONG_TYPE = "wrong_type"
-SKIP_NO_PERMISSION = "no_permission"
-SKIP_LOCKED = "locked"
-SKIP_SOURCE_EMPTY = "source_empty"
-SKIP_UNCHANGED = "unchanged"
-SKIP_DELETED = "deleted"
-SKIP_MODERATION = "moderation"
-SKIP_ACTION_DISABLED = "action_disabled"
-SKIP_ACTION_DELETED = "action_deleted"
-
-SKIP_REASONS = {
-    SKIP_NOT_AVAILABLE: _("Not available to you"),
-    SKIP_WRONG_TYPE: _("The action does not apply to this page type"),
-    SKIP_NO_PERMISSION: _("No permission to edit the page"),
-    SKIP_LOCKED: _("The page is locked"),
-    SKIP_SOURCE_EMPTY: _("The source field is empty"),
-    SKIP_UNCHANGED: _("Unchanged since the last successful run of this action"),
-    SKIP_DELETED: _("The page was deleted"),
-    SKIP_MODERATION: _("The page is in moderation"),
-    SKIP_ACTION_DISABLED: _("The action was disabled while the job ran"),
-    SKIP_ACTION_DELETED: _("The action was deleted while the job ran"),
-}
 
 #: ``LLMActionError.code`` values that mean "skip this page" rather than "failed".
 _SKIP_CODES = {
@@ -173,35 +172,13 @@ _SKIP_CODES = {
 }
 
 
-def skip_reason_label(code: str) -> str:
-    return str(SKIP_REASONS.get(code, code))
-
-
 class LeaseLost(LLMActionError):
     """The item was reclaimed by another runner while this one was running it."""
 
     code = "lease_lost"
 
 
-# -- settings ----------------------------------------------------------------------------------
-
-
-def provider_prefix(model: str) -> str:
-    prefix, sep, _name = (model or "").strip().partition("/")
-    return prefix if sep else ""
-
-
-def concurrency_for(model: str) -> int:
-    """Concurrent calls allowed for ``model``: ``CONCURRENCY[model]``, ``[prefix]`` or ``["*"]``."""
-    limits = get_setting("CONCURRENCY") or {}
-    for key in ((model or "").strip(), provider_prefix(model), "*"):
-        if key in limits:
-            return max(1, int(limits[key]))
-    return 4
-
-
-def max_attempts() -> int:
-    return max(1, int(get_setting("MAX_ATTEMPTS") or 1))
+# -- settings --------------------------------------------------------------------------------
 
 
 def lease_seconds(action: LLMAction | None = None) -> float:
@@ -221,444 +198,6 @@ def backoff_seconds(attempt: int) -> float:
 
 def new_token() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-# -- selection and eligibility -----------------------------------------------------------------
-
-
-def selection_parts(page_ids: Iterable, include_descendants: bool = False) -> list:
-    """Querysets of pages that together make the selection (without overlaps).
-
-    One queryset per ``CHUNK_SIZE`` selected ids, or per ``ROOTS_PER_QUERY`` selected pages
-    when their descendants are included (an ``OR`` of tree path prefixes).
-    """
-    ids = sorted({int(pk) for pk in page_ids})
-    if not include_descendants:
-        return [
-            Page.objects.filter(pk__in=ids[i : i + CHUNK_SIZE])
-            for i in range(0, len(ids), CHUNK_SIZE)
-        ]
-    paths = sorted(Page.objects.filter(pk__in=ids).values_list("path", flat=True))
-    roots: list[str] = []
-    for path in paths:  # sorted, so a descendant directly follows its ancestors
-        if not roots or not path.startswith(roots[-1]):
-            roots.append(path)
-    parts = []
-    for i in range(0, len(roots), ROOTS_PER_QUERY):
-        query = Q()
-        for path in roots[i : i + ROOTS_PER_QUERY]:
-            query |= Q(path__startswith=path)
-        parts.append(Page.objects.filter(query))
-    return parts
-
-
-def _editable_pages(user):
-    """A queryset of the pages ``user`` may edit (Wagtail's page permission policy)."""
-    return PagePermissionPolicy().instances_user_has_any_permission_for(user, {"change"})
-
-
-def _lock_condition(user) -> Q:
-    if user is None or getattr(settings, "WAGTAILADMIN_GLOBAL_EDIT_LOCK", False):
-        return Q(locked=True)
-    return Q(locked=True) & ~Q(locked_by_id=user.pk)
-
-
-def annotate_reasons(queryset, action: LLMAction, user, type_ids: list[int] | None = None):
-    """``queryset`` with a ``skip`` annotation: a skip reason code, or "" to run.
-
-    Only what the page row tells: not available (a page the user cannot see in the admin:
-    nothing more is said about it), wrong type, no permission, locked (in that order).
-    """
-    if type_ids is None:
-        type_ids = list(action.page_types.values_list("pk", flat=True))
-    whens = []
-    if has_admin_access(user) and not user.is_superuser:
-        visible = explorable_pages(user)
-        whens.append(When(~Q(pk__in=visible.values("pk")), then=Value(SKIP_NOT_AVAILABLE)))
-    whens.append(When(~Q(content_type_id__in=type_ids), then=Value(SKIP_WRONG_TYPE)))
-    if user is not None:
-        editable = _editable_pages(user)
-        whens.append(When(~Q(pk__in=editable.values("pk")), then=Value(SKIP_NO_PERMISSION)))
-    whens.append(When(_lock_condition(user), then=Value(SKIP_LOCKED)))
-    return queryset.annotate(skip=Case(*whens, default=Value("")))
-
-
-def last_success_hashes(action: LLMAction, page_ids: list[int]) -> dict[int, str]:
-    """The ``source_hash`` of the newest successful, not discarded run of ``action`` per page.
-
-    One query for all ``page_ids`` (it uses the ``llmi_page_action_idx`` index).
-    """
-    rows = (
-        LLMInteraction.objects.filter(
-            page_id__in=page_ids, action=action, status=InteractionStatus.SUCCESS
-        )
-        .exclude(outcome=InteractionOutcome.DISCARDED)
-        .order_by("page_id", "-created_at", "-pk")
-        .values_list("page_id", "source_hash")
-    )
-    result: dict[int, str] = {}
-    for page_id, source_hash in rows:
-        result.setdefault(page_id, source_hash)
-    return result
-
-
-def working_copies(page_ids: list[int]) -> dict[int, Page]:
-    """Each page as its latest revision has it, loaded with a fixed number of queries."""
-    pages = list(Page.objects.filter(pk__in=page_ids).specific())
-    draft_revision_ids = [
-        p.latest_revision_id for p in pages if p.has_unpublished_changes and p.latest_revision_id
-    ]
-    contents = dict(Revision.objects.filter(pk__in=draft_revision_ids).values_list("pk", "content"))
-    locales = {
-        locale.pk: locale for locale in Locale.objects.filter(pk__in={p.locale_id for p in pages})
-    }
-    result = {}
-    for page in pages:
-        content = contents.get(page.latest_revision_id) if page.has_unpublished_changes else None
-        obj = page.with_content_json(content) if content is not None else page
-        if obj.locale_id in locales:
-            obj.locale = locales[obj.locale_id]  # {locale} of the prompt: no query per page
-        result[page.pk] = obj
-    return result
-
-
-@dataclass
-class ContentCheck:
-    page_id: int
-    skip: str = ""
-    prompt_tokens: int = 0
-    calls: int = 1
-    error: str = ""
-
-
-def check_content(
-    action: LLMAction, page_ids: list[int], *, force: bool = False
-) -> dict[int, ContentCheck]:
-    """Source empty / unchanged / prompt tokens for ``page_ids``, in a fixed number of queries."""
-    service = LLMService()
-    copies = working_copies(page_ids)
-    hashes = {} if force else last_success_hashes(action, list(copies))
-    result: dict[int, ContentCheck] = {}
-    for page_id, obj in copies.items():
-        check = ContentCheck(page_id)
-        try:
-            prepared = service.prepare(action, obj)
-        except SourceEmpty:
-            check.skip = SKIP_SOURCE_EMPTY
-        except LLMActionError as e:
-            check.error = e.message
-        else:
-            if hashes.get(page_id) == prepared.source_hash:
-                check.skip = SKIP_UNCHANGED
-            else:
-                from .pipelines import estimate_calls
-
-                check.calls, check.prompt_tokens = estimate_calls(service, prepared)
-                if action.is_structured:
-                    check.prompt_tokens += estimates.structured_prompt_tokens(action, type(obj))
-        result[page_id] = check
-    return result
-
-
-@dataclass
-class Plan:
-    """What a job would do: for the confirmation screen. Built without writing anything."""
-
-    action: LLMAction
-    total: int = 0
-    eligible: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[dict]] = field(default_factory=dict)
-    sampled: int = 0
-    sample_skipped: dict[str, int] = field(default_factory=dict)
-    sample_errors: int = 0
-    #: Sampled pages that will fail (e.g. a block that cannot be read): pk, title, message.
-    errors: list[dict] = field(default_factory=list)
-    estimate: estimates.Estimate | None = None
-
-    @property
-    def will_run(self) -> int:
-        """Pages expected to call the model (content checks extrapolated from the sample)."""
-        if not self.sampled:
-            return self.eligible
-        runnable = self.sampled - sum(self.sample_skipped.values()) - self.sample_errors
-        if self.sampled >= self.eligible:
-            return runnable
-        return round(self.eligible * runnable / self.sampled)
-
-    @property
-    def is_exact(self) -> bool:
-        return self.sampled >= self.eligible
-
-    @property
-    def skip_rows(self) -> list[dict]:
-        rows = []
-        for code in SKIP_REASONS:
-            count = self.skipped.get(code, 0) + (
-                self.sample_skipped.get(code, 0) if self.is_exact else 0
-            )
-            if count:
-                rows.append(
-                    {
-                        "code": code,
-                        "label": skip_reason_label(code),
-                        "count": count,
-                        "examples": self.examples.get(code, []),
-                    }
-                )
-        return rows
-
-
-def plan_job(
-    action: LLMAction,
-    user,
-    page_ids: Iterable,
-    *,
-    include_descendants: bool = False,
-    force: bool = False,
-    sample: int = PREVIEW_SAMPLE,
-    type_ids: list[int] | None = None,
-) -> Plan:
-    """Count what a job would run and skip, and estimate its tokens and cost.
-
-    Row-level reasons are counted over the whole selection with a fixed number of queries
-    (per part of :func:`selection_parts`); content checks and the token estimate look at the
-    first ``sample`` eligible pages and are extrapolated for larger selections.
-    """
-    plan = Plan(action=action)
-    if type_ids is None:
-        type_ids = list(action.page_types.values_list("pk", flat=True))
-    sample_ids: list[int] = []
-    for part in selection_parts(page_ids, include_descendants):
-        annotated = annotate_reasons(part, action, user, type_ids)
-        counts = annotated.values("skip").annotate(n=Count("pk")).order_by()
-        for row in counts:
-            plan.total += row["n"]
-            if row["skip"]:
-                plan.skipped[row["skip"]] = plan.skipped.get(row["skip"], 0) + row["n"]
-            else:
-                plan.eligible += row["n"]
-        for code in list(plan.skipped):
-            if code == SKIP_NOT_AVAILABLE:
-                continue  # counted, never named
-            have = plan.examples.setdefault(code, [])
-            if len(have) < EXAMPLES_PER_REASON:
-                have.extend(
-                    annotated.filter(skip=code)
-                    .order_by("path")
-                    .values("pk", "draft_title")[: EXAMPLES_PER_REASON - len(have)]
-                )
-        if len(sample_ids) < sample:
-            sample_ids.extend(
-                annotated.filter(skip="")
-                .order_by("path")
-                .values_list("pk", flat=True)[: sample - len(sample_ids)]
-            )
-    if sample_ids:
-        checks = check_content(action, sample_ids, force=force)
-        prompt_tokens = 0
-        calls = 0
-        titles = dict(Page.objects.filter(pk__in=sample_ids).values_list("pk", "draft_title"))
-        for check in checks.values():
-            if check.skip:
-                plan.sample_skipped[check.skip] = plan.sample_skipped.get(check.skip, 0) + 1
-                have = plan.examples.setdefault(check.skip, [])
-                if len(have) < EXAMPLES_PER_REASON:
-                    have.append({"pk": check.page_id, "draft_title": titles.get(check.page_id)})
-            elif check.error:
-                plan.sample_errors += 1
-                plan.errors.append(
-                    {
-                        "pk": check.page_id,
-                        "draft_title": titles.get(check.page_id),
-                        "message": check.error,
-                    }
-                )
-            else:
-                prompt_tokens += check.prompt_tokens
-                calls += check.calls
-        plan.errors.sort(key=lambda row: (str(row["draft_title"] or ""), row["pk"]))
-        plan.sampled = len(checks)
-        runnable_sampled = plan.sampled - sum(plan.sample_skipped.values()) - plan.sample_errors
-        if runnable_sampled > 0:
-            per_page = prompt_tokens / runnable_sampled
-            pages = plan.will_run
-            plan.estimate = estimates.estimate(
-                action.model,
-                round(per_page * pages),
-                pages,
-                action.max_tokens,
-                calls=round(calls / runnable_sampled * pages),
-            )
-        else:
-            plan.estimate = estimates.estimate(action.model, 0, 0, action.max_tokens)
-    return plan
-
-
-def plan_pipeline_job(
-    pipeline: LLMPipeline,
-    user,
-    page_ids: Iterable,
-    *,
-    include_descendants: bool = False,
-    sample: int = 5,
-) -> Plan:
-    """:func:`plan_job` for a pipeline: pages by its first step's action, and an estimate
-    that sums every step (and every part of a map-reduce step) on the first ``sample``
-    pages that will run, extrapolated to all of them."""
-    from .pipelines import estimate_pipeline, job_action
-
-    action, type_ids = job_action(pipeline)
-    plan = plan_job(
-        action,
-        user,
-        page_ids,
-        include_descendants=include_descendants,
-        force=True,
-        type_ids=type_ids,
-    )
-    plan.action = pipeline
-    pages = plan.will_run
-    sampled = []
-    for part in selection_parts(page_ids, include_descendants):
-        annotated = annotate_reasons(part, action, user, type_ids)
-        for page in Page.objects.filter(
-            pk__in=annotated.filter(skip="").order_by("path").values("pk")[:sample]
-        ):
-            try:
-                sampled.append(estimate_pipeline(pipeline, page))
-            except LLMActionError:
-                continue
-        if len(sampled) >= sample:
-            break
-    if sampled and pages:
-        factor = pages / len(sampled)
-        costs = [e.cost for e in sampled]
-        plan.estimate = estimates.Estimate(
-            pages=pages,
-            prompt_tokens=round(sum(e.prompt_tokens for e in sampled) * factor),
-            completion_tokens=round(sum(e.completion_tokens for e in sampled) * factor),
-            calls=round(sum(e.calls for e in sampled) * factor),
-            cost=None if None in costs else sum(costs, start=Decimal(0)) * Decimal(factor),
-        )
-    return plan
-
-
-# -- creating and starting jobs ----------------------------------------------------------------
-
-
-def create_job(
-    action: LLMAction,
-    user,
-    page_ids: Iterable,
-    *,
-    include_descendants: bool = False,
-    force: bool = False,
-    kind: str = JobKind.BULK,
-    pipeline: LLMPipeline | None = None,
-    type_ids: list[int] | None = None,
-) -> LLMJob:
-    """A job with one item per selected page: queued, or skipped with a reason.
-
-    Pages are read and items inserted ``CHUNK_SIZE`` at a time (memory stays flat). With
-    ``pipeline``, each item runs the pipeline (``action`` is its first step's action: its
-    page types select the pages, its provider sets the concurrency).
-    """
-    trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
-    if type_ids is None:
-        type_ids = list(action.page_types.values_list("pk", flat=True))
-    page_ids = list(page_ids)
-    return db.write(
-        lambda: _create_job(
-            action, user, page_ids, include_descendants, force, kind, trigger, type_ids, pipeline
-        ),
-        what="creating a job",
-    )
-
-
-def create_pipeline_job(pipeline: LLMPipeline, user, page_ids: Iterable, **kwargs) -> LLMJob:
-    """:func:`create_job` for a pipeline: one item a page, each one pipeline run."""
-    from .pipelines import job_action
-
-    action, type_ids = job_action(pipeline)
-    return create_job(action, user, page_ids, pipeline=pipeline, type_ids=type_ids, **kwargs)
-
-
-def _create_job(
-    action, user, page_ids, include_descendants, force, kind, trigger, type_ids, pipeline=None
-):
-    """The body of :func:`create_job`: one transaction (run again if the database was busy)."""
-    options = {}
-    if pipeline is not None:
-        options["calls_per_item"] = pipeline.steps.count()
-    job = LLMJob.objects.create(
-        action=action,
-        action_name=pipeline.name if pipeline is not None else action.name,
-        pipeline=pipeline,
-        user=user,
-        kind=kind,
-        force=force,
-        include_descendants=include_descendants,
-        options={
-            "provider": provider_prefix(action.model),
-            "trigger": trigger,
-            "concurrency": concurrency_for(action.model),
-            "max_attempts": max_attempts(),
-            **options,
-        },
-    )
-    skipped = 0
-    for part in selection_parts(page_ids, include_descendants):
-        annotated = annotate_reasons(part, action, user, type_ids).order_by("pk")
-        last = 0
-        while True:
-            rows = list(annotated.filter(pk__gt=last).values_list("pk", "skip")[:CHUNK_SIZE])
-            if not rows:
-                break
-            last = rows[-1][0]
-            LLMJobItem.objects.bulk_create(
-                [
-                    LLMJobItem(
-                        job=job,
-                        page_id=pk,
-                        status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
-                        skip_reason=skip,
-                    )
-                    for pk, skip in rows
-                ]
-            )
-            skipped += sum(1 for _pk, skip in rows if skip)
-    job.options["initial_skipped"] = skipped
-    if not job.items.filter(status=ItemStatus.QUEUED).exists():
-        job.status = JobStatus.COMPLETED
-        job.started_at = job.finished_at = timezone.now()
-    job.save(update_fields=["options", "status", "started_at", "finished_at"])
-    return job
-
-
-def runners_per_job() -> int:
-    return max(1, int(get_setting("RUNNERS_PER_JOB") or 1))
-
-
-def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True, helpers: bool = True) -> None:
-    """Queue a runner task for ``job`` on django-q2 (after the current transaction commits),
-    and ``RUNNERS_PER_JOB - 1`` helper tasks that share its items from other workers."""
-
-    def _enqueue():
-        from django_q.tasks import async_task
-
-        kwargs = {"task_name": f"llm-job-{job.pk}", "q_options": {}}
-        if broker is not None:
-            kwargs["broker"] = broker
-        async_task(RUNNER_TASK, job.pk, **kwargs)
-        if helpers:
-            for n in range(1, runners_per_job()):
-                async_task(HELPER_TASK, job.pk, **{**kwargs, "task_name": f"llm-job-{job.pk}-{n}"})
-
-    if on_commit:
-        transaction.on_commit(_enqueue)
-    else:
-        _enqueue()
 
 
 def cancel_job(job: LLMJob) -> int:
@@ -1404,20 +943,3 @@ def run_job(
     )
     report()
     return outcome["value"]
-
-
-def page_ids_for_action(action: LLMAction, root_id: int | None = None) -> Iterator[int]:
-    """Ids of pages ``action`` applies to (below ``root_id``, inclusive), in chunks."""
-    queryset = Page.objects.filter(content_type__in=action.page_types.all())
-    if root_id is not None:
-        root = Page.objects.get(pk=root_id)
-        queryset = queryset.descendant_of(root, inclusive=True)
-    last = 0
-    while True:
-        ids = list(
-            queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:CHUNK_SIZE]
-        )
-        if not ids:
-            return
-        yield from ids
-        last = ids[-1]

@@ -19,7 +19,7 @@ app_name = "wagtail_llm_actions_pipelines"
 def run(request, page_id: int, pipeline_id: int):
     """Start ``pipeline`` on the page's last saved revision; go to the job's progress page."""
     # Imported on the first request: startup loads only the app's wiring.
-    from .. import jobs
+    from .. import planning
     from ..editor import user_may_run
     from ..pipelines import pipelines_for_page
     from .jobs import job_url
@@ -35,17 +35,17 @@ def run(request, page_id: int, pipeline_id: int):
             _("The pipeline “%(name)s” does not run on this page.") % {"name": pipeline.name},
         )
         return redirect(edit_url)
-    job = jobs.create_pipeline_job(pipeline, request.user, [page.pk], kind=JobKind.BULK)
+    job = planning.create_pipeline_job(pipeline, request.user, [page.pk], kind=JobKind.BULK)
     item = job.items.first()
     if item is None or item.status != ItemStatus.QUEUED:
-        reason = jobs.skip_reason_label(item.skip_reason) if item else ""
+        reason = planning.skip_reason_label(item.skip_reason) if item else ""
         messages.error(
             request,
             _("The pipeline “%(name)s” cannot run on this page: %(reason)s")
             % {"name": pipeline.name, "reason": reason},
         )
         return redirect(edit_url)
-    jobs.enqueue_job(job)
+    planning.enqueue_job(job)
     messages.success(
         request,
         _(
