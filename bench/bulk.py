@@ -10,17 +10,27 @@ It creates a throwaway *plain* SQLite file database (Django's defaults: no WAL, 
 transactions, 5 s timeout, as a new site has; or uses ``DATABASE_URL``), makes N blog pages,
 starts the fake OpenAI-compatible server (``python -m tests.fakeserver``) and a real
 ``qcluster`` (``tests/qcluster_settings.py``, DEBUG off), waits until every worker process
-has run a task (so LiteLLM is imported everywhere), creates one job over all pages and
-waits for it. It prints the job's throughput (pages/s between the job's start and finish), the ratio
-to the ideal ``C / latency``, and the peak resident memory of the worker processes and of
-this process (which selected the pages and created the items).
+has answered a probe task with LiteLLM imported (so the preload on ``post_spawn`` is over
+everywhere and no worker starts later), creates one job over all pages and waits for it.
+
+It prints the job's throughput (pages/s between the job's start and finish), the ratio to
+the ideal ``C / latency``, the CPU time the whole cluster (every qcluster process) spent per
+page during the job, the most model calls the fake server saw at once (never above C), and
+the peak resident memory of the worker processes and of this process (which selected the
+pages and created the items). CPU is shown for the whole cluster (its idle processes poll
+the broker, which counts more the longer a job takes) and for the job's runner and helper
+(the ``--runners`` busiest processes). ``--repeat 3`` runs each broker three times (new
+job, same pages, ``force``) and prints the median too. The Redis broker uses ``REDIS_URL``
+(default ``redis://127.0.0.1:6379/15``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +59,36 @@ def peak_rss_mb_of_group(pgid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue
     return peak / 1024
+
+
+def cpu_seconds_of_group(pgid: int) -> dict[int, float]:
+    """User + system CPU time of each process of a process group so far, in seconds."""
+    result = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                ticks = int(fields[11]) + int(fields[12])  # utime, stime
+                result[int(entry.name)] = ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return result
+
+
+def probe(seconds: float) -> list:
+    """A task for the workers: wait, then say which process ran it and whether LiteLLM is
+    imported there (the ``post_spawn`` preload is over)."""
+    time.sleep(seconds)
+    return [os.getpid(), "litellm" in sys.modules]
+
+
+def fake_stats(port: int) -> dict:
+    from urllib.request import urlopen
+
+    with urlopen(f"http://127.0.0.1:{port}/_fake/stats", timeout=5) as response:  # noqa: S310
+        return json.loads(response.read())
 
 
 def free_port() -> int:
@@ -91,26 +131,39 @@ def make_pages(n: int) -> list[int]:
 
 
 def wait_for_workers(broker, workers: int, *, timeout: float) -> None:
-    """Block until ``workers`` worker processes have each finished a short task.
+    """Block until ``workers`` distinct worker processes have answered a probe with LiteLLM
+    imported: their ``post_spawn`` (preload, job recovery) is over before the job exists.
 
-    Each task sleeps 1 s, so ``workers`` of them finish together only when that many
-    processes are up (a worker imports LiteLLM when it starts, before taking a task).
+    A worker runs ``post_spawn`` before it takes its first task; probes are sent in rounds
+    until every worker process has answered one.
     """
     from django_q.models import Task
     from django_q.tasks import async_task
 
     started = time.monotonic()
-    ids = [async_task("time.sleep", 1.0, broker=broker) for _ in range(workers)]
     deadline = started + timeout
+    ready: set[int] = set()
     while time.monotonic() < deadline:
-        if Task.objects.filter(id__in=ids).count() == len(ids):
-            print(f"  workers ready after {time.monotonic() - started:.1f} s", flush=True)
+        ids = [async_task("bench.bulk.probe", 0.5, broker=broker) for _ in range(workers)]
+        while time.monotonic() < deadline:
+            done = list(Task.objects.filter(id__in=ids))
+            if len(done) == len(ids):
+                break
+            time.sleep(0.2)
+        for task in done:
+            if task.success and task.result and task.result[1]:
+                ready.add(task.result[0])
+        if len(ready) >= workers:
+            print(
+                f"  {len(ready)} workers ready (LiteLLM loaded) after "
+                f"{time.monotonic() - started:.1f} s",
+                flush=True,
+            )
             return
-        time.sleep(0.2)
-    raise SystemExit(f"the workers were not ready within {timeout} s")
+    raise SystemExit(f"the workers were not ready within {timeout} s ({len(ready)} ready)")
 
 
-def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
+def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) -> list[dict]:
     from django_q.brokers.orm import ORM
 
     from tests.workers import QCluster, redis_broker
@@ -132,45 +185,83 @@ def run_once(broker_name: str, ids, action, user, env: dict, args) -> dict:
     log = Path(tempfile.gettempdir()) / f"{name}-{broker_name}.log"
     print(f"  qcluster log: {log}", flush=True)
     cluster = QCluster(cluster_env, log_path=log).start()
+    results = []
     try:
         wait_for_workers(broker, args.workers, timeout=args.warmup)
-        created = time.perf_counter()
-        job = jobs.create_job(action, user, ids, force=True)
-        create_seconds = time.perf_counter() - created
-        jobs.enqueue_job(job, broker=broker, on_commit=False)
-        deadline = time.monotonic() + args.timeout
-        last = 0
-        while time.monotonic() < deadline:
-            job.refresh_from_db()
-            if job.status == "completed":
-                break
-            done = job.items.exclude(status__in=["queued", "running"]).count()
-            if done - last >= max(1, len(ids) // 10):
-                print(f"  {broker_name}: {done}/{len(ids)}", flush=True)
-                last = done
-            time.sleep(0.5)
-        worker_peak = peak_rss_mb_of_group(cluster.pid)
+        for _run in range(args.repeat):
+            created = time.perf_counter()
+            job = jobs.create_job(action, user, ids, force=True)
+            create_seconds = time.perf_counter() - created
+            before = fake_stats(port)["completions"]
+            cpu_before = cpu_seconds_of_group(cluster.pid)
+            jobs.enqueue_job(job, broker=broker, on_commit=False)
+            deadline = time.monotonic() + args.timeout
+            last = 0
+            while time.monotonic() < deadline:
+                job.refresh_from_db()
+                if job.status == "completed":
+                    break
+                done = job.items.exclude(status__in=["queued", "running"]).count()
+                if done - last >= max(1, len(ids) // 5):
+                    print(f"  {broker_name}: {done}/{len(ids)}", flush=True)
+                    last = done
+                time.sleep(0.5)
+            cpu_after = cpu_seconds_of_group(cluster.pid)
+            spent = sorted(
+                (cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after), reverse=True
+            )
+            cpu = sum(spent)
+            # The job's runner and helper: the busiest processes (the others are the
+            # cluster's sentinel, pusher, monitor and idle workers polling the broker).
+            job_cpu = sum(spent[: args.runners])
+            worker_peak = peak_rss_mb_of_group(cluster.pid)
+            job = LLMJob.objects.get(pk=job.pk)
+            progress = jobs.job_progress(job)
+            if job.status != "completed":
+                raise SystemExit(
+                    f"{broker_name}: job did not finish in {args.timeout} s: {progress}"
+                )
+            stats = fake_stats(port)
+            seconds = (job.finished_at - job.started_at).total_seconds()
+            rate = len(ids) / seconds
+            ideal = args.concurrency / args.latency
+            result = {
+                "broker": broker_name,
+                "pages": len(ids),
+                "succeeded": progress.count("succeeded"),
+                "calls": stats["completions"] - before,
+                "max_in_flight": stats["max_in_flight"],
+                "seconds": seconds,
+                "rate": rate,
+                "ratio": rate / ideal,
+                "cpu_ms_per_page": 1000 * cpu / len(ids),
+                "job_cpu_ms_per_page": 1000 * job_cpu / len(ids),
+                "create_seconds": create_seconds,
+                "worker_peak_mb": worker_peak,
+            }
+            print(f"  {format_row(result)}", flush=True)
+            results.append(result)
     finally:
         cluster.kill()
         if broker_name == "redis":
             broker.delete_queue()
-    job = LLMJob.objects.get(pk=job.pk)
-    progress = jobs.job_progress(job)
-    if job.status != "completed":
-        raise SystemExit(f"{broker_name}: job did not finish in {args.timeout} s: {progress}")
-    seconds = (job.finished_at - job.started_at).total_seconds()
-    rate = len(ids) / seconds
-    ideal = args.concurrency / args.latency
-    return {
-        "broker": broker_name,
-        "pages": len(ids),
-        "succeeded": progress.count("succeeded"),
-        "seconds": seconds,
-        "rate": rate,
-        "ratio": rate / ideal,
-        "create_seconds": create_seconds,
-        "worker_peak_mb": worker_peak,
-    }
+    return results
+
+
+HEADER = (
+    f"{'broker':<7}{'pages/s':>9}{'ratio':>7}{'seconds':>9}{'CPU ms/page':>13}"
+    f"{'(runners)':>10}{'max calls':>11}{'worker MB':>11}"
+)
+
+
+def format_row(r: dict) -> str:
+    return (
+        f"{r['broker']:<7}{r['rate']:>9.1f}{r['ratio']:>7.2f}{r['seconds']:>9.1f}"
+        f"{r['cpu_ms_per_page']:>13.1f}{r['job_cpu_ms_per_page']:>10.1f}"
+        f"{r['max_in_flight']:>11}{r['worker_peak_mb']:>11.0f}"
+        f"   (job created in {r['create_seconds']:.2f} s, {r['succeeded']} succeeded, "
+        f"{r['calls']} calls)"
+    )
 
 
 def main(argv=None) -> None:
@@ -185,6 +276,10 @@ def main(argv=None) -> None:
         help="qcluster worker processes (the recommended RUNNERS_PER_JOB + 1)",
     )
     parser.add_argument("--brokers", default="orm,redis")
+    parser.add_argument("--repeat", type=int, default=1, help="jobs per broker (median shown)")
+    parser.add_argument(
+        "--runners", type=int, default=2, help="RUNNERS_PER_JOB (the job's busiest processes)"
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
         "--warmup", type=float, default=120.0, help="longest wait for the workers to be ready"
@@ -256,7 +351,7 @@ def main(argv=None) -> None:
                 if not redis_available():
                     print("Redis is not running: skipped")
                     continue
-            results.append(run_once(broker_name, ids, action, user, env, args))
+            results.extend(run_once(broker_name, ids, action, user, env, args, port))
     finally:
         server.kill()
         server.wait(timeout=10)
@@ -267,13 +362,20 @@ def main(argv=None) -> None:
         f"{args.pages} pages, latency {args.latency * 1000:.0f} ms, concurrency "
         f"{args.concurrency}, ideal {ideal:.1f} pages/s, database {connection.vendor}"
     )
-    print(f"{'broker':<7}{'pages/s':>9}{'ratio':>8}{'seconds':>9}{'worker peak MB':>16}")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(HEADER)
     for r in results:
-        print(
-            f"{r['broker']:<7}{r['rate']:>9.1f}{r['ratio']:>8.2f}{r['seconds']:>9.1f}"
-            f"{r['worker_peak_mb']:>16.0f}"
-            f"   (job created in {r['create_seconds']:.2f} s, {r['succeeded']} succeeded)"
-        )
+        print(format_row(r))
+    for broker_name in dict.fromkeys(r["broker"] for r in results):
+        runs = [r for r in results if r["broker"] == broker_name]
+        if len(runs) > 1:
+            print(
+                f"median {broker_name}: {statistics.median(r['rate'] for r in runs):.1f} pages/s "
+                f"(ratio {statistics.median(r['ratio'] for r in runs):.2f}), "
+                f"{statistics.median(r['cpu_ms_per_page'] for r in runs):.1f} CPU ms/page "
+                f"({statistics.median(r['job_cpu_ms_per_page'] for r in runs):.1f} in the "
+                "runners)"
+            )
     print(f"bench process (selection + item creation) peak RSS: {own_peak:.0f} MB")
 
 

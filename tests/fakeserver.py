@@ -184,10 +184,23 @@ class _Handler(BaseHTTPRequestHandler):
         if path in ("/v1/models", "/models"):
             model = self.server.fake.model_name or "test-model"
             self.send_json(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
+        elif path == "/_fake/stats":
+            fake = self.server.fake
+            self.send_json(
+                200, {"max_in_flight": fake.max_in_flight, "completions": fake.completions}
+            )
         else:
             self.send_json(404, error_body(404, "Not found.", None, None))
 
     def do_POST(self) -> None:
+        fake = self.server.fake
+        fake.track_call(+1)
+        try:
+            self._post()
+        finally:
+            fake.track_call(-1)
+
+    def _post(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(min(length, MAX_BODY_BYTES)) if length > 0 else b""
@@ -297,6 +310,9 @@ class FakeLLMServer:
         self._requests: list[dict] = []
         self._queue: deque[dict] = deque()
         self._prompt_tokens: list[int] = []
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._completions = 0
         self._config: dict[str, Any] = dict(DEFAULTS)
         self.configure(**config)
 
@@ -323,6 +339,8 @@ class FakeLLMServer:
             self._queue.clear()
             self._requests.clear()
             self._prompt_tokens.clear()
+            self._max_in_flight = self._in_flight
+            self._completions = 0
         return self
 
     def _check(self, config: dict) -> None:
@@ -393,6 +411,27 @@ class FakeLLMServer:
         """Prompt tokens of each request checked against ``context_window``."""
         with self._lock:
             return list(self._prompt_tokens)
+
+    def track_call(self, delta: int) -> None:
+        """Count POST requests being answered (the latency included)."""
+        with self._lock:
+            self._in_flight += delta
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            if delta < 0:
+                self._completions += 1
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most POST requests ever answered at once (since start or reset): what a
+        provider's concurrency limit counts. Also served as JSON at ``GET /_fake/stats``."""
+        with self._lock:
+            return self._max_in_flight
+
+    @property
+    def completions(self) -> int:
+        """POST requests answered (or dropped) so far."""
+        with self._lock:
+            return self._completions
 
     def track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
