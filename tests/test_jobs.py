@@ -18,6 +18,7 @@ from wagtail_llm_actions.models import (
     LLMInteraction,
     LLMJob,
     LLMJobItem,
+    LLMProviderSlots,
 )
 from wagtail_llm_actions.service import LOG_ACTION, LLMService
 
@@ -219,9 +220,9 @@ def test_a_page_gets_at_most_one_draft_when_its_lease_was_taken_over(post, actio
     """A slow runner whose lease expired must not write a second draft."""
     job = jobs.create_job(action, superuser, [post.pk], force=True)
     lease = jobs.lease_seconds(action)
-    first = jobs.claim_item(job, "slow:1", limit=4, lease=lease)
+    first = jobs.claim_item(job, "slow:1", lease=lease)
     LLMJobItem.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now())
-    second = jobs.claim_item(job, "fast:1", limit=4, lease=lease)
+    second = jobs.claim_item(job, "fast:1", lease=lease)
     assert second.pk == first.pk and second.attempts == 2
 
     ctx = jobs._RunContext(
@@ -249,7 +250,7 @@ def test_items_left_running_by_a_dead_worker_are_recovered(make_post, action, su
     job = jobs.create_job(action, superuser, [p.pk for p in posts])
     # A worker claimed both, then died: its leases (and the runner's) run out.
     for token in ("dead:1", "dead:2"):
-        jobs.claim_item(job, token, limit=4, lease=60)
+        jobs.claim_item(job, token, lease=60)
     past = timezone.now() - timedelta(seconds=1)
     job.items.update(lease_expires_at=past)
     LLMJob.objects.filter(pk=job.pk).update(
@@ -271,17 +272,36 @@ def test_a_second_runner_leaves_a_live_job_alone(post, action, superuser):
 
 
 def test_concurrency_is_bounded_per_provider(make_post, action, superuser):
+    """Runners reserve slots of their provider's limit; together they never hold more, and
+    a claimed page holds none (only a call in flight does)."""
     posts = [make_post() for _ in range(3)]
     job = jobs.create_job(action, superuser, [p.pk for p in posts])
-    LLMJob.objects.filter(pk=job.pk).update(status="running")
-    job.refresh_from_db()
-    assert jobs.claim_item(job, "a:1", limit=2, lease=60).page_id == posts[0].pk
-    assert jobs.claim_item(job, "a:2", limit=2, lease=60).page_id == posts[1].pk
-    assert jobs.claim_item(job, "a:3", limit=2, lease=60) is jobs.FULL
-    # Another job of the same provider shares the limit.
-    other = jobs.create_job(action, superuser, [posts[2].pk], force=True)
-    LLMJob.objects.filter(pk=other.pk).update(status="running")
-    assert jobs.claim_item(other, "b:1", limit=2, lease=60) is jobs.FULL
+    assert [jobs.claim_item(job, f"a:{n}", lease=60).page_id for n in range(3)] == [
+        p.pk for p in posts
+    ]
+    assert jobs.reserve_slots("openai", "a", want=2, limit=3, seconds=60) == 2
+    assert jobs.reserve_slots("openai", "b", want=2, limit=3, seconds=60) == 1
+    assert jobs.reserve_slots("openai", "c", want=2, limit=3, seconds=60) == 0
+    assert jobs.reserve_slots("anthropic", "d", want=2, limit=3, seconds=60) == 2
+    jobs.release_slots("a")
+    assert jobs.reserve_slots("openai", "c", want=2, limit=3, seconds=60) == 2
+    # The runner holding "b" died: its reservation expires and its slot is free again.
+    LLMProviderSlots.objects.filter(holder="b").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert jobs.reserve_slots("openai", "e", want=2, limit=3, seconds=60) == 1
+
+
+def test_claims_take_several_items_in_one_query(make_post, action, superuser):
+    posts = [make_post() for _ in range(5)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    items = jobs.claim_items(job, "batch:1", count=3, lease=60)
+    assert [i.page_id for i in items] == [p.pk for p in posts[:3]]
+    assert {(i.status, i.claimed_by, i.attempts) for i in items} == {("running", "batch:1", 1)}
+    assert [i.page_id for i in jobs.claim_items(job, "batch:2", count=3, lease=60)] == [
+        p.pk for p in posts[3:]
+    ]
+    assert jobs.claim_items(job, "batch:3", count=3, lease=60) == []
 
 
 def test_concurrency_setting_by_prefix(settings):

@@ -139,8 +139,9 @@ def test_worker_killed_after_the_answer_is_stored_recovers_with_zero_new_calls(
         "LLM_CONCURRENCY": "1",
         "LLM_TEST_KILL_AFTER_ANSWER": str(marker),
     }
-    # One call at a time (the job records its limit when it is created here): the killed
-    # worker has no other call in flight that would be lost with it.
+    # One call at a time (the job records its limit when it is created here). A slot is
+    # held for the call only, so the killed worker may have started the next page's call
+    # before it stored this answer: that call dies with it and is made again.
     settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 1}}
     fake_llm.latency = 0.2
     server_action.timeout = 5
@@ -172,7 +173,15 @@ def test_worker_killed_after_the_answer_is_stored_recovers_with_zero_new_calls(
     assert item.attempts >= 2  # claimed again after the worker died...
     assert item.result["from_stored_answer"] is True  # ...and written from the stored answer
     assert killed.status == "success" and killed.revision_id is not None
-    assert fake_llm.request_count == 3  # one call per page: zero new calls on recovery
+    calls = [
+        " ".join(m["content"] for m in request["json"]["messages"])
+        for request in fake_llm.requests
+        if request["method"] == "POST"
+    ]
+    killed_title = item.page.title
+    # zero new calls for the killed page on recovery; at most one other call was lost
+    assert sum(f"“{killed_title}”" in text for text in calls) == 1
+    assert 3 <= len(calls) <= 4
     for post in posts:  # each page got its draft exactly once
         assert PageLogEntry.objects.filter(page=post, action=LOG_ACTION).count() == 1
     assert set(job.items.values_list("status", flat=True)) == {"succeeded"}

@@ -89,3 +89,11 @@ class WriteFailed(LLMActionError):
 
     code = "write_failed"
     retryable = True
+
+
+class CallNotStarted(LLMActionError):
+    """The run stopped before its model call was sent (the caller withdrew its slot):
+    nothing was paid, so nothing is recorded."""
+
+    code = "not_started"
+    retryable = True

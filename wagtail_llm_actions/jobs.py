@@ -24,22 +24,34 @@ against the newest successful, not discarded ``LLMInteraction`` for that page an
 is decided when the item runs, just before any model call, so it is true at that moment.
 
 **One runner per job.** :func:`enqueue_job` queues one django-q2 task,
-``tasks.run_job(job_id)``. The runner takes the job's *runner lease*
+``tasks.run_job(job_id)`` (and ``RUNNERS_PER_JOB - 1`` helpers that share its items from
+other worker processes). The runner takes the job's *runner lease*
 (``LLMJob.runner_token``/``runner_lease_expires_at``) with a conditional UPDATE, so a
 duplicate runner (a redelivered task, a recovery) exits at once; if the lease is held by a
 runner that stopped renewing it (a killed worker), the new runner waits for it to expire and
-takes over. The runner runs up to ``CONCURRENCY[provider]`` threads (``{"*": 4, "openai":
-8}``, keyed by the model's provider prefix), each looping *claim → run → record*; it renews
-its own and its items' leases every third of ``LEASE_SECONDS``. After a time budget below the
-django-q2 timeout it releases the lease and queues its successor, so no task runs for hours.
-A runner called inside a transaction (tests, ``sync`` mode) uses the calling thread only.
+takes over (and queues the job's helpers again). After a time budget below the django-q2
+timeout it releases the lease and queues its successor, so no task runs for hours. A runner
+called inside a transaction (tests, ``sync`` mode) uses the calling thread only.
 
-**Claim.** An item is claimed with one atomic conditional UPDATE: ``status`` queued (and
-``not_before`` passed) *or* running with an expired lease → running, with a fresh claim token
-in ``claimed_by``, a lease, ``attempts + 1``. The same statement checks that fewer than the
-provider's limit of items are running with a live lease across all jobs of that provider
-(on PostgreSQL the claim also takes a transaction-level advisory lock per provider, so two
-claims cannot both see a free slot; on SQLite writes are serialised anyway).
+**A slot is a call in flight.** ``CONCURRENCY[provider]`` (``{"*": 4, "openai": 8}``, keyed
+by the model's provider prefix) bounds the model calls in flight across all runners of that
+provider. Each runner (or helper) reserves its share of that limit in ``LLMProviderSlots``
+(:func:`reserve_slots`: one transaction that sums the live reservations of the provider,
+under a per-provider advisory lock on PostgreSQL; on SQLite writes are serialised anyway)
+and lends the slots to its threads in memory (:class:`_Slots`), one per model call, around
+the call only (``LLMService.run(call_slot=...)``). Claiming, reading the page, storing the
+answer, saving the draft and logging hold no slot, so a runner runs a few more threads than
+it has slots and the calls follow each other without gaps. A reservation is renewed with
+the leases and expires when its runner dies.
+
+**Claim.** Items are claimed several at a time (:func:`claim_items`) in one write
+transaction: ``status`` queued (and ``not_before`` passed) *or* running with an expired
+lease → running, with a claim token in ``claimed_by``, a lease and ``attempts + 1`` (on
+PostgreSQL rows another claim is taking are skipped). Claimed items wait in the runner's
+memory for a free thread; a runner that stops gives back those it did not start. The
+runner renews its own lease, its items' leases and its slots every third of
+``LEASE_SECONDS``. Idle threads wait for a page of their process to finish (or
+``IDLE_POLL``), not on a fixed poll.
 
 **Idempotency.** ``LLMService.run(..., on_success=...)`` marks the item *succeeded* inside
 the transaction that saves the draft revision and the interaction, and only if the item is
@@ -57,15 +69,16 @@ action's. An item whose claims keep being lost to dying workers also fails after
 **Crash safety.** If a worker is killed (SIGKILL), its transaction is rolled back: the item
 stays *running* with a lease that expires, and the runner lease expires too. When a worker
 process starts, the ``post_spawn`` signal of django-q2 calls :func:`recover_jobs`, which
-queues a runner for every unfinished job; that runner waits for the dead runner's lease,
-then reclaims the expired items. This does not depend on the broker keeping the lost task
-(the Redis broker drops a task a killed worker had taken; the ORM broker redelivers it after
-``Q_CLUSTER["retry"]`` seconds, and that duplicate exits). "Retry failed" and the
-``run_llm_action`` command also (re)start runners.
+queues a runner (not its helpers) for every unfinished job; that runner waits for the dead
+runner's lease, then reclaims the expired items. This does not depend on the broker keeping
+the lost task (the Redis broker drops a task a killed worker had taken; the ORM broker
+redelivers it after ``Q_CLUSTER["retry"]`` seconds, and that duplicate exits). "Retry
+failed" and the ``run_llm_action`` command also (re)start runners.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -74,14 +87,14 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, connections
-from django.db.models import Count, F, Func, Max, Q, Subquery, Sum
-from django.db.models.lookups import LessThan
+from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -90,6 +103,7 @@ from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
+    CallNotStarted,
     LLMActionError,
     PageInModeration,
     PageLocked,
@@ -105,6 +119,7 @@ from .models import (
     LLMJob,
     LLMJobItem,
     LLMPipeline,
+    LLMProviderSlots,
     LLMRun,
 )
 from .planning import (  # noqa: F401 - the engine's callers used to find these here
@@ -151,8 +166,12 @@ logger = logging.getLogger(__name__)
 
 #: Longest backoff between attempts, in seconds.
 MAX_BACKOFF = 300
-#: How often an idle runner thread looks for claimable items, in seconds.
-IDLE_POLL = 0.5
+#: How often an idle runner looks for claimable items, in seconds (a page finishing in its
+#: process wakes its threads earlier). Also how late a runner may notice that the last
+#: pages, run by another process, are done.
+IDLE_POLL = 0.2
+#: How often a runner without provider slots (all taken by other runners) asks again.
+SLOT_POLL = 0.25
 #: Final item states.
 FINAL_STATUSES = (
     ItemStatus.SUCCEEDED,
@@ -282,7 +301,9 @@ def recover_jobs(*, broker=None) -> int:
         ).values_list("pk", flat=True)
     )
     for pk in ids:
-        enqueue_job(LLMJob(pk=pk), broker=broker, on_commit=False)
+        # The runner only: it queues helpers itself if it takes over from a dead runner, so
+        # that several workers starting at once do not add a helper each.
+        enqueue_job(LLMJob(pk=pk), broker=broker, on_commit=False, helpers=False)
     return len(ids)
 
 
@@ -364,11 +385,10 @@ def waiting_for_worker(job: LLMJob, now=None) -> bool:
 # -- running -----------------------------------------------------------------------------------
 
 
-class _Full:
-    """Returned by :func:`claim_item` when the provider has no free slot."""
+class NoSlot(CallNotStarted):
+    """The runner stopped while this page waited for a provider slot: it was not sent."""
 
-
-FULL = _Full()
+    code = "no_slot"
 
 
 def _advisory_lock(provider: str) -> None:
@@ -378,18 +398,104 @@ def _advisory_lock(provider: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def _busy_count_subquery(provider: str, now):
-    jobs = LLMJob.objects.filter(
-        status=JobStatus.RUNNING, kind__in=ENGINE_KINDS, options__provider=provider
-    ).values("pk")
-    return (
-        LLMJobItem.objects.filter(
-            job_id__in=jobs, status=ItemStatus.RUNNING, lease_expires_at__gt=now
+def reserve_slots(provider: str, holder: str, *, want: int, limit: int, seconds: float) -> int:
+    """Reserve up to ``want`` of ``provider``'s ``limit`` concurrent calls for ``holder``.
+
+    One transaction: expired reservations are dropped, the live ones of other holders are
+    summed, and ``holder``'s row is set to what is left (up to ``want``; removed if
+    nothing is). Returns the slots ``holder`` now holds. On PostgreSQL a transaction-level
+    advisory lock per provider orders concurrent reservations; on SQLite writes are
+    serialised anyway.
+    """
+    now = timezone.now()
+    until = now + timedelta(seconds=seconds)
+
+    def reserve() -> int:
+        _advisory_lock(provider)
+        LLMProviderSlots.objects.filter(expires_at__lte=now).delete()
+        used = (
+            LLMProviderSlots.objects.filter(provider=provider)
+            .exclude(holder=holder)
+            .aggregate(n=Sum("slots"))["n"]
+            or 0
         )
-        .order_by()
-        .annotate(n=Func(F("pk"), function="COUNT"))
-        .values("n")
+        granted = max(0, min(want, limit - used))
+        if not granted:
+            LLMProviderSlots.objects.filter(holder=holder).delete()
+        elif not LLMProviderSlots.objects.filter(holder=holder).update(
+            provider=provider, slots=granted, expires_at=until
+        ):
+            LLMProviderSlots.objects.create(
+                provider=provider, holder=holder, slots=granted, expires_at=until
+            )
+        return granted
+
+    return db.write(reserve, what="reserving provider slots")
+
+
+def release_slots(holder: str) -> None:
+    db.write(
+        lambda: LLMProviderSlots.objects.filter(holder=holder).delete(),
+        what="releasing provider slots",
     )
+
+
+class _Slots:
+    """The provider slots one runner holds, lent to its threads one model call at a time.
+
+    ``capacity`` is what the runner reserved (see :func:`reserve_slots`); it counts only
+    while the reservation is known to be live (``valid_until``). A thread that finds no
+    reservation asks ``refill`` for one (at most every ``SLOT_POLL`` seconds).
+    """
+
+    def __init__(self, refill: Callable[[], None] | None = None) -> None:
+        self._cond = threading.Condition()
+        self.capacity = 0
+        self.busy = 0
+        self.valid_until = 0.0
+        self.refill = refill
+        self._next_refill = 0.0
+        self._refilling = False
+
+    def set(self, capacity: int, seconds: float) -> None:
+        """The runner holds ``capacity`` slots for ``seconds`` from now."""
+        with self._cond:
+            self.capacity = capacity
+            self.valid_until = time.monotonic() + seconds * 0.9
+            self._cond.notify_all()
+
+    def live(self) -> int:
+        return self.capacity if time.monotonic() < self.valid_until else 0
+
+    @contextlib.contextmanager
+    def hold(self, stop: threading.Event | None = None) -> Iterator[None]:
+        """Wait for a free slot, hold it for the block (one model call in flight)."""
+        with self._cond:
+            while True:
+                if stop is not None and stop.is_set():  # a stopping runner sends nothing new
+                    raise NoSlot(str(_("The job stopped before the page was sent.")))
+                if self.busy < self.live():
+                    break
+                if self.live() == 0:
+                    now = time.monotonic()
+                    if self.refill is not None and not self._refilling and now >= self._next_refill:
+                        self._refilling = True
+                        self._next_refill = now + SLOT_POLL
+                        self._cond.release()
+                        try:
+                            self.refill()
+                        finally:
+                            self._cond.acquire()
+                            self._refilling = False
+                        continue
+                self._cond.wait(SLOT_POLL)
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.busy -= 1
+                self._cond.notify()
 
 
 def _claimable(now) -> Q:
@@ -398,39 +504,45 @@ def _claimable(now) -> Q:
     ) | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=now)
 
 
-def claim_item(job: LLMJob, claim_token: str, *, limit: int, lease: float):
-    """Atomically take the next claimable item of ``job``; None if none, FULL if no slot."""
-    provider = (job.options or {}).get("provider", "")
-    for _attempt in range(20):
-        now = timezone.now()
-        candidate = list(
-            job.items.filter(_claimable(now)).order_by("pk").values_list("pk", flat=True)[:1]
-        )
-        if not candidate:
-            return None
+def claim_items(job: LLMJob, claim_token: str, *, count: int, lease: float) -> list[LLMJobItem]:
+    """Atomically take up to ``count`` claimable items of ``job`` (queued, or running under
+    an expired lease) in one write transaction; [] if there are none.
 
-        def claim(pk=candidate[0], now=now) -> int:
-            _advisory_lock(provider)
-            return (
-                LLMJobItem.objects.filter(pk=pk)
-                .filter(_claimable(now))
-                .filter(LessThan(Subquery(_busy_count_subquery(provider, now)), limit))
-                .update(
-                    status=ItemStatus.RUNNING,
-                    claimed_by=claim_token,
-                    lease_expires_at=now + timedelta(seconds=lease),
-                    attempts=F("attempts") + 1,
-                    updated_at=now,
-                )
+    A claimed item is the runner's to run (its lease, ``claimed_by``); it holds no provider
+    slot until its model call starts (see :class:`_Slots`). On PostgreSQL rows another
+    claim is taking are skipped (``FOR UPDATE SKIP LOCKED``), not waited for.
+    """
+    now = timezone.now()
+
+    def claim() -> list[int]:
+        candidates = job.items.filter(_claimable(now)).order_by("pk")
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:count])
+        if ids:
+            LLMJobItem.objects.filter(pk__in=ids).filter(_claimable(now)).update(
+                status=ItemStatus.RUNNING,
+                claimed_by=claim_token,
+                lease_expires_at=now + timedelta(seconds=lease),
+                attempts=F("attempts") + 1,
+                updated_at=now,
             )
+        return ids
 
-        claimed = db.write(claim, what="claiming an item")
-        if claimed:
-            return LLMJobItem.objects.select_related("page", "interaction").get(pk=candidate[0])
-        busy = _busy_count_subquery(provider, now).values_list("n", flat=True)
-        if (list(busy) or [0])[0] >= limit:
-            return FULL
-    return FULL
+    ids = db.write(claim, what="claiming items")
+    if not ids:
+        return []
+    return list(
+        LLMJobItem.objects.select_related("page", "interaction")
+        .filter(pk__in=ids, status=ItemStatus.RUNNING, claimed_by=claim_token)
+        .order_by("pk")
+    )
+
+
+def claim_item(job: LLMJob, claim_token: str, *, lease: float) -> LLMJobItem | None:
+    """Atomically take the next claimable item of ``job``; None if there is none."""
+    items = claim_items(job, claim_token, count=1, lease=lease)
+    return items[0] if items else None
 
 
 def _finish(item: LLMJobItem, claim_token: str, **fields) -> bool:
@@ -466,6 +578,17 @@ class _RunContext:
     lock: threading.Lock = field(default_factory=threading.Lock)
     counter: int = 0
     action_version: tuple | None = None
+    #: The provider slots this runner holds (None: no limit, for direct calls in tests).
+    slots: _Slots | None = None
+    #: Items per claim query; claimed items wait in ``pending`` for a thread.
+    batch: int = 1
+    pending: deque = field(default_factory=deque)
+    claim_lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+    #: Idle threads wait here; a page finishing in this process wakes them.
+    wake: threading.Condition = field(default_factory=threading.Condition)
+    #: Until then (monotonic) a claim found nothing: idle threads do not ask again.
+    idle_until: float = 0.0
 
     def current_action(self) -> tuple[LLMAction | None, str]:
         """The action as it is now (one query; re-read in full only when it changed).
@@ -496,6 +619,20 @@ class _RunContext:
         with self.lock:
             self.counter += 1
             return f"{self.token}:{self.counter}"
+
+    def call_slot(self) -> contextlib.AbstractContextManager:
+        """Held around a model call: one of the runner's provider slots."""
+        return self.slots.hold(self.stop) if self.slots is not None else contextlib.nullcontext()
+
+    def notify(self) -> None:
+        with self.wake:
+            self.wake.notify_all()
+
+    def idle(self, seconds: float) -> None:
+        """Wait until a page of this process finishes, the runner stops, or ``seconds``."""
+        with self.wake:
+            if not self.stop.is_set():
+                self.wake.wait(seconds)
 
 
 def _stop_for_action(ctx: _RunContext, item: LLMJobItem, claim_token: str, code: str) -> str:
@@ -587,7 +724,13 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
                     return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
 
         service.run(
-            action, page, user, trigger=ctx.trigger, on_success=on_success, on_answer=on_answer
+            action,
+            page,
+            user,
+            trigger=ctx.trigger,
+            on_success=on_success,
+            on_answer=on_answer,
+            call_slot=ctx.call_slot,
         )
         return ItemStatus.SUCCEEDED
     except LeaseLost:
@@ -613,6 +756,15 @@ def _item_error(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: LLMActi
     """An item's outcome for a run that raised ``e``: skipped, queued again, or failed."""
     interaction = e.interaction if e.interaction is not None and e.interaction.pk else None
     answered = interaction is not None and interaction.status == InteractionStatus.ANSWERED
+    if e.code == NoSlot.code:  # never sent: given back, the attempt not counted
+        cancelled = not _job_open(ctx.job.pk)
+        return _done(
+            item,
+            claim_token,
+            ItemStatus.CANCELLED if cancelled else ItemStatus.QUEUED,
+            claimed_by="",
+            attempts=F("attempts") - 1,
+        )
     if e.code in _SKIP_CODES:
         return _done(
             item,
@@ -679,16 +831,17 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
             raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
 
     try:
-        run_pipeline(
-            pipeline,
-            page,
-            job.user,
-            trigger=ctx.trigger,
-            previous=previous,
-            from_step=answered_steps(previous) if previous is not None else 0,
-            on_run_started=on_run_started,
-            on_success=on_success,
-        )
+        with ctx.call_slot():  # a pipeline's steps call one after another: one slot
+            run_pipeline(
+                pipeline,
+                page,
+                job.user,
+                trigger=ctx.trigger,
+                previous=previous,
+                from_step=answered_steps(previous) if previous is not None else 0,
+                on_run_started=on_run_started,
+                on_success=on_success,
+            )
         return ItemStatus.SUCCEEDED
     except LeaseLost:
         return LOST
@@ -698,28 +851,90 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
         return _item_crashed(job, item, claim_token, e)
 
 
-def step(ctx: _RunContext) -> str:
-    """Claim and run one item: "ran", "idle" (nothing claimable now), "full" or "finished"."""
-    claim_token = ctx.next_claim()
-    item = claim_item(ctx.job, claim_token, limit=ctx.limit, lease=ctx.lease)
-    if item is FULL:
-        return "full"
-    if item is None:
-        if ctx.job.items.filter(status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]).exists():
+def _next_item(ctx: _RunContext) -> tuple[LLMJobItem, str] | str:
+    """The next claimed item for a thread (claiming ``ctx.batch`` at once when none is
+    waiting), or "idle" (nothing claimable now) or "finished" (nothing left at all)."""
+    with ctx.claim_lock:
+        if ctx.stop.is_set():
             return "idle"
-        return "finished"
-    with ctx.lock:
-        ctx.claims[item.pk] = claim_token
+        if not ctx.pending:
+            if time.monotonic() < ctx.idle_until:
+                return "idle"  # another thread just found nothing to claim
+            claim_token = ctx.next_claim()
+            items = claim_items(ctx.job, claim_token, count=ctx.batch, lease=ctx.lease)
+            if not items:
+                unfinished = ctx.job.items.filter(
+                    status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]
+                )
+                if not unfinished.exists():
+                    return "finished"
+                ctx.idle_until = time.monotonic() + IDLE_POLL
+                return "idle"
+            ctx.idle_until = 0.0
+            with ctx.lock:
+                for item in items:
+                    ctx.claims[item.pk] = claim_token
+            ctx.pending.extend((item, claim_token) for item in items)
+        return ctx.pending.popleft()
+
+
+def step(ctx: _RunContext) -> str:
+    """Run one claimed item: "ran", "idle" (nothing claimable now) or "finished"."""
+    got = _next_item(ctx)
+    if isinstance(got, str):
+        return got
+    item, claim_token = got
     try:
         process_item(ctx, item, claim_token)
     finally:
         with ctx.lock:
             ctx.claims.pop(item.pk, None)
+        ctx.notify()
     return "ran"
 
 
-def _acquire(job_id: int, token: str, lease: float, wait: bool) -> LLMJob | None:
-    """Take the job's runner lease; wait for a silent holder's lease to expire."""
+def _return_pending(ctx: _RunContext, status: str = ItemStatus.QUEUED) -> int:
+    """Give back the items this runner claimed but never started (it is stopping): queued
+    again as if never claimed (or ``status``, e.g. cancelled)."""
+    with ctx.claim_lock:
+        pending = list(ctx.pending)
+        ctx.pending.clear()
+    if not pending:
+        return 0
+    now = timezone.now()
+    with ctx.lock:
+        for item, _token in pending:
+            ctx.claims.pop(item.pk, None)
+    query = Q()
+    for item, claim_token in pending:
+        query |= Q(pk=item.pk, claimed_by=claim_token)
+
+    def give_back() -> int:
+        return (
+            LLMJobItem.objects.filter(query, status=ItemStatus.RUNNING)
+            .filter(attempts__gt=0)
+            .update(
+                status=status,
+                claimed_by="",
+                lease_expires_at=None,
+                attempts=F("attempts") - 1,
+                updated_at=now,
+            )
+        )
+
+    try:
+        return db.write(give_back, what="returning unstarted items")
+    except Exception:  # their leases expire and another runner takes them  # noqa: BLE001
+        logger.warning("Job %s: could not return unstarted items", ctx.job.pk, exc_info=True)
+        return 0
+
+
+def _acquire(job_id: int, token: str, lease: float, wait: bool) -> tuple[LLMJob | None, bool]:
+    """Take the job's runner lease; wait for a silent holder's lease to expire.
+
+    Returns the job (None if not taken) and whether it was taken over from another runner
+    (one that stopped renewing its lease: a killed worker).
+    """
     seen = None
     deadline = time.monotonic() + lease + 10
     while True:
@@ -727,7 +942,8 @@ def _acquire(job_id: int, token: str, lease: float, wait: bool) -> LLMJob | None
         job = LLMJob.objects.select_related("action", "action__prompt", "user").filter(pk=job_id)
         job = job.first()
         if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-            return None
+            return None, False
+        previous = job.runner_token
 
         def take(now=now) -> int:
             taken = (
@@ -749,24 +965,26 @@ def _acquire(job_id: int, token: str, lease: float, wait: bool) -> LLMJob | None
 
         if db.write(take, what="taking a job's runner lease"):
             job.refresh_from_db()
-            return job
+            return job, bool(previous) and previous != token
         if not wait:
-            return None
+            return None, False
         if seen is not None and job.runner_lease_expires_at != seen:
-            return None  # the holder renewed its lease: it is alive
+            return None, False  # the holder renewed its lease: it is alive
         seen = job.runner_lease_expires_at
         if time.monotonic() > deadline:
-            return None
+            return None, False
         remaining = (seen - now).total_seconds() if seen else 0
         time.sleep(min(max(remaining, 0.05), lease / 3, 2.0))
 
 
-def _renew(ctx: _RunContext, helper: bool = False) -> bool:
-    """Extend the runner lease and the leases of items in flight; False if the lease is lost."""
+def _renew(ctx: _RunContext, helper: bool = False, slot_seconds: float = 0) -> bool:
+    """Extend the runner lease, the leases of items claimed and the provider slots held
+    (one transaction); False if the runner lease is lost."""
     now = timezone.now()
     until = now + timedelta(seconds=ctx.lease)
     with ctx.lock:
-        claims = list(ctx.claims.values())
+        claims = list(set(ctx.claims.values()))
+    held = {"slots": 0}
 
     def renew() -> bool:
         kept = helper or LLMJob.objects.filter(pk=ctx.job.pk, runner_token=ctx.token).update(
@@ -776,13 +994,23 @@ def _renew(ctx: _RunContext, helper: bool = False) -> bool:
             LLMJobItem.objects.filter(claimed_by__in=claims, status=ItemStatus.RUNNING).update(
                 lease_expires_at=until
             )
+        if ctx.slots is not None and ctx.slots.capacity:
+            held["slots"] = LLMProviderSlots.objects.filter(
+                holder=ctx.token, expires_at__gt=now
+            ).update(expires_at=now + timedelta(seconds=slot_seconds))
         return bool(kept)
 
     try:
-        return db.write(renew, what="renewing leases")
+        kept = db.write(renew, what="renewing leases")
     except Exception:  # a busy database: keep going, the next renewal will try again
         logger.warning("Job %s: could not renew leases this time", ctx.job.pk, exc_info=True)
         return True
+    if ctx.slots is not None and ctx.slots.capacity:
+        if held["slots"]:
+            ctx.slots.set(ctx.slots.capacity, slot_seconds)
+        else:  # the reservation expired meanwhile (and may be another runner's now)
+            ctx.slots.set(0, 0)
+    return kept
 
 
 def _job_open(job_id: int) -> bool:
@@ -807,6 +1035,11 @@ def run_job(
     Returns "completed", "cancelled", "budget" (a successor should continue), "busy" (another
     runner holds the job) or "gone". ``progress(job, progress)`` is called now and then.
 
+    The runner reserves its provider slots (``CONCURRENCY`` divided by ``share``, or
+    ``threads``; see :func:`reserve_slots`) and runs a few more threads than slots: each
+    thread claims, reads, saves and logs pages, and holds a slot only while its model call
+    is in flight. Items are claimed ``ctx.batch`` at a time.
+
     A ``helper`` takes no runner lease: it claims items beside the runner (claims are atomic
     and the provider limit holds across all of them), stops when nothing is left to claim,
     and never completes the job; the runner does, once every item is final, reclaiming the
@@ -823,6 +1056,7 @@ def run_job(
         cancel_job(job)
         return "cancelled"
     lease = lease_seconds(job.action) * int((job.options or {}).get("calls_per_item") or 1)
+    took_over = False
     if helper:
         job = (
             LLMJob.objects.select_related("action", "action__prompt", "user")
@@ -830,9 +1064,13 @@ def run_job(
             .first()
         )
     else:
-        job = _acquire(job_id, token, lease, wait)
+        job, took_over = _acquire(job_id, token, lease, wait)
     if job is None:
         return "gone" if not _job_open(job_id) else "busy"
+    if took_over and not connection.in_atomic_block:
+        # The runner before this one died (its lease ran out): its helpers may have died
+        # with it. Recovery queues runners only, so the job gets its helpers back here.
+        enqueue_job(job, on_commit=False, runner=False)
     action = job.action
     ctx = _RunContext(
         job=job,
@@ -843,86 +1081,127 @@ def run_job(
         limit=int((job.options or {}).get("concurrency") or concurrency_for(action.model)),
         max_attempts=int((job.options or {}).get("max_attempts") or max_attempts()),
     )
+    want = min(ctx.limit, threads) if threads else -(-ctx.limit // max(1, share))
     if threads is None:
-        threads = -(-ctx.limit // max(1, share))
+        # Threads beyond the slots read and write pages while the others' calls run.
+        threads = want + max(2, want)
     if connection.in_atomic_block:
         threads = 1  # other threads could not see this transaction's rows
+    provider = (job.options or {}).get("provider", "")
+    slot_seconds = float(get_setting("LEASE_SECONDS") or 120)
+
+    def refill() -> None:
+        try:
+            granted = reserve_slots(
+                provider, token, want=want, limit=ctx.limit, seconds=slot_seconds
+            )
+        except Exception:  # a busy database: the next refill tries again  # noqa: BLE001
+            logger.warning("Job %s: could not reserve provider slots", job.pk, exc_info=True)
+            return
+        ctx.slots.set(granted, slot_seconds)
+
+    ctx.slots = _Slots(refill)
+    ctx.batch = max(1, want)
     started = time.monotonic()
-    stop = threading.Event()
+    stop = ctx.stop
     outcome = {"value": "completed"}
-    renew_every = max(0.2, min(lease / 3, float(get_setting("LEASE_SECONDS") or 120) / 3))
+    renew_every = max(0.2, min(lease, slot_seconds) / 3)
 
     def out_of_time() -> bool:
         return budget is not None and time.monotonic() - started > budget
 
+    def halt(value: str) -> None:
+        outcome["value"] = value
+        stop.set()
+        ctx.notify()
+
+    last_renew = time.monotonic()
+
     def housekeeping() -> None:
+        nonlocal last_renew
         try:
             open_ = _job_open(job.pk)
         except Exception:  # a busy database must not stop the runner  # noqa: BLE001
             logger.warning("Job %s: housekeeping read failed", job.pk, exc_info=True)
             return
-        if not _renew(ctx, helper):
-            outcome["value"] = "busy"
-            stop.set()
-        elif not open_:
-            outcome["value"] = "cancelled"
-            stop.set()
+        if time.monotonic() - last_renew >= renew_every:
+            last_renew = time.monotonic()
+            if not _renew(ctx, helper, slot_seconds):
+                halt("busy")
+                return
+        if not open_:
+            halt("cancelled")
         elif out_of_time():
-            outcome["value"] = "budget"
-            stop.set()
+            halt("budget")
 
     def report() -> None:
         if progress is not None:
             job.refresh_from_db()
             progress(job, job_progress(job))
 
-    if threads <= 1:
-        last_renew = last_report = time.monotonic()
-        while not stop.is_set():
-            result = step(ctx)
-            if result == "finished" or (helper and result == "idle"):
-                break
-            if result in ("idle", "full"):
-                stop.wait(IDLE_POLL)
-            if time.monotonic() - last_renew > renew_every or result != "ran":
-                housekeeping()
-                last_renew = time.monotonic()
-            if progress is not None and time.monotonic() - last_report > progress_interval:
-                report()
-                last_report = time.monotonic()
-    else:
-        finished = threading.Event()
+    refill()
+    try:
+        if threads <= 1:
+            last_report = time.monotonic()
+            while not stop.is_set():
+                result = step(ctx)
+                if result == "finished" or (helper and result == "idle"):
+                    break
+                if result == "idle":
+                    stop.wait(IDLE_POLL)
+                if result != "ran" or time.monotonic() - last_renew >= renew_every:
+                    housekeeping()
+                if progress is not None and time.monotonic() - last_report > progress_interval:
+                    report()
+                    last_report = time.monotonic()
+        else:
+            finished = threading.Event()
+            batcher = db.WriteBatcher()
 
-        def worker() -> None:
-            try:
+            def worker() -> None:
+                try:
+                    with db.batching(batcher):
+                        run_steps()
+                except Exception:
+                    logger.exception("Job %s: runner thread crashed", job.pk)
+                    halt("budget")  # let a successor continue
+                finally:
+                    connections.close_all()
+
+            def run_steps() -> None:
                 while not stop.is_set():
                     result = step(ctx)
                     if result == "finished" or (helper and result == "idle"):
                         finished.set()
-                        stop.set()
+                        halt(outcome["value"])
                         break
-                    if result in ("idle", "full"):
-                        stop.wait(IDLE_POLL)
-            except Exception:
-                logger.exception("Job %s: runner thread crashed", job.pk)
-                stop.set()
-                outcome["value"] = "budget"  # let a successor continue
-            finally:
-                connections.close_all()
+                    if result == "idle":
+                        ctx.idle(IDLE_POLL)
 
-        pool = [
-            threading.Thread(target=worker, name=f"llm-job-{job.pk}-{n}", daemon=True)
-            for n in range(threads)
-        ]
-        for thread in pool:
-            thread.start()
-        while not stop.wait(min(renew_every, progress_interval)):
-            housekeeping()
-            report()
-        for thread in pool:
-            thread.join()
-        if finished.is_set() and outcome["value"] not in ("cancelled",):
-            outcome["value"] = "completed"
+            pool = [
+                threading.Thread(target=worker, name=f"llm-job-{job.pk}-{n}", daemon=True)
+                for n in range(threads)
+            ]
+            for thread in pool:
+                thread.start()
+            while not stop.wait(min(renew_every, progress_interval)):
+                housekeeping()
+                report()
+            for thread in pool:
+                thread.join()
+            batcher.close()
+            logger.info(
+                "Job %s: %s writes in %s commits", job.pk, batcher.requests, batcher.commits
+            )
+            if finished.is_set() and outcome["value"] not in ("cancelled",):
+                outcome["value"] = "completed"
+    finally:
+        cancelled = outcome["value"] == "cancelled"
+        _return_pending(ctx, ItemStatus.CANCELLED if cancelled else ItemStatus.QUEUED)
+        try:
+            release_slots(token)
+        except Exception:  # the reservation expires on its own  # noqa: BLE001
+            logger.warning("Job %s: could not release provider slots", job.pk, exc_info=True)
     if helper:
         return outcome["value"]
     if outcome["value"] == "completed":

@@ -1145,3 +1145,27 @@ class LLMJobItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}/{self.page_id} {self.status}"
+
+
+class LLMProviderSlots(models.Model):
+    """Model calls one runner process of a bulk job may have in flight to a provider.
+
+    The job engine reserves slots here (the sum over live rows of a provider never exceeds
+    its ``CONCURRENCY``) and hands them to its threads in memory, one per call in flight, so
+    claiming, saving and logging a page hold no slot. A row whose holder died expires.
+    """
+
+    provider = models.CharField(max_length=100)
+    holder = models.CharField(max_length=100, unique=True)
+    slots = models.PositiveSmallIntegerField(default=0)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("LLM provider slots")
+        verbose_name_plural = _("LLM provider slots")
+        indexes = [
+            models.Index(fields=["provider", "expires_at"], name="llmslots_provider_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.slots} ({self.holder})"

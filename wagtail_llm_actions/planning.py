@@ -535,9 +535,17 @@ def runners_per_job() -> int:
     return max(1, int(get_setting("RUNNERS_PER_JOB") or 1))
 
 
-def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True, helpers: bool = True) -> None:
+def enqueue_job(
+    job: LLMJob,
+    *,
+    broker=None,
+    on_commit: bool = True,
+    helpers: bool = True,
+    runner: bool = True,
+) -> None:
     """Queue a runner task for ``job`` on django-q2 (after the current transaction commits),
-    and ``RUNNERS_PER_JOB - 1`` helper tasks that share its items from other workers."""
+    and ``RUNNERS_PER_JOB - 1`` helper tasks that share its items from other workers
+    (``runner=False``: the helpers only; ``helpers=False``: the runner only)."""
 
     def _enqueue():
         from django_q.tasks import async_task
@@ -545,7 +553,8 @@ def enqueue_job(job: LLMJob, *, broker=None, on_commit: bool = True, helpers: bo
         kwargs = {"task_name": f"llm-job-{job.pk}", "q_options": {}}
         if broker is not None:
             kwargs["broker"] = broker
-        async_task(RUNNER_TASK, job.pk, **kwargs)
+        if runner:
+            async_task(RUNNER_TASK, job.pk, **kwargs)
         if helpers:
             for n in range(1, runners_per_job()):
                 async_task(HELPER_TASK, job.pk, **{**kwargs, "task_name": f"llm-job-{job.pk}-{n}"})

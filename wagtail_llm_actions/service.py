@@ -15,6 +15,7 @@ calling a model (and every bad-input failure after the permission check) is reco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -34,6 +35,7 @@ from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
+    CallNotStarted,
     ConfigurationProblem,
     LLMActionError,
     OutputRejected,
@@ -257,6 +259,7 @@ class LLMService:
         trigger: str = InteractionTrigger.API,
         on_success: Callable[[LLMInteraction], None] | None = None,
         on_answer: Callable[[LLMInteraction], None] | None = None,
+        call_slot: Callable[[], contextlib.AbstractContextManager] | None = None,
     ) -> LLMInteraction:
         """Run ``action`` on ``obj`` and return the recorded interaction.
 
@@ -270,6 +273,8 @@ class LLMService:
         under a row lock, retried while the database is busy. ``on_success(interaction)`` is
         called inside the transaction that saves the draft (the job engine marks its item
         done there, so that both happen or neither); if it raises, the draft is rolled back.
+        ``call_slot()`` is entered around the model call(s) only (the job engine's provider
+        concurrency slot): reading the page before and storing the answer after hold none.
         """
         from .providers import ProviderError
 
@@ -287,11 +292,12 @@ class LLMService:
             interaction.messages = prepared.messages
             interaction.source_hash = prepared.source_hash
             interaction.source_truncated = prepared.truncated
-            if action.is_structured:
-                self._call_structured(action, working_obj, prepared, interaction)
-            else:
-                count = action.candidates if not save and (action.candidates or 1) > 1 else 1
-                self._call_single(action, working_obj, prepared, interaction, count)
+            with call_slot() if call_slot is not None else contextlib.nullcontext():
+                if action.is_structured:
+                    self._call_structured(action, working_obj, prepared, interaction)
+                else:
+                    count = action.candidates if not save and (action.candidates or 1) > 1 else 1
+                    self._call_single(action, working_obj, prepared, interaction, count)
             if not save:
 
                 def record_pending() -> None:
@@ -304,6 +310,8 @@ class LLMService:
                         on_success(interaction)
 
                 db.write(record_pending, what="editor answer")
+        except CallNotStarted:
+            raise  # nothing was sent: nothing to record
         except ProviderError as e:
             error = LLMActionError(str(e), code=e.code, retryable=e.retryable)
             self._record_failure(interaction, error, started)

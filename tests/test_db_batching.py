@@ -1,0 +1,53 @@
+"""Batched writes (``db.WriteBatcher``): writes waiting together share one commit; one that
+fails rolls back only itself."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+
+from wagtail_llm_actions import db
+from wagtail_llm_actions.models import LLMProviderSlots
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def test_writes_share_commits_and_a_failing_one_rolls_back_alone(shared_db):
+    from django.utils import timezone
+
+    batcher = db.WriteBatcher()
+    errors: dict[int, BaseException] = {}
+    start = threading.Barrier(6)
+
+    def writer(n: int) -> None:
+        try:
+            with db.batching(batcher):
+                start.wait()
+
+                def write():
+                    LLMProviderSlots.objects.create(
+                        provider="p", holder=f"h{n}", slots=1, expires_at=timezone.now()
+                    )
+                    if n == 3:
+                        raise ValueError("this one fails")
+
+                db.write(write, what="test write")
+        except BaseException as e:  # noqa: BLE001 - checked below
+            errors[n] = e
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    batcher.close()
+
+    assert list(errors) == [3] and isinstance(errors[3], ValueError)
+    holders = set(LLMProviderSlots.objects.values_list("holder", flat=True))
+    assert holders == {"h0", "h1", "h2", "h4", "h5"}
+    assert batcher.requests == 6
+    assert 1 <= batcher.commits <= 6
