@@ -282,7 +282,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
-        "--warmup", type=float, default=120.0, help="longest wait for the workers to be ready"
+        "--warmup", type=float, default=300.0, help="longest wait for the workers to be ready"
     )
     args = parser.parse_args(argv)
 

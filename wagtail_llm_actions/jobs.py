@@ -40,8 +40,10 @@ provider. Each runner (or helper) reserves its share of that limit in ``LLMProvi
 under a per-provider advisory lock on PostgreSQL; on SQLite writes are serialised anyway)
 and lends the slots to its threads in memory (:class:`_Slots`), one per model call, around
 the call only (``LLMService.run(call_slot=...)``). Claiming, reading the page, storing the
-answer, saving the draft and logging hold no slot, so a runner runs a few more threads than
-it has slots and the calls follow each other without gaps. A reservation is renewed with
+answer, saving the draft and logging hold no slot, so a runner runs twice as many threads
+as it has slots and the calls follow each other without gaps. On SQLite the threads' write
+transactions share commits (:class:`db.WriteBatcher`): writes are serialised there anyway
+and every commit syncs the journal to disk. A reservation is renewed with
 the leases and expires when its runner dies.
 
 **Claim.** Items are claimed several at a time (:func:`claim_items`) in one write
@@ -97,6 +99,7 @@ from django.db import connection, connections
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from wagtail.models import Page
 
 from . import db
 from .conf import get_setting
@@ -532,11 +535,17 @@ def claim_items(job: LLMJob, claim_token: str, *, count: int, lease: float) -> l
     ids = db.write(claim, what="claiming items")
     if not ids:
         return []
-    return list(
-        LLMJobItem.objects.select_related("page", "interaction")
+    items = list(
+        LLMJobItem.objects.select_related("interaction")
         .filter(pk__in=ids, status=ItemStatus.RUNNING, claimed_by=claim_token)
         .order_by("pk")
     )
+    # Their pages, specific, in a query per page type (not one per item).
+    pages = Page.objects.filter(pk__in=[i.page_id for i in items if i.page_id]).specific()
+    by_pk = {page.pk: page for page in pages}
+    for item in items:
+        item.page = by_pk.get(item.page_id)  # None: deleted since
+    return items
 
 
 def claim_item(job: LLMJob, claim_token: str, *, lease: float) -> LLMJobItem | None:
@@ -1156,7 +1165,9 @@ def run_job(
                     last_report = time.monotonic()
         else:
             finished = threading.Event()
-            batcher = db.WriteBatcher()
+            # SQLite: one writer at a time anyway, and each commit syncs to disk, so the
+            # threads' writes share commits. PostgreSQL writes in parallel: no batching.
+            batcher = db.WriteBatcher() if db.is_sqlite() else None
 
             def worker() -> None:
                 try:
@@ -1189,10 +1200,11 @@ def run_job(
                 report()
             for thread in pool:
                 thread.join()
-            batcher.close()
-            logger.info(
-                "Job %s: %s writes in %s commits", job.pk, batcher.requests, batcher.commits
-            )
+            if batcher is not None:
+                batcher.close()
+                logger.info(
+                    "Job %s: %s writes in %s commits", job.pk, batcher.requests, batcher.commits
+                )
             if finished.is_set() and outcome["value"] not in ("cancelled",):
                 outcome["value"] = "completed"
     finally:
