@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_llm_actions', '0008_structured_outputs'),
+        ('wagtail_llm_actions', '0009_pipeline_inline_steps'),
     ]
 
     operations = [
