@@ -232,3 +232,75 @@ def test_refusals_are_json(post, pipeline, superuser, make_post):
 
     assert client.get(pipeline_url(post, pipeline)).status_code == 405
     assert not LLMJob.objects.exists()
+
+
+# -- steps of their own and structured steps -----------------------------------------------------
+
+
+def test_structured_and_own_prompt_steps_fill_each_field_for_review(
+    post, make_action, fake_llm, api_key_env, superuser
+):
+    """A structured step (two fields) then a step with its own prompt: three fields, each
+    with its own outcome; the button sits beside the structured step's first field."""
+    import json
+
+    from tests.test_pipeline_steps import SEO, blog_type
+
+    server = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
+    seo = make_action(
+        name="SEO fields",
+        slug="seo",
+        target_field="",
+        output_fields=dict(SEO),
+        prompt=make_prompt("seo", "SEO for {title}: {body}"),
+        **server,
+    )
+
+    def answer(payload):
+        text = last_user_message(payload)
+        if text.startswith("SEO"):
+            return json.dumps({"title": "Compost title", "description": "Worms indoors."})
+        return "Intro from " + text.split("from ", 1)[1]
+
+    fake_llm.configure(reply=answer)
+    pipeline = LLMPipeline.objects.create(name="SEO then intro", slug="seo-intro")
+    pipeline.page_types.add(blog_type())
+    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="seo", action=seo)
+    LLMPipelineStep.objects.create(
+        pipeline=pipeline,
+        sort_order=1,
+        name="intro",
+        prompt_template="INTRO for {title} from {steps.seo}",
+        target_field="intro",
+        **server,
+    )
+    client = client_for(superuser)
+    html = client.get(edit_url(post)).content.decode()
+    assert html.count(f'data-llm-action-url-param="{pipeline_url(post, pipeline)}"') == 2
+
+    result = run_and_wait(client, post, pipeline, form_data(client, post, title=UNSAVED_TITLE))[
+        "result"
+    ]
+
+    fields = {item["field"]: item for item in result["fields"]}
+    assert list(fields) == ["seo_title", "search_description", "intro"]
+    assert fields["seo_title"]["value"] == "Compost title"
+    seo_run = LLMInteraction.objects.get(step_name="seo")
+    assert fields["seo_title"]["interaction"] == f"{seo_run.pk}:seo_title"
+    assert fields["seo_title"]["outcome_url"].endswith("?field=seo_title")
+    assert UNSAVED_TITLE in LLMInteraction.objects.get(step_name="intro").messages[-1]["content"]
+
+    # Discard the description; keep the title and the intro
+    response = client.post(fields["search_description"]["outcome_url"], {"outcome": "discarded"})
+    assert response.status_code == 200
+    data = form_data(client, post, seo_title="Compost title", intro=fields["intro"]["value"])
+    data["llm_action_interactions"] = f"{seo_run.pk}:seo_title,{fields['intro']['interaction']}"
+    assert client.post(edit_url(post), data).status_code == 302
+
+    seo_run.refresh_from_db()
+    assert seo_run.field_outcomes == {"seo_title": "accepted", "search_description": "discarded"}
+    assert LLMInteraction.objects.get(step_name="intro").outcome == "accepted"
+    draft = reload(post).get_latest_revision_as_object()
+    assert (
+        draft.seo_title == "Compost title" and draft.search_description == post.search_description
+    )

@@ -515,21 +515,39 @@ def run_editor_job(item_id: int) -> str:
 
 def pipeline_result(obj: Page, run, writers: list[LLMInteraction]) -> dict:
     """The job result of an editor pipeline run: one entry per written field, each with its
-    own interaction (one a writing step), filled and reviewed like a structured answer's."""
-    return {
-        "run": run.pk,
-        "interaction": writers[-1].pk if writers else None,
-        "pipeline": True,
-        "fields": [
+    own interaction (the writing step's; "<id>:<field>" for one field of a structured step),
+    filled and reviewed like a structured answer's fields."""
+    fields = []
+    for i in writers:
+        if i.output_values:  # a structured step: several fields, one outcome each
+            for name, value in i.output_values.items():
+                fields.append(
+                    {
+                        "field": name,
+                        "output": value,
+                        "interaction": f"{i.pk}:{name}",
+                        "interaction_id": i.pk,
+                        "outcome_field": name,
+                        "step": i.step_name,
+                        **_fill_value(obj, name, value),
+                    }
+                )
+            continue
+        fields.append(
             {
                 "field": i.target_field,
                 "output": i.output_value,
                 "interaction": i.pk,
+                "interaction_id": i.pk,
                 "step": i.step_name,
                 **_fill_value(obj, i.target_field, i.output_value),
             }
-            for i in writers
-        ],
+        )
+    return {
+        "run": run.pk,
+        "interaction": writers[-1].pk if writers else None,
+        "pipeline": True,
+        "fields": fields,
     }
 
 

@@ -190,8 +190,13 @@ def _pipelines(target: EditorTarget, request) -> list:
 def pipeline_field(pipeline) -> str:
     """The field a pipeline's button goes beside: its first writing step's, or ""."""
     for step in pipeline.steps.all():
-        if step.writes and step.action is not None and step.action.target_field:
-            return step.action.target_field
+        if not step.writes:
+            continue
+        # A step runs an action (one field, or several for a structured one) or has its own
+        # prompt and target field.
+        fields = step.action.target_fields if step.action is not None else [step.target_field]
+        if fields and fields[0]:
+            return fields[0]
     return ""
 
 

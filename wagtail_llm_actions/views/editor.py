@@ -16,6 +16,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
@@ -189,10 +190,13 @@ def status(request, job_id: int):
                 "wagtail_llm_actions_editor:outcome", args=[interaction_id]
             )
             for item in data["result"].get("fields") or []:
-                if item.get("interaction"):  # a pipeline: one interaction per field
-                    item["outcome_url"] = reverse(
-                        "wagtail_llm_actions_editor:outcome", args=[item["interaction"]]
+                if item.get("interaction_id"):  # a pipeline: each field has its step's
+                    url = reverse(
+                        "wagtail_llm_actions_editor:outcome", args=[item["interaction_id"]]
                     )
+                    if item.get("outcome_field"):  # one field of a structured step
+                        url += "?" + urlencode({"field": item["outcome_field"]})
+                    item["outcome_url"] = url
             if data["result"].get("candidates"):
                 data["result"]["choose_url"] = reverse(
                     "wagtail_llm_actions_editor:choose", args=[interaction_id]
