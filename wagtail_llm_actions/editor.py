@@ -787,37 +787,63 @@ def record_saved_outcomes(page: Page, user, ids: list[int]) -> list[LLMInteracti
         if interaction.revision_id not in (None, revision_id):
             continue
         if interaction.output_values:
-            found = _field_outcomes(page, interaction)
-            if found is None:
-                continue
-            outcome, field_outcomes = found
-            if (
-                interaction.revision_id == revision_id
-                and interaction.outcome == outcome
-                and interaction.field_outcomes == field_outcomes
-            ):
-                continue
-            interaction.field_outcomes = field_outcomes
-            field_name = ", ".join(interaction.output_values)
-        else:
-            field_name = _target_of(interaction)
-            if not field_name:
-                continue
-            outcome = saved_outcome(page, interaction, field_name)
-            if interaction.revision_id == revision_id and interaction.outcome == outcome:
-                continue
-        first_save = interaction.revision_id is None
-        interaction.revision_id = revision_id
-        interaction.outcome = outcome
-        interaction.page = page
-        interaction.object_id = str(page.pk)
+            # Read the per-field outcomes afresh inside the write, so a Discard that lands
+            # while this autosave runs is kept, not overwritten with a stale copy.
+            with db.atomic_write():
+                interaction.field_outcomes = _locked(interaction).field_outcomes
+                if _record_fields(page, user, interaction, revision_id):
+                    changed.append(interaction)
+            continue
+        field_name = _target_of(interaction)
+        if not field_name:
+            continue
+        outcome = saved_outcome(page, interaction, field_name)
+        if interaction.revision_id == revision_id and interaction.outcome == outcome:
+            continue
         with db.atomic_write():
-            interaction.save(
-                update_fields=["revision", "outcome", "field_outcomes", "page", "object_id"]
-            )
-            _log_saved_generation(page, user, interaction, field_name, first=first_save)
+            _save_linked(page, user, interaction, revision_id, outcome, field_name)
         changed.append(interaction)
     return changed
+
+
+def _locked(interaction: LLMInteraction) -> LLMInteraction:
+    """The interaction's row as stored now, locked until the transaction ends."""
+    return (
+        LLMInteraction.objects.select_for_update()
+        .only("outcome", "field_outcomes")
+        .get(pk=interaction.pk)
+    )
+
+
+def _record_fields(page: Page, user, interaction: LLMInteraction, revision_id: int) -> bool:
+    """Link a structured answer to the saved revision with its outcome per field."""
+    found = _field_outcomes(page, interaction)
+    if found is None:
+        return False
+    outcome, field_outcomes = found
+    if (
+        interaction.revision_id == revision_id
+        and interaction.outcome == outcome
+        and interaction.field_outcomes == field_outcomes
+    ):
+        return False
+    interaction.field_outcomes = field_outcomes
+    field_name = ", ".join(interaction.output_values)
+    _save_linked(page, user, interaction, revision_id, outcome, field_name)
+    return True
+
+
+def _save_linked(
+    page: Page, user, interaction: LLMInteraction, revision_id: int, outcome: str, field_name: str
+) -> None:
+    """Save the interaction's link to the revision and its page-history entry."""
+    first_save = interaction.revision_id is None
+    interaction.revision_id = revision_id
+    interaction.outcome = outcome
+    interaction.page = page
+    interaction.object_id = str(page.pk)
+    interaction.save(update_fields=["revision", "outcome", "field_outcomes", "page", "object_id"])
+    _log_saved_generation(page, user, interaction, field_name, first=first_save)
 
 
 def _log_saved_generation(page, user, interaction, field_name: str, *, first: bool) -> None:
@@ -905,18 +931,24 @@ def set_outcome(interaction: LLMInteraction, outcome: str, field: str = "") -> b
     if field:
         if field not in (interaction.output_values or {}):
             return False
-        outcomes = dict(interaction.field_outcomes or {})
-        outcomes[field] = str(outcome)
-        interaction.field_outcomes = outcomes
-        every = [outcomes.get(name) for name in interaction.output_values]
-        if all(o == InteractionOutcome.DISCARDED for o in every):
-            interaction.outcome = InteractionOutcome.DISCARDED
-        elif interaction.revision_id is None:
-            interaction.outcome = InteractionOutcome.PENDING
-        db.write(
-            lambda: interaction.save(update_fields=["outcome", "field_outcomes"]),
-            what="recording an outcome",
-        )
+
+        def record() -> None:
+            # Read-modify-write under the row lock: an autosave recording the other fields'
+            # outcomes at the same moment cannot overwrite this one.
+            stored = _locked(interaction)
+            outcomes = dict(stored.field_outcomes or {})
+            outcomes[field] = str(outcome)
+            interaction.field_outcomes = outcomes
+            every = [outcomes.get(name) for name in interaction.output_values]
+            if all(o == InteractionOutcome.DISCARDED for o in every):
+                interaction.outcome = InteractionOutcome.DISCARDED
+            elif interaction.revision_id is None:
+                interaction.outcome = InteractionOutcome.PENDING
+            else:
+                interaction.outcome = stored.outcome
+            interaction.save(update_fields=["outcome", "field_outcomes"])
+
+        db.write(record, what="recording an outcome")
         return True
     if interaction.outcome == outcome:
         return True
