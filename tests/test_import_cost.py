@@ -55,3 +55,23 @@ def test_startup_and_url_loading_leave_the_engine_and_views_unimported():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_the_provider_layer_imports_no_models():
+    """Models use providers (to validate a model string), never the other way round: the
+    provider layer takes plain values."""
+    import ast
+
+    for path in sorted((ROOT / "wagtail_llm_actions" / "providers").glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.endswith("models") or name.startswith("django"), (
+                    f"{path.name} imports {name}"
+                )

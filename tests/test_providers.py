@@ -205,6 +205,48 @@ def test_cost_of_a_priced_model(server):
     assert providers.estimate_cost("openai/test-model", 1000, 500) is None
 
 
+def test_cost_is_litellms_own_response_cost(server, monkeypatch):
+    """LiteLLM prices each answer during the call; that figure is recorded, not priced again."""
+    import litellm
+
+    server.configure(usage={"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500})
+    responses = []
+    completion = litellm.completion
+
+    def spy(*args, **kwargs):
+        responses.append(completion(*args, **kwargs))
+        return responses[-1]
+
+    def no_second_pricing(*args, **kwargs):
+        raise AssertionError("completion_cost() called again")
+
+    monkeypatch.setattr(litellm, "completion", spy)
+    monkeypatch.setattr(litellm, "completion_cost", no_second_pricing)
+    result = complete(make_request(server, model="openai/gpt-4o-mini"))
+    own = responses[0]._hidden_params["response_cost"]
+    assert own > 0
+    assert result.cost == Decimal(str(own))
+
+
+def test_cost_from_the_response_when_given_else_from_the_price_list(monkeypatch):
+    import litellm
+
+    from wagtail_llm_actions.providers.litellm import get_litellm
+
+    get_litellm()
+    provider = LiteLLMProvider()
+
+    class Response:
+        _hidden_params = {"response_cost": 0.0125}
+
+    assert provider.response_cost(Response()) == Decimal("0.0125")
+    Response._hidden_params = {"response_cost": None}  # LiteLLM could not price it
+    assert provider.response_cost(Response()) is None
+    # A response that carries no figure (another client's) is priced from the price list.
+    monkeypatch.setattr(litellm, "completion_cost", lambda completion_response: 0.5)
+    assert provider.response_cost(object()) == Decimal("0.5")
+
+
 def test_count_tokens():
     count = providers.count_tokens("openai/gpt-4o-mini", MESSAGES)
     assert isinstance(count, int) and count > 5

@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Page
 
-from . import db, log_actions, outputs
+from . import db, log_actions, outputs, rowstate
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -71,6 +71,22 @@ from .templating import (
 logger = logging.getLogger(__name__)
 
 LOG_ACTION = log_actions.GENERATE
+
+#: The interaction fields :meth:`LLMService.write_answer` changes on a stored answer (the
+#: draft, its outcome, the fields read again when rebased, links to rows deleted meanwhile).
+WRITE_FIELDS = (
+    "revision",
+    "rebased",
+    "outcome",
+    "status",
+    "error_code",
+    "error_message",
+    "previous_value",
+    "previous_values",
+    "page",
+    "base_revision",
+    "action",
+)
 
 
 @dataclass
@@ -117,9 +133,7 @@ def can_edit(user, obj: Any) -> bool:
 
 def lock_message(user, obj: Any) -> str | None:
     """Why ``obj`` cannot be changed by ``user`` (or by anyone, without a user), or None."""
-    if not hasattr(obj, "get_lock"):
-        return None
-    lock = obj.get_lock()
+    lock = rowstate.get_lock(obj)
     if lock is None:
         return None
     if user is None or lock.for_user(user):
@@ -189,18 +203,32 @@ class LLMService:
             for name in names
             if name not in BUILTIN_VARIABLES and not is_step_variable(name)
         ]
+        read: dict[tuple[str, int | None], Any] = {}  # {body} is usually the source again
         for name, path in paths:
             limit = None if map_reduce and path == action.source_field else max_chars
-            try:
-                extracted = extract_text(obj, path, max_chars=limit)
-            except PathError as e:
-                raise ConfigurationProblem(str(e)) from e
+            extracted = read.get((path, limit))
+            if extracted is None:
+                try:
+                    extracted = read[path, limit] = extract_text(obj, path, max_chars=limit)
+                except PathError as e:
+                    raise ConfigurationProblem(str(e)) from e
             values[name] = extracted.text
             truncated = truncated or extracted.truncated
             sources.append(extracted.text)
+        # {url} and {locale} cost queries (site, locale): read only for a prompt that uses them.
+        used = set(names)
+        if map_reduce:
+            from .models import DEFAULT_REDUCE_PROMPT
+
+            try:
+                used.update(
+                    template_variables(action.reduce_prompt.strip() or DEFAULT_REDUCE_PROMPT)
+                )
+            except TemplateSyntaxError as e:
+                raise ConfigurationProblem(str(e)) from e
         values["title"] = getattr(obj, "title", "") or str(obj)
-        values["url"] = self._url(obj)
-        locale = getattr(obj, "locale", None)
+        values["url"] = self._url(obj) if "url" in used else ""
+        locale = getattr(obj, "locale", None) if "locale" in used else None
         values["locale"] = getattr(locale, "language_code", "") if locale else ""
         values["context"] = action.context_message or ""
         return values, truncated, sources
@@ -815,7 +843,8 @@ class LLMService:
         answer already applied) is saved; otherwise only the target field of the newest
         revision changes, and the interaction is marked ``rebased``. A busy database retries
         the write, never the call; if it stays busy the answer stays stored
-        (:class:`WriteFailed`).
+        (:class:`WriteFailed`). Only the interaction's ``WRITE_FIELDS`` are saved: the answer
+        itself was stored before.
         """
         action = action if action is not None else interaction.action
         target_field = interaction.target_field or (action.target_field if action else "")
@@ -840,13 +869,15 @@ class LLMService:
                 except PathError as e:
                     raise ConfigurationProblem(str(e)) from e
             revision = self._save_draft(target, user, action)
-            _detach_deleted(interaction)
+            # (_checked_target holds the page's row: only the revision and action are asked.)
+            _detach_deleted(interaction, page_locked=interaction.page_id == obj.pk)
             interaction.revision = revision
             interaction.rebased = rebased
             interaction.outcome = InteractionOutcome.DRAFTED
             interaction.status = InteractionStatus.SUCCESS
             interaction.error_code = interaction.error_message = ""
-            interaction.save()
+            # The answer itself is stored already: only what this write changes is saved.
+            interaction.save(update_fields=WRITE_FIELDS)
             if on_success is not None:
                 on_success(interaction)
             log_generated(target, user, revision, action, interaction)
@@ -925,7 +956,7 @@ class LLMService:
                     raise ConfigurationProblem(str(e)) from e
             revision = self._save_draft(target, user, last_action)
             for interaction, _action in writes:
-                _detach_deleted(interaction)
+                _detach_deleted(interaction, page_locked=interaction.page_id == obj.pk)
                 interaction.revision = revision
                 interaction.rebased = rebased
                 interaction.outcome = InteractionOutcome.DRAFTED
@@ -1154,29 +1185,26 @@ def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:
     )
 
 
-def _detach_deleted(interaction: LLMInteraction) -> bool:
-    """Clear references to a page (and revisions) deleted meanwhile, so the interaction can
-    still be saved. Locks the page row against deletion until the transaction ends. Returns
-    whether the page is gone."""
+def _detach_deleted(interaction: LLMInteraction, *, page_locked: bool = False) -> bool:
+    """Clear references to a page (and revisions, an action) deleted meanwhile, so the
+    interaction can still be saved; one query. Locks the page row against deletion until the
+    transaction ends, unless the caller holds it (``page_locked``). Returns whether the page is
+    gone."""
     from wagtail.models import Revision
 
-    gone = False
-    if interaction.page_id is not None:
-        exists = list(
-            Page.objects.select_for_update().filter(pk=interaction.page_id).values_list("pk")
-        )
-        if not exists:
-            interaction.page = None
-            gone = True
+    rows: dict[str, tuple[type, Any]] = {}
+    if interaction.page_id is not None and not page_locked:
+        rows["page"] = (Page, interaction.page_id)
     for name in ("base_revision", "revision"):
-        revision_id = getattr(interaction, f"{name}_id")
-        if revision_id is not None and not Revision.objects.filter(pk=revision_id).exists():
-            setattr(interaction, name, None)
+        if getattr(interaction, f"{name}_id") is not None:
+            rows[name] = (Revision, getattr(interaction, f"{name}_id"))
     if interaction.action_id is not None:
         # The action may be deleted while the model answers; the row keeps its name.
-        if not LLMAction.objects.filter(pk=interaction.action_id).exists():
-            interaction.action = None
-    return gone
+        rows["action"] = (LLMAction, interaction.action_id)
+    found = rowstate.existing(rows, lock="page" if "page" in rows else None)
+    for name in rows.keys() - found:
+        setattr(interaction, name, None)
+    return "page" in rows and "page" not in found
 
 
 def _reload_user(user):
@@ -1204,9 +1232,7 @@ def _lock_row(model, pk):
 
 def _lock_reason(user, obj: Any) -> LLMActionError | None:
     """A :class:`PageLocked` (or :class:`PageInModeration`) if ``obj`` cannot be written now."""
-    if not hasattr(obj, "get_lock"):
-        return None
-    lock = obj.get_lock()
+    lock = rowstate.get_lock(obj)
     if lock is None:
         return None
     if user is not None and not lock.for_user(user):
@@ -1230,24 +1256,60 @@ def _plain(message) -> str:
 
 
 def log_generated(obj, user, revision, action: LLMAction | None, interaction: LLMInteraction):
-    """The page-history entry for an answer written into ``revision``."""
-    log(
-        instance=obj,
+    """The page-history entry for an answer written into ``revision``.
+
+    Wagtail's ``log()`` saves the entry after ``full_clean()``, which proves with one query per
+    foreign key that the page, the revision and the content type exist; here they are the row
+    this transaction locked, the revision it just saved and a cached content type. For a page
+    the entry is built as ``log()`` builds it and validated without those queries; other
+    objects go through ``log()``.
+    """
+    data = {
+        "llm_action": {
+            "id": action.pk if action else interaction.action_id,
+            "name": action.name if action else interaction.action_name,
+        },
+        "interaction_id": interaction.pk,
+        "target_field": ", ".join(interaction.output_values or {})
+        or interaction.target_field
+        or (action.target_field if action else ""),
+    }
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import Model
+    from django.utils import timezone
+    from wagtail.log_actions import get_active_log_context
+    from wagtail.log_actions import registry as log_registry
+    from wagtail.models import PageLogEntry
+
+    log_registry.scan_for_actions()
+    if (
+        not isinstance(obj, Page)
+        or log_registry.get_log_model_for_instance(obj) is not PageLogEntry
+    ):
+        log(
+            instance=obj,
+            action=LOG_ACTION,
+            user=user,
+            revision=revision,
+            content_changed=True,
+            data=data,
+        )
+        return
+    context = get_active_log_context()
+    entry = PageLogEntry(
+        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+        label=PageLogEntry.objects.get_instance_title(obj),
         action=LOG_ACTION,
-        user=user,
+        timestamp=timezone.now(),
+        data=data,
+        user=user or context.user,
+        uuid=context.uuid,
+        page=obj,
         revision=revision,
         content_changed=True,
-        data={
-            "llm_action": {
-                "id": action.pk if action else interaction.action_id,
-                "name": action.name if action else interaction.action_name,
-            },
-            "interaction_id": interaction.pk,
-            "target_field": ", ".join(interaction.output_values or {})
-            or interaction.target_field
-            or (action.target_field if action else ""),
-        },
     )
+    entry.full_clean(exclude=["content_type", "page", "revision", "user"])
+    Model.save(entry)  # PageLogEntry.save() would run full_clean() again, with its queries
 
 
 def run_action(action: LLMAction, obj: Any, user=None, **kwargs) -> LLMInteraction:

@@ -15,13 +15,14 @@ import os
 import threading
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
 from ..conf import get_setting
 from .base import (
+    ActionSettings,
     AuthenticationError,
     BadRequestError,
     BadResponseError,
@@ -49,11 +50,9 @@ from .policy import (
     site_secrets,
 )
 
-if TYPE_CHECKING:
-    from ..models import LLMAction
-
 __all__ = [
     "KNOWN_PROVIDERS",
+    "ActionSettings",
     "LOCAL_MODELS",
     "AuthenticationError",
     "BadRequestError",
@@ -292,10 +291,11 @@ def missing_key_name(model: str, api_key_name: str = "", api_base: str = "") -> 
 
 
 def build_request(
-    action: LLMAction, messages: list[dict], *, max_chars: int | None = None
+    action: ActionSettings, messages: list[dict], *, max_chars: int | None = None
 ) -> CompletionRequest:
-    """The request for running ``action`` on ``messages``; ``max_chars`` is the answer's
-    length hint (see ``CompletionRequest.max_chars``).
+    """The request for running ``action`` (an ``LLMAction``, or anything with its provider
+    settings) on ``messages``; ``max_chars`` is the answer's length hint (see
+    ``CompletionRequest.max_chars``).
 
     Raises :class:`ConfigurationError` when the action's API key setting is not set, and
     :class:`PolicyError` when its key name or extra parameters are not allowed (an action

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from django.utils.translation import gettext, ngettext
@@ -67,6 +67,22 @@ def display_url(url: str | None) -> str:
         return urlunsplit((parts.scheme, host, parts.path, "", ""))
     except ValueError:
         return ""
+
+
+class ActionSettings(Protocol):
+    """What the provider layer reads from an action: plain values (``LLMAction`` has them; the
+    provider layer never imports the models)."""
+
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    timeout: int | float | None
+    api_base: str
+    api_key_name: str
+    extra_params: Any
+
+    @property
+    def fallback_model_list(self) -> list[str]: ...
 
 
 @dataclass

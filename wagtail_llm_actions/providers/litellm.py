@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from types import ModuleType
 from typing import Any
@@ -239,7 +240,16 @@ class LiteLLMProvider(BaseProvider):
         )
 
     def response_cost(self, response: Any) -> Decimal | None:
-        """The call's price in USD by LiteLLM's price list, or None if unknown."""
+        """The call's price in USD by LiteLLM's price list, or None if unknown.
+
+        ``litellm.completion`` prices every answer itself (``response_cost`` in the response's
+        hidden parameters; None for an unpriced model), honouring prices passed with the call
+        and cache hits: that figure is used as it is. Only a response without it (another
+        client's, a test double) is priced here.
+        """
+        hidden = getattr(response, "_hidden_params", None)
+        if isinstance(hidden, Mapping) and "response_cost" in hidden:
+            return _to_decimal(hidden["response_cost"])
         litellm = get_litellm()
         try:
             return _to_decimal(litellm.completion_cost(completion_response=response))

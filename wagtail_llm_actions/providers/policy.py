@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import ipaddress
 import os
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -505,11 +506,29 @@ def site_secrets() -> list[str]:
     from django.conf import settings
 
     values = [str(v) for v in (get_setting("API_KEYS") or {}).values() if v]
-    patterns = [*allowed_key_patterns(), *DEFAULT_API_KEY_NAMES, *SECRET_VARIABLE_NAMES]
-    values += [value for name, value in os.environ.items() if value and _matches(name, patterns)]
+    patterns = (*allowed_key_patterns(), *DEFAULT_API_KEY_NAMES, *SECRET_VARIABLE_NAMES)
+    values += _environment_values(patterns)
     values.append(str(getattr(settings, "SECRET_KEY", "") or ""))
     unique = {v for v in values if len(v) >= MIN_SCRUBBED_LENGTH}
     return sorted(unique, key=len, reverse=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _names_regex(patterns: tuple[str, ...], binary: bool) -> Callable[[Any], Any]:
+    """One compiled match for ``fnmatchcase`` against any of ``patterns`` (run on every call
+    over the whole environment), for ``str`` names or (``binary``) ``bytes`` names."""
+    pattern = "|".join(fnmatch.translate(p) for p in patterns)
+    return re.compile(os.fsencode(pattern) if binary else pattern).match
+
+
+def _environment_values(patterns: tuple[str, ...]) -> list[str]:
+    """Values of the environment variables whose name matches one of ``patterns``. Where the
+    environment is bytes underneath (POSIX), only the matching values are decoded."""
+    if os.supports_bytes_environ:
+        match = _names_regex(patterns, True)
+        return [os.fsdecode(v) for name, v in os.environb.items() if v and match(name)]
+    match = _names_regex(patterns, False)
+    return [value for name, value in os.environ.items() if value and match(name)]
 
 
 def scrub_value(text: str, secret: str | None, others: list[str] | tuple[str, ...] = ()) -> str:

@@ -1,0 +1,190 @@
+"""What a run must know about the rows it reads and links to, one short SQL statement each.
+
+A run asks the database two kinds of question on every call, before it calls the model and
+again inside the transaction that writes the draft:
+
+* **Can the object be written?** Wagtail's ``get_lock()`` answers, but on a page it makes two
+  queries (a revision approved to go live; an active workflow state) that find nothing on
+  almost every page. :func:`lock_flags` asks both in one statement; :func:`known_lock_state`
+  hands the answers to Wagtail's own caches, so ``get_lock()`` (overrides and custom lock
+  classes included) decides from them, querying only for what was found.
+* **Do the rows an interaction links to still exist?** (A page, a revision, an action can be
+  deleted while the model answers.) :func:`existing` asks for all of them at once, and can
+  lock one row (the page) against deletion until the transaction ends.
+
+Through the ORM each of these is a query compiled anew on every run, which costs more than
+the database's answer; these statements are plain SQL built from the models' metadata, for
+SQLite, PostgreSQL, MySQL and Oracle alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Model
+
+
+def _exists_sql(connection, model: type[Model], where: list[str]) -> str:
+    """``CASE WHEN EXISTS (SELECT 1 FROM <table> WHERE …) THEN 1 ELSE 0 END``."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    # Names come from the models' metadata (quoted); values are always parameters.
+    condition = " AND ".join(where)
+    return f"CASE WHEN EXISTS (SELECT 1 FROM {table} WHERE {condition}) THEN 1 ELSE 0 END"  # noqa: S608
+
+
+def _column(connection, model: type[Model], name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+def existing(
+    rows: Mapping[str, tuple[type[Model], Any]],
+    *,
+    lock: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> set[str]:
+    """The names in ``rows`` (name → ``(model, pk)``) whose row exists, in one query.
+
+    ``lock`` names one of them to lock against deletion until the transaction ends
+    (``SELECT … FOR UPDATE`` where the database has it; SQLite's write transaction already
+    excludes other writers).
+    """
+    if not rows:
+        return set()
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    checks: list[str] = []
+    params: list[Any] = []
+    names = [name for name in rows if name != lock]
+    for name in names:
+        model, pk = rows[name]
+        meta = model._meta
+        checks.append(_exists_sql(connection, model, [f"{quote(meta.pk.column)} = %s"]))
+        params.append(meta.pk.get_db_prep_value(pk, connection))
+    if lock is None:
+        sql = f"SELECT {', '.join(checks)}{connection.features.bare_select_suffix}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return {name for name, found in zip(names, row, strict=True) if found}
+    model, pk = rows[lock]
+    meta = model._meta
+    pk_column = quote(meta.pk.column)
+    columns = ", ".join([pk_column, *checks])
+    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {pk_column} = %s"  # noqa: S608
+    if connection.features.has_select_for_update:
+        sql += " " + connection.ops.for_update_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, meta.pk.get_db_prep_value(pk, connection)])
+        row = cursor.fetchone()
+    if row is None:  # the locked row is gone: ask about the others on their own
+        return existing({name: rows[name] for name in names}, using=using)
+    return {lock} | {name for name, found in zip(names, row[1:], strict=True) if found}
+
+
+@dataclass(frozen=True)
+class LockFlags:
+    """Whether rows exist that make Wagtail's ``get_lock()`` look further (None: not asked,
+    the model has no such state)."""
+
+    scheduled: bool | None
+    in_workflow: bool | None
+
+
+def lock_flags(obj: Any, using: str = DEFAULT_DB_ALIAS) -> LockFlags | None:
+    """Whether ``obj`` has a revision approved to go live and an active workflow state, the
+    two queries of Wagtail's ``get_lock()``, asked in one statement (the same filters as
+    ``obj.revisions`` and ``obj.workflow_states.active()``). None for an unsaved object or a
+    model with neither."""
+    from wagtail.models import DraftStateMixin, Revision, WorkflowMixin, WorkflowState
+
+    if getattr(obj, "pk", None) is None:
+        return None
+    draft_state = isinstance(obj, DraftStateMixin)
+    workflows = isinstance(obj, WorkflowMixin) and getattr(
+        settings, "WAGTAIL_WORKFLOW_ENABLED", True
+    )
+    if not (draft_state or workflows):
+        return None
+    connection = connections[using]
+    base_type = obj.get_base_content_type().pk
+    object_id = str(obj.pk)
+    checks: list[str] = []
+    params: list[Any] = []
+    if draft_state:
+        checks.append(
+            _exists_sql(
+                connection,
+                Revision,
+                [
+                    f"{_column(connection, Revision, 'base_content_type')} = %s",
+                    f"{_column(connection, Revision, 'object_id')} = %s",
+                    f"{_column(connection, Revision, 'approved_go_live_at')} IS NOT NULL",
+                ],
+            )
+        )
+        params += [base_type, object_id]
+    if workflows:
+        checks.append(
+            _exists_sql(
+                connection,
+                WorkflowState,
+                [
+                    f"{_column(connection, WorkflowState, 'base_content_type')} = %s",
+                    f"{_column(connection, WorkflowState, 'object_id')} = %s",
+                    f"{_column(connection, WorkflowState, 'status')} IN (%s, %s)",
+                ],
+            )
+        )
+        params += [
+            base_type,
+            object_id,
+            WorkflowState.STATUS_IN_PROGRESS,
+            WorkflowState.STATUS_NEEDS_CHANGES,
+        ]
+    sql = f"SELECT {', '.join(checks)}{connection.features.bare_select_suffix}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = list(cursor.fetchone())
+    scheduled = bool(row.pop(0)) if draft_state else None
+    in_workflow = bool(row.pop(0)) if workflows else None
+    return LockFlags(scheduled=scheduled, in_workflow=in_workflow)
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def known_lock_state(obj: Any, flags: LockFlags | None) -> Iterator[None]:
+    """Within this block, ``obj.get_lock()`` takes what ``flags`` found as known: no revision
+    approved to go live (Wagtail's cached ``scheduled_revision`` is None), no active workflow
+    (its prefetch cache ``_current_workflow_states`` is empty). What was found is left to
+    Wagtail to read. The object's attributes are restored afterwards."""
+    primed: dict[str, Any] = {}
+    if flags is not None:
+        if flags.scheduled is False:
+            primed["scheduled_revision"] = None
+        if flags.in_workflow is False:
+            primed["_current_workflow_states"] = []
+    saved = {name: obj.__dict__.get(name, _MISSING) for name in primed}
+    obj.__dict__.update(primed)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is _MISSING:
+                obj.__dict__.pop(name, None)
+            else:
+                obj.__dict__[name] = value
+
+
+def get_lock(obj: Any, using: str = DEFAULT_DB_ALIAS) -> Any:
+    """``obj.get_lock()`` (Wagtail's lock object, or None) with one query instead of two."""
+    if not hasattr(obj, "get_lock"):
+        return None
+    with known_lock_state(obj, lock_flags(obj, using)):
+        return obj.get_lock()
