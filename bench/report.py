@@ -24,7 +24,8 @@ editor who sees only some pages:
 with the number of queries per request and the peak Python memory of the export
 (``tracemalloc``, measured in a separate run so it does not slow the timings). Wall and CPU
 times are medians of 3 (after one warm-up); CPU is this process's (``time.process_time``):
-with SQLite that is all the work, with PostgreSQL it leaves out the server's. ``--keep``
+with SQLite that is all the work, with PostgreSQL it leaves out the server's. "DB" is the
+time spent in queries as Django's query capture sees it (wall time around each query). ``--keep``
 keeps the generated database for the next run, ``--only TEXT`` times some views,
 ``--profile TEXT`` prints a cProfile of them, ``--markdown`` a table for a note.
 """
@@ -218,6 +219,7 @@ def main() -> None:
     )
     parser.add_argument("--only", metavar="TEXT", help="time only views whose label has TEXT")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--queries", action="store_true", help="print each view's slowest SQL")
     args = parser.parse_args()
 
     tmpdir = tempfile.TemporaryDirectory(prefix="llm-report-bench-")
@@ -271,7 +273,8 @@ def main() -> None:
             f"at the start; wall and CPU (this process) are medians of 3",
             flush=True,
         )
-        print(f"  {'view':<46}{'wall':>10}{'CPU':>10}{'queries':>9}   note", flush=True)
+        print(f"  {'view':<46}{'wall':>10}{'CPU':>10}{'DB':>10}{'queries':>9}   note", flush=True)
+        db_ms: list[float] = []
 
         def wanted(label: str) -> bool:
             return not args.only or args.only in label
@@ -282,11 +285,16 @@ def main() -> None:
                 return None
             if repeat > 1:
                 fn()  # warm up
+            db_ms.clear()
             wall, result = timed(fn, repeat=repeat)
             queries, value = result if isinstance(result, tuple) else (result, None)
-            row = (label, wall, last_cpu_ms, queries, note(value))
+            db = statistics.median(db_ms) if db_ms else 0.0
+            row = (label, wall, last_cpu_ms, db, queries, note(value))
             rows.append(row)
-            print(f"  {label:<46}{wall:>7.0f} ms{last_cpu_ms:>7.0f} ms{queries:>9}   {row[4]}")
+            print(
+                f"  {label:<46}{wall:>7.0f} ms{last_cpu_ms:>7.0f} ms{db:>7.0f} ms{queries:>9}   "
+                f"{row[5]}"
+            )
             if args.profile and args.profile in label:
                 profile(fn)
             return value
@@ -305,6 +313,10 @@ def main() -> None:
             def run():
                 with CaptureQueriesContext(connection) as ctx:
                     value = fn()
+                db_ms.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
+                if args.queries:
+                    for q in sorted(ctx.captured_queries, key=lambda q: -float(q["time"]))[:5]:
+                        print(f"      {float(q['time']) * 1000:7.1f} ms  {q['sql'][:300]}")
                 return len(ctx.captured_queries), value
 
             return run
@@ -404,10 +416,13 @@ def main() -> None:
         print(f"  load average at the end: {load_end:.2f} (1 min)")
         if args.markdown:
             print(f"\n{args.rows:,} rows, load {load_start:.2f} -> {load_end:.2f}\n")
-            print("| view | DB | wall (median) | CPU (median) | queries | note |")
-            print("|---|---|---:|---:|---:|---|")
-            for label, wall, cpu, queries, note in rows:
-                print(f"| {label} | {vendor} | {wall:.0f} ms | {cpu:.0f} ms | {queries} | {note} |")
+            print("| view | DB | wall | CPU | in queries | queries | note |")
+            print("|---|---|---:|---:|---:|---:|---|")
+            for label, wall, cpu, db, queries, note in rows:
+                print(
+                    f"| {label} | {vendor} | {wall:.0f} ms | {cpu:.0f} ms | {db:.0f} ms | "
+                    f"{queries} | {note} |"
+                )
     finally:
         if args.keep:
             connection.close()
