@@ -11,7 +11,7 @@ it prints the median and the minimum of:
 * wall time,
 * CPU time of the child (user + system, ``getrusage`` of children): on a shared machine the
   steadier figure,
-* time spent in the garbage collector (``gc.callbacks``) and how many full (generation 2)
+* CPU time spent in the garbage collector (``gc.callbacks``) and how many full (generation 2)
   collections ran: one more full collection costs tens of ms whatever caused it,
 * and, exact and free of noise, the modules imported and the memory blocks allocated.
 
@@ -22,7 +22,11 @@ directory under the temporary directory, ``PYTHONPYCACHEPREFIX``), even when the
 ``PYTHONDONTWRITEBYTECODE``; otherwise the app's modules would be compiled from source on every
 run and the bench would measure the compiler. ``--no-gc`` runs both with the collector off.
 ``--importtime`` also prints the app's modules imported at startup (``-X importtime``, self
-time). ``--markdown`` prints the table as Markdown for a note.
+time). Last, two untimed runs count the objects the collector tracks and how many more could be
+allocated before the next full collection: when that margin is smaller than what the app
+adds, the app's startup includes one full collection that the site without it would run a few
+requests later (a threshold, not a cost of the app alone; see the README). ``--markdown`` prints the
+table as Markdown for a note.
 """
 
 from __future__ import annotations
@@ -42,23 +46,30 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Runs ``manage.py check`` in the child and reports what it cost, on the last stderr line.
 CHILD = """
-import gc, json, runpy, sys, time
+import gc, json, os, runpy, sys, time
 no_gc = sys.argv.pop(1) == '1'
 if no_gc:
     gc.disable()
 gc_time = [0.0, 0]
 def _gc(phase, info, _t=[0.0]):
     if phase == 'start':
-        _t[0] = time.perf_counter()
+        _t[0] = time.process_time()
     else:
-        gc_time[0] += time.perf_counter() - _t[0]
+        gc_time[0] += time.process_time() - _t[0]
         gc_time[1] += info['generation'] == 2
 gc.callbacks.append(_gc)
 sys.argv = [sys.argv[1], 'check']
 try:
     runpy.run_path(sys.argv[0], run_name='__main__')
 finally:
+    margin = None
+    if os.environ.get('LLM_BENCH_MARGIN') == '1':  # untimed diagnostic run
+        tracked, full, keep = len(gc.get_objects()), gc_time[1], []
+        while gc_time[1] == full and len(keep) < 1_000_000:
+            keep.append([])
+        margin = len(keep)
     print(json.dumps({
+        'margin': margin, 'tracked': tracked if margin is not None else None,
         'gc_ms': gc_time[0] * 1000, 'full_gcs': gc_time[1],
         'modules': len(sys.modules),
         'app_modules': sorted(m for m in sys.modules if m.startswith('wagtail_llm_actions')
@@ -83,16 +94,19 @@ def child_env(with_app: bool, pycache: str) -> dict[str, str]:
 
 
 def run(
-    with_app: bool, pycache: str, extra: list[str] | None = None, no_gc: bool = False
+    with_app: bool,
+    pycache: str,
+    extra: list[str] | None = None,
+    no_gc: bool = False,
+    margin: bool = False,
 ) -> tuple[dict, str]:
     """One ``manage.py check``: wall ms, CPU ms (of the child) and what the child reported."""
     manage = str(ROOT / "sandbox" / "manage.py")
     cmd = [sys.executable, *(extra or []), "-c", CHILD, "1" if no_gc else "0", manage]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    out = subprocess.run(
-        cmd, env=child_env(with_app, pycache), capture_output=True, text=True, check=True
-    )
+    env = {**child_env(with_app, pycache), "LLM_BENCH_MARGIN": "1" if margin else "0"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     wall = (time.perf_counter() - start) * 1000
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
@@ -156,7 +170,7 @@ def main() -> None:
         row("wall, min", "wall", "ms", minimum=True),
         row("CPU, median", "cpu", "ms"),
         row("CPU, min", "cpu", "ms", minimum=True),
-        row("in the GC, median", "gc_ms", "ms"),
+        row("CPU in the GC, median", "gc_ms", "ms"),
         row("full GC collections", "full_gcs"),
         row("modules imported", "modules"),
         row("memory blocks (k)", "blocks", scale=1000),
@@ -177,6 +191,18 @@ def main() -> None:
             print(f"  {label:<22}{a:>9.0f} {unit:<2}{b:>9.0f} {unit:<2}{diff:>+9.0f} {unit:<2}")
     print("  overhead = median of the per-pair differences (min row: difference of minima)")
     print("  app modules loaded:", ", ".join(results[True][-1]["app_modules"]))
+    if not args.no_gc:
+        with_app, _err = run(True, pycache, margin=True)
+        without, _err = run(False, pycache, margin=True)
+        print(
+            f"  objects tracked by the GC at the end: {with_app['tracked']:,} installed, "
+            f"{without['tracked']:,} not ({with_app['tracked'] - without['tracked']:+,});\n"
+            f"  without the app, the next full collection comes after {without['margin']:,} "
+            f"more objects (with it, after {with_app['margin']:,}): a full collection is due "
+            "every time\n  the long-lived objects grow by a quarter, so an app that adds more "
+            "than that margin moves\n  one into `check` that the site would otherwise run on "
+            "its first requests."
+        )
 
     if args.importtime:
         importtime(pycache)
