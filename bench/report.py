@@ -6,6 +6,7 @@
     python bench/report.py --rows 20000
     python bench/report.py --database-url postgres://postgres@127.0.0.1:5432/bench
     python bench/report.py --no-xlsx             # skip the XLSX export
+    python bench/report.py --keep --only editor --profile "editor, search"
 
 It creates a throwaway database (SQLite file in a temporary directory, or ``test_<name>`` on
 the server given by ``--database-url``; dropped afterwards), bulk-creates N interactions over
@@ -15,10 +16,18 @@ editor who sees only some pages:
 * the report page (unfiltered, filtered by status + action + the last 30 days, searched),
   as the superuser and as the restricted editor,
 * the totals + chart query (one grouped query) and the model filter's choices on their own,
-* the CSV and XLSX exports of everything (both streamed),
+* the interaction detail page,
+* as a baseline, Wagtail's own "Site history" report (what any admin listing costs here),
+* the CSV and XLSX exports of everything (both streamed): the time to the first bytes (what
+  the user waits for before the download starts) and to the whole file,
 
 with the number of queries per request and the peak Python memory of the export
-(``tracemalloc``, measured in a separate run so it does not slow the timings).
+(``tracemalloc``, measured in a separate run so it does not slow the timings). Wall and CPU
+times are medians of 3 (after one warm-up); CPU is this process's (``time.process_time``):
+with SQLite that is all the work, with PostgreSQL it leaves out the server's. "DB" is the
+time spent in queries as Django's query capture sees it (wall time around each query). ``--keep``
+keeps the generated database for the next run, ``--only TEXT`` times some views,
+``--profile TEXT`` prints a cProfile of them, ``--markdown`` a table for a note.
 """
 
 from __future__ import annotations
@@ -176,15 +185,48 @@ def make_data(rows: int, seed: int = 1):
     return admin, editor, actions
 
 
+def existing_data(rows: int):
+    """The admin, editor and actions of a database kept by an earlier ``--keep`` run."""
+    from django.contrib.auth import get_user_model
+
+    from wagtail_llm_actions.models import LLMAction, LLMInteraction
+
+    if LLMInteraction.objects.count() != rows:
+        return None
+    User = get_user_model()
+    try:
+        admin, editor = User.objects.get(username="admin"), User.objects.get(username="user0")
+    except User.DoesNotExist:
+        return None
+    return admin, editor, list(LLMAction.objects.order_by("pk"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database-url", default=None, help="e.g. postgres://user@host/name")
     parser.add_argument("--no-xlsx", dest="xlsx", action="store_false", help="skip XLSX")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the generated database (SQLite: in the temporary directory) and reuse it "
+        "next time if it has --rows rows",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="TEXT",
+        help="cProfile the views whose label contains TEXT and print their top functions",
+    )
+    parser.add_argument("--only", metavar="TEXT", help="time only views whose label has TEXT")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--queries", action="store_true", help="print each view's slowest SQL")
     args = parser.parse_args()
 
     tmpdir = tempfile.TemporaryDirectory(prefix="llm-report-bench-")
-    sqlite_path = os.path.join(tmpdir.name, "bench.sqlite3")
+    if args.keep:
+        sqlite_path = os.path.join(tempfile.gettempdir(), f"llm-report-bench-{args.rows}.sqlite3")
+    else:
+        sqlite_path = os.path.join(tmpdir.name, "bench.sqlite3")
     setup_django(args.database_url, sqlite_path)
 
     from django.db import connection
@@ -199,104 +241,193 @@ def main() -> None:
 
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=args.keep)
     try:
-        started = time.perf_counter()
-        admin, editor, actions = make_data(args.rows)
-        with connection.cursor() as cursor:
-            # PostgreSQL: VACUUM sets the visibility map so the covering index can be read
-            # without the table, as autovacuum does on a live site after a bulk insert.
-            cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
-        print(
-            f"{connection.vendor}: {LLMInteraction.objects.count():,} interactions created in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
+        data = existing_data(args.rows) if args.keep else None
+        if data is None:
+            if args.keep and LLMInteraction.objects.exists():
+                connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=False)
+                connection.creation.create_test_db(verbosity=0, autoclobber=True)
+            started = time.perf_counter()
+            data = make_data(args.rows)
+            with connection.cursor() as cursor:
+                # PostgreSQL: VACUUM sets the visibility map so the covering index can be read
+                # without the table, as autovacuum does on a live site after a bulk insert.
+                vacuum = connection.vendor == "postgresql"
+                cursor.execute("VACUUM ANALYZE" if vacuum else "ANALYZE")
+            print(
+                f"{connection.vendor}: {LLMInteraction.objects.count():,} interactions created "
+                f"in {time.perf_counter() - started:.1f} s"
+            )
+        admin, editor, actions = data
 
         since = (timezone.localdate() - datetime.timedelta(days=30)).isoformat()
         filtered = f"?status=error&action={actions[0].pk}&created_at_from={since}"
         url = "/admin/llm-actions/report/"
         client = Client()
-
-        class Results(list):
-            def append(self, item):
-                label, ms, note = item
-                shown = f"{ms:9.1f} ms" if ms is not None else " " * 12
-                cpu = f"{last_cpu_ms:9.1f} ms" if ms is not None else " " * 12
-                print(f"  {label:<44}{shown} {cpu}   {note}", flush=True)
-                super().append(item)
-
-        results = Results()
+        vendor = connection.vendor
+        rows: list[tuple[str, float | None, float | None, int | None, str]] = []
+        load_start = os.getloadavg()[0]
         print(
-            f"\n{args.rows:,} interactions on {connection.vendor}; load average "
-            f"{os.getloadavg()[0]:.2f} (1 min) at the start",
+            f"\n{args.rows:,} interactions on {vendor}; load average {load_start:.2f} (1 min) "
+            f"at the start; wall and CPU (this process) are medians of 3",
             flush=True,
         )
-        print(f"  {'':44}{'wall':>12} {'CPU':>12}", flush=True)
+        print(f"  {'view':<46}{'wall':>10}{'CPU':>10}{'DB':>10}{'queries':>9}   note", flush=True)
+        db_ms: list[float] = []
+
+        def wanted(label: str) -> bool:
+            return not args.only or args.only in label
+
+        def record(label, fn, repeat=3, note=lambda result: ""):
+            """Time ``fn`` (returns its query count, or a (queries, result) pair)."""
+            if not wanted(label):
+                return None
+            if repeat > 1:
+                fn()  # warm up
+            db_ms.clear()
+            wall, result = timed(fn, repeat=repeat)
+            queries, value = result if isinstance(result, tuple) else (result, None)
+            db = statistics.median(db_ms) if db_ms else 0.0
+            row = (label, wall, last_cpu_ms, db, queries, note(value))
+            rows.append(row)
+            print(
+                f"  {label:<46}{wall:>7.0f} ms{last_cpu_ms:>7.0f} ms{db:>7.0f} ms{queries:>9}   "
+                f"{row[5]}"
+            )
+            if args.profile and args.profile in label:
+                profile(fn)
+            return value
+
+        def profile(fn):
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(fn)
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(30)
+            stats.sort_stats("tottime").print_stats(15)
+
+        def counted(fn):
+            def run():
+                with CaptureQueriesContext(connection) as ctx:
+                    value = fn()
+                db_ms.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
+                if args.queries:
+                    for q in sorted(ctx.captured_queries, key=lambda q: -float(q["time"]))[:5]:
+                        print(f"      {float(q['time']) * 1000:7.1f} ms  {q['sql'][:300]}")
+                return len(ctx.captured_queries), value
+
+            return run
 
         def page(who, user, query="", what=""):
-            client.force_login(user)
-            client.get(url + query)  # warm up
+            client.force_login(user)  # once: logging in is not part of the view
 
             def get():
-                with CaptureQueriesContext(connection) as ctx:
-                    response = client.get(url + query)
-                    assert response.status_code == 200, response.status_code
-                return len(ctx.captured_queries)
+                response = client.get(url + query)
+                assert response.status_code == 200, response.status_code
 
-            ms, queries = timed(get)
             label = f"report page, {who}" + (f", {what}" if what else "")
-            results.append((label, ms, f"{queries} queries"))
+            record(label, counted(get))
 
+        def baseline():
+            response = client.get("/admin/reports/site-history/")
+            assert response.status_code == 200, response.status_code
+
+        client.force_login(admin)
+        record("baseline: Wagtail's site history report", counted(baseline))
         page("superuser", admin)
         page("superuser", admin, filtered, "filtered")
         page("superuser", admin, "?q=compost", "search")
         page("superuser", admin, "?q=timeout", "search, rare")
+        page("superuser", admin, "?p=3", "page 3")
         page("restricted editor", editor)
         page("restricted editor", editor, filtered, "filtered")
         page("restricted editor", editor, "?q=compost", "search")
-        page("superuser", admin, "?p=3", "page 3")
+        page("restricted editor", editor, "?q=timeout", "search, rare")
 
         everything = LLMInteraction.objects.all()
-        ms, (totals, series) = timed(lambda: totals_and_series(everything))
-        results.append(
-            ("totals + chart query, all rows", ms, f"{totals['calls']:,} calls, {len(series)} days")
+        record(
+            "totals + chart query, all rows",
+            counted(lambda: totals_and_series(everything)),
+            note=lambda value: f"{value[0]['calls']:,} calls, {len(value[1])} days",
         )
-        ms, _ = timed(lambda: totals_and_series(visible_interactions(editor)))
-        results.append(("totals + chart query, restricted editor", ms, ""))
-        ms, models = timed(lambda: recorded_values("model"))
-        results.append(("model filter choices", ms, f"{len(models)} models"))
+        record(
+            "totals + chart query, restricted editor",
+            counted(lambda: totals_and_series(visible_interactions(editor))),
+            note=lambda value: f"{value[0]['calls']:,} calls",
+        )
+        record(
+            "model filter choices",
+            counted(lambda: recorded_values("model")),
+            note=lambda value: f"{len(value)} models",
+        )
+        some = LLMInteraction.objects.filter(page__isnull=False).order_by("-pk").first()
+        for who, user in (("superuser", admin), ("restricted editor", editor)):
+            if who == "restricted editor":
+                some = visible_interactions(editor).order_by("-pk").first()
 
-        def export(fmt, user=admin):
             client.force_login(user)
+
+            def detail(pk=some.pk):
+                response = client.get(f"{url}{pk}/")
+                assert response.status_code == 200, response.status_code
+
+            record(f"interaction detail, {who}", counted(detail))
+
+        def export(fmt, user, first_only=False):
+            if client.session.get("_auth_user_id") != str(user.pk):
+                client.force_login(user)
             response = client.get(f"{url}?export={fmt}")
+            assert response.status_code == 200, response.status_code
             size = 0
             for chunk in response.streaming_content:
                 size += len(chunk)
+                if first_only:
+                    response.close()
+                    break
             return size
 
-        ms, size = timed(lambda: export("csv"), repeat=1)
-        results.append(("CSV export, all rows", ms, f"{size / 1e6:.1f} MB"))
-        if args.xlsx:
-            ms, size = timed(lambda: export("xlsx"), repeat=1)
-            results.append(("XLSX export, all rows", ms, f"{size / 1e6:.1f} MB"))
+        formats = ["csv", "xlsx"] if args.xlsx else ["csv"]
+        for fmt in formats:
+            for who, user in (("superuser", admin), ("restricted editor", editor)):
+                record(
+                    f"{fmt.upper()} export, {who}, first bytes",
+                    counted(lambda fmt=fmt, user=user: export(fmt, user, first_only=True)),
+                )
+                record(
+                    f"{fmt.upper()} export, {who}, whole file",
+                    counted(lambda fmt=fmt, user=user: export(fmt, user)),
+                    repeat=1,
+                    note=lambda size: f"{size / 1e6:.1f} MB",
+                )
 
-        tracemalloc.start()
-        export("csv")
-        _current, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        results.append(("CSV export peak Python memory", None, f"{peak / 1e6:.1f} MB"))
-        if args.xlsx:
-            tracemalloc.start()
-            export("xlsx")
-            _current, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            results.append(("XLSX export peak Python memory", None, f"{peak / 1e6:.1f} MB"))
-
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"  {'process max RSS (whole run)':<44}{'':25}   {maxrss:.0f} MB")
-        print(f"  load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
+        if not args.only:
+            for fmt in formats:
+                tracemalloc.start()
+                export(fmt, admin)
+                _current, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+                print(f"  {fmt.upper()} export peak Python memory: {peak / 1e6:.1f} MB")
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"  process max RSS (whole run): {maxrss:.0f} MB")
+        load_end = os.getloadavg()[0]
+        print(f"  load average at the end: {load_end:.2f} (1 min)")
+        if args.markdown:
+            print(f"\n{args.rows:,} rows, load {load_start:.2f} -> {load_end:.2f}\n")
+            print("| view | DB | wall | CPU | in queries | queries | note |")
+            print("|---|---|---:|---:|---:|---:|---|")
+            for label, wall, cpu, db, queries, note in rows:
+                print(
+                    f"| {label} | {vendor} | {wall:.0f} ms | {cpu:.0f} ms | {db:.0f} ms | "
+                    f"{queries} | {note} |"
+                )
     finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+        if args.keep:
+            connection.close()
+        else:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
         tmpdir.cleanup()
 
 

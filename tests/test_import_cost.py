@@ -41,7 +41,9 @@ def test_startup_and_url_loading_leave_the_engine_and_views_unimported():
         "'wagtail_llm_actions.planning', "
         "'wagtail_llm_actions.service', 'wagtail_llm_actions.providers', "
         "'wagtail_llm_actions.editor', 'wagtail_llm_actions.reports', "
-        "'wagtail_llm_actions.views.interactions', 'wagtail_llm_actions.views.action_stats'];"
+        "'wagtail_llm_actions.views.interactions', 'wagtail_llm_actions.views.action_stats', "
+        "'wagtail_llm_actions.views.editor', 'wagtail_llm_actions.views.pipelines', "
+        "'wagtail_llm_actions.views.jobs', 'wagtail_llm_actions.views.action_tryout'];"
         "print(','.join(m for m in heavy if m in sys.modules and "
         "type(sys.modules[m]).__name__ == 'module'))"
     )
@@ -75,3 +77,35 @@ def test_the_provider_layer_imports_no_models():
                 assert not name.endswith("models") or name.startswith("django"), (
                     f"{path.name} imports {name}"
                 )
+
+
+def test_lazy_admin_urls_resolve_to_their_views():
+    """The editor, pipeline-run and job URLs (imported on first request) reach their views."""
+    code = (
+        "import sys, django; django.setup();"
+        "from django.urls import resolve, reverse;"
+        "names = [('wagtail_llm_actions_editor:run', [1, 2]), "
+        "('wagtail_llm_actions_editor:outcome', [3]), "
+        "('wagtail_llm_actions_pipelines:run', [1, 2]), "
+        "('wagtail_llm_actions_jobs:index', []), ('wagtail_llm_actions_jobs:retry', [4])];"
+        "matches = [resolve(reverse(n, args=a)).func for n, a in names];"
+        "print(','.join(f'{f.lazy_view_path}:{getattr(f, \"csrf_exempt\", False)}' "
+        "for f in matches))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sandbox")]),
+    }
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().split(",") == [
+        # the run endpoint checks the CSRF token itself once the body is readable
+        "wagtail_llm_actions.views.editor.run:True",
+        "wagtail_llm_actions.views.editor.outcome:False",
+        "wagtail_llm_actions.views.pipelines.run:False",
+        "wagtail_llm_actions.views.jobs.JobIndexView:False",
+        "wagtail_llm_actions.views.jobs.retry:False",
+    ]

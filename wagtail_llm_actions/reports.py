@@ -10,6 +10,7 @@ instead of loading the filtered set into memory; XLSX is written by :mod:`.xlsx`
 
 from __future__ import annotations
 
+import csv
 import datetime
 from collections import OrderedDict
 from decimal import Decimal
@@ -22,7 +23,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.menu import MenuItem
 from wagtail.admin.utils import get_user_display_name
-from wagtail.admin.views.mixins import ExcelDateFormatter
+from wagtail.admin.views.mixins import Echo, ExcelDateFormatter
 from wagtail.admin.views.reports import ReportView
 from wagtail.models import Page
 
@@ -307,7 +308,8 @@ class InteractionReportView(ReportView):
         user_columns = [f"user__{f}" for f in self._user_fields]
         return StreamedQuerySet(queryset.values(*columns, "page__title", "user_id", *user_columns))
 
-    def to_row_dict(self, item):
+    def row_values(self, item) -> list:
+        """One exported row's values, in ``list_export`` order (``item`` from ``values()``)."""
         labels = self._labels
         user = ""
         if item["user_id"]:
@@ -320,9 +322,10 @@ class InteractionReportView(ReportView):
             "status": labels["status"].get(item["status"], item["status"]),
             "outcome": labels["outcome"].get(item["outcome"], ""),
         }
-        return OrderedDict(
-            (field, values[field] if field in values else item[field]) for field in self.list_export
-        )
+        return [values[field] if field in values else item[field] for field in self.list_export]
+
+    def to_row_dict(self, item):
+        return OrderedDict(zip(self.list_export, self.row_values(item), strict=True))
 
     def get_preprocess_function(self, field, value, export_format):
         # Wagtail looks the function up for every cell; the answer depends only on these.
@@ -342,11 +345,34 @@ class InteractionReportView(ReportView):
         )
 
     def stream_csv(self, queryset):
-        """Wagtail's CSV lines, sent in blocks of a few hundred rows rather than one by one."""
-        block = []
-        for line in super().stream_csv(queryset):
-            block.append(line)
-            if len(block) == 500:
+        """Wagtail's CSV (same headings, cells and quoting), sent in blocks of 500 rows.
+
+        Wagtail preprocesses every cell (for CSV: ``force_str(strings_only=True)``, which
+        leaves the text, numbers, dates and None that ``values()`` gives as they are) and
+        looks its function up each time: at 100,000 rows that was most of the export's time.
+        Here the columns with their own function (cost) are looked up once, other values go
+        through Wagtail's rules only if they are of another type (a list, say), and the rows
+        are written as lists rather than dicts. The bytes are the same (see the tests).
+        """
+        writer = csv.writer(Echo())
+        fields = self.list_export
+        own = {
+            field: function
+            for field in fields
+            if (function := self.custom_field_preprocess.get(field, {}).get(self.FORMAT_CSV))
+        }
+        plain = (str, int, float, Decimal, datetime.date, datetime.time, type(None))
+        block = [writer.writerow([self.get_heading(queryset, field) for field in fields])]
+        for item in queryset:
+            cells = []
+            for field, value in zip(fields, self.row_values(item), strict=True):
+                if field in own:
+                    value = own[field](value)
+                elif not isinstance(value, plain):
+                    value = self.preprocess_field_value(field, value, self.FORMAT_CSV)
+                cells.append(csv_safe(value))
+            block.append(writer.writerow(cells))
+            if len(block) >= 500:
                 yield b"".join(block)
                 block = []
         if block:
@@ -360,7 +386,7 @@ class InteractionReportView(ReportView):
         rows = self.export_rows(queryset)
         stream = stream_xlsx(
             (self.get_heading(queryset, field) for field in self.list_export),
-            (self.to_row_dict(item).values() for item in rows),
+            (self.row_values(item) for item in rows),
             date_format=ExcelDateFormatter().get(),
         )
         response = StreamingHttpResponse(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import (
     FieldPanel,
@@ -14,6 +15,7 @@ from wagtail.admin.panels import (
     TitleFieldPanel,
 )
 from wagtail.admin.ui.tables import StatusTagColumn
+from wagtail.admin.viewsets.base import ViewSet
 from wagtail.admin.widgets.slug import SlugInput
 from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views import chooser
@@ -25,8 +27,8 @@ from wagtail.snippets.views.snippets import (
 )
 
 from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm, LLMPipelineStepForm
+from .lazy import lazy_view
 from .models import LLMAction, LLMPipeline, LLMPrompt
-from .views.jobs import JobViewSet
 
 
 class ConfigurersOnlyMixin:
@@ -283,6 +285,31 @@ class LLMPipelineViewSet(SnippetViewSet):
         ],
         base_form_class=LLMPipelineForm,
     )
+
+
+class JobViewSet(ViewSet):
+    """The jobs listing and progress pages, with a menu item in the "LLM actions" group.
+
+    The views (``views/jobs.py``) are imported on the first request, not when URLs load.
+    """
+
+    name = "wagtail_llm_actions_jobs"  # views.jobs.URL_NAMESPACE
+    url_prefix = "llm-actions/jobs"
+    icon = "tasks"
+    menu_label = _("Jobs")
+    menu_name = "llm_jobs"
+    menu_order = 300
+
+    def get_urlpatterns(self):
+        views = "wagtail_llm_actions.views.jobs"
+        return [
+            path("", lazy_view(f"{views}.JobIndexView"), name="index"),
+            path("<int:pk>/", lazy_view(f"{views}.JobDetailView"), name="detail"),
+            path("<int:pk>/status/", lazy_view(f"{views}.job_status"), name="status"),
+            path("<int:pk>/cancel/", lazy_view(f"{views}.cancel"), name="cancel"),
+            path("<int:pk>/retry/", lazy_view(f"{views}.retry"), name="retry"),
+            path("<int:pk>/apply-stored/", lazy_view(f"{views}.apply_stored"), name="apply_stored"),
+        ]
 
 
 class LLMActionsViewSetGroup(SnippetViewSetGroup):

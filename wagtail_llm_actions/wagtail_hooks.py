@@ -22,9 +22,9 @@ def register_log_actions(actions):
 def register_editor_urls():
     from django.urls import include, path
 
-    from .views import editor as editor_views
+    from .editor_urls import editor_app_name, editor_urlpatterns
 
-    return [path("llm-actions/editor/", include(editor_views))]
+    return [path("llm-actions/editor/", include((editor_urlpatterns, editor_app_name)))]
 
 
 @hooks.register("insert_editor_js")
@@ -45,9 +45,11 @@ def register_editor_menu_item():
 def register_pipeline_urls():
     from django.urls import include, path
 
-    from .views import pipelines as pipeline_views
+    from .editor_urls import pipelines_app_name, pipelines_urlpatterns
 
-    return [path("llm-actions/pipelines-run/", include(pipeline_views))]
+    return [
+        path("llm-actions/pipelines-run/", include((pipelines_urlpatterns, pipelines_app_name)))
+    ]
 
 
 @hooks.register("after_edit_page")

@@ -15,7 +15,7 @@ import logging
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -243,20 +243,3 @@ def choose(request, interaction_id: int):
     if not editor.choose_candidate(interaction, index):
         return _error(_("This candidate cannot be chosen."), "invalid", 400)
     return JsonResponse({"chosen": index})
-
-
-app_name = "wagtail_llm_actions_editor"
-
-urlpatterns = [
-    path("run/<int:page_id>/<int:action_id>/", run, name="run"),
-    path("run-pipeline/<int:page_id>/<int:pipeline_id>/", run_pipeline, name="run_pipeline"),
-    path(
-        "run-new/<int:parent_id>/<int:content_type_id>/<int:action_id>/",
-        run_new,
-        name="run_new",
-    ),
-    path("jobs/<int:job_id>/", status, name="status"),
-    path("jobs/<int:job_id>/cancel/", cancel, name="cancel"),
-    path("interactions/<int:interaction_id>/outcome/", outcome, name="outcome"),
-    path("interactions/<int:interaction_id>/choose/", choose, name="choose"),
-]

@@ -19,14 +19,13 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
-from wagtail.admin.viewsets.base import ViewSet
 
 from ..conf import get_setting
 from ..formatting import format_cost
@@ -38,7 +37,7 @@ jobs = lazy_module("wagtail_llm_actions.jobs")  # imported on the first request
 
 VIEW_ALL_PERMISSION = "wagtail_llm_actions.view_llmjob"
 MANAGE_ALL_PERMISSION = "wagtail_llm_actions.change_llmjob"
-URL_NAMESPACE = "wagtail_llm_actions_jobs"
+URL_NAMESPACE = "wagtail_llm_actions_jobs"  # the JobViewSet's name (viewsets.py)
 ITEMS_PER_PAGE = 50
 JOBS_PER_PAGE = 30
 
@@ -422,24 +421,3 @@ def apply_stored(request, pk: int):
     else:
         messages.warning(request, _("There are no stored answers to apply."))
     return redirect(job_url(job.pk))
-
-
-class JobViewSet(ViewSet):
-    """The jobs listing and progress pages, with a menu item in the "LLM actions" group."""
-
-    name = URL_NAMESPACE
-    url_prefix = "llm-actions/jobs"
-    icon = "tasks"
-    menu_label = gettext_lazy("Jobs")
-    menu_name = "llm_jobs"
-    menu_order = 300
-
-    def get_urlpatterns(self):
-        return [
-            path("", JobIndexView.as_view(), name="index"),
-            path("<int:pk>/", JobDetailView.as_view(), name="detail"),
-            path("<int:pk>/status/", job_status, name="status"),
-            path("<int:pk>/cancel/", cancel, name="cancel"),
-            path("<int:pk>/retry/", retry, name="retry"),
-            path("<int:pk>/apply-stored/", apply_stored, name="apply_stored"),
-        ]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from wagtail.admin import messages
 from wagtail.models import Page
 
 from ..models import ItemStatus, JobKind, LLMPipeline
-
-app_name = "wagtail_llm_actions_pipelines"
 
 
 @require_POST
@@ -56,8 +54,3 @@ def run(request, page_id: int, pipeline_id: int):
         buttons=[messages.button(edit_url, _("Back to the editor"))],
     )
     return redirect(job_url(job.pk))
-
-
-urlpatterns = [
-    path("run/<int:page_id>/<int:pipeline_id>/", run, name="run"),
-]

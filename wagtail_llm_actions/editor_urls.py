@@ -1,0 +1,48 @@
+"""Admin URLs of the page editor's endpoints and of running a pipeline from the editor.
+
+Views are imported on the first request (:func:`.lazy.lazy_view`), not when URLs load, so
+``manage.py check`` and a booting web worker do not import ``views.editor`` or
+``views.pipelines``. The run endpoints read the request body before checking the CSRF
+token themselves, so their URL entries are marked exempt as the views are.
+"""
+
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from .lazy import lazy_view
+
+EDITOR = "wagtail_llm_actions.views.editor"
+PIPELINES = "wagtail_llm_actions.views.pipelines"
+
+editor_app_name = "wagtail_llm_actions_editor"
+editor_urlpatterns = [
+    # csrf_protect inside, once the body is known to be readable (see views.editor.run)
+    path("run/<int:page_id>/<int:action_id>/", csrf_exempt(lazy_view(f"{EDITOR}.run")), name="run"),
+    path(
+        "run-new/<int:parent_id>/<int:content_type_id>/<int:action_id>/",
+        csrf_exempt(lazy_view(f"{EDITOR}.run_new")),
+        name="run_new",
+    ),
+    path(
+        "run-pipeline/<int:page_id>/<int:pipeline_id>/",
+        csrf_exempt(lazy_view(f"{EDITOR}.run_pipeline")),
+        name="run_pipeline",
+    ),
+    path("jobs/<int:job_id>/", lazy_view(f"{EDITOR}.status"), name="status"),
+    path("jobs/<int:job_id>/cancel/", lazy_view(f"{EDITOR}.cancel"), name="cancel"),
+    path(
+        "interactions/<int:interaction_id>/outcome/",
+        lazy_view(f"{EDITOR}.outcome"),
+        name="outcome",
+    ),
+    path(
+        "interactions/<int:interaction_id>/choose/",
+        lazy_view(f"{EDITOR}.choose"),
+        name="choose",
+    ),
+]
+
+pipelines_app_name = "wagtail_llm_actions_pipelines"
+pipelines_urlpatterns = [
+    path("run/<int:page_id>/<int:pipeline_id>/", lazy_view(f"{PIPELINES}.run"), name="run"),
+]
