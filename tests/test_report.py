@@ -287,6 +287,27 @@ def test_csv_export_streams_with_an_iterator(admin_client, post, action, monkeyp
     assert calls == [reports.EXPORT_CHUNK_SIZE]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_export_streams_from_a_cursor_that_is_not_materialised(
+    admin_client, post, action
+):
+    """Outside a transaction Django declares its cursor WITH HOLD, which makes PostgreSQL sort
+    every row before the first is sent (a second's wait at 100k rows): the export reads
+    inside a transaction instead, so the first rows go out at once."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("server-side cursors are PostgreSQL's")
+    make_interactions(5, action=action, page=post)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(REPORT_URL + "?export=csv")
+        assert len(csv_rows(response)) == 5
+    declares = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DECLARE")]
+    assert declares, "the export reads through a server-side cursor"
+    assert not any("WITH HOLD" in sql for sql in declares)
+
+
 def test_xlsx_export_contains_the_filtered_rows(admin_client, mixed):
     rows, _other, tags = mixed
     response = admin_client.get(f"{REPORT_URL}?action={tags.pk}&export=xlsx")

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.db import connections, transaction
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 from django.http import StreamingHttpResponse
 from django.urls import reverse
@@ -52,7 +53,15 @@ class StreamedQuerySet:
         self.chunk_size = chunk_size
 
     def __iter__(self):
-        return self.queryset.iterator(chunk_size=self.chunk_size)
+        connection = connections[self.queryset.db]
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
+            yield from self.queryset.iterator(chunk_size=self.chunk_size)
+            return
+        # Outside a transaction Django declares the server-side cursor WITH HOLD, and
+        # PostgreSQL then runs the whole query (sorting every row) at the COMMIT that follows
+        # DECLARE, before the first row is sent. In a read-only transaction the cursor streams.
+        with transaction.atomic(using=self.queryset.db):
+            yield from self.queryset.iterator(chunk_size=self.chunk_size)
 
 
 #: A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
