@@ -516,11 +516,3 @@ def test_a_job_runs_a_pipeline_with_steps_of_their_own(
 
     assert [i.status for i in job.items.order_by("pk")] == [ItemStatus.SUCCEEDED] * 2
     assert [latest(p).summary for p in posts] == ["summary-answer"] * 2
-
-
-def test_a_pipeline_of_own_prompts_only_is_refused_as_a_job_with_a_reason(server, post, superuser):
-    from wagtail_llm_actions import jobs
-
-    pipeline = make_pipeline(inline("summary", "SUMMARY", server, target_field="summary"))
-    with pytest.raises(ConfigurationProblem, match="needs one of its steps to use an action"):
-        jobs.create_pipeline_job(pipeline, superuser, [post.pk])

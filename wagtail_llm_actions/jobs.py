@@ -140,6 +140,8 @@ from .planning import (  # noqa: F401 - the engine's callers used to find these 
     SKIP_MODERATION,
     SKIP_NO_PERMISSION,
     SKIP_NOT_AVAILABLE,
+    SKIP_PIPELINE_DELETED,
+    SKIP_PIPELINE_DISABLED,
     SKIP_REASONS,
     SKIP_SOURCE_EMPTY,
     SKIP_UNCHANGED,
@@ -577,7 +579,8 @@ def _done(item: LLMJobItem, claim_token: str, status: str, **fields) -> str:
 @dataclass
 class _RunContext:
     job: LLMJob
-    action: LLMAction
+    #: None for a job run by its pipeline alone (every step has its own prompt).
+    action: LLMAction | None
     trigger: str
     token: str
     lease: float
@@ -645,8 +648,9 @@ class _RunContext:
 
 
 def _stop_for_action(ctx: _RunContext, item: LLMJobItem, claim_token: str, code: str) -> str:
-    """The action was disabled or deleted while the job ran: this item and every queued one
-    are skipped with that reason, and the job ends (cancelled, with the reason recorded)."""
+    """The action (or the pipeline) was disabled or deleted while the job ran: this item and
+    every queued one are skipped with that reason, and the job ends (cancelled, with the
+    reason recorded)."""
     now = timezone.now()
     message = skip_reason_label(code)
 
@@ -804,9 +808,9 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
     job = ctx.job
     pipeline = LLMPipeline.objects.filter(pk=job.pipeline_id).first()
     if pipeline is None:
-        return _stop_for_action(ctx, item, claim_token, SKIP_ACTION_DELETED)
+        return _stop_for_action(ctx, item, claim_token, SKIP_PIPELINE_DELETED)
     if not pipeline.enabled:
-        return _stop_for_action(ctx, item, claim_token, SKIP_ACTION_DISABLED)
+        return _stop_for_action(ctx, item, claim_token, SKIP_PIPELINE_DISABLED)
     page = item.page.specific
     run_id = (item.payload or {}).get("run") if isinstance(item.payload, dict) else None
     previous = LLMRun.objects.filter(pk=run_id).first() if run_id else None
@@ -1056,15 +1060,21 @@ def run_job(
     limit between the runners of one job when ``threads`` is not given.
     """
     token = new_token()
-    job = LLMJob.objects.filter(pk=job_id).select_related("action").first()
+    job = LLMJob.objects.filter(pk=job_id).select_related("action", "pipeline").first()
     if job is None:
         return "gone"
-    if job.action is None:
+    by_pipeline = (job.options or {}).get("paced_by") == "pipeline"
+    if (job.action is None and not by_pipeline) or (by_pipeline and job.pipeline is None):
         if helper:
             return "gone"
         cancel_job(job)
         return "cancelled"
-    lease = lease_seconds(job.action) * int((job.options or {}).get("calls_per_item") or 1)
+    if job.pipeline is not None:
+        from .pipelines import job_lease_seconds
+
+        lease = job_lease_seconds(job.pipeline)
+    else:
+        lease = lease_seconds(job.action) * int((job.options or {}).get("calls_per_item") or 1)
     took_over = False
     if helper:
         job = (
@@ -1081,13 +1091,15 @@ def run_job(
         # with it. Recovery queues runners only, so the job gets its helpers back here.
         enqueue_job(job, on_commit=False, runner=False)
     action = job.action
+    # A job run by its pipeline alone: the model of the step that planned it.
+    model = action.model if action is not None else (job.options or {}).get("model", "")
     ctx = _RunContext(
         job=job,
         action=action,
         trigger=(job.options or {}).get("trigger", InteractionTrigger.BULK),
         token=token,
         lease=lease,
-        limit=int((job.options or {}).get("concurrency") or concurrency_for(action.model)),
+        limit=int((job.options or {}).get("concurrency") or concurrency_for(model)),
         max_attempts=int((job.options or {}).get("max_attempts") or max_attempts()),
     )
     want = min(ctx.limit, threads) if threads else -(-ctx.limit // max(1, share))

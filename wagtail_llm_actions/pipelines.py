@@ -185,26 +185,39 @@ def pipelines_for_page(page: Page) -> list[LLMPipeline]:
 
 
 def job_action(pipeline: LLMPipeline) -> tuple[LLMAction, list[int]]:
-    """What a job running ``pipeline`` is built on: its first step that uses an action (its
-    provider sets the job's concurrency; disabling or deleting it stops the job) and the page
-    types that select the pages (the pipeline's own, else that action's)."""
+    """What a job running ``pipeline`` is planned with, and the page types that select its
+    pages (the pipeline's own, else that action's).
+
+    The action is its first step that uses one (saved: the job keeps it, and disabling or
+    deleting it stops the job), else, for a pipeline made only of steps with their own
+    prompt, the first step's transient action (unsaved: the job then has no action and is
+    paced and checked by the pipeline itself, see :func:`jobs.run_job`).
+    """
     steps = pipeline.ordered_steps()
     if not steps:
         raise ConfigurationProblem(_("The pipeline “%(name)s” has no steps.") % {"name": pipeline})
     lead = next((step.action for step in steps if step.action is not None), None)
+    type_ids = sorted(pipeline.page_type_ids())
     if lead is None:
-        # The job engine paces and checks a job by one saved action.
-        raise ConfigurationProblem(
-            _(
-                "The pipeline “%(name)s” runs on the page directly but not as a job yet: a "
-                "job needs one of its steps to use an action."
+        if not type_ids:
+            raise ConfigurationProblem(
+                _("The pipeline “%(name)s” has steps with their own prompt but no page types.")
+                % {"name": pipeline}
             )
-            % {"name": pipeline}
-        )
-    type_ids = sorted(pipeline.page_type_ids()) or list(
-        lead.page_types.values_list("pk", flat=True)
-    )
-    return lead, type_ids
+        return steps[0].as_action(), type_ids
+    return lead, type_ids or list(lead.page_types.values_list("pk", flat=True))
+
+
+def job_lease_seconds(pipeline: LLMPipeline) -> float:
+    """An item's lease for a job running ``pipeline``: ``LEASE_SECONDS`` plus the longest
+    each step's call can take (its timeout, once more for each fallback model)."""
+    base = float(get_setting("LEASE_SECONDS") or 120)
+    default = float(get_setting("DEFAULT_TIMEOUT") or 60)
+    total = 0.0
+    for step in pipeline.ordered_steps():
+        action = step.as_action()
+        total += float(action.timeout or default) * (1 + len(action.fallback_model_list))
+    return base + total
 
 
 def inline_step_problems(spec: StepSpec, page_models: list[type]) -> list[str]:

@@ -78,6 +78,8 @@ SKIP_DELETED = "deleted"
 SKIP_MODERATION = "moderation"
 SKIP_ACTION_DISABLED = "action_disabled"
 SKIP_ACTION_DELETED = "action_deleted"
+SKIP_PIPELINE_DISABLED = "pipeline_disabled"
+SKIP_PIPELINE_DELETED = "pipeline_deleted"
 
 SKIP_REASONS = {
     SKIP_NOT_AVAILABLE: _("Not available to you"),
@@ -90,6 +92,8 @@ SKIP_REASONS = {
     SKIP_MODERATION: _("The page is in moderation"),
     SKIP_ACTION_DISABLED: _("The action was disabled while the job ran"),
     SKIP_ACTION_DELETED: _("The action was deleted while the job ran"),
+    SKIP_PIPELINE_DISABLED: _("The pipeline was disabled while the job ran"),
+    SKIP_PIPELINE_DELETED: _("The pipeline was deleted while the job ran"),
 }
 
 
@@ -398,7 +402,8 @@ def plan_pipeline_job(
     include_descendants: bool = False,
     sample: int = 5,
 ) -> Plan:
-    """:func:`plan_job` for a pipeline: pages by its first step's action, and an estimate
+    """:func:`plan_job` for a pipeline: pages by its page types (else its first step's
+    action's), checked by the action of :func:`pipelines.job_action`, and an estimate
     that sums every step (and every part of a map-reduce step) on the first ``sample``
     pages that will run, extrapolated to all of them."""
     from .pipelines import estimate_pipeline, job_action
@@ -456,8 +461,9 @@ def create_job(
     """A job with one item per selected page: queued, or skipped with a reason.
 
     Pages are read and items inserted ``CHUNK_SIZE`` at a time (memory stays flat). With
-    ``pipeline``, each item runs the pipeline (``action`` is its first step's action: its
-    page types select the pages, its provider sets the concurrency).
+    ``pipeline``, each item runs the pipeline; ``action`` (:func:`pipelines.job_action`)
+    sets the provider and concurrency, and is kept on the job only if it is saved (a
+    pipeline made only of steps with their own prompt: the job has no action).
     """
     trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
     if type_ids is None:
@@ -486,8 +492,12 @@ def _create_job(
     options = {}
     if pipeline is not None:
         options["calls_per_item"] = pipeline.steps.count()
+        if action.pk is None:
+            # Steps with their own prompt only: the pipeline paces and checks the job.
+            options["paced_by"] = "pipeline"
+            options["model"] = action.model
     job = LLMJob.objects.create(
-        action=action,
+        action=action if action.pk is not None else None,
         action_name=pipeline.name if pipeline is not None else action.name,
         pipeline=pipeline,
         user=user,
@@ -565,9 +575,15 @@ def enqueue_job(
         _enqueue()
 
 
-def page_ids_for_action(action: LLMAction, root_id: int | None = None) -> Iterator[int]:
-    """Ids of pages ``action`` applies to (below ``root_id``, inclusive), in chunks."""
-    queryset = Page.objects.filter(content_type__in=action.page_types.all())
+def page_ids_for_action(
+    action: LLMAction | None, root_id: int | None = None, type_ids: Iterable[int] | None = None
+) -> Iterator[int]:
+    """Ids of pages ``action`` (or the page types ``type_ids``) applies to (below
+    ``root_id``, inclusive), in chunks."""
+    if type_ids is not None:
+        queryset = Page.objects.filter(content_type_id__in=list(type_ids))
+    else:
+        queryset = Page.objects.filter(content_type__in=action.page_types.all())
     if root_id is not None:
         root = Page.objects.get(pk=root_id)
         queryset = queryset.descendant_of(root, inclusive=True)

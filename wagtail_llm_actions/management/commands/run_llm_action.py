@@ -185,12 +185,18 @@ class Command(BaseCommand):
             root = options["descendants"]
             if root is not None and not Page.objects.filter(pk=root).exists():
                 raise CommandError(f"No page with id {root}.")
-            job = jobs.create_pipeline_job(
-                pipeline,
-                user,
-                jobs.page_ids_for_action(steps[0].action, root),
-                kind=JobKind.COMMAND,
-            )
+            from wagtail_llm_actions.pipelines import job_action
+
+            try:
+                _action, type_ids = job_action(pipeline)
+                job = jobs.create_pipeline_job(
+                    pipeline,
+                    user,
+                    jobs.page_ids_for_action(None, root, type_ids=type_ids),
+                    kind=JobKind.COMMAND,
+                )
+            except LLMActionError as e:
+                raise CommandError(str(e)) from None
             self.follow_job(job, options, pipeline.name)
             return
         pages = list(Page.objects.filter(pk=options["page"]))
