@@ -256,3 +256,16 @@ def test_own_prompt_pipeline_jobs_keep_the_provider_limit(
     assert fake_llm.request_count == 12
     assert 1 <= fake_llm.max_in_flight <= 2
     assert not LLMProviderSlots.objects.exists()
+
+
+def test_a_pipeline_without_steps_is_not_offered(client, make_post, own_pipeline, superuser):
+    from blog.models import BlogPage
+
+    empty = LLMPipeline.objects.create(name="Empty", slug="empty")
+    empty.page_types.add(ContentType.objects.get_for_model(BlogPage))
+    client.force_login(superuser)
+
+    confirm = client.get(bulk_url([make_post()]))
+
+    offered = list(confirm.context["form"].fields["pipeline"].queryset)
+    assert confirm.status_code == 200 and offered == [own_pipeline]

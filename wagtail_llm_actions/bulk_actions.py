@@ -24,6 +24,7 @@ from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
 
+from .exceptions import ConfigurationProblem
 from .lazy import lazy_module
 from .models import JobKind, LLMAction, LLMPipeline
 from .permissions import explorable_pages
@@ -271,7 +272,7 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
         some (steps with their own prompt), else by their first step's action."""
         actions = self.applicable_actions()
         return (
-            LLMPipeline.objects.filter(enabled=True)
+            LLMPipeline.objects.filter(enabled=True, steps__isnull=False)
             .filter(
                 Q(page_types__in=self.selected_type_ids())
                 | Q(page_types__isnull=True, steps__sort_order=0, steps__action__in=actions)
@@ -298,9 +299,12 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
             pipeline, include_descendants = form.fields["pipeline"].queryset.first(), False
         plan = None
         if pipeline is not None:
-            plan = planning.plan_pipeline_job(
-                pipeline, self.request.user, ids, include_descendants=include_descendants
-            )
+            try:
+                plan = planning.plan_pipeline_job(
+                    pipeline, self.request.user, ids, include_descendants=include_descendants
+                )
+            except ConfigurationProblem as e:  # e.g. no steps: nothing can start
+                form.add_error(None, e.message)
         context.update(
             {
                 "selected_count": len(ids),
