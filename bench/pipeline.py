@@ -37,7 +37,8 @@ def main() -> None:
         DJANGO_SETTINGS_MODULE="demo.settings",
         SANDBOX_DB=str(Path(tmp) / "bench.sqlite3"),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
-        BENCH_LLM_KEY="sk-bench",
+        BENCH_LLM_API_KEY="sk-bench",
+        LLM_ACTIONS_ALLOWED_API_BASES="http://127.0.0.1:*",  # the fake server
     )
     import django
 
@@ -75,7 +76,7 @@ def main() -> None:
                 target_field=target,
                 model="openai/fake",
                 api_base=server.url,
-                api_key_name="BENCH_LLM_KEY",
+                api_key_name="BENCH_LLM_API_KEY",
                 timeout=10,
             )
             made.page_types.set([page_type])
@@ -115,7 +116,7 @@ def main() -> None:
                 target_field=target,
                 model="openai/fake",
                 api_base=server.url,
-                api_key_name="BENCH_LLM_KEY",
+                api_key_name="BENCH_LLM_API_KEY",
             )
 
         preload()
