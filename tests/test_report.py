@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import os
 from decimal import Decimal
 
 import pytest
@@ -287,18 +288,17 @@ def test_csv_export_streams_with_an_iterator(admin_client, post, action, monkeyp
     assert calls == [reports.EXPORT_CHUNK_SIZE]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="server-side cursors are PostgreSQL's",
+)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_postgresql_export_streams_from_a_cursor_that_is_not_materialised(
     admin_client, post, action
 ):
     """Outside a transaction Django declares its cursor WITH HOLD, which makes PostgreSQL sort
     every row before the first is sent (a second's wait at 100k rows): the export reads
     inside a transaction instead, so the first rows go out at once."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    if connection.vendor != "postgresql":
-        pytest.skip("server-side cursors are PostgreSQL's")
     make_interactions(5, action=action, page=post)
     with CaptureQueriesContext(connection) as queries:
         response = admin_client.get(REPORT_URL + "?export=csv")
