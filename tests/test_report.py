@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import os
 from decimal import Decimal
 
 import pytest
@@ -286,26 +285,6 @@ def test_csv_export_streams_with_an_iterator(admin_client, post, action, monkeyp
     assert len(csv_rows(response)) == 30
     assert response.streaming  # rows are sent as they are read, not built up first
     assert calls == [reports.EXPORT_CHUNK_SIZE]
-
-
-@pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason="server-side cursors are PostgreSQL's",
-)
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_postgresql_export_streams_from_a_cursor_that_is_not_materialised(
-    admin_client, post, action
-):
-    """Outside a transaction Django declares its cursor WITH HOLD, which makes PostgreSQL sort
-    every row before the first is sent (a second's wait at 100k rows): the export reads
-    inside a transaction instead, so the first rows go out at once."""
-    make_interactions(5, action=action, page=post)
-    with CaptureQueriesContext(connection) as queries:
-        response = admin_client.get(REPORT_URL + "?export=csv")
-        assert len(csv_rows(response)) == 5
-    declares = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DECLARE")]
-    assert declares, "the export reads through a server-side cursor"
-    assert not any("WITH HOLD" in sql for sql in declares)
 
 
 def test_xlsx_export_contains_the_filtered_rows(admin_client, mixed):
