@@ -487,17 +487,7 @@ def run_editor_job(item_id: int) -> str:
         return "failed"
     except Exception as e:  # a broken payload: report it, never leave a spinner
         logger.exception("Editor job %s failed", job.pk)
-        _finish(
-            item,
-            ItemStatus.FAILED,
-            {
-                "code": "internal",
-                "message": _("The action failed unexpectedly (%(type)s).")
-                % {"type": type(e).__name__},
-            },
-            error=type(e).__name__,
-        )
-        return "failed"
+        return _crashed(item, e, _("The action failed unexpectedly (%(type)s)."))
     if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
         # Cancelled while the model was answering: nothing will be shown or saved.
         db.write(
@@ -586,17 +576,7 @@ def _run_pipeline_item(item: LLMJobItem) -> str:
         return "failed"
     except Exception as e:  # a broken payload: report it, never leave a spinner
         logger.exception("Editor pipeline job %s failed", job.pk)
-        _finish(
-            item,
-            ItemStatus.FAILED,
-            {
-                "code": "internal",
-                "message": _("The pipeline failed unexpectedly (%(type)s).")
-                % {"type": type(e).__name__},
-            },
-            error=type(e).__name__,
-        )
-        return "failed"
+        return _crashed(item, e, _("The pipeline failed unexpectedly (%(type)s)."))
     writers = list(
         run.interactions.filter(
             chunk_index__isnull=True,
@@ -844,6 +824,17 @@ def _save_linked(
     interaction.object_id = str(page.pk)
     interaction.save(update_fields=["revision", "outcome", "field_outcomes", "page", "object_id"])
     _log_saved_generation(page, user, interaction, field_name, first=first_save)
+
+
+def _crashed(item, e: Exception, message: str) -> str:
+    """Finish an editor job item that failed on a bug, with a readable internal error."""
+    _finish(
+        item,
+        ItemStatus.FAILED,
+        {"code": "internal", "message": message % {"type": type(e).__name__}},
+        error=type(e).__name__,
+    )
+    return "failed"
 
 
 def _log_saved_generation(page, user, interaction, field_name: str, *, first: bool) -> None:
