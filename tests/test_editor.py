@@ -373,6 +373,42 @@ def test_output_too_long_is_reported(post, server_action, fake_llm, superuser):
     assert "600" in result["message"]
 
 
+def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
+    post, action, superuser, monkeypatch, caplog
+):
+    """A bug (not a provider or content error) in the run still finishes the job: the editor
+    reads "failed unexpectedly" with the error's type only, and nothing is written."""
+    from wagtail_llm_actions.service import LLMService
+
+    client = client_for(superuser)
+    before = reload(post)
+    response = start(client, post, action, form_data(client, post, body_text=UNSAVED))
+    assert response.status_code == 202
+    job_id = response.json()["job"]
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("internal detail /srv/secret/path")
+
+    monkeypatch.setattr(LLMService, "_new_interaction", bug)
+    run_queued_tasks()  # the worker task itself returns, it does not raise
+    code, body = status(client, job_id)
+
+    assert code == 200
+    assert body["state"] == "failed"
+    assert body["result"] == {"code": "internal"}
+    assert body["message"] == "The action failed unexpectedly (RuntimeError)."
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    item = LLMJobItem.objects.get(job_id=job_id)
+    assert (item.status, item.error) == (ItemStatus.FAILED, "RuntimeError")
+    assert LLMJob.objects.get(pk=job_id).status == JobStatus.COMPLETED
+    assert not LLMInteraction.objects.exists()  # it broke before anything was asked
+    # the administrators' log has the traceback the editor does not see
+    assert "internal detail /srv/secret/path" in caplog.text
+    after = reload(post)
+    assert after.latest_revision_id == before.latest_revision_id
+    assert after.revisions.count() == 1 and after.summary == before.summary == ""
+
+
 # -- worker pick-up, cancel ------------------------------------------------------------------
 
 

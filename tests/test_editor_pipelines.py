@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.urls import reverse
 from wagtail.test.utils.form_data import querydict_from_html
@@ -10,8 +12,11 @@ from tests.browser.qworker import run_queued_tasks
 from tests.fakeserver import last_user_message
 from tests.test_editor import UNSAVED, client_for, edit_url, form_data, reload, status
 from wagtail_llm_actions.models import (
+    ItemStatus,
+    JobStatus,
     LLMInteraction,
     LLMJob,
+    LLMJobItem,
     LLMPipeline,
     LLMPipelineStep,
     LLMPrompt,
@@ -183,6 +188,43 @@ def test_a_failing_step_is_named_and_nothing_is_filled(post, pipeline, superuser
     run = LLMRun.objects.get()
     assert run.status == "error" and run.failed_step == "summary"
     assert reload(post).latest_revision_id == post.latest_revision_id
+
+
+def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
+    post, pipeline, superuser, fake_llm, monkeypatch, caplog
+):
+    """A bug (not a step's provider or content error) in the run still finishes the job: the
+    editor reads "failed unexpectedly" with the error's type only, and nothing is written."""
+    from wagtail_llm_actions.service import LLMService
+
+    client = client_for(superuser)
+    before = reload(post)
+    response = client.post(pipeline_url(post, pipeline), form_data(client, post))
+    assert response.status_code == 202
+    job_id = response.json()["job"]
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("internal detail /srv/secret/path")
+
+    monkeypatch.setattr(LLMService, "_new_interaction", bug)
+    run_queued_tasks()  # the worker task itself returns, it does not raise
+    code, body = status(client, job_id)
+
+    assert code == 200
+    assert body["state"] == "failed"
+    assert body["result"] == {"code": "internal"}
+    assert body["message"] == "The pipeline failed unexpectedly (RuntimeError)."
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    item = LLMJobItem.objects.get(job_id=job_id)
+    assert (item.status, item.error) == (ItemStatus.FAILED, "RuntimeError")
+    assert LLMJob.objects.get(pk=job_id).status == JobStatus.COMPLETED
+    assert fake_llm.request_count == 0 and not LLMInteraction.objects.exists()
+    # the administrators' log has the traceback the editor does not see
+    assert "internal detail /srv/secret/path" in caplog.text
+    after = reload(post)
+    assert after.latest_revision_id == before.latest_revision_id
+    assert after.revisions.count() == 1
+    assert (after.intro, after.summary) == (before.intro, before.summary)
 
 
 # -- refusals: JSON, never a 500 -----------------------------------------------------------------

@@ -287,6 +287,40 @@ def test_csv_export_streams_with_an_iterator(admin_client, post, action, monkeyp
     assert calls == [reports.EXPORT_CHUNK_SIZE]
 
 
+def exported_ids(response, export: str) -> list[int]:
+    """The interaction ids in a CSV or XLSX export, in order."""
+    if export == "csv":
+        return [int(row["ID"]) for row in csv_rows(response)]
+    sheet = load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
+    return [row[0] for row in list(sheet.values)[1:]]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="server-side cursors are PostgreSQL's"
+)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("export", ["csv", "xlsx"])
+def test_postgresql_export_reads_its_rows_inside_a_transaction(
+    shared_db, admin_client, post, action, export
+):
+    """Outside a transaction Django declares its server-side cursor WITH HOLD, and PostgreSQL
+    then sorts every row at the COMMIT before the first is sent (a second's wait at 100k
+    rows): the export reads inside a transaction instead, so its first rows go out at once.
+
+    Transactional (the view must run outside a test transaction, as on a site), so marked and
+    fixtured like the other transactional tests (``shared_db`` first, serialized rollback):
+    the migrated rows later tests need are restored, not flushed away."""
+    rows = make_interactions(5, action=action, page=post)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(f"{REPORT_URL}?export={export}")
+        assert response.streaming
+        assert sorted(exported_ids(response, export)) == sorted(row.pk for row in rows)
+    declares = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DECLARE")]
+    assert len(declares) == 1, "the export reads its rows through one server-side cursor"
+    assert "WITH HOLD" not in declares[0]
+    assert LLMInteraction._meta.db_table in declares[0]
+
+
 def test_xlsx_export_contains_the_filtered_rows(admin_client, mixed):
     rows, _other, tags = mixed
     response = admin_client.get(f"{REPORT_URL}?action={tags.pk}&export=xlsx")
