@@ -1215,7 +1215,11 @@ def run_job(
             if batcher is not None:
                 batcher.close()
                 logger.info(
-                    "Job %s: %s writes in %s commits", job.pk, batcher.requests, batcher.commits
+                    "Job %s: %s writes in %s commits, %.1f s in write transactions",
+                    job.pk,
+                    batcher.requests,
+                    batcher.commits,
+                    batcher.seconds,
                 )
             if finished.is_set() and outcome["value"] not in ("cancelled",):
                 outcome["value"] = "completed"
