@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -222,6 +223,7 @@ def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) ->
                     f"{broker_name}: job did not finish in {args.timeout} s: {progress}"
                 )
             stats = fake_stats(port)
+            writes = writer_stats(log, job.pk)
             seconds = (job.finished_at - job.started_at).total_seconds()
             rate = len(ids) / seconds
             ideal = args.concurrency / args.latency
@@ -238,6 +240,8 @@ def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) ->
                 "job_cpu_ms_per_page": 1000 * job_cpu / len(ids),
                 "create_seconds": create_seconds,
                 "worker_peak_mb": worker_peak,
+                "commits": writes["commits"],
+                "write_seconds": writes["seconds"],
             }
             print(f"  {format_row(result)}", flush=True)
             results.append(result)
@@ -260,8 +264,27 @@ def format_row(r: dict) -> str:
         f"{r['cpu_ms_per_page']:>13.1f}{r['job_cpu_ms_per_page']:>10.1f}"
         f"{r['max_in_flight']:>11}{r['worker_peak_mb']:>11.0f}"
         f"   (job created in {r['create_seconds']:.2f} s, {r['succeeded']} succeeded, "
-        f"{r['calls']} calls)"
+        f"{r['calls']} calls"
+        + (
+            f"; SQLite writer: {r['commits'] / r['pages']:.2f} commits/page, "
+            f"{1000 * r['write_seconds'] / r['pages']:.1f} ms/page in write transactions)"
+            if r.get("commits")
+            else ")"
+        )
     )
+
+
+def writer_stats(log: Path, job_id: int) -> dict:
+    """Commits and seconds in write transactions of job ``job_id``'s batched writers, summed
+    over its runner and helper (logged by each on SQLite; zero on PostgreSQL)."""
+    pattern = re.compile(
+        rf"Job {job_id}: (\d+) writes in (\d+) commits, ([\d.]+) s in write transactions"
+    )
+    commits, seconds = 0, 0.0
+    for match in pattern.finditer(log.read_text(errors="replace")):
+        commits += int(match.group(2))
+        seconds += float(match.group(3))
+    return {"commits": commits, "seconds": seconds}
 
 
 def main(argv=None) -> None:

@@ -163,3 +163,42 @@ def test_a_publish_during_a_run_is_built_upon_and_the_live_page_is_untouched(
     assert draft.intro == "Published while the model thought"
     assert draft.summary == "A new summary."
     assert LLMInteraction.objects.get().rebased
+
+
+def test_a_rebased_draft_is_validated_against_the_newer_revision(
+    shared_db, post, server_action, fake_llm, editor, monkeypatch
+):
+    """The run's own copy is validated before the write; when an editor saved meanwhile, the
+    draft built on their revision is validated again (here only that combination is
+    invalid), and nothing is written."""
+    from blog.models import BlogPage
+    from django.core.exceptions import ValidationError
+
+    from wagtail_llm_actions.exceptions import OutputRejected
+
+    answer = "Compost needs air and water."
+
+    def clean(self):
+        if self.intro.startswith("Edited") and self.summary == answer:
+            raise ValidationError("That intro and that summary clash.")
+
+    monkeypatch.setattr(BlogPage, "clean", clean, raising=False)
+    saved = threading.Event()
+    fake_llm.configure(reply=reply_after(saved, answer), latency=1.0)
+
+    def editor_saves():
+        assert fake_llm.wait_for_requests(1, timeout=120)
+        page = BlogPage.objects.get(pk=post.pk).get_latest_revision_as_object()
+        page.intro = "Edited by a person while the model thought"
+        page.save_revision(user=editor)
+        saved.set()
+
+    thread = in_thread(editor_saves)
+    with pytest.raises(OutputRejected, match="clash"):
+        LLMService().run(server_action, post)
+    join_checked(thread)
+
+    draft = latest(post)
+    assert draft.intro == "Edited by a person while the model thought"
+    assert draft.summary != answer
+    assert LLMInteraction.objects.get(action=server_action).output_value == answer

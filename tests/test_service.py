@@ -274,3 +274,35 @@ def test_dry_run_calls_nothing_and_saves_nothing(post, server_action, fake_llm):
     assert fake_llm.requests == []
     assert not LLMInteraction.objects.exists()
     assert not reload(post).has_unpublished_changes
+
+
+def test_a_draft_the_page_model_refuses_is_not_saved_and_says_why(
+    post, server_action, fake_llm, monkeypatch
+):
+    """A site's own page validation (``clean()``) refuses the draft: no revision, the answer
+    and the site's message are on the interaction."""
+    from blog.models import BlogPage
+    from django.core.exceptions import ValidationError
+
+    from wagtail_llm_actions.exceptions import OutputRejected
+
+    def clean(self):
+        if "forbidden" in (self.summary or ""):
+            raise ValidationError("Summaries may not say forbidden.")
+
+    monkeypatch.setattr(BlogPage, "clean", clean, raising=False)
+    fake_llm.configure(reply="A forbidden summary.")
+    revisions = Revision.objects.count()
+
+    with pytest.raises(OutputRejected) as caught:
+        LLMService().run(server_action, post)
+
+    assert "Summaries may not say forbidden." in str(caught.value)
+    assert Revision.objects.count() == revisions
+    row = LLMInteraction.objects.get()
+    assert row.output_value == "A forbidden summary."
+    assert row.revision_id is None
+    assert "Summaries may not say forbidden." in row.error_message
+    assert BlogPage.objects.get(pk=post.pk).get_latest_revision_as_object().summary != (
+        "A forbidden summary."
+    )

@@ -184,9 +184,11 @@ class WriteBatcher:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="llm-writer", daemon=True)
         self._thread.start()
-        #: Transactions committed and requests written (for benchmarks).
+        #: Transactions committed, requests written and seconds spent in write transactions,
+        #: the database's write lock held on SQLite (for benchmarks).
         self.commits = 0
         self.requests = 0
+        self.seconds = 0.0
 
     def submit(self, func: Callable[[], T], what: str = "write") -> T:
         """Run ``func`` in the next batch and return its result (or raise its error)."""
@@ -224,6 +226,13 @@ class WriteBatcher:
             connections.close_all()
 
     def _run(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
+        try:
+            self._run_batch(batch)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _run_batch(self, batch: list[_Request]) -> None:
         attempt = 1
         while True:
             for request in batch:

@@ -868,7 +868,9 @@ class LLMService:
                         outputs.set_output_value(target, target_field, interaction.output_value)
                 except PathError as e:
                     raise ConfigurationProblem(str(e)) from e
-            revision = self._save_draft(target, user, action)
+            # The run's own copy was validated before the transaction (below); a newer
+            # revision the answer was rebased onto is validated here.
+            revision = self._save_draft(target, user, action, clean=target is not working_obj)
             # (_checked_target holds the page's row: only the revision and action are asked.)
             _detach_deleted(interaction, page_locked=interaction.page_id == obj.pk)
             interaction.revision = revision
@@ -883,6 +885,10 @@ class LLMService:
             log_generated(target, user, revision, action, interaction)
 
         try:
+            if working_obj is not None:
+                # Validate before taking the write lock (its reads need no lock: the row
+                # lock below still decides whether this copy is the one written).
+                self._validate_draft(working_obj)
             db.write(write, what="writing a draft")
         except LLMActionError as e:
             self._keep_answer(interaction, e)
@@ -1098,23 +1104,28 @@ class LLMService:
         )
 
     @staticmethod
-    def _save_draft(working_obj, user, action):
+    def _save_draft(working_obj, user, action, *, clean: bool = True):
+        """``save_revision()`` of ``working_obj``; ``clean=False`` when it was validated
+        already (:meth:`_validate_draft`)."""
         # A draft leaves the live row's content as it was, so Wagtail's reference index (built
         # from the live object) would be rebuilt unchanged: skip that work on every run.
         from wagtail.signal_handlers import disable_reference_index_auto_update
 
         try:
             with disable_reference_index_auto_update():
-                return working_obj.save_revision(user=user, log_action=False, clean=True)
+                return working_obj.save_revision(user=user, log_action=False, clean=clean)
         except Exception as e:  # a validation error on the draft: report, don't 500
-            from django.core.exceptions import ValidationError
+            _raise_invalid_draft(e)
+            raise
 
-            if isinstance(e, ValidationError):
-                raise OutputRejected(
-                    _("The draft could not be saved: %(errors)s")
-                    % {"errors": "; ".join(e.messages)},
-                    code="invalid",
-                ) from e
+    @staticmethod
+    def _validate_draft(working_obj) -> None:
+        """The ``full_clean()`` that ``save_revision(clean=True)`` runs, as an
+        :class:`OutputRejected` when the draft is invalid."""
+        try:
+            working_obj.full_clean()
+        except Exception as e:
+            _raise_invalid_draft(e)
             raise
 
     @staticmethod
@@ -1152,6 +1163,17 @@ class LLMService:
             error.code,
             error.message,
         )
+
+
+def _raise_invalid_draft(error: Exception) -> None:
+    """A validation error on the draft becomes a readable :class:`OutputRejected`."""
+    from django.core.exceptions import ValidationError
+
+    if isinstance(error, ValidationError):
+        raise OutputRejected(
+            _("The draft could not be saved: %(errors)s") % {"errors": "; ".join(error.messages)},
+            code="invalid",
+        ) from error
 
 
 def _checked_target(model, pk, user, working_obj: Any, base_revision_id) -> tuple[Any, bool]:
