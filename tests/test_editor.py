@@ -409,6 +409,40 @@ def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
     assert after.revisions.count() == 1 and after.summary == before.summary == ""
 
 
+def test_a_bug_filling_in_the_answer_is_a_plain_failure_not_a_spinner(
+    post, action, superuser, monkeypatch, caplog
+):
+    """The model answered, but building what the browser fills in broke (a bug, after the
+    run): the job still ends, the editor reads "failed unexpectedly" with the error's type
+    only, and nothing is written."""
+    client = client_for(superuser)
+    before = reload(post)
+    response = start(client, post, action, form_data(client, post, body_text=UNSAVED))
+    assert response.status_code == 202
+    job_id = response.json()["job"]
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("internal detail /srv/secret/path")
+
+    monkeypatch.setattr(editor, "_fill_value", bug)
+    run_queued_tasks()  # the worker task itself returns, it does not raise
+    code, body = status(client, job_id)
+
+    assert code == 200
+    assert body["state"] == "failed"
+    assert body["result"] == {"code": "internal"}
+    assert body["message"] == "The action failed unexpectedly (RuntimeError)."
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    item = LLMJobItem.objects.get(job_id=job_id)
+    assert (item.status, item.error) == (ItemStatus.FAILED, "RuntimeError")
+    assert LLMJob.objects.get(pk=job_id).status == JobStatus.COMPLETED
+    assert LLMInteraction.objects.count() == 1  # the answer came; it was never shown
+    assert "internal detail /srv/secret/path" in caplog.text
+    after = reload(post)
+    assert after.latest_revision_id == before.latest_revision_id
+    assert after.revisions.count() == 1 and after.summary == before.summary == ""
+
+
 # -- worker pick-up, cancel ------------------------------------------------------------------
 
 

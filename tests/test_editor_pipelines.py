@@ -21,6 +21,7 @@ from wagtail_llm_actions.models import (
     LLMPipelineStep,
     LLMPrompt,
     LLMRun,
+    RunStatus,
 )
 
 pytestmark = pytest.mark.django_db
@@ -219,7 +220,48 @@ def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
     assert (item.status, item.error) == (ItemStatus.FAILED, "RuntimeError")
     assert LLMJob.objects.get(pk=job_id).status == JobStatus.COMPLETED
     assert fake_llm.request_count == 0 and not LLMInteraction.objects.exists()
+    # the run it had started ends failed too, not "running" for ever
+    run = LLMRun.objects.get()
+    assert run.status == RunStatus.ERROR and run.finished_at is not None
+    assert run.error_message == "The pipeline failed unexpectedly (RuntimeError)."
     # the administrators' log has the traceback the editor does not see
+    assert "internal detail /srv/secret/path" in caplog.text
+    after = reload(post)
+    assert after.latest_revision_id == before.latest_revision_id
+    assert after.revisions.count() == 1
+    assert (after.intro, after.summary) == (before.intro, before.summary)
+
+
+def test_a_bug_filling_in_the_answers_is_a_plain_failure_not_a_spinner(
+    post, pipeline, superuser, fake_llm, monkeypatch, caplog
+):
+    """Every step answered, but building what the browser fills in broke (a bug, after the
+    run): the job still ends, the editor reads "failed unexpectedly" with the error's type
+    only, and nothing is written."""
+    from wagtail_llm_actions import editor
+
+    client = client_for(superuser)
+    before = reload(post)
+    response = client.post(pipeline_url(post, pipeline), form_data(client, post))
+    assert response.status_code == 202
+    job_id = response.json()["job"]
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("internal detail /srv/secret/path")
+
+    monkeypatch.setattr(editor, "_fill_value", bug)
+    run_queued_tasks()  # the worker task itself returns, it does not raise
+    code, body = status(client, job_id)
+
+    assert code == 200
+    assert body["state"] == "failed"
+    assert body["result"] == {"code": "internal"}
+    assert body["message"] == "The pipeline failed unexpectedly (RuntimeError)."
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    item = LLMJobItem.objects.get(job_id=job_id)
+    assert (item.status, item.error) == (ItemStatus.FAILED, "RuntimeError")
+    assert LLMJob.objects.get(pk=job_id).status == JobStatus.COMPLETED
+    assert fake_llm.request_count == 2  # both steps answered
     assert "internal detail /srv/secret/path" in caplog.text
     after = reload(post)
     assert after.latest_revision_id == before.latest_revision_id

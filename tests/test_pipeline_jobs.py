@@ -193,6 +193,35 @@ def test_disabling_the_pipeline_mid_job_stops_the_remaining_pages(
     assert page.status_code == 200 and reason in page.content.decode()
 
 
+def test_a_bug_outside_a_step_fails_the_page_and_ends_its_run(
+    make_post, own_pipeline, superuser, fake_llm, monkeypatch
+):
+    """A bug in a page's run outside its steps' own handling fails that page readably and
+    ends its run as failed (not "running" for ever); nothing is written."""
+    from wagtail_llm_actions.service import LLMService
+
+    posts = [make_post(title=f"Post {n}") for n in range(2)]
+    before = {p.pk: revisions(p) for p in posts}
+    job = jobs.create_pipeline_job(own_pipeline, superuser, [p.pk for p in posts])
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("internal detail /srv/secret/path")
+
+    monkeypatch.setattr(LLMService, "_new_interaction", bug)
+    assert jobs.run_job(job.pk, threads=1) == "completed"
+
+    items = list(job.items.order_by("pk"))
+    assert [(i.status, i.error) for i in items] == [
+        ("failed", "Unexpected error (RuntimeError).")
+    ] * 2
+    runs = list(LLMRun.objects.order_by("pk"))
+    assert [(r.status, r.finished_at is not None) for r in runs] == [("error", True)] * 2
+    assert {r.error_message for r in runs} == {"The pipeline failed unexpectedly (RuntimeError)."}
+    assert [i.payload["run"] for i in items] == [r.pk for r in runs]
+    assert fake_llm.request_count == 0
+    assert {p.pk: revisions(p) for p in posts} == before
+
+
 def test_deleting_the_pipeline_cancels_its_job(make_post, own_pipeline, superuser):
     job = jobs.create_pipeline_job(own_pipeline, superuser, [make_post().pk])
     own_pipeline.delete()

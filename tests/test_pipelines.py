@@ -122,6 +122,44 @@ def test_a_failing_step_stops_the_run_names_it_and_writes_nothing(pipeline, post
     assert statuses == [InteractionStatus.SUCCESS, InteractionStatus.ERROR]
 
 
+def test_a_bug_outside_a_step_ends_the_run_failed_not_running(
+    pipeline, post, fake_llm, monkeypatch, caplog
+):
+    """A bug between steps (not a step's provider or content error) still ends the run:
+    failed, with an end time and the error's type only (the traceback goes to the log), and
+    nothing is written; the caller gets the error."""
+    from wagtail_llm_actions.service import LLMService
+
+    fake_llm.configure(reply=reply_by_kind)
+    new_interaction = LLMService._new_interaction
+    calls = []
+
+    def bug_on_the_second_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("internal detail /srv/secret/path")
+        return new_interaction(self, *args, **kwargs)
+
+    monkeypatch.setattr(LLMService, "_new_interaction", bug_on_the_second_step)
+    before = type(post).objects.get(pk=post.pk)
+    revisions = Revision.objects.count()
+
+    with pytest.raises(RuntimeError):
+        run_pipeline(pipeline, post)
+
+    run = LLMRun.objects.get()
+    assert run.status == RunStatus.ERROR
+    assert run.finished_at is not None
+    assert run.error_message == "The pipeline failed unexpectedly (RuntimeError)."
+    assert run.revision_id is None
+    assert fake_llm.request_count == 1  # the outline step answered; nothing after
+    assert "internal detail /srv/secret/path" in caplog.text
+    after = type(post).objects.get(pk=post.pk)
+    assert Revision.objects.count() == revisions
+    assert after.latest_revision_id == before.latest_revision_id
+    assert (after.summary, after.intro) == (before.summary, before.intro)
+
+
 def test_rerun_from_a_step_reuses_the_earlier_answers(pipeline, post, fake_llm):
     fake_llm.configure(reply=reply_by_kind)
     first = run_pipeline(pipeline, post)

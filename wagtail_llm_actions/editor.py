@@ -437,16 +437,33 @@ def editor_result(obj: Page, action: LLMAction, interaction: LLMInteraction) -> 
 
 
 def run_editor_job(item_id: int) -> str:
-    """The django-q2 task: run an editor job's one item and store the field value."""
-    from .service import LLMService
+    """The django-q2 task: run an editor job's one item and store the field value.
 
+    A claimed item always ends: a bug or a broken payload anywhere after the claim fails it
+    with the error's type only (the traceback goes to the log), never leaving a spinner.
+    """
     item = _claim(item_id)
     if item is None:
         return "skipped"
+    pipeline = isinstance(item.payload, dict) and bool(item.payload.get("pipeline"))
+    try:
+        if pipeline:
+            return _run_pipeline_item(item)
+        return _run_action_item(item)
+    except Exception as e:
+        if pipeline:
+            logger.exception("Editor pipeline job %s failed", item.job_id)
+            return _crashed(item, e, _("The pipeline failed unexpectedly (%(type)s)."))
+        logger.exception("Editor job %s failed", item.job_id)
+        return _crashed(item, e, _("The action failed unexpectedly (%(type)s)."))
+
+
+def _run_action_item(item: LLMJobItem) -> str:
+    """Run an editor action job on the unsaved form's content; write no revision."""
+    from .service import LLMService
+
     job = item.job
     payload = item.payload or {}
-    if payload.get("pipeline"):
-        return _run_pipeline_item(item)
     action = job.action
     page = item.page.specific if item.page is not None else _new_page_of(payload)
     if action is None or page is None:
@@ -485,9 +502,6 @@ def run_editor_job(item_id: int) -> str:
             error=e.message,
         )
         return "failed"
-    except Exception as e:  # a broken payload: report it, never leave a spinner
-        logger.exception("Editor job %s failed", job.pk)
-        return _crashed(item, e, _("The action failed unexpectedly (%(type)s)."))
     if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
         # Cancelled while the model was answering: nothing will be shown or saved.
         db.write(
@@ -574,9 +588,6 @@ def _run_pipeline_item(item: LLMJobItem) -> str:
             result["step"] = e.step
         _finish(item, ItemStatus.FAILED, result, interaction=e.interaction, error=e.message)
         return "failed"
-    except Exception as e:  # a broken payload: report it, never leave a spinner
-        logger.exception("Editor pipeline job %s failed", job.pk)
-        return _crashed(item, e, _("The pipeline failed unexpectedly (%(type)s)."))
     writers = list(
         run.interactions.filter(
             chunk_index__isnull=True,

@@ -325,86 +325,94 @@ def run_pipeline(
             on_run_started(run)
 
     db.write(start, what="starting a pipeline run")
-    reusable = _reusable_answers(previous) if previous is not None else {}
-    answers: dict[str, str] = {}
-    done: list[tuple[LLMInteraction, StepSpec]] = []
-    for index, step in enumerate(steps):
-        action = step.action
-        interaction = service._new_interaction(action, obj, user, trigger, base_revision)
-        interaction.run = run
-        interaction.step_index = index
-        interaction.step_name = step.name
-        started = time.perf_counter()
-        try:
-            reused = index < from_step
-            if reused:
-                _reuse(interaction, reusable.get(step.name), step)
-            else:
-                prepared = service.prepare(action, working_obj, answers)
-                interaction.source_hash = prepared.source_hash
-                interaction.source_truncated = prepared.truncated
-                if action.is_structured:
-                    # Fills (and checks) every mapped field of the working copy; a step that
-                    # only feeds later steps fills a copy.
-                    scratch = working_obj if step.writes else copy.deepcopy(working_obj)
-                    service._call_structured(action, scratch, prepared, interaction)
-                else:
-                    hint = None
-                    if step.writes:
-                        hint = outputs.answer_max_chars(type(working_obj), action.target_field)
-                    service.answer(prepared, interaction, max_chars=hint)
-            answers[step.name] = step_answer(action, interaction)
-            if step.writes and action.is_structured:
+    # From here the run is stored: whatever stops it, it ends (a step's failure in _fail,
+    # a failed write in write_run, anything else below), never "running" for ever.
+    try:
+        reusable = _reusable_answers(previous) if previous is not None else {}
+        answers: dict[str, str] = {}
+        done: list[tuple[LLMInteraction, StepSpec]] = []
+        for index, step in enumerate(steps):
+            action = step.action
+            interaction = service._new_interaction(action, obj, user, trigger, base_revision)
+            interaction.run = run
+            interaction.step_index = index
+            interaction.step_name = step.name
+            started = time.perf_counter()
+            try:
+                reused = index < from_step
                 if reused:
-                    _apply_structured(working_obj, interaction)
-                interaction.status = InteractionStatus.ANSWERED
-                interaction.outcome = InteractionOutcome.NONE
-            elif step.writes:
-                try:
-                    interaction.previous_value = outputs.read_field_value(
-                        working_obj, action.target_field
-                    )
-                    interaction.output_value = outputs.apply_output(
-                        working_obj,
-                        action.target_field,
-                        interaction.response_text,
-                        action.output_mode,
-                        truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
-                    )
-                except PathError as e:
-                    raise ConfigurationProblem(str(e)) from e
-                except outputs.OutputError as e:
-                    raise OutputRejected(str(e), code=e.code) from e
-                interaction.status = InteractionStatus.ANSWERED
-                interaction.outcome = InteractionOutcome.NONE
-            else:
-                interaction.status = InteractionStatus.SUCCESS
-                interaction.outcome = InteractionOutcome.FED
-            db.write(interaction.save, what="storing a step's answer")
-        except Exception as e:  # noqa: BLE001 - every failure stops the run the same way
-            raise _fail(service, run, interaction, step, e, started) from e
-        done.append((interaction, step))
+                    _reuse(interaction, reusable.get(step.name), step)
+                else:
+                    prepared = service.prepare(action, working_obj, answers)
+                    interaction.source_hash = prepared.source_hash
+                    interaction.source_truncated = prepared.truncated
+                    if action.is_structured:
+                        # Fills (and checks) every mapped field of the working copy; a step that
+                        # only feeds later steps fills a copy.
+                        scratch = working_obj if step.writes else copy.deepcopy(working_obj)
+                        service._call_structured(action, scratch, prepared, interaction)
+                    else:
+                        hint = None
+                        if step.writes:
+                            hint = outputs.answer_max_chars(type(working_obj), action.target_field)
+                        service.answer(prepared, interaction, max_chars=hint)
+                answers[step.name] = step_answer(action, interaction)
+                if step.writes and action.is_structured:
+                    if reused:
+                        _apply_structured(working_obj, interaction)
+                    interaction.status = InteractionStatus.ANSWERED
+                    interaction.outcome = InteractionOutcome.NONE
+                elif step.writes:
+                    try:
+                        interaction.previous_value = outputs.read_field_value(
+                            working_obj, action.target_field
+                        )
+                        interaction.output_value = outputs.apply_output(
+                            working_obj,
+                            action.target_field,
+                            interaction.response_text,
+                            action.output_mode,
+                            truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
+                        )
+                    except PathError as e:
+                        raise ConfigurationProblem(str(e)) from e
+                    except outputs.OutputError as e:
+                        raise OutputRejected(str(e), code=e.code) from e
+                    interaction.status = InteractionStatus.ANSWERED
+                    interaction.outcome = InteractionOutcome.NONE
+                else:
+                    interaction.status = InteractionStatus.SUCCESS
+                    interaction.outcome = InteractionOutcome.FED
+                db.write(interaction.save, what="storing a step's answer")
+            except Exception as e:  # noqa: BLE001 - every failure stops the run the same way
+                raise _fail(service, run, interaction, step, e, started) from e
+            done.append((interaction, step))
 
-    writers = [(i, s) for i, s in done if s.writes]
-    last = writers[-1][0] if writers else done[-1][0]
-    if on_answer is not None:
-        db.write(lambda: on_answer(last), what="linking a pipeline run")
-    if not writers or not save:
+        writers = [(i, s) for i, s in done if s.writes]
+        last = writers[-1][0] if writers else done[-1][0]
+        if on_answer is not None:
+            db.write(lambda: on_answer(last), what="linking a pipeline run")
+        if not writers or not save:
 
-        def finish() -> None:
-            for interaction, _step in writers:  # not saved: awaiting the editor's review
-                interaction.status = InteractionStatus.SUCCESS
-                interaction.outcome = InteractionOutcome.PENDING
-                interaction.save(update_fields=["status", "outcome"])
-            run.status = RunStatus.SUCCESS
-            run.error_message = ""
-            run.finished_at = timezone.now()
-            run.save()
-            if on_success is not None:
-                on_success(last)
+            def finish() -> None:
+                for interaction, _step in writers:  # not saved: awaiting the editor's review
+                    interaction.status = InteractionStatus.SUCCESS
+                    interaction.outcome = InteractionOutcome.PENDING
+                    interaction.save(update_fields=["status", "outcome"])
+                run.status = RunStatus.SUCCESS
+                run.error_message = ""
+                run.finished_at = timezone.now()
+                run.save()
+                if on_success is not None:
+                    on_success(last)
 
-        db.write(finish, what="finishing a pipeline run")
-        return run
+            db.write(finish, what="finishing a pipeline run")
+            return run
+    except PipelineStepFailed:
+        raise
+    except Exception as e:
+        _crashed(run, e)
+        raise
     try:
         service.write_run(
             run,
@@ -529,6 +537,22 @@ def _fail(
     return PipelineStepFailed(
         text, run=run, step=step.name, code=code, retryable=retryable, interaction=interaction
     )
+
+
+def _crashed(run: LLMRun, error: Exception) -> None:
+    """End a run stopped outside its steps' own handling: by a bug (the editor reads the
+    error's type only; the traceback goes to the log) or a job's refusal (e.g. its lease
+    was lost), with that refusal's message."""
+    if isinstance(error, LLMActionError):
+        logger.warning("Pipeline run %s stopped: %s", run.pk, error.message)
+        message = error.message
+    else:
+        logger.exception("Pipeline run %s failed unexpectedly", run.pk)
+        message = _("The pipeline failed unexpectedly (%(type)s).") % {"type": type(error).__name__}
+    try:
+        _finish(run, RunStatus.ERROR, message)
+    except Exception:  # the caller still gets the first error  # noqa: BLE001
+        logger.exception("Could not record the end of run %s", run.pk)
 
 
 def _finish(run: LLMRun, status: str, error: str = "") -> None:
