@@ -421,6 +421,15 @@ def test_search_finds_why_a_stored_answer_was_not_written(admin_client, mixed):
     assert rows_of(admin_client.get(REPORT_URL, {"q": "LOCKED BY another"})) == [kept.pk]
 
 
+def test_search_finds_every_row_with_the_error_text(admin_client, post, action):
+    failed = make_interactions(
+        3, action=action, page=post, status="error", error_message="Rate limit reached."
+    )
+    make_interactions(2, action=action, page=post, status="error", error_message="Timed out.")
+    expected = [row.pk for row in failed]
+    assert rows_of(admin_client.get(REPORT_URL, {"q": "rate LIMIT"})) == expected
+
+
 def test_search_results_are_paged_newest_first(admin_client, make_post, action):
     worms, other = make_post(title="Worm farms"), make_post(title="Bokashi")
     now = timezone.now()

@@ -253,7 +253,14 @@ class InteractionReportView(ReportView):
     def search_queryset(self, queryset):
         if not self.is_searching:
             return queryset
-        return queryset.filter(per_row(search_q(self.search_query, using=queryset.db)))
+        # the model filter's choices are the recorded models: no second query for them
+        filters = self.filters
+        models = None
+        if filters is not None and "model" in filters.filters:
+            models = [value for value, _label in filters.filters["model"].extra["choices"]]
+        return queryset.filter(
+            per_row(search_q(self.search_query, using=queryset.db, models=models))
+        )
 
     def get_filterset_kwargs(self):
         kwargs = super().get_filterset_kwargs()
@@ -438,14 +445,15 @@ class InteractionReportView(ReportView):
         return response
 
 
-def search_q(query: str, using: str = "default") -> Q:
+def search_q(query: str, using: str = "default", models: list[str] | None = None) -> Q:
     """Rows whose action name, model, page title or error text contains ``query``.
 
     The same matches as ``icontains`` on those four columns, found without scanning the wide
     rows: action names and models among their few distinct values (loose index scans, compared
-    here), pages by title in the page table, and error texts among the rows that have one,
-    through the partial index of migration 0011 (on PostgreSQL a ``pg_trgm`` index of the
-    ``UPPER()`` that ``icontains`` compares, when the extension exists).
+    here; ``models`` if the caller has them already), pages by title in the page table, and
+    error texts among the rows that have one, through the partial index of migration 0011 (on
+    PostgreSQL a ``pg_trgm`` index of the ``UPPER()`` that ``icontains`` compares, when the
+    extension exists).
     """
     needle = query.casefold()
     condition = Q(page__in=Page.objects.filter(title__icontains=query).values("pk"))
@@ -454,8 +462,13 @@ def search_q(query: str, using: str = "default") -> Q:
         .filter(error_message__icontains=query)
         .values("pk")
     )
-    for field in ("model", "action_name"):
-        values = [v for v in recorded_values(field, using=using) if needle in v.casefold()]
+    if models is None:
+        models = recorded_values("model", using=using)
+    for field, recorded in (
+        ("model", models),
+        ("action_name", recorded_values("action_name", using=using)),
+    ):
+        values = [v for v in recorded if needle in v.casefold()]
         if values:
             condition |= Q(**{f"{field}__in": values})
     return condition
