@@ -13,7 +13,8 @@ the server given by ``--database-url``; dropped afterwards), bulk-creates N inte
 90 days (200 pages, 3 actions, 4 users, 5% errors), then times, as a superuser and as an
 editor who sees only some pages:
 
-* the report page (unfiltered, filtered by status + action + the last 30 days, searched),
+* the report page (unfiltered, filtered by status + action + the last 30 days, searched:
+  a term in every page title, one in no row ("rare"), one page's title, the error text),
   as the superuser and as the restricted editor,
 * the totals + chart query (one grouped query) and the model filter's choices on their own,
 * the interaction detail page,
@@ -213,6 +214,12 @@ def main() -> None:
         "next time if it has --rows rows",
     )
     parser.add_argument(
+        "--sqlite-path",
+        metavar="FILE",
+        help="with --keep: the SQLite file to keep and reuse (default: "
+        "llm-report-bench-ROWS.sqlite3 in the temporary directory)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="TEXT",
         help="cProfile the views whose label contains TEXT and print their top functions",
@@ -224,7 +231,9 @@ def main() -> None:
 
     tmpdir = tempfile.TemporaryDirectory(prefix="llm-report-bench-")
     if args.keep:
-        sqlite_path = os.path.join(tempfile.gettempdir(), f"llm-report-bench-{args.rows}.sqlite3")
+        sqlite_path = args.sqlite_path or os.path.join(
+            tempfile.gettempdir(), f"llm-report-bench-{args.rows}.sqlite3"
+        )
     else:
         sqlite_path = os.path.join(tmpdir.name, "bench.sqlite3")
     setup_django(args.database_url, sqlite_path)
@@ -341,11 +350,15 @@ def main() -> None:
         page("superuser", admin, filtered, "filtered")
         page("superuser", admin, "?q=compost", "search")
         page("superuser", admin, "?q=timeout", "search, rare")
+        page("superuser", admin, "?q=Post+42+about", "search, one page")
+        page("superuser", admin, "?q=did+not+answer", "search, error text")
         page("superuser", admin, "?p=3", "page 3")
         page("restricted editor", editor)
         page("restricted editor", editor, filtered, "filtered")
         page("restricted editor", editor, "?q=compost", "search")
         page("restricted editor", editor, "?q=timeout", "search, rare")
+        page("restricted editor", editor, "?q=Post+42+about", "search, one page")
+        page("restricted editor", editor, "?q=did+not+answer", "search, error text")
 
         everything = LLMInteraction.objects.all()
         record(

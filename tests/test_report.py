@@ -408,6 +408,47 @@ def test_search_ignores_case_in_models_and_action_names(admin_client, mixed):
     ]
 
 
+def test_search_finds_why_a_stored_answer_was_not_written(admin_client, mixed):
+    rows, _other, _tags = mixed
+    kept = make_one(
+        action=rows["a"].action,
+        page=rows["a"].page,
+        status="answered",
+        outcome="",
+        error_code="locked",
+        error_message="The page is locked by another editor.",
+    )
+    assert rows_of(admin_client.get(REPORT_URL, {"q": "LOCKED BY another"})) == [kept.pk]
+
+
+def test_search_finds_every_row_with_the_error_text(admin_client, post, action):
+    failed = make_interactions(
+        3, action=action, page=post, status="error", error_message="Rate limit reached."
+    )
+    make_interactions(2, action=action, page=post, status="error", error_message="Timed out.")
+    expected = [row.pk for row in failed]
+    assert rows_of(admin_client.get(REPORT_URL, {"q": "rate LIMIT"})) == expected
+
+
+def test_search_results_are_paged_newest_first(admin_client, make_post, action):
+    worms, other = make_post(title="Worm farms"), make_post(title="Bokashi")
+    now = timezone.now()
+    found = []
+    for i in range(70):
+        # two matches at the same instant (the newer id is listed first), one on each page
+        at = now - datetime.timedelta(minutes=(i + 1) // 2)
+        status = "success" if i % 2 else "error"
+        found += make_interactions(1, action=action, page=worms, start=at, status=status)
+        make_interactions(1, action=action, page=other, start=at)
+    expected = [r.pk for r in sorted(found, key=lambda r: (r.created_at, r.pk), reverse=True)]
+
+    first = rows_of(admin_client.get(REPORT_URL, {"q": "worm farm"}))
+    second = rows_of(admin_client.get(REPORT_URL, {"q": "worm farm", "p": 2}))
+    assert len(first) == 50
+    assert first + second == expected
+    assert rows_of(admin_client.get(RESULTS_URL, {"q": "worm farm", "p": 2})) == expected[50:]
+
+
 def test_xlsx_export_is_streamed_with_texts_as_text_and_times_as_dates(admin_client, post, action):
     row = make_one(
         action=action,

@@ -4,8 +4,10 @@ Built on Wagtail's ``ReportView``. The number of queries does not depend on the 
 rows: rows come with their page and user (``select_related``), links are built from ids, and
 the totals and the chart come from one grouped query (calls, tokens, cost and latency per day)
 that reads only the narrow covering index ``llmi_report_cover_idx``. Search is limited to what
-indexes can answer (see :func:`search_q`). Exports stream rows with ``QuerySet.iterator()``
-instead of loading the filtered set into memory; XLSX is written by :mod:`.xlsx` as it goes.
+indexes can answer (see :func:`search_q`), and a page of search results is picked from the
+covering index before its rows are read (:func:`page_by_index`). Exports stream rows with
+``QuerySet.iterator()`` instead of loading the filtered set into memory; XLSX is written by
+:mod:`.xlsx` as it goes.
 """
 
 from __future__ import annotations
@@ -127,6 +129,30 @@ def totals_and_series(queryset: QuerySet, max_days: int = MAX_DAYS) -> tuple[dic
     return _finish_totals(totals), series_from_days(rows, max_days)
 
 
+def page_by_index(page: QuerySet) -> QuerySet:
+    """The rows of ``page`` (a slice of the report's queryset), found in two steps.
+
+    The slice's ids come from the report's covering index, read in its own order (day, then
+    time: the listing's newest-first order) with the filter tested on the index's columns;
+    then only those rows are read from the table. A search that matches few rows would
+    otherwise read the wide rows of the whole table, newest first, to find a page of them.
+    """
+    query = page.query
+    if not query.is_sliced or not connections[page.db].features.allow_sliced_subqueries_with_in:
+        return page
+    unsliced = page._chain()
+    unsliced.query.clear_limits()
+    ids = unsliced.order_by(day_of(unsliced).desc(), "-created_at", "-pk").values("pk")[
+        query.low_mark : query.high_mark
+    ]
+    return (
+        LLMInteraction.objects.using(page.db)
+        .select_related("page", "user")
+        .filter(pk__in=ids)
+        .order_by(*query.order_by)
+    )
+
+
 def _finish_totals(totals: dict) -> dict:
     calls = totals["calls"] or 0
     totals["prompt_tokens"] = totals["prompt_tokens"] or 0
@@ -227,7 +253,14 @@ class InteractionReportView(ReportView):
     def search_queryset(self, queryset):
         if not self.is_searching:
             return queryset
-        return queryset.filter(per_row(search_q(self.search_query, using=queryset.db)))
+        # the model filter's choices are the recorded models: no second query for them
+        filters = self.filters
+        models = None
+        if filters is not None and "model" in filters.filters:
+            models = [value for value, _label in filters.filters["model"].extra["choices"]]
+        return queryset.filter(
+            per_row(search_q(self.search_query, using=queryset.db, models=models))
+        )
 
     def get_filterset_kwargs(self):
         kwargs = super().get_filterset_kwargs()
@@ -284,6 +317,12 @@ class InteractionReportView(ReportView):
         # the totals query already counted the filtered rows: no second COUNT(*) scan
         paginator.count = self.totals["calls"]
         return paginator
+
+    def paginate_queryset(self, queryset, page_size):
+        paginator, page, object_list, is_paginated = super().paginate_queryset(queryset, page_size)
+        if self.is_searching and isinstance(object_list, QuerySet):
+            page.object_list = object_list = page_by_index(object_list)
+        return paginator, page, object_list, is_paginated
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -406,25 +445,30 @@ class InteractionReportView(ReportView):
         return response
 
 
-def search_q(query: str, using: str = "default") -> Q:
+def search_q(query: str, using: str = "default", models: list[str] | None = None) -> Q:
     """Rows whose action name, model, page title or error text contains ``query``.
 
     The same matches as ``icontains`` on those four columns, found without scanning the wide
     rows: action names and models among their few distinct values (loose index scans, compared
-    here), pages by title in the page table, and error texts among the error and skipped rows
-    only (on PostgreSQL through the ``pg_trgm`` index of migration 0005 when the extension
-    exists).
+    here; ``models`` if the caller has them already), pages by title in the page table, and
+    error texts among the rows that have one, through the partial index of migration 0011 (on
+    PostgreSQL a ``pg_trgm`` index of the ``UPPER()`` that ``icontains`` compares, when the
+    extension exists).
     """
     needle = query.casefold()
     condition = Q(page__in=Page.objects.filter(title__icontains=query).values("pk"))
     condition |= Q(
-        pk__in=LLMInteraction.objects.filter(
-            status__in=[InteractionStatus.ERROR, InteractionStatus.SKIPPED],
-            error_message__icontains=query,
-        ).values("pk")
+        pk__in=LLMInteraction.objects.exclude(error_message="")  # the index's condition
+        .filter(error_message__icontains=query)
+        .values("pk")
     )
-    for field in ("model", "action_name"):
-        values = [v for v in recorded_values(field, using=using) if needle in v.casefold()]
+    if models is None:
+        models = recorded_values("model", using=using)
+    for field, recorded in (
+        ("model", models),
+        ("action_name", recorded_values("action_name", using=using)),
+    ):
+        values = [v for v in recorded if needle in v.casefold()]
         if values:
             condition |= Q(**{f"{field}__in": values})
     return condition
