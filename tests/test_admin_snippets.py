@@ -277,3 +277,27 @@ def test_action_form_without_long_content_keeps_truncating(admin_client, prompt)
     response = admin_client.post(reverse(ACTION_ADD), action_data(prompt))
     assert response.status_code == 302, form_errors(response)
     assert LLMAction.objects.get(slug="generate-summary").long_content == "truncate"
+
+
+def test_views_built_on_first_request_show_their_forms(admin_client, action, prompt):
+    """Copy and revert (built on their first request, not when URLs load) show the object's
+    values in the app's form."""
+    response = admin_client.get(
+        reverse("wagtailsnippets_wagtail_llm_actions_llmaction:copy", args=[action.pk])
+    )
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert type(form).__mro__[1].__name__ == "LLMActionForm"
+    assert form.initial["model"] == action.model
+
+    revision = prompt.latest_revision
+    prompt.template = "Changed since"
+    prompt.save_revision()
+    response = admin_client.get(
+        reverse(
+            "wagtailsnippets_wagtail_llm_actions_llmprompt:revisions_revert",
+            args=[prompt.pk, revision.pk],
+        )
+    )
+    assert response.status_code == 200
+    assert response.context["form"].initial["template"] == "Summarize “{title}”:\n\n{body}"

@@ -109,3 +109,38 @@ def test_lazy_admin_urls_resolve_to_their_views():
         "wagtail_llm_actions.views.jobs.JobIndexView:False",
         "wagtail_llm_actions.views.jobs.retry:False",
     ]
+
+
+def test_startup_builds_no_form_class_for_the_app_snippets():
+    """Create, edit, copy and revert views (and their ModelForm classes) of prompts, actions
+    and pipelines are built on their first request, not when ``manage.py check`` loads the
+    admin URLs; their URLs still resolve to Wagtail's views."""
+    code = (
+        "import gc, io, django; django.setup();"
+        "from django.urls import get_resolver, resolve, reverse; get_resolver().url_patterns;"
+        "from django.core.management import call_command;"
+        "call_command('check', stdout=io.StringIO());"
+        "from wagtail.admin.forms import WagtailAdminModelForm;"
+        "walk = lambda c: [d for s in c.__subclasses__() for d in (s, *walk(s))];"
+        "gc.collect();"
+        "built = [c.__name__ for c in walk(WagtailAdminModelForm) if getattr(getattr(c, "
+        "'_meta', None), 'model', None) is not None "
+        "and c._meta.model._meta.app_label == 'wagtail_llm_actions'];"
+        "ns = 'wagtailsnippets_wagtail_llm_actions_';"
+        "urls = [('llmaction:add', []), ('llmaction:edit', [1]), ('llmpipeline:copy', [1]), "
+        "('llmprompt:revisions_revert', [1, 2])];"
+        "views = [resolve(reverse(ns + n, args=a)).func.view_class.__name__ for n, a in urls];"
+        "print(len(built), ','.join(views))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sandbox")]),
+    }
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == (
+        "0 LLMActionCreateView,LLMActionEditView,CopyView,_RevisionsRevertView"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.urls import path
@@ -27,8 +29,44 @@ from wagtail.snippets.views.snippets import (
 )
 
 from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm, LLMPipelineStepForm
-from .lazy import lazy_view
+from .lazy import LazyView, lazy_view
 from .models import LLMAction, LLMPipeline, LLMPrompt
+
+
+def _parent_view(viewset: SnippetViewSet, name: str):
+    """The view Wagtail's viewset builds for ``name`` (the property behind the mixin's)."""
+    return getattr(super(DeferredFormViewsMixin, viewset), name)
+
+
+def _deferred_view(name: str) -> property:
+    def view(self):
+        view_class = getattr(self, f"{name}_class")
+        return LazyView(
+            partial(_parent_view, self, name),
+            view_class.__name__,
+            view_class.__module__,
+            # as View.as_view() does: attributes set by decorators on dispatch, the class
+            **{**view_class.dispatch.__dict__, "view_class": view_class},
+        )
+
+    return property(view, doc=f"Wagtail's ``{name}``, built on its first request.")
+
+
+class DeferredFormViewsMixin:
+    """The views that hold a form class (create, edit, copy, revert) are built on their first
+    request instead of when the admin URLs load.
+
+    Wagtail builds the edit handler's form class (a ModelForm with a form field, widget and
+    validators per model field, and the pipeline's step formset) for each of these views as
+    it makes the URL patterns, that is in ``manage.py check`` and when a web worker starts:
+    about 1,600 long-lived objects for these three viewsets. Built on first use, they cost
+    the same once, later, and only in a process that serves the admin.
+    """
+
+    add_view = _deferred_view("add_view")
+    edit_view = _deferred_view("edit_view")
+    copy_view = _deferred_view("copy_view")
+    revisions_revert_view = _deferred_view("revisions_revert_view")
 
 
 class ConfigurersOnlyMixin:
@@ -57,7 +95,7 @@ class ConfigurersOnlyChooserViewSet(chooser.SnippetChooserViewSet):
     create_view_class = type("CreateView", (ConfigurersOnlyMixin, chooser.SnippetCreateView), {})
 
 
-class LLMPromptViewSet(SnippetViewSet):
+class LLMPromptViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMPrompt
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "openquote"
@@ -132,7 +170,7 @@ class LLMActionEditView(ProviderKeyWarningMixin, EditView):
         return buttons
 
 
-class LLMActionViewSet(SnippetViewSet):
+class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMAction
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     add_view_class = LLMActionCreateView
@@ -232,7 +270,7 @@ class StepsInlinePanel(InlinePanel):
         return options
 
 
-class LLMPipelineViewSet(SnippetViewSet):
+class LLMPipelineViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMPipeline
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "list-ol"
