@@ -2,8 +2,8 @@
 
 A run makes the queries of its floor (read the latest revision, save a revision) plus the few
 its guarantees need: one lock check before the call; storing the answer (one existence check,
-one INSERT); and in the write transaction the row read under lock, its lock check, one
-existence check, the interaction's UPDATE and the history entry. The tests pin that, and show
+one INSERT); and in the write transaction the row read under lock, its lock check (with the
+existence check), the interaction's UPDATE and the history entry. The tests pin that, and show
 that the cheaper lock check still refuses every lock Wagtail knows (locked, scheduled to go
 live, in moderation) before the call and at write time.
 """
@@ -15,6 +15,7 @@ import datetime
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.db.models.signals import pre_save
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from wagtail.models import PageLogEntry, Revision, Workflow, WorkflowPage, WorkflowTask
@@ -22,7 +23,7 @@ from wagtail.models.workflows import GroupApprovalTask
 from wagtail.signal_handlers import disable_reference_index_auto_update
 
 from wagtail_llm_actions import rowstate
-from wagtail_llm_actions.exceptions import PageInModeration, PageLocked
+from wagtail_llm_actions.exceptions import PageInModeration, PageLocked, WriteFailed
 from wagtail_llm_actions.models import LLMAction, LLMInteraction
 from wagtail_llm_actions.service import LOG_ACTION, LLMService
 from wagtail_llm_actions.signals import answer_stored
@@ -31,9 +32,12 @@ pytestmark = pytest.mark.django_db
 
 #: Queries of one run beyond its floor: the lock check before the call (1); storing the
 #: answer: its existence check and INSERT in a transaction (4, with the savepoint pair a test's
-#: transaction turns it into); writing the draft: the row read again, its lock check, the
-#: existence check, the interaction's UPDATE and the history entry, in a transaction (7).
-RUN_QUERIES_OVER_FLOOR = 12
+#: transaction turns it into); writing the draft: the row read again, its lock check (which
+#: also asks whether the revision read and the action still exist), the interaction's UPDATE
+#: and the history entry, in a transaction (6); less the savepoint pairs of Wagtail's atomic
+#: ``save_revision()`` and ``Page.save()``, which the floor makes in a test's transaction and
+#: the run, inside its own write transaction, does not (-4).
+RUN_QUERIES_OVER_FLOOR = 7
 
 
 def over_floor() -> int:
@@ -205,3 +209,51 @@ def test_existing_names_the_rows_still_there(post, action):
     rows["page"] = (type(post), post.pk + 1000)  # a locked row that is gone
     assert rowstate.existing(rows, lock="page") == {"revision", "action"}
     assert rowstate.existing({}) == set()
+
+
+def test_a_draft_whose_save_fails_keeps_the_answer_and_writes_nothing(
+    post, action, after_the_answer
+):
+    """Wagtail's ``save_revision()`` runs without its savepoints inside the write
+    transaction: an error there still rolls the write back cleanly, and the answer stays
+    stored, to apply later."""
+
+    def fail(sender, instance, **kwargs):
+        raise RuntimeError("disk full")
+
+    # The revision fails to save once the answer is stored (before the draft is written).
+    after_the_answer(
+        lambda interaction: pre_save.connect(
+            fail, sender=Revision, weak=False, dispatch_uid="test-failing-draft"
+        )
+    )
+    revisions = Revision.objects.count()
+    try:
+        with pytest.raises(WriteFailed) as caught:
+            LLMService().run(action, reload(post))
+    finally:
+        pre_save.disconnect(sender=Revision, dispatch_uid="test-failing-draft")
+    interaction = LLMInteraction.objects.get(pk=caught.value.interaction.pk)
+    assert interaction.status == "answered"  # the paid answer is kept
+    assert interaction.output_value
+    assert interaction.revision_id is None
+    assert drafts(post) == 0
+    assert Revision.objects.count() == revisions
+    assert reload(post).latest_revision_id == post.latest_revision_id
+
+
+def test_read_row_reads_the_row_as_the_orm_does_in_one_query(post):
+    model = type(post)
+    rowstate.read_row(model, post.pk)  # compiled once
+    type(post).objects.filter(pk=post.pk).update(title="Renamed meanwhile")
+    with CaptureQueriesContext(connection) as ctx:
+        fresh = rowstate.read_row(model, post.pk)
+    assert len(ctx.captured_queries) == 1
+    orm = model.objects.get(pk=post.pk)
+    assert type(fresh) is model
+    assert fresh.title == "Renamed meanwhile"
+    for field in model._meta.concrete_fields:
+        assert getattr(fresh, field.attname) == getattr(orm, field.attname), field.name
+    assert fresh.body.raw_data == orm.body.raw_data
+    assert not fresh._state.adding
+    assert rowstate.read_row(model, post.pk + 1000) is None

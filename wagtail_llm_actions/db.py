@@ -115,6 +115,32 @@ def atomic_write(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
             conn.transaction_mode = mode
 
 
+@contextlib.contextmanager
+def no_savepoints(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Inside a transaction, ``atomic`` blocks entered within this block take no savepoint.
+
+    Wagtail's ``save_revision()`` and ``Page.save()`` are atomic: inside a write transaction
+    each costs a ``SAVEPOINT`` and a ``RELEASE`` query. Where an error in them rolls back
+    the whole write anyway (it reaches :func:`write`), the savepoints buy nothing; without
+    them such an error marks the transaction for rollback, as Django does for an atomic
+    block without a savepoint. Outside a transaction this does nothing.
+    """
+    conn = connections[using]
+    if not conn.in_atomic_block or "_savepoint_allowed" in conn.__dict__:
+        yield
+        return
+    # Shadows the backend's method on this connection object (one thread's) only.
+    conn._savepoint_allowed = _no_savepoint
+    try:
+        yield
+    finally:
+        del conn._savepoint_allowed
+
+
+def _no_savepoint() -> bool:
+    return False
+
+
 def write(
     func: Callable[[], T],
     *,

@@ -10,7 +10,11 @@ again inside the transaction that writes the draft:
   classes included) decides from them, querying only for what was found.
 * **Do the rows an interaction links to still exist?** (A page, a revision, an action can be
   deleted while the model answers.) :func:`existing` asks for all of them at once, and can
-  lock one row (the page) against deletion until the transaction ends.
+  lock one row (the page) against deletion until the transaction ends; :func:`lock_flags`
+  can ask the same in its statement.
+
+The write transaction also reads the object's row again (:func:`read_row`): the ORM's query
+for it is compiled once per model and connection, then only executed.
 
 Through the ORM each of these is a query compiled anew on every run, which costs more than
 the database's answer; these statements are plain SQL built from the models' metadata, for
@@ -20,6 +24,7 @@ SQLite, PostgreSQL, MySQL and Oracle alike.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,28 +98,38 @@ class LockFlags:
 
     scheduled: bool | None
     in_workflow: bool | None
+    #: The names of the ``exists`` rows found (None: none were asked).
+    existing: frozenset[str] | None = None
 
 
-def lock_flags(obj: Any, using: str = DEFAULT_DB_ALIAS) -> LockFlags | None:
+def lock_flags(
+    obj: Any,
+    using: str = DEFAULT_DB_ALIAS,
+    *,
+    exists: Mapping[str, tuple[type[Model], Any]] | None = None,
+) -> LockFlags | None:
     """Whether ``obj`` has a revision approved to go live and an active workflow state, the
     two queries of Wagtail's ``get_lock()``, asked in one statement (the same filters as
     ``obj.revisions`` and ``obj.workflow_states.active()``). None for an unsaved object or a
-    model with neither."""
+    model with neither, unless ``exists`` asks too: which of its rows (name → ``(model,
+    pk)``, as :func:`existing` takes them) exist, in the same statement."""
     from wagtail.models import DraftStateMixin, Revision, WorkflowMixin, WorkflowState
 
-    if getattr(obj, "pk", None) is None:
-        return None
-    draft_state = isinstance(obj, DraftStateMixin)
-    workflows = isinstance(obj, WorkflowMixin) and getattr(
-        settings, "WAGTAIL_WORKFLOW_ENABLED", True
+    saved = getattr(obj, "pk", None) is not None
+    draft_state = saved and isinstance(obj, DraftStateMixin)
+    workflows = (
+        saved
+        and isinstance(obj, WorkflowMixin)
+        and getattr(settings, "WAGTAIL_WORKFLOW_ENABLED", True)
     )
-    if not (draft_state or workflows):
+    if not (draft_state or workflows or exists):
         return None
     connection = connections[using]
-    base_type = obj.get_base_content_type().pk
-    object_id = str(obj.pk)
     checks: list[str] = []
     params: list[Any] = []
+    if draft_state or workflows:
+        base_type = obj.get_base_content_type().pk
+        object_id = str(obj.pk)
     if draft_state:
         checks.append(
             _exists_sql(
@@ -146,13 +161,23 @@ def lock_flags(obj: Any, using: str = DEFAULT_DB_ALIAS) -> LockFlags | None:
             WorkflowState.STATUS_IN_PROGRESS,
             WorkflowState.STATUS_NEEDS_CHANGES,
         ]
+    names = list(exists or ())
+    for name in names:
+        model, pk = exists[name]
+        meta = model._meta
+        pk_column = connection.ops.quote_name(meta.pk.column)
+        checks.append(_exists_sql(connection, model, [f"{pk_column} = %s"]))
+        params.append(meta.pk.get_db_prep_value(pk, connection))
     sql = f"SELECT {', '.join(checks)}{connection.features.bare_select_suffix}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = list(cursor.fetchone())
     scheduled = bool(row.pop(0)) if draft_state else None
     in_workflow = bool(row.pop(0)) if workflows else None
-    return LockFlags(scheduled=scheduled, in_workflow=in_workflow)
+    found = frozenset(name for name, hit in zip(names, row, strict=True) if hit)
+    return LockFlags(
+        scheduled=scheduled, in_workflow=in_workflow, existing=found if exists else None
+    )
 
 
 _MISSING = object()
@@ -182,9 +207,88 @@ def known_lock_state(obj: Any, flags: LockFlags | None) -> Iterator[None]:
                 obj.__dict__[name] = value
 
 
-def get_lock(obj: Any, using: str = DEFAULT_DB_ALIAS) -> Any:
-    """``obj.get_lock()`` (Wagtail's lock object, or None) with one query instead of two."""
+def get_lock(obj: Any, using: str = DEFAULT_DB_ALIAS, *, flags: LockFlags | None = None) -> Any:
+    """``obj.get_lock()`` (Wagtail's lock object, or None) with one query instead of two;
+    none with ``flags`` that :func:`lock_flags` gave for ``obj`` already."""
     if not hasattr(obj, "get_lock"):
         return None
-    with known_lock_state(obj, lock_flags(obj, using)):
+    with known_lock_state(obj, flags if flags is not None else lock_flags(obj, using)):
         return obj.get_lock()
+
+
+# -- reading a row again ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RowReader:
+    """A compiled ``SELECT`` of one row by primary key and how to turn its row into a model
+    instance, as Django's ``ModelIterable`` does (converters included)."""
+
+    model: type[Model]
+    sql: str
+    init_list: tuple[str, ...]
+    converters: tuple[tuple[int, tuple, Any], ...]
+
+
+#: Compiled readers per connection object (converters belong to one connection) and model.
+_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_UNCACHEABLE = object()
+
+
+def _compile_reader(queryset, pk: Any, connection) -> _RowReader | None:
+    """The reader for ``queryset`` (filtered by ``pk`` only), or None if its query is not a
+    plain one (select_related, annotations, deferred or composite fields, more parameters)."""
+    compiler = queryset.query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    klass_info = compiler.klass_info or {}
+    columns = [column for column, _sql, _alias in compiler.select]
+    prepped = queryset.model._meta.pk.get_db_prep_value(pk, connection)
+    if (
+        list(params) != [prepped]
+        or klass_info.get("related_klass_infos")
+        or compiler.annotation_col_map
+        or klass_info.get("select_fields") != list(range(len(columns)))
+        or compiler.has_composite_fields(columns)
+        or queryset._known_related_objects
+    ):
+        return None
+    converters = compiler.get_converters(columns)
+    return _RowReader(
+        model=klass_info["model"],
+        sql=sql,
+        init_list=tuple(column.target.attname for column in columns),
+        converters=tuple((i, tuple(convs), expr) for i, (convs, expr) in converters.items()),
+    )
+
+
+def read_row(model: type[Model], pk: Any, *, lock: bool = False) -> Model | None:
+    """``model._default_manager.filter(pk=pk).first()`` (``select_for_update()`` with
+    ``lock``), or None: the same row and instance, without compiling the query each time."""
+    from django.db import router
+
+    using = router.db_for_write(model) if lock else router.db_for_read(model)
+    connection = connections[using]
+    by_model = _readers.setdefault(connection, {})
+    reader = by_model.get((model, lock))
+    if reader is None or reader is _UNCACHEABLE:
+        queryset = model._default_manager.db_manager(using).filter(pk=pk).order_by()
+        if lock:
+            queryset = queryset.select_for_update()
+        if reader is _UNCACHEABLE:
+            return queryset.first()
+        reader = _compile_reader(queryset, pk, connection)
+        by_model[model, lock] = reader or _UNCACHEABLE
+        if reader is None:
+            return queryset.first()
+    with connection.cursor() as cursor:
+        cursor.execute(reader.sql, [model._meta.pk.get_db_prep_value(pk, connection)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for position, converters, expression in reader.converters:
+        value = values[position]
+        for converter in converters:
+            value = converter(value, expression, connection)
+        values[position] = value
+    return reader.model.from_db(using, list(reader.init_list), values)

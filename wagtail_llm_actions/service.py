@@ -851,8 +851,17 @@ class LLMService:
         model = type(obj.specific if isinstance(obj, Page) else obj)
 
         def write() -> None:
-            target, rebased = _checked_target(
-                model, obj.pk, user, working_obj, interaction.base_revision_id
+            # (_checked_target holds the page's row: only the revisions and action are asked,
+            # with its lock check.)
+            page_locked = interaction.page_id == obj.pk
+            linked = _linked_rows(interaction, page_locked=page_locked)
+            target, rebased, found = _checked_target(
+                model,
+                obj.pk,
+                user,
+                working_obj,
+                interaction.base_revision_id,
+                exists=linked if "page" not in linked else None,
             )
             if target is not working_obj:
                 try:
@@ -871,8 +880,7 @@ class LLMService:
             # The run's own copy was validated before the transaction (below); a newer
             # revision the answer was rebased onto is validated here.
             revision = self._save_draft(target, user, action, clean=target is not working_obj)
-            # (_checked_target holds the page's row: only the revision and action are asked.)
-            _detach_deleted(interaction, page_locked=interaction.page_id == obj.pk)
+            _detach_deleted(interaction, page_locked=page_locked, known=(linked, found))
             interaction.revision = revision
             interaction.rebased = rebased
             interaction.outcome = InteractionOutcome.DRAFTED
@@ -939,7 +947,7 @@ class LLMService:
         last_interaction, last_action = writes[-1]
 
         def write() -> None:
-            target, rebased = _checked_target(
+            target, rebased, _found = _checked_target(
                 model, obj.pk, user, working_obj, run.base_revision_id
             )
             if target is not working_obj:
@@ -1112,7 +1120,9 @@ class LLMService:
         from wagtail.signal_handlers import disable_reference_index_auto_update
 
         try:
-            with disable_reference_index_auto_update():
+            # Called inside the write transaction: an error rolls it all back, so Wagtail's
+            # atomic blocks need no savepoints of their own (two queries each).
+            with disable_reference_index_auto_update(), db.no_savepoints():
                 return working_obj.save_revision(user=user, log_action=False, clean=clean)
         except Exception as e:  # a validation error on the draft: report, don't 500
             _raise_invalid_draft(e)
@@ -1176,11 +1186,15 @@ def _raise_invalid_draft(error: Exception) -> None:
         ) from error
 
 
-def _checked_target(model, pk, user, working_obj: Any, base_revision_id) -> tuple[Any, bool]:
+def _checked_target(
+    model, pk, user, working_obj: Any, base_revision_id, *, exists: dict | None = None
+) -> tuple[Any, bool, frozenset[str] | None]:
     """Inside a write transaction: lock the object's row and check it again (it still exists,
     the user may still edit it, no lock or moderation stops it), then return what to write the
     answer into and whether that is a newer revision than the run read (``rebased``): the run's
-    own working copy if nothing was saved since, else the newest revision."""
+    own working copy if nothing was saved since, else the newest revision. The lock check also
+    asks which rows of ``exists`` (see ``rowstate.existing``) still exist: the third value
+    (None if none were asked)."""
     fresh = _lock_row(model, pk)
     if fresh is None:
         raise _page_gone()
@@ -1188,13 +1202,15 @@ def _checked_target(model, pk, user, working_obj: Any, base_revision_id) -> tupl
     current_user = _reload_user(user)
     if user is not None and (current_user is None or not can_edit(current_user, fresh)):
         raise ActionNotAllowed()
-    lock = _lock_reason(current_user, fresh)
+    flags = rowstate.lock_flags(fresh, exists=exists) if exists else None
+    lock = _lock_reason(current_user, fresh, flags)
     if lock is not None:
         raise lock
+    found = flags.existing if flags is not None else None
     latest_id = getattr(fresh, "latest_revision_id", None)
     if working_obj is not None and base_revision_id is not None and latest_id == base_revision_id:
-        return working_obj, False
-    return fresh.get_latest_revision_as_object(), working_obj is not None
+        return working_obj, False, found
+    return fresh.get_latest_revision_as_object(), working_obj is not None, found
 
 
 def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:
@@ -1207,11 +1223,31 @@ def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:
     )
 
 
-def _detach_deleted(interaction: LLMInteraction, *, page_locked: bool = False) -> bool:
+def _detach_deleted(
+    interaction: LLMInteraction,
+    *,
+    page_locked: bool = False,
+    known: tuple[dict, frozenset[str] | None] | None = None,
+) -> bool:
     """Clear references to a page (and revisions, an action) deleted meanwhile, so the
     interaction can still be saved; one query. Locks the page row against deletion until the
-    transaction ends, unless the caller holds it (``page_locked``). Returns whether the page is
-    gone."""
+    transaction ends, unless the caller holds it (``page_locked``). ``known`` is ``(rows,
+    found)``: rows (from :func:`_linked_rows`) this transaction has asked about already, and
+    those found; if they are still the rows to ask about, no query is made. Returns whether
+    the page is gone."""
+    rows = _linked_rows(interaction, page_locked=page_locked)
+    if known is not None and known[1] is not None and known[0] == rows:
+        found = known[1]
+    else:
+        found = rowstate.existing(rows, lock="page" if "page" in rows else None)
+    for name in rows.keys() - found:
+        setattr(interaction, name, None)
+    return "page" in rows and "page" not in found
+
+
+def _linked_rows(interaction: LLMInteraction, *, page_locked: bool = False) -> dict:
+    """The rows ``interaction`` links to that may be deleted while it runs (name → ``(model,
+    pk)``): its page (unless the caller holds its row, ``page_locked``), revisions, action."""
     from wagtail.models import Revision
 
     rows: dict[str, tuple[type, Any]] = {}
@@ -1223,10 +1259,7 @@ def _detach_deleted(interaction: LLMInteraction, *, page_locked: bool = False) -
     if interaction.action_id is not None:
         # The action may be deleted while the model answers; the row keeps its name.
         rows["action"] = (LLMAction, interaction.action_id)
-    found = rowstate.existing(rows, lock="page" if "page" in rows else None)
-    for name in rows.keys() - found:
-        setattr(interaction, name, None)
-    return "page" in rows and "page" not in found
+    return rows
 
 
 def _reload_user(user):
@@ -1241,20 +1274,21 @@ def _reload_user(user):
 def _lock_row(model, pk):
     """``model`` row ``pk``, read again under a row lock (PostgreSQL; on SQLite the write
     transaction already holds the database's write lock); None if it was deleted."""
-    queryset = model._default_manager.filter(pk=pk)
+    lock = False
     if db.connections["default"].features.has_select_for_update:
         # Lock only the base row (a page's wagtailcore_page row): enough to order writers.
         base = model._meta.get_parent_list()[-1] if model._meta.get_parent_list() else model
         if base is not model:
-            list(base._default_manager.select_for_update().filter(pk=pk).values_list("pk"))
+            rowstate.existing({"row": (base, pk)}, lock="row")
         else:
-            queryset = queryset.select_for_update()
-    return queryset.first()
+            lock = True
+    return rowstate.read_row(model, pk, lock=lock)
 
 
-def _lock_reason(user, obj: Any) -> LLMActionError | None:
-    """A :class:`PageLocked` (or :class:`PageInModeration`) if ``obj`` cannot be written now."""
-    lock = rowstate.get_lock(obj)
+def _lock_reason(user, obj: Any, flags: rowstate.LockFlags | None = None) -> LLMActionError | None:
+    """A :class:`PageLocked` (or :class:`PageInModeration`) if ``obj`` cannot be written now
+    (``flags``: what ``rowstate.lock_flags`` found for it in this transaction, if asked)."""
+    lock = rowstate.get_lock(obj, flags=flags)
     if lock is None:
         return None
     if user is not None and not lock.for_user(user):
