@@ -128,8 +128,9 @@ class _TextParser(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self.skipping:
-            # Line breaks in HTML source are just spaces; only elements break lines.
-            self.parts.append(re.sub(r"\s+", " ", data))
+            # Line breaks in HTML source are just spaces; only elements break lines. (Other
+            # whitespace is collapsed when the lines are joined: see html_to_text.)
+            self.parts.append(data.replace("\n", " "))
 
 
 def html_to_text(html: str) -> str:
