@@ -75,6 +75,12 @@ def test_one_run_makes_only_the_queries_its_guarantees_need(post, action):
     assert interaction.status == "success"
     assert sql.count('INSERT INTO "wagtail_llm_actions_llminteraction"') == 1
     assert sql.count('UPDATE "wagtail_llm_actions_llminteraction"') == 1
+    stored = LLMInteraction.objects.get(pk=interaction.pk)  # what the write's UPDATE stored
+    assert (stored.status, stored.outcome, stored.rebased) == ("success", "drafted", False)
+    assert stored.revision_id == reload(post).latest_revision_id
+    assert stored.base_revision_id == obj.latest_revision_id
+    assert stored.action_id == action.pk
+    assert stored.previous_value == interaction.previous_value
     assert 'FROM "wagtailcore_workflowstate"' in sql  # asked, in the lock checks
     assert "wagtailcore_workflowstate" not in sql.replace(
         'SELECT 1 FROM "wagtailcore_workflowstate"', ""

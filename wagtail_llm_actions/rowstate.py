@@ -292,3 +292,45 @@ def read_row(model: type[Model], pk: Any, *, lock: bool = False) -> Model | None
             value = converter(value, expression, connection)
         values[position] = value
     return reader.model.from_db(using, list(reader.init_list), values)
+
+
+def update_row(obj: Model, names: tuple[str, ...]) -> None:
+    """``obj.save(update_fields=names)`` for a row that exists, as one ``UPDATE`` whose SQL is
+    built once per model, fields and connection. No ``pre_save``/``post_save`` signal is sent
+    (nothing of this app listens to them for the rows it updates this way); fields whose
+    values need SQL of their own (expressions, placeholders) go through ``save()``."""
+    from django.db import DatabaseError, router
+
+    model = type(obj)
+    using = router.db_for_write(model, instance=obj)
+    connection = connections[using]
+    by_key = _readers.setdefault(connection, {})
+    key = ("update", model, names)
+    entry = by_key.get(key)
+    if entry is None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        fields = [meta.get_field(name) for name in names]
+        if any(hasattr(field, "get_placeholder") for field in fields):
+            entry = by_key[key] = _UNCACHEABLE
+        else:
+            sets = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+            table, pk_column = quote(meta.db_table), quote(meta.pk.column)
+            sql = f"UPDATE {table} SET {sets} WHERE {pk_column} = %s"  # noqa: S608 - names quoted
+            entry = by_key[key] = (sql, fields)
+    values = None
+    if entry is not _UNCACHEABLE:
+        sql, fields = entry
+        values = [
+            field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields
+        ]
+        if any(hasattr(value, "resolve_expression") for value in values):
+            values = None
+    if values is None:
+        obj.save(update_fields=names)
+        return
+    values.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if not cursor.rowcount:
+            raise DatabaseError("Save with update_fields did not affect any rows.")

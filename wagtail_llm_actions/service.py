@@ -887,7 +887,7 @@ class LLMService:
             interaction.status = InteractionStatus.SUCCESS
             interaction.error_code = interaction.error_message = ""
             # The answer itself is stored already: only what this write changes is saved.
-            interaction.save(update_fields=WRITE_FIELDS)
+            rowstate.update_row(interaction, WRITE_FIELDS)
             if on_success is not None:
                 on_success(interaction)
             log_generated(target, user, revision, action, interaction)
