@@ -38,11 +38,11 @@ def busy_draft_saves(monkeypatch, times: int | None):
     original = LLMService._save_draft
     calls = {"n": 0}
 
-    def flaky(working_obj, user, action):
+    def flaky(working_obj, user, action, **kwargs):
         calls["n"] += 1
         if times is None or calls["n"] <= times:
             raise OperationalError("database is locked")
-        return original(working_obj, user, action)
+        return original(working_obj, user, action, **kwargs)
 
     monkeypatch.setattr(LLMService, "_save_draft", staticmethod(flaky))
     return calls
