@@ -274,10 +274,10 @@ def test_apply_stored_answer_writes_the_paid_answer_without_a_new_call(
     original = LLMService._save_draft
     busy = {"on": True}
 
-    def flaky(working_obj, user, action):
+    def flaky(working_obj, user, action, **kwargs):
         if busy["on"] and working_obj.pk == locked.pk:
             raise OperationalError("database is locked")
-        return original(working_obj, user, action)
+        return original(working_obj, user, action, **kwargs)
 
     monkeypatch.setattr(LLMService, "_save_draft", staticmethod(flaky))
     fake_llm.configure(reply="Stored, not lost.")
