@@ -618,7 +618,7 @@ def test_a_stored_structured_answer_is_applied_later_without_a_call(
     monkeypatch.setattr("wagtail_llm_actions.db.FIRST_BACKOFF", 0.001)
     fake_llm.configure(json_reply=GOOD)
 
-    def busy(working_obj, user, action):
+    def busy(working_obj, user, action, **kwargs):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(LLMService, "_save_draft", staticmethod(busy))
