@@ -7,32 +7,13 @@ file with Django's defaults.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connections
 
+from tests.threads import in_thread, join_checked
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.models import LLMProviderSlots
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def in_thread(func) -> threading.Thread:
-    errors: list[BaseException] = []
-
-    def target():
-        try:
-            func()
-        except BaseException as e:  # reported after join
-            errors.append(e)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.errors = errors
-    thread.start()
-    return thread
 
 
 def test_runners_of_two_jobs_never_exceed_the_provider_limit(
@@ -61,9 +42,7 @@ def test_runners_of_two_jobs_never_exceed_the_provider_limit(
         in_thread(lambda: jobs.run_job(intro_job.pk, share=2)),
     ]
     for thread in runners:
-        thread.join(300)
-        assert not thread.is_alive()
-        assert not thread.errors, thread.errors
+        join_checked(thread)
 
     for job in (summary_job, intro_job):
         job.refresh_from_db()

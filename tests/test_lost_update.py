@@ -13,8 +13,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connections
 
+from tests.threads import in_thread, join_checked
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.models import LLMInteraction
 from wagtail_llm_actions.service import LLMService
@@ -27,30 +27,6 @@ def patient(shared_db, server_action):
     """The fake model waits for the other writer; on a busy machine that can take a while."""
     server_action.timeout = 60
     server_action.save()
-
-
-def in_thread(func) -> threading.Thread:
-    """Run ``func`` in another thread with its own database connection."""
-    errors: list[BaseException] = []
-
-    def target():
-        try:
-            func()
-        except BaseException as e:  # reported by join_checked
-            errors.append(e)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.errors = errors
-    thread.start()
-    return thread
-
-
-def join_checked(thread: threading.Thread) -> None:
-    thread.join(300)
-    assert not thread.is_alive()
-    assert not thread.errors, thread.errors
 
 
 def latest(page):

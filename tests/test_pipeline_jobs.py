@@ -4,18 +4,17 @@ step's provider and stopped when the pipeline is disabled."""
 
 from __future__ import annotations
 
-import threading
 from io import StringIO
 from urllib.parse import urlencode
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
-from django.db import connections
 from django.urls import reverse
 from wagtail.models import Revision
 
 from tests.fakeserver import last_user_message
+from tests.threads import in_thread, join_checked
 from tests.workers import drain
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.models import (
@@ -241,23 +240,6 @@ def test_the_lease_covers_every_step(own_pipeline, make_action, settings):
     assert job_lease_seconds(own_pipeline) == 100 + 60 + 60 + 200 * 2
 
 
-def _in_thread(func) -> threading.Thread:
-    errors: list[BaseException] = []
-
-    def target():
-        try:
-            func()
-        except BaseException as e:  # reported after join
-            errors.append(e)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.errors = errors
-    thread.start()
-    return thread
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_own_prompt_pipeline_jobs_keep_the_provider_limit(
     shared_db, make_post, own_pipeline, fake_llm, superuser, settings
@@ -271,13 +253,11 @@ def test_own_prompt_pipeline_jobs_keep_the_provider_limit(
 
     # A runner and a helper: each would take the two slots on its own.
     runners = [
-        _in_thread(lambda: jobs.run_job(job.pk, share=1)),
-        _in_thread(lambda: jobs.run_job(job.pk, share=1, helper=True)),
+        in_thread(lambda: jobs.run_job(job.pk, share=1)),
+        in_thread(lambda: jobs.run_job(job.pk, share=1, helper=True)),
     ]
     for thread in runners:
-        thread.join(300)
-        assert not thread.is_alive()
-        assert not thread.errors, thread.errors
+        join_checked(thread)
 
     job.refresh_from_db()
     assert job.status == "completed"
