@@ -1,25 +1,22 @@
 """The action form in a real browser: choices follow the page types, the slug follows the name,
 and the note on where the action appears stays in step.
 
-Screenshot: docs/screenshots/action-edit.png.
+Screenshot: test-artifacts/action-edit.png (docs/screenshots/ with UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
+from tests.browser.screens import save_screenshot
 from tests.browser.test_editor_placement_browser import login
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def options(page, name):
@@ -89,5 +86,4 @@ def test_choices_follow_page_types_and_slug_follows_name(live_server, browser_pa
     page.fill("input[name=source_field]", "text")
     note.scroll_into_view_if_needed()
     page.evaluate("window.scrollTo(0, 0)")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "action-edit.png"), full_page=True)
+    save_screenshot(page, "action-edit", full_page=True)

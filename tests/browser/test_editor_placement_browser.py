@@ -5,20 +5,21 @@ in-process django-q2 worker (``tests/browser/qworker.py``) calling the fake Open
 server through LiteLLM.
 
 Screenshots of the filled editor in the light, dark and high-contrast admin themes are written
-to ``docs/screenshots/`` (``editor-filled*.png``).
+to ``test-artifacts/`` (``editor-filled*.png``), and to ``docs/screenshots/`` only by
+``scripts/screenshots.sh``.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from tests.browser.qworker import WorkerThread
+from tests.browser.screens import save_screenshot
 from tests.browser.test_editor_browser import login_and_edit, save_draft, type_body, worker
 
 pytestmark = [
@@ -28,7 +29,6 @@ pytestmark = [
 
 __all__ = ["worker"]  # the fixture, imported for this module's tests
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 UNSAVED_BODY = "Earthworms turn kitchen peelings into dark crumbly soil within weeks."
 NEW_TITLE = "Earthworms in a bin on the balcony"
 
@@ -251,8 +251,7 @@ def test_editor_review_bar_screenshots(
     page.locator('[data-llm-action-field-value="summary"] .llm-action__review').wait_for()
     page.locator("textarea[name=summary]").scroll_into_view_if_needed()
     page.evaluate("window.scrollBy(0, -250)")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name))
+    save_screenshot(page, name.removesuffix(".png"))
 
 
 def _shared_connection():
