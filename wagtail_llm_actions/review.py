@@ -17,7 +17,7 @@ from taggit.managers import TaggableManager
 from wagtail.log_actions import log
 from wagtail.models import PageLogEntry
 
-from . import db, log_actions, outputs
+from . import db, drafts, log_actions, outputs
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -155,7 +155,8 @@ def discard(interaction: LLMInteraction, user):
     with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
         for field_name, field in fields.items():
             _set_field(working_obj, field, previous[field_name])
-        revision = working_obj.save_revision(user=user, log_action=False)
+        with drafts.stored_form_kept(working_obj, fields):
+            revision = working_obj.save_revision(user=user, log_action=False)
         log(
             instance=working_obj,
             action=DISCARD_LOG_ACTION,
@@ -212,7 +213,12 @@ def keep(interaction: LLMInteraction, user):
     except (outputs.OutputError, PathError) as e:
         raise OutputRejected(str(e)) from e
     with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
-        revision = LLMService._save_draft(working_obj, user, action)
+        revision = LLMService._save_draft(
+            working_obj,
+            user,
+            action,
+            written=list(interaction.output_values or {}) or [action.target_field],
+        )
         log_generated(working_obj, user, revision, action, interaction)
         interaction.revision = revision
         interaction.base_revision = base_revision

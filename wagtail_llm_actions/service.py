@@ -21,7 +21,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Page
 
-from . import db, log_actions, outputs, rowstate
+from . import db, drafts, log_actions, outputs, rowstate
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -112,12 +112,16 @@ def content_hash(texts: list[str]) -> str:
 
 
 def working_copy(obj: Any) -> tuple[Any, Any]:
-    """The object as its latest revision has it (never the live row), and that revision."""
+    """The object as its latest revision has it, and that revision.
+
+    Never ``obj`` itself (see :func:`drafts.latest_as_object`): the copy remembers how its
+    StreamFields are stored, so the draft saved from it keeps them so.
+    """
     if isinstance(obj, Page):
         obj = obj.specific
     if hasattr(obj, "get_latest_revision_as_object"):
         revision = obj.get_latest_revision() if hasattr(obj, "get_latest_revision") else None
-        return obj.get_latest_revision_as_object(), revision
+        return drafts.latest_as_object(obj), revision
     raise ConfigurationProblem(
         _("%(object)s keeps no revisions, so an answer cannot be saved as a draft.")
         % {"object": obj}
@@ -879,7 +883,13 @@ class LLMService:
                     raise ConfigurationProblem(str(e)) from e
             # The run's own copy was validated before the transaction (below); a newer
             # revision the answer was rebased onto is validated here.
-            revision = self._save_draft(target, user, action, clean=target is not working_obj)
+            revision = self._save_draft(
+                target,
+                user,
+                action,
+                clean=target is not working_obj,
+                written=list(interaction.output_values or {}) or [target_field],
+            )
             _detach_deleted(interaction, page_locked=page_locked, known=(linked, found))
             interaction.revision = revision
             interaction.rebased = rebased
@@ -968,7 +978,12 @@ class LLMService:
                         )
                 except PathError as e:
                     raise ConfigurationProblem(str(e)) from e
-            revision = self._save_draft(target, user, last_action)
+            written = [
+                name
+                for interaction, _action in writes
+                for name in (list(interaction.output_values or {}) or [interaction.target_field])
+            ]
+            revision = self._save_draft(target, user, last_action, written=written)
             for interaction, _action in writes:
                 _detach_deleted(interaction, page_locked=interaction.page_id == obj.pk)
                 interaction.revision = revision
@@ -1112,9 +1127,10 @@ class LLMService:
         )
 
     @staticmethod
-    def _save_draft(working_obj, user, action, *, clean: bool = True):
+    def _save_draft(working_obj, user, action, *, clean: bool = True, written: Collection[str]):
         """``save_revision()`` of ``working_obj``; ``clean=False`` when it was validated
-        already (:meth:`_validate_draft`)."""
+        already (:meth:`_validate_draft`). Only the ``written`` fields may differ from the
+        revision ``working_obj`` was loaded from (see :mod:`drafts`)."""
         # A draft leaves the live row's content as it was, so Wagtail's reference index (built
         # from the live object) would be rebuilt unchanged: skip that work on every run.
         from wagtail.signal_handlers import disable_reference_index_auto_update
@@ -1122,7 +1138,11 @@ class LLMService:
         try:
             # Called inside the write transaction: an error rolls it all back, so Wagtail's
             # atomic blocks need no savepoints of their own (two queries each).
-            with disable_reference_index_auto_update(), db.no_savepoints():
+            with (
+                disable_reference_index_auto_update(),
+                db.no_savepoints(),
+                drafts.stored_form_kept(working_obj, written),
+            ):
                 return working_obj.save_revision(user=user, log_action=False, clean=clean)
         except Exception as e:  # a validation error on the draft: report, don't 500
             _raise_invalid_draft(e)
@@ -1210,7 +1230,7 @@ def _checked_target(
     latest_id = getattr(fresh, "latest_revision_id", None)
     if working_obj is not None and base_revision_id is not None and latest_id == base_revision_id:
         return working_obj, False, found
-    return fresh.get_latest_revision_as_object(), working_obj is not None, found
+    return drafts.latest_as_object(fresh), working_obj is not None, found
 
 
 def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:
