@@ -90,6 +90,64 @@ WRITE_FIELDS = (
 
 
 @dataclass
+class PlannedRequest:
+    """The first request a run sends, as the run builds it (what dry runs show)."""
+
+    request: Any  # providers.CompletionRequest (the provider layer is imported lazily)
+    #: How many calls send it: the candidates, for a model that takes no ``n``.
+    calls: int = 1
+    #: Map-reduce: the parts of the source (each a call with its messages; ``request`` is
+    #: the first part's), then a call combining the answers. 0: the source is sent whole.
+    parts: int = 0
+
+    def parameters(self) -> list[tuple[str, Any]]:
+        """The parameters that shape the answer, as sent (and as the interaction records
+        them): model, temperature, max_tokens, n, response_format, and extra parameters."""
+        sent = self.request.public_parameters()
+        shown: list[tuple[str, Any]] = [
+            ("model", sent["model"]),
+            ("temperature", sent["temperature"]),
+            ("max_tokens", sent["max_tokens"]),
+            ("n", sent.get("n", 1)),
+            ("response_format", sent.get("response_format")),
+        ]
+        if sent["extra_params"]:
+            shown.append(("extra_params", sent["extra_params"]))
+        return shown
+
+    def parameters_as_text(self) -> list[tuple[str, str]]:
+        """:meth:`parameters` for people: JSON values indented, unset ones said so."""
+        shown = []
+        for name, value in self.parameters():
+            if value is None:
+                text = _("none") if name == "response_format" else _("not set")
+            elif isinstance(value, dict | list):
+                text = json.dumps(value, indent=2, ensure_ascii=False)
+            else:
+                text = str(value)
+            shown.append((name, text))
+        return shown
+
+    def notes(self) -> list[str]:
+        """What else a run does with this request: several calls, or parts of the source."""
+        notes = []
+        if self.calls > 1:
+            notes.append(
+                _("The model takes no “n”: this request is sent %(calls)s times, once per answer.")
+                % {"calls": self.calls}
+            )
+        if self.parts:
+            notes.append(
+                _(
+                    "The source is split into %(parts)s parts: these are the first part's "
+                    "messages. Each part is a call, then one call combines the answers."
+                )
+                % {"parts": self.parts}
+            )
+        return notes
+
+
+@dataclass
 class PreparedRun:
     """Everything needed to call the model, built from an object without any I/O."""
 
@@ -100,6 +158,10 @@ class PreparedRun:
     source_hash: str
     truncated: bool
     variables: dict[str, str] = field(default_factory=dict)
+    #: Dry runs: the first call's request (see :meth:`LLMService.dry_run`).
+    planned: PlannedRequest | None = None
+    #: Dry runs: why that request cannot be built (the run would stop there), if it cannot.
+    request_error: str = ""
 
 
 def content_hash(texts: list[str]) -> str:
@@ -499,8 +561,7 @@ class LLMService:
         total = len(parts)
         answers: list[str] = []
         for number, part in enumerate(parts, start=1):
-            values = {**prepared.variables, "source": part, action.source_field: part}
-            messages = self.render_messages(action, values)
+            messages = self.part_messages(prepared, part)
             answers.append(
                 self._part_call(
                     action,
@@ -657,6 +718,56 @@ class LLMService:
         interaction.cost = add(interaction.cost, result.cost)
         interaction.latency_ms = add(interaction.latency_ms, result.latency_ms)
 
+    @staticmethod
+    def single_request(
+        action: LLMAction, messages: list[dict], max_chars: int | None, count: int = 1
+    ):
+        """The request of a one-field call asking for ``count`` answers: in one call with
+        ``n`` where the model takes it (else the run sends it ``count`` times)."""
+        from .providers import build_request, supports_n
+
+        request = build_request(action, messages, max_chars=max_chars)
+        if count > 1 and supports_n(request.model):
+            request.n = count
+        return request
+
+    def part_messages(self, prepared: PreparedRun, part: str) -> list[dict[str, str]]:
+        """The messages of a map-reduce action's call on one ``part`` of its source."""
+        action = prepared.action
+        return self.render_messages(
+            action, {**prepared.variables, "source": part, action.source_field: part}
+        )
+
+    def plan(self, prepared: PreparedRun, working_obj: Any, candidates: int = 1) -> PlannedRequest:
+        """The first request a run of ``prepared`` sends (built by the code the run uses to
+        build it, without calling anything), for a run asking for ``candidates`` answers.
+
+        Raises ``ConfigurationProblem`` as the run would, and the provider layer's errors (a
+        key that is not set, a refused extra parameter) from building the request.
+        """
+        action = prepared.action
+        if action.is_structured:
+            from .structured import structured_request
+
+            self._check_whole(prepared)
+            try:
+                request, _schema = structured_request(action, type(working_obj), prepared.messages)
+            except PathError as e:
+                raise ConfigurationProblem(str(e)) from e
+            return PlannedRequest(request)
+        max_chars = outputs.answer_max_chars(type(working_obj), action.target_field)
+        parts = None
+        if action.long_content == LongContent.MAP_REDUCE:
+            parts = self.split_source(prepared)
+        if parts:  # one candidate: each part is a call (as _map_reduce makes them)
+            return PlannedRequest(
+                self.single_request(action, self.part_messages(prepared, parts[0]), None),
+                parts=len(parts),
+            )
+        count = max(candidates or 1, 1)
+        request = self.single_request(action, prepared.messages, max_chars, count)
+        return PlannedRequest(request, calls=1 if request.n == count else count)
+
     def _call_single(
         self, action: LLMAction, working_obj: Any, prepared: PreparedRun, interaction, count: int
     ) -> None:
@@ -666,7 +777,7 @@ class LLMService:
         for in one call with ``n`` where the model supports it, else in ``count`` calls. A
         map-reduce action whose source must be split offers one candidate.
         """
-        from .providers import build_request, complete, supports_n
+        from .providers import complete
 
         try:
             interaction.previous_value = outputs.read_field_value(working_obj, action.target_field)
@@ -685,9 +796,7 @@ class LLMService:
             texts.append(self.answer(prepared, interaction, max_chars=max_chars).text)
             calls = count = 1
         else:
-            request = build_request(action, prepared.messages, max_chars=max_chars)
-            if supports_n(request.model):
-                request.n = count
+            request = self.single_request(action, prepared.messages, max_chars, count)
             interaction.messages = prepared.messages
             interaction.parameters = request.public_parameters()
         while len(texts) < count:
@@ -724,22 +833,10 @@ class LLMService:
             outputs.set_output_value(working_obj, action.target_field, values[0])
         interaction.output_value = values[0]
 
-    def _call_structured(
-        self, action: LLMAction, working_obj: Any, prepared: PreparedRun, interaction
-    ) -> None:
-        """Several fields from one JSON answer, with one repair round-trip if it is unusable."""
-        from .providers import build_request, complete, supports_response_schema
-        from .structured import (
-            StructuredError,
-            apply_answer,
-            build_schema,
-            json_instruction,
-            parse_answer,
-            repair_message,
-            response_format,
-        )
-
-        if action.long_content == LongContent.MAP_REDUCE and self.split_source(prepared):
+    def _check_whole(self, prepared: PreparedRun) -> None:
+        """An action filling several fields sends its source whole: refuse one that must be
+        split (map-reduce over a long source) before any call."""
+        if prepared.action.long_content == LongContent.MAP_REDUCE and self.split_source(prepared):
             raise ConfigurationProblem(
                 _(
                     "The content is too long for the model's context window, and an action "
@@ -747,21 +844,30 @@ class LLMService:
                     "or choose “truncate” for long content."
                 )
             )
+
+    def _call_structured(
+        self, action: LLMAction, working_obj: Any, prepared: PreparedRun, interaction
+    ) -> None:
+        """Several fields from one JSON answer, with one repair round-trip if it is unusable."""
+        from .providers import complete
+        from .structured import (
+            StructuredError,
+            apply_answer,
+            parse_answer,
+            repair_message,
+            structured_request,
+        )
+
+        self._check_whole(prepared)
         mapping = action.output_fields
-        model_class = type(working_obj)
         try:
-            schema = build_schema(model_class, mapping)
             interaction.previous_values = {
                 name: outputs.read_field_value(working_obj, name) for name in mapping.values()
             }
+            request, schema = structured_request(action, type(working_obj), prepared.messages)
         except PathError as e:
             raise ConfigurationProblem(str(e)) from e
-        messages = [dict(m) for m in prepared.messages]
-        request = build_request(action, messages)
-        if supports_response_schema(request.model):
-            request.response_format = response_format(schema)
-        else:
-            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{json_instruction(schema)}"
+        messages = request.messages
         interaction.messages = messages
         interaction.parameters = request.public_parameters()
         truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
@@ -1095,13 +1201,33 @@ class LLMService:
             error.message,
         )
 
-    def dry_run(self, action: LLMAction, obj: Any, user=None) -> PreparedRun:
-        """Render the messages a run would send, without calling the model or saving."""
+    def dry_run(
+        self, action: LLMAction, obj: Any, user=None, *, candidates: int = 1
+    ) -> PreparedRun:
+        """What a run would send, without calling the model or saving anything.
+
+        The messages are rendered and the first call's request is built (``planned``) by the
+        code the run itself uses, so a structured action's schema instruction or
+        ``response_format`` is there; ``messages`` are then that request's. ``candidates`` is
+        how many answers the run asks for (the editor and "Test on a page": the action's
+        candidates; bulk runs and the command: one). A request that cannot be built (its key
+        is not set…) leaves ``planned`` empty and says why in ``request_error``: the run
+        would stop there, before sending anything.
+        """
+        from .providers import ProviderError
+
         if isinstance(obj, Page):
             obj = obj.specific
         self.check(action, obj, user)
         working_obj, _revision = working_copy(obj)
-        return self.prepare(action, working_obj)
+        prepared = self.prepare(action, working_obj)
+        try:
+            prepared.planned = self.plan(prepared, working_obj, candidates)
+        except ProviderError as e:
+            prepared.request_error = str(e)
+        else:
+            prepared.messages = prepared.planned.request.messages
+        return prepared
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -1393,4 +1519,4 @@ def run_action(action: LLMAction, obj: Any, user=None, **kwargs) -> LLMInteracti
     return LLMService().run(action, obj, user, **kwargs)
 
 
-__all__ = ["LLMService", "PreparedRun", "run_action", "LOG_ACTION", "SourceEmpty"]
+__all__ = ["LLMService", "PlannedRequest", "PreparedRun", "run_action", "LOG_ACTION", "SourceEmpty"]

@@ -36,6 +36,8 @@ __all__ = [
     "mapping_problems",
     "parse_answer",
     "repair_message",
+    "response_format",
+    "structured_request",
 ]
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -153,6 +155,27 @@ def json_instruction(schema: dict[str, Any]) -> str:
     return _(
         "Answer with only a JSON object, no other text, that matches this JSON schema:\n%(schema)s"
     ) % {"schema": json.dumps(schema, ensure_ascii=False)}
+
+
+def structured_request(action: Any, model_class: type[models.Model], messages: list[dict]):
+    """The first request of a run of ``action`` (an action that fills several fields) on
+    ``messages``, and the schema it asks for.
+
+    The schema goes as ``response_format`` to a model whose LiteLLM info says it takes one,
+    else as an instruction appended to the last message. The run sends this request, and
+    dry runs show it. Raises PathError for a mapped field ``model_class`` lacks, and the
+    provider layer's errors (a key that is not set…) from ``build_request``.
+    """
+    from .providers import build_request, supports_response_schema
+
+    schema = build_schema(model_class, action.output_fields)
+    messages = [dict(m) for m in messages]
+    request = build_request(action, messages)
+    if supports_response_schema(request.model):
+        request.response_format = response_format(schema)
+    else:
+        messages[-1]["content"] = f"{messages[-1]['content']}\n\n{json_instruction(schema)}"
+    return request, schema
 
 
 def repair_message(error: StructuredError, schema: dict[str, Any]) -> str:

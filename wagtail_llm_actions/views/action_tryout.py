@@ -1,7 +1,10 @@
 """ "Test on a page": an action's rendered messages on a chosen page, and optionally a real answer.
 
-The dry run shows exactly what would be sent (system, context and user messages) for the
-page's latest content, calling nothing. With "Also ask the model" the action runs with its
+The dry run shows exactly what would be sent for the page's latest content, calling nothing:
+the messages (with a structured action's schema instruction) and the request parameters that
+shape the answer (model, temperature, max tokens, ``n``, ``response_format``), built by the
+code that builds the real request (``LLMService.dry_run``), for as many answers as the run below
+asks for. With "Also ask the model" the action runs with its
 current configuration and ``save=False``: the answer is shown beside the field's current value
 and nothing is saved (the call itself is recorded, as every call is); it can then be kept as a
 draft or discarded, as on the "Try on a page" comparison.
@@ -79,12 +82,21 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
         service = LLMService()
         result: dict = {"tested_page": page}
         try:
-            prepared = service.dry_run(self.action, page, self.request.user)
+            prepared = service.dry_run(
+                self.action, page, self.request.user, candidates=self.action.candidates or 1
+            )
         except LLMActionError as e:
             result["error"] = e.message
             return result
         result["llm_messages"] = prepared.messages
         result["truncated"] = prepared.truncated
+        result["request_error"] = prepared.request_error
+        if prepared.planned is not None:
+            result["request_parameters"] = [
+                {"name": name, "text": text, "block": "\n" in text}
+                for name, text in prepared.planned.parameters_as_text()
+            ]
+            result["request_notes"] = prepared.planned.notes()
         if not ask:
             return result
         try:

@@ -138,6 +138,23 @@ class Command(BaseCommand):
             self.stdout.write(self.style.MIGRATE_HEADING(f"Page {page.pk} “{page.title}”"))
             for message in prepared.messages:
                 self.stdout.write(f"[{message['role']}]\n{message['content']}\n")
+            self.write_request(prepared)
+
+    def write_request(self, prepared) -> None:
+        """The parameters of the request the messages above go in (as a run builds it)."""
+        if prepared.planned is None:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"A run would stop here, sending nothing: {prepared.request_error}"
+                )
+            )
+            return
+        self.stdout.write("[request]")
+        for name, text in prepared.planned.parameters_as_text():
+            self.stdout.write(f"{name}: {text}")
+        for note in prepared.planned.notes():
+            self.stdout.write(note)
+        self.stdout.write("")
 
     def run_pages(self, action: LLMAction, pages: list[Page], user) -> None:
         service = LLMService()
