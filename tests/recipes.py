@@ -19,8 +19,9 @@ UNCACHED_VIDEO = "https://vimeo.com/76979871"
 
 
 def media() -> dict:
-    """Images (with and without alt text), a document, a chef snippet and a cached embed."""
-    from tests.testapp.models import Chef
+    """Images (with and without alt text), a document, chef and statistic snippets and a
+    cached embed."""
+    from tests.testapp.models import Chef, Statistic
 
     image_model = get_image_model()
     hero = image_model.objects.create(
@@ -39,6 +40,16 @@ def media() -> dict:
         file=ContentFile(b"%PDF-1.4 recipe", name="dumplings.pdf"),
     )
     chef = Chef.objects.create(name="Mei Lin", restaurant="The Steamer")
+    statistics = [
+        Statistic.objects.create(
+            value="95%",
+            description="of tasters preferred dumplings whose dough rested for 30 minutes",
+            source="Kitchen panel, 2024",
+            internal_note="ask Sam before quoting",
+            style="accent",
+        ),
+        Statistic.objects.create(value="3 in 4", description="home cooks fold fewer pleats"),
+    ]
     Embed.objects.create(
         url=CACHED_VIDEO,
         hash=get_embed_hash(CACHED_VIDEO),
@@ -47,7 +58,14 @@ def media() -> dict:
         title="How to fold dumplings",
         provider_name="YouTube",
     )
-    return {"hero": hero, "pleating": pleating, "dough": dough, "document": document, "chef": chef}
+    return {
+        "hero": hero,
+        "pleating": pleating,
+        "dough": dough,
+        "document": document,
+        "chef": chef,
+        "statistics": statistics,
+    }
 
 
 def recipe_body(m: dict, related: Page | None = None, timer: int = 20) -> list:
@@ -156,6 +174,15 @@ def recipe_body(m: dict, related: Page | None = None, timer: int = 20) -> list:
                 "diets": ["nut_free", "gluten_free"],
                 "cuisine": "jp",
                 "location": "45.76;4.83;Les Halles, Lyon",
+            },
+        ),
+        (
+            "statistics",
+            {
+                "heading": "Dumplings in numbers",
+                "statistics": m["statistics"],
+                "columns": "2",
+                "sr_only_label": False,
             },
         ),
         ("document", m["document"]),

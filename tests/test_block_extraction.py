@@ -220,7 +220,14 @@ def test_text_and_hash_are_the_same_in_another_process(recipes):
     assert not re.search(r"0x[0-9a-f]{6,}", here)
 
 
-def test_presentation_settings_are_left_out_and_content_is_labelled():
+def test_booleans_and_choices_are_read_only_when_marked_as_content():
+    """A yes/no or choice block is a presentation switch unless its block says it is content
+    (``llm_content``) or a reader reads it; whatever its name."""
+
+    class ToggleBlock(blocks.BooleanBlock):
+        def get_llm_text(self, value):
+            return "Gift wrap available" if value else None
+
     with isolate_apps("tests.testapp"):
 
         class Course(models.Model):
@@ -243,10 +250,23 @@ def test_presentation_settings_are_left_out_and_content_is_labelled():
                         blocks.StructBlock(
                             [
                                 ("name", blocks.CharBlock()),
-                                ("skill_level", blocks.ChoiceBlock(choices=[("1", "Beginner")])),
+                                (
+                                    "skill_level",
+                                    blocks.ChoiceBlock(
+                                        choices=[("1", "Beginner")], llm_content=True
+                                    ),
+                                ),
+                                ("columns", blocks.ChoiceBlock(choices=[("3", "Three")])),
                                 ("text_align", blocks.ChoiceBlock(choices=[("l", "Left")])),
+                                (
+                                    "sr_only_label",
+                                    blocks.BooleanBlock(
+                                        required=False, label="Screen reader only label"
+                                    ),
+                                ),
                                 ("hide_on_mobile", blocks.BooleanBlock(required=False)),
-                                ("free", blocks.BooleanBlock(required=False)),
+                                ("free", blocks.BooleanBlock(required=False, llm_content=True)),
+                                ("gift", ToggleBlock(required=False)),
                                 ("link_block", blocks.URLBlock()),
                             ]
                         ),
@@ -268,9 +288,12 @@ def test_presentation_settings_are_left_out_and_content_is_labelled():
                     {
                         "name": "Basics",
                         "skill_level": "1",
+                        "columns": "3",
                         "text_align": "l",
+                        "sr_only_label": True,
                         "hide_on_mobile": True,
                         "free": True,
+                        "gift": True,
                         "link_block": "https://example.com/knives",
                     },
                 ),
@@ -278,9 +301,86 @@ def test_presentation_settings_are_left_out_and_content_is_labelled():
         )
 
         assert extract_text(course, "body").text == (
-            "Knife skills\n\nBasics\nSkill level: Beginner\nFree: yes\n"
+            "Knife skills\n\nBasics\nSkill level: Beginner\nFree: yes\nGift wrap available\n"
             "Link: https://example.com/knives"
         )
+
+
+def test_switches_of_a_block_nobody_here_wrote_never_reach_the_model(recipes):
+    """The statistics block (a design-system package's) has a screen-reader switch and a
+    layout choice beside its figures: neither is sent, though neither is named like one."""
+    text = extract_text(recipes["dumplings"], "body").text
+
+    assert "Screen reader only label" not in text
+    assert "Columns: Two" not in text
+    assert extract_text(recipes["dumplings"], "body.statistics.sr_only_label").text == ""
+
+
+def test_a_chosen_snippet_reads_as_its_text_fields_not_its_str(recipes):
+    """A statistic snippet has no title: it reads as its figure and what the figure measures
+    (the fields of its edit panels), never as ``str()``; a field editors do not see and a
+    choice field are not sent."""
+    text = extract_text(recipes["dumplings"], "body.statistics").text
+
+    assert text == (
+        "Dumplings in numbers\n"
+        "Statistic: 95%\n"
+        "Description: of tasters preferred dumplings whose dough rested for 30 minutes\n"
+        "Source: Kitchen panel, 2024\n"
+        "Statistic: 3 in 4\n"
+        "Description: home cooks fold fewer pleats"
+    )
+    assert "Statistics: 95%" not in text
+    assert "ask Sam" not in text and "Accent" not in text
+
+
+def test_a_chosen_snippet_sends_at_most_a_small_amount_of_text(recipes):
+    from tests.testapp.models import Statistic
+    from wagtail_llm_actions.extraction import SNIPPET_MAX_CHARS
+
+    m = recipes["media"]
+    long = Statistic.objects.create(value="12", description="word " * 2000, source="A survey")
+    page = make_recipe(
+        Page.get_first_root_node(),
+        m,
+        "Long",
+        "long",
+        body=[("statistics", {"heading": "", "statistics": [long], "columns": "2"})],
+    )
+
+    text = extract_text(page, "body").text
+
+    assert text.startswith("Statistic: 12\nDescription: word word")
+    assert len(text) <= SNIPPET_MAX_CHARS
+    assert text.endswith("…")
+
+
+def test_a_site_marks_blocks_and_children_as_content_or_presentation_in_one_setting(
+    recipes, settings
+):
+    page = recipes["dumplings"]
+    before = extract_text(page, "body").text
+    assert "Vegetarian: no" in before and "A good dumpling has eighteen folds." in before
+    settings.WAGTAIL_LLM_ACTIONS = {
+        **settings.WAGTAIL_LLM_ACTIONS,
+        "BLOCKS": {
+            # a child of a block class: a choice the site knows is content …
+            "tests.testapp.models.StatisticsBlock.columns": "content",
+            # … and a yes/no whose block says "content" that the site does not want sent
+            "tests.testapp.models.FactsBlock.vegetarian": "presentation",
+            # a whole block class
+            "tests.testapp.models.QuoteBlock": "presentation",
+        },
+    }
+
+    text = extract_text(page, "body").text
+
+    assert "Columns: Two" in text.splitlines()
+    assert "Vegetarian" not in text
+    assert "eighteen folds" not in text and "Mei Lin" in text  # the chef still reads
+    assert "Screen reader only label" not in text
+    assert extract_text(page, "body.quote").text == ""
+    assert extract_text(page, "body.statistics.columns").text == "Two"
 
 
 def test_stored_data_a_block_cannot_load_names_that_block(recipes):

@@ -41,6 +41,28 @@ def test_too_few_workers_for_bulk_runners(settings):
     assert "wagtail_llm_actions.W003" in ids()
 
 
+def test_a_blocks_entry_that_marks_nothing_is_reported(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {
+        "BLOCKS": {
+            "tests.testapp.models.StatisticsBlock.sr_only_label": "presentation",
+            "tests.testapp.models.FactsBlock": "content",
+            "tests.testapp.models.StatisticsBlock.sr_only": "presentation",  # no such child
+            "nowhere.blocks.StatBlock": "content",  # cannot be imported
+            "tests.testapp.models.Statistic": "content",  # a model, not a block
+            "tests.testapp.models.QuoteBlock": "hidden",  # neither content nor presentation
+        }
+    }
+
+    messages = check_settings(None)
+
+    assert [m.id for m in messages] == ["wagtail_llm_actions.W004"] * 4
+    texts = " ".join(m.msg for m in messages)
+    assert "StatisticsBlock has no child block “sr_only”" in texts
+    assert "“nowhere.blocks.StatBlock” is not a block class" in texts
+    assert "“tests.testapp.models.Statistic” is not a block class" in texts
+    assert "“hidden” is neither “content” nor “presentation”" in texts
+
+
 def test_plain_sqlite_gets_a_wal_suggestion_not_an_error():
     from django.core.checks import INFO
 

@@ -40,6 +40,7 @@ def check_settings(app_configs, **kwargs):
                 )
             )
     errors.extend(check_provider_policy(user))
+    errors.extend(check_block_marks(user))
     if not apps.is_installed("django_q"):
         errors.append(
             Error(
@@ -102,6 +103,26 @@ def check_provider_policy(user: dict) -> list:
             )
         )
     return errors
+
+
+def check_block_marks(user: dict) -> list:
+    """``BLOCKS`` entries that mark nothing: not a block class or a child of one, or a value
+    other than "content" or "presentation" (such an entry is ignored)."""
+    entries = user.get("BLOCKS")
+    if not entries:
+        return []
+    from .extraction import resolve_block_marks
+
+    return [
+        Warning(
+            f"WAGTAIL_LLM_ACTIONS['BLOCKS'] {problem}, so it marks nothing.",
+            hint="Write a block class's dotted path, optionally followed by the name of one "
+            "of its child blocks, with 'content' or 'presentation', e.g. "
+            "{'myapp.blocks.StatsBlock.sr_only_label': 'presentation'}.",
+            id="wagtail_llm_actions.W004",
+        )
+        for problem in resolve_block_marks(entries).problems
+    ]
 
 
 @register(Tags.compatibility)

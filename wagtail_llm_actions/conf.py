@@ -60,6 +60,11 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": None,
     # Import litellm when a django-q2 worker starts, not on its first job.
     "PRELOAD_IN_WORKER": True,
+    # What blocks are, for the text sent to the model: {"app.blocks.StatsBlock": "content",
+    # "app.blocks.StatsBlock.sr_only_label": "presentation"} (a block class, or a child of a
+    # StructBlock/StreamBlock class by name). "presentation" leaves the block out with all it
+    # holds; "content" reads yes/no and choice blocks, which are left out unless marked.
+    "BLOCKS": {},
 }
 
 

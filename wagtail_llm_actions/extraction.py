@@ -14,7 +14,9 @@ attribute is read, so a path written in the admin cannot reach anything else.
 Every block Wagtail ships has a reader here (see README, "Source paths"); a site's own block
 reads through its ``get_llm_text(value)`` method, a reader registered with the
 ``register_llm_block_readers`` hook, or else Wagtail's ``get_searchable_content``. A reader
-that fails raises ``ExtractionError`` naming the block.
+that fails raises ``ExtractionError`` naming the block. Yes/no and choice blocks are
+presentation switches unless marked as content (``llm_content`` on the block, or the
+``BLOCKS`` setting, which also leaves out any block marked "presentation").
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.utils import timezone, translation
 from django.utils.functional import Promise
+from django.utils.module_loading import import_string
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from taggit.managers import TaggableManager
 from wagtail import blocks
@@ -42,10 +46,14 @@ from wagtail.blocks.field_block import BaseChoiceBlock
 from wagtail.fields import RichTextField, StreamField
 from wagtail.rich_text import RichText
 
+from .conf import get_setting
 from .exceptions import ExtractionError
 
 __all__ = [
+    "CONTENT",
+    "PRESENTATION",
     "READER_HOOK",
+    "SNIPPET_MAX_CHARS",
     "Extracted",
     "ExtractionError",
     "PathError",
@@ -354,14 +362,20 @@ READER_HOOK = "register_llm_block_readers"
 
 BlockReader = Callable[[blocks.Block, Any], "str | Iterable[str] | None"]
 
-# Choice and boolean blocks whose name holds one of these words set how content looks, not
-# what it says: they are left out ("heading_size", "theme", "text_align", "show_caption" …).
-PRESENTATION_WORDS = frozenset(
-    "align alignment appearance background bg class classname color colour css decorative "
-    "display variant icon layout margin padding position size spacing style template "
-    "theme width height".split()
+#: Values of the ``BLOCKS`` setting: what a block (class, or child of a block class) is.
+CONTENT = "content"
+PRESENTATION = "presentation"
+
+#: A chosen snippet sends at most this many characters, and this many of its fields.
+SNIPPET_MAX_CHARS = 600
+SNIPPET_MAX_FIELDS = 6
+_SNIPPET_FIELD_TYPES = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.DecimalField,
+    models.FloatField,
 )
-_PRESENTATION_PREFIXES = ("show", "hide", "use", "enable", "disable")
 # Struct children with these names read without a label, like a struct's first child.
 _HEADING_NAMES = frozenset({"title", "heading", "headline", "name"})
 
@@ -376,12 +390,86 @@ class _BlockFailed(Exception):
         self.error = error
 
 
+@dataclass(frozen=True)
+class BlockMarks:
+    """The ``BLOCKS`` setting, resolved: block classes and children of block classes marked
+    as content (True) or presentation (False). ``problems`` lists entries that mark nothing."""
+
+    classes: dict[type, bool]
+    children: dict[tuple[type, str], bool]
+    problems: tuple[str, ...] = ()
+
+    def mark(self, block: blocks.Block, parent: blocks.Block | None, name: str) -> bool | None:
+        """What the site says ``block`` is (the child ``name`` of ``parent``), if anything:
+        the child's own entry first, then the block's class (the most specific wins)."""
+        if parent is not None and self.children:
+            for klass in type(parent).__mro__:
+                found = self.children.get((klass, name))
+                if found is not None:
+                    return found
+        if self.classes:
+            for klass in type(block).__mro__:
+                found = self.classes.get(klass)
+                if found is not None:
+                    return found
+        return None
+
+
+def resolve_block_marks(entries: Any) -> BlockMarks:
+    """``BlockMarks`` for a ``BLOCKS`` setting: ``{"app.blocks.StatBlock": "content",
+    "app.blocks.StatBlock.sr_only_label": "presentation"}``."""
+    if not isinstance(entries, dict):
+        return BlockMarks({}, {}, (_("it must be a dict of block paths"),))
+    return _resolve_marks(tuple((str(k), str(v)) for k, v in entries.items()))
+
+
+@functools.lru_cache(maxsize=16)
+def _resolve_marks(entries: tuple[tuple[str, str], ...]) -> BlockMarks:
+    classes: dict[type, bool] = {}
+    children: dict[tuple[type, str], bool] = {}
+    problems: list[str] = []
+    for key, value in entries:
+        if value not in (CONTENT, PRESENTATION):
+            problems.append(
+                _("“%(key)s”: “%(value)s” is neither “%(content)s” nor “%(presentation)s”")
+                % {"key": key, "value": value, "content": CONTENT, "presentation": PRESENTATION}
+            )
+            continue
+        is_content = value == CONTENT
+        klass = _block_class(key)
+        if klass is not None:
+            classes[klass] = is_content
+            continue
+        head, _dot, child = key.rpartition(".")
+        parent = _block_class(head) if head else None
+        if parent is None:
+            problems.append(_("“%(key)s” is not a block class or a child of one") % {"key": key})
+        elif child not in (getattr(parent, "base_blocks", None) or {}):
+            problems.append(
+                _("“%(key)s”: %(parent)s has no child block “%(child)s”")
+                % {"key": key, "parent": parent.__name__, "child": child}
+            )
+        else:
+            children[(parent, child)] = is_content
+    return BlockMarks(classes, children, tuple(problems))
+
+
+def _block_class(path: str) -> type | None:
+    try:
+        found = import_string(path)
+    except ImportError:
+        return None
+    return found if isinstance(found, type) and issubclass(found, blocks.Block) else None
+
+
 @dataclass
 class _Reading:
-    """State of one extraction: the site's readers and the cache of embed titles."""
+    """State of one extraction: the site's readers and block marks, the cache of embed
+    titles."""
 
     readers: dict[type, BlockReader]
     embeds: dict[str, Any]
+    marks: BlockMarks
 
     @classmethod
     def start(cls) -> _Reading:
@@ -390,7 +478,9 @@ class _Reading:
         readers: dict[type, BlockReader] = {}
         for register in hooks.get_hooks(READER_HOOK):
             register(readers)
-        return cls(readers=readers, embeds={})
+        return cls(
+            readers=readers, embeds={}, marks=resolve_block_marks(get_setting("BLOCKS") or {})
+        )
 
     def reader_for(self, block: blocks.Block) -> BlockReader | None:
         method = getattr(block, "get_llm_text", None)
@@ -412,13 +502,6 @@ def _label(block: blocks.Block, name: str = "") -> str:
     if len(words) > 1 and words[-1].lower() == "block":
         label = " ".join(words[:-1])
     return label
-
-
-def _is_presentation(name: str) -> bool:
-    words = [w for w in re.split(r"[_\W]+", (name or "").lower()) if w]
-    return bool(words) and (
-        any(w in PRESENTATION_WORDS for w in words) or words[0] in _PRESENTATION_PREFIXES
-    )
 
 
 def _is_heading_level(block: BaseChoiceBlock) -> bool:
@@ -469,6 +552,75 @@ def _chosen_title(obj: Any) -> str:
         if isinstance(value, str) and value.strip():
             return value
     return str(obj)
+
+
+def _snippet_text(obj: Any, label: str) -> str:
+    """A chosen snippet: ``Label: <title>`` and its other text and number fields, one a line
+    (``Description: …``), at most ``SNIPPET_MAX_FIELDS`` fields and ``SNIPPET_MAX_CHARS``.
+
+    The title is its ``title`` or ``name``, else its first field; ``str()`` only when it has
+    no such field. Fields are those of its edit panels (what editors fill in), in order.
+    """
+    fields = _snippet_fields(type(obj))
+    title = ""
+    for attr in ("title", "name"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value.strip():
+            title = value
+            break
+    lines = []
+    for name, verbose_name, rich in fields:
+        value = getattr(obj, name, None)
+        text = html_to_text(value or "") if rich else ("" if value is None else str(value))
+        text = " ".join(text.split())
+        if not text or text == title:
+            continue
+        if not title:
+            title = text
+            continue
+        lines.append(_labelled(capfirst(str(verbose_name)), text))
+        if len(lines) >= SNIPPET_MAX_FIELDS:
+            break
+    text = "\n".join([_labelled(label, title or str(obj)), *lines])
+    if len(text) > SNIPPET_MAX_CHARS:
+        text = _truncate(text, SNIPPET_MAX_CHARS - 1) + "…"
+    return text
+
+
+@functools.lru_cache(maxsize=256)
+def _snippet_fields(model: type[models.Model]) -> tuple[tuple[str, Any, bool], ...]:
+    """``(name, verbose name, is rich text)`` of the text and number fields of a snippet's
+    edit panels, else of its search fields, else of its editable fields (what Wagtail's edit
+    form shows without panels); fields with choices are settings, like choice blocks."""
+    names: list[str] = []
+    get_edit_handler = getattr(model, "get_edit_handler", None)  # a registered snippet's
+    if callable(get_edit_handler):
+        names = list(get_edit_handler().get_form_options().get("fields") or [])
+    if not names:
+        from wagtail.search.index import SearchField
+
+        search_fields = getattr(model, "search_fields", ())
+        names = [f.field_name for f in search_fields if isinstance(f, SearchField)]
+    if not names:
+        names = [f.name for f in model._meta.concrete_fields]
+    result = []
+    for name in dict.fromkeys(names):
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        if (
+            not getattr(field, "concrete", False)
+            or not field.editable
+            or field.primary_key
+            or field.choices
+            or field.is_relation
+            or isinstance(field, _FORMATTED_CHAR_FIELDS)
+            or not isinstance(field, _SNIPPET_FIELD_TYPES)
+        ):
+            continue
+        result.append((field.name, field.verbose_name, isinstance(field, RichTextField)))
+    return tuple(result)
 
 
 def _image_text(image: Any, *, contextual: bool) -> str:
@@ -596,7 +748,11 @@ def _struct_value(block: blocks.BaseStructBlock, value: Any) -> Any:
 
 
 def _struct_lines(
-    block: blocks.BaseStructBlock, value: Any, reading: _Reading, path: list[str]
+    block: blocks.BaseStructBlock,
+    value: Any,
+    reading: _Reading,
+    path: list[str],
+    content: bool | None,
 ) -> list[str]:
     value = _struct_value(block, value)
     lines: list[str] = []
@@ -610,6 +766,8 @@ def _struct_lines(
                 [*path, name],
                 label=_label(child, name),
                 prose_label=not unlabelled,
+                parent=block,
+                content=content,
             )
         )
     return lines
@@ -642,6 +800,22 @@ def _contrib_blocks() -> tuple[type, type, type, type, type]:
     return TableBlock, BaseTypedTableBlock, embed_block, image_block, image_chooser_block
 
 
+@functools.cache
+def _snippet_chooser_block() -> type:
+    """Wagtail's ``SnippetChooserBlock``, or ``_Absent`` without ``wagtail.snippets``."""
+    from django.apps import apps
+
+    if not apps.is_installed("wagtail.snippets"):
+        return _Absent
+    from wagtail.snippets.blocks import SnippetChooserBlock
+
+    return SnippetChooserBlock
+
+
+def _is_snippet_chooser(block: blocks.Block) -> bool:
+    return isinstance(block, _snippet_chooser_block())
+
+
 def _stream_children(block: blocks.BaseStreamBlock, value: Any, path: list[str]) -> Iterator[Any]:
     """The children of a stream value; stored data that its block cannot load (a custom
     block's ``to_python`` raising) fails naming that child's type."""
@@ -669,18 +843,56 @@ def _read_block(
     *,
     label: str,
     prose_label: bool = False,
+    parent: blocks.Block | None = None,
+    content: bool | None = None,
 ) -> list[str]:
     """Lines of text of one block value; ``label`` names facts (numbers, choices, links…).
 
     ``prose_label`` also labels short text (a struct's "caption" or "attribution").
+    ``parent`` is the struct or stream block holding this one as its child ``path[-1]``
+    (None for a list item) and ``content`` whether a block around it is marked as content.
     Errors come out as ``_BlockFailed`` naming the innermost block that failed.
     """
     try:
-        return _read_block_unguarded(block, value, reading, path, label, prose_label)
+        return _read_block_unguarded(
+            block, value, reading, path, label, prose_label, parent, content
+        )
     except _BlockFailed:
         raise
     except Exception as e:  # a site's block or reader can raise anything  # noqa: BLE001
         raise _BlockFailed(path, block, e) from e
+
+
+def _site_mark(
+    reading: _Reading, block: blocks.Block, parent: blocks.Block | None, path: list[str]
+) -> bool | None:
+    marks = reading.marks
+    if not (marks.classes or marks.children):
+        return None
+    return marks.mark(block, parent, path[-1] if path else "")
+
+
+def _own_mark(block: blocks.Block, site: bool | None) -> bool | None:
+    """What ``block`` is marked as: by the site (``BLOCKS``), else by its own metadata."""
+    if site is not None:
+        return site
+    own = getattr(block.meta, "llm_content", None)
+    return None if own is None else bool(own)
+
+
+def _content_state(
+    reading: _Reading,
+    block: blocks.Block,
+    parent: blocks.Block | None,
+    path: list[str],
+    content: bool | None,
+) -> bool | None:
+    """False if ``block`` is presentation (marked so: left out with all it holds); True if
+    it, or a block around it, is marked as content; None if nothing says."""
+    own = _own_mark(block, _site_mark(reading, block, parent, path))
+    if own is False:
+        return False
+    return True if own or content else None
 
 
 def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept side by side
@@ -690,14 +902,23 @@ def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept sid
     path: list[str],
     label: str,
     prose_label: bool,
+    parent: blocks.Block | None,
+    content: bool | None,
 ) -> list[str]:
     TableBlock, BaseTypedTableBlock, EmbedBlock, ImageBlock, ImageChooserBlock = _contrib_blocks()
     if value is None:
         return []
+    # The site's word (BLOCKS) first, then a reader, then the block's own metadata.
+    site = _site_mark(reading, block, parent, path)
+    if site is False:
+        return []
     reader = reading.reader_for(block)
     if reader is not None:
         return _lines_of(reader(block, value))
-    name = path[-1] if path else ""
+    own = _own_mark(block, site)
+    if own is False:
+        return []
+    content = True if own or content else None
     if isinstance(block, blocks.BaseStreamBlock):
         lines = []
         for child in _stream_children(block, value, path):
@@ -709,6 +930,8 @@ def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept sid
                         reading,
                         [*path, child.block_type],
                         label=_label(child.block, child.block_type),
+                        parent=block,
+                        content=content,
                     )
                 )
             )
@@ -716,13 +939,15 @@ def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept sid
     if isinstance(block, ImageBlock):
         return [_image_text(value, contextual=True)]
     if isinstance(block, blocks.BaseStructBlock):
-        return _struct_lines(block, value, reading, path)
+        return _struct_lines(block, value, reading, path, content)
     if isinstance(block, blocks.ListBlock):
         child_label = block.child_block.label or label
         return [
             line
             for item in value
-            for line in _read_block(block.child_block, item, reading, path, label=child_label)
+            for line in _read_block(
+                block.child_block, item, reading, path, label=child_label, content=content
+            )
         ]
     if isinstance(block, blocks.StaticBlock):
         return []
@@ -735,17 +960,21 @@ def _read_block_unguarded(  # noqa: C901 - one branch per block family, kept sid
     if isinstance(block, blocks.RichTextBlock | blocks.RawHTMLBlock):
         return [html_to_text(value.source if isinstance(value, RichText) else str(value))]
     if isinstance(block, BaseChoiceBlock):
-        if _is_presentation(name) or _is_heading_level(block):
+        # A switch unless marked as content; a block around it marked as content does not
+        # make a choice of heading tags (h2, h3…) content.
+        if not (own or (content and not _is_heading_level(block))):
             return []
         values = value if isinstance(value, list | tuple) else [value]
         return [_labelled(label, ", ".join(_choice_labels(block, list(values))))]
     if isinstance(block, blocks.BooleanBlock):
-        if _is_presentation(name) or not isinstance(value, bool):
+        if not content or not isinstance(value, bool):
             return []
         return [_labelled(label, _("yes") if value else _("no"))]
     if isinstance(block, ImageChooserBlock):
         return [_image_text(value, contextual=False)]
     if isinstance(block, blocks.ChooserBlock):
+        if _is_snippet_chooser(block):
+            return [_snippet_text(value, label)]
         return [_labelled(label, _chosen_title(value))]
     if isinstance(block, blocks.DateTimeBlock):
         if timezone.is_aware(value):
@@ -802,57 +1031,85 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def _block_text(block: blocks.Block, value: Any, reading: _Reading, path: list[str]) -> str:
-    """Text of one block value, its parts on their own lines, without HTML."""
-    return _join_lines(_read_block(block, value, reading, path, label=""))
-
-
 def _block_chunks(
-    block: blocks.Block, value: Any, segments: list[str], reading: _Reading, path: list[str]
+    block: blocks.Block,
+    value: Any,
+    segments: list[str],
+    reading: _Reading,
+    path: list[str],
+    parent: blocks.Block | None = None,
+    content: bool | None = None,
 ) -> list[str]:
-    """Texts of the blocks ``segments`` select below ``block``, one per selected block."""
+    """Texts of the blocks ``segments`` select below ``block``, one per selected block
+    (``parent`` and ``content`` as for :func:`_read_block`)."""
     if value is None:
         return []
-    if isinstance(block, blocks.ListBlock) and segments:
+    if segments or isinstance(block, blocks.BaseStreamBlock):
+        state = _content_state(reading, block, parent, path, content)
+        if state is False:  # a part of a block marked as presentation is presentation too
+            return []
+    else:
+        return [
+            _join_lines(
+                _read_block(block, value, reading, path, label="", parent=parent, content=content)
+            )
+        ]
+    if isinstance(block, blocks.BaseStreamBlock) and not segments:
+        # one chunk per top-level block: labels name facts (numbers, choices, links…)
+        return [
+            _join_lines(
+                _read_block(
+                    child.block,
+                    child.value,
+                    reading,
+                    [*path, child.block_type],
+                    label=_label(child.block, child.block_type),
+                    parent=block,
+                    content=state,
+                )
+            )
+            for child in _stream_children(block, value, path)
+        ]
+    if isinstance(block, blocks.ListBlock):
         return [
             chunk
             for item in value
-            for chunk in _block_chunks(block.child_block, item, segments, reading, path)
+            for chunk in _block_chunks(
+                block.child_block, item, segments, reading, path, None, state
+            )
         ]
     if isinstance(block, blocks.BaseStreamBlock):
-        if not segments:
-            # one chunk per top-level block: labels name facts (numbers, choices, links…)
-            return [
-                _join_lines(
-                    _read_block(
-                        child.block,
-                        child.value,
-                        reading,
-                        [*path, child.block_type],
-                        label=_label(child.block, child.block_type),
-                    )
-                )
-                for child in _stream_children(block, value, path)
-            ]
         return [
             chunk
             # iterating converts raw (revision) data to block values
             for child in _stream_children(block, value, path)
             if child.block_type == segments[0]
             for chunk in _block_chunks(
-                child.block, child.value, segments[1:], reading, [*path, child.block_type]
+                child.block,
+                child.value,
+                segments[1:],
+                reading,
+                [*path, child.block_type],
+                block,
+                state,
             )
         ]
-    if isinstance(block, blocks.BaseStructBlock) and segments:
+    if isinstance(block, blocks.BaseStructBlock):
         name = segments[0]
         try:
             struct = _struct_value(block, value)
         except Exception as e:  # noqa: BLE001
             raise _BlockFailed(path, block, e) from e
         return _block_chunks(
-            block.child_blocks[name], struct.get(name), segments[1:], reading, [*path, name]
+            block.child_blocks[name],
+            struct.get(name),
+            segments[1:],
+            reading,
+            [*path, name],
+            block,
+            state,
         )
-    return [_block_text(block, value, reading, path)]
+    return [_join_lines(_read_block(block, value, reading, path, label="", parent=parent))]
 
 
 def tag_names(obj: models.Model, name: str) -> list[str]:

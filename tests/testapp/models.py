@@ -1,6 +1,9 @@
-"""A recipe page whose body uses every block Wagtail ships, plus two custom blocks.
+"""A recipe page whose body uses every block Wagtail ships, plus custom blocks.
 
 It is the test site for extraction: ``tests/golden/all_blocks.txt`` is what its body reads as.
+``StatisticsBlock`` and ``Statistic`` stand for blocks and snippets a site installs from a
+design-system package (nobody here wrote them): a screen-reader switch and a layout choice
+beside the content, and a snippet whose ``str()`` says little.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 from django import forms
 from django.db import models
 from wagtail import blocks
-from wagtail.admin.panels import FieldPanel
+from wagtail.admin.panels import FieldPanel, MultiFieldPanel
 from wagtail.contrib.table_block.blocks import TableBlock
 from wagtail.contrib.typed_table_block.blocks import TypedTableBlock
 from wagtail.documents.blocks import DocumentChooserBlock
@@ -27,6 +30,28 @@ class Chef(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+@register_snippet
+class Statistic(models.Model):
+    """A figure and what it measures; it has no title, and ``str()`` gives only the figure."""
+
+    value = models.CharField(max_length=50)
+    description = models.TextField(help_text="What the number measures.")
+    source = models.CharField(max_length=255, blank=True)
+    internal_note = models.CharField(max_length=255, blank=True)  # not in the panels
+    style = models.CharField(
+        max_length=20, choices=[("plain", "Plain"), ("accent", "Accent")], default="plain"
+    )
+
+    panels = [
+        FieldPanel("value"),
+        MultiFieldPanel([FieldPanel("description"), FieldPanel("source")], heading="Details"),
+        FieldPanel("style"),
+    ]
+
+    def __str__(self) -> str:
+        return f"Statistics: {self.value}"
 
 
 class Coordinates:
@@ -93,7 +118,9 @@ class QuoteBlock(blocks.StructBlock):
 class StepBlock(blocks.StructBlock):
     title = blocks.CharBlock()
     instructions = blocks.RichTextBlock()
-    difficulty = blocks.ChoiceBlock(choices=[("S", "Simple"), ("M", "Medium"), ("H", "Hard")])
+    difficulty = blocks.ChoiceBlock(
+        choices=[("S", "Simple"), ("M", "Medium"), ("H", "Hard")], llm_content=True
+    )
     minutes = blocks.IntegerBlock(required=False, label="Time (minutes)")
     show_timer = blocks.BooleanBlock(required=False)
 
@@ -102,6 +129,16 @@ class FigureBlock(blocks.StructBlock):
     image = ImageChooserBlock()
     caption = blocks.CharBlock(required=False)
     attribution = blocks.CharBlock(required=False)
+
+
+class StatisticsBlock(blocks.StructBlock):
+    """Key figures, as a design-system package ships them: content beside switches for the
+    page's layout and screen readers."""
+
+    heading = blocks.CharBlock(required=False)
+    statistics = blocks.ListBlock(SnippetChooserBlock(Statistic, label="Statistic"))
+    columns = blocks.ChoiceBlock(choices=[("2", "Two"), ("3", "Three")], default="3")
+    sr_only_label = blocks.BooleanBlock(required=False, label="Screen reader only label")
 
 
 class FactsBlock(blocks.StructBlock):
@@ -122,6 +159,9 @@ class FactsBlock(blocks.StructBlock):
         choices=[("fr", "French"), ("it", "Italian"), ("jp", "Japanese")], required=False
     )
     location = CoordinatesBlock()
+
+    class Meta:
+        llm_content = True  # every fact is content, the yes/no and choice ones too
 
 
 class RecipePage(Page):
@@ -155,6 +195,7 @@ class RecipePage(Page):
                 ),
             ),
             ("facts", FactsBlock()),
+            ("statistics", StatisticsBlock()),
             ("html", blocks.RawHTMLBlock()),
             ("divider", blocks.StaticBlock(admin_text="Divider")),
             (
