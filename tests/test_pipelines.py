@@ -122,6 +122,39 @@ def test_a_failing_step_stops_the_run_names_it_and_writes_nothing(pipeline, post
     assert statuses == [InteractionStatus.SUCCESS, InteractionStatus.ERROR]
 
 
+def test_a_page_with_nothing_to_send_is_a_skipped_run_as_its_job_and_calls_say(
+    pipeline, make_post, fake_llm, superuser
+):
+    """An empty source is not an error: the run, its interaction and the job's item all say
+    skipped."""
+    from wagtail_llm_actions import jobs
+
+    empty = make_post(body=[])
+
+    with pytest.raises(PipelineStepFailed) as caught:
+        run_pipeline(pipeline, empty)
+
+    run = LLMRun.objects.get(pk=caught.value.run.pk)
+    assert run.status == "skipped"
+    assert run.get_status_display() == "Skipped (no content)"
+    assert run.finished_at is not None and run.failed_step == ""
+    assert run.error_message == (
+        "Step “outline” had nothing to send, so nothing was written: "
+        "There is no content in “body” to send to the model."
+    )
+    assert [i.status for i in run.timeline()] == [InteractionStatus.SKIPPED]
+
+    job = jobs.create_pipeline_job(pipeline, superuser, [empty.pk])
+    jobs.run_job(job.pk, threads=1)
+
+    item = job.items.get()
+    assert (item.status, item.skip_reason) == ("skipped", "source_empty")
+    job_run = LLMRun.objects.exclude(pk=run.pk).get()
+    assert job_run.status == "skipped"
+    assert [i.status for i in job_run.timeline()] == [InteractionStatus.SKIPPED]
+    assert fake_llm.request_count == 0
+
+
 def test_a_bug_outside_a_step_ends_the_run_failed_not_running(
     pipeline, post, fake_llm, monkeypatch, caplog
 ):

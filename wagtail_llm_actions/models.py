@@ -715,6 +715,8 @@ class RunStatus(models.TextChoices):
     SUCCESS = "success", _("Success")
     ERROR = "error", _("Error")
     ANSWERED = "answered", _("Answered, not written")
+    #: A step had nothing to send (its source was empty): nothing was written, no error.
+    SKIPPED = "skipped", _("Skipped (no content)")
 
 
 class LLMRun(models.Model):

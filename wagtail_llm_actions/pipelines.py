@@ -40,7 +40,7 @@ from wagtail.models import Page
 
 from . import db, estimates, outputs
 from .conf import get_setting
-from .exceptions import ConfigurationProblem, LLMActionError, OutputRejected
+from .exceptions import ConfigurationProblem, LLMActionError, OutputRejected, SourceEmpty
 from .extraction import PathError
 from .models import (
     InteractionOutcome,
@@ -528,12 +528,19 @@ def _fail(
     service._record_failure(
         interaction, LLMActionError(message, code=code, retryable=retryable), started
     )
-    text = _("Step “%(step)s” failed, so nothing was written: %(error)s") % {
-        "step": step.name,
-        "error": message,
-    }
-    run.failed_step = step.name
-    _finish(run, RunStatus.ERROR, text)
+    if code == SourceEmpty.code:  # a skip, as the interaction and a job's item say
+        text = _("Step “%(step)s” had nothing to send, so nothing was written: %(error)s") % {
+            "step": step.name,
+            "error": message,
+        }
+        _finish(run, RunStatus.SKIPPED, text)
+    else:
+        text = _("Step “%(step)s” failed, so nothing was written: %(error)s") % {
+            "step": step.name,
+            "error": message,
+        }
+        run.failed_step = step.name
+        _finish(run, RunStatus.ERROR, text)
     return PipelineStepFailed(
         text, run=run, step=step.name, code=code, retryable=retryable, interaction=interaction
     )
