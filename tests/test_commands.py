@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django_q.models import OrmQ
+from wagtail.models import GroupApprovalTask, Workflow, WorkflowPage, WorkflowTask
 
 from wagtail_llm_actions.models import LLMInteraction, LLMJob
 
@@ -106,3 +108,50 @@ def test_bad_input_exits_non_zero(action, blog_index, args, message):
     with pytest.raises(CommandError) as exc:
         run(*args)
     assert message in str(exc.value)
+
+
+@pytest.fixture
+def in_moderation(make_post, blog_index, editor):
+    """A post submitted to a review workflow (Wagtail locks it for everyone but reviewers)."""
+    task = GroupApprovalTask.objects.create(name="Review")
+    task.groups.set([Group.objects.create(name="Reviewers")])
+    workflow = Workflow.objects.create(name="Review first", active=True)
+    WorkflowTask.objects.create(workflow=workflow, task=task.task_ptr, sort_order=1)
+    WorkflowPage.objects.create(workflow=workflow, page=blog_index)
+    page = make_post(title="Awaiting review")
+    workflow.start(page, editor)
+    return page
+
+
+def test_a_page_in_moderation_is_skipped_as_in_moderation_not_as_locked(in_moderation, action):
+    out, _err = run(action.slug, "--all")
+
+    assert "Skipped: 1" in out
+    assert "skipped 1: The page is in moderation" in out
+    assert "locked" not in out
+    assert LLMJob.objects.get().items.get().skip_reason == "moderation"
+    assert not LLMInteraction.objects.exists()
+
+
+def test_one_page_in_moderation_names_moderation(in_moderation, action):
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError):
+        call_command(
+            "run_llm_action", action.slug, "--page", str(in_moderation.pk), stdout=out, stderr=err
+        )
+    assert "The page is in moderation." in err.getvalue()
+
+
+def test_dry_run_shows_a_locked_or_moderated_page_it_writes_nothing_to(
+    in_moderation, make_post, server_action, fake_llm
+):
+    locked = make_post(title="Locked by an editor")
+    type(locked).objects.filter(pk=locked.pk).update(locked=True)
+
+    for page, reason in ((in_moderation, "in moderation"), (locked, "locked")):
+        out, err = run(server_action.slug, "--page", str(page.pk), "--dry-run")
+
+        assert f"Summarize “{page.title}”" in out and "[user]" in out
+        assert f"The page is {reason}" in err and "a run would skip it" in err
+    assert fake_llm.requests == []
+    assert not LLMInteraction.objects.exists()

@@ -197,24 +197,33 @@ def can_edit(user, obj: Any) -> bool:
     return user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
+def lock_problem(user, obj: Any) -> PageLocked | None:
+    """Why ``obj`` cannot be changed by ``user`` now (by anyone, without a user), or None: a
+    :class:`PageInModeration` for a page in a moderation workflow, else a :class:`PageLocked`."""
+    lock = rowstate.get_lock(obj)
+    if lock is None or (user is not None and not lock.for_user(user)):
+        return None
+    from wagtail.locks import WorkflowLock
+
+    # Wagtail's message is HTML (the user's name in <b>); ours is shown as plain text.
+    message = _plain(lock.get_message(user)) if user is not None else ""
+    if isinstance(lock, WorkflowLock):
+        return PageInModeration(message or _("The page is in moderation."))
+    return PageLocked(message or _("The page is locked."))
+
+
 def lock_message(user, obj: Any) -> str | None:
     """Why ``obj`` cannot be changed by ``user`` (or by anyone, without a user), or None."""
-    lock = rowstate.get_lock(obj)
-    if lock is None:
-        return None
-    if user is None or lock.for_user(user):
-        if user is None:
-            return _("The page is locked.")
-        # Wagtail's message is HTML (the user's name in <b>); ours is shown as plain text.
-        return html.unescape(strip_tags(str(lock.get_message(user))))
-    return None
+    problem = lock_problem(user, obj)
+    return problem.message if problem is not None else None
 
 
 class LLMService:
     """Orchestrates one run; the only writer of drafts and interactions."""
 
-    def check(self, action: LLMAction, obj: Any, user=None) -> None:
-        """Raise if ``user`` may not run ``action`` on ``obj`` (permission, lock, type)."""
+    def check(self, action: LLMAction, obj: Any, user=None, *, locks: bool = True) -> None:
+        """Raise if ``user`` may not run ``action`` on ``obj`` (permission, type, and with
+        ``locks`` a lock or moderation: nothing may be written to ``obj`` now)."""
         if not action.enabled:
             raise ActionNotApplicable(_("The action “%s” is disabled.") % action.name)
         if isinstance(obj, Page) and not action.applies_to(obj):
@@ -224,9 +233,9 @@ class LLMService:
             )
         if user is not None and not can_edit(user, obj):
             raise ActionNotAllowed()
-        message = lock_message(user, obj)
-        if message:
-            raise PageLocked(message)
+        problem = lock_problem(user, obj) if locks else None
+        if problem is not None:
+            raise problem
 
     # -- pure steps ------------------------------------------------------------------------
 
@@ -1204,7 +1213,8 @@ class LLMService:
     def dry_run(
         self, action: LLMAction, obj: Any, user=None, *, candidates: int = 1
     ) -> PreparedRun:
-        """What a run would send, without calling the model or saving anything.
+        """What a run would send, without calling the model or saving anything (so a locked
+        page, or one in moderation, is shown too: nothing is written to it).
 
         The messages are rendered and the first call's request is built (``planned``) by the
         code the run itself uses, so a structured action's schema instruction or
@@ -1218,7 +1228,7 @@ class LLMService:
 
         if isinstance(obj, Page):
             obj = obj.specific
-        self.check(action, obj, user)
+        self.check(action, obj, user, locks=False)
         working_obj, _revision = working_copy(obj)
         prepared = self.prepare(action, working_obj)
         try:

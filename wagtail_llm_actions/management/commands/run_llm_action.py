@@ -28,7 +28,7 @@ from wagtail_llm_actions.models import (
     LLMAction,
     LLMPipeline,
 )
-from wagtail_llm_actions.service import LLMService
+from wagtail_llm_actions.service import LLMService, lock_problem
 
 
 class Command(BaseCommand):
@@ -135,6 +135,10 @@ class Command(BaseCommand):
             except LLMActionError as e:
                 self.stderr.write(f"Page {page.pk} “{page.title}”: {e}")
                 continue
+            # A dry run writes nothing, so a locked page is shown; a run would skip it.
+            problem = lock_problem(user, page.specific)
+            if problem is not None:
+                self.stderr.write(f"Page {page.pk} “{page.title}”: {problem} (a run would skip it)")
             self.stdout.write(self.style.MIGRATE_HEADING(f"Page {page.pk} “{page.title}”"))
             for message in prepared.messages:
                 self.stdout.write(f"[{message['role']}]\n{message['content']}\n")
