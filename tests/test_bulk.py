@@ -175,6 +175,24 @@ def test_only_actions_for_the_selected_types_are_offered(
     assert "Simple action" in html and "Generate summary" not in html
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_the_confirmation_shows_the_wal_suggestion_to_site_admins_on_plain_sqlite(
+    post, action, superuser, editor, settings
+):
+    url = bulk_url([post])
+    assert "data-llm-sqlite-notice" not in client_for(superuser).get(url).content.decode()
+    settings.DATABASES = {  # what the suggestion reads; the test's connections are unchanged
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/site/db.sqlite3"}
+    }
+
+    html = client_for(superuser).get(url).content.decode()
+
+    assert "data-llm-sqlite-notice" in html and "SQLite without WAL" in html
+    assert "PRAGMA journal_mode=WAL;" in html
+    # Editors can do nothing about the database: they are not told.
+    assert "data-llm-sqlite-notice" not in client_for(editor).get(url).content.decode()
+
+
 def test_confirmation_requires_csrf(post, action, superuser):
     client = Client(enforce_csrf_checks=True)
     client.force_login(superuser)

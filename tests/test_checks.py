@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+from django.core.checks import run_checks
+
 from wagtail_llm_actions.checks import check_settings
+
+#: ``DATABASES["default"]`` of a site made with ``startproject``: a file, no WAL.
+PLAIN_SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/site/db.sqlite3"}
 
 
 def ids():
@@ -75,3 +81,22 @@ def test_plain_sqlite_gets_a_wal_suggestion_not_an_error():
     wal = {**plain, "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}
     assert sqlite_messages(wal) == []
     assert sqlite_messages({"ENGINE": "django.db.backends.postgresql", "NAME": "x"}) == []
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_the_wal_suggestion_is_not_printed_by_every_command(settings):
+    """``migrate``, ``collectstatic``, ``qcluster``… run the system checks: on a default SQLite
+    site the suggestion is not among them (``check --deploy`` still lists it; the bulk screen
+    and ``run_llm_action`` show it, see their tests)."""
+    settings.DATABASES = {"default": PLAIN_SQLITE}  # read by the check only
+
+    assert "wagtail_llm_actions.I001" not in [m.id for m in run_checks()]
+    deploy = run_checks(include_deployment_checks=True)
+    assert "wagtail_llm_actions.I001" in [m.id for m in deploy]
+
+
+def test_an_in_memory_sqlite_database_gets_no_wal_suggestion():
+    from wagtail_llm_actions.checks import sqlite_messages
+
+    for name in (":memory:", "file:memorydb_default?mode=memory&cache=shared"):
+        assert sqlite_messages({**PLAIN_SQLITE, "NAME": name}) == []

@@ -155,3 +155,18 @@ def test_dry_run_shows_a_locked_or_moderated_page_it_writes_nothing_to(
         assert f"The page is {reason}" in err and "a run would skip it" in err
     assert fake_llm.requests == []
     assert not LLMInteraction.objects.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_the_wal_suggestion_is_shown_once_by_a_run_on_plain_sqlite(make_post, action, settings):
+    make_post(), make_post()
+    settings.DATABASES = {  # what the suggestion reads; the test's connections are unchanged
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/site/db.sqlite3"}
+    }
+
+    _out, err = run(action.slug, "--all")
+
+    assert err.count("SQLite without WAL") == 1
+    assert "PRAGMA journal_mode=WAL" in err
+    _out, err = run(action.slug, "--all", "--dry-run")
+    assert "WAL" not in err  # a dry run writes nothing

@@ -59,6 +59,15 @@ class RunActionForm(forms.Form):
         )
 
 
+def sqlite_notice(user) -> tuple[str, str] | None:
+    """The WAL suggestion (``wagtail_llm_actions.I001``) for a site admin, who can act on it."""
+    if not getattr(user, "is_superuser", False):
+        return None
+    from .checks import sqlite_notice as notice
+
+    return notice()
+
+
 def can_start(plan: planning.Plan | None) -> bool:
     """False when the plan says no page would run (exactly, or because none is eligible)."""
     if plan is None:
@@ -170,6 +179,7 @@ class RunLLMActionBulkAction(PageBulkAction):
                 "next": self.next_url,
                 "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
                 "model_opts": self.model._meta,
+                "sqlite_notice": sqlite_notice(self.request.user),
             }
         )
         return context
@@ -315,6 +325,7 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
                 "next": self.next_url,
                 "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
                 "model_opts": self.model._meta,
+                "sqlite_notice": sqlite_notice(self.request.user),
             }
         )
         return context

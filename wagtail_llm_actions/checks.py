@@ -125,16 +125,26 @@ def check_block_marks(user: dict) -> list:
     ]
 
 
-@register(Tags.compatibility)
+@register(Tags.compatibility, deploy=True)
 def check_sqlite(app_configs, **kwargs):
     """A suggestion, never a requirement: plain SQLite works (writes are serialised and
-    retried); WAL lets web requests read while a worker writes a draft."""
-    return sqlite_messages((getattr(settings, "DATABASES", {}) or {}).get("default") or {})
+    retried); WAL lets web requests read while a worker writes. A deployment check (listed by
+    ``check --deploy``), not one of the checks every management command runs: the bulk
+    screen and ``run_llm_action`` show it where it matters (:func:`sqlite_notice`)."""
+    return sqlite_messages(default_database())
+
+
+def default_database() -> dict:
+    return (getattr(settings, "DATABASES", {}) or {}).get("default") or {}
 
 
 def sqlite_messages(database: dict) -> list:
-    """The WAL suggestion for one ``DATABASES`` entry, if it is SQLite without WAL."""
+    """The WAL suggestion for one ``DATABASES`` entry, if it is an SQLite file without WAL
+    (an in-memory database is never shared with another process)."""
     if not str(database.get("ENGINE", "")).endswith("sqlite3"):
+        return []
+    name = str(database.get("NAME", ""))
+    if name == ":memory:" or "mode=memory" in name or name.startswith("file::memory:"):
         return []
     init_command = str((database.get("OPTIONS") or {}).get("init_command", "")).lower()
     if "journal_mode" in init_command and "wal" in init_command:
@@ -150,3 +160,9 @@ def sqlite_messages(database: dict) -> list:
             id="wagtail_llm_actions.I001",
         )
     ]
+
+
+def sqlite_notice() -> tuple[str, str] | None:
+    """The WAL suggestion for the site's default database as ``(message, hint)``, or None."""
+    messages = sqlite_messages(default_database())
+    return (messages[0].msg, messages[0].hint) if messages else None

@@ -70,6 +70,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        if not options["dry_run"]:
+            self.sqlite_notice()
         if options["apply_stored"] is not None:
             self.apply_stored(options)
             return
@@ -103,6 +105,14 @@ class Command(BaseCommand):
             self.run_pages(action, pages, user)
             return
         self.run_job(action, user, options)
+
+    def sqlite_notice(self) -> None:
+        """The WAL suggestion (``wagtail_llm_actions.I001``), once, before writing drafts."""
+        from wagtail_llm_actions.checks import sqlite_notice
+
+        notice = sqlite_notice()
+        if notice is not None:
+            self.stderr.write(self.style.NOTICE("Note: " + "\n".join(notice)))
 
     def select_pages(self, action: LLMAction, options) -> list[Page]:
         page_types = list(action.page_types.all())
