@@ -269,6 +269,21 @@ def test_renaming_a_page_whose_prompt_uses_its_title_runs_again(
     assert "Composting on a balcony" in fake_llm.requests[-1]["json"]["messages"][-1]["content"]
 
 
+def test_renaming_a_long_page_runs_again_when_only_the_combining_prompt_uses_its_title(
+    make_post, map_reduce_action, fake_llm, superuser
+):
+    map_reduce_action.prompt = make_prompt("no-title", "Summarize:\n\n{body}")
+    map_reduce_action.save()
+    post = make_post(body=long_body(paragraphs=300)[0])
+    assert bulk(map_reduce_action, superuser, post) == RAN
+    edit(post, title="A new title")
+    calls = fake_llm.request_count
+    assert bulk(map_reduce_action, superuser, post) == RAN
+    assert "A new title" in fake_llm.requests[-1]["json"]["messages"][-1]["content"]
+    assert bulk(map_reduce_action, superuser, post) == SKIPPED
+    assert fake_llm.request_count == 2 * calls
+
+
 def test_editing_the_prompt_runs_again(post, server_action, fake_llm, superuser):
     bulk(server_action, superuser, post)
     prompt = server_action.prompt

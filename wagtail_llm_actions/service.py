@@ -177,14 +177,17 @@ def content_hash(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def inputs_hash(action: LLMAction, messages: list[dict[str, str]]) -> str:
+def inputs_hash(
+    action: LLMAction, messages: list[dict[str, str]], variables: dict[str, str] | None = None
+) -> str:
     """Stable hash of what a run of ``action`` sends and what it does with the answer.
 
     The rendered messages (system and context messages, the prompt's text with every variable
     filled: source, ``{title}``, ``{url}``, ``{locale}``, ``{context}``, step answers), the model,
     API base and parameters, the fields written and how (output mode, the structured mapping
-    in its order), and for map-reduce what decides the parts and how they are combined. Not
-    the key, timeout or fallback models: they do not change what the model is asked.
+    in its order), and for map-reduce what decides the parts and how they are combined (the
+    window, the reduce prompt and the page ``variables`` it may use). Not the key, timeout or
+    fallback models: they do not change what the model is asked.
     """
     extra = action.extra_params if isinstance(action.extra_params, dict) else {}
     mapping = action.output_fields if action.is_structured else {}
@@ -203,6 +206,9 @@ def inputs_hash(action: LLMAction, messages: list[dict[str, str]]) -> str:
     if action.long_content == LongContent.MAP_REDUCE:
         shape["context_window"] = action.context_window
         shape["reduce_prompt"] = (action.reduce_prompt or "").strip()
+        shape["reduce_variables"] = {
+            name: (variables or {}).get(name, "") for name in ("title", "url", "locale", "context")
+        }
     data = json.dumps(shape, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
@@ -373,7 +379,7 @@ class LLMService:
             source_hash=content_hash(sources),
             truncated=truncated,
             variables=values,
-            inputs_hash=inputs_hash(action, messages),
+            inputs_hash=inputs_hash(action, messages, values),
         )
 
     # -- the run ---------------------------------------------------------------------------
