@@ -358,3 +358,30 @@ def test_the_preview_applies_the_rule_in_a_fixed_number_of_queries(
     assert (small.will_run, large.will_run) == (1, 3)
     assert {row["code"]: row["count"] for row in large.skip_rows} == {"unchanged": 3}
     assert large_queries <= small_queries  # not one more per page
+
+
+def test_an_answer_filling_several_fields_counts_while_every_field_holds_it(
+    post, make_action, fake_llm, api_key_env, superuser
+):
+    fake_llm.configure(
+        json_reply={"title": "Compost in a flat", "tags": ["compost", "Worms"], "summary": "Bins."}
+    )
+    fields = make_action(
+        name="SEO fields",
+        slug="seo-fields",
+        target_field="",
+        output_fields={"title": "seo_title", "tags": "tags", "summary": "summary"},
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+    )
+    assert bulk(fields, superuser, post) == RAN
+    draft = reload(post).get_latest_revision_as_object()
+    draft.tags.set(["worms", "compost"])  # the same tags, another order and case
+    draft.intro = "Another field."
+    draft.save_revision()
+    assert bulk(fields, superuser, post) == SKIPPED
+
+    edit(post, seo_title="A title someone wrote")
+    assert bulk(fields, superuser, post) == RAN
+    assert fake_llm.request_count == 2
