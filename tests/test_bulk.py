@@ -118,7 +118,10 @@ def test_rerunning_through_the_admin_skips_unchanged_pages(
     drain()
     assert fake_llm.request_count == 3
     html = client.get(url).content.decode()
-    assert "Unchanged since the last successful run" in html and "0 pages will run" in html
+    assert (
+        "Unchanged since this action’s answer was written or discarded" in html
+        and "0 pages will run" in html
+    )
 
     # nothing would run: Start is refused (and disabled on the screen)
     refused = client.post(url, {"action": server_action.pk})

@@ -67,7 +67,10 @@ def test_descendants_and_all(make_post, blog_index, action):
     # Nothing changed since: every page is skipped as unchanged, no model call.
     out, _err = run(action.slug, "--all")
     assert LLMInteraction.objects.filter(status="success").count() == 3
-    assert "Skipped: 3" in out and "Unchanged since the last successful run" in out
+    assert (
+        "Skipped: 3" in out
+        and "Unchanged since this action’s answer was written or discarded" in out
+    )
     run(action.slug, "--all", "--force")
     assert LLMInteraction.objects.filter(status="success").count() == 6
     assert all(type(p).objects.get(pk=p.pk).has_unpublished_changes for p in pages)

@@ -127,15 +127,6 @@ def test_rerun_without_changes_skips_every_page_without_calling_the_model(
     assert fake_llm.request_count == 7
 
 
-def test_discarded_answers_do_not_count_as_the_last_run(make_post, action, superuser):
-    post = make_post()
-    jobs.run_job(jobs.create_job(action, superuser, [post.pk]).pk)
-    LLMInteraction.objects.update(outcome="discarded")
-    job = jobs.create_job(action, superuser, [post.pk])
-    jobs.run_job(job.pk)
-    assert statuses(job)[post.pk] == ("succeeded", "")
-
-
 def test_empty_source_is_skipped(make_post, action, superuser):
     post = make_post(body=[])
     job = jobs.create_job(action, superuser, [post.pk])

@@ -47,8 +47,9 @@ class RunActionForm(forms.Form):
         required=False,
         label=gettext_lazy("Re-run unchanged pages"),
         help_text=gettext_lazy(
-            "Pages whose content has not changed since this action last ran on them "
-            "successfully are skipped unless you tick this."
+            "Pages that already have this action’s answer for their current content, prompt "
+            "and settings in their newest revision, or where someone discarded that answer, "
+            "are skipped unless you tick this."
         ),
     )
 

@@ -18,10 +18,9 @@ Design
 
 **Items.** A job has one ``LLMJobItem`` per selected page (and descendant). Pages that cannot
 run are created *skipped* with a reason (wrong type, no permission, locked); the rest are
-*queued*. Whether the source is empty, or unchanged since the last successful run of this
-action (the ``source_hash`` of :meth:`LLMService.prepare` on the page's latest revision
-against the newest successful, not discarded ``LLMInteraction`` for that page and action),
-is decided when the item runs, just before any model call, so it is true at that moment.
+*queued*. Whether the source is empty, or unchanged (:mod:`.unchanged`: an answer of this
+action from the same inputs is in the page's newest revision, or a person discarded it), is
+decided when the item runs, just before any model call, so it is true at that moment.
 
 **One runner per job.** :func:`enqueue_job` queues one django-q2 task,
 ``tasks.run_job(job_id)`` (and ``RUNNERS_PER_JOB - 1`` helpers that share its items from
@@ -154,7 +153,6 @@ from .planning import (  # noqa: F401 - the engine's callers used to find these 
     create_job,
     create_pipeline_job,
     enqueue_job,
-    last_success_hashes,
     max_attempts,
     page_ids_for_action,
     plan_job,
@@ -165,7 +163,8 @@ from .planning import (  # noqa: F401 - the engine's callers used to find these 
     skip_reason_label,
     working_copies,
 )
-from .service import LLMService, working_copy
+from .service import LLMService
+from .unchanged import unchanged_since_last_write
 
 logger = logging.getLogger(__name__)
 
@@ -726,15 +725,8 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             # write that answer, never call again.
             service.apply_stored(stored, user, on_success=on_success)
             return ItemStatus.SUCCEEDED
-        if not job.force:
-            # Only pages this action ran on before can be unchanged; the others go straight
-            # to the run, which checks permission, locks and the source itself.
-            previous = last_success_hashes(action, [page.pk]).get(page.pk)
-            if previous is not None:
-                service.check(action, page, user)
-                working, _revision = working_copy(page)
-                if service.prepare(action, working).source_hash == previous:
-                    return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
+        if not job.force and unchanged_since_last_write(action, page, user, service=service):
+            return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
 
         service.run(
             action,

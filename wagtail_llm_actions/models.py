@@ -629,6 +629,10 @@ class LLMInteraction(models.Model):
     )
     error_code = models.CharField(_("error code"), max_length=50, blank=True)
     error_message = models.TextField(_("error"), blank=True)
+    #: ``service.inputs_hash`` of the run: the rendered messages (source, prompt text, every
+    #: variable), model, parameters and output mapping. The skip-unchanged rule compares it
+    #: (:mod:`.unchanged`). Older rows hold a hash of the source texts alone, which never
+    #: matches: their pages run once more.
     source_hash = models.CharField(_("source hash"), max_length=64, blank=True)
     target_field = models.CharField(_("target field"), max_length=255, blank=True)
     rebased = models.BooleanField(

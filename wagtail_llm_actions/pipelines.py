@@ -344,7 +344,7 @@ def run_pipeline(
                     _reuse(interaction, reusable.get(step.name), step)
                 else:
                     prepared = service.prepare(action, working_obj, answers)
-                    interaction.source_hash = prepared.source_hash
+                    interaction.source_hash = prepared.inputs_hash
                     interaction.source_truncated = prepared.truncated
                     if action.is_structured:
                         # Fills (and checks) every mapped field of the working copy; a step that

@@ -11,8 +11,8 @@ import this module; nothing here runs a job (that is the engine, :mod:`.jobs`).
 
 A job has one ``LLMJobItem`` per selected page (and descendant). Pages that cannot run are
 created *skipped* with a reason (wrong type, no permission, locked); the rest are *queued*.
-Whether the source is empty, or unchanged since the last successful run of this action, is
-decided by the engine when the item runs (the screen only samples it, see :func:`plan_job`).
+Whether the source is empty, or unchanged (:mod:`.unchanged`), is decided by the engine when
+the item runs (the screen only samples it, see :func:`plan_job`).
 """
 
 from __future__ import annotations
@@ -37,20 +37,18 @@ from .exceptions import (
     SourceEmpty,
 )
 from .models import (
-    InteractionOutcome,
-    InteractionStatus,
     InteractionTrigger,
     ItemStatus,
     JobKind,
     JobStatus,
     LLMAction,
-    LLMInteraction,
     LLMJob,
     LLMJobItem,
     LLMPipeline,
 )
 from .permissions import explorable_pages, has_admin_access
 from .service import LLMService
+from .unchanged import holds, written_answers
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ SKIP_REASONS = {
     SKIP_NO_PERMISSION: _("No permission to edit the page"),
     SKIP_LOCKED: _("The page is locked"),
     SKIP_SOURCE_EMPTY: _("The source field is empty"),
-    SKIP_UNCHANGED: _("Unchanged since the last successful run of this action"),
+    SKIP_UNCHANGED: _("Unchanged since this action’s answer was written or discarded"),
     SKIP_DELETED: _("The page was deleted"),
     SKIP_MODERATION: _("The page is in moderation"),
     SKIP_ACTION_DISABLED: _("The action was disabled while the job ran"),
@@ -182,25 +180,6 @@ def annotate_reasons(queryset, action: LLMAction, user, type_ids: list[int] | No
     return queryset.annotate(skip=Case(*whens, default=Value("")))
 
 
-def last_success_hashes(action: LLMAction, page_ids: list[int]) -> dict[int, str]:
-    """The ``source_hash`` of the newest successful, not discarded run of ``action`` per page.
-
-    One query for all ``page_ids`` (it uses the ``llmi_page_action_idx`` index).
-    """
-    rows = (
-        LLMInteraction.objects.filter(
-            page_id__in=page_ids, action=action, status=InteractionStatus.SUCCESS
-        )
-        .exclude(outcome=InteractionOutcome.DISCARDED)
-        .order_by("page_id", "-created_at", "-pk")
-        .values_list("page_id", "source_hash")
-    )
-    result: dict[int, str] = {}
-    for page_id, source_hash in rows:
-        result.setdefault(page_id, source_hash)
-    return result
-
-
 def working_copies(page_ids: list[int]) -> dict[int, Page]:
     """Each page as its latest revision has it, loaded with a fixed number of queries."""
     pages = list(Page.objects.filter(pk__in=page_ids).specific())
@@ -233,10 +212,13 @@ class ContentCheck:
 def check_content(
     action: LLMAction, page_ids: list[int], *, force: bool = False
 ) -> dict[int, ContentCheck]:
-    """Source empty / unchanged / prompt tokens for ``page_ids``, in a fixed number of queries."""
+    """Source empty / unchanged / prompt tokens for ``page_ids``, in a fixed number of queries.
+
+    Unchanged is :mod:`.unchanged`'s rule (the one the job engine applies when the page runs).
+    """
     service = LLMService()
     copies = working_copies(page_ids)
-    hashes = {} if force else last_success_hashes(action, list(copies))
+    answers = {} if force else written_answers(action, list(copies))
     result: dict[int, ContentCheck] = {}
     for page_id, obj in copies.items():
         check = ContentCheck(page_id)
@@ -247,7 +229,7 @@ def check_content(
         except LLMActionError as e:
             check.error = e.message
         else:
-            if hashes.get(page_id) == prepared.source_hash:
+            if holds(answers.get(page_id, []), prepared):
                 check.skip = SKIP_UNCHANGED
             else:
                 from .pipelines import estimate_calls

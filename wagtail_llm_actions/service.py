@@ -155,6 +155,7 @@ class PreparedRun:
     obj: Any
     messages: list[dict[str, str]]
     source_text: str
+    #: Hash of the extracted texts alone.
     source_hash: str
     truncated: bool
     variables: dict[str, str] = field(default_factory=dict)
@@ -162,6 +163,9 @@ class PreparedRun:
     planned: PlannedRequest | None = None
     #: Dry runs: why that request cannot be built (the run would stop there), if it cannot.
     request_error: str = ""
+    #: Hash of everything that shapes the request and what is done with its answer
+    #: (:func:`inputs_hash`); stored on the interaction, compared by :mod:`.unchanged`.
+    inputs_hash: str = ""
 
 
 def content_hash(texts: list[str]) -> str:
@@ -171,6 +175,42 @@ def content_hash(texts: list[str]) -> str:
         digest.update(text.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def inputs_hash(
+    action: LLMAction, messages: list[dict[str, str]], variables: dict[str, str] | None = None
+) -> str:
+    """Stable hash of what a run of ``action`` sends and what it does with the answer.
+
+    The rendered messages (system and context messages, the prompt's text with every variable
+    filled: source, ``{title}``, ``{url}``, ``{locale}``, ``{context}``, step answers), the model,
+    API base and parameters, the fields written and how (output mode, the structured mapping
+    in its order), and for map-reduce what decides the parts and how they are combined (the
+    window, the reduce prompt and the page ``variables`` it may use). Not the key, timeout or
+    fallback models: they do not change what the model is asked.
+    """
+    extra = action.extra_params if isinstance(action.extra_params, dict) else {}
+    mapping = action.output_fields if action.is_structured else {}
+    shape: dict[str, Any] = {
+        "messages": messages,
+        "model": (action.model or "").strip(),
+        "api_base": (action.api_base or "").strip(),
+        "temperature": action.temperature,
+        "max_tokens": action.max_tokens,
+        "extra": extra,
+        "target": action.target_field if not mapping else "",
+        "output_mode": action.output_mode if not mapping else "",
+        "fields": [[str(k), str(v)] for k, v in mapping.items()],
+        "long_content": action.long_content,
+    }
+    if action.long_content == LongContent.MAP_REDUCE:
+        shape["context_window"] = action.context_window
+        shape["reduce_prompt"] = (action.reduce_prompt or "").strip()
+        shape["reduce_variables"] = {
+            name: (variables or {}).get(name, "") for name in ("title", "url", "locale", "context")
+        }
+    data = json.dumps(shape, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
 def working_copy(obj: Any) -> tuple[Any, Any]:
@@ -339,14 +379,16 @@ class LLMService:
                 _("There is no content in “%(path)s” to send to the model.")
                 % {"path": action.source_field}
             )
+        messages = self.render_messages(action, values)
         return PreparedRun(
             action=action,
             obj=obj,
-            messages=self.render_messages(action, values),
+            messages=messages,
             source_text=values["source"],
             source_hash=content_hash(sources),
             truncated=truncated,
             variables=values,
+            inputs_hash=inputs_hash(action, messages, values),
         )
 
     # -- the run ---------------------------------------------------------------------------
@@ -393,7 +435,7 @@ class LLMService:
         try:
             prepared = self.prepare(action, working_obj)
             interaction.messages = prepared.messages
-            interaction.source_hash = prepared.source_hash
+            interaction.source_hash = prepared.inputs_hash
             interaction.source_truncated = prepared.truncated
             with call_slot() if call_slot is not None else contextlib.nullcontext():
                 if action.is_structured:

@@ -3,10 +3,12 @@
 ``--page`` runs one page here and now. ``--descendants`` and ``--all`` create a job on the
 bulk job engine (:mod:`wagtail_llm_actions.jobs`): it runs in the foreground with a progress
 bar and ends with a summary, or with ``--enqueue`` is handed to the django-q2 workers.
-Pages unchanged since the last successful run of the action are skipped unless ``--force``.
-A pipeline's slug runs the pipeline on each selected page (in this process, one draft
-per page). ``--apply-stored JOB_ID`` writes the answers a finished job already received but
-could not write (the write failed, or a page was locked), with no model call.
+Every mode skips unchanged pages unless ``--force``, by the rule bulk jobs apply
+(:mod:`wagtail_llm_actions.unchanged`: an answer of the action from the same inputs is in the
+page's newest revision, or a person discarded it). A pipeline's slug runs the pipeline on each
+selected page (one draft per page); pipelines are never skipped as unchanged.
+``--apply-stored JOB_ID`` writes the answers a finished job already received but could not
+write (the write failed, or a page was locked), with no model call.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from wagtail_llm_actions.models import (
     LLMPipeline,
 )
 from wagtail_llm_actions.service import LLMService, lock_problem
+from wagtail_llm_actions.unchanged import unchanged_since_last_write
 
 
 class Command(BaseCommand):
     help = (
         "Run an LLM action on one page (--page), a page and its descendants (--descendants) "
-        "or every page it applies to (--all). Answers are saved as draft revisions."
+        "or every page it applies to (--all). Answers are saved as draft revisions. Pages "
+        "whose newest revision already has this action's answer for the same content, prompt "
+        "and settings, or where a person discarded that answer, are skipped unless --force."
     )
 
     def add_arguments(self, parser) -> None:
@@ -56,7 +61,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--user", help="Username recorded on interactions and revisions.")
         parser.add_argument(
-            "--force", action="store_true", help="Also run pages unchanged since the last run."
+            "--force",
+            action="store_true",
+            help=(
+                "Also run unchanged pages: those where this action's answer for the same "
+                "content, prompt and settings is in the newest revision, or was discarded. "
+                "Pipelines always run."
+            ),
         )
         parser.add_argument(
             "--enqueue",
@@ -102,7 +113,7 @@ class Command(BaseCommand):
             if options["dry_run"]:
                 self.dry_run(action, pages, user)
                 return
-            self.run_pages(action, pages, user)
+            self.run_pages(action, pages, user, force=options["force"])
             return
         self.run_job(action, user, options)
 
@@ -170,11 +181,18 @@ class Command(BaseCommand):
             self.stdout.write(note)
         self.stdout.write("")
 
-    def run_pages(self, action: LLMAction, pages: list[Page], user) -> None:
+    def run_pages(self, action: LLMAction, pages: list[Page], user, *, force: bool) -> None:
         service = LLMService()
         failures = 0
         for page in pages:
             try:
+                if not force and unchanged_since_last_write(action, page, user, service=service):
+                    self.stdout.write(
+                        f"Page {page.pk} “{page.title}”: skipped, "
+                        f"{jobs.skip_reason_label(jobs.SKIP_UNCHANGED).lower()} "
+                        "(--force runs it)"
+                    )
+                    continue
                 interaction = service.run(action, page, user, trigger=InteractionTrigger.COMMAND)
             except LLMActionError as e:
                 failures += 1
