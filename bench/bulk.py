@@ -353,7 +353,7 @@ def main(argv=None) -> None:
         prompt = LLMPrompt.objects.create(
             name="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}", template="Summarize: {body}"
         )
-        os.environ["BENCH_API_KEY"] = "sk-bench"
+        os.environ["TEST_LLM_API_KEY"] = "sk-bench"  # named in tests/settings.py
         action = LLMAction.objects.create(
             name="Bench summary",
             slug=f"bench-{uuid.uuid4().hex[:6]}",
@@ -361,7 +361,7 @@ def main(argv=None) -> None:
             target_field="summary",
             model="openai/bench-model",
             api_base=f"http://127.0.0.1:{port}/v1",
-            api_key_name="BENCH_API_KEY",
+            api_key_name="TEST_LLM_API_KEY",
             prompt=prompt,
             timeout=30,
         )

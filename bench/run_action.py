@@ -99,6 +99,7 @@ def main() -> None:
         SANDBOX_DB=str(Path(tmp) / "bench.sqlite3"),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         BENCH_LLM_API_KEY="sk-bench",
+        LLM_ACTIONS_EXTRA_API_KEY_NAMES="BENCH_LLM_API_KEY",  # no provider's variable
         LLM_ACTIONS_ALLOWED_API_BASES="http://127.0.0.1:*",  # the fake server
     )
     os.environ.pop("DATABASE_URL", None)

@@ -48,6 +48,13 @@ order (e.g. a 500 first, then a normal answer). Settings:
     unset, choice *i* > 0 is the reply followed by `` (i+1)``.
 ``ignore_n``
     Answer one choice whatever ``n`` asks for (a server without ``n``).
+``redirect_to``
+    A base URL (e.g. another fake server's ``url``): answer every completion with
+    ``307 Temporary Redirect`` to ``<redirect_to>/chat/completions``.
+``proxy``
+    Act as a plain HTTP forward proxy too: a request for an absolute URL
+    (``POST http://127.0.0.1:PORT/v1/chat/completions``) is recorded and forwarded there,
+    and the target's answer relayed (redirects included, as a proxy does).
 
 Run it in the foreground for benchmarks::
 
@@ -58,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import itertools
 import json
 import signal
@@ -68,6 +76,7 @@ from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 HOST = "127.0.0.1"
 MAX_LATENCY = 120.0
@@ -96,7 +105,14 @@ DEFAULTS: dict[str, Any] = {
     "truncate_json": False,
     "candidate_replies": None,
     "ignore_n": False,
+    "redirect_to": None,
+    "proxy": False,
 }
+
+#: Headers that describe one connection, not the message: a proxy does not pass them on.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
+)
 
 ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -179,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def do_GET(self) -> None:
+        if self._proxied():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         self.server.fake.record(self, None)
         if path in ("/v1/models", "/models"):
@@ -193,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(404, error_body(404, "Not found.", None, None))
 
     def do_POST(self) -> None:
+        if self._proxied():
+            return
         fake = self.server.fake
         fake.track_call(+1)
         try:
@@ -244,6 +264,10 @@ class _Handler(BaseHTTPRequestHandler):
                 body = error_body(400, message, "invalid_request_error", "context_length_exceeded")
                 self.send_json(400, body, extra)
                 return
+        if config["redirect_to"]:
+            location = f"{str(config['redirect_to']).rstrip('/')}/chat/completions"
+            self.send_raw(307, b"{}", {**extra, "Location": location})
+            return
         status = int(config["status"])
         if status != 200:
             kind, message = ERRORS.get(status, ("server_error", f"Error {status}."))
@@ -262,6 +286,43 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_raw(200, b'{"id": "chatcmpl-broken", "choices": [', extra)
             return
         self.send_json(200, fake.completion(payload, config), extra)
+
+    def _proxied(self) -> bool:
+        """Forward a request for an absolute URL when the server acts as a proxy."""
+        fake = self.server.fake
+        if not self.path.lower().startswith("http://") or not fake.proxy:
+            return False
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(min(length, MAX_BODY_BYTES)) if length > 0 else None
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = None
+        fake.record(self, payload)
+        target = urlsplit(self.path)
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if name.lower() not in HOP_BY_HOP and not name.lower().startswith("proxy-")
+        }
+        connection = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=30)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            connection.request(self.command, path or "/", body=raw, headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+            relayed = {
+                name: value
+                for name, value in answer.getheaders()
+                if name.lower() not in HOP_BY_HOP | {"content-type", "content-length"}
+            }
+            content_type = answer.getheader("Content-Type") or "application/json"
+            self.send_raw(answer.status, body, relayed, content_type)
+        except OSError:
+            self.send_json(502, error_body(502, "Bad gateway.", "server_error", None))
+        finally:
+            connection.close()
+        return True
 
     def send_json(self, status: int, body: Any, headers: dict | None = None) -> None:
         self.send_raw(status, json.dumps(body).encode(), headers)

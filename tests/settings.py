@@ -33,5 +33,8 @@ WAGTAIL_LLM_ACTIONS = {
     "RUN_INLINE": False,
     "RUNNERS_PER_JOB": 1,
     "ALLOWED_API_BASES": ["http://127.0.0.1:*"],
+    # The fake server's keys (conftest.api_key_env, test_providers.KEY_NAME) are no LLM
+    # provider's variables: named explicitly, as a site names variables of its own.
+    "EXTRA_API_KEY_NAMES": ["TEST_LLM_API_KEY", "WLA_TEST_LLM_API_KEY"],
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

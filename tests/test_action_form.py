@@ -174,7 +174,12 @@ def test_missing_provider_key_is_a_warning_not_an_error(prompt, superuser, monke
     assert "OPENAI_API_KEY is not set in this environment" in html
 
 
-def test_named_key_that_is_set_gives_no_warning(prompt, superuser, monkeypatch):
+def test_named_key_that_is_set_gives_no_warning(prompt, superuser, monkeypatch, settings):
+    # a variable of the site's own, named in EXTRA_API_KEY_NAMES
+    settings.WAGTAIL_LLM_ACTIONS = {
+        **settings.WAGTAIL_LLM_ACTIONS,
+        "EXTRA_API_KEY_NAMES": ["MY_SITE_API_KEY"],
+    }
     monkeypatch.setenv("MY_SITE_API_KEY", "sk-xyz")
     client = client_for(superuser)
 

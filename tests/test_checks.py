@@ -100,3 +100,14 @@ def test_an_in_memory_sqlite_database_gets_no_wal_suggestion():
 
     for name in (":memory:", "file:memorydb_default?mode=memory&cache=shared"):
         assert sqlite_messages({**PLAIN_SQLITE, "NAME": name}) == []
+
+
+def test_unusable_key_name_and_api_base_settings_are_reported(settings):
+    settings.WAGTAIL_LLM_ACTIONS = {
+        "EXTRA_API_KEY_NAMES": "MY_GATEWAY_KEY",  # a string, not a list
+        "ALLOWED_API_BASES": ["http://127.0.0.1:8080/v1/../admin", "http://localhost:11434"],
+    }
+    messages = {m.id: m.msg for m in check_settings(None)}
+    assert "EXTRA_API_KEY_NAMES" in messages["wagtail_llm_actions.E010"]
+    assert "/v1/../admin" in messages["wagtail_llm_actions.W010"]
+    assert "11434" not in messages["wagtail_llm_actions.W010"]

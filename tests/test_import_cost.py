@@ -142,5 +142,5 @@ def test_startup_builds_no_form_class_for_the_app_snippets():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == (
-        "0 LLMActionCreateView,LLMActionEditView,CopyView,_RevisionsRevertView"
+        "0 LLMActionCreateView,LLMActionEditView,SafeCopyView,_RevisionsRevertView"
     )

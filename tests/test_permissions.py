@@ -361,14 +361,14 @@ ROWS: dict[str, Row] = {
     f"{ACTION_CHOOSER_NS}:chosen_multiple": Row(
         _none, MANAGERS, query=lambda w: f"?id={w.action.pk}"
     ),
-    f"{ACTION_CHOOSER_NS}:create": Row(_none, MANAGERS),
+    f"{ACTION_CHOOSER_NS}:create": Row(_none, MANAGERS, ok=404),  # no create form
     f"{PROMPT_CHOOSER_NS}:choose": Row(_none, MANAGERS),
     f"{PROMPT_CHOOSER_NS}:choose_results": Row(_none, MANAGERS),
     f"{PROMPT_CHOOSER_NS}:chosen": Row(_prompt, MANAGERS),
     f"{PROMPT_CHOOSER_NS}:chosen_multiple": Row(
         _none, MANAGERS, query=lambda w: f"?id={w.prompt.pk}"
     ),
-    f"{PROMPT_CHOOSER_NS}:create": Row(_none, MANAGERS),
+    f"{PROMPT_CHOOSER_NS}:create": Row(_none, MANAGERS, ok=404),  # no create form
     # pipelines: configured like actions; run by editors of the page (a one-page job)
     f"{PIPELINE_NS}:list": Row(_none, MANAGERS),
     f"{PIPELINE_NS}:list_results": Row(_none, MANAGERS),
@@ -385,7 +385,7 @@ ROWS: dict[str, Row] = {
     f"{PIPELINE_CHOOSER_NS}:chosen_multiple": Row(
         _none, MANAGERS, query=lambda w: f"?id={w.pipeline.pk}"
     ),
-    f"{PIPELINE_CHOOSER_NS}:create": Row(_none, MANAGERS),
+    f"{PIPELINE_CHOOSER_NS}:create": Row(_none, MANAGERS, ok=404),  # no create form
     "wagtail_llm_actions_pipelines:run": Row(
         lambda w: [w.post.pk, w.pipeline.pk], EDITORS, "post", 302
     ),
@@ -583,7 +583,7 @@ CRAFTED_PROVIDER_CHANGES = {
     "model": "openai/gpt-4o",
     "fallback_models": "openai/gpt-4o-mini",
     "api_base": "https://attacker.example.com/v1",
-    "api_key_name": "OTHER_API_KEY",
+    "api_key_name": "GROQ_API_KEY",
     "extra_params": '{"top_p": 0.5}',
     "timeout": "900",
 }
@@ -644,7 +644,7 @@ def test_provider_manager_changes_provider_fields(world):
     action.refresh_from_db()
     assert action.model == "openai/gpt-4o"
     assert action.api_base == "https://attacker.example.com/v1"
-    assert action.api_key_name == "OTHER_API_KEY"
+    assert action.api_key_name == "GROQ_API_KEY"
     assert action.extra_params == {"top_p": 0.5}
     assert action.timeout == 900
 
@@ -670,7 +670,7 @@ def test_action_manager_creates_an_action_with_the_default_provider(world, setti
 
 
 def test_action_manager_copy_keeps_the_provider_fields_of_the_original(world):
-    world.action.api_key_name = "TEAM_API_KEY"
+    world.action.api_key_name = "MISTRAL_API_KEY"
     world.action.save()
     data = action_post_data(
         world.action, name="Copy", slug="copy-of-summary", **CRAFTED_PROVIDER_CHANGES
@@ -680,11 +680,110 @@ def test_action_manager_copy_keeps_the_provider_fields_of_the_original(world):
     )
     assert response.status_code == 302, response.context["form"].errors
     copy = LLMAction.objects.get(slug="copy-of-summary")
+    assert copy.pk != world.action.pk
     assert (copy.model, copy.api_key_name, copy.api_base) == (
         "local/extractive",
-        "TEAM_API_KEY",
+        "MISTRAL_API_KEY",
         "",
     )
+    world.action.refresh_from_db()
+    assert (world.action.slug, world.action.name) == ("generate-summary", "Generate summary")
+
+
+# -- copying never changes the original --------------------------------------------------------
+
+
+def _copier(world, django_user_model):
+    """May add and view actions, prompts and pipelines, not change them."""
+    group = Group.objects.create(name="Copiers")
+    group.permissions.add(
+        Permission.objects.get(codename="access_admin"),
+        *Permission.objects.filter(
+            content_type__app_label="wagtail_llm_actions",
+            codename__in=[
+                f"{verb}_{model}"
+                for verb in ("add", "view")
+                for model in ("llmaction", "llmprompt", "llmpipeline")
+            ],
+        ),
+    )
+    user = django_user_model.objects.create_user("copier", password="x")
+    user.groups.add(group)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _copy_case(kind: str, world: World):
+    """(namespace, original, POSTed copy form, field changed in the copy, new slug)."""
+    if kind == "action":
+        data = action_post_data(
+            world.action, name="Copy", slug="copy-of-summary", system_message="Changed"
+        )
+        return ACTION_NS, world.action, data, "system_message", "copy-of-summary"
+    if kind == "prompt":
+        data = {"name": "Copy", "slug": "copy-prompt", "template": "Changed {title}"}
+        return PROMPT_NS, world.prompt, {**data, "description": ""}, "template", "copy-prompt"
+    step = world.pipeline.steps.get()
+    data = {
+        "name": "Copy",
+        "slug": "copy-pipeline",
+        "description": "",
+        "enabled": "on",
+        "steps-TOTAL_FORMS": "1",
+        "steps-INITIAL_FORMS": "1",  # the copy form shows the original's steps, ids included
+        "steps-MIN_NUM_FORMS": "1",
+        "steps-MAX_NUM_FORMS": "1000",
+        "steps-0-id": str(step.pk),
+        "steps-0-name": "renamed",
+        "steps-0-action": str(world.action.pk),
+        "steps-0-writes": "on",
+        "steps-0-ORDER": "1",
+        "steps-0-DELETE": "",
+    }
+    return PIPELINE_NS, world.pipeline, data, "name", "copy-pipeline"
+
+
+def _snapshot(obj) -> dict:
+    obj = type(obj).objects.get(pk=obj.pk)
+    values = {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+    values.pop("updated_at", None)
+    if isinstance(obj, LLMPipeline):
+        values["steps"] = sorted(obj.steps.values_list("pk", "name", "action_id"))
+    return values
+
+
+@pytest.mark.parametrize("kind", ["action", "prompt", "pipeline"])
+def test_posting_the_copy_form_makes_a_copy_and_leaves_the_original(kind, world, django_user_model):
+    """Wagtail's CopyView binds the POSTed form to the original object, so a POST to the copy
+    URL updated the original (as a user without the change permission, too)."""
+    namespace, original, data, changed, slug = _copy_case(kind, world)
+    before = _snapshot(original)
+    client = _copier(world, django_user_model)
+    url = reverse(f"{namespace}:copy", args=[original.pk])
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    assert _snapshot(original) == before
+    assert f'action="{url}"' in client.get(url).content.decode()  # the copy form posts here
+    copy = type(original).objects.get(slug=slug)
+    assert copy.pk != original.pk
+    if kind == "pipeline":
+        assert [s.name for s in copy.steps.all()] == ["renamed"]
+        assert copy.steps.get().pk != world.pipeline.steps.get().pk
+    else:
+        assert getattr(copy, changed) == data[changed]
+
+
+@pytest.mark.parametrize("namespace", [ACTION_CHOOSER_NS, PROMPT_CHOOSER_NS, PIPELINE_CHOOSER_NS])
+def test_chooser_create_url_is_a_404_not_a_crash(namespace, world):
+    """The choosers have no create form: their create URL answers 404 (it raised
+    ``'NoneType' object has no attribute 'is_valid'`` on POST)."""
+    before = state(world)
+    client = world.client("superuser")
+    url = reverse(f"{namespace}:create")
+    assert client.post(url, {"name": "New", "slug": "new"}).status_code == 404
+    assert client.get(url).status_code == 404
+    assert state(world) == before
 
 
 def test_editor_cannot_post_to_the_action_form(world):

@@ -161,16 +161,17 @@ def test_unset_parameters_are_not_sent(server):
     assert "max_tokens" not in body
 
 
-def test_reserved_extra_params_are_ignored(server):
+def test_extra_params_outside_the_allow_list_are_refused_before_the_call(server):
+    """``stream`` and ``fallbacks`` (set by the app itself) were once dropped silently; the
+    allow-list refuses them, and a request built in code is checked before any call."""
     request = make_request(
         server, extra_params={"stream": True, "fallbacks": ["openai/x"], "presence_penalty": 1}
     )
-    complete(request)
-    body = server.last_request["json"]
-    assert "stream" not in body
-    assert "fallbacks" not in body
-    assert body["presence_penalty"] == 1
-    assert server.request_count == 1
+    with pytest.raises(ConfigurationError, match="fallbacks, stream"):
+        complete(request)
+    assert server.request_count == 0
+    complete(make_request(server, extra_params={"presence_penalty": 1}))
+    assert server.last_request["json"]["presence_penalty"] == 1
 
 
 def test_usage_and_finish_reason_are_read_back(server):
@@ -403,7 +404,9 @@ def test_build_request_from_action(server, api_key):
         extra_params={"top_p": 0.9},
         fallback_models="openai/fallback-a\n\n  local/extractive  \n",
     )
-    with override_settings(WAGTAIL_LLM_ACTIONS={"NUM_RETRIES": 2}):
+    with override_settings(
+        WAGTAIL_LLM_ACTIONS={**settings.WAGTAIL_LLM_ACTIONS, **{"NUM_RETRIES": 2}}
+    ):
         request = build_request(action, MESSAGES)
     assert request.model == "openai/test-model"
     assert request.messages == MESSAGES
@@ -421,7 +424,9 @@ def test_build_request_from_action(server, api_key):
 
 def test_build_request_default_timeout(server, api_key):
     action = make_action(server, timeout=0)
-    with override_settings(WAGTAIL_LLM_ACTIONS={"DEFAULT_TIMEOUT": 17}):
+    with override_settings(
+        WAGTAIL_LLM_ACTIONS={**settings.WAGTAIL_LLM_ACTIONS, **{"DEFAULT_TIMEOUT": 17}}
+    ):
         assert build_request(action, MESSAGES).timeout == 17.0
 
 

@@ -134,7 +134,13 @@ REFUSED_KEY_NAMES = [
     "sk-abc def",
     "OPENAI_API_KEY; rm",
 ]
-ALLOWED_KEY_NAMES = ["", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_API_TOKEN", "MY_LLM_API_KEY"]
+ALLOWED_KEY_NAMES = [
+    "",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "HUGGINGFACE_API_KEY",
+    "FRIENDLI_TOKEN",
+]
 
 
 @pytest.mark.parametrize("name", REFUSED_KEY_NAMES)
@@ -346,7 +352,9 @@ ALLOWED_EXTRA = [
     {"top_p": 0.9},
     {"max_completion_tokens": 200},
     {"response_format": {"type": "json_object"}},
-    {"top_k": 40, "keywords": ["a"]},
+    {"top_k": 40, "stop": ["a"]},
+    {"seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5},
+    {"logit_bias": {"50256": -100}, "reasoning_effort": "low"},
 ]
 
 
@@ -502,24 +510,8 @@ def test_redirect_to_another_local_port_is_not_followed(make_action, post, fake_
         assert other.request_count == 0
     assert fake_llm.request_count == 1
     assert info.value.code == "configuration"
-    assert "internal addresses are refused" in info.value.message
+    assert "never follow redirects" in info.value.message
     assert LLMInteraction.objects.get().status == "error"
-
-
-def test_redirect_to_a_listed_server_is_followed_without_the_key(fake_llm, api_key_env):
-    with FakeLLMServer(reply="From the other server.") as other:
-        fake_llm.configure(status=307, headers={"Location": f"{other.url}/chat/completions"})
-        request = CompletionRequest(
-            model="openai/fake-model",
-            messages=[{"role": "user", "content": "Hello"}],
-            api_base=fake_llm.url,
-            api_key="sk-test-secret-123",
-            timeout=5,
-        )
-        with llm_settings(ALLOWED_API_BASES=[fake_llm.url, other.url]):
-            result = complete(request)
-        assert result.text == "From the other server."
-        assert "sk-test-secret-123" not in received(other)  # another origin: no Authorization
 
 
 def test_a_normal_run_sends_no_server_secret(server_action, post, fake_llm):
@@ -795,6 +787,27 @@ def test_sandbox_settings_read_allowed_api_bases_from_the_environment(monkeypatc
         monkeypatch.delenv("LLM_ACTIONS_ALLOWED_API_BASES")
         monkeypatch.delenv("LLM_ACTIONS_API_BASE")
         assert importlib.reload(demo.settings).WAGTAIL_LLM_ACTIONS["ALLOWED_API_BASES"] == []
+    finally:
+        importlib.reload(demo.settings)
+
+
+def test_sandbox_settings_read_extra_api_key_names_from_the_environment(monkeypatch):
+    import importlib
+
+    import demo.settings
+
+    monkeypatch.setenv("LLM_ACTIONS_EXTRA_API_KEY_NAMES", "MY_GATEWAY_KEY, TEAM_*_KEY,")
+    monkeypatch.setenv("LLM_ACTIONS_API_KEY_NAME", "DEMO_LLM_KEY")
+    try:
+        module = importlib.reload(demo.settings)
+        assert module.WAGTAIL_LLM_ACTIONS["EXTRA_API_KEY_NAMES"] == [
+            "MY_GATEWAY_KEY",
+            "TEAM_*_KEY",
+            "DEMO_LLM_KEY",
+        ]
+        monkeypatch.delenv("LLM_ACTIONS_EXTRA_API_KEY_NAMES")
+        monkeypatch.delenv("LLM_ACTIONS_API_KEY_NAME")
+        assert importlib.reload(demo.settings).WAGTAIL_LLM_ACTIONS["EXTRA_API_KEY_NAMES"] == []
     finally:
         importlib.reload(demo.settings)
 

@@ -87,21 +87,22 @@ def check_provider_policy(user: dict) -> list:
             errors.append(
                 Warning(
                     f"WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES'] entry {entry!r} is not an "
-                    "http(s) URL, so it allows nothing.",
+                    "http(s) URL (without '.' or '..' path segments), so it allows nothing.",
                     hint="Write a URL prefix such as 'http://localhost:11434' or "
                     "'http://127.0.0.1:*'.",
                     id="wagtail_llm_actions.W010",
                 )
             )
-    names = user.get("API_KEY_NAMES")
-    if names is not None and (isinstance(names, str) or not isinstance(names, list | tuple)):
-        errors.append(
-            Error(
-                "WAGTAIL_LLM_ACTIONS['API_KEY_NAMES'] must be a list of names or patterns.",
-                hint="For example ['*_API_KEY', 'MY_LLM_TOKEN'].",
-                id="wagtail_llm_actions.E010",
+    for setting in ("API_KEY_NAMES", "EXTRA_API_KEY_NAMES"):
+        names = user.get(setting)
+        if names is not None and (isinstance(names, str) or not isinstance(names, list | tuple)):
+            errors.append(
+                Error(
+                    f"WAGTAIL_LLM_ACTIONS[{setting!r}] must be a list of names or patterns.",
+                    hint="For example ['MY_GATEWAY_KEY', 'TEAM_*_LLM_KEY'].",
+                    id="wagtail_llm_actions.E010",
+                )
             )
-        )
     return errors
 
 

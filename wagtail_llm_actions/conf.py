@@ -29,9 +29,13 @@ DEFAULTS: dict[str, Any] = {
     # win over os.environ. Never stored in the database.
     "API_KEYS": {},
     # Environment variables an action may name as its key: names or fnmatch patterns
-    # (case-sensitive). None means ["*_API_KEY", "*_API_TOKEN"]. Server secrets such as
-    # DATABASE_URL and SECRET_KEY are refused whatever this says.
+    # (case-sensitive). None means the variables LLM providers use (OPENAI_API_KEY,
+    # ANTHROPIC_API_KEY… see providers/keynames.py); a list replaces them. Server secrets
+    # such as DATABASE_URL and SECRET_KEY are refused whatever this says.
     "API_KEY_NAMES": None,
+    # More names or patterns an action may name, added to API_KEY_NAMES (or its default):
+    # how a site widens the list, e.g. ["MY_GATEWAY_KEY"].
+    "EXTRA_API_KEY_NAMES": [],
     # URL prefixes an action may use as API base besides public https:// servers, e.g.
     # ["http://localhost:11434"]; ":*" as the port matches any port. See the README's
     # threat model: loopback, private and link-local addresses are refused unless listed.

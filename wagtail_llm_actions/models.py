@@ -342,24 +342,44 @@ class LLMAction(models.Model):
             self._page_type_ids = set(self.page_types.values_list("pk", flat=True))
         return page.content_type_id in self._page_type_ids
 
-    def clean(self) -> None:
-        super().clean()
-        from .providers import validate_model_string
+    def provider_problems(self) -> dict[str, list[str]]:
+        """What the provider policy refuses in the model, fallbacks, API base, key name and
+        extra parameters, by field (see ``providers/policy.py``; checked again at call time).
+
+        With a blank API base a model's requests go where its provider sends them by default
+        (a local server for ``ollama/``, ``llamafile/``…; an ``*_API_BASE`` variable): that
+        destination is checked like an API base, for the model and each fallback (which gets
+        the action's API base only when it has the model's provider prefix).
+        """
+        from .conf import get_setting
+        from .providers import split_model_string, validate_model_string
+        from .providers.destinations import destination
         from .providers.policy import (
             PolicyError,
             check_api_base,
+            check_destination,
             check_extra_params,
             check_key_name,
         )
 
         errors: dict[str, list[str]] = {}
+        custom = set(get_setting("PROVIDERS") or {})
+        main_prefix = split_model_string(self.model or "")[0]
         for name in [self.model, *self.fallback_model_list]:
+            field = "model" if name == self.model else "fallback_models"
             try:
                 validate_model_string(name)
             except ValueError as e:
-                field = "model" if name == self.model else "fallback_models"
                 errors.setdefault(field, []).append(str(e))
-        # Where the site's keys may go: see providers/policy.py (checked again at call time).
+                continue
+            prefix = split_model_string(name)[0]
+            if prefix == "local" or prefix in custom:
+                continue
+            base = self.api_base if prefix == main_prefix else ""
+            try:
+                check_destination(destination(name, base))
+            except PolicyError as e:
+                errors.setdefault(field, []).append(str(e))
         for field, check, value in (
             ("api_key_name", check_key_name, self.api_key_name),
             ("api_base", check_api_base, self.api_base),
@@ -368,23 +388,17 @@ class LLMAction(models.Model):
                 check(value)
             except PolicyError as e:
                 errors.setdefault(field, []).append(str(e))
-        if not isinstance(self.extra_params, dict):
-            errors.setdefault("extra_params", []).append(
-                gettext("Extra parameters must be a JSON object.")
-            )
-        else:
-            reserved = {"api_key", "api_base", "messages", "model", "timeout"} & set(
-                self.extra_params
-            )
-            if reserved:
-                errors.setdefault("extra_params", []).append(
-                    gettext("These parameters are set elsewhere and cannot be overridden: %s")
-                    % ", ".join(sorted(reserved))
-                )
-            try:
-                check_extra_params(self.extra_params)
-            except PolicyError as e:
-                errors.setdefault("extra_params", []).append(str(e))
+        try:
+            check_extra_params(self.extra_params, (self.model or "").strip())
+        except PolicyError as e:
+            errors.setdefault("extra_params", []).append(str(e))
+        return errors
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, list[str]] = {}
+        for field, messages in self.provider_problems().items():
+            errors.setdefault(field, []).extend(messages)
         if self.pk and not getattr(self, "_page_types_checked_by_form", False):
             # A saved action's page types are known: its paths and prompt must fit them, however
             # it is saved (code, fixture, another form). The admin form checks the page types

@@ -6,6 +6,7 @@ from functools import partial
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import (
@@ -22,6 +23,7 @@ from wagtail.admin.widgets.slug import SlugInput
 from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views import chooser
 from wagtail.snippets.views.snippets import (
+    CopyView,
     CreateView,
     EditView,
     SnippetViewSet,
@@ -69,6 +71,45 @@ class DeferredFormViewsMixin:
     revisions_revert_view = _deferred_view("revisions_revert_view")
 
 
+#: Fields a copy does not take from the original: its identity and its revision/lock state.
+NOT_COPIED = frozenset({"latest_revision", "live_revision", "locked", "locked_at", "locked_by"})
+
+
+def unsaved_copy(original):
+    """A new, unsaved instance with ``original``'s field values (no id, no revision, no child
+    objects: the POSTed form and formsets supply those)."""
+    model = type(original)
+    values = {
+        field.attname: getattr(original, field.attname)
+        for field in model._meta.concrete_fields
+        if not field.primary_key and field.name not in NOT_COPIED
+    }
+    return model(**values)
+
+
+class SafeCopyView(CopyView):
+    """Wagtail's copy view, whose POST creates a copy and never changes the original.
+
+    Wagtail 8.0.1's ``CopyViewMixin.get_initial_form_instance()`` returns the original object
+    for POST too, so a POST to the copy URL saved the form *onto the original* (an UPDATE,
+    no copy), and needs only the add permission plus view on the original. Wagtail's form
+    posts to the add URL, so only a crafted POST reached it. Here the copy form posts to the
+    copy URL, and a POST binds an unsaved copy of the original: a copy is created, with the
+    original's values for fields the user may not change (the provider fields).
+    """
+
+    def get_initial_form_instance(self):
+        original = self.get_object()  # Wagtail's check: change or view on the original
+        if self.request.method in ("POST", "PUT"):
+            return unsaved_copy(original)
+        return original
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["action_url"] = self.request.path
+        return context
+
+
 class ConfigurersOnlyMixin:
     """A chooser view for users with a permission on the model (who configure it) only.
 
@@ -83,6 +124,21 @@ class ConfigurersOnlyMixin:
         return super().dispatch(request, *args, **kwargs)
 
 
+class NoCreationFormMixin:
+    """The chooser's create URL without a creation form: 404, not Wagtail's crash.
+
+    Wagtail's chooser ``CreateView`` always has a URL, but without ``form_fields`` (or a
+    ``creation_form_class``) it has no form, and a POST fails with ``'NoneType' object has no
+    attribute 'is_valid'``. Prompts, actions and pipelines are created in their own forms only
+    (where the provider fields are guarded), so the URL answers 404.
+    """
+
+    def dispatch(self, request, *args, **kwargs):
+        if self.get_creation_form_class() is None:
+            raise Http404("This chooser has no create form.")
+        return super().dispatch(request, *args, **kwargs)
+
+
 class ConfigurersOnlyChooserViewSet(chooser.SnippetChooserViewSet):
     choose_view_class = type("ChooseView", (ConfigurersOnlyMixin, chooser.ChooseView), {})
     choose_results_view_class = type(
@@ -92,11 +148,14 @@ class ConfigurersOnlyChooserViewSet(chooser.SnippetChooserViewSet):
     chosen_multiple_view_class = type(
         "ChosenMultipleView", (ConfigurersOnlyMixin, chooser.SnippetChosenMultipleView), {}
     )
-    create_view_class = type("CreateView", (ConfigurersOnlyMixin, chooser.SnippetCreateView), {})
+    create_view_class = type(
+        "CreateView", (ConfigurersOnlyMixin, NoCreationFormMixin, chooser.SnippetCreateView), {}
+    )
 
 
 class LLMPromptViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMPrompt
+    copy_view_class = SafeCopyView
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "openquote"
     menu_label = _("Prompts")
@@ -172,6 +231,7 @@ class LLMActionEditView(ProviderKeyWarningMixin, EditView):
 
 class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMAction
+    copy_view_class = SafeCopyView
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     add_view_class = LLMActionCreateView
     edit_view_class = LLMActionEditView
@@ -272,6 +332,7 @@ class StepsInlinePanel(InlinePanel):
 
 class LLMPipelineViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMPipeline
+    copy_view_class = SafeCopyView
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "list-ol"
     menu_label = _("Pipelines")

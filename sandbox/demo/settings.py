@@ -131,6 +131,17 @@ WAGTAIL_LLM_ACTIONS = {
         ]
         if base.strip()
     ],
+    # Key variables besides the LLM providers' own (OPENAI_API_KEY…), e.g. a gateway's:
+    # LLM_ACTIONS_EXTRA_API_KEY_NAMES=MY_GATEWAY_KEY (LLM_ACTIONS_API_KEY_NAME, the key of
+    # the demo actions, is allowed too).
+    "EXTRA_API_KEY_NAMES": [
+        name.strip()
+        for name in [
+            *os.environ.get("LLM_ACTIONS_EXTRA_API_KEY_NAMES", "").split(","),
+            os.environ.get("LLM_ACTIONS_API_KEY_NAME", ""),
+        ]
+        if name.strip()
+    ],
 }
 
 LOGGING = {

@@ -37,15 +37,17 @@ from .base import (
     RateLimitError,
     ServerError,
 )
+from .destinations import Destination, destination
+from .guard import guarded_connections, install_connection_guard, refused_connection
 from .litellm import LiteLLMProvider, preload
 from .local import LOCAL_MODELS, LocalProvider
+from .params import params_for
 from .policy import (
     PolicyError,
     check_api_base,
+    check_destination,
     check_extra_params,
     check_key_name,
-    guarded_connections,
-    install_connection_guard,
     scrub_value,
     site_secrets,
 )
@@ -302,7 +304,7 @@ def build_request(
     saved without ``clean()`` is refused here, before any key is read).
     """
     extra = action.extra_params if isinstance(action.extra_params, dict) else {}
-    check_extra_params(extra)
+    check_extra_params(extra, (action.model or "").strip())
     return CompletionRequest(
         model=(action.model or "").strip(),
         messages=messages,
@@ -321,41 +323,84 @@ def build_request(
 
 def _request_for(request: CompletionRequest, model: str) -> CompletionRequest:
     """``request`` for one model of the chain; the API base and key only go to models
-    of the main model's provider."""
+    of the main model's provider, and another provider gets only the extra parameters it
+    takes."""
     if model == request.model:
         return replace(request, fallbacks=[])
     if split_model_string(model)[0] == split_model_string(request.model)[0]:
         return replace(request, model=model, fallbacks=[])
-    return replace(request, model=model, fallbacks=[], api_base=None, api_key=None, api_key_name="")
+    return replace(
+        request,
+        model=model,
+        fallbacks=[],
+        api_base=None,
+        api_key=None,
+        api_key_name="",
+        extra_params=params_for(request.extra_params or {}, model),
+    )
+
+
+def default_destination(provider: BaseProvider, model: str) -> str | None:
+    """The base URL ``model`` calls when no API base is given (None: the provider's own
+    public endpoint): the provider's own answer (LiteLLM's resolution), else
+    :func:`destinations.destination`'s."""
+    method = getattr(provider, "default_api_base", None)
+    url = method(model) if method is not None else None
+    return url or destination(model).url
 
 
 def enforce_policy(request: CompletionRequest, provider: BaseProvider) -> None:
     """Refuse (with :class:`PolicyError`) a request the provider policy does not allow.
 
     Runs before every call, whatever built the request: the key name, the extra parameters,
-    and the API base on the addresses its host resolves to now.
+    and where the call goes, on the addresses its host resolves to now: the API base, or
+    the destination the model resolves to when it is blank.
     """
     check_key_name(request.api_key_name)
-    check_extra_params(request.extra_params)
-    if provider.remote:
+    check_extra_params(request.extra_params, request.model)
+    if not provider.remote:
+        return
+    if request.api_base:
         check_api_base(request.api_base, at_call=True)
+        return
+    target = destination(request.model)
+    url = default_destination(provider, request.model)
+    if url and url != target.url:
+        target = Destination(request.model, url, "default")
+    check_destination(target, at_call=True)
+
+
+def _scrubbed(error: ProviderError, request: CompletionRequest) -> ProviderError:
+    others = site_secrets()
+    error.message = scrub_value(request.scrub(error.message), request.api_key, others)
+    error.detail = scrub_value(request.scrub(error.detail or ""), request.api_key, others)
+    error.args = (error.message,)
+    error.model = error.model or request.model
+    return error
 
 
 def _call(provider: BaseProvider, request: CompletionRequest) -> CompletionResult:
-    """One provider call under the policy; the result and errors carry no key."""
-    guarded = bool(request.api_base) and provider.remote
+    """One provider call under the policy; the result and errors carry no key.
+
+    A remote provider's call runs with the connection guard on (``guard``): every connection
+    and HTTP request it makes is checked, whatever chose the destination, and redirects are
+    refused.
+    """
+    remote = bool(provider.remote)
     try:
-        enforce_policy(request, provider)
-        if guarded:
-            install_connection_guard()  # also for custom providers that use httpx
-        with guarded_connections(guarded):
+        if remote:
+            install_connection_guard()
+        with guarded_connections(remote):
+            enforce_policy(request, provider)
             result = provider.complete(request)
     except ProviderError as e:
-        others = site_secrets()
-        e.message = scrub_value(request.scrub(e.message), request.api_key, others)
-        e.detail = scrub_value(request.scrub(e.detail or ""), request.api_key, others)
-        e.args = (e.message,)
+        _scrubbed(e, request)
         raise
+    except Exception as e:
+        refused = refused_connection(e)
+        if refused is None:
+            raise
+        raise _scrubbed(refused, request) from e
     others = site_secrets()
     result.text = scrub_value(result.text, request.api_key, others)
     result.response_model = scrub_value(result.response_model, request.api_key, others)

@@ -92,7 +92,7 @@ def get_litellm() -> ModuleType:
                 os.environ.setdefault(name, value)
             import litellm
 
-            from .policy import install_connection_guard
+            from .guard import install_connection_guard
 
             install_connection_guard()
             litellm.telemetry = False
@@ -158,6 +158,17 @@ class LiteLLMProvider(BaseProvider):
         if request.n > 1:
             kwargs["n"] = request.n
         return kwargs
+
+    def default_api_base(self, model: str) -> str | None:
+        """The base URL LiteLLM's own provider resolution gives ``model`` when the action
+        sets none (an ``*_API_BASE`` variable, a local server's default), or None. Called
+        with the connection guard on: resolving some providers logs in over the network."""
+        try:
+            resolved = get_litellm().get_llm_provider(model=model)
+        except Exception:  # noqa: BLE001 - an unknown provider fails the call itself
+            return None
+        base = resolved[3] if isinstance(resolved, tuple) and len(resolved) > 3 else None
+        return str(base) if base else None
 
     def supports_response_schema(self, model: str) -> bool:
         """LiteLLM's model info: whether ``model`` takes a JSON schema ``response_format``."""
@@ -384,7 +395,7 @@ def map_exception(exc: BaseException, request: CompletionRequest) -> ProviderErr
     import httpx
     import openai
 
-    from .policy import refused_connection
+    from .guard import refused_connection
 
     refused = refused_connection(exc)
     if refused is not None:

@@ -1,47 +1,47 @@
 """Where an action may send the site's keys, and which keys it may name.
 
-An action is configuration stored in the database, editable in the admin. Three settings
+An action is configuration stored in the database, editable in the admin. These settings
 limit what it can make the server do:
 
-``API_KEY_NAMES``
-    Names (or ``fnmatch`` patterns, case-sensitive) of environment variables an action may
-    use as its key; by default ``*_API_KEY`` and ``*_API_TOKEN``. Entries of ``API_KEYS`` are
-    always allowed. Server secrets (``DATABASE_URL``, ``SECRET_KEY``…) never are.
+``API_KEY_NAMES`` / ``EXTRA_API_KEY_NAMES``
+    Environment variables an action may use as its key: by default the variables LLM
+    providers use (:data:`keynames.LLM_KEY_NAMES`); ``API_KEY_NAMES`` replaces that list,
+    ``EXTRA_API_KEY_NAMES`` adds names (or ``fnmatch`` patterns, case-sensitive) to it.
+    Entries of ``API_KEYS`` are always allowed. Server secrets (``DATABASE_URL``,
+    ``SECRET_KEY``…) never are.
 ``ALLOWED_API_BASES``
     URL prefixes an action may use as its API base although they are not public ``https://``
     addresses, e.g. ``http://localhost:11434``. A port of ``*`` matches any port.
 ``extra_params``
-    May not carry headers, URLs or anything named like a credential.
+    Only sampling and format options (:mod:`.params`).
 
 Each rule is checked when the action is saved (``LLMAction.clean``) and again before every
-call (:func:`enforce`), on the addresses the API base resolves to *then*; while a call runs,
-:func:`guarded_connections` refuses connections (redirects included) to internal addresses
-that are not listed, and connects to the address it checked, so DNS rebinding cannot slip
-between the check and the connection.
+call; the API base is the one the action sets or, when blank, the one its model string
+resolves to (:mod:`.destinations`: a local server's default, an ``*_API_BASE`` variable),
+for the main model and each fallback. While a call runs, :mod:`.guard` checks every
+connection and every HTTP request, and refuses redirects.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import functools
 import ipaddress
 import os
 import re
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.utils.translation import gettext
 
 from ..conf import get_setting
 from .base import REDACTED, ConfigurationError, ProviderConnectionError
-
-#: Environment variables an action may read by default.
-DEFAULT_API_KEY_NAMES = ("*_API_KEY", "*_API_TOKEN")
+from .destinations import Destination
+from .keynames import LLM_KEY_NAMES
+from .params import param_problems
 
 #: Server secrets no action may read, whatever ``API_KEY_NAMES`` says.
 NEVER_KEY_NAMES = (
@@ -53,46 +53,7 @@ NEVER_KEY_NAMES = (
 )
 
 _VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-#: ``extra_params`` names that would change where a call goes or what it carries.
-FORBIDDEN_PARAMS = frozenset(
-    {
-        "headers",
-        "extra_headers",
-        "default_headers",
-        "api_key",
-        "api_base",
-        "base_url",
-        "azure_endpoint",
-        "proxy",
-        "proxies",
-        "client",
-        "http_client",
-    }
-)
-
-#: Words in an ``extra_params`` name that suggest a credential or a destination.
-_CREDENTIAL_WORDS = frozenset(
-    {
-        "key",
-        "apikey",
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "auth",
-        "authorization",
-        "credential",
-        "credentials",
-        "cookie",
-        "bearer",
-        "url",
-        "uri",
-        "endpoint",
-        "host",
-    }
-)
-_WORD_SPLIT_RE = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+_PATTERN_CHARS = frozenset("*?[")
 
 
 class PolicyError(ConfigurationError):
@@ -100,21 +61,37 @@ class PolicyError(ConfigurationError):
 
 
 class AddressNotAllowed(PolicyError):
-    """A connection to an address the API base policy refuses."""
+    """A connection or request to an address the API base policy refuses."""
+
+
+class RedirectRefused(PolicyError):
+    """A provider answered with a redirect: provider calls never follow one."""
 
 
 # -- key names ------------------------------------------------------------------------------
 
 
-def allowed_key_patterns() -> list[str]:
+def configured_key_names() -> list[str]:
+    """The names and patterns the settings add to (or put in place of) the default list."""
     names = get_setting("API_KEY_NAMES")
-    if names is None:
-        return list(DEFAULT_API_KEY_NAMES)
-    return [str(name) for name in names]
+    extra = [str(name) for name in get_setting("EXTRA_API_KEY_NAMES") or ()]
+    return [*(str(name) for name in names or ()), *extra]
+
+
+def allowed_key_patterns() -> list[str]:
+    """Every name or pattern an action may name (API_KEYS entries aside)."""
+    names = get_setting("API_KEY_NAMES")
+    base = sorted(LLM_KEY_NAMES) if names is None else [str(name) for name in names]
+    return [*base, *(str(name) for name in get_setting("EXTRA_API_KEY_NAMES") or ())]
 
 
 def _matches(name: str, patterns: list[str] | tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    return any(
+        fnmatch.fnmatchcase(name, pattern)
+        if _PATTERN_CHARS.intersection(pattern)
+        else name == pattern
+        for pattern in patterns
+    )
 
 
 def check_key_name(name: str) -> None:
@@ -139,69 +116,64 @@ def check_key_name(name: str) -> None:
         )
     if name in (get_setting("API_KEYS") or {}):
         return
-    patterns = allowed_key_patterns()
-    if not _matches(name, patterns):
-        raise PolicyError(
-            gettext(
-                "%(name)s is not an allowed API key name. Use an entry of "
-                "WAGTAIL_LLM_ACTIONS['API_KEYS'] or an environment variable matching "
-                "%(patterns)s (WAGTAIL_LLM_ACTIONS['API_KEY_NAMES'])."
-            )
-            % {"name": name, "patterns": ", ".join(patterns) or gettext("(none)")}
+    if _matches(name, allowed_key_patterns()):
+        return
+    if get_setting("API_KEY_NAMES") is None:
+        message = gettext(
+            "%(name)s is not a variable an LLM provider reads its key from, so an action may "
+            "not send it. Use a provider's variable (such as OPENAI_API_KEY), an entry of "
+            "WAGTAIL_LLM_ACTIONS['API_KEYS'], or add the name to "
+            "WAGTAIL_LLM_ACTIONS['EXTRA_API_KEY_NAMES']."
         )
+    else:
+        message = gettext(
+            "%(name)s is not an allowed API key name. Use an entry of "
+            "WAGTAIL_LLM_ACTIONS['API_KEYS'] or a name in WAGTAIL_LLM_ACTIONS['API_KEY_NAMES'] "
+            "or ['EXTRA_API_KEY_NAMES']: %(patterns)s."
+        )
+    raise PolicyError(
+        message % {"name": name, "patterns": ", ".join(allowed_key_patterns()) or "-"}
+    )
 
 
 # -- extra parameters -----------------------------------------------------------------------
 
 
-def _name_words(name: str) -> set[str]:
-    return {word.lower() for word in _WORD_SPLIT_RE.split(str(name)) if word}
-
-
-def forbidden_param(name: str) -> bool:
-    """Whether ``extra_params`` may not contain a key called ``name``."""
-    lowered = str(name).lower()
-    if lowered in FORBIDDEN_PARAMS or lowered.replace("-", "_") in FORBIDDEN_PARAMS:
-        return True
-    words = _name_words(name)
-    if words & _CREDENTIAL_WORDS:
-        return True
-    compact = re.sub(r"[^a-z]", "", lowered)
-    return any(part in compact for part in ("apikey", "secret", "password", "credential"))
-
-
-def forbidden_params(params: Any, prefix: str = "") -> list[str]:
-    """Dotted names of forbidden keys in ``params``, at any depth."""
-    found: list[str] = []
-    if isinstance(params, dict):
-        for key, value in params.items():
-            dotted = f"{prefix}{key}"
-            if forbidden_param(key):
-                found.append(dotted)
-            else:
-                found.extend(forbidden_params(value, f"{dotted}."))
-    elif isinstance(params, list | tuple):
-        for value in params:
-            found.extend(forbidden_params(value, prefix))
-    return found
-
-
-def check_extra_params(params: Any) -> None:
-    names = forbidden_params(params)
-    if names:
-        raise PolicyError(
-            gettext(
-                "Extra parameters may not set headers, URLs or credentials: %(names)s. Use the "
-                "action's API base and API key setting name instead."
-            )
-            % {"names": ", ".join(sorted(dict.fromkeys(names)))}
-        )
+def check_extra_params(params: Any, model: str | None = None) -> None:
+    """Raise :class:`PolicyError` unless ``params`` are sampling and format options that
+    ``model``'s provider takes (see :mod:`.params`)."""
+    problems = param_problems(params if params is not None else {}, model)
+    if problems:
+        raise PolicyError(" ".join(problems))
 
 
 # -- API bases ------------------------------------------------------------------------------
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ANY_PORT = -1
+
+#: Characters that may act as a path separator once a server or proxy decodes them.
+_SEPARATOR_RE = re.compile(r"\\|%5c|%2f", re.IGNORECASE)
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` could leave the prefix it seems to be under, or None.
+
+    ``.`` and ``..`` segments (also percent-encoded, as servers decode them before
+    resolving), backslashes and encoded slashes: a client or server normalising the URL
+    would send the request elsewhere than the path that was checked.
+    """
+    if _SEPARATOR_RE.search(path):
+        return gettext("a backslash or an encoded slash")
+    for segment in path.split("/"):
+        decoded = segment
+        for _ in range(3):
+            decoded, previous = unquote(decoded), decoded
+            if decoded == previous:
+                break
+        if decoded in (".", ".."):
+            return gettext("a “.” or “..” segment")
+    return None
 
 
 @dataclass(frozen=True)
@@ -215,7 +187,8 @@ class Endpoint:
 
     @classmethod
     def parse(cls, url: str, *, allow_any_port: bool = False) -> Endpoint | None:
-        """``url`` as an endpoint, or None when it is not a usable http(s) URL."""
+        """``url`` as an endpoint, or None when it is not a usable http(s) URL (dot segments
+        in its path included: see :func:`path_problem`)."""
         text = str(url or "").strip()
         if allow_any_port:
             text = re.sub(r"^([a-z]+://[^/?#]*):\*(?=$|[/?#])", r"\1", text, flags=re.I)
@@ -229,7 +202,7 @@ class Endpoint:
             return None
         scheme = parts.scheme.lower()
         host = normalise_host(parts.hostname or "")
-        if not scheme or not host:
+        if not scheme or not host or path_problem(parts.path):
             return None
         if any_port:
             port = ANY_PORT
@@ -268,11 +241,31 @@ def is_listed(url: str) -> bool:
     return endpoint is not None and any(entry.covers(endpoint) for entry in allowed_api_bases())
 
 
-def _listed_host_port(host: str, port: int) -> bool:
-    host = normalise_host(host)
-    return any(
-        entry.host == host and entry.port in (ANY_PORT, port) for entry in allowed_api_bases()
-    )
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def listed_address(address: str, port: int) -> bool:
+    """Whether ``address:port`` (an IP) is a server of an ``ALLOWED_API_BASES`` entry (its
+    host resolved when it is a name, e.g. ``localhost``)."""
+    address = normalise_host(address.split("%", 1)[0])
+    for entry in allowed_api_bases():
+        if entry.port not in (ANY_PORT, port):
+            continue
+        if entry.host == address:
+            return True
+        if not is_ip(entry.host):
+            try:
+                resolved = {normalise_host(a.split("%", 1)[0]) for a in resolve(entry.host, port)}
+            except (OSError, UnicodeError):
+                continue
+            if address in resolved:
+                return True
+    return False
 
 
 def address_problem(address: str) -> str | None:
@@ -304,51 +297,72 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _refused(url: str, host: str, reason: str) -> PolicyError:
-    return PolicyError(
-        gettext(
-            "The API base %(url)s is not allowed: %(host)s is %(reason)s. Only public https:// "
-            "servers, or servers listed in WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES'], may "
-            "receive the site's keys."
-        )
-        % {"url": url, "host": host, "reason": reason}
-    )
+REFUSED_BASE = (
+    "The API base %(url)s is not allowed: %(host)s is %(reason)s. Only public https:// "
+    "servers, or servers listed in WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES'], may receive the "
+    "site's keys."
+)
+REFUSED_REQUEST = (
+    "Refused a request of this call to %(url)s: %(host)s is %(reason)s. Only public https:// "
+    "servers, or servers listed in WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES'], may receive the "
+    "site's keys (connections to internal addresses are refused)."
+)
 
 
-def check_api_base(url: str | None, *, at_call: bool = False) -> None:
-    """Raise :class:`PolicyError` unless an action may use ``url`` as its API base.
+def check_url(
+    url: str,
+    *,
+    at_call: bool = False,
+    template: str = REFUSED_BASE,
+    error: type[PolicyError] = PolicyError,
+) -> None:
+    """Raise ``error`` unless requests may go to ``url``: listed in ``ALLOWED_API_BASES``, or
+    ``https://`` to a host whose every address is public. ``template`` words the refusal.
 
-    A blank base (the provider's default) is allowed; so is anything under an
-    ``ALLOWED_API_BASES`` prefix. Otherwise the base must be ``https://`` to a host whose
-    every address is public. When the host cannot be resolved the base is accepted on save
-    (``at_call=False``) and refused with a connection error at call time.
+    When the host cannot be resolved, ``url`` is accepted on save (``at_call=False``) and
+    refused with a connection error at call time.
     """
-    url = (url or "").strip()
-    if not url:
-        return
-    endpoint = Endpoint.parse(url)
-    if endpoint is None:
-        raise PolicyError(gettext("Enter a valid http:// or https:// URL for the API base."))
-    if is_listed(url):
-        return
-    host = endpoint.host
+    text = str(url or "").strip()
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-        addresses: list[str] | None = [host]
+        path = urlsplit(text).path
     except ValueError:
-        addresses = None
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-            raise _refused(url, host, gettext("a local name")) from None
+        path = ""
+    problem = path_problem(path)
+    if problem:
+        raise error(
+            gettext(
+                "The URL %(url)s is not allowed: its path has %(problem)s, which could move "
+                "the request out of the path that was checked. Write the path without “.” "
+                "or “..” segments."
+            )
+            % {"url": text, "problem": problem}
+        )
+    endpoint = Endpoint.parse(text)
+    if endpoint is None or endpoint.scheme not in DEFAULT_PORTS:
+        raise error(gettext("Enter a valid http:// or https:// URL for the API base."))
+    if is_listed(text):
+        return
+
+    def refused(host: str, reason: str) -> PolicyError:
+        return error(gettext(template) % {"url": text, "host": host, "reason": reason})
+
+    host = endpoint.host
+    addresses: list[str] | None = [host] if is_ip(host) else None
+    if addresses is None and (
+        host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
+    ):
+        raise refused(host, gettext("a local name"))
     if addresses:
         reason = address_problem(host)
         if reason:
-            raise _refused(url, host, reason)
+            raise refused(host, reason)
     if endpoint.scheme != "https":
-        raise PolicyError(
+        raise error(
             gettext(
-                "The API base must start with https://. Plain http:// and other schemes are "
-                "only allowed for servers listed in WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES']."
+                "%(url)s is not allowed: it must start with https://. Plain http:// is only "
+                "allowed for servers listed in WAGTAIL_LLM_ACTIONS['ALLOWED_API_BASES']."
             )
+            % {"url": text}
         )
     if addresses is None:
         try:
@@ -366,114 +380,41 @@ def check_api_base(url: str | None, *, at_call: bool = False) -> None:
     for address in addresses:
         reason = address_problem(address)
         if reason:
-            shown = host if address == host else f"{host} ({address})"
-            raise _refused(url, shown, reason)
+            raise refused(host if address == host else f"{host} ({address})", reason)
 
 
-# -- while a call runs ----------------------------------------------------------------------
+def check_api_base(url: str | None, *, at_call: bool = False) -> None:
+    """Raise :class:`PolicyError` unless an action may use ``url`` as its API base.
 
-_active = threading.local()
-
-
-def _allowed_connect_addresses(host: str, port: int) -> list[str] | None:
-    """Addresses to connect to for ``host:port`` under the active policy.
-
-    None means "connect as asked" (the endpoint is listed); raises
-    :class:`AddressNotAllowed` when no address may be used.
+    A blank base is checked as the destination its model resolves to
+    (:func:`check_destination`); anything under an ``ALLOWED_API_BASES`` prefix is allowed;
+    otherwise the base must be ``https://`` to a host whose every address is public.
     """
-    if _listed_host_port(host, port):
-        return None
-    addresses = resolve(host, port)  # OSError: the connection fails, as it would anyway
-    for address in addresses:
-        reason = address_problem(address)
-        if reason:
-            raise AddressNotAllowed(
-                gettext(
-                    "Refused to connect to %(host)s, which is %(reason)s (a redirect or a "
-                    "changed DNS answer of the API base led there). Connections to internal "
-                    "addresses are refused."
-                )
-                % {"host": f"{host}:{port}", "reason": reason}
-            )
-    return addresses
+    if (url or "").strip():
+        check_url(url, at_call=at_call)
 
 
-_install_lock = threading.Lock()
-_installed = False
-
-
-def install_connection_guard() -> None:
-    """Make httpx/httpcore sync connections check the active policy (once per process).
-
-    LiteLLM and the OpenAI SDK follow redirects; with the guard, a redirect (or a DNS answer
-    that changed since :func:`check_api_base`) to an internal address fails to connect.
-    Outside :func:`guarded_connections` connections are not affected.
-    """
-    global _installed
-    if _installed:
+def check_destination(destination: Destination, *, at_call: bool = False) -> None:
+    """Raise :class:`PolicyError` unless the server a model resolves to (its API base left
+    blank) may receive requests; None (the provider's own endpoint) is allowed."""
+    if destination.url is None or destination.source == "api_base":
         return
-    with _install_lock:
-        if _installed:
-            return
-        from httpcore import ConnectError
-        from httpcore._backends.sync import SyncBackend
-
-        class GuardRefused(ConnectError):
-            """httpcore's connect error, so that clients report it as a failed connection."""
-
-        original = SyncBackend.connect_tcp
-
-        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-            if not getattr(_active, "on", False):
-                return original(self, host, port, timeout, local_address, socket_options)
-            try:
-                addresses = _allowed_connect_addresses(str(host), int(port))
-            except AddressNotAllowed as e:
-                raise GuardRefused(str(e)) from e
-            except OSError as e:  # never let the client resolve the name again by itself
-                raise ConnectError(str(e)) from e
-            if addresses is None:
-                return original(self, host, port, timeout, local_address, socket_options)
-            error: Exception | None = None
-            for address in addresses:
-                try:
-                    return original(self, address, port, timeout, local_address, socket_options)
-                except ConnectError as e:
-                    error = e
-            assert error is not None  # noqa: S101 - resolve() never returns an empty list
-            raise error
-
-        SyncBackend.connect_tcp = connect_tcp
-        _installed = True
-
-
-@contextlib.contextmanager
-def guarded_connections(enabled: bool = True) -> Iterator[None]:
-    """Within this block, connections from this thread obey the API base policy."""
-    previous = getattr(_active, "on", False)
-    _active.on = enabled
     try:
-        yield
-    finally:
-        _active.on = previous
-
-
-def refused_connection(exc: BaseException) -> AddressNotAllowed | None:
-    """The policy refusal behind ``exc`` (an httpx/OpenAI/LiteLLM error), if any."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, AddressNotAllowed):
-            return current
-        stack.extend([current.__cause__, current.__context__])
-        original = getattr(current, "original_exception", None)
-        if isinstance(original, BaseException):
-            stack.append(original)
-    return None
+        check_url(destination.url, at_call=at_call)
+    except PolicyError as e:
+        raise PolicyError(
+            gettext(
+                "%(model)s has no API base, so its requests would go to %(url)s (%(origin)s). "
+                "%(reason)s"
+            )
+            % {
+                "model": destination.model,
+                "url": destination.url,
+                "origin": destination.describe(),
+                "reason": e.message,
+            },
+            model=destination.model,
+        ) from e
 
 
 # -- secrets in results ---------------------------------------------------------------------
@@ -506,7 +447,7 @@ def site_secrets() -> list[str]:
     from django.conf import settings
 
     values = [str(v) for v in (get_setting("API_KEYS") or {}).values() if v]
-    patterns = (*allowed_key_patterns(), *DEFAULT_API_KEY_NAMES, *SECRET_VARIABLE_NAMES)
+    patterns = (*configured_key_names(), *SECRET_VARIABLE_NAMES)
     values += _environment_values(patterns)
     values.append(str(getattr(settings, "SECRET_KEY", "") or ""))
     unique = {v for v in values if len(v) >= MIN_SCRUBBED_LENGTH}
