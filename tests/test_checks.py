@@ -111,3 +111,22 @@ def test_unusable_key_name_and_api_base_settings_are_reported(settings):
     assert "EXTRA_API_KEY_NAMES" in messages["wagtail_llm_actions.E010"]
     assert "/v1/../admin" in messages["wagtail_llm_actions.W010"]
     assert "11434" not in messages["wagtail_llm_actions.W010"]
+
+
+def test_saved_actions_the_policy_refuses_are_reported(db, make_action, monkeypatch):
+    """An action saved before the rules narrowed (or around validation) is named by
+    ``check --database``, before its next call fails."""
+    from wagtail_llm_actions.checks import check_saved_provider_settings
+
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_x")
+    make_action(slug="fine", model="openai/gpt-4o-mini")
+    make_action(slug="stripe", model="openai/gpt-4o-mini", api_key_name="STRIPE_API_KEY")
+    make_action(slug="ollama", model="ollama/mistral", extra_params={"custom_llm_provider": "x"})
+    assert check_saved_provider_settings(None) == []  # only with --database
+    messages = check_saved_provider_settings(None, databases=["default"])
+    text = {m.msg.split(" would")[0]: m.msg for m in messages}
+    assert set(text) == {"The action 'stripe'", "The action 'ollama'"}
+    assert "STRIPE_API_KEY" in text["The action 'stripe'"]
+    assert "localhost:11434" in " ".join(m.msg for m in messages)
+    assert "custom_llm_provider" in " ".join(m.msg for m in messages)
+    assert {m.id for m in messages} == {"wagtail_llm_actions.W011"}

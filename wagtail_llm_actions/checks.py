@@ -126,6 +126,45 @@ def check_block_marks(user: dict) -> list:
     ]
 
 
+@register(Tags.database)
+def check_saved_provider_settings(app_configs, databases=None, **kwargs):
+    """Saved actions and pipeline steps the provider policy refuses (``manage.py check
+    --database default``, and ``migrate``): e.g. after an upgrade narrowed the rules, or a
+    row written around validation. They would fail at their next call."""
+    if not databases or "default" not in databases:
+        return []
+    from django.db import DatabaseError
+
+    from .models import LLMAction, LLMPipelineStep
+
+    messages = []
+    try:
+        actions = list(LLMAction.objects.filter(enabled=True).order_by("pk"))
+        steps = list(
+            LLMPipelineStep.objects.filter(action__isnull=True)
+            .exclude(model="")
+            .select_related("pipeline")
+            .order_by("pk")
+        )
+    except DatabaseError:  # not migrated yet
+        return []
+    labelled = [(f"action {a.slug!r}", a) for a in actions] + [
+        (f"pipeline {s.pipeline.slug!r} step {s.name!r}", s.as_action()) for s in steps
+    ]
+    for label, action in labelled:
+        for field, problems in action.provider_problems().items():
+            messages.append(
+                Warning(
+                    f"The {label} would be refused at its next call ({field}): "
+                    + " ".join(problems),
+                    hint="Change it in the admin, or allow what it needs in "
+                    "WAGTAIL_LLM_ACTIONS (ALLOWED_API_BASES, EXTRA_API_KEY_NAMES).",
+                    id="wagtail_llm_actions.W011",
+                )
+            )
+    return messages
+
+
 @register(Tags.compatibility, deploy=True)
 def check_sqlite(app_configs, **kwargs):
     """A suggestion, never a requirement: plain SQLite works (writes are serialised and

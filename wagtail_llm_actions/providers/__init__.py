@@ -341,12 +341,10 @@ def _request_for(request: CompletionRequest, model: str) -> CompletionRequest:
 
 
 def default_destination(provider: BaseProvider, model: str) -> str | None:
-    """The base URL ``model`` calls when no API base is given (None: the provider's own
-    public endpoint): the provider's own answer (LiteLLM's resolution), else
-    :func:`destinations.destination`'s."""
+    """The base URL ``model`` calls when no API base is given, by the provider's own
+    resolution (``LiteLLMProvider.default_api_base``), or None."""
     method = getattr(provider, "default_api_base", None)
-    url = method(model) if method is not None else None
-    return url or destination(model).url
+    return method(model) if method is not None else None
 
 
 def enforce_policy(request: CompletionRequest, provider: BaseProvider) -> None:
@@ -364,9 +362,13 @@ def enforce_policy(request: CompletionRequest, provider: BaseProvider) -> None:
         check_api_base(request.api_base, at_call=True)
         return
     target = destination(request.model)
-    url = default_destination(provider, request.model)
-    if url and url != target.url:
-        target = Destination(request.model, url, "default")
+    if target.url is None:
+        # LiteLLM's own resolution, for a plain-http default the reviewed table lacks; its
+        # https:// defaults (api.groq.com…) are public endpoints, left to the guard's check
+        # of each request rather than resolved twice.
+        url = default_destination(provider, request.model)
+        if url and not url.lower().startswith("https://"):
+            target = Destination(request.model, url, "default")
     check_destination(target, at_call=True)
 
 
