@@ -133,6 +133,24 @@ def test_fallback_to_a_local_provider_is_refused_at_save():
     assert "127.0.0.1:8080" in errors["fallback_models"][0]
 
 
+def test_pipeline_step_with_a_local_default_destination_is_refused():
+    from django.core.exceptions import ValidationError
+
+    from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
+
+    pipeline = LLMPipeline.objects.create(name="P", slug="p")
+    step = LLMPipelineStep(
+        pipeline=pipeline,
+        name="outline",
+        prompt_template="Outline {body}",
+        target_field="summary",
+        model="ollama_chat/llama3",
+    )
+    with llm_settings(ALLOWED_API_BASES=[]), pytest.raises(ValidationError) as info:
+        step.clean()
+    assert "localhost:11434" in " ".join(info.value.message_dict["model"])
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [

@@ -78,20 +78,26 @@ def configured_key_names() -> list[str]:
     return [*(str(name) for name in names or ()), *extra]
 
 
+_SORTED_KEY_NAMES = tuple(sorted(LLM_KEY_NAMES))
+
+
 def allowed_key_patterns() -> list[str]:
     """Every name or pattern an action may name (API_KEYS entries aside)."""
     names = get_setting("API_KEY_NAMES")
-    base = sorted(LLM_KEY_NAMES) if names is None else [str(name) for name in names]
+    base = _SORTED_KEY_NAMES if names is None else [str(name) for name in names]
     return [*base, *(str(name) for name in get_setting("EXTRA_API_KEY_NAMES") or ())]
 
 
+@functools.lru_cache(maxsize=16)
+def _matcher(patterns: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Plain names (a set) and ``fnmatch`` patterns of ``patterns``."""
+    wild = tuple(p for p in patterns if _PATTERN_CHARS.intersection(p))
+    return frozenset(patterns).difference(wild), wild
+
+
 def _matches(name: str, patterns: list[str] | tuple[str, ...]) -> bool:
-    return any(
-        fnmatch.fnmatchcase(name, pattern)
-        if _PATTERN_CHARS.intersection(pattern)
-        else name == pattern
-        for pattern in patterns
-    )
+    exact, wild = _matcher(tuple(patterns))
+    return name in exact or any(fnmatch.fnmatchcase(name, pattern) for pattern in wild)
 
 
 def check_key_name(name: str) -> None:
