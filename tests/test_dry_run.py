@@ -100,19 +100,19 @@ def test_the_command_shows_the_response_format_the_run_sends(post, structured_ac
 
 
 def test_the_command_says_when_a_run_would_send_nothing(post, make_action, fake_llm, monkeypatch):
-    monkeypatch.delenv("UNSET_LLM_API_KEY", raising=False)
+    monkeypatch.delenv("NEBIUS_API_KEY", raising=False)  # a provider variable, unset
     action = make_action(
         slug="no-key",
         model="openai/fake-model",
         api_base=fake_llm.url,
-        api_key_name="UNSET_LLM_API_KEY",
+        api_key_name="NEBIUS_API_KEY",
     )
 
     out, err = dry_run(action, post)
 
     assert "[user]\nSummarize “Composting in a small flat”" in out  # the messages still show
     assert "A run would stop here, sending nothing" in err
-    assert "UNSET_LLM_API_KEY" in err
+    assert "NEBIUS_API_KEY is not set" in err
     assert "[request]" not in out
     assert fake_llm.requests == []
 

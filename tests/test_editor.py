@@ -336,16 +336,16 @@ def test_server_down_is_reported(post, make_action, api_key_env, superuser):
 
 
 def test_missing_key_is_reported(post, make_action, fake_llm, superuser, monkeypatch):
-    monkeypatch.delenv("NO_SUCH_API_KEY", raising=False)
+    monkeypatch.delenv("NOVITA_API_KEY", raising=False)  # a provider variable, unset
     action = make_action(
-        model="openai/fake-model", api_base=fake_llm.url, api_key_name="NO_SUCH_API_KEY"
+        model="openai/fake-model", api_base=fake_llm.url, api_key_name="NOVITA_API_KEY"
     )
     client = client_for(superuser)
 
     result = run_and_wait(client, post, action, form_data(client, post, body_text=UNSAVED))
 
     assert result["state"] == "failed"
-    assert "NO_SUCH_API_KEY" in result["message"]
+    assert "NOVITA_API_KEY is not set" in result["message"]
     assert "sk-" not in result["message"]
 
 

@@ -176,17 +176,19 @@ def test_empty_source_is_a_clear_error(make_post, action):
     assert LLMInteraction.objects.get().error_code == "source_empty"
 
 
-def test_missing_key_variable_is_a_configuration_error(post, make_action, fake_llm):
+def test_missing_key_variable_is_a_configuration_error(post, make_action, fake_llm, monkeypatch):
+    # a provider's variable (nameable by default) that is not set
+    monkeypatch.delenv("MOONSHOT_API_KEY", raising=False)
     action = make_action(
         slug="nokey",
         model="openai/x",
         api_base=fake_llm.url,
-        api_key_name="NOT_SET_ANYWHERE_API_KEY",
+        api_key_name="MOONSHOT_API_KEY",
     )
     with pytest.raises(LLMActionError) as exc:
         LLMService().run(action, post)
     assert exc.value.code == "configuration"
-    assert "NOT_SET_ANYWHERE_API_KEY" in exc.value.message
+    assert "MOONSHOT_API_KEY is not set" in exc.value.message
     assert fake_llm.requests == []
 
 
