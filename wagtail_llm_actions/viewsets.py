@@ -229,9 +229,13 @@ class LLMActionEditView(ProviderKeyWarningMixin, EditView):
         return buttons
 
 
+class LLMActionCopyView(ProviderKeyWarningMixin, SafeCopyView):
+    pass
+
+
 class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMAction
-    copy_view_class = SafeCopyView
+    copy_view_class = LLMActionCopyView
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     add_view_class = LLMActionCreateView
     edit_view_class = LLMActionEditView
