@@ -544,3 +544,22 @@ def test_a_fallback_of_another_provider_gets_only_its_own_parameters(fake_llm, m
     body = fake_llm.last_request["json"]
     assert body["top_p"] == 0.5
     assert "num_ctx" not in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("model", "variable"),
+    [("openai/fake-model", "OPENAI_API_KEY"), ("deepseek/fake-model", "DEEPSEEK_API_KEY")],
+)
+def test_a_providers_own_variable_never_goes_to_an_api_base_the_action_sets(
+    make_action, post, fake_llm, monkeypatch, model, variable
+):
+    """With no key name, LiteLLM would read the provider's own variable and send it to
+    whatever API base the action names: only a key the action names goes to its base."""
+    secret = f"sk-{variable.lower()}-canary-0005"
+    monkeypatch.setenv(variable, secret)
+    action = make_action(slug="own-variable", model=model, api_base=fake_llm.url, api_key_name="")
+    LLMService().run(action, post)
+    assert fake_llm.request_count == 1
+    sent = json.dumps(fake_llm.last_request["headers"])
+    assert secret not in sent
+    assert "authorization" in sent.lower()  # a placeholder, so LiteLLM reads no variable

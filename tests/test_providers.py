@@ -494,17 +494,20 @@ def test_missing_key_fails_before_calling(server, monkeypatch):
 
 
 def test_blank_key_name_without_provider_variable(server, monkeypatch):
+    """No API base and no key: LiteLLM's own provider endpoint needs its variable."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigurationError) as info:
-        complete(make_request(server, api_key=None, api_key_name=""))
+        complete(make_request(server, api_base=None, api_key=None, api_key_name=""))
     assert "OPENAI_API_KEY" in str(info.value)
     assert server.request_count == 0
 
 
-def test_blank_key_name_uses_provider_variable(server, monkeypatch):
+def test_blank_key_name_sends_no_provider_variable_to_the_actions_api_base(server, monkeypatch):
+    """A server the action names gets only a key the action names (a local server that
+    needs none works with no variable set)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-openai-variable-123")
     complete(make_request(server, api_key=None, api_key_name=""))
-    assert server.last_request["headers"]["authorization"] == "Bearer sk-from-openai-variable-123"
+    assert server.last_request["headers"]["authorization"] == "Bearer no-key"
 
 
 # -- fallbacks -------------------------------------------------------------------------------

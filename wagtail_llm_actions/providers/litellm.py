@@ -129,6 +129,11 @@ def _to_decimal(value: Any) -> Decimal | None:
     return result if result.is_finite() and result >= 0 else None
 
 
+#: The key sent to an API base the action sets when it names no key (servers that need
+#: none ignore it; LiteLLM then reads no provider variable from the environment).
+NO_KEY = "no-key"
+
+
 class LiteLLMProvider(BaseProvider):
     """Calls ``litellm.completion`` and maps its answers and errors to ours."""
 
@@ -149,6 +154,10 @@ class LiteLLMProvider(BaseProvider):
             kwargs["api_base"] = request.api_base
         if request.api_key:
             kwargs["api_key"] = request.api_key
+        elif request.api_base:
+            # Only a key the action names goes to an API base the action sets: without one,
+            # LiteLLM would read the provider's own variable (OPENAI_API_KEY…) and send it there.
+            kwargs["api_key"] = NO_KEY
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.max_tokens is not None:
