@@ -55,6 +55,14 @@ order (e.g. a 500 first, then a normal answer). Settings:
     Act as a plain HTTP forward proxy too: a request for an absolute URL
     (``POST http://127.0.0.1:PORT/v1/chat/completions``) is recorded and forwarded there,
     and the target's answer relayed (redirects included, as a proxy does).
+``answer_tokens``
+    A model that writes long answers: the reply is followed by filler words up to about this
+    many tokens (counted as ``message_tokens`` counts), e.g. long partial answers of a
+    map-reduce run. ``None``: the reply as it is.
+``honour_max_tokens``
+    Stop the answer at the request's ``max_tokens`` (whole words) and report
+    ``finish_reason="length"`` when it had to be cut, as real servers do. Off by default: the
+    reply is sent whole, whatever ``max_tokens`` says (a server that ignores it).
 
 Run it in the foreground for benchmarks::
 
@@ -107,6 +115,8 @@ DEFAULTS: dict[str, Any] = {
     "ignore_n": False,
     "redirect_to": None,
     "proxy": False,
+    "answer_tokens": None,
+    "honour_max_tokens": False,
 }
 
 #: Headers that describe one connection, not the message: a proxy does not pass them on.
@@ -162,6 +172,38 @@ def message_tokens(payload: dict) -> int:
 
     messages = [m for m in payload.get("messages") or [] if isinstance(m, dict)]
     return count_message_tokens([{"content": _message_text(m)} for m in messages])
+
+
+_FILLER = "compost heap layers warm slowly while worms turn leaves into dark soil".split()
+
+
+def long_text(text: str, tokens: int) -> str:
+    """``text`` followed by filler words, about ``tokens`` tokens in all."""
+    from wagtail_llm_actions.estimates import count_text_tokens
+
+    words = text.split()
+    missing = tokens - count_text_tokens(text)
+    if missing > 0:
+        words += [_FILLER[i % len(_FILLER)] for i in range(missing)]  # about a token a word
+    return cut_to_tokens(" ".join(words), tokens)[0]
+
+
+def cut_to_tokens(text: str, tokens: int) -> tuple[str, bool]:
+    """The longest run of ``text``'s first words within ``tokens`` tokens, and whether it
+    had to be cut."""
+    from wagtail_llm_actions.estimates import count_text_tokens
+
+    if count_text_tokens(text) <= tokens:
+        return text, False
+    words = text.split(" ")
+    low, high = 0, len(words)  # the longest prefix of words that fits: binary search
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_text_tokens(" ".join(words[:middle])) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low]), True
 
 
 def last_user_message(payload: dict) -> str:
@@ -515,6 +557,13 @@ class FakeLLMServer:
         if config["ignore_schema"]:
             text = json.dumps({"answer": text})
         finish_reason = config["finish_reason"]
+        if config["answer_tokens"]:
+            text = long_text(text, int(config["answer_tokens"]))
+        limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        if config["honour_max_tokens"] and limit:
+            text, cut = cut_to_tokens(text, int(limit))
+            if cut:
+                finish_reason = "length"
         if config["truncate_json"]:
             text, finish_reason = text[: max(1, len(text) // 2)], "length"
         count = 1 if config["ignore_n"] else min(max(int(payload.get("n") or 1), 1), 10)

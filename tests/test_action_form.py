@@ -194,6 +194,22 @@ def test_named_key_that_is_set_gives_no_warning(prompt, superuser, monkeypatch, 
     assert "sk-xyz" not in response.content.decode()
 
 
+# -- answers cut off by max tokens ---------------------------------------------------------------
+
+
+def test_the_form_offers_what_to_do_with_cut_off_answers_and_saves_it(prompt, superuser):
+    client = client_for(superuser)
+
+    html = client.get(reverse(ADD_URL)).content.decode()
+    client.post(reverse(ADD_URL), action_data(prompt, cut_answers="keep"), follow=True)
+    client.post(reverse(ADD_URL), action_data(prompt, slug="older-script"), follow=True)
+
+    assert select_options(html, "cut_answers") == ["refuse", "keep"]
+    assert LLMAction.objects.get(slug="generate-summary").cut_answers == "keep"
+    # a post without the field (a script that predates it) gets the default: refuse
+    assert LLMAction.objects.get(slug="older-script").cut_answers == "refuse"
+
+
 # -- where it appears ----------------------------------------------------------------------------
 
 

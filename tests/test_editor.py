@@ -374,6 +374,44 @@ def test_output_too_long_is_reported(post, server_action, fake_llm, superuser):
     assert "600" in result["message"]
 
 
+CUT_REPLY = "Compost turns kitchen peelings into dark soil over a few warm months. " * 20
+
+
+def test_an_answer_cut_off_by_max_tokens_is_refused_with_the_reason(
+    post, server_action, fake_llm, superuser
+):
+    server_action.max_tokens = 30
+    server_action.save()
+    fake_llm.configure(reply=CUT_REPLY, honour_max_tokens=True)
+    client = client_for(superuser)
+
+    result = run_and_wait(client, post, server_action, form_data(client, post, body_text=UNSAVED))
+
+    assert result["state"] == "failed"
+    assert result["result"]["code"] == "answer_cut"
+    assert "max tokens (30)" in result["message"]
+    interaction = LLMInteraction.objects.get()
+    assert interaction.answer_truncated
+    assert interaction.status == InteractionStatus.ERROR
+
+
+def test_a_kept_cut_off_answer_fills_the_field_with_a_warning(
+    post, server_action, fake_llm, superuser
+):
+    server_action.max_tokens = 30
+    server_action.cut_answers = "keep"
+    server_action.save()
+    fake_llm.configure(reply=CUT_REPLY, honour_max_tokens=True)
+    client = client_for(superuser)
+
+    result = run_and_wait(client, post, server_action, form_data(client, post, body_text=UNSAVED))
+
+    assert result["state"] == "succeeded"
+    assert result["result"]["value"].startswith("Compost turns")
+    assert "cut off" in result["result"]["warning"]
+    assert "max tokens (30)" in result["result"]["warning"]
+
+
 def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
     post, action, superuser, monkeypatch, caplog
 ):

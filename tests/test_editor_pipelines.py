@@ -189,6 +189,24 @@ def test_a_failing_step_is_named_and_nothing_is_filled(post, pipeline, superuser
     assert reload(post).latest_revision_id == post.latest_revision_id
 
 
+def test_a_kept_cut_off_step_answer_is_filled_with_a_warning_on_its_field(
+    post, pipeline, superuser, fake_llm
+):
+    summary_action = pipeline.steps.get(name="summary").action
+    summary_action.cut_answers = "keep"
+    summary_action.save()
+    fake_llm.enqueue()  # the outline answers whole
+    fake_llm.enqueue(finish_reason="length")  # the summary stopped at its token limit
+    client = client_for(superuser)
+
+    body = run_and_wait(client, post, pipeline, form_data(client, post, body_text=UNSAVED))
+
+    assert body["state"] == "succeeded", body
+    fields = {item["field"]: item for item in body["result"]["fields"]}
+    assert "warning" not in fields["intro"]
+    assert "cut off" in fields["summary"]["warning"]
+
+
 def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
     post, pipeline, superuser, fake_llm, monkeypatch, caplog
 ):

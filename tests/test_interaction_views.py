@@ -104,6 +104,37 @@ def test_detail_of_a_failed_call_shows_the_error(client, superuser, post, action
     assert "Discard" not in html  # nothing was written
 
 
+def test_an_answer_cut_off_is_flagged_in_the_detail_the_listing_and_the_export(
+    client, superuser, post, action
+):
+    cut = make_one(
+        action=action,
+        page=post,
+        finish_reason="length",
+        answer_truncated=True,
+        parameters={"model": "local/extractive", "max_tokens": 30},
+    )
+    whole = make_one(action=action, page=post, finish_reason="stop")
+    client.force_login(superuser)
+
+    detail = client.get(url("detail", cut.pk)).content.decode()
+    listing = client.get(url("index")).content.decode()
+    exported = b"".join(client.get(url("index") + "?export=csv").streaming_content).decode()
+
+    assert "data-llm-answer-cut" in detail
+    assert "cut off at the action&#x27;s max tokens (30)" in detail
+    assert "data-llm-answer-cut" not in client.get(url("detail", whole.pk)).content.decode()
+    row = listing.split(f'data-interaction="{cut.pk}"')[1].split("</tr>")[0]
+    assert "data-llm-answer-cut" in row
+    other = listing.split(f'data-interaction="{whole.pk}"')[1].split("</tr>")[0]
+    assert "data-llm-answer-cut" not in other
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert {row["ID"]: row["Answer cut off"] for row in rows} == {
+        str(cut.pk): "True",
+        str(whole.pk): "False",
+    }
+
+
 def test_detail_query_count_is_constant(client, superuser, run, django_assert_max_num_queries):
     client.force_login(superuser)
     client.get(url("detail", run.pk))

@@ -214,3 +214,201 @@ def test_candidates_over_content_that_must_be_split_offer_the_map_reduce_answer(
     assert interaction.candidates == []  # one answer: the parts are not read three times
     assert max(fake_llm.prompt_token_counts) + 120 <= WINDOW
     assert "partial answers" in last_user_message(fake_llm.requests[-1]["json"])
+
+
+# -- combining long partial answers (issue 18) ----------------------------------------------
+
+
+def request_sizes(fake_llm) -> list[int]:
+    """Each request's prompt tokens plus the answer tokens it asked room for."""
+    return [
+        prompt + int(request["json"].get("max_tokens") or 0)
+        for prompt, request in zip(fake_llm.prompt_token_counts, fake_llm.requests, strict=True)
+    ]
+
+
+def combining_requests(fake_llm) -> list[dict]:
+    return [r for r in fake_llm.requests if "partial answers" in last_user_message(r["json"])]
+
+
+def keeps_cut_answers(action):
+    """The action writes answers cut off by max tokens, with a warning."""
+    action.cut_answers = "keep"
+    action.save()
+    return action
+
+
+def test_long_partial_answers_are_combined_in_rounds_that_each_fit_the_window(
+    make_action, make_post, fake_llm, api_key_env
+):
+    # A model writing 2,000-token answers into a 4k window: partial answers too long to
+    # combine two at a time were all sent in one call (11.7k prompt tokens, refused).
+    body, _markers = long_body(paragraphs=400)
+    post = make_post(body=body)
+    action = keeps_cut_answers(
+        make_action(
+            model="openai/fake-model",
+            api_base=fake_llm.url,
+            api_key_name=api_key_env,
+            long_content="map_reduce",
+            context_window=WINDOW,
+            target_field="highlights",  # no length limit: the final answer is long too
+            output_mode="rich_text",
+        )
+    )
+    fake_llm.configure(
+        context_window=WINDOW,
+        reply="A partial summary about compost.",
+        answer_tokens=2000,
+        honour_max_tokens=True,
+    )
+
+    interaction = LLMService().run(action, post)
+
+    assert interaction.status == InteractionStatus.SUCCESS
+    assert max(request_sizes(fake_llm)) <= WINDOW  # every call fitted the window
+    assert len(combining_requests(fake_llm)) >= 3  # combined in rounds, then once more
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert "A partial summary about compost." in draft.highlights
+    # The partial answers were cut at the limit that lets them be combined: flagged.
+    assert interaction.answer_truncated
+    assert "partial answers" in interaction.cut_warning
+    parts = interaction.run.interactions.filter(chunk_index__isnull=False)
+    assert parts.filter(answer_truncated=True).exists()
+
+
+def test_a_model_ignoring_max_tokens_gets_a_clear_error_and_no_oversized_request(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=150)
+    post = make_post(body=body)
+    latest = post.latest_revision_id
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+    # 2,000 tokens whatever max_tokens asks for: combining cannot make them shorter.
+    fake_llm.configure(context_window=WINDOW, answer_tokens=2000)
+
+    with pytest.raises(LLMActionError) as caught:
+        LLMService().run(action, post)
+
+    assert max(request_sizes(fake_llm)) <= WINDOW
+    assert "combined" in caught.value.message
+    assert "shorter source field" not in caught.value.message
+    assert caught.value.interaction.status == InteractionStatus.ERROR
+    assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
+
+
+def test_a_part_cut_off_stops_the_run_when_the_action_refuses_cut_answers(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=300)
+    post = make_post(body=body)
+    latest = post.latest_revision_id
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        max_tokens=120,
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+    fake_llm.configure(context_window=WINDOW, honour_max_tokens=True)
+    fake_llm.enqueue().enqueue(answer_tokens=500)  # the second part's answer is too long
+
+    with pytest.raises(LLMActionError) as caught:
+        LLMService().run(action, post)
+
+    assert fake_llm.request_count == 2  # no more calls paid for a run that is refused
+    assert caught.value.code == "answer_cut"
+    assert "Part 2 of" in caught.value.message
+    assert "max tokens (120)" in caught.value.message
+    assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
+    cut = LLMInteraction.objects.get(chunk_index=1)
+    assert cut.answer_truncated and cut.finish_reason == "length"
+
+
+def test_a_part_cut_off_is_combined_with_a_warning_when_the_action_keeps_cut_answers(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=300)
+    post = make_post(body=body)
+    action = keeps_cut_answers(
+        make_action(
+            model="openai/fake-model",
+            api_base=fake_llm.url,
+            api_key_name=api_key_env,
+            max_tokens=120,
+            long_content="map_reduce",
+            context_window=WINDOW,
+        )
+    )
+    fake_llm.configure(context_window=WINDOW, honour_max_tokens=True, reply="Compost notes.")
+    fake_llm.enqueue().enqueue(answer_tokens=500)
+
+    interaction = LLMService().run(action, post)
+
+    assert interaction.status == InteractionStatus.SUCCESS
+    assert interaction.finish_reason == "stop"  # the final answer itself is whole
+    assert interaction.answer_truncated
+    assert "may miss part of the page" in interaction.cut_warning
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary == "Compost notes."
+
+
+def test_the_estimate_counts_every_round_of_combining(
+    make_action, make_post, fake_llm, api_key_env, superuser
+):
+    from wagtail_llm_actions import jobs
+
+    body, _markers = long_body(paragraphs=150)
+    post = make_post(body=body)
+    action = keeps_cut_answers(
+        make_action(
+            model="openai/fake-model",
+            api_base=fake_llm.url,
+            api_key_name=api_key_env,
+            max_tokens=1000,
+            long_content="map_reduce",
+            context_window=WINDOW,
+            target_field="highlights",
+            output_mode="rich_text",
+        )
+    )
+    # Every answer as long as it may be: what the estimate assumes.
+    fake_llm.configure(context_window=WINDOW, answer_tokens=5000, honour_max_tokens=True)
+
+    estimate = jobs.plan_job(action, superuser, [post.pk]).estimate
+    LLMService().run(action, post)
+
+    assert len(combining_requests(fake_llm)) > 1  # more than the one final combining call
+    assert estimate.calls == fake_llm.request_count
+    assert max(request_sizes(fake_llm)) <= WINDOW
+
+
+def test_a_map_reduce_window_error_never_asks_for_a_shorter_source(
+    make_action, make_post, fake_llm, api_key_env
+):
+    body, _markers = long_body(paragraphs=300)
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        max_tokens=120,
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+    # The model counts tokens differently from us: its window is smaller than it claims.
+    fake_llm.configure(context_window=WINDOW // 2)
+
+    with pytest.raises(LLMActionError) as caught:
+        LLMService().run(action, post)
+
+    assert caught.value.code == "context_window"
+    assert "shorter source field" not in caught.value.message
+    assert "smaller context window" in caught.value.message

@@ -155,6 +155,66 @@ def test_a_page_with_nothing_to_send_is_a_skipped_run_as_its_job_and_calls_say(
     assert fake_llm.request_count == 0
 
 
+def test_a_runaway_step_answer_reaches_later_steps_cut_like_a_source(
+    pipeline, post, fake_llm, settings
+):
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "MAX_SOURCE_CHARS": 2000}
+    runaway = "compost " * 250_000  # 2 MB from the outline step
+
+    def reply(payload):
+        return runaway if last_user_message(payload).startswith("OUTLINE") else "short"
+
+    fake_llm.configure(reply=reply)
+
+    run = run_pipeline(pipeline, post)
+
+    assert run.status == RunStatus.SUCCESS
+    sent = last_user_message(fake_llm.requests[1]["json"])
+    assert sent.startswith("SUMMARY from this outline: compost compost")
+    assert len(sent) <= len("SUMMARY from this outline: ") + 2000  # not 2 MB
+    summary = run.timeline()[1]
+    assert summary.source_truncated  # the cut is recorded, as a source's is
+
+
+def test_a_step_answer_cut_off_by_max_tokens_stops_the_run(pipeline, post, fake_llm):
+    fake_llm.configure(reply=reply_by_kind)
+    fake_llm.enqueue()
+    fake_llm.enqueue(finish_reason="length")  # the summary stopped at its token limit
+    latest = post.latest_revision_id
+
+    with pytest.raises(PipelineStepFailed) as caught:
+        run_pipeline(pipeline, post)
+
+    assert caught.value.step == "summary"
+    assert caught.value.code == "answer_cut"
+    assert "cut off" in caught.value.message
+    assert fake_llm.request_count == 2  # the intro step never read a cut answer
+    assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
+    summary = caught.value.run.timeline()[1]
+    assert summary.answer_truncated
+    assert summary.response_text == "summary-answer"  # paid for: kept in the log
+
+
+def test_a_step_answer_cut_off_is_kept_with_a_warning_when_its_action_keeps_them(
+    pipeline, steps_actions, post, fake_llm
+):
+    _outline, summary_action, _intro = steps_actions
+    summary_action.cut_answers = "keep"
+    summary_action.save()
+    fake_llm.configure(reply=reply_by_kind)
+    fake_llm.enqueue()
+    fake_llm.enqueue(finish_reason="length")
+
+    run = run_pipeline(pipeline, post)
+
+    assert run.status == RunStatus.SUCCESS
+    summary = run.timeline()[1]
+    assert summary.answer_truncated
+    assert "cut off" in summary.cut_warning
+    draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+    assert draft.summary == "summary-answer"
+
+
 def test_a_bug_outside_a_step_ends_the_run_failed_not_running(
     pipeline, post, fake_llm, monkeypatch, caplog
 ):

@@ -168,6 +168,56 @@ def test_over_long_output_is_refused_without_saving(post, server_action, fake_ll
     assert LLMInteraction.objects.get().response_text.startswith("word word")
 
 
+CUT_REPLY = "Compost turns kitchen peelings into dark soil over a few warm months. " * 20
+
+
+def test_an_answer_cut_off_by_max_tokens_is_refused_and_kept_in_the_log(
+    post, server_action, fake_llm
+):
+    server_action.max_tokens = 30
+    server_action.save()
+    fake_llm.configure(reply=CUT_REPLY, honour_max_tokens=True)
+
+    with pytest.raises(LLMActionError) as exc:
+        LLMService().run(server_action, post)
+
+    assert exc.value.code == "answer_cut"
+    assert "max tokens (30)" in exc.value.message
+    assert not reload(post).has_unpublished_changes  # no draft of a half sentence
+    interaction = LLMInteraction.objects.get()
+    assert interaction.status == InteractionStatus.ERROR
+    assert interaction.answer_truncated
+    assert interaction.finish_reason == "length"
+    assert interaction.response_text.startswith("Compost turns")  # paid for: kept
+
+
+def test_an_answer_cut_off_is_written_with_a_warning_when_the_action_keeps_them(
+    post, server_action, fake_llm
+):
+    server_action.max_tokens = 30
+    server_action.cut_answers = "keep"
+    server_action.save()
+    fake_llm.configure(reply=CUT_REPLY, honour_max_tokens=True)
+
+    interaction = LLMService().run(server_action, post)
+
+    assert interaction.status == InteractionStatus.SUCCESS
+    assert interaction.answer_truncated
+    assert "max tokens (30)" in interaction.cut_warning
+    draft = reload(post).get_latest_revision_as_object()
+    assert draft.summary == interaction.output_value
+    assert len(draft.summary) < len(CUT_REPLY)
+
+
+def test_a_whole_answer_carries_no_warning(post, server_action, fake_llm):
+    fake_llm.configure(reply="Compost in short.", honour_max_tokens=True)
+
+    interaction = LLMService().run(server_action, post)
+
+    assert not interaction.answer_truncated
+    assert interaction.cut_warning == ""
+
+
 def test_empty_source_is_a_clear_error(make_post, action):
     page = make_post(body=[])
     with pytest.raises(SourceEmpty) as exc:

@@ -245,6 +245,7 @@ def test_truncated_json_is_detected_from_finish_reason(post, structured_action, 
     assert "cut off by the token limit" in e.value.message
     assert fake_llm.request_count == 1  # asking again would be cut off again
     assert revision_count(post) == revisions
+    assert e.value.interaction.answer_truncated  # flagged in the log like any cut answer
 
 
 # -- bulk and command ---------------------------------------------------------------------------
@@ -363,6 +364,42 @@ def test_a_server_that_ignores_n_gets_the_remaining_calls(post, server_action, f
     interaction = LLMService().run(server_action, post, working_obj=obj, save=False)
     assert fake_llm.request_count == 2
     assert interaction.candidates == ["First.", "Second."]
+
+
+@pytest.mark.parametrize(
+    ("cut_answers", "offered", "warned"),
+    [("refuse", ["One.", "Three."], False), ("keep", ["One.", "Two is cut", "Three."], True)],
+)
+def test_candidates_cut_off_by_max_tokens_are_left_out_or_flagged(
+    post, server_action, fake_llm, monkeypatch, cut_answers, offered, warned
+):
+    monkeypatch.setattr(providers, "supports_n", lambda model: False)
+    server_action.candidates = 3
+    server_action.cut_answers = cut_answers
+    server_action.save()
+    fake_llm.enqueue(reply="One.")
+    fake_llm.enqueue(reply="Two is cut", finish_reason="length")
+    fake_llm.enqueue(reply="Three.")
+    obj = post.get_latest_revision_as_object()
+
+    interaction = LLMService().run(server_action, post, working_obj=obj, save=False)
+
+    assert interaction.candidates == offered
+    assert interaction.answer_truncated is warned
+    assert ("cut off" in interaction.cut_warning) is warned
+
+
+def test_every_candidate_cut_off_is_refused(post, server_action, fake_llm):
+    server_action.candidates = 2
+    server_action.save()
+    fake_llm.configure(finish_reason="length", candidate_replies=["One is", "Two is"])
+    obj = post.get_latest_revision_as_object()
+
+    with pytest.raises(LLMActionError) as e:
+        LLMService().run(server_action, post, working_obj=obj, save=False)
+
+    assert e.value.code == "answer_cut"
+    assert e.value.interaction.status == "error"
 
 
 def test_bulk_and_command_write_the_first_candidate_and_ask_for_one(post, server_action, fake_llm):

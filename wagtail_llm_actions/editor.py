@@ -415,8 +415,11 @@ def _display_text(obj, field_name: str, output_value: str) -> str:
 
 def editor_result(obj: Page, action: LLMAction, interaction: LLMInteraction) -> dict:
     """The job result the browser fills the form from: one field, several fields (a
-    structured action) or one field with candidates to choose from."""
+    structured action) or one field with candidates to choose from. ``warning`` says why
+    the answer may be incomplete (cut off by the token limit), when it may."""
     result: dict[str, Any] = {"interaction": interaction.pk}
+    if interaction.cut_warning:
+        result["warning"] = interaction.cut_warning
     if interaction.output_values:
         result["fields"] = [
             {"field": name, "output": value, **_fill_value(obj, name, value)}
@@ -544,6 +547,7 @@ def pipeline_result(obj: Page, run, writers: list[LLMInteraction]) -> dict:
                 "interaction": i.pk,
                 "interaction_id": i.pk,
                 "step": i.step_name,
+                **({"warning": i.cut_warning} if i.cut_warning else {}),
                 **_fill_value(obj, i.target_field, i.output_value),
             }
         )

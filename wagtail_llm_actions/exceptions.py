@@ -63,6 +63,12 @@ class OutputRejected(LLMActionError):
     code = "output"
 
 
+class AnswerCut(OutputRejected):
+    """The model stopped at ``max_tokens`` and the action refuses answers cut off there."""
+
+    code = "answer_cut"
+
+
 class ExtractionError(LLMActionError):
     """A block of the page could not be read as text; the message names the block."""
 

@@ -133,6 +133,8 @@ class LLMActionForm(WagtailAdminModelForm):
             self.fields["long_content"].required = False
         if "candidates" in self.fields:
             self.fields["candidates"].required = False
+        if "cut_answers" in self.fields:
+            self.fields["cut_answers"].required = False
 
     def apply_provider_permission(self) -> None:
         """Prefill new actions with the default model; lock provider fields without the right.
@@ -191,6 +193,11 @@ class LLMActionForm(WagtailAdminModelForm):
         from .models import LongContent
 
         return self.cleaned_data.get("long_content") or LongContent.TRUNCATE
+
+    def clean_cut_answers(self) -> str:
+        from .models import CutAnswers
+
+        return self.cleaned_data.get("cut_answers") or CutAnswers.REFUSE
 
     def clean_output_fields(self):
         value = self.cleaned_data.get("output_fields")

@@ -128,6 +128,13 @@ class LongContent(models.TextChoices):
     MAP_REDUCE = "map_reduce", _("Map-reduce: run on each part, then combine")
 
 
+class CutAnswers(models.TextChoices):
+    """What to do with an answer the model stopped at ``max_tokens`` (finish reason "length")."""
+
+    REFUSE = "refuse", _("Refuse it (nothing is written; the answer stays in the log)")
+    KEEP = "keep", _("Keep it, with a warning")
+
+
 #: The reduce prompt used when an action sets none. ``{answers}`` holds the partial answers.
 DEFAULT_REDUCE_PROMPT = (
     "Write one answer from these partial answers. Each was made from one part of "
@@ -290,6 +297,17 @@ class LLMAction(models.Model):
         help_text=_(
             "Map-reduce only: how to combine the partial answers, with {answers}, {title}, "
             "{url}, {locale} and {context}. Blank uses a sensible default."
+        ),
+    )
+    cut_answers = models.CharField(
+        _("answers cut off by max tokens"),
+        max_length=20,
+        choices=CutAnswers.choices,
+        default=CutAnswers.REFUSE,
+        help_text=_(
+            "When the model stops at max tokens (mid-sentence), or a partial answer of long "
+            "content was cut before being combined: refuse the answer, or write it with a "
+            "warning for the editor and in the log."
         ),
     )
     enabled = models.BooleanField(_("enabled"), default=True)
@@ -658,6 +676,8 @@ class LLMInteraction(models.Model):
         ),
     )
     source_truncated = models.BooleanField(_("source truncated"), default=False)
+    #: The answer, or a partial answer it was combined from, stopped at ``max_tokens``.
+    answer_truncated = models.BooleanField(_("answer cut off"), default=False)
     #: Structured runs: {field: value written}, {field: value before} and, from the
     #: editor, {field: "accepted" | "edited" | "discarded" | "pending"}.
     output_values = OrderedJSONField(_("values written"), default=dict, blank=True)
@@ -721,6 +741,32 @@ class LLMInteraction(models.Model):
     @property
     def is_success(self) -> bool:
         return self.status == InteractionStatus.SUCCESS
+
+    @property
+    def cut_warning(self) -> str:
+        """Why the answer may be incomplete (it was cut off by the token limit), or ""."""
+        if not self.answer_truncated:
+            return ""
+        limit = (self.parameters or {}).get("max_tokens")
+        if len(self.candidates or []) > 1:
+            return gettext(
+                "Some suggestions were cut off by the token limit, so they may end "
+                "mid-sentence. Check the end of the one you choose."
+            )
+        if self.finish_reason == "length" and limit:
+            return gettext(
+                "The answer was cut off at the action's max tokens (%(tokens)s), so it may "
+                "end mid-sentence. Check its end, or raise max tokens and run it again."
+            ) % {"tokens": limit}
+        if self.finish_reason == "length":
+            return gettext(
+                "The answer was cut off by the model's token limit, so it may end "
+                "mid-sentence. Check its end."
+            )
+        return gettext(
+            "Some partial answers of the long content were cut off at their token limit "
+            "before they were combined, so the answer may miss part of the page."
+        )
 
 
 class RunKind(models.TextChoices):

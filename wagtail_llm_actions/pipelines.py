@@ -39,6 +39,7 @@ from django.utils.translation import gettext as _
 from wagtail.models import Page
 
 from . import db, estimates, outputs
+from .chunking import JOINER_TOKENS
 from .conf import get_setting
 from .exceptions import ConfigurationProblem, LLMActionError, OutputRejected, SourceEmpty
 from .extraction import PathError
@@ -356,6 +357,7 @@ def run_pipeline(
                         if step.writes:
                             hint = outputs.answer_max_chars(type(working_obj), action.target_field)
                         service.answer(prepared, interaction, max_chars=hint)
+                        service.refuse_cut_answer(action, interaction)
                 answers[step.name] = step_answer(action, interaction)
                 if step.writes and action.is_structured:
                     if reused:
@@ -501,6 +503,7 @@ def _reuse(interaction: LLMInteraction, source: LLMInteraction | None, step: Ste
     if source.output_values:
         interaction.output_value = source.output_value
     interaction.finish_reason = source.finish_reason
+    interaction.answer_truncated = source.answer_truncated
     interaction.source_hash = source.source_hash
     # No call was made: no tokens, no cost (the original row keeps them).
     interaction.cost = Decimal(0)
@@ -609,7 +612,10 @@ def estimate_pipeline(pipeline: LLMPipeline, obj: Any) -> PipelineEstimate:
 
 def estimate_calls(service: LLMService, prepared) -> tuple[int, int]:
     """``(calls, prompt tokens)`` of running ``prepared``: one call, or with map-reduce one a
-    part plus the combining call."""
+    part, the combining calls of every round (each partial answer assumed as long as its
+    limit) and the final combining call: the rounds the run itself would plan."""
+    from .chunking import CannotCombine, combine_in_rounds
+
     action = prepared.action
     tokens = estimates.count_message_tokens(prepared.messages)
     if action.long_content != LongContent.MAP_REDUCE:
@@ -620,9 +626,24 @@ def estimate_calls(service: LLMService, prepared) -> tuple[int, int]:
         return 1, tokens
     if not parts:
         return 1, tokens
-    empty = {**prepared.variables, "source": "", action.source_field: ""}
-    overhead = estimates.count_message_tokens(service.render_messages(action, empty))
-    completion = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
-    prompt = sum(overhead + estimates.count_text_tokens(part) for part in parts)
-    prompt += completion * len(parts) + 100  # the combining call reads every part's answer
-    return len(parts) + 1, prompt
+    plan = service.reduce_plan(prepared)
+    calls = len(parts)
+    prompt = sum(plan.map_overhead + estimates.count_text_tokens(part) for part in parts)
+
+    def combine(group: list[int], _round: int) -> int:
+        nonlocal calls, prompt
+        calls += 1
+        prompt += plan.reduce_overhead + sum(group) + JOINER_TOKENS * (len(group) - 1)
+        return plan.part_tokens
+
+    def split(size: int, room: int) -> list[int]:
+        return [room] * (size // room) + ([size % room] if size % room else [])
+
+    try:
+        answers = combine_in_rounds(
+            [plan.part_tokens] * len(parts), plan, size=int, split=split, combine=combine
+        )
+    except CannotCombine:  # (answers of the planned length always combine)
+        answers = []
+    final = plan.reduce_overhead + sum(answers) + JOINER_TOKENS * max(len(answers) - 1, 0)
+    return calls + 1, prompt + final

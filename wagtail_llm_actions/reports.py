@@ -202,6 +202,7 @@ class InteractionReportView(ReportView):
         "cost",
         "latency_ms",
         "finish_reason",
+        "answer_truncated",
         "error_code",
         "error_message",
     ]
@@ -222,6 +223,7 @@ class InteractionReportView(ReportView):
         "cost": _("Cost (USD)"),
         "latency_ms": _("Latency (ms)"),
         "finish_reason": _("Finish reason"),
+        "answer_truncated": _("Answer cut off"),
         "error_code": _("Error code"),
         "error_message": _("Error"),
     }

@@ -35,6 +35,7 @@ from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
+    AnswerCut,
     CallNotStarted,
     ConfigurationProblem,
     LLMActionError,
@@ -46,7 +47,9 @@ from .exceptions import (
     WriteFailed,
 )
 from .extraction import PathError, extract_text
+from .extraction import _truncate as cut_text
 from .models import (
+    CutAnswers,
     InteractionOutcome,
     InteractionStatus,
     InteractionTrigger,
@@ -140,7 +143,8 @@ class PlannedRequest:
             notes.append(
                 _(
                     "The source is split into %(parts)s parts: these are the first part's "
-                    "messages. Each part is a call, then one call combines the answers."
+                    "messages. Each part is a call, then the answers are combined (in rounds "
+                    "when they are too long to combine at once)."
                 )
                 % {"parts": self.parts}
             )
@@ -284,8 +288,9 @@ class LLMService:
     ) -> tuple[dict[str, str], bool, list[str]]:
         """Values for every variable the prompt uses, whether any was cut, and source texts.
 
-        ``steps`` holds earlier pipeline steps' answers by step name (``{steps.<name>}``).
-        A map-reduce action reads its source in full (it is split later, not cut).
+        ``steps`` holds earlier pipeline steps' answers by step name (``{steps.<name>}``),
+        cut at ``MAX_SOURCE_CHARS`` as a source is (the cut is recorded). A map-reduce action
+        reads its source in full (it is split later, not cut).
         """
         max_chars = get_setting("MAX_SOURCE_CHARS")
         try:
@@ -310,8 +315,14 @@ class LLMService:
                     )
                     % {"name": name, "step": step}
                 )
-            values[name] = steps[step]
-            sources.append(steps[step])
+            # An earlier answer is capped like the source (a runaway answer of megabytes
+            # would otherwise be sent whole to every later step).
+            answer = steps[step]
+            if max_chars is not None and len(answer) > max_chars:
+                answer = cut_text(answer, max_chars)
+                truncated = True
+            values[name] = answer
+            sources.append(answer)
         map_reduce = action.long_content == LongContent.MAP_REDUCE
         paths = [("source", action.source_field)] + [
             (name, name)
@@ -509,14 +520,23 @@ class LLMService:
 
         A map-reduce action whose messages do not fit the model's context window runs the
         prompt on each part of the source (one interaction each, linked to the run), then
-        combines the answers; ``interaction`` records the combining call.
+        combines the answers, in as many rounds as their length needs; ``interaction``
+        records the final combining call. ``interaction.answer_truncated`` says whether the
+        answer, or a partial answer it combines, was cut off at its token limit.
         """
+        from .providers import ContextWindowError
+
         action = prepared.action
         parts = None
         if action.long_content == LongContent.MAP_REDUCE:
             parts = self.split_source(prepared)
         if not parts:
-            return self.call(action, prepared.messages, interaction, max_chars=max_chars)
+            try:
+                return self.call(action, prepared.messages, interaction, max_chars=max_chars)
+            except ContextWindowError as e:
+                if action.long_content != LongContent.MAP_REDUCE:
+                    raise
+                raise self._window_error(action, e) from e
         return self._map_reduce(prepared, parts, interaction, max_chars=max_chars)
 
     @staticmethod
@@ -526,24 +546,50 @@ class LLMService:
         interaction: LLMInteraction,
         *,
         max_chars: int | None = None,
+        max_tokens: int | None = None,
     ):
         """One model call recorded on ``interaction`` (not saved); raises ProviderError.
-        ``max_chars`` is the answer's length hint (the target field's ``max_length``)."""
+        ``max_chars`` is the answer's length hint (the target field's ``max_length``);
+        ``max_tokens`` replaces the action's (a map-reduce run's partial answers)."""
         from .providers import build_request, complete
 
         interaction.messages = messages
         request = build_request(action, messages, max_chars=max_chars)
+        if max_tokens is not None:
+            request.max_tokens = max_tokens
         interaction.parameters = request.public_parameters()
         result = complete(request)
         interaction.model = result.model
         interaction.response_text = result.text
         interaction.finish_reason = result.finish_reason or ""
+        interaction.answer_truncated = result.truncated
         interaction.prompt_tokens = result.prompt_tokens
         interaction.completion_tokens = result.completion_tokens
         interaction.total_tokens = result.total_tokens
         interaction.cost = result.cost
         interaction.latency_ms = result.latency_ms
         return result
+
+    @staticmethod
+    def refuse_cut_answer(action: LLMAction, interaction: LLMInteraction) -> None:
+        """Raise :class:`AnswerCut` if the answer was cut off at its token limit and the
+        action refuses such answers (the interaction keeps the answer for the log)."""
+        if not interaction.answer_truncated or action.cut_answers == CutAnswers.KEEP:
+            return
+        # (A map-reduce run refuses a cut partial answer as soon as it comes: see _part_call.)
+        if action.max_tokens:
+            message = _(
+                "The model's answer was cut off at the action's max tokens (%(tokens)s), so it "
+                "was not written (it is kept in the log). Raise max tokens, or let the action "
+                "keep cut answers with a warning."
+            ) % {"tokens": action.max_tokens}
+        else:
+            message = _(
+                "The model's answer was cut off by its token limit, so it was not written (it "
+                "is kept in the log). Set the action's max tokens, or let the action keep cut "
+                "answers with a warning."
+            )
+        raise AnswerCut(message)
 
     def window_budget(self, action: LLMAction) -> tuple[int, int] | None:
         """``(window, reserve)``: input tokens the model accepts and the tokens kept free
@@ -555,9 +601,12 @@ class LLMService:
         if not window:
             return None
         reserve = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
-        # Other providers' tokenizers count differently from ours: keep a margin.
-        margin = max(32, window // 20)
-        return window, reserve + margin
+        return window, reserve + self.window_margin(window)
+
+    @staticmethod
+    def window_margin(window: int) -> int:
+        """Tokens kept free because other providers' tokenizers count differently from ours."""
+        return max(32, window // 20)
 
     def split_source(self, prepared: PreparedRun) -> list[str] | None:
         """The source in parts that fit the window with the prompt, or None if the whole
@@ -565,7 +614,14 @@ class LLMService:
         from . import estimates
         from .chunking import split_text
 
-        budget = self.window_budget(prepared.action)
+        window, reserve = self._known_window(prepared.action)
+        if estimates.count_message_tokens(prepared.messages) + reserve <= window:
+            return None
+        return split_text(prepared.source_text, self.reduce_plan(prepared).map_room)
+
+    def _known_window(self, action: LLMAction) -> tuple[int, int]:
+        """:meth:`window_budget`, or ConfigurationProblem when the window is unknown."""
+        budget = self.window_budget(action)
         if budget is None:
             # The source was read in full: without a window, neither sending it whole nor
             # cutting it silently is right.
@@ -574,16 +630,45 @@ class LLMService:
                     "Map-reduce needs the model's context window, and %(model)s has none "
                     "known. Enter it in the action's “context window” field."
                 )
-                % {"model": prepared.action.model}
+                % {"model": action.model}
             )
-        window, reserve = budget
-        if estimates.count_message_tokens(prepared.messages) + reserve <= window:
-            return None
+        return budget
+
+    def reduce_plan(self, prepared: PreparedRun):
+        """How a map-reduce run of ``prepared`` uses the model's context window (a
+        :class:`chunking.ReducePlan`); raises ConfigurationProblem when it leaves no room."""
+        from . import estimates
+        from .chunking import MIN_PART_TOKENS, ReducePlan, part_tokens_for
+
         action = prepared.action
+        window, _reserve = self._known_window(action)
+        margin = self.window_margin(window)
+        answer_tokens = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
         empty = {**prepared.variables, "source": "", action.source_field: ""}
-        overhead = estimates.count_message_tokens(self.render_messages(action, empty))
-        room = window - reserve - overhead
-        if room < 64:
+        map_overhead = estimates.count_message_tokens(self.render_messages(action, empty))
+        reduce_overhead = estimates.count_message_tokens(self.reduce_messages(prepared, []))
+        part_tokens = part_tokens_for(
+            window, margin, reduce_overhead, answer_tokens, action.max_tokens
+        )
+        if part_tokens < MIN_PART_TOKENS:
+            raise ConfigurationProblem(
+                _(
+                    "With max tokens %(tokens)s, the model's context window (%(window)s "
+                    "tokens) leaves too little room to combine the partial answers of long "
+                    "content. Lower the action's max tokens, or use a model with a larger "
+                    "context window."
+                )
+                % {"tokens": answer_tokens, "window": window}
+            )
+        plan = ReducePlan(
+            window=window,
+            margin=margin,
+            answer_tokens=answer_tokens,
+            part_tokens=part_tokens,
+            map_overhead=map_overhead,
+            reduce_overhead=reduce_overhead,
+        )
+        if plan.map_room < 64:
             raise ConfigurationProblem(
                 _(
                     "The prompt alone nearly fills the model's context window (%(window)s "
@@ -591,7 +676,24 @@ class LLMService:
                 )
                 % {"window": window}
             )
-        return split_text(prepared.source_text, room)
+        return plan
+
+    def reduce_messages(self, prepared: PreparedRun, answers: list[str]) -> list[dict[str, str]]:
+        """The messages that combine ``answers`` (the action's reduce prompt, or the default)."""
+        from .models import DEFAULT_REDUCE_PROMPT
+
+        action = prepared.action
+        template = action.reduce_prompt.strip() or DEFAULT_REDUCE_PROMPT
+        values = {k: prepared.variables.get(k, "") for k in ("title", "url", "locale", "context")}
+        try:
+            prompt = render_template(template, {**values, "answers": "\n\n".join(answers)})
+        except (MissingVariableError, TemplateSyntaxError) as e:
+            raise ConfigurationProblem(str(e)) from e
+        messages = []
+        if action.system_message.strip():
+            messages.append({"role": "system", "content": action.system_message.strip()})
+        messages.append({"role": "user", "content": prompt})
+        return messages
 
     def _map_reduce(
         self,
@@ -601,64 +703,89 @@ class LLMService:
         *,
         max_chars: int | None = None,
     ):
-        """Map the prompt over ``parts``, then reduce (in rounds if the answers are long)."""
-        from . import estimates
-        from .chunking import split_text
-        from .models import DEFAULT_REDUCE_PROMPT
+        """Map the prompt over ``parts``, then combine the answers in as many rounds as it
+        takes for them to fit one final call (see :func:`chunking.combine_in_rounds`)."""
+        from .chunking import CannotCombine, combine_in_rounds, split_text
+        from .estimates import count_text_tokens
+        from .providers import ContextWindowError
 
         action = prepared.action
+        plan = self.reduce_plan(prepared)
         run = interaction.run or self._start_run(interaction, RunKind.MAP_REDUCE, action.name)
         counter = iter(range(10_000))
         total = len(parts)
         answers: list[str] = []
+        cut = False
         for number, part in enumerate(parts, start=1):
-            messages = self.part_messages(prepared, part)
-            answers.append(
-                self._part_call(
-                    action,
-                    messages,
-                    interaction,
-                    run,
-                    next(counter),
-                    _("Part %(number)s of %(total)s") % {"number": number, "total": total},
-                )
+            text, part_cut = self._part_call(
+                action,
+                self.part_messages(prepared, part),
+                interaction,
+                run,
+                next(counter),
+                _("Part %(number)s of %(total)s") % {"number": number, "total": total},
+                plan,
             )
-        window, reserve = self.window_budget(action) or (0, 0)
-        template = action.reduce_prompt.strip() or DEFAULT_REDUCE_PROMPT
-        base = {k: prepared.variables.get(k, "") for k in ("title", "url", "locale", "context")}
+            answers.append(text)
+            cut = cut or part_cut
+        groups = iter(range(1, 10_000))
 
-        def reduce_messages(texts: list[str]) -> list[dict[str, str]]:
-            try:
-                prompt = render_template(template, {**base, "answers": "\n\n".join(texts)})
-            except (MissingVariableError, TemplateSyntaxError) as e:
-                raise ConfigurationProblem(str(e)) from e
-            messages = []
-            if action.system_message.strip():
-                messages.append({"role": "system", "content": action.system_message.strip()})
-            messages.append({"role": "user", "content": prompt})
-            return messages
+        def combine(group: list[str], round_number: int) -> str:
+            nonlocal cut
+            text, group_cut = self._part_call(
+                action,
+                self.reduce_messages(prepared, group),
+                interaction,
+                run,
+                next(counter),
+                _("Combining group %(number)s (round %(round)s)")
+                % {"number": next(groups), "round": round_number},
+                plan,
+            )
+            cut = cut or group_cut
+            return text
 
-        for _round in range(5):
-            messages = reduce_messages(answers)
-            if estimates.count_message_tokens(messages) + reserve <= window:
-                break
-            # The answers together are too long to combine at once: combine them in groups.
-            room = window - reserve - estimates.count_message_tokens(reduce_messages([]))
-            groups = split_text("\n\n".join(answers), max(64, room))
-            if len(groups) >= len(answers):
-                break
-            answers = [
-                self._part_call(
-                    action,
-                    reduce_messages([group]),
-                    interaction,
-                    run,
-                    next(counter),
-                    _("Combining group %(number)s") % {"number": number},
+        try:
+            answers = combine_in_rounds(
+                answers,
+                plan,
+                size=count_text_tokens,
+                split=split_text,
+                combine=combine,
+            )
+        except CannotCombine:
+            raise LLMActionError(
+                _(
+                    "The partial answers of the long content could not be combined within the "
+                    "model's context window (%(window)s tokens): the model's answers did not "
+                    "get shorter when combined (it may ignore max tokens). Use a model with a "
+                    "larger context window."
                 )
-                for number, group in enumerate(groups, start=1)
-            ]
-        return self.call(action, reduce_messages(answers), interaction, max_chars=max_chars)
+                % {"window": plan.window},
+                code="combine",
+            ) from None
+        try:
+            result = self.call(
+                action, self.reduce_messages(prepared, answers), interaction, max_chars=max_chars
+            )
+        except ContextWindowError as e:
+            raise self._window_error(action, e, _("Combining the partial answers")) from e
+        interaction.answer_truncated = interaction.answer_truncated or cut
+        return result
+
+    def _window_error(self, action: LLMAction, error, what: str = "") -> LLMActionError:
+        """A map-reduce call the provider found too long for its window: our token count
+        was lower than the model's, so suggest a smaller window (never a shorter source)."""
+        budget = self.window_budget(action)
+        smaller = int(budget[0] * 0.8) if budget else None
+        message = _(
+            "The model counted more tokens than the context window it has (our count is "
+            "lower than its own). Enter a smaller context window in the action (e.g. "
+            "%(tokens)s) so that the long content is split into smaller parts."
+        ) % {"tokens": smaller or "—"}
+        if what:
+            message = f"{what}: {message}"
+        return LLMActionError(message, code=error.code, retryable=False)
 
     @staticmethod
     def _end_run(interaction: LLMInteraction, error: LLMActionError | None = None) -> None:
@@ -704,10 +831,13 @@ class LLMService:
         run: LLMRun,
         index: int,
         label: str,
-    ) -> str:
-        """One map (or intermediate reduce) call, recorded as its own interaction of ``run``;
-        a failure is recorded there and raised naming the part."""
-        from .providers import ProviderError
+        plan,
+    ) -> tuple[str, bool]:
+        """One map (or intermediate combining) call, limited to the plan's ``part_tokens``,
+        recorded as its own interaction of ``run``: its answer and whether it was cut off at
+        that limit. A failure is recorded there and raised naming the part; so is a cut-off
+        answer when the action refuses those (the calls after it would be paid for nothing)."""
+        from .providers import ContextWindowError, ProviderError
 
         part = LLMInteraction(
             action=parent.action,
@@ -729,7 +859,11 @@ class LLMService:
         )
         started = time.perf_counter()
         try:
-            self.call(action, messages, part)
+            self.call(action, messages, part, max_tokens=plan.part_tokens)
+        except ContextWindowError as e:
+            error = self._window_error(action, e, label)
+            self._record_failure(part, error, started)
+            raise error from e
         except ProviderError as e:
             error = LLMActionError(
                 _("%(part)s of the long content failed: %(error)s") % {"part": label, "error": e},
@@ -742,7 +876,37 @@ class LLMService:
         part.outcome = InteractionOutcome.FED
         part.output_value = ""
         db.write(part.save, what="recording a part")
-        return part.response_text
+        if part.answer_truncated and action.cut_answers != CutAnswers.KEEP:
+            raise AnswerCut(self._cut_part_message(action, label, plan))
+        return part.response_text, part.answer_truncated
+
+    @staticmethod
+    def _cut_part_message(action: LLMAction, label: str, plan) -> str:
+        from .chunking import PART_TOKENS
+
+        values = {"part": label, "tokens": plan.part_tokens, "window": plan.window}
+        if action.max_tokens and plan.part_tokens >= action.max_tokens:
+            message = _(
+                "%(part)s of the long content was cut off at the action's max tokens "
+                "(%(tokens)s), so nothing was written. Raise max tokens, or let the action "
+                "keep cut answers with a warning."
+            )
+        elif action.max_tokens or plan.part_tokens < PART_TOKENS:
+            message = _(
+                "%(part)s of the long content was cut off at %(tokens)s tokens, the most a "
+                "partial answer can have for the answers to be combined within the model's "
+                "context window (%(window)s tokens), so nothing was written. Lower the "
+                "action's max tokens, use a model with a larger context window, or let the "
+                "action keep cut answers with a warning."
+            )
+        else:
+            message = _(
+                "%(part)s of the long content was cut off at %(tokens)s tokens, the most a "
+                "partial answer gets when the action sets no max tokens, so nothing was "
+                "written. Set the action's max tokens, or let the action keep cut answers "
+                "with a warning."
+            )
+        return message % values
 
     # -- structured output and candidates ------------------------------------------------
 
@@ -751,6 +915,7 @@ class LLMService:
         """Copy a call's answer and usage onto ``interaction``, adding up repeated calls."""
         interaction.model = result.model
         interaction.finish_reason = result.finish_reason or ""
+        interaction.answer_truncated = interaction.answer_truncated or result.truncated
         if first:
             interaction.response_text = result.text
             interaction.prompt_tokens = result.prompt_tokens
@@ -811,10 +976,9 @@ class LLMService:
         if action.long_content == LongContent.MAP_REDUCE:
             parts = self.split_source(prepared)
         if parts:  # one candidate: each part is a call (as _map_reduce makes them)
-            return PlannedRequest(
-                self.single_request(action, self.part_messages(prepared, parts[0]), None),
-                parts=len(parts),
-            )
+            request = self.single_request(action, self.part_messages(prepared, parts[0]), None)
+            request.max_tokens = self.reduce_plan(prepared).part_tokens  # as _part_call sends
+            return PlannedRequest(request, parts=len(parts))
         count = max(candidates or 1, 1)
         request = self.single_request(action, prepared.messages, max_chars, count)
         return PlannedRequest(request, calls=1 if request.n == count else count)
@@ -846,15 +1010,19 @@ class LLMService:
         if count <= 1:
             texts.append(self.answer(prepared, interaction, max_chars=max_chars).text)
             calls = count = 1
+            self.refuse_cut_answer(action, interaction)
         else:
             request = self.single_request(action, prepared.messages, max_chars, count)
             interaction.messages = prepared.messages
             interaction.parameters = request.public_parameters()
+        cut: list[bool] = []
         while len(texts) < count:
             result = complete(request)
             self._record_call(interaction, result, first=calls == 0)
             calls += 1
-            texts.extend(result.texts or [result.text])
+            for text, text_cut in result.answers():
+                texts.append(text)
+                cut.append(text_cut)
             if request.n > 1 and calls >= 1 and len(texts) < count:
                 request.n = 1  # the server ignored n: make the remaining calls one by one
             if calls >= count:
@@ -862,6 +1030,13 @@ class LLMService:
         if count > 1:
             interaction.parameters = {**interaction.parameters, "candidates": count}
             interaction.parameters["calls"] = calls
+            offered = list(zip(texts[:count], cut[:count], strict=True))
+            interaction.answer_truncated = any(text_cut for _text, text_cut in offered)
+            if action.cut_answers != CutAnswers.KEEP and not all(c for _t, c in offered):
+                # Refusing cut answers: offer the complete suggestions only.
+                texts = [text for text, text_cut in offered if not text_cut]
+                interaction.answer_truncated = False
+            self.refuse_cut_answer(action, interaction)
         truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
         values: list[str] = []
         first_error: outputs.OutputError | None = None

@@ -309,6 +309,7 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
                             FieldPanel("timeout"),
                         ]
                     ),
+                    FieldPanel("cut_answers"),
                     FieldPanel("fallback_models"),
                     FieldPanel("extra_params"),
                 ],

@@ -148,11 +148,20 @@ class CompletionResult:
     failed_attempts: list[dict] = field(default_factory=list)
     #: Every answer when several were asked for (``n``); ``text`` is the first.
     texts: list[str] = field(default_factory=list)
+    #: The finish reason of each of ``texts`` (empty when ``texts`` is).
+    finish_reasons: list[str] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
-        """Whether the answer was cut off by the token limit."""
+        """Whether the answer was cut off by the token limit (finish reason "length")."""
         return self.finish_reason == "length"
+
+    def answers(self) -> list[tuple[str, bool]]:
+        """Every answer with whether it was cut off by the token limit."""
+        texts = self.texts or [self.text]
+        reasons = self.finish_reasons or [self.finish_reason]
+        reasons = reasons + [self.finish_reason] * (len(texts) - len(reasons))
+        return [(text, reason == "length") for text, reason in zip(texts, reasons, strict=False)]
 
 
 class ProviderError(Exception):

@@ -242,13 +242,16 @@ class LiteLLMProvider(BaseProvider):
             total_tokens = prompt_tokens + completion_tokens
 
         texts = [text]
+        finish_reasons = [finish_reason]
         for other in list(getattr(response, "choices", None) or [])[1:]:
             content = getattr(getattr(other, "message", None), "content", None)
             if isinstance(content, str) and content.strip():
                 texts.append(content)
+                finish_reasons.append(str(getattr(other, "finish_reason", None) or ""))
         return CompletionResult(
             text=text,
             texts=texts,
+            finish_reasons=finish_reasons,
             model=request.model,
             finish_reason=finish_reason,
             prompt_tokens=prompt_tokens,

@@ -225,11 +225,14 @@
         text: result.text,
         params,
         undone: false,
+        // Why the answer may be incomplete (cut off by the token limit), shown until undone.
+        warning: result.warning || '',
       };
       this.trackInteraction(result.interaction, true);
       this.highlight(true);
       this.renderReview(this.t('filledShort', { action: params.name }));
-      this.announce(this.t('filled', { action: params.name }), false);
+      const filled = this.t('filled', { action: params.name });
+      this.announce(result.warning ? `${filled} ${result.warning}` : filled, false);
       this.element.dispatchEvent(
         new CustomEvent('llm-action:filled', { bubbles: true, detail: { ...result } }),
       );
@@ -265,6 +268,14 @@
         button.addEventListener('click', () => this[method]());
         review.appendChild(button);
       });
+      if (this.review && this.review.warning && !undone) {
+        const warning = document.createElement('span');
+        warning.className =
+          'llm-action__message llm-action__message--warning llm-action__review-warning';
+        warning.dataset.llmActionWarning = '';
+        warning.append(icon('warning'), document.createTextNode(this.review.warning));
+        review.appendChild(warning);
+      }
       review.hidden = false;
     }
 
