@@ -265,6 +265,22 @@ def test_asking_the_model_shows_the_answer_beside_the_current_value_without_savi
     assert reverse("wagtail_llm_actions_report:keep", args=[interaction.pk]) in html
 
 
+def test_asking_the_model_shows_a_kept_cut_off_answer_with_its_warning(
+    post, server_action, fake_llm, superuser
+):
+    server_action.cut_answers = "keep"
+    server_action.save()
+    fake_llm.configure(reply="An answer that stops", finish_reason="length")
+
+    response = client_for(superuser).post(
+        tryout_url(server_action), {"page": post.pk, "ask_model": "on"}
+    )
+
+    html = response.content.decode()
+    assert "An answer that stops" in html
+    assert "data-llm-answer-cut" in html and "max tokens (120)" in html
+
+
 def test_test_on_a_page_needs_edit_permission_on_the_page(post, action, outsider, superuser):
     from django.contrib.auth.models import Permission
 
