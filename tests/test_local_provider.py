@@ -99,3 +99,16 @@ def test_service_passes_the_target_fields_max_length(make_post, make_action):
     assert interaction.status == "success"
     assert 0 < len(interaction.output_value) <= 250
     assert interaction.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("model", "tokens"), [("local/extractive", 20), ("local/keywords", 5)])
+def test_summarising_models_answer_within_max_tokens_instead_of_being_cut(model, tokens):
+    messages = [{"role": "user", "content": f"Summarize this article.\n\n{ARTICLE}"}]
+    unbounded = ask(model, ARTICLE)
+
+    result = LocalProvider().complete(CompletionRequest(model, messages, max_tokens=tokens))
+
+    assert len(unbounded) > tokens * 4
+    assert 0 < len(result.text) <= tokens * 4  # 4 characters a token
+    assert result.finish_reason == "stop"  # planned to fit, not cut mid-sentence
+

@@ -432,7 +432,7 @@ class LLMService:
         ``call_slot()`` is entered around the model call(s) only (the job engine's provider
         concurrency slot): reading the page before and storing the answer after hold none.
         """
-        from .providers import ProviderError
+        from .providers import ContextWindowError, ProviderError
 
         if isinstance(obj, Page):
             obj = obj.specific
@@ -470,6 +470,8 @@ class LLMService:
             raise  # nothing was sent: nothing to record
         except ProviderError as e:
             error = LLMActionError(str(e), code=e.code, retryable=e.retryable)
+            if isinstance(e, ContextWindowError) and action.long_content == LongContent.MAP_REDUCE:
+                error = self._window_error(action, e)  # never "choose a shorter source"
             self._record_failure(interaction, error, started)
             self._end_run(interaction, error)
             raise error from e

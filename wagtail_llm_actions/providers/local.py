@@ -269,18 +269,22 @@ class LocalProvider(BaseProvider):
                 model=name,
             )
         source = last_user_text(request.messages)
+        # The summarising models plan their answer within max_tokens too, as a model asked
+        # for a short answer does; echo repeats its input, so max_tokens cuts it ("length").
+        limits = [request.max_chars, (request.max_tokens or 0) * CHARS_PER_TOKEN]
+        max_chars = min((limit for limit in limits if limit), default=None)
         if name == "local/echo":
             text = source
         elif name == "local/keywords":
             terms = keywords(content_of(source))
-            if request.max_chars:
-                while len(terms) > 1 and len(", ".join(terms)) > request.max_chars:
+            if max_chars:
+                while len(terms) > 1 and len(", ".join(terms)) > max_chars:
                     terms = terms[:-1]
             text = ", ".join(terms)
-            if request.max_chars:
-                text = _shorten(text, request.max_chars)
+            if max_chars:
+                text = _shorten(text, max_chars)
         else:
-            text = extractive_summary(content_of(source), request.max_chars)
+            text = extractive_summary(content_of(source), max_chars)
         if not text.strip():
             raise BadResponseError(
                 gettext("The local model found no text to work on in the prompt."),
