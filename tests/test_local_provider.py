@@ -111,4 +111,3 @@ def test_summarising_models_answer_within_max_tokens_instead_of_being_cut(model,
     assert len(unbounded) > tokens * 4
     assert 0 < len(result.text) <= tokens * 4  # 4 characters a token
     assert result.finish_reason == "stop"  # planned to fit, not cut mid-sentence
-
