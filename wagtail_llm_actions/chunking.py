@@ -1,8 +1,12 @@
-"""Splitting long text into parts that fit a token budget, at block and paragraph boundaries.
+"""Map-reduce planning: long text split into parts within a token budget, and partial
+answers combined in rounds that each fit the context window.
 
 Extraction separates blocks with a blank line, so parts break between blocks first, then
 between lines, then between sentences; only a single sentence longer than the budget is cut
 between words. Nothing of the text is dropped: joining the parts gives every word back.
+
+:class:`ReducePlan` sizes every call of a run; :func:`combine_in_rounds` is the one combining
+loop, run with texts (the service) or with token counts (the estimate).
 """
 
 from __future__ import annotations
