@@ -39,6 +39,34 @@ def test_split_text_keeps_every_word_and_respects_the_budget():
     assert " ".join(" ".join(parts).split()) == " ".join(text.split())
 
 
+@pytest.mark.parametrize("max_tokens", [None, 120, 1000, 1700])
+def test_combining_fits_every_call_and_converges_for_any_number_of_parts(max_tokens):
+    from wagtail_llm_actions.chunking import (
+        ReducePlan,
+        combine_in_rounds,
+        joined_size,
+        part_tokens_for,
+    )
+
+    window, margin, overhead = WINDOW, 204, 60
+    answer = max_tokens or 300
+    part = part_tokens_for(window, margin, overhead, answer, max_tokens)
+    plan = ReducePlan(window, margin, answer, part, 20, overhead)
+    for parts in range(2, 300, 7):
+        calls = []
+
+        def combine(group, _round, calls=calls):
+            assert overhead + joined_size(group) + part + margin <= window  # fits the window
+            calls.append(len(group))
+            return part  # as long as it may be
+
+        final = combine_in_rounds([part] * parts, plan, size=int, split=None, combine=combine)
+
+        assert overhead + joined_size(final) + answer + margin <= window
+        assert all(size >= 2 for size in calls)  # every call combines, none is wasted
+        assert len(calls) < parts  # fewer combining calls than parts
+
+
 def test_a_long_body_reaches_the_model_in_parts_that_fit_the_window(
     make_action, make_post, fake_llm, api_key_env
 ):
