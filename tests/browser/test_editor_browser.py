@@ -250,3 +250,23 @@ def test_tags_and_rich_text_widgets_are_filled_and_saved(
     assert BlogPage.objects.get(pk=post.pk).highlights == ""  # live page unchanged
     outcomes = set(LLMInteraction.objects.values_list("outcome", flat=True))
     assert outcomes == {"accepted"}
+
+
+def test_a_kept_cut_off_answer_shows_its_warning_until_undone(
+    live_server, browser_page, worker, post, server_action, fake_llm, superuser
+):
+    page = browser_page
+    server_action.cut_answers = "keep"
+    server_action.save()
+    fake_llm.configure(reply="Compost turns peelings into", finish_reason="length")
+    login_and_edit(page, live_server, post)
+    field = page.locator('[data-llm-action-field-value="summary"]')
+    field.locator('[data-llm-action-target="run"]', has_text="Server summary").click()
+
+    warning = field.locator("[data-llm-action-warning]")
+    warning.wait_for()
+
+    assert page.input_value("textarea[name=summary]") == "Compost turns peelings into"
+    assert "cut off at the action's max tokens (120)" in warning.inner_text()
+    page.get_by_role("button", name="Undo").click()
+    assert warning.count() == 0  # the warning goes with the answer
