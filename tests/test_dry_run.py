@@ -190,3 +190,26 @@ def test_the_command_shows_the_first_part_of_a_source_split_into_parts(
     second_part = fake_llm.requests[1]["json"]["messages"][-1]["content"].split("\n\n", 1)[1]
     assert second_part[:200] not in out  # one part's messages, not the whole source
     assert f"split into {parts} parts" in out
+
+
+def test_the_dry_run_shows_the_limit_a_split_source_parts_are_sent_with(
+    make_action, make_post, fake_llm, api_key_env
+):
+    from tests.test_map_reduce import WINDOW, long_body
+
+    post = make_post(body=long_body(paragraphs=120)[0])
+    action = make_action(  # no max_tokens: the parts still get a limit, so they can combine
+        slug="long-summary",
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+    out, _err = dry_run(action, post)
+
+    LLMService().run(action, post)
+
+    sent = fake_llm.requests[0]["json"]
+    assert sent["max_tokens"] == 1024
+    assert "max_tokens: 1024" in out
