@@ -63,6 +63,9 @@ order (e.g. a 500 first, then a normal answer). Settings:
     Stop the answer at the request's ``max_tokens`` (whole words) and report
     ``finish_reason="length"`` when it had to be cut, as real servers do. Off by default: the
     reply is sent whole, whatever ``max_tokens`` says (a server that ignores it).
+``max_tokens_ratio``
+    With ``honour_max_tokens``: the answer stops at ``max_tokens`` × this many tokens as we
+    count them (a model whose tokenizer counts fewer tokens than cl100k, e.g. 1.15).
 
 Run it in the foreground for benchmarks::
 
@@ -117,6 +120,7 @@ DEFAULTS: dict[str, Any] = {
     "proxy": False,
     "answer_tokens": None,
     "honour_max_tokens": False,
+    "max_tokens_ratio": 1.0,
 }
 
 #: Headers that describe one connection, not the message: a proxy does not pass them on.
@@ -561,7 +565,7 @@ class FakeLLMServer:
             text = long_text(text, int(config["answer_tokens"]))
         limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
         if config["honour_max_tokens"] and limit:
-            text, cut = cut_to_tokens(text, int(limit))
+            text, cut = cut_to_tokens(text, int(int(limit) * float(config["max_tokens_ratio"])))
             if cut:
                 finish_reason = "length"
         if config["truncate_json"]:

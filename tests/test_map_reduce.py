@@ -305,6 +305,39 @@ def test_long_partial_answers_are_combined_in_rounds_that_each_fit_the_window(
     assert parts.filter(answer_truncated=True).exists()
 
 
+def test_partial_answers_a_little_longer_by_our_count_still_combine_in_a_small_window(
+    make_action, make_post, fake_llm, api_key_env
+):
+    # A 2k-window model whose tokenizer counts 15% fewer tokens than ours: its answers at
+    # max_tokens are longer than max_tokens as we count them.
+    window = 2048
+    body, _markers = long_body(paragraphs=120)
+    post = make_post(body=body)
+    action = keeps_cut_answers(
+        make_action(
+            model="openai/fake-model",
+            api_base=fake_llm.url,
+            api_key_name=api_key_env,
+            long_content="map_reduce",
+            context_window=window,
+            target_field="highlights",
+            output_mode="rich_text",
+        )
+    )
+    fake_llm.configure(
+        context_window=window,
+        answer_tokens=5000,
+        honour_max_tokens=True,
+        max_tokens_ratio=1.15,
+    )
+
+    interaction = LLMService().run(action, post)
+
+    assert interaction.status == InteractionStatus.SUCCESS
+    assert len(combining_requests(fake_llm)) > 1
+    assert max(request_sizes(fake_llm)) <= window
+
+
 def test_a_model_ignoring_max_tokens_gets_a_clear_error_and_no_oversized_request(
     make_action, make_post, fake_llm, api_key_env
 ):

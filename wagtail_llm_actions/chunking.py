@@ -96,6 +96,9 @@ JOINER_TOKENS = 2
 #: The partial answers' ``max_tokens`` when the action sets none: enough for notes on a part,
 #: and under every chat model's output limit.
 PART_TOKENS = 1024
+#: A partial answer of ``max_tokens`` by the provider's tokenizer may count this much more by
+#: ours (cl100k): two must still fit one combining call, or combining would not converge.
+ANSWER_SLACK = 1.2
 #: Fewer tokens than this for a partial answer cannot say anything useful.
 MIN_PART_TOKENS = 32
 #: Rounds of combining before giving up (each round at least halves the answers when the
@@ -151,10 +154,11 @@ def part_tokens_for(
     window: int, margin: int, reduce_overhead: int, answer_tokens: int, max_tokens: int | None
 ) -> int:
     """The largest ``max_tokens`` for partial answers (at most the action's own, or
-    :data:`PART_TOKENS`) with which two of them, and the combining call's answer, fit."""
-    room = window - margin - reduce_overhead
-    intermediate = (room - JOINER_TOKENS) // 3  # two answers in, one out
-    final = (room - answer_tokens - JOINER_TOKENS) // 2  # two answers in, the final out
+    :data:`PART_TOKENS`) with which two of them (counted with :data:`ANSWER_SLACK`), and the
+    combining call's answer, fit one call."""
+    room = window - margin - reduce_overhead - JOINER_TOKENS
+    intermediate = int(room / (2 * ANSWER_SLACK + 1))  # two answers in, one out
+    final = int((room - answer_tokens) / (2 * ANSWER_SLACK))  # two answers in, the final out
     return min(max_tokens or PART_TOKENS, intermediate, final)
 
 
