@@ -55,6 +55,10 @@ order (e.g. a 500 first, then a normal answer). Settings:
     Act as a plain HTTP forward proxy too: a request for an absolute URL
     (``POST http://127.0.0.1:PORT/v1/chat/completions``) is recorded and forwarded there,
     and the target's answer relayed (redirects included, as a proxy does).
+``bad_text``
+    ``"surrogate"`` or ``"nul"``: put a lone UTF-16 surrogate (U+D800) or a NUL character
+    (U+0000) into the middle of every answer text, sent JSON-escaped as a real server does
+    (``\\ud800``, ``\\u0000``): text no database column stores as it is.
 
 Run it in the foreground for benchmarks::
 
@@ -107,12 +111,16 @@ DEFAULTS: dict[str, Any] = {
     "ignore_n": False,
     "redirect_to": None,
     "proxy": False,
+    "bad_text": None,
 }
 
 #: Headers that describe one connection, not the message: a proxy does not pass them on.
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
+
+#: What ``bad_text`` puts into an answer.
+BAD_TEXT = {"surrogate": "\ud800", "nul": "\x00"}
 
 ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -515,6 +523,9 @@ class FakeLLMServer:
         if config["ignore_schema"]:
             text = json.dumps({"answer": text})
         finish_reason = config["finish_reason"]
+        if config["bad_text"]:
+            middle = len(text) // 2
+            text = text[:middle] + BAD_TEXT[config["bad_text"]] + text[middle:]
         if config["truncate_json"]:
             text, finish_reason = text[: max(1, len(text) // 2)], "length"
         count = 1 if config["ignore_n"] else min(max(int(payload.get("n") or 1), 1), 10)

@@ -35,6 +35,7 @@ from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
+    AnswerNotStored,
     CallNotStarted,
     ConfigurationProblem,
     LLMActionError,
@@ -468,17 +469,20 @@ class LLMService:
             raise
         except Exception as e:
             logger.exception("LLM action %s failed on %r", action.slug, obj)
-            error = LLMActionError(
-                _("The action failed unexpectedly (%(type)s). The content was not changed.")
-                % {"type": type(e).__name__},
-                code="internal",
-            )
+            if refused_content(e):
+                error = not_stored(e)
+            else:
+                error = LLMActionError(
+                    _("The action failed unexpectedly (%(type)s). The content was not changed.")
+                    % {"type": type(e).__name__},
+                    code="internal",
+                )
             self._record_failure(interaction, error, started)
             self._end_run(interaction, error)
             raise error from e
         if save:
-            self._store_answer(interaction, on_answer)
             try:
+                self._store_answer(interaction, on_answer)
                 self.write_answer(
                     interaction,
                     obj,
@@ -534,7 +538,7 @@ class LLMService:
         interaction.messages = messages
         request = build_request(action, messages, max_chars=max_chars)
         interaction.parameters = request.public_parameters()
-        result = complete(request)
+        result = received(complete(request), interaction)
         interaction.model = result.model
         interaction.response_text = result.text
         interaction.finish_reason = result.finish_reason or ""
@@ -678,7 +682,7 @@ class LLMService:
         run.revision_id = interaction.revision_id
         run.finished_at = timezone.now()
         try:
-            db.write(run.save, what="finishing a run")
+            db.write(lambda: save_run(run), what="finishing a run")
         except Exception:  # the interactions already tell the story  # noqa: BLE001
             logger.exception("Could not record the end of run %s", run.pk)
 
@@ -741,7 +745,23 @@ class LLMService:
         part.status = InteractionStatus.SUCCESS
         part.outcome = InteractionOutcome.FED
         part.output_value = ""
-        db.write(part.save, what="recording a part")
+
+        def save() -> None:
+            if _detach_deleted(part):  # the answer is kept in the log, as for a whole run
+                part.status = InteractionStatus.ERROR
+                part.outcome = InteractionOutcome.NONE
+                part.error_code = PageGone.code
+                part.error_message = str(_page_gone())
+            part.save()
+
+        if not write_logged(part, save, what="recording a part"):
+            raise AnswerNotStored(
+                _("%(part)s of the long content: the database could not store its answer.")
+                % {"part": label},
+                interaction=part,
+            )
+        if part.status == InteractionStatus.ERROR:
+            raise _page_gone(part)
         return part.response_text
 
     # -- structured output and candidates ------------------------------------------------
@@ -851,7 +871,7 @@ class LLMService:
             interaction.messages = prepared.messages
             interaction.parameters = request.public_parameters()
         while len(texts) < count:
-            result = complete(request)
+            result = received(complete(request), interaction)
             self._record_call(interaction, result, first=calls == 0)
             calls += 1
             texts.extend(result.texts or [result.text])
@@ -923,7 +943,7 @@ class LLMService:
         interaction.parameters = request.public_parameters()
         truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
         for attempt in range(2):
-            result = complete(request)
+            result = received(complete(request), interaction)
             self._record_call(interaction, result, first=attempt == 0)
             if attempt:
                 interaction.response_text += "\n\n" + result.text
@@ -978,7 +998,15 @@ class LLMService:
             if on_answer is not None and not gone:
                 on_answer(interaction)
 
-        db.write(store, what="storing an answer")
+        try:
+            db.write(store, what="storing an answer")
+        except Exception as e:
+            if db.is_busy_error(e) or not refused_content(e):
+                raise
+            logger.exception("The answer of %s could not be stored", interaction.action_name)
+            error = not_stored(e)
+            self._record_failure(interaction, error, time.perf_counter())
+            raise error from e
         if interaction.status == InteractionStatus.ERROR:
             logger.warning("LLM action %s: the page was deleted", interaction.action_name)
             raise _page_gone(interaction)
@@ -1181,7 +1209,7 @@ class LLMService:
             run.error_message = error.message
             run.finished_at = timezone.now()
             try:
-                db.write(run.save, what="recording a run")
+                db.write(lambda: save_run(run), what="recording a run")
             except Exception:  # noqa: BLE001
                 logger.exception("Could not record the end of run %s", run.pk)
             error.interaction = last_interaction
@@ -1354,7 +1382,7 @@ class LLMService:
                 interaction.error_message = str(_page_gone())
             interaction.save()
 
-        db.write(save, what="recording a failed run")
+        write_logged(interaction, save, what="recording a failed run")
         error.interaction = interaction
         if error.code == SourceEmpty.code:
             # Nothing to send: the page is skipped (as a bulk job counts it), not a failure.
@@ -1371,6 +1399,100 @@ class LLMService:
             error.code,
             error.message,
         )
+
+
+def received(result, interaction: LLMInteraction):
+    """The model's answer ``result`` with text no database can store cleaned (see
+    :mod:`.storable`), so the answer, the interaction and the draft all hold the same text;
+    what was cleaned is noted on ``interaction``."""
+    from collections import Counter
+
+    from .storable import clean_text, describe, merge_notes
+
+    found: Counter = Counter()
+    if result.text:
+        result.text = clean_text(result.text, found)
+    if result.texts:
+        result.texts = [clean_text(text, found) if text else text for text in result.texts]
+    note = describe(found, [])
+    if note:
+        limit = LLMInteraction._meta.get_field("storage_note").max_length
+        interaction.storage_note = merge_notes(interaction.storage_note, note, limit)
+        logger.warning("LLM action %s: %s", interaction.action_name, note)
+    return result
+
+
+def refused_content(error: BaseException) -> bool:
+    """Whether the database refused a row for what it holds (text it cannot encode, a value
+    it cannot take), rather than because it was busy or a linked row is gone."""
+    from django.db import DataError
+
+    return isinstance(error, ValueError | DataError) and not db.is_busy_error(error)
+
+
+def not_stored(error: BaseException) -> AnswerNotStored:
+    return AnswerNotStored(
+        _(
+            "The model answered, but the database could not store the answer (%(type)s). The "
+            "call is logged with its tokens and cost; the content was not changed."
+        )
+        % {"type": type(error).__name__}
+    )
+
+
+def write_logged(interaction: LLMInteraction, save: Callable[[], None], *, what: str) -> bool:
+    """``db.write(save)`` for a write of ``interaction``. If the database refuses the row
+    for its content (:func:`refused_content`), the row is saved again without its texts
+    (the call's model, tokens, cost and the reason are kept) and False is returned: a paid
+    call is always logged."""
+    try:
+        db.write(save, what=what)
+        return True
+    except Exception as e:
+        if not refused_content(e):
+            raise
+        logger.exception("The database refused the texts of a call of %s", interaction.action_name)
+        _without_texts(interaction, e)
+        db.write(save, what=what)
+        return False
+
+
+def _without_texts(interaction: LLMInteraction, error: BaseException) -> None:
+    """Leave out every text of ``interaction`` (what the database refused), saying so."""
+    from .storable import merge_notes
+
+    interaction.messages = []
+    interaction.response_text = interaction.output_value = interaction.previous_value = ""
+    interaction.output_values, interaction.previous_values = {}, {}
+    interaction.field_outcomes, interaction.candidates = {}, []
+    note = _(
+        "The database refused this call's texts (%(type)s), so they are left out; its "
+        "tokens and cost are kept."
+    ) % {"type": type(error).__name__}
+    limit = LLMInteraction._meta.get_field("storage_note").max_length
+    interaction.storage_note = merge_notes(interaction.storage_note, note, limit)
+
+
+def save_run(run: LLMRun) -> None:
+    """Save ``run`` (inside a write transaction), first clearing its links to rows deleted
+    while it ran (its page and their revisions, its pipeline, the run it reran), one query."""
+    from wagtail.models import Revision
+
+    rows: dict[str, tuple[type, Any]] = {}
+    if run.page_id is not None:
+        rows["page"] = (Page, run.page_id)
+    for name in ("base_revision", "revision"):
+        if getattr(run, f"{name}_id") is not None:
+            rows[name] = (Revision, getattr(run, f"{name}_id"))
+    if run.pipeline_id is not None:
+        from .models import LLMPipeline
+
+        rows["pipeline"] = (LLMPipeline, run.pipeline_id)
+    if run.rerun_of_id is not None:
+        rows["rerun_of"] = (LLMRun, run.rerun_of_id)
+    for name in rows.keys() - rowstate.existing(rows):
+        setattr(run, name, None)
+    run.save()
 
 
 def _raise_invalid_draft(error: Exception) -> None:
