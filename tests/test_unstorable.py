@@ -10,6 +10,7 @@ the app's own error, with the call logged (tokens and cost, without its texts).
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from tests.fakeserver import BAD_TEXT
 from wagtail_llm_actions import editor
@@ -34,7 +35,7 @@ def editor_job(action, page, user):
 
 @pytest.mark.parametrize("bad", ["surrogate", "nul"])
 def test_an_answer_the_database_cannot_store_is_cleaned_logged_and_written(
-    bad, post, server_action, fake_llm, superuser
+    bad, client, post, server_action, fake_llm, superuser
 ):
     fake_llm.configure(reply=REPLY, bad_text=bad)
 
@@ -49,6 +50,9 @@ def test_an_answer_the_database_cannot_store_is_cleaned_logged_and_written(
     assert stored.total_tokens and stored.revision_id is not None
     word = "lone surrogate" if bad == "surrogate" else "NUL character"
     assert word in stored.storage_note
+    client.force_login(superuser)
+    detail = reverse("wagtail_llm_actions_report:detail", args=[stored.pk])
+    assert word in client.get(detail).content.decode()  # the log says what was cleaned
 
 
 @pytest.mark.parametrize("bad", ["surrogate", "nul"])
