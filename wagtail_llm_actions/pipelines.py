@@ -54,7 +54,15 @@ from .models import (
     RunKind,
     RunStatus,
 )
-from .service import LLMService, not_stored, refused_content, save_run, working_copy
+from .service import (
+    LLMService,
+    not_stored,
+    page_deleted,
+    page_gone,
+    refused_content,
+    save_run,
+    working_copy,
+)
 from .templating import TemplateSyntaxError, step_name_of, template_variables
 
 logger = logging.getLogger(__name__)
@@ -517,6 +525,10 @@ def _fail(
 ) -> PipelineStepFailed:
     from .providers import ProviderError
 
+    if not isinstance(error, LLMActionError | ProviderError) and page_deleted(interaction):
+        # Storing the step's answer failed on its link to the page deleted meanwhile: the
+        # documented page-deleted failure (the answer is kept by _record_failure below).
+        error = page_gone()
     if isinstance(error, LLMActionError):
         code, retryable, message = error.code, error.retryable, error.message
     elif isinstance(error, ProviderError):

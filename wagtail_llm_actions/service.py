@@ -1533,6 +1533,18 @@ def _checked_target(
     return drafts.latest_as_object(fresh), working_obj is not None, found
 
 
+def page_deleted(interaction: LLMInteraction) -> bool:
+    """Whether the page ``interaction`` was run on has been deleted (one query)."""
+    return (
+        interaction.page_id is not None and not Page.objects.filter(pk=interaction.page_id).exists()
+    )
+
+
+def page_gone(interaction: LLMInteraction | None = None) -> PageGone:
+    """The error of a run whose page was deleted while the model answered."""
+    return _page_gone(interaction)
+
+
 def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:
     return PageGone(
         _(
