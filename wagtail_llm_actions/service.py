@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Page
 
-from . import db, drafts, log_actions, outputs, rowstate
+from . import db, drafts, log_actions, outputs, resume, rowstate
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -732,16 +732,23 @@ class LLMService:
             source_hash=parent.source_hash,
         )
         started = time.perf_counter()
-        try:
-            self.call(action, messages, part)
-        except ProviderError as e:
-            error = LLMActionError(
-                _("%(part)s of the long content failed: %(error)s") % {"part": label, "error": e},
-                code=e.code,
-                retryable=e.retryable,
-            )
-            self._record_failure(part, error, started)
-            raise error from e
+        # A run stopped before it ended (a killed worker, a task timeout) already paid for
+        # this part: its answer is reused (see resume.py), never bought again.
+        stored = resume.stored_part(run, part, action, messages)
+        if stored is not None:
+            resume.reuse(part, stored, run)
+        else:
+            try:
+                self.call(action, messages, part)
+            except ProviderError as e:
+                error = LLMActionError(
+                    _("%(part)s of the long content failed: %(error)s")
+                    % {"part": label, "error": e},
+                    code=e.code,
+                    retryable=e.retryable,
+                )
+                self._record_failure(part, error, started)
+                raise error from e
         part.status = InteractionStatus.SUCCESS
         part.outcome = InteractionOutcome.FED
         part.output_value = ""
