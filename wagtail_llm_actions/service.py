@@ -260,7 +260,14 @@ def lock_message(user, obj: Any) -> str | None:
 
 
 class LLMService:
-    """Orchestrates one run; the only writer of drafts and interactions."""
+    """Orchestrates one run; the only writer of drafts and interactions.
+
+    ``on_run_started(run)`` is called in the transaction that creates a map-reduce run (the
+    editor records the run on its job item, to end it if its worker dies).
+    """
+
+    def __init__(self, *, on_run_started: Callable[[LLMRun], None] | None = None) -> None:
+        self.on_run_started = on_run_started
 
     def check(self, action: LLMAction, obj: Any, user=None, *, locks: bool = True) -> None:
         """Raise if ``user`` may not run ``action`` on ``obj`` (permission, type, and with
@@ -696,7 +703,13 @@ class LLMService:
             trigger=interaction.trigger,
             base_revision=interaction.base_revision,
         )
-        db.write(run.save, what="starting a run")
+
+        def start() -> None:
+            run.save()
+            if self.on_run_started is not None:
+                self.on_run_started(run)
+
+        db.write(start, what="starting a run")
         interaction.run = run
         return run
 
