@@ -190,7 +190,10 @@ def test_a_worker_starting_ends_runs_whose_worker_died_and_schedules_a_check(
     LLMJobItem.objects.filter(job=dead).update(attempts=CLAIMS)
     lease_runs_out(dead)  # ...one long ago, one just now
 
-    tasks.recover()  # a worker starts; nobody polls
+    # A worker starts (its post_spawn signal); nobody polls. (The test's transaction keeps its
+    # connection: the worker's own would be closed and reopened.)
+    monkeypatch.setattr(tasks, "close_old_connections", lambda: None)
+    tasks.recover()
 
     assert LLMJobItem.objects.get(job=dead).status == "failed"
     assert LLMJobItem.objects.get(job=alive).status == "running"  # its lease still runs
