@@ -634,10 +634,7 @@ def recover_editor_items() -> int:
     """End the editor items whose worker died (called when a worker starts); returns how
     many. Items whose lease still runs (the worker may be alive, or was just killed, e.g.
     by django-q2's timeout) get a check scheduled for when their leases run out."""
-    open_jobs = LLMJob.objects.filter(
-        kind=JobKind.EDITOR, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    )
-    running = LLMJobItem.objects.filter(job__in=open_jobs, status=ItemStatus.RUNNING)
+    running = LLMJobItem.objects.filter(job__in=_editor_jobs(), status=ItemStatus.RUNNING)
     rows = list(running.annotate(gone=_lapsed_flag()).values_list("pk", "gone"))
     ended = sum(1 for pk, gone in rows if gone and expire_item(pk))
     if any(not gone for _pk, gone in rows):
@@ -647,11 +644,16 @@ def recover_editor_items() -> int:
 
 def check_editor_leases() -> int:
     """The scheduled check: end the editor items whose lease has run out meanwhile."""
-    open_jobs = LLMJob.objects.filter(
-        kind=JobKind.EDITOR, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    )
-    ids = LLMJobItem.objects.filter(lapsed(), job__in=open_jobs).values_list("pk", flat=True)
+    ids = LLMJobItem.objects.filter(lapsed(), job__in=_editor_jobs()).values_list("pk", flat=True)
     return sum(1 for pk in list(ids) if expire_item(pk))
+
+
+def _editor_jobs():
+    """Editor jobs that may hold a running item: unfinished, or cancelled while running."""
+    return LLMJob.objects.filter(
+        kind=JobKind.EDITOR,
+        status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLED],
+    )
 
 
 def _lapsed_flag() -> ExpressionWrapper:
