@@ -21,13 +21,12 @@ from typing import Any
 from django.db import models
 from django.utils.translation import gettext as _
 
-_BAD = re.compile("[\x00\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(text: str, found: Counter) -> str:
     """``text`` without NUL characters and lone surrogates; counts them in ``found``."""
-    if not _BAD.search(text):
+    if "\x00" not in text and (text.isascii() or _encodable(text)):
         return text
     nul = text.count("\x00")
     if nul:
@@ -40,6 +39,15 @@ def clean_text(text: str, found: Counter) -> str:
         found["surrogate"] += len(_SURROGATE.findall(text)) - 2 * pairs
         text = fixed
     return text
+
+
+def _encodable(text: str) -> bool:
+    """Whether UTF-8 can encode ``text`` (it holds no surrogate), checked at C speed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def clean_value(value: Any, found: Counter) -> Any:
