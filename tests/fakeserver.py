@@ -66,6 +66,10 @@ order (e.g. a 500 first, then a normal answer). Settings:
 ``max_tokens_ratio``
     With ``honour_max_tokens``: the answer stops at ``max_tokens`` × this many tokens as we
     count them (a model whose tokenizer counts fewer tokens than cl100k, e.g. 1.15).
+``bad_text``
+    ``"surrogate"`` or ``"nul"``: put a lone UTF-16 surrogate (U+D800) or a NUL character
+    (U+0000) into the middle of every answer text, sent JSON-escaped as a real server does
+    (``\\ud800``, ``\\u0000``): text no database column stores as it is.
 
 Run it in the foreground for benchmarks::
 
@@ -121,12 +125,16 @@ DEFAULTS: dict[str, Any] = {
     "answer_tokens": None,
     "honour_max_tokens": False,
     "max_tokens_ratio": 1.0,
+    "bad_text": None,
 }
 
 #: Headers that describe one connection, not the message: a proxy does not pass them on.
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
+
+#: What ``bad_text`` puts into an answer.
+BAD_TEXT = {"surrogate": "\ud800", "nul": "\x00"}
 
 ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -568,6 +576,9 @@ class FakeLLMServer:
             text, cut = cut_to_tokens(text, int(int(limit) * float(config["max_tokens_ratio"])))
             if cut:
                 finish_reason = "length"
+        if config["bad_text"]:
+            middle = len(text) // 2
+            text = text[:middle] + BAD_TEXT[config["bad_text"]] + text[middle:]
         if config["truncate_json"]:
             text, finish_reason = text[: max(1, len(text) // 2)], "length"
         count = 1 if config["ignore_n"] else min(max(int(payload.get("n") or 1), 1), 10)

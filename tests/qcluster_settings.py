@@ -49,6 +49,8 @@ WAGTAIL_LLM_ACTIONS = {
     "RETRY_BACKOFF": 0.1,
     "MAX_ATTEMPTS": 3,
     "ALLOWED_API_BASES": ["http://127.0.0.1:*"],  # the fake provider
+    # The fake provider's key names, as the tests' own settings name them.
+    "EXTRA_API_KEY_NAMES": WAGTAIL_LLM_ACTIONS["EXTRA_API_KEY_NAMES"],  # noqa: F405
 }
 LOGGING = {
     "version": 1,

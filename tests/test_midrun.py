@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group
 from wagtail.models import PageLogEntry, Workflow, WorkflowPage, WorkflowTask
 from wagtail.models.workflows import GroupApprovalTask
 
+from tests.fakeserver import last_user_message
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.exceptions import PageGone
 from wagtail_llm_actions.models import LLMAction, LLMInteraction
@@ -216,3 +217,108 @@ def test_a_page_deleted_during_a_job_call_fails_its_item_readably(
     assert first.interaction is not None and first.interaction.page_id is None
     assert second.status == "succeeded"
     assert LLMInteraction.objects.count() == 2
+
+
+def delete_after_call(monkeypatch, page, call_number: int) -> list:
+    """Delete ``page`` right after the model's ``call_number``-th answer (while the run goes
+    on); returns the list of calls made."""
+    from wagtail_llm_actions import providers
+
+    real_complete = providers.complete
+    calls = []
+
+    def complete_then_delete(request):
+        result = real_complete(request)
+        calls.append(request)
+        if len(calls) == call_number:
+            type(page).objects.get(pk=page.pk).delete()
+        return result
+
+    monkeypatch.setattr(providers, "complete", complete_then_delete)
+    return calls
+
+
+@pytest.fixture
+def two_steps(make_action, fake_llm, api_key_env):
+    """A pipeline: "outline" feeds "summary", which writes the summary."""
+    from tests.test_pipelines import make_prompt
+    from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
+
+    common = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
+    outline = make_action(
+        name="Outline", slug="outline", prompt=make_prompt("o", "OUTLINE {body}"), **common
+    )
+    summary = make_action(
+        name="Summary",
+        slug="summary",
+        prompt=make_prompt("s", "SUMMARY of {steps.outline}"),
+        **common,
+    )
+    pipeline = LLMPipeline.objects.create(name="Outline and summary", slug="outline-summary")
+    LLMPipelineStep.objects.create(
+        pipeline=pipeline, sort_order=0, name="outline", action=outline, writes=False
+    )
+    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="summary", action=summary)
+    fake_llm.configure(reply=lambda payload: f"{last_user_message(payload).split()[0]}-answer")
+    return pipeline
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_page_deleted_during_a_pipeline_ends_the_run_as_page_deleted_with_answers_kept(
+    post, two_steps, fake_llm, monkeypatch, superuser
+):
+    from wagtail_llm_actions.models import LLMRun
+    from wagtail_llm_actions.pipelines import PipelineStepFailed, run_pipeline
+
+    pipeline = two_steps
+    calls = delete_after_call(monkeypatch, post, 2)  # during the second step's call
+
+    with pytest.raises(PipelineStepFailed) as raised:
+        run_pipeline(pipeline, post, superuser)
+
+    assert raised.value.code == "page_deleted"
+    assert "deleted while the model was answering" in raised.value.message
+    run = LLMRun.objects.get()
+    assert run.status == "error" and run.finished_at is not None  # ended, not "running"
+    assert "deleted" in run.error_message and run.failed_step == "summary"
+    assert run.page_id is None
+    outline, summary = run.timeline()
+    assert (outline.status, outline.response_text) == ("success", "OUTLINE-answer")
+    assert (summary.status, summary.error_code) == ("error", "page_deleted")
+    assert summary.response_text == "SUMMARY-answer"  # the paid answer is kept
+    assert len(calls) == 2
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_page_deleted_during_map_reduce_ends_the_run_as_page_deleted_with_parts_kept(
+    make_action, make_post, fake_llm, api_key_env, monkeypatch
+):
+    from tests.test_map_reduce import WINDOW, long_body
+    from wagtail_llm_actions.exceptions import LLMActionError
+    from wagtail_llm_actions.models import LLMRun
+
+    body, _markers = long_body(paragraphs=300)
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        max_tokens=120,
+        long_content="map_reduce",
+        context_window=WINDOW,
+    )
+    fake_llm.configure(reply="A part answer.")
+    calls = delete_after_call(monkeypatch, post, 2)  # during the second part's call
+
+    with pytest.raises(LLMActionError) as raised:
+        LLMService().run(action, post)
+
+    assert raised.value.code == "page_deleted"
+    run = LLMRun.objects.get()
+    assert run.status == "error" and run.finished_at is not None
+    assert "deleted" in run.error_message and run.page_id is None
+    parts = list(run.interactions.filter(chunk_index__isnull=False).order_by("chunk_index"))
+    assert [p.response_text for p in parts] == ["A part answer."] * 2  # both paid parts kept
+    assert [p.status for p in parts] == ["success", "error"]
+    assert parts[1].error_code == "page_deleted"
+    assert len(calls) == 2  # nothing more was asked once the page was gone

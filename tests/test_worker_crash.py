@@ -26,7 +26,7 @@ from tests.workers import (
     wait_for,
 )
 from wagtail_llm_actions import jobs
-from wagtail_llm_actions.models import LLMInteraction, LLMJob
+from wagtail_llm_actions.models import LLMInteraction, LLMJob, LLMRun
 from wagtail_llm_actions.service import LOG_ACTION
 
 PAGES = 16
@@ -185,3 +185,142 @@ def test_worker_killed_after_the_answer_is_stored_recovers_with_zero_new_calls(
     for post in posts:  # each page got its draft exactly once
         assert PageLogEntry.objects.filter(page=post, action=LOG_ACTION).count() == 1
     assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+
+
+# -- editor runs: a lease that runs out ends them ------------------------------------------------
+
+
+def editor_status(client, job) -> dict:
+    from django.urls import reverse
+
+    return client.get(reverse("wagtail_llm_actions_editor:status", args=[job.pk])).json()
+
+
+def start_editor_job(action, page, user, name):
+    """An editor job queued on the cluster ``name``'s broker, as the editor's button does."""
+    from django_q.tasks import async_task
+
+    from wagtail_llm_actions import editor
+
+    job = editor.create_editor_job(action, page, page.get_latest_revision_as_object(), user)
+    async_task(editor.TASK, job.items.get().pk, broker=orm_broker(name))
+    return job
+
+
+@pytest.fixture
+def editor_cluster(shared_db, monkeypatch, tmp_path):
+    """A cluster name, its environment (leases of 2 s) and a logged-in client's polling."""
+    from django_q.conf import Conf
+
+    name = f"llmeditor{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(Conf, "PREFIX", name)
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", name)  # the status endpoint queues here too
+    env = {**shared_db, "Q_NAME": name, "Q_WORKERS": "2", "LLM_LEASE_SECONDS": "2"}
+    yield name, env, tmp_path / "qcluster.log"
+    orm_broker(name).delete_queue()
+
+
+def test_an_editor_run_whose_worker_is_killed_is_run_again_and_answers(
+    editor_cluster, post, server_action, fake_llm, superuser
+):
+    """SIGKILL during the model call: the editor's polling sees the lease run out, the run
+    is queued again, and the next worker answers it. Before leases it said "Generating…"
+    for ever."""
+    from django.test import Client
+
+    name, env, log = editor_cluster
+    client = Client()
+    client.force_login(superuser)
+    fake_llm.configure(reply="A summary about compost.", latency=30)  # the call in flight
+    cluster = QCluster(env, log_path=log)
+    try:
+        cluster.start()
+        job = start_editor_job(server_action, post, superuser, name)
+        wait_for(
+            lambda: (
+                editor_status(client, job)["state"] == "running" and fake_llm.request_count >= 1
+            ),
+            timeout=90,
+            message="no worker started the editor run",
+        )
+        cluster.kill()  # SIGKILL while the model is answering
+        fake_llm.configure(latency=0)
+        wait_for(
+            lambda: editor_status(client, job)["state"] != "running",
+            timeout=30,
+            message="the editor still shows a run whose worker was killed as running",
+        )
+        assert editor_status(client, job)["state"] in ("queued", "stalled")  # run again
+        cluster.start()
+        wait_for(
+            lambda: editor_status(client, job)["state"] == "succeeded",
+            timeout=90,
+            message="the editor run did not answer after the restart",
+        )
+    except BaseException:
+        cluster.kill()
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        cluster.kill()
+
+    body = editor_status(client, job)
+    assert body["result"]["output"] == "A summary about compost."
+    item = job.items.get()
+    assert (item.status, item.attempts) == ("succeeded", 2)
+    assert LLMInteraction.objects.get().status == "success"  # the lost call left no row
+
+
+def test_a_map_reduce_outliving_the_task_timeout_resumes_without_paying_twice(
+    editor_cluster, make_post, make_action, fake_llm, api_key_env, superuser
+):
+    """django-q2's timeout stops an editor map-reduce halfway (its 4th call hangs): the run
+    is queued again when the lease runs out and reuses the 3 parts already paid for. The
+    fake server counts the calls: every part once, the lost one twice, the combining once."""
+    from django.test import Client
+
+    from tests.test_map_reduce import WINDOW, long_body
+
+    name, env, log = editor_cluster
+    env = {**env, "Q_TIMEOUT": "8"}
+    body, _markers = long_body(paragraphs=300)
+    post = make_post(body=body)
+    action = make_action(
+        model="openai/fake-model",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        max_tokens=120,
+        long_content="map_reduce",
+        context_window=WINDOW,
+        timeout=60,
+    )
+    fake_llm.configure(reply="A part answer.")
+    for _part in range(3):
+        fake_llm.enqueue(latency=0.2)
+    fake_llm.enqueue(latency=60)  # the 4th call outlives the task's timeout
+    client = Client()
+    client.force_login(superuser)
+    cluster = QCluster(env, log_path=log)
+    try:
+        cluster.start()  # stays up: its guard replaces the worker the timeout stops
+        job = start_editor_job(action, post, superuser, name)
+        wait_for(
+            lambda: editor_status(client, job)["state"] in ("succeeded", "failed"),
+            timeout=120,
+            message="the editor run stopped by the timeout never ended",
+        )
+    except BaseException:
+        cluster.kill()
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        cluster.kill()
+
+    assert editor_status(client, job)["state"] == "succeeded"
+    assert "after timeout" in log.read_text(errors="replace")  # django-q2 stopped the task
+    runs = list(LLMRun.objects.order_by("pk"))
+    assert [r.status for r in runs] == ["error", "success"]  # the stopped run ended too
+    parts = runs[1].interactions.filter(chunk_index__isnull=False)
+    assert parts.filter(reused_from__isnull=False).count() == 3
+    posts = sum(1 for r in fake_llm.requests if r["method"] == "POST")
+    assert posts == parts.count() + 1 + 1  # each part once, the combining call, the lost call

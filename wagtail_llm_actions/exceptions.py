@@ -97,6 +97,13 @@ class WriteFailed(LLMActionError):
     retryable = True
 
 
+class AnswerNotStored(LLMActionError):
+    """The database refused to store the model's answer (beyond what the app cleans): the
+    call is logged without its texts, with its tokens and cost, and nothing was written."""
+
+    code = "not_stored"
+
+
 class CallNotStarted(LLMActionError):
     """The run stopped before its model call was sent (the caller withdrew its slot):
     nothing was paid, so nothing is recorded."""

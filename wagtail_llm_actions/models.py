@@ -715,6 +715,9 @@ class LLMInteraction(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    #: What was changed so the database could store this row (text no column takes: lone
+    #: surrogates, NUL characters, values longer than their column), in words; "" if nothing.
+    storage_note = models.CharField(_("cleaned for storage"), max_length=500, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -737,6 +740,20 @@ class LLMInteraction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action_name} #{self.pk} ({self.get_status_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        """Save, first cleaning what no database column takes (see :mod:`.storable`) and
+        saying so in ``storage_note``: a paid call is always logged."""
+        from .storable import clean_row, merge_notes
+
+        update_fields = kwargs.get("update_fields")
+        note = clean_row(self, None if update_fields is None else list(update_fields))
+        if note:
+            limit = self._meta.get_field("storage_note").max_length
+            self.storage_note = merge_notes(self.storage_note, note, limit)
+            if update_fields is not None:
+                kwargs["update_fields"] = [*update_fields, "storage_note"]
+        super().save(*args, **kwargs)
 
     @property
     def is_success(self) -> bool:

@@ -55,7 +55,15 @@ from .models import (
     RunKind,
     RunStatus,
 )
-from .service import LLMService, working_copy
+from .service import (
+    LLMService,
+    not_stored,
+    page_deleted,
+    page_gone,
+    refused_content,
+    save_run,
+    working_copy,
+)
 from .templating import TemplateSyntaxError, step_name_of, template_variables
 
 logger = logging.getLogger(__name__)
@@ -404,7 +412,7 @@ def run_pipeline(
                 run.status = RunStatus.SUCCESS
                 run.error_message = ""
                 run.finished_at = timezone.now()
-                run.save()
+                save_run(run)
                 if on_success is not None:
                     on_success(last)
 
@@ -520,10 +528,18 @@ def _fail(
 ) -> PipelineStepFailed:
     from .providers import ProviderError
 
+    if not isinstance(error, LLMActionError | ProviderError) and page_deleted(interaction):
+        # Storing the step's answer failed on its link to the page deleted meanwhile: the
+        # documented page-deleted failure (the answer is kept by _record_failure below).
+        error = page_gone()
     if isinstance(error, LLMActionError):
         code, retryable, message = error.code, error.retryable, error.message
     elif isinstance(error, ProviderError):
         code, retryable, message = error.code, error.retryable, str(error)
+    elif refused_content(error):
+        logger.exception("Pipeline %s: step %s's answer was refused", run.name, step.name)
+        stored = not_stored(error)
+        code, retryable, message = stored.code, False, stored.message
     else:
         logger.exception("Pipeline %s failed at step %s", run.name, step.name)
         code, retryable = "internal", False
@@ -569,7 +585,7 @@ def _finish(run: LLMRun, status: str, error: str = "") -> None:
     run.status = status
     run.error_message = error
     run.finished_at = timezone.now()
-    db.write(run.save, what="finishing a run")
+    db.write(lambda: save_run(run), what="finishing a run")
 
 
 # -- estimates --------------------------------------------------------------------------------

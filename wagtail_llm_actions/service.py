@@ -30,12 +30,13 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Page
 
-from . import db, drafts, log_actions, outputs, rowstate
+from . import db, drafts, log_actions, outputs, resume, rowstate
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
     AnswerCut,
+    AnswerNotStored,
     CallNotStarted,
     ConfigurationProblem,
     LLMActionError,
@@ -263,7 +264,14 @@ def lock_message(user, obj: Any) -> str | None:
 
 
 class LLMService:
-    """Orchestrates one run; the only writer of drafts and interactions."""
+    """Orchestrates one run; the only writer of drafts and interactions.
+
+    ``on_run_started(run)`` is called in the transaction that creates a map-reduce run (the
+    editor records the run on its job item, to end it if its worker dies).
+    """
+
+    def __init__(self, *, on_run_started: Callable[[LLMRun], None] | None = None) -> None:
+        self.on_run_started = on_run_started
 
     def check(self, action: LLMAction, obj: Any, user=None, *, locks: bool = True) -> None:
         """Raise if ``user`` may not run ``action`` on ``obj`` (permission, type, and with
@@ -481,17 +489,20 @@ class LLMService:
             raise
         except Exception as e:
             logger.exception("LLM action %s failed on %r", action.slug, obj)
-            error = LLMActionError(
-                _("The action failed unexpectedly (%(type)s). The content was not changed.")
-                % {"type": type(e).__name__},
-                code="internal",
-            )
+            if refused_content(e):
+                error = not_stored(e)
+            else:
+                error = LLMActionError(
+                    _("The action failed unexpectedly (%(type)s). The content was not changed.")
+                    % {"type": type(e).__name__},
+                    code="internal",
+                )
             self._record_failure(interaction, error, started)
             self._end_run(interaction, error)
             raise error from e
         if save:
-            self._store_answer(interaction, on_answer)
             try:
+                self._store_answer(interaction, on_answer)
                 self.write_answer(
                     interaction,
                     obj,
@@ -560,7 +571,7 @@ class LLMService:
         if max_tokens is not None:
             request.max_tokens = max_tokens
         interaction.parameters = request.public_parameters()
-        result = complete(request)
+        result = received(complete(request), interaction)
         interaction.model = result.model
         interaction.response_text = result.text
         interaction.finish_reason = result.finish_reason or ""
@@ -807,7 +818,7 @@ class LLMService:
         run.revision_id = interaction.revision_id
         run.finished_at = timezone.now()
         try:
-            db.write(run.save, what="finishing a run")
+            db.write(lambda: save_run(run), what="finishing a run")
         except Exception:  # the interactions already tell the story  # noqa: BLE001
             logger.exception("Could not record the end of run %s", run.pk)
 
@@ -821,7 +832,13 @@ class LLMService:
             trigger=interaction.trigger,
             base_revision=interaction.base_revision,
         )
-        db.write(run.save, what="starting a run")
+
+        def start() -> None:
+            run.save()
+            if self.on_run_started is not None:
+                self.on_run_started(run)
+
+        db.write(start, what="starting a run")
         interaction.run = run
         return run
 
@@ -860,24 +877,47 @@ class LLMService:
             source_hash=parent.source_hash,
         )
         started = time.perf_counter()
-        try:
-            self.call(action, messages, part, max_tokens=plan.part_tokens)
-        except ContextWindowError as e:
-            error = self._window_error(action, e, label)
-            self._record_failure(part, error, started)
-            raise error from e
-        except ProviderError as e:
-            error = LLMActionError(
-                _("%(part)s of the long content failed: %(error)s") % {"part": label, "error": e},
-                code=e.code,
-                retryable=e.retryable,
-            )
-            self._record_failure(part, error, started)
-            raise error from e
+        # A run stopped before it ended (a killed worker, a task timeout) already paid for
+        # this part: its answer is reused (see resume.py), never bought again.
+        stored = resume.stored_part(run, part, action, messages, max_tokens=plan.part_tokens)
+        if stored is not None:
+            resume.reuse(part, stored, run)
+        else:
+            try:
+                self.call(action, messages, part, max_tokens=plan.part_tokens)
+            except ContextWindowError as e:
+                error = self._window_error(action, e, label)
+                self._record_failure(part, error, started)
+                raise error from e
+            except ProviderError as e:
+                error = LLMActionError(
+                    _("%(part)s of the long content failed: %(error)s")
+                    % {"part": label, "error": e},
+                    code=e.code,
+                    retryable=e.retryable,
+                )
+                self._record_failure(part, error, started)
+                raise error from e
         part.status = InteractionStatus.SUCCESS
         part.outcome = InteractionOutcome.FED
         part.output_value = ""
-        db.write(part.save, what="recording a part")
+
+        def save() -> None:
+            if _detach_deleted(part):  # the answer is kept in the log, as for a whole run
+                part.status = InteractionStatus.ERROR
+                part.outcome = InteractionOutcome.NONE
+                part.error_code = PageGone.code
+                part.error_message = str(_page_gone())
+            part.save()
+
+        if not write_logged(part, save, what="recording a part"):
+            raise AnswerNotStored(
+                _("%(part)s of the long content: the database could not store its answer.")
+                % {"part": label},
+                interaction=part,
+            )
+        if part.status == InteractionStatus.ERROR:
+            raise _page_gone(part)
         if part.answer_truncated and action.cut_answers != CutAnswers.KEEP:
             raise AnswerCut(self._cut_part_message(action, label, plan))
         return part.response_text, part.answer_truncated
@@ -1019,7 +1059,7 @@ class LLMService:
             interaction.parameters = request.public_parameters()
         cut: list[bool] = []
         while len(texts) < count:
-            result = complete(request)
+            result = received(complete(request), interaction)
             self._record_call(interaction, result, first=calls == 0)
             calls += 1
             for text, text_cut in result.answers():
@@ -1100,7 +1140,7 @@ class LLMService:
         interaction.parameters = request.public_parameters()
         truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
         for attempt in range(2):
-            result = complete(request)
+            result = received(complete(request), interaction)
             self._record_call(interaction, result, first=attempt == 0)
             if attempt:
                 interaction.response_text += "\n\n" + result.text
@@ -1155,7 +1195,15 @@ class LLMService:
             if on_answer is not None and not gone:
                 on_answer(interaction)
 
-        db.write(store, what="storing an answer")
+        try:
+            db.write(store, what="storing an answer")
+        except Exception as e:
+            if db.is_busy_error(e) or not refused_content(e):
+                raise
+            logger.exception("The answer of %s could not be stored", interaction.action_name)
+            error = not_stored(e)
+            self._record_failure(interaction, error, time.perf_counter())
+            raise error from e
         if interaction.status == InteractionStatus.ERROR:
             logger.warning("LLM action %s: the page was deleted", interaction.action_name)
             raise _page_gone(interaction)
@@ -1358,7 +1406,7 @@ class LLMService:
             run.error_message = error.message
             run.finished_at = timezone.now()
             try:
-                db.write(run.save, what="recording a run")
+                db.write(lambda: save_run(run), what="recording a run")
             except Exception:  # noqa: BLE001
                 logger.exception("Could not record the end of run %s", run.pk)
             error.interaction = last_interaction
@@ -1531,7 +1579,7 @@ class LLMService:
                 interaction.error_message = str(_page_gone())
             interaction.save()
 
-        db.write(save, what="recording a failed run")
+        write_logged(interaction, save, what="recording a failed run")
         error.interaction = interaction
         if error.code == SourceEmpty.code:
             # Nothing to send: the page is skipped (as a bulk job counts it), not a failure.
@@ -1548,6 +1596,100 @@ class LLMService:
             error.code,
             error.message,
         )
+
+
+def received(result, interaction: LLMInteraction):
+    """The model's answer ``result`` with text no database can store cleaned (see
+    :mod:`.storable`), so the answer, the interaction and the draft all hold the same text;
+    what was cleaned is noted on ``interaction``."""
+    from collections import Counter
+
+    from .storable import clean_text, describe, merge_notes
+
+    found: Counter = Counter()
+    if result.text:
+        result.text = clean_text(result.text, found)
+    if result.texts:
+        result.texts = [clean_text(text, found) if text else text for text in result.texts]
+    note = describe(found, [])
+    if note:
+        limit = LLMInteraction._meta.get_field("storage_note").max_length
+        interaction.storage_note = merge_notes(interaction.storage_note, note, limit)
+        logger.warning("LLM action %s: %s", interaction.action_name, note)
+    return result
+
+
+def refused_content(error: BaseException) -> bool:
+    """Whether the database refused a row for what it holds (text it cannot encode, a value
+    it cannot take), rather than because it was busy or a linked row is gone."""
+    from django.db import DataError
+
+    return isinstance(error, ValueError | DataError) and not db.is_busy_error(error)
+
+
+def not_stored(error: BaseException) -> AnswerNotStored:
+    return AnswerNotStored(
+        _(
+            "The model answered, but the database could not store the answer (%(type)s). The "
+            "call is logged with its tokens and cost; the content was not changed."
+        )
+        % {"type": type(error).__name__}
+    )
+
+
+def write_logged(interaction: LLMInteraction, save: Callable[[], None], *, what: str) -> bool:
+    """``db.write(save)`` for a write of ``interaction``. If the database refuses the row
+    for its content (:func:`refused_content`), the row is saved again without its texts
+    (the call's model, tokens, cost and the reason are kept) and False is returned: a paid
+    call is always logged."""
+    try:
+        db.write(save, what=what)
+        return True
+    except Exception as e:
+        if not refused_content(e):
+            raise
+        logger.exception("The database refused the texts of a call of %s", interaction.action_name)
+        _without_texts(interaction, e)
+        db.write(save, what=what)
+        return False
+
+
+def _without_texts(interaction: LLMInteraction, error: BaseException) -> None:
+    """Leave out every text of ``interaction`` (what the database refused), saying so."""
+    from .storable import merge_notes
+
+    interaction.messages = []
+    interaction.response_text = interaction.output_value = interaction.previous_value = ""
+    interaction.output_values, interaction.previous_values = {}, {}
+    interaction.field_outcomes, interaction.candidates = {}, []
+    note = _(
+        "The database refused this call's texts (%(type)s), so they are left out; its "
+        "tokens and cost are kept."
+    ) % {"type": type(error).__name__}
+    limit = LLMInteraction._meta.get_field("storage_note").max_length
+    interaction.storage_note = merge_notes(interaction.storage_note, note, limit)
+
+
+def save_run(run: LLMRun) -> None:
+    """Save ``run`` (inside a write transaction), first clearing its links to rows deleted
+    while it ran (its page and their revisions, its pipeline, the run it reran), one query."""
+    from wagtail.models import Revision
+
+    rows: dict[str, tuple[type, Any]] = {}
+    if run.page_id is not None:
+        rows["page"] = (Page, run.page_id)
+    for name in ("base_revision", "revision"):
+        if getattr(run, f"{name}_id") is not None:
+            rows[name] = (Revision, getattr(run, f"{name}_id"))
+    if run.pipeline_id is not None:
+        from .models import LLMPipeline
+
+        rows["pipeline"] = (LLMPipeline, run.pipeline_id)
+    if run.rerun_of_id is not None:
+        rows["rerun_of"] = (LLMRun, run.rerun_of_id)
+    for name in rows.keys() - rowstate.existing(rows):
+        setattr(run, name, None)
+    run.save()
 
 
 def _raise_invalid_draft(error: Exception) -> None:
@@ -1586,6 +1728,18 @@ def _checked_target(
     if working_obj is not None and base_revision_id is not None and latest_id == base_revision_id:
         return working_obj, False, found
     return drafts.latest_as_object(fresh), working_obj is not None, found
+
+
+def page_deleted(interaction: LLMInteraction) -> bool:
+    """Whether the page ``interaction`` was run on has been deleted (one query)."""
+    return (
+        interaction.page_id is not None and not Page.objects.filter(pk=interaction.page_id).exists()
+    )
+
+
+def page_gone(interaction: LLMInteraction | None = None) -> PageGone:
+    """The error of a run whose page was deleted while the model answered."""
+    return _page_gone(interaction)
 
 
 def _page_gone(interaction: LLMInteraction | None = None) -> PageGone:

@@ -4,7 +4,8 @@
   for at most a time budget below the django-q2 ``timeout``, then queues its successor.
 * ``recover(sender, **kwargs)``: connected to django-q2's ``post_spawn`` signal, so each
   worker process that starts (after a crash, a restart or a recycle) queues a runner for
-  every unfinished job. Runners are exclusive per job, so duplicates exit at once.
+  every unfinished job (runners are exclusive per job, so duplicates exit at once) and ends
+  the editor runs whose worker died (their lease ran out; see ``editor.expire_item``).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def help_job(job_id: int) -> str:
 
 
 def recover(sender=None, **kwargs) -> None:
-    """``post_spawn`` receiver: queue runners for unfinished jobs (see jobs.recover_jobs)."""
+    """``post_spawn`` receiver: queue runners for unfinished jobs (see jobs.recover_jobs) and
+    end the editor runs whose worker died (see editor.recover_editor_items)."""
     try:
         close_old_connections()
         count = jobs.recover_jobs()
@@ -71,3 +73,11 @@ def recover(sender=None, **kwargs) -> None:
             logger.info("Queued runners for %s unfinished LLM job(s)", count)
     except Exception:  # a worker must start even if recovery fails  # noqa: BLE001
         logger.exception("Could not recover unfinished LLM jobs")
+    try:
+        from . import editor
+
+        count = editor.recover_editor_items()
+        if count:
+            logger.info("Ended %s editor run(s) whose worker stopped", count)
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not recover editor runs")

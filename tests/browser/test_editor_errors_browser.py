@@ -46,3 +46,35 @@ def test_too_large_form_and_html_error_pages_are_explained(
     text = error.inner_text()
     assert "HTTP 502" in text
     assert "could not be reached" not in text
+
+
+def test_a_run_whose_worker_died_stops_the_spinner_and_says_why(
+    live_server, browser_page, post, action, superuser
+):
+    """The worker running the click died (twice: no more tries) and its lease ran out: the
+    button's polling stops and shows why, instead of "Generating…" for ever."""
+    from datetime import timedelta
+
+    from django.db.models.functions import Now
+
+    from tests.workers import wait_for
+    from wagtail_llm_actions.models import LLMJobItem
+
+    page = browser_page
+    login_and_edit(page, live_server, post)
+    page.locator(BUTTON).first.click()
+    wait_for(LLMJobItem.objects.exists, timeout=20, message="the click queued no job")
+    # No worker runs here: play one that claimed the run, died, was replaced and died again.
+    LLMJobItem.objects.update(
+        status="running",
+        attempts=2,
+        claimed_by="editor:dead-worker",
+        lease_expires_at=Now() - timedelta(seconds=1),
+    )
+
+    error = page.locator(ERROR)
+    error.wait_for(state="visible")
+    assert "worker running this stopped before it finished" in error.inner_text()
+    button = page.locator(BUTTON).first
+    assert button.is_enabled() and button.get_attribute("aria-busy") == "false"
+    assert LLMJobItem.objects.get().status == "failed"
