@@ -42,8 +42,13 @@ def test_missing_q_cluster_is_reported_unless_inline(settings):
 
 
 def test_too_few_workers_for_bulk_runners(settings):
-    settings.WAGTAIL_LLM_ACTIONS = {"RUNNERS_PER_JOB": 2}
+    settings.WAGTAIL_LLM_ACTIONS = {"JOB_WORKERS_PER_HOST": 2}
     settings.Q_CLUSTER = {"orm": "default", "workers": 2}
+    assert "wagtail_llm_actions.W003" in ids()
+    # By default bulk jobs leave one worker of each host free; a single worker is warned of.
+    settings.WAGTAIL_LLM_ACTIONS = {}
+    assert "wagtail_llm_actions.W003" not in ids()
+    settings.Q_CLUSTER = {"orm": "default", "workers": 1}
     assert "wagtail_llm_actions.W003" in ids()
 
 

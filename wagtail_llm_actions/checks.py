@@ -59,15 +59,16 @@ def check_settings(app_configs, **kwargs):
             )
         )
     q_cluster = getattr(settings, "Q_CLUSTER", None) or {}
-    runners = user.get("RUNNERS_PER_JOB", DEFAULTS["RUNNERS_PER_JOB"])
+    per_host = user.get("JOB_WORKERS_PER_HOST", DEFAULTS["JOB_WORKERS_PER_HOST"])
     workers = q_cluster.get("workers")
-    if q_cluster and workers is not None and int(workers) <= int(runners):
+    if q_cluster and workers is not None and int(workers) <= int(per_host or 1):
         errors.append(
             Warning(
-                f"Q_CLUSTER['workers'] is {workers} and each bulk job takes up to "
-                f"{runners} workers, so editor runs may wait behind a bulk job.",
-                hint="Run at least RUNNERS_PER_JOB + 1 workers, or lower "
-                "WAGTAIL_LLM_ACTIONS['RUNNERS_PER_JOB'].",
+                f"Q_CLUSTER['workers'] is {workers} and bulk jobs may take up to "
+                f"{per_host or 1} worker(s) of each host, so editor runs may wait behind a "
+                "bulk job.",
+                hint="Run at least JOB_WORKERS_PER_HOST + 1 workers (default: bulk jobs "
+                "leave one worker free), or lower WAGTAIL_LLM_ACTIONS['JOB_WORKERS_PER_HOST'].",
                 id="wagtail_llm_actions.W003",
             )
         )

@@ -50,9 +50,16 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_PICKUP_TIMEOUT": 8,
     # Bulk jobs: concurrent calls per model prefix (e.g. {"openai": 8}); "*" is the default.
     "CONCURRENCY": {"*": 4},
-    # Bulk jobs: worker tasks sharing one job's items (one runner plus helpers), so a job
-    # uses more than one worker process (and CPU core); the CONCURRENCY limit still holds.
-    "RUNNERS_PER_JOB": 2,
+    # Bulk jobs: worker processes of one host that may work on bulk jobs at once (any job,
+    # any host: idle workers join running jobs). None: the django-q2 cluster's workers
+    # minus one (at least one), so one worker per host stays free for editor runs.
+    "JOB_WORKERS_PER_HOST": None,
+    # This host's name for the job engine (leases, the per-host limit above, statistics).
+    # None: socket.gethostname(). Set it when several clusters share a host name.
+    "HOST_ID": None,
+    # No longer used (jobs take any free worker, see JOB_WORKERS_PER_HOST); kept so old
+    # settings still load.
+    "RUNNERS_PER_JOB": None,
     # Bulk jobs: attempts per page before an item is marked failed.
     "MAX_ATTEMPTS": 3,
     # Bulk jobs: base delay in seconds for exponential backoff between attempts.

@@ -95,7 +95,20 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, connections
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import (
+    Count,
+    DateTimeField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from wagtail.models import Page
@@ -158,7 +171,6 @@ from .planning import (  # noqa: F401 - the engine's callers used to find these 
     plan_job,
     plan_pipeline_job,
     provider_prefix,
-    runners_per_job,
     selection_parts,
     skip_reason_label,
     working_copies,
@@ -174,8 +186,17 @@ MAX_BACKOFF = 300
 #: process wakes its threads earlier). Also how late a runner may notice that the last
 #: pages, run by another process, are done.
 IDLE_POLL = 0.2
-#: How often a runner without provider slots (all taken by other runners) asks again.
+#: How often a thread waiting for a provider slot looks again (a heartbeat wakes it too).
 SLOT_POLL = 0.25
+#: Most seconds between a worker's heartbeats (leases renewed, its slots re-shared, the
+#: coordinator lease checked); a third of ``LEASE_SECONDS`` when that is shorter.
+HEARTBEAT = 1.0
+#: How often the coordinator may queue a task for another worker, and the longest it waits
+#: after tasks that did not make the job grow (taken on a host with no worker to spare).
+PUMP_INTERVAL = 1.0
+PUMP_MAX = 8.0
+#: Threads beyond a worker's slots on PostgreSQL (see ``_threads_for``).
+EXTRA_THREADS = 2
 #: Final item states.
 FINAL_STATUSES = (
     ItemStatus.SUCCEEDED,
@@ -219,8 +240,22 @@ def backoff_seconds(attempt: int) -> float:
     return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
 
 
+def host_id() -> str:
+    """This host's name for the engine: ``HOST_ID``, or the machine's host name."""
+    return str(get_setting("HOST_ID") or socket.gethostname())[:40]
+
+
 def new_token() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    return f"{host_id()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def db_in(seconds: float) -> ExpressionWrapper:
+    """The database's clock plus ``seconds``: leases are set and compared on one clock,
+    whichever host's clock is off."""
+    return ExpressionWrapper(
+        Now() + Value(timedelta(seconds=seconds), output_field=DurationField()),
+        output_field=DateTimeField(),
+    )
 
 
 def cancel_job(job: LLMJob) -> int:
@@ -233,7 +268,7 @@ def cancel_job(job: LLMJob) -> int:
         )
         return job.items.filter(
             Q(status=ItemStatus.QUEUED)
-            | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=now)
+            | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=Now())
             | Q(status=ItemStatus.RUNNING, lease_expires_at__isnull=True)
         ).update(status=ItemStatus.CANCELLED, lease_expires_at=None, updated_at=now)
 
@@ -297,17 +332,20 @@ def _requeue(job: LLMJob, items, *, enqueue: bool) -> int:
     return count
 
 
-def recover_jobs(*, broker=None) -> int:
-    """Queue a runner for every unfinished job (called when a worker process starts)."""
-    ids = list(
-        LLMJob.objects.filter(
-            kind__in=ENGINE_KINDS, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-        ).values_list("pk", flat=True)
+def recover_jobs(*, broker=None, orphaned: bool = False) -> int:
+    """Queue a worker task for every unfinished job (called when a worker process starts,
+    so a host that starts or joins takes part at once); ``orphaned``: only for jobs without
+    a live coordinator (the periodic check, ``tasks.keep_jobs_running``)."""
+    jobs_ = LLMJob.objects.filter(
+        kind__in=ENGINE_KINDS, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
     )
+    if orphaned:
+        jobs_ = jobs_.filter(
+            Q(runner_lease_expires_at__isnull=True) | Q(runner_lease_expires_at__lte=Now())
+        )
+    ids = list(jobs_.values_list("pk", flat=True))
     for pk in ids:
-        # The runner only: it queues helpers itself if it takes over from a dead runner, so
-        # that several workers starting at once do not add a helper each.
-        enqueue_job(LLMJob(pk=pk), broker=broker, on_commit=False, helpers=False)
+        enqueue_job(LLMJob(pk=pk), broker=broker, on_commit=False)
     return len(ids)
 
 
@@ -395,46 +433,151 @@ class NoSlot(CallNotStarted):
     code = "no_slot"
 
 
-def _advisory_lock(provider: str) -> None:
+def _advisory_lock() -> None:
+    """Order reservations on PostgreSQL (SQLite serialises writes anyway): one lock for every
+    provider, as the per-host limit counts workers across providers."""
     if connection.vendor == "postgresql":
-        key = zlib.crc32(f"wagtail_llm_actions:{provider}".encode())
+        key = zlib.crc32(b"wagtail_llm_actions:slots")
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def reserve_slots(provider: str, holder: str, *, want: int, limit: int, seconds: float) -> int:
-    """Reserve up to ``want`` of ``provider``'s ``limit`` concurrent calls for ``holder``.
+def _water_fill(total: int, demands: dict, order: list) -> dict:
+    """Split ``total`` between ``demands`` (key -> most it can use) max-min fairly: equal
+    shares, what one cannot use goes to the others; odd units go to the first in ``order``."""
+    share = dict.fromkeys(demands, 0)
+    left = total
+    active = [k for k in order if demands[k] > 0]
+    while left > 0 and active:
+        each = left // len(active)
+        if each == 0:
+            for k in active[:left]:
+                share[k] += 1
+            break
+        still = []
+        for k in active:
+            give = min(each, demands[k] - share[k])
+            share[k] += give
+            left -= give
+            if share[k] < demands[k]:
+                still.append(k)
+        active = still
+    return share
 
-    One transaction: expired reservations are dropped, the live ones of other holders are
-    summed, and ``holder``'s row is set to what is left (up to ``want``; removed if
-    nothing is). Returns the slots ``holder`` now holds. On PostgreSQL a transaction-level
-    advisory lock per provider orders concurrent reservations; on SQLite writes are
-    serialised anyway.
+
+def fair_shares(
+    limit: int, members: list[tuple[str, object, int, int]], first: str = ""
+) -> tuple[dict[str, int], dict[object, int]]:
+    """Split a provider's ``limit`` between jobs, then each job's share between its workers.
+
+    ``members`` are ``(holder, job, wanted, job_limit)``. A job asks for what its workers
+    want together, at most its own limit; jobs get equal shares (what one cannot use goes to
+    the others), and each job's share is split between its workers the same way. Odd slots
+    go first to ``first`` (the holder asking) and its job, so an uneven split stays as it
+    is. Returns the slots of each holder and the share of each job.
     """
-    now = timezone.now()
-    until = now + timedelta(seconds=seconds)
+    caps: dict[object, int] = {}
+    for _holder, job, wanted, job_limit in members:
+        caps[job] = min(caps.get(job, 0) + wanted, job_limit)
+    mine = next((m[1] for m in members if m[0] == first), None)
+    order = sorted(caps, key=lambda job: (job != mine, str(job)))
+    shares = _water_fill(limit, caps, order)
+    slots: dict[str, int] = {}
+    for job, share in shares.items():
+        holders = sorted((m for m in members if m[1] == job), key=lambda m: (m[0] != first, m[0]))
+        split = _water_fill(share, {m[0]: m[2] for m in holders}, [m[0] for m in holders])
+        slots.update(split)
+    return slots, shares
 
-    def reserve() -> int:
-        _advisory_lock(provider)
-        LLMProviderSlots.objects.filter(expires_at__lte=now).delete()
-        used = (
-            LLMProviderSlots.objects.filter(provider=provider)
-            .exclude(holder=holder)
-            .aggregate(n=Sum("slots"))["n"]
-            or 0
+
+@dataclass
+class Grant:
+    """The outcome of one reservation (see :func:`reserve`)."""
+
+    #: Slots the holder may use now.
+    slots: int = 0
+    #: Its fair share (it grows to that as other holders give slots back).
+    target: int = 0
+    #: Its job's fair share of the provider, and the job's live workers (this one included).
+    share: int = 0
+    members: int = 0
+    #: Not joined: the host already runs ``host_cap`` job workers.
+    full: bool = False
+
+
+def reserve(
+    provider: str,
+    holder: str,
+    *,
+    want: int,
+    limit: int,
+    seconds: float,
+    job_id: int | None = None,
+    busy: int = 0,
+    host: str = "",
+    host_cap: int | None = None,
+) -> Grant:
+    """Reserve (or renew) ``holder``'s share of ``provider``'s ``limit`` concurrent calls.
+
+    Run inside a write transaction (see :func:`reserve_slots`). Expired rows are dropped
+    (on the database's clock); the live ones of the provider and this one are split by
+    :func:`fair_shares`; ``holder`` gets its fair share, but never more than the others
+    leave free right now (the sum of live rows never exceeds ``limit``: a holder above its
+    share gives slots back when it renews, as its calls finish). Its row keeps at least
+    ``busy`` slots, the calls it has in flight. A holder without a row joins only while its
+    ``host`` has fewer than ``host_cap`` rows.
+    """
+    _advisory_lock()
+    LLMProviderSlots.objects.filter(expires_at__lte=Now()).delete()
+    rows = list(
+        LLMProviderSlots.objects.filter(Q(provider=provider) | Q(holder=holder)).values_list(
+            "holder", "job_id", "wanted", "job_limit", "slots", "provider"
         )
-        granted = max(0, min(want, limit - used))
-        if not granted:
-            LLMProviderSlots.objects.filter(holder=holder).delete()
-        elif not LLMProviderSlots.objects.filter(holder=holder).update(
-            provider=provider, slots=granted, expires_at=until
-        ):
-            LLMProviderSlots.objects.create(
-                provider=provider, holder=holder, slots=granted, expires_at=until
-            )
-        return granted
+    )
+    joined = any(row[0] == holder for row in rows)
+    if not joined and host_cap is not None:
+        if LLMProviderSlots.objects.filter(host=host).count() >= host_cap:
+            return Grant(full=True)
+    others = [row for row in rows if row[0] != holder and row[5] == provider]
 
-    return db.write(reserve, what="reserving provider slots")
+    def key(holder_: str, job: int | None) -> object:
+        return job if job is not None else f"~{holder_}"
+
+    members = [(h, key(h, j), w, jl) for h, j, w, jl, _s, _p in others]
+    members.append((holder, key(holder, job_id), want, limit))
+    targets, shares = fair_shares(limit, members, first=holder)
+    free = limit - sum(row[4] for row in others)
+    granted = max(0, min(want, targets[holder], free))
+    fields = {
+        "provider": provider,
+        "slots": max(granted, min(busy, 32767)),
+        "wanted": want,
+        "job_limit": limit,
+        "job_id": job_id,
+        "host": host[:100],
+        "expires_at": db_in(seconds),
+    }
+    if not LLMProviderSlots.objects.filter(holder=holder).update(**fields):
+        LLMProviderSlots.objects.create(holder=holder, **fields)
+    mine = key(holder, job_id)
+    return Grant(
+        slots=granted,
+        target=targets[holder],
+        share=shares[mine],
+        members=sum(1 for m in members if m[1] == mine),
+    )
+
+
+def reserve_slots(
+    provider: str, holder: str, *, want: int, limit: int, seconds: float, **kwargs
+) -> int:
+    """Reserve up to ``want`` of ``provider``'s ``limit`` concurrent calls for ``holder``
+    in one write transaction (see :func:`reserve`); returns the slots it now holds."""
+    return reserve_grant(provider, holder, want=want, limit=limit, seconds=seconds, **kwargs).slots
+
+
+def reserve_grant(provider: str, holder: str, **kwargs) -> Grant:
+    return db.write(lambda: reserve(provider, holder, **kwargs), what="reserving provider slots")
 
 
 def release_slots(holder: str) -> None:
@@ -502,10 +645,12 @@ class _Slots:
                 self._cond.notify()
 
 
-def _claimable(now) -> Q:
+def _claimable() -> Q:
+    """Queued (and not backing off) or running under an expired lease, on the database's
+    clock."""
     return (
-        Q(status=ItemStatus.QUEUED) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
-    ) | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=now)
+        Q(status=ItemStatus.QUEUED) & (Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+    ) | Q(status=ItemStatus.RUNNING, lease_expires_at__lte=Now())
 
 
 def claim_items(job: LLMJob, claim_token: str, *, count: int, lease: float) -> list[LLMJobItem]:
@@ -519,15 +664,15 @@ def claim_items(job: LLMJob, claim_token: str, *, count: int, lease: float) -> l
     now = timezone.now()
 
     def claim() -> list[int]:
-        candidates = job.items.filter(_claimable(now)).order_by("pk")
+        candidates = job.items.filter(_claimable()).order_by("pk")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("pk", flat=True)[:count])
         if ids:
-            LLMJobItem.objects.filter(pk__in=ids).filter(_claimable(now)).update(
+            LLMJobItem.objects.filter(pk__in=ids).filter(_claimable()).update(
                 status=ItemStatus.RUNNING,
                 claimed_by=claim_token,
-                lease_expires_at=now + timedelta(seconds=lease),
+                lease_expires_at=db_in(lease),
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
@@ -600,6 +745,15 @@ class _RunContext:
     wake: threading.Condition = field(default_factory=threading.Condition)
     #: Until then (monotonic) a claim found nothing: idle threads do not ask again.
     idle_until: float = 0.0
+    #: The last claim found nothing while items were still queued or running elsewhere.
+    nothing_to_claim: bool = False
+    #: This worker holds the job's coordinator lease.
+    coordinating: bool = False
+    #: The coordinator's next look at the broker (monotonic), its current wait, and the
+    #: job's workers when it last queued a task.
+    pump_at: float = 0.0
+    pump_backoff: float = 1.0
+    pumped_members: int | None = None
 
     def current_action(self) -> tuple[LLMAction | None, str]:
         """The action as it is now (one query; re-read in full only when it changed).
@@ -786,7 +940,7 @@ def _item_error(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: LLMActi
             ItemStatus.QUEUED,
             error=e.message,
             interaction=interaction,
-            not_before=timezone.now() + timedelta(seconds=backoff_seconds(item.attempts)),
+            not_before=db_in(backoff_seconds(item.attempts)),
         )
     return _done(item, claim_token, ItemStatus.FAILED, error=e.message, interaction=interaction)
 
@@ -858,23 +1012,29 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
 
 def _next_item(ctx: _RunContext) -> tuple[LLMJobItem, str] | str:
     """The next claimed item for a thread (claiming ``ctx.batch`` at once when none is
-    waiting), or "idle" (nothing claimable now) or "finished" (nothing left at all)."""
+    waiting), or "idle" (nothing to claim now, or no slot to call with) or "finished"
+    (nothing left at all)."""
     with ctx.claim_lock:
         if ctx.stop.is_set():
             return "idle"
         if not ctx.pending:
             if time.monotonic() < ctx.idle_until:
                 return "idle"  # another thread just found nothing to claim
+            if ctx.slots is not None and ctx.slots.live() == 0:
+                return "idle"  # no provider slot yet: claim nothing that would only wait
             claim_token = ctx.next_claim()
-            items = claim_items(ctx.job, claim_token, count=ctx.batch, lease=ctx.lease)
+            count = max(1, ctx.slots.live()) if ctx.slots is not None else ctx.batch
+            items = claim_items(ctx.job, claim_token, count=count, lease=ctx.lease)
             if not items:
                 unfinished = ctx.job.items.filter(
                     status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]
                 )
                 if not unfinished.exists():
                     return "finished"
+                ctx.nothing_to_claim = True
                 ctx.idle_until = time.monotonic() + IDLE_POLL
                 return "idle"
+            ctx.nothing_to_claim = False
             ctx.idle_until = 0.0
             with ctx.lock:
                 for item in items:
@@ -899,7 +1059,7 @@ def step(ctx: _RunContext) -> str:
 
 
 def _return_pending(ctx: _RunContext, status: str = ItemStatus.QUEUED) -> int:
-    """Give back the items this runner claimed but never started (it is stopping): queued
+    """Give back the items this worker claimed but never started (it is stopping): queued
     again as if never claimed (or ``status``, e.g. cancelled)."""
     with ctx.claim_lock:
         pending = list(ctx.pending)
@@ -929,99 +1089,146 @@ def _return_pending(ctx: _RunContext, status: str = ItemStatus.QUEUED) -> int:
 
     try:
         return db.write(give_back, what="returning unstarted items")
-    except Exception:  # their leases expire and another runner takes them  # noqa: BLE001
+    except Exception:  # their leases expire and another worker takes them  # noqa: BLE001
         logger.warning("Job %s: could not return unstarted items", ctx.job.pk, exc_info=True)
         return 0
 
 
-def _acquire(job_id: int, token: str, lease: float, wait: bool) -> tuple[LLMJob | None, bool]:
-    """Take the job's runner lease; wait for a silent holder's lease to expire.
-
-    Returns the job (None if not taken) and whether it was taken over from another runner
-    (one that stopped renewing its lease: a killed worker).
-    """
-    seen = None
-    deadline = time.monotonic() + lease + 10
-    while True:
-        now = timezone.now()
-        job = LLMJob.objects.select_related("action", "action__prompt", "user").filter(pk=job_id)
-        job = job.first()
-        if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-            return None, False
-        previous = job.runner_token
-
-        def take(now=now) -> int:
-            taken = (
-                LLMJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-                .filter(
-                    Q(runner_lease_expires_at__isnull=True)
-                    | Q(runner_lease_expires_at__lte=now)
-                    | Q(runner_token=token)
-                )
-                .update(
-                    runner_token=token,
-                    runner_lease_expires_at=now + timedelta(seconds=lease),
-                    status=JobStatus.RUNNING,
-                )
-            )
-            if taken:
-                LLMJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
-            return taken
-
-        if db.write(take, what="taking a job's runner lease"):
-            job.refresh_from_db()
-            return job, bool(previous) and previous != token
-        if not wait:
-            return None, False
-        if seen is not None and job.runner_lease_expires_at != seen:
-            return None, False  # the holder renewed its lease: it is alive
-        seen = job.runner_lease_expires_at
-        if time.monotonic() > deadline:
-            return None, False
-        remaining = (seen - now).total_seconds() if seen else 0
-        time.sleep(min(max(remaining, 0.05), lease / 3, 2.0))
+_OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-def _renew(ctx: _RunContext, helper: bool = False, slot_seconds: float = 0) -> bool:
-    """Extend the runner lease, the leases of items claimed and the provider slots held
-    (one transaction); False if the runner lease is lost."""
+def _take_coordinator(job_id: int, token: str, seconds: float) -> bool:
+    """Take the job's coordinator lease if nobody holds it, its holder's lease expired (on
+    the database's clock) or it is ours already; the job is then running."""
     now = timezone.now()
-    until = now + timedelta(seconds=ctx.lease)
+    taken = (
+        LLMJob.objects.filter(pk=job_id, status__in=_OPEN)
+        .filter(
+            Q(runner_lease_expires_at__isnull=True)
+            | Q(runner_lease_expires_at__lte=Now())
+            | Q(runner_token=token)
+        )
+        .update(
+            runner_token=token, runner_lease_expires_at=db_in(seconds), status=JobStatus.RUNNING
+        )
+    )
+    if taken:
+        LLMJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    return bool(taken)
+
+
+@dataclass
+class _Beat:
+    """What one heartbeat saw of the job."""
+
+    open: bool = True
+    coordinator: str = ""
+    lease: object = None
+
+
+def _heartbeat(ctx: _RunContext, *, may_coordinate: bool, seconds: float) -> _Beat:
+    """Extend the leases of this worker's items and, for the coordinator, the job's
+    coordinator lease; take that lease over if it expired (``may_coordinate``). One write
+    transaction, on the database's clock. Returns what it saw of the job."""
     with ctx.lock:
         claims = list(set(ctx.claims.values()))
-    held = {"slots": 0}
 
-    def renew() -> bool:
-        kept = helper or LLMJob.objects.filter(pk=ctx.job.pk, runner_token=ctx.token).update(
-            runner_lease_expires_at=until
-        )
+    def beat() -> _Beat:
         if claims:
             LLMJobItem.objects.filter(claimed_by__in=claims, status=ItemStatus.RUNNING).update(
-                lease_expires_at=until
+                lease_expires_at=db_in(ctx.lease)
             )
-        if ctx.slots is not None and ctx.slots.capacity:
-            held["slots"] = LLMProviderSlots.objects.filter(
-                holder=ctx.token, expires_at__gt=now
-            ).update(expires_at=now + timedelta(seconds=slot_seconds))
-        return bool(kept)
+        if ctx.coordinating or may_coordinate:
+            _take_coordinator(ctx.job.pk, ctx.token, seconds)
+        row = LLMJob.objects.filter(pk=ctx.job.pk).values_list(
+            "status", "runner_token", "runner_lease_expires_at"
+        )
+        row = row.first()
+        if row is None:
+            return _Beat(open=False)
+        return _Beat(open=row[0] in _OPEN, coordinator=row[1], lease=row[2])
 
-    try:
-        kept = db.write(renew, what="renewing leases")
-    except Exception:  # a busy database: keep going, the next renewal will try again
-        logger.warning("Job %s: could not renew leases this time", ctx.job.pk, exc_info=True)
-        return True
-    if ctx.slots is not None and ctx.slots.capacity:
-        if held["slots"]:
-            ctx.slots.set(ctx.slots.capacity, slot_seconds)
-        else:  # the reservation expired meanwhile (and may be another runner's now)
-            ctx.slots.set(0, 0)
-    return kept
+    beat_ = db.write(beat, what="renewing leases")
+    ctx.coordinating = beat_.open and beat_.coordinator == ctx.token
+    return beat_
+
+
+def _complete(job_id: int) -> bool:
+    """Mark the job completed if every item is final (any worker may; once)."""
+    unfinished = LLMJobItem.objects.filter(job_id=OuterRef("pk"), status__in=_OPEN_ITEMS)
+    return bool(
+        db.write(
+            lambda: (
+                LLMJob.objects.filter(pk=job_id, status__in=_OPEN)
+                .filter(~Exists(unfinished))
+                .update(status=JobStatus.COMPLETED, finished_at=timezone.now())
+            ),
+            what="completing a job",
+        )
+    )
+
+
+_OPEN_ITEMS = (ItemStatus.QUEUED, ItemStatus.RUNNING)
+
+
+def _release_coordinator(job_id: int, token: str) -> None:
+    db.write(
+        lambda: LLMJob.objects.filter(pk=job_id, runner_token=token).update(
+            runner_token="", runner_lease_expires_at=None
+        ),
+        what="releasing a job",
+    )
 
 
 def _job_open(job_id: int) -> bool:
-    return LLMJob.objects.filter(
-        pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    ).exists()
+    return LLMJob.objects.filter(pk=job_id, status__in=_OPEN).exists()
+
+
+def host_worker_cap() -> int:
+    """Job workers one host runs at once: ``JOB_WORKERS_PER_HOST``, or the django-q2
+    cluster's workers minus one (at least one)."""
+    value = get_setting("JOB_WORKERS_PER_HOST")
+    if value:
+        return max(1, int(value))
+    try:
+        from django_q.conf import Conf
+
+        workers = int(Conf.WORKERS or 1)
+    except Exception:  # noqa: BLE001 - django-q2 misconfigured: one worker
+        workers = 1
+    return max(1, workers - 1)
+
+
+def _pump(ctx: _RunContext, grant: Grant) -> None:
+    """The coordinator keeps one task for the job waiting in the broker while the job could
+    use another worker (pages to claim, fewer workers than slots in its share) and nothing
+    else waits there: the next free worker on any host, one that joins included, takes it.
+    A task taken without the job growing (its host had no worker to spare) makes the next
+    one wait longer (up to ``PUMP_MAX``)."""
+    now = time.monotonic()
+    if now < ctx.pump_at:
+        return
+    ctx.pump_at = now + PUMP_INTERVAL
+    if grant.full or grant.members >= max(1, grant.share):
+        ctx.pump_backoff = PUMP_INTERVAL
+        return
+    if not ctx.job.items.filter(_claimable()).exists():
+        return
+    from django_q.brokers import get_broker
+
+    try:
+        if get_broker().queue_size() > 0:
+            return  # a task waits for a free worker already
+        if ctx.pumped_members is not None and grant.members <= ctx.pumped_members:
+            ctx.pump_backoff = min(PUMP_MAX, ctx.pump_backoff * 2)
+        else:
+            ctx.pump_backoff = PUMP_INTERVAL
+        enqueue_job(ctx.job, on_commit=False)
+    except Exception:  # a broker hiccup: the next beat tries again  # noqa: BLE001
+        logger.warning("Job %s: could not queue a worker task", ctx.job.pk, exc_info=True)
+        return
+    ctx.pumped_members = grant.members
+    ctx.pump_at = now + ctx.pump_backoff
 
 
 def run_job(
@@ -1034,26 +1241,29 @@ def run_job(
     progress_interval: float = 0.5,
     helper: bool = False,
     share: int = 1,
+    host_cap: int | None = None,
+    pump: bool = False,
 ) -> str:
-    """Drive ``job_id`` until every item is final, the job is cancelled or ``budget`` runs out.
+    """Work on ``job_id`` beside any other workers until it ends, this worker is not needed
+    any more, or ``budget`` runs out.
 
-    Returns "completed", "cancelled", "budget" (a successor should continue), "busy" (another
-    runner holds the job) or "gone". ``progress(job, progress)`` is called now and then.
+    Returns "completed", "cancelled", "budget" (a successor should continue), "left" (the
+    job goes on with other workers), "full" (not joined: the host runs ``host_cap`` job
+    workers already) or "gone". ``progress(job, progress)`` is called now and then.
 
-    The runner reserves its provider slots (``CONCURRENCY`` divided by ``share``, or
-    ``threads``; see :func:`reserve_slots`) and runs a few more threads than slots: each
-    thread claims, reads, saves and logs pages, and holds a slot only while its model call
-    is in flight. Items are claimed ``ctx.batch`` at a time.
-
-    A ``helper`` takes no runner lease: it claims items beside the runner (claims are atomic
-    and the provider limit holds across all of them), stops when nothing is left to claim,
-    and never completes the job; the runner does, once every item is final, reclaiming the
-    items of a helper that died when their leases expire. ``share`` divides the concurrency
-    limit between the runners of one job when ``threads`` is not given.
+    The worker reserves its fair share of the provider's slots (see :func:`reserve`; at
+    most ``threads``, or ``CONCURRENCY`` divided by ``share``), renewed with its leases at
+    every heartbeat, and runs a thread per slot and a few more: each thread claims, reads,
+    saves and logs pages, and holds a slot only while its model call is in flight. It takes
+    the job's coordinator lease when nobody holds a live one (``helper``: never): the
+    coordinator stays until every item is final, waiting for the items of dead workers to
+    be reclaimed, and (``pump``) keeps a task in the broker for another worker while the
+    job could use one. Any worker that finds every item final completes the job
+    (``helper``: never). ``wait`` is accepted for compatibility.
     """
     token = new_token()
     job = LLMJob.objects.filter(pk=job_id).select_related("action", "pipeline").first()
-    if job is None:
+    if job is None or job.status not in _OPEN:
         return "gone"
     by_pipeline = (job.options or {}).get("paced_by") == "pipeline"
     if (job.action is None and not by_pipeline) or (by_pipeline and job.pipeline is None):
@@ -1067,21 +1277,7 @@ def run_job(
         lease = job_lease_seconds(job.pipeline)
     else:
         lease = lease_seconds(job.action) * int((job.options or {}).get("calls_per_item") or 1)
-    took_over = False
-    if helper:
-        job = (
-            LLMJob.objects.select_related("action", "action__prompt", "user")
-            .filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-            .first()
-        )
-    else:
-        job, took_over = _acquire(job_id, token, lease, wait)
-    if job is None:
-        return "gone" if not _job_open(job_id) else "busy"
-    if took_over and not connection.in_atomic_block:
-        # The runner before this one died (its lease ran out): its helpers may have died
-        # with it. Recovery queues runners only, so the job gets its helpers back here.
-        enqueue_job(job, on_commit=False, runner=False)
+    job = LLMJob.objects.select_related("action", "action__prompt", "user").get(pk=job_id)
     action = job.action
     # A job run by its pipeline alone: the model of the step that planned it.
     model = action.model if action is not None else (job.options or {}).get("model", "")
@@ -1095,130 +1291,131 @@ def run_job(
         max_attempts=int((job.options or {}).get("max_attempts") or max_attempts()),
     )
     want = min(ctx.limit, threads) if threads else -(-ctx.limit // max(1, share))
-    if threads is None:
-        # Threads beyond the slots read and write pages while the others' calls run. Outside
-        # its call a page is mostly database round trips (about 40), which PostgreSQL serves
-        # in parallel: there three more threads per slot keep the slots busy (+13% pages/s
-        # in bench/bulk.py; each thread holds a connection). SQLite writes one transaction at
-        # a time, and more threads there only wait for its lock (-18%).
-        threads = want + (max(2, want) if db.is_sqlite() else 3 * want)
-    if connection.in_atomic_block:
-        threads = 1  # other threads could not see this transaction's rows
+    single = connection.in_atomic_block  # other threads could not see this transaction's rows
     provider = (job.options or {}).get("provider", "")
     slot_seconds = float(get_setting("LEASE_SECONDS") or 120)
+    beat_every = max(0.2, min(HEARTBEAT, lease / 3, slot_seconds / 3))
+    host = host_id()
+    last = {"grant": Grant()}
 
-    def refill() -> None:
+    def refill(joining: bool = False) -> Grant | None:
+        busy = ctx.slots.busy if ctx.slots is not None else 0
         try:
-            granted = reserve_slots(
-                provider, token, want=want, limit=ctx.limit, seconds=slot_seconds
+            grant = reserve_grant(
+                provider,
+                token,
+                want=want,
+                limit=ctx.limit,
+                seconds=slot_seconds,
+                job_id=job.pk,
+                busy=busy,
+                host=host,
+                host_cap=host_cap if joining else None,
             )
-        except Exception:  # a busy database: the next refill tries again  # noqa: BLE001
+        except Exception:  # a busy database: the next beat tries again  # noqa: BLE001
             logger.warning("Job %s: could not reserve provider slots", job.pk, exc_info=True)
-            return
-        ctx.slots.set(granted, slot_seconds)
+            return None
+        if not grant.full:
+            ctx.slots.set(grant.slots, slot_seconds)
+            last["grant"] = grant
+        return grant
 
-    ctx.slots = _Slots(refill)
+    ctx.slots = _Slots(None)
+    joined = refill(joining=True)
+    if joined is not None and joined.full:
+        return "full"
     ctx.batch = max(1, want)
     started = time.monotonic()
     stop = ctx.stop
     outcome = {"value": "completed"}
-    renew_every = max(0.2, min(lease, slot_seconds) / 3)
-
-    def out_of_time() -> bool:
-        return budget is not None and time.monotonic() - started > budget
+    finished = threading.Event()
+    may_coordinate = not helper
 
     def halt(value: str) -> None:
-        outcome["value"] = value
+        if not stop.is_set():
+            outcome["value"] = value
         stop.set()
         ctx.notify()
 
-    last_renew = time.monotonic()
+    def on_finished() -> None:
+        """No item is queued or running any more."""
+        if not helper:
+            _complete(job.pk)
+        finished.set()
+        halt("completed")
+
+    last_beat = {"at": 0.0}
+    seen = {"lease": None}
 
     def housekeeping() -> None:
-        nonlocal last_renew
-        try:
-            open_ = _job_open(job.pk)
-        except Exception:  # a busy database must not stop the runner  # noqa: BLE001
-            logger.warning("Job %s: housekeeping read failed", job.pk, exc_info=True)
+        if time.monotonic() - last_beat["at"] < beat_every:
             return
-        if time.monotonic() - last_renew >= renew_every:
-            last_renew = time.monotonic()
-            if not _renew(ctx, helper, slot_seconds):
-                halt("busy")
-                return
-        if not open_:
-            halt("cancelled")
-        elif out_of_time():
+        last_beat["at"] = time.monotonic()
+        try:
+            beat = _heartbeat(ctx, may_coordinate=may_coordinate, seconds=slot_seconds)
+        except Exception:  # a busy database must not stop the worker  # noqa: BLE001
+            logger.warning("Job %s: could not renew leases this time", job.pk, exc_info=True)
+            return
+        if not beat.open:
+            halt("cancelled" if _cancelled(job.pk) else "completed")
+            return
+        grant = refill() or last["grant"]
+        if budget is not None and time.monotonic() - started > budget:
             halt("budget")
+            return
+        with ctx.lock:
+            working = bool(ctx.claims)
+        if ctx.coordinating:
+            if pump and not single:
+                _pump(ctx, grant)
+            if not working and not ctx.job.items.filter(status__in=_OPEN_ITEMS).exists():
+                on_finished()
+            return
+        if working:
+            return
+        if helper and ctx.nothing_to_claim:
+            halt("left")
+        elif grant.target == 0 and not grant.full and ctx.slots.busy == 0:
+            halt("left")  # the job's share is covered by its other workers
+        elif ctx.nothing_to_claim:
+            # Leave it to the coordinator, once it is seen alive (its lease renewed); if
+            # it died, its lease expires and this worker takes the role over.
+            if seen["lease"] is not None and beat.lease != seen["lease"]:
+                halt("left")
+            seen["lease"] = beat.lease
+        else:
+            seen["lease"] = None
 
     def report() -> None:
         if progress is not None:
             job.refresh_from_db()
             progress(job, job_progress(job))
 
-    refill()
+    if may_coordinate:
+        try:
+            ctx.coordinating = db.write(
+                lambda: _take_coordinator(job.pk, token, slot_seconds),
+                what="taking a job's coordinator lease",
+            )
+        except Exception:  # noqa: BLE001 - the next heartbeat tries again
+            logger.warning("Job %s: could not take the coordinator lease", job.pk, exc_info=True)
+    last_beat["at"] = time.monotonic()
     try:
-        if threads <= 1:
+        if single:
             last_report = time.monotonic()
             while not stop.is_set():
                 result = step(ctx)
-                if result == "finished" or (helper and result == "idle"):
+                if result == "finished":
+                    on_finished()
                     break
                 if result == "idle":
                     stop.wait(IDLE_POLL)
-                if result != "ran" or time.monotonic() - last_renew >= renew_every:
-                    housekeeping()
+                housekeeping()
                 if progress is not None and time.monotonic() - last_report > progress_interval:
                     report()
                     last_report = time.monotonic()
         else:
-            finished = threading.Event()
-            # SQLite: one writer at a time anyway, and each commit syncs to disk, so the
-            # threads' writes share commits. PostgreSQL writes in parallel: no batching.
-            batcher = db.WriteBatcher() if db.is_sqlite() else None
-
-            def worker() -> None:
-                try:
-                    with db.batching(batcher):
-                        run_steps()
-                except Exception:
-                    logger.exception("Job %s: runner thread crashed", job.pk)
-                    halt("budget")  # let a successor continue
-                finally:
-                    connections.close_all()
-
-            def run_steps() -> None:
-                while not stop.is_set():
-                    result = step(ctx)
-                    if result == "finished" or (helper and result == "idle"):
-                        finished.set()
-                        halt(outcome["value"])
-                        break
-                    if result == "idle":
-                        ctx.idle(IDLE_POLL)
-
-            pool = [
-                threading.Thread(target=worker, name=f"llm-job-{job.pk}-{n}", daemon=True)
-                for n in range(threads)
-            ]
-            for thread in pool:
-                thread.start()
-            while not stop.wait(min(renew_every, progress_interval)):
-                housekeeping()
-                report()
-            for thread in pool:
-                thread.join()
-            if batcher is not None:
-                batcher.close()
-                logger.info(
-                    "Job %s: %s writes in %s commits, %.1f s in write transactions",
-                    job.pk,
-                    batcher.requests,
-                    batcher.commits,
-                    batcher.seconds,
-                )
-            if finished.is_set() and outcome["value"] not in ("cancelled",):
-                outcome["value"] = "completed"
+            _run_threads(ctx, halt, on_finished, housekeeping, report, progress_interval)
     finally:
         cancelled = outcome["value"] == "cancelled"
         _return_pending(ctx, ItemStatus.CANCELLED if cancelled else ItemStatus.QUEUED)
@@ -1226,23 +1423,100 @@ def run_job(
             release_slots(token)
         except Exception:  # the reservation expires on its own  # noqa: BLE001
             logger.warning("Job %s: could not release provider slots", job.pk, exc_info=True)
-    if helper:
-        return outcome["value"]
-    if outcome["value"] == "completed":
-        if job.items.filter(status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]).exists():
-            outcome["value"] = "budget"
-        else:
-            db.write(
-                lambda: LLMJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-                    status=JobStatus.COMPLETED, finished_at=timezone.now()
-                ),
-                what="completing a job",
-            )
-    db.write(
-        lambda: LLMJob.objects.filter(pk=job.pk, runner_token=token).update(
-            runner_token="", runner_lease_expires_at=None
-        ),
-        what="releasing a job",
-    )
+        try:
+            _release_coordinator(job.pk, token)
+        except Exception:  # noqa: BLE001 - its lease expires
+            logger.warning("Job %s: could not release the coordinator lease", job.pk)
+    if finished.is_set() and outcome["value"] != "cancelled":
+        outcome["value"] = "completed"
     report()
     return outcome["value"]
+
+
+def _cancelled(job_id: int) -> bool:
+    return LLMJob.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
+
+
+def _threads_for(slots: int) -> int:
+    """Threads for ``slots`` calls in flight: one each, and a few more that read and write
+    pages while the calls run. Each holds a database connection: on PostgreSQL two more per
+    worker (a page outside its call is ~40 round trips, well below a call's time); SQLite
+    writes one transaction at a time, and a thread per slot more keeps its writer busy."""
+    slots = max(1, slots)
+    return slots + (max(2, slots) if db.is_sqlite() else EXTRA_THREADS)
+
+
+def _run_threads(ctx, halt, on_finished, housekeeping, report, progress_interval) -> None:
+    """Run the worker's threads, as many as its slots need (:func:`_threads_for`, resized at
+    each heartbeat as its share changes), until it stops."""
+    stop = ctx.stop
+    # SQLite: one writer at a time anyway, and each commit syncs to disk, so the threads'
+    # writes share commits. PostgreSQL writes in parallel: no batching.
+    batcher = db.WriteBatcher() if db.is_sqlite() else None
+    alive: list[threading.Thread] = []  # running, retiring ones included
+    started: list[threading.Thread] = []
+    retire = {"n": 0}
+    lock = threading.Lock()
+
+    def leave_now() -> bool:
+        with lock:
+            if retire["n"] > 0:
+                retire["n"] -= 1
+                return True
+        return False
+
+    def run_steps() -> None:
+        while not stop.is_set():
+            if leave_now():
+                return
+            result = step(ctx)
+            if result == "finished":
+                on_finished()
+                return
+            if result == "idle":
+                ctx.idle(IDLE_POLL)
+
+    def worker() -> None:
+        try:
+            with db.batching(batcher):
+                run_steps()
+        except Exception:
+            logger.exception("Job %s: worker thread crashed", ctx.job.pk)
+            halt("budget")  # let a successor continue
+        finally:
+            connections.close_all()
+
+    def resize() -> None:
+        want = _threads_for(ctx.slots.live())
+        with lock:
+            alive[:] = [t for t in alive if t.is_alive()]
+            active = len(alive) - retire["n"]
+            if active >= want:
+                retire["n"] += active - want
+                return
+            kept = min(retire["n"], want - active)  # retiring threads that may stay
+            retire["n"] -= kept
+            missing = want - active - kept
+        for _n in range(missing):
+            thread = threading.Thread(target=worker, name=f"llm-job-{ctx.job.pk}", daemon=True)
+            alive.append(thread)
+            started.append(thread)
+            thread.start()
+
+    resize()
+    while not stop.wait(min(HEARTBEAT / 4, progress_interval)):
+        housekeeping()
+        if not stop.is_set():
+            resize()
+        report()
+    for thread in started:
+        thread.join()
+    if batcher is not None:
+        batcher.close()
+        logger.info(
+            "Job %s: %s writes in %s commits, %.1f s in write transactions",
+            ctx.job.pk,
+            batcher.requests,
+            batcher.commits,
+            batcher.seconds,
+        )

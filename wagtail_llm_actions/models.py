@@ -1174,8 +1174,8 @@ class LLMJob(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    # The one runner task driving the job holds this lease (see jobs.py); a runner that
-    # died is replaced once it expires.
+    # The worker coordinating the job holds this lease (see jobs.py); any other worker of
+    # the job takes the role over once it expires (on the database's clock).
     runner_token = models.CharField(max_length=100, blank=True)
     runner_lease_expires_at = models.DateTimeField(null=True, blank=True)
 
@@ -1231,17 +1231,29 @@ class LLMJobItem(models.Model):
 
 
 class LLMProviderSlots(models.Model):
-    """Model calls one runner process of a bulk job may have in flight to a provider.
+    """One worker process taking part in a bulk job, and the model calls it may have in
+    flight to the job's provider.
 
     The job engine reserves slots here (the sum over live rows of a provider never exceeds
-    its ``CONCURRENCY``) and hands them to its threads in memory, one per call in flight, so
-    claiming, saving and logging a page hold no slot. A row whose holder died expires.
+    its ``CONCURRENCY``; jobs and their workers share it fairly, see ``jobs.fair_shares``)
+    and hands them to its threads in memory, one per call in flight, so claiming, saving and
+    logging a page hold no slot. A row with no slots still counts: it asks for a share. A row
+    whose holder died expires (``expires_at``, on the database's clock).
     """
 
     provider = models.CharField(max_length=100)
     holder = models.CharField(max_length=100, unique=True)
     slots = models.PositiveSmallIntegerField(default=0)
     expires_at = models.DateTimeField()
+    #: The job the holder works on (None: a reservation outside a job).
+    job = models.ForeignKey(
+        "LLMJob", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    #: The host the holder runs on (``HOST_ID``).
+    host = models.CharField(max_length=100, blank=True)
+    #: Slots the holder would use, and its job's own limit.
+    wanted = models.PositiveSmallIntegerField(default=0)
+    job_limit = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         verbose_name = _("LLM provider slots")

@@ -53,7 +53,9 @@ from .unchanged import holds, written_answers
 logger = logging.getLogger(__name__)
 
 #: The django-q2 task that runs a job.
+#: The worker task of a bulk job (any number of them, on any host, work on one job).
 RUNNER_TASK = "wagtail_llm_actions.tasks.run_job"
+#: Queued by earlier versions (a job's helpers); runs as a plain worker task now.
 HELPER_TASK = "wagtail_llm_actions.tasks.help_job"
 #: Job kinds this engine runs (editor jobs belong to ``editor.py``).
 ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND)
@@ -523,21 +525,21 @@ def _create_job(
     return job
 
 
-def runners_per_job() -> int:
-    return max(1, int(get_setting("RUNNERS_PER_JOB") or 1))
-
-
 def enqueue_job(
     job: LLMJob,
     *,
     broker=None,
     on_commit: bool = True,
-    helpers: bool = True,
-    runner: bool = True,
+    hops: int = 0,
+    **_legacy,
 ) -> None:
-    """Queue a runner task for ``job`` on django-q2 (after the current transaction commits),
-    and ``RUNNERS_PER_JOB - 1`` helper tasks that share its items from other workers
-    (``runner=False``: the helpers only; ``helpers=False``: the runner only)."""
+    """Queue a worker task for ``job`` on django-q2 (after the current transaction commits).
+
+    Whichever worker takes it works on the job; more workers, on any host, join while the
+    job can use them (see :mod:`.jobs`: the job's coordinator keeps one task waiting for a
+    free worker). ``hops`` counts how often the task was passed on by a host that had no
+    worker to spare.
+    """
 
     def _enqueue():
         from django_q.tasks import async_task
@@ -545,11 +547,9 @@ def enqueue_job(
         kwargs = {"task_name": f"llm-job-{job.pk}", "q_options": {}}
         if broker is not None:
             kwargs["broker"] = broker
-        if runner:
-            async_task(RUNNER_TASK, job.pk, **kwargs)
-        if helpers:
-            for n in range(1, runners_per_job()):
-                async_task(HELPER_TASK, job.pk, **{**kwargs, "task_name": f"llm-job-{job.pk}-{n}"})
+        if hops:
+            kwargs["hops"] = hops
+        async_task(RUNNER_TASK, job.pk, **kwargs)
 
     if on_commit:
         transaction.on_commit(_enqueue)

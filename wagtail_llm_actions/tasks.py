@@ -1,11 +1,16 @@
 """django-q2 entry points of the bulk job engine (see :mod:`wagtail_llm_actions.jobs`).
 
-* ``run_job(job_id)``: the runner task :func:`jobs.enqueue_job` queues. It drives the job
-  for at most a time budget below the django-q2 ``timeout``, then queues its successor.
+* ``run_job(job_id)``: a worker task of a job. Any number of them, on any host, work on one
+  job (:func:`jobs.run_job`); :func:`jobs.enqueue_job` queues the first, the job's
+  coordinator queues more while the job can use them. Each works for at most a time budget
+  below the django-q2 ``timeout``, then queues its successor.
 * ``recover(sender, **kwargs)``: connected to django-q2's ``post_spawn`` signal, so each
-  worker process that starts (after a crash, a restart or a recycle) queues a runner for
-  every unfinished job (runners are exclusive per job, so duplicates exit at once) and ends
-  the editor runs whose worker died (their lease ran out; see ``editor.expire_item``).
+  worker process that starts (a host starting or joining, a restart, a recycle) queues a
+  worker task for every unfinished job, schedules the periodic check below, and ends the
+  editor runs whose worker died (their lease ran out; see ``editor.expire_item``).
+* ``keep_jobs_running()``: a django-q2 schedule (every minute) that queues a worker task for
+  every unfinished job whose coordinator stopped renewing its lease, so a job always ends
+  with the workers that are left, whatever the broker kept of lost tasks.
 """
 
 from __future__ import annotations
@@ -19,12 +24,17 @@ from .models import LLMJob
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a runner leaves before the django-q2 timeout (to finish its calls and hand over).
+#: Seconds a worker leaves before the django-q2 timeout (to finish its calls and hand over).
 TIMEOUT_MARGIN = 60
+#: How often a worker task that found its host full is passed on to another host.
+MAX_HOPS = 2
+#: The name of the periodic check's django-q2 schedule.
+SCHEDULE_NAME = "wagtail_llm_actions: keep bulk jobs running"
+SCHEDULE_FUNC = "wagtail_llm_actions.tasks.keep_jobs_running"
 
 
 def runner_budget() -> float:
-    """How long one runner task may drive a job before handing over to a successor."""
+    """How long one worker task may work on a job before handing over to a successor."""
     try:
         from django_q.conf import Conf
 
@@ -37,40 +47,68 @@ def runner_budget() -> float:
     return max(30.0, min(600.0, timeout - job_margin))
 
 
-def run_job(job_id: int) -> str:
-    """The runner task: run ``job_id`` and queue a successor if time ran out.
+def run_job(job_id: int, hops: int = 0) -> str:
+    """A worker task: work on ``job_id`` beside the job's other workers.
 
-    If the database stayed busy past every retry (a loaded SQLite site), a successor is
-    queued too, so that the job does not wait for the next worker start to continue.
+    It queues a successor if its time ran out, or if the database stayed busy past every
+    retry (a loaded SQLite site), so that the job does not wait for the next worker start
+    to continue. A task that found its host's job workers all taken is passed on (at most
+    ``MAX_HOPS`` times), so that a worker of another host may take it.
     """
     try:
-        result = jobs.run_job(job_id, budget=runner_budget(), share=jobs.runners_per_job())
+        result = jobs.run_job(
+            job_id, budget=runner_budget(), host_cap=jobs.host_worker_cap(), pump=True
+        )
     except Exception as e:
         if not db.is_busy_error(e):
             raise
-        logger.warning("LLM job %s runner: database busy (%s); a successor continues", job_id, e)
+        logger.warning("LLM job %s worker: database busy (%s); a successor continues", job_id, e)
         result = "budget"
     if result == "budget":
         jobs.enqueue_job(LLMJob(pk=job_id), on_commit=False)
-    logger.info("LLM job %s runner finished: %s", job_id, result)
+    elif result == "full" and hops < MAX_HOPS:
+        jobs.enqueue_job(LLMJob(pk=job_id), on_commit=False, hops=hops + 1)
+    logger.info("LLM job %s worker (%s) finished: %s", job_id, jobs.host_id(), result)
     return result
 
 
 def help_job(job_id: int) -> str:
-    """A helper task: claim items of ``job_id`` beside its runner until none are left."""
-    result = jobs.run_job(job_id, budget=runner_budget(), helper=True, share=jobs.runners_per_job())
-    logger.info("LLM job %s helper finished: %s", job_id, result)
-    return result
+    """Queued by earlier versions (a job's helpers): a worker task like any other."""
+    return run_job(job_id)
+
+
+def keep_jobs_running() -> int:
+    """The periodic check: a worker task for each unfinished job without a live
+    coordinator (all its workers died, and the broker lost or holds back their tasks)."""
+    count = jobs.recover_jobs(orphaned=True)
+    if count:
+        logger.info("Queued workers for %s LLM job(s) without a coordinator", count)
+    return count
+
+
+def ensure_schedule() -> None:
+    """Schedule :func:`keep_jobs_running` every minute (once per site)."""
+    from django_q.models import Schedule
+
+    if not Schedule.objects.filter(name=SCHEDULE_NAME).exists():
+        Schedule.objects.create(
+            name=SCHEDULE_NAME,
+            func=SCHEDULE_FUNC,
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+            repeats=-1,
+        )
 
 
 def recover(sender=None, **kwargs) -> None:
-    """``post_spawn`` receiver: queue runners for unfinished jobs (see jobs.recover_jobs) and
+    """``post_spawn`` receiver: queue workers for unfinished jobs (see jobs.recover_jobs) and
     end the editor runs whose worker died (see editor.recover_editor_items)."""
     try:
         close_old_connections()
+        ensure_schedule()
         count = jobs.recover_jobs()
         if count:
-            logger.info("Queued runners for %s unfinished LLM job(s)", count)
+            logger.info("Queued workers for %s unfinished LLM job(s)", count)
     except Exception:  # a worker must start even if recovery fails  # noqa: BLE001
         logger.exception("Could not recover unfinished LLM jobs")
     try:
