@@ -272,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._post()
         finally:
-            fake.track_call(-1)
+            fake.track_call(-1, getattr(self, "_entry", None))
 
     def _post(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -479,7 +479,8 @@ class FakeLLMServer:
 
     @property
     def requests(self) -> list[dict]:
-        """Recorded requests (a copy): dicts with method, path, headers and json."""
+        """Recorded requests (a copy): dicts with method, path, headers, json, and when it
+        arrived and was answered (``started``, ``finished``: ``time.monotonic()``)."""
         with self._lock:
             return list(self._requests)
 
@@ -509,7 +510,12 @@ class FakeLLMServer:
             "path": handler.path,
             "headers": Headers(handler.headers.items()),
             "json": payload,
+            # time.monotonic() when the request arrived and when its answer was written (or
+            # dropped); None while it is being answered.
+            "started": time.monotonic(),
+            "finished": None,
         }
+        handler._entry = entry
         with self._lock:
             self._requests.append(entry)
             config = dict(self._config)
@@ -527,9 +533,11 @@ class FakeLLMServer:
         with self._lock:
             return list(self._prompt_tokens)
 
-    def track_call(self, delta: int) -> None:
+    def track_call(self, delta: int, entry: dict | None = None) -> None:
         """Count POST requests being answered (the latency included)."""
         with self._lock:
+            if entry is not None:
+                entry["finished"] = time.monotonic()
             self._in_flight += delta
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             if delta < 0:

@@ -3,7 +3,8 @@
 The database is the one the test uses: a plain SQLite file (``LLM_TEST_SQLITE``) or, with
 ``DATABASE_URL``, the PostgreSQL test database (``LLM_TEST_DB_NAME``). The broker is the ORM
 or Redis (``Q_BROKER=redis``) on the list ``Q_NAME``. Leases are short so that a killed
-worker's items are recovered within seconds.
+worker's items are recovered within seconds. ``LLM_HOST_ID`` names the host the cluster
+plays (several clusters with the same ``Q_NAME`` are several hosts of one site).
 """
 
 import os
@@ -44,6 +45,9 @@ if os.environ.get("LLM_TEST_KILL_AFTER_ANSWER"):
 
 WAGTAIL_LLM_ACTIONS = {
     "RUN_INLINE": False,
+    # A cluster of the multi-host tests is a host of its own (tests/workers.py, QCluster).
+    "HOST_ID": os.environ.get("LLM_HOST_ID") or None,
+    "JOB_WORKERS_PER_HOST": int(os.environ.get("LLM_JOB_WORKERS_PER_HOST", "0")) or None,
     "LEASE_SECONDS": float(os.environ.get("LLM_LEASE_SECONDS", "2")),
     "CONCURRENCY": {"*": int(os.environ.get("LLM_CONCURRENCY", "4"))},
     "RETRY_BACKOFF": 0.1,

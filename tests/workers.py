@@ -15,6 +15,11 @@ A real cluster in a subprocess, against a database the test shares (see
         cluster.kill()   # SIGKILL the whole process group
         cluster.start()  # and start again
 
+Several hosts of one site: clusters with the same ``Q_NAME`` (one broker list, one
+database), each with its own host identity (``HOST_ID``) and process group::
+
+    hosts = [QCluster(env, host=f"host-{n}") for n in range(2)]
+
 Subprocesses are started in their own process group, bounded in time and always killed.
 """
 
@@ -145,7 +150,8 @@ def shared_database(tmp_path: Path) -> Iterator[dict]:
 class QCluster:
     """``manage.py qcluster`` in a subprocess with ``tests.qcluster_settings``."""
 
-    def __init__(self, env: dict, *, log_path: Path | None = None) -> None:
+    def __init__(self, env: dict, *, log_path: Path | None = None, host: str = "") -> None:
+        self.host = host
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.qcluster_settings",
@@ -153,6 +159,8 @@ class QCluster:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             **{k: str(v) for k, v in env.items()},
         }
+        if host:
+            self.env["LLM_HOST_ID"] = host
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self._log = None
@@ -169,6 +177,12 @@ class QCluster:
             start_new_session=True,  # its own process group: kill() reaches every worker
         )
         return self
+
+    def log_text(self) -> str:
+        """What the cluster logged so far (with ``log_path``)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
 
     @property
     def pid(self) -> int | None:
