@@ -266,3 +266,38 @@ def test_two_jobs_on_one_provider_both_make_progress(
         )
         exactly_one_draft_each(first_posts + second_posts)
         assert fake_llm.max_in_flight <= 4
+
+
+def database_connections() -> int:
+    """Connections to the test database, this test's own left out."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_database_connections_stay_within_the_formula_at_concurrency_16(
+    make_site, make_post, server_action, fake_llm, superuser, settings
+):
+    """About one connection per call slot plus a few per worker: at most CONCURRENCY
+    + 3 x job workers + hosts x (workers + 3) (the README's formula)."""
+    need_services("redis")
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 16}}
+    hosts, workers, job_workers = 2, 2, 2  # one job worker per host
+    with make_site("redis", LLM_CONCURRENCY="16") as site:
+        fake_llm.latency = 1.0
+        job, posts = make_job(make_post, server_action, superuser, 96)
+        for n in range(hosts):
+            site.host(f"host-{n}")
+        jobs.enqueue_job(job, broker=site.broker, on_commit=False)
+        peak = 0
+        deadline = time.monotonic() + 240
+        while not completed(job) and time.monotonic() < deadline:
+            peak = max(peak, database_connections())
+            time.sleep(0.1)
+        assert completed(job)
+        assert len(items_per_host(job)) == hosts  # both hosts took part
+        assert peak <= 16 + 3 * job_workers + hosts * (workers + 3), peak
+        assert fake_llm.max_in_flight <= 16
