@@ -20,8 +20,16 @@ the peak resident memory of the worker processes and of this process (which sele
 pages and created the items). CPU is shown for the whole cluster (its idle processes poll
 the broker, which counts more the longer a job takes) and for the job's runner and helper
 (the ``--runners`` busiest processes). ``--repeat 3`` runs each broker three times (new
-job, same pages, ``force``) and prints the median too. The Redis broker uses ``REDIS_URL``
-(default ``redis://127.0.0.1:6379/15``).
+job, same pages, ``force``) and prints the median too.
+
+``--hosts N`` starts N clusters with the same queue name, each a host of its own
+(``HOST_ID``, its own process group, ``--workers`` each), and prints the pages each host ran
+and (on PostgreSQL) the most database connections open during the job::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench python bench/bulk.py \
+        --hosts 3 --latency 2 --concurrency 24 --pages 600 --brokers redis
+
+The Redis broker uses ``REDIS_URL`` (default ``redis://127.0.0.1:6379/15``).
 """
 
 from __future__ import annotations
@@ -185,29 +193,38 @@ def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) ->
     }
     log = Path(tempfile.gettempdir()) / f"{name}-{broker_name}.log"
     print(f"  qcluster log: {log}", flush=True)
-    cluster = QCluster(cluster_env, log_path=log).start()
+    clusters = [
+        QCluster(
+            cluster_env,
+            log_path=log.with_name(f"{log.stem}-host{n}.log") if args.hosts > 1 else log,
+            host=f"host{n}" if args.hosts > 1 else "",
+        ).start()
+        for n in range(args.hosts)
+    ]
     results = []
     try:
-        wait_for_workers(broker, args.workers, timeout=args.warmup)
+        wait_for_workers(broker, args.workers * args.hosts, timeout=args.warmup)
         for _run in range(args.repeat):
             created = time.perf_counter()
             job = jobs.create_job(action, user, ids, force=True)
             create_seconds = time.perf_counter() - created
             before = fake_stats(port)["completions"]
-            cpu_before = cpu_seconds_of_group(cluster.pid)
+            cpu_before = cpu_of(clusters)
             jobs.enqueue_job(job, broker=broker, on_commit=False)
             deadline = time.monotonic() + args.timeout
             last = 0
+            peak_connections = 0
             while time.monotonic() < deadline:
                 job.refresh_from_db()
                 if job.status == "completed":
                     break
+                peak_connections = max(peak_connections, database_connections())
                 done = job.items.exclude(status__in=["queued", "running"]).count()
                 if done - last >= max(1, len(ids) // 5):
                     print(f"  {broker_name}: {done}/{len(ids)}", flush=True)
                     last = done
-                time.sleep(0.5)
-            cpu_after = cpu_seconds_of_group(cluster.pid)
+                time.sleep(0.25)
+            cpu_after = cpu_of(clusters)
             spent = sorted(
                 (cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after), reverse=True
             )
@@ -215,7 +232,8 @@ def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) ->
             # The job's runner and helper: the busiest processes (the others are the
             # cluster's sentinel, pusher, monitor and idle workers polling the broker).
             job_cpu = sum(spent[: args.runners])
-            worker_peak = peak_rss_mb_of_group(cluster.pid)
+            worker_peak = max(peak_rss_mb_of_group(c.pid) for c in clusters)
+            per_host = items_per_host(job)
             job = LLMJob.objects.get(pk=job.pk)
             progress = jobs.job_progress(job)
             if job.status != "completed":
@@ -223,7 +241,7 @@ def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) ->
                     f"{broker_name}: job did not finish in {args.timeout} s: {progress}"
                 )
             stats = fake_stats(port)
-            writes = writer_stats(log, job.pk)
+            writes = writer_stats([c.log_path for c in clusters], job.pk)
             seconds = (job.finished_at - job.started_at).total_seconds()
             rate = len(ids) / seconds
             ideal = args.concurrency / args.latency
@@ -242,14 +260,48 @@ def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) ->
                 "worker_peak_mb": worker_peak,
                 "commits": writes["commits"],
                 "write_seconds": writes["seconds"],
+                "per_host": per_host,
+                "peak_connections": peak_connections,
+                "load": os.getloadavg()[0],
             }
             print(f"  {format_row(result)}", flush=True)
             results.append(result)
     finally:
-        cluster.kill()
+        for c in clusters:
+            c.kill()
         if broker_name == "redis":
             broker.delete_queue()
     return results
+
+
+def cpu_of(clusters) -> dict[int, float]:
+    cpu = {}
+    for c in clusters:
+        cpu.update(cpu_seconds_of_group(c.pid))
+    return cpu
+
+
+def items_per_host(job) -> dict[str, int]:
+    """Pages each host ran (the host part of the claim token that finished each item)."""
+    counts: dict[str, int] = {}
+    for token in job.items.values_list("claimed_by", flat=True):
+        host = token.split(":", 1)[0] if token else "-"
+        counts[host] = counts.get(host, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def database_connections() -> int:
+    """Connections to this database (PostgreSQL; 0 on SQLite), this process's left out."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
 
 
 HEADER = (
@@ -264,7 +316,8 @@ def format_row(r: dict) -> str:
         f"{r['cpu_ms_per_page']:>13.1f}{r['job_cpu_ms_per_page']:>10.1f}"
         f"{r['max_in_flight']:>11}{r['worker_peak_mb']:>11.0f}"
         f"   (job created in {r['create_seconds']:.2f} s, {r['succeeded']} succeeded, "
-        f"{r['calls']} calls"
+        f"{r['calls']} calls, per host {r['per_host']}, peak connections "
+        f"{r['peak_connections']}, load {r['load']:.1f}"
         + (
             f"; SQLite writer: {r['commits'] / r['pages']:.2f} commits/page, "
             f"{1000 * r['write_seconds'] / r['pages']:.1f} ms/page in write transactions)"
@@ -274,14 +327,15 @@ def format_row(r: dict) -> str:
     )
 
 
-def writer_stats(log: Path, job_id: int) -> dict:
+def writer_stats(logs: list[Path], job_id: int) -> dict:
     """Commits and seconds in write transactions of job ``job_id``'s batched writers, summed
-    over its runner and helper (logged by each on SQLite; zero on PostgreSQL)."""
+    over its workers (logged by each on SQLite; zero on PostgreSQL)."""
     pattern = re.compile(
         rf"Job {job_id}: (\d+) writes in (\d+) commits, ([\d.]+) s in write transactions"
     )
     commits, seconds = 0, 0.0
-    for match in pattern.finditer(log.read_text(errors="replace")):
+    text = "\n".join(log.read_text(errors="replace") for log in logs)
+    for match in pattern.finditer(text):
         commits += int(match.group(2))
         seconds += float(match.group(3))
     return {"commits": commits, "seconds": seconds}
@@ -296,12 +350,16 @@ def main(argv=None) -> None:
         "--workers",
         type=int,
         default=3,
-        help="qcluster worker processes (the recommended RUNNERS_PER_JOB + 1)",
+        help="qcluster worker processes per host (bulk jobs take all but one)",
     )
+    parser.add_argument("--hosts", type=int, default=1, help="clusters, each a host of its own")
     parser.add_argument("--brokers", default="orm,redis")
     parser.add_argument("--repeat", type=int, default=1, help="jobs per broker (median shown)")
     parser.add_argument(
-        "--runners", type=int, default=2, help="RUNNERS_PER_JOB (the job's busiest processes)"
+        "--runners",
+        type=int,
+        default=2,
+        help="processes counted as the job's (the busiest ones) in the CPU column",
     )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
@@ -383,7 +441,8 @@ def main(argv=None) -> None:
     print()
     print(
         f"{args.pages} pages, latency {args.latency * 1000:.0f} ms, concurrency "
-        f"{args.concurrency}, ideal {ideal:.1f} pages/s, database {connection.vendor}"
+        f"{args.concurrency}, ideal {ideal:.1f} pages/s, database {connection.vendor}, "
+        f"{args.hosts} host(s) x {args.workers} workers"
     )
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(HEADER)

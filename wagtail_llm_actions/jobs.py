@@ -10,7 +10,7 @@ functions, and every page run goes through :meth:`LLMService.run`.
 
     plan = plan_job(action, user, page_ids, include_descendants=True)   # preview, no writes
     job = create_job(action, user, page_ids, include_descendants=True)  # job + one item a page
-    enqueue_job(job)                     # a runner task on django-q2 (after commit)
+    enqueue_job(job)                     # a worker task on django-q2 (after commit)
     run_job(job.pk)                      # ...or run it here, in the foreground
 
 Design
@@ -22,37 +22,56 @@ run are created *skipped* with a reason (wrong type, no permission, locked); the
 action from the same inputs is in the page's newest revision, or a person discarded it), is
 decided when the item runs, just before any model call, so it is true at that moment.
 
-**One runner per job.** :func:`enqueue_job` queues one django-q2 task,
-``tasks.run_job(job_id)`` (and ``RUNNERS_PER_JOB - 1`` helpers that share its items from
-other worker processes). The runner takes the job's *runner lease*
-(``LLMJob.runner_token``/``runner_lease_expires_at``) with a conditional UPDATE, so a
-duplicate runner (a redelivered task, a recovery) exits at once; if the lease is held by a
-runner that stopped renewing it (a killed worker), the new runner waits for it to expire and
-takes over (and queues the job's helpers again). After a time budget below the django-q2
-timeout it releases the lease and queues its successor, so no task runs for hours. A runner
-called inside a transaction (tests, ``sync`` mode) uses the calling thread only.
+**Any worker, any host.** :func:`enqueue_job` queues one django-q2 task,
+``tasks.run_job(job_id)``; no set of runners is fixed. Whichever worker process takes a
+job's task works on it (:func:`run_job`), beside any others, on any host that shares the
+database and the broker. Each worker registers in ``LLMProviderSlots`` (its job, host and
+slots) and renews that row, its items' leases and (see below) the coordinator lease at every
+heartbeat (``HEARTBEAT``). One of the job's workers holds the *coordinator lease*
+(``LLMJob.runner_token``/``runner_lease_expires_at``); any other worker of the job takes
+the role over once that lease expires. The coordinator stays until every item is final
+(waiting for the items of dead workers to be reclaimed), and keeps one task for the job in
+the broker while the job could use another worker and nothing else waits there
+(:func:`_pump`): the next free worker of any host, one that has just joined included, takes
+it. Other workers leave when there is nothing to claim and the coordinator is seen renewing
+its lease, or when the job's share of slots is covered without them. A host runs at most
+``JOB_WORKERS_PER_HOST`` job workers (default: its django-q2 workers minus one, so one
+stays free for editor runs); a task that finds its host full is passed on to the broker
+again (at most ``tasks.MAX_HOPS`` times). Any worker that finds every item final completes
+the job; any worker notices a cancellation. After a time budget below the django-q2
+timeout a worker leaves and queues a successor task, so no task runs for hours. A worker
+called inside a transaction (tests, ``sync`` mode) uses the calling thread only and queues
+nothing.
 
 **A slot is a call in flight.** ``CONCURRENCY[provider]`` (``{"*": 4, "openai": 8}``, keyed
-by the model's provider prefix) bounds the model calls in flight across all runners of that
-provider. Each runner (or helper) reserves its share of that limit in ``LLMProviderSlots``
-(:func:`reserve_slots`: one transaction that sums the live reservations of the provider,
-under a per-provider advisory lock on PostgreSQL; on SQLite writes are serialised anyway)
-and lends the slots to its threads in memory (:class:`_Slots`), one per model call, around
-the call only (``LLMService.run(call_slot=...)``). Claiming, reading the page, storing the
-answer, saving the draft and logging hold no slot, so a runner runs twice as many threads
-as it has slots and the calls follow each other without gaps. On SQLite the threads' write
-transactions share commits (:class:`db.WriteBatcher`): writes are serialised there anyway
-and every commit syncs the journal to disk. A reservation is renewed with
-the leases and expires when its runner dies.
+by the model's provider prefix) bounds the model calls in flight across all workers and jobs
+of that provider. At each heartbeat a worker re-reserves its fair share (:func:`reserve`,
+one transaction under an advisory lock on PostgreSQL; SQLite serialises writes anyway):
+:func:`fair_shares` splits the limit equally between the jobs that ask (a job never gets
+more than its own limit; what one cannot use goes to the others), then each job's share
+equally between its workers. A worker above its share gives slots back as its calls finish
+(its row never drops below the calls it has in flight), and one below it takes what is free,
+so the sum of live reservations never exceeds the limit, a second job gets its share within
+a heartbeat or two, a joining host gets its worker's share, and a dead host's slots return
+to the others when its rows expire. The worker lends its slots to its threads in memory
+(:class:`_Slots`), one per model call, around the call only (``LLMService.run(call_slot=...)``).
+Claiming, reading the page, storing the answer, saving the draft and logging hold no slot;
+a worker runs a thread per slot and ``EXTRA_THREADS`` more on PostgreSQL (its thread count
+follows its share), so its database connections are about one per slot plus three. On
+SQLite the threads' write transactions share commits (:class:`db.WriteBatcher`): writes are
+serialised there anyway and every commit syncs the journal to disk.
+
+**Leases on the database's clock.** Every lease (items, the coordinator's, slots) and every
+backoff (``not_before``) is set as the database's ``now()`` plus a duration and compared
+with the database's ``now()``, so hosts whose clocks differ agree on when a lease expired.
 
 **Claim.** Items are claimed several at a time (:func:`claim_items`) in one write
 transaction: ``status`` queued (and ``not_before`` passed) *or* running with an expired
 lease → running, with a claim token in ``claimed_by``, a lease and ``attempts + 1`` (on
 PostgreSQL rows another claim is taking are skipped). Claimed items wait in the runner's
-memory for a free thread; a runner that stops gives back those it did not start. The
-runner renews its own lease, its items' leases and its slots every third of
-``LEASE_SECONDS``. Idle threads wait for a page of their process to finish (or
-``IDLE_POLL``), not on a fixed poll.
+memory for a free thread (a claim takes as many as the worker has slots); a worker that
+stops gives back those it did not start. Idle threads wait for a page of their process to
+finish (or ``IDLE_POLL``), not on a fixed poll.
 
 **Idempotency.** ``LLMService.run(..., on_success=...)`` marks the item *succeeded* inside
 the transaction that saves the draft revision and the interaction, and only if the item is
@@ -67,14 +86,18 @@ exponential backoff (``RETRY_BACKOFF * 2**(attempt-1)``, capped, with jitter) un
 action's. An item whose claims keep being lost to dying workers also fails after
 ``MAX_ATTEMPTS`` + 1 claims, so nothing retries forever.
 
-**Crash safety.** If a worker is killed (SIGKILL), its transaction is rolled back: the item
-stays *running* with a lease that expires, and the runner lease expires too. When a worker
-process starts, the ``post_spawn`` signal of django-q2 calls :func:`recover_jobs`, which
-queues a runner (not its helpers) for every unfinished job; that runner waits for the dead
-runner's lease, then reclaims the expired items. This does not depend on the broker keeping
-the lost task (the Redis broker drops a task a killed worker had taken; the ORM broker
-redelivers it after ``Q_CLUSTER["retry"]`` seconds, and that duplicate exits). "Retry
-failed" and the ``run_llm_action`` command also (re)start runners.
+**Crash safety.** If a worker or a whole host is killed (SIGKILL), its transactions are
+rolled back: its items stay *running* with leases that expire, its slots' rows expire
+(``LEASE_SECONDS``), and if it coordinated the job, its coordinator lease expires too. The
+job's other workers reclaim those items, take the coordinator role over and use the freed
+slots, on either broker, without a restart: a host's death costs only its calls in flight
+(made again) and the time until their leases expire. If no worker of the job is left, a
+django-q2 schedule (``tasks.keep_jobs_running``, every minute) queues a task for each job
+whose coordinator lease expired, and every worker process that starts (``post_spawn``,
+:func:`recover_jobs`) queues one for each unfinished job. This does not depend on the
+broker keeping the lost task (the Redis broker drops a task a killed worker had taken; the
+ORM broker redelivers it after ``Q_CLUSTER["retry"]`` seconds, and that duplicate just
+joins or leaves). "Retry failed" and the ``run_llm_action`` command also queue a task.
 """
 
 from __future__ import annotations
@@ -1300,11 +1323,14 @@ def run_job(
 
     def refill(joining: bool = False) -> Grant | None:
         busy = ctx.slots.busy if ctx.slots is not None else 0
+        with ctx.lock:
+            idle = ctx.nothing_to_claim and not ctx.claims
         try:
             grant = reserve_grant(
                 provider,
                 token,
-                want=want,
+                # Nothing to run: its slots go to the job's other workers and other jobs.
+                want=0 if idle else want,
                 limit=ctx.limit,
                 seconds=slot_seconds,
                 job_id=job.pk,
@@ -1359,6 +1385,8 @@ def run_job(
         if not beat.open:
             halt("cancelled" if _cancelled(job.pk) else "completed")
             return
+        if ctx.nothing_to_claim and ctx.job.items.filter(_claimable()).exists():
+            ctx.nothing_to_claim = False  # e.g. a dead worker's leases expired: claim again
         grant = refill() or last["grant"]
         if budget is not None and time.monotonic() - started > budget:
             halt("budget")
@@ -1375,8 +1403,6 @@ def run_job(
             return
         if helper and ctx.nothing_to_claim:
             halt("left")
-        elif grant.target == 0 and not grant.full and ctx.slots.busy == 0:
-            halt("left")  # the job's share is covered by its other workers
         elif ctx.nothing_to_claim:
             # Leave it to the coordinator, once it is seen alive (its lease renewed); if
             # it died, its lease expires and this worker takes the role over.
@@ -1385,6 +1411,8 @@ def run_job(
             seen["lease"] = beat.lease
         else:
             seen["lease"] = None
+            if grant.target == 0 and ctx.slots.busy == 0:
+                halt("left")  # the job's share is covered by its other workers
 
     def report() -> None:
         if progress is not None:

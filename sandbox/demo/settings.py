@@ -104,7 +104,7 @@ WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.databa
 # django-q2: the ORM broker needs no extra service. Set Q_BROKER=redis to use Redis.
 Q_CLUSTER = {
     "name": "llm_actions",
-    # A bulk job uses RUNNERS_PER_JOB (2) workers; one more keeps editor runs responsive.
+    # Bulk jobs use all workers but one (JOB_WORKERS_PER_HOST), which keeps editor runs responsive.
     "workers": int(os.environ.get("Q_WORKERS", "3")),
     "timeout": 900,
     "retry": 960,
