@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_llm_actions', '0011_error_text_search_index'),
+        ('wagtail_llm_actions', '0012_run_skipped'),
     ]
 
     operations = [
