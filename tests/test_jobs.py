@@ -291,6 +291,63 @@ def test_concurrency_is_bounded_per_provider(make_post, action, superuser):
     assert jobs.reserve_slots("openai", "e", want=2, limit=3, seconds=60) == 1
 
 
+def test_jobs_share_a_provider_fairly_and_each_job_its_workers(make_post, action, superuser):
+    """No job waits for another: a second job on the provider gets half of the limit as soon
+    as the first job's worker renews (its calls finish), and a job's new worker its share
+    of the job's half. The sum of reservations never exceeds the limit."""
+    first = jobs.create_job(action, superuser, [make_post().pk])
+    second = jobs.create_job(action, superuser, [make_post().pk])
+
+    def reserve(holder, job, busy=0):
+        grant = jobs.reserve_grant(
+            "openai", holder, want=4, limit=4, seconds=60, job_id=job.pk, busy=busy
+        )
+        assert sum(LLMProviderSlots.objects.values_list("slots", flat=True)) <= 4
+        return grant.slots
+
+    assert reserve("a1", first) == 4
+    assert reserve("b1", second) == 0  # all four are in use by the first job's calls
+    assert reserve("a1", first, busy=3) == 2  # it gives back what it no longer uses
+    assert reserve("b1", second) == 1
+    assert reserve("a1", first, busy=1) == 2
+    assert reserve("b1", second) == 2
+    assert reserve("a2", first) == 0  # a new worker of the first job: 1 once a1 gives one
+    assert reserve("a1", first) == 1
+    assert reserve("a2", first) == 1
+    assert sorted(LLMProviderSlots.objects.values_list("holder", "slots")) == [
+        ("a1", 1),
+        ("a2", 1),
+        ("b1", 2),
+    ]
+
+
+def test_a_full_host_takes_no_more_job_workers_unless_a_job_has_none(make_post, action, superuser):
+    first = jobs.create_job(action, superuser, [make_post().pk])
+    second = jobs.create_job(action, superuser, [make_post().pk])
+
+    def join(holder, job):
+        grant = jobs.reserve_grant(
+            "openai", holder, want=4, limit=4, seconds=60, job_id=job.pk, host="h", host_cap=1
+        )
+        return "full" if grant.full else "joined"
+
+    assert join("a1", first) == "joined"
+    assert join("a2", first) == "full"  # the host's last worker stays free for the editor
+    assert join("b1", second) == "joined"  # ...unless a job would otherwise wait for others
+    assert join("b2", second) == "full"
+
+
+def test_leases_follow_the_database_clock_not_the_hosts(make_post, action, superuser, monkeypatch):
+    """A host whose clock runs an hour ahead does not take over pages whose lease is live."""
+    posts = [make_post() for _ in range(2)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    assert len(jobs.claim_items(job, "alive:1", count=2, lease=60)) == 2
+    ahead = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)
+    assert jobs.claim_items(job, "ahead:1", count=2, lease=60) == []
+    assert set(job.items.values_list("claimed_by", flat=True)) == {"alive:1"}
+
+
 def test_claims_take_several_items_in_one_query(make_post, action, superuser):
     posts = [make_post() for _ in range(5)]
     job = jobs.create_job(action, superuser, [p.pk for p in posts])

@@ -246,11 +246,14 @@ def test_a_host_joining_mid_job_takes_a_share_of_the_pages(
 
 
 def test_two_jobs_on_one_provider_both_make_progress(
-    make_site, make_post, server_action, fake_llm, superuser
+    make_site, make_post, server_action, fake_llm, superuser, settings
 ):
     """The second job does not wait for the first to finish: the provider's slots are
     shared between them as soon as it starts (CONCURRENCY 4: two each)."""
     need_services("redis")
+    # As sites had it before workers joined jobs on their own (ignored now): each job was
+    # queued with a runner and a helper, together holding the provider's whole limit.
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "RUNNERS_PER_JOB": 2}
     with make_site("redis") as site:
         fake_llm.latency = 1.0
         first, first_posts = make_job(make_post, server_action, superuser, 40)

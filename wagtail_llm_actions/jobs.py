@@ -548,7 +548,7 @@ def reserve(
     leave free right now (the sum of live rows never exceeds ``limit``: a holder above its
     share gives slots back when it renews, as its calls finish). Its row keeps at least
     ``busy`` slots, the calls it has in flight. A holder without a row joins only while its
-    ``host`` has fewer than ``host_cap`` rows.
+    ``host`` has fewer than ``host_cap`` rows, or when its job has no worker at all.
     """
     _advisory_lock()
     LLMProviderSlots.objects.filter(expires_at__lte=Now()).delete()
@@ -558,7 +558,10 @@ def reserve(
         )
     )
     joined = any(row[0] == holder for row in rows)
-    if not joined and host_cap is not None:
+    # A job with no worker anywhere yet joins a full host all the same (taking the worker it
+    # keeps for editor runs): otherwise it would wait for other jobs to finish.
+    starved = job_id is not None and not any(row[1] == job_id for row in rows)
+    if not joined and host_cap is not None and not starved:
         if LLMProviderSlots.objects.filter(host=host).count() >= host_cap:
             return Grant(full=True)
     others = [row for row in rows if row[0] != holder and row[5] == provider]
