@@ -68,7 +68,7 @@ with the database's ``now()``, so hosts whose clocks differ agree on when a leas
 **Claim.** Items are claimed several at a time (:func:`claim_items`) in one write
 transaction: ``status`` queued (and ``not_before`` passed) *or* running with an expired
 lease → running, with a claim token in ``claimed_by``, a lease and ``attempts + 1`` (on
-PostgreSQL rows another claim is taking are skipped). Claimed items wait in the runner's
+PostgreSQL rows another claim is taking are skipped). Claimed items wait in the worker's
 memory for a free thread (a claim takes as many as the worker has slots); a worker that
 stops gives back those it did not start. Idle threads wait for a page of their process to
 finish (or ``IDLE_POLL``), not on a fixed poll.
@@ -205,8 +205,8 @@ logger = logging.getLogger(__name__)
 
 #: Longest backoff between attempts, in seconds.
 MAX_BACKOFF = 300
-#: How often an idle runner looks for claimable items, in seconds (a page finishing in its
-#: process wakes its threads earlier). Also how late a runner may notice that the last
+#: How often an idle worker looks for claimable items, in seconds (a page finishing in its
+#: process wakes its threads earlier). Also how late a worker may notice that the last
 #: pages, run by another process, are done.
 IDLE_POLL = 0.2
 #: How often a thread waiting for a provider slot looks again (a heartbeat wakes it too).
@@ -240,7 +240,7 @@ _SKIP_CODES = {
 
 
 class LeaseLost(LLMActionError):
-    """The item was reclaimed by another runner while this one was running it."""
+    """The item was reclaimed by another worker while this one was running it."""
 
     code = "lease_lost"
 
@@ -451,7 +451,7 @@ def waiting_for_worker(job: LLMJob, now=None) -> bool:
 
 
 class NoSlot(CallNotStarted):
-    """The runner stopped while this page waited for a provider slot: it was not sent."""
+    """The worker stopped while this page waited for a provider slot: it was not sent."""
 
     code = "no_slot"
 
@@ -614,9 +614,9 @@ def release_slots(holder: str) -> None:
 
 
 class _Slots:
-    """The provider slots one runner holds, lent to its threads one model call at a time.
+    """The provider slots one worker holds, lent to its threads one model call at a time.
 
-    ``capacity`` is what the runner reserved (see :func:`reserve_slots`); it counts only
+    ``capacity`` is what the worker reserved (see :func:`reserve_slots`); it counts only
     while the reservation is known to be live (``valid_until``). A thread that finds no
     reservation asks ``refill`` for one (at most every ``SLOT_POLL`` seconds).
     """
@@ -631,7 +631,7 @@ class _Slots:
         self._refilling = False
 
     def set(self, capacity: int, seconds: float) -> None:
-        """The runner holds ``capacity`` slots for ``seconds`` from now."""
+        """The worker holds ``capacity`` slots for ``seconds`` from now."""
         with self._cond:
             self.capacity = capacity
             self.valid_until = time.monotonic() + seconds * 0.9
@@ -645,7 +645,7 @@ class _Slots:
         """Wait for a free slot, hold it for the block (one model call in flight)."""
         with self._cond:
             while True:
-                if stop is not None and stop.is_set():  # a stopping runner sends nothing new
+                if stop is not None and stop.is_set():  # a stopping worker sends nothing new
                     raise NoSlot(str(_("The job stopped before the page was sent.")))
                 if self.busy < self.live():
                     break
@@ -683,7 +683,7 @@ def claim_items(job: LLMJob, claim_token: str, *, count: int, lease: float) -> l
     """Atomically take up to ``count`` claimable items of ``job`` (queued, or running under
     an expired lease) in one write transaction; [] if there are none.
 
-    A claimed item is the runner's to run (its lease, ``claimed_by``); it holds no provider
+    A claimed item is the worker's to run (its lease, ``claimed_by``); it holds no provider
     slot until its model call starts (see :class:`_Slots`). On PostgreSQL rows another
     claim is taking are skipped (``FOR UPDATE SKIP LOCKED``), not waited for.
     """
@@ -760,7 +760,7 @@ class _RunContext:
     lock: threading.Lock = field(default_factory=threading.Lock)
     counter: int = 0
     action_version: tuple | None = None
-    #: The provider slots this runner holds (None: no limit, for direct calls in tests).
+    #: The provider slots this worker holds (None: no limit, for direct calls in tests).
     slots: _Slots | None = None
     #: Items per claim query; claimed items wait in ``pending`` for a thread.
     batch: int = 1
@@ -812,7 +812,7 @@ class _RunContext:
             return f"{self.token}:{self.counter}"
 
     def call_slot(self) -> contextlib.AbstractContextManager:
-        """Held around a model call: one of the runner's provider slots."""
+        """Held around a model call: one of the worker's provider slots."""
         return self.slots.hold(self.stop) if self.slots is not None else contextlib.nullcontext()
 
     def notify(self) -> None:
@@ -820,7 +820,7 @@ class _RunContext:
             self.wake.notify_all()
 
     def idle(self, seconds: float) -> None:
-        """Wait until a page of this process finishes, the runner stops, or ``seconds``."""
+        """Wait until a page of this process finishes, the worker stops, or ``seconds``."""
         with self.wake:
             if not self.stop.is_set():
                 self.wake.wait(seconds)
@@ -852,7 +852,7 @@ def _stop_for_action(ctx: _RunContext, item: LLMJobItem, claim_token: str, code:
 
 def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
     """Run one claimed item to an outcome; returns its new status, or "lost" if another
-    runner took the item over meanwhile (nothing is then recorded by this one)."""
+    worker took the item over meanwhile (nothing is then recorded by this one)."""
     job = ctx.job
     page = item.page
     if page is None:
