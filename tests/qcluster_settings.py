@@ -44,9 +44,6 @@ if os.environ.get("LLM_TEST_KILL_AFTER_ANSWER"):
     INSTALLED_APPS = [*INSTALLED_APPS, "tests.crashhook"]  # noqa: F405
 
 WAGTAIL_LLM_ACTIONS = {
-    # The fake provider's key variable (tests/conftest.py, api_key_env) passes the key-name
-    # policy as it does in the tests' own process.
-    "EXTRA_API_KEY_NAMES": WAGTAIL_LLM_ACTIONS.get("EXTRA_API_KEY_NAMES", []),  # noqa: F405
     "RUN_INLINE": False,
     # A cluster of the multi-host tests is a host of its own (tests/workers.py, QCluster).
     "HOST_ID": os.environ.get("LLM_HOST_ID") or None,

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_llm_actions', '0012_run_skipped'),
+        ('wagtail_llm_actions', '0014_interaction_storage_note'),
     ]
 
     operations = [
