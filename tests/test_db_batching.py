@@ -51,3 +51,35 @@ def test_writes_share_commits_and_a_failing_one_rolls_back_alone(shared_db):
     assert holders == {"h0", "h1", "h2", "h4", "h5"}
     assert batcher.requests == 6
     assert 1 <= batcher.commits <= 6
+
+
+def test_a_write_that_stays_busy_fails_alone_and_its_batch_is_written(monkeypatch):
+    """A request that keeps getting "database is locked" (a draft save under a held lock)
+    must not take the claims and answers batched with it down: they are written, it fails."""
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    monkeypatch.setattr(db, "FIRST_BACKOFF", 0.001)
+    monkeypatch.setattr(db, "MAX_BACKOFF", 0.002)
+
+    def slot(n: int):
+        def write():
+            LLMProviderSlots.objects.create(
+                provider="p", holder=f"h{n}", slots=1, expires_at=timezone.now()
+            )
+            if n == 1:
+                raise OperationalError("database is locked")
+            return n
+
+        return write
+
+    batcher = db.WriteBatcher()
+    try:
+        requests = [db._Request(slot(n), f"write {n}") for n in range(3)]
+        batcher._run_batch(requests)  # one batch, deterministically
+    finally:
+        batcher.close()
+    assert [r.result for r in requests] == [0, None, 2]
+    assert requests[0].error is None and requests[2].error is None
+    assert db.is_busy_error(requests[1].error)
+    assert set(LLMProviderSlots.objects.values_list("holder", flat=True)) == {"h0", "h2"}

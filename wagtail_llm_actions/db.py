@@ -47,6 +47,8 @@ WRITE_ATTEMPTS = 8
 #: First backoff in seconds (doubled each attempt, capped at MAX_BACKOFF, with jitter).
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
+#: Busy attempts of a whole batch before its requests are written one by one.
+BATCH_ATTEMPTS = 3
 
 _LOCK_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
 #: PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected, lock_not_available.
@@ -276,6 +278,11 @@ class WriteBatcher:
                         except BaseException as e:  # noqa: BLE001 - handed to the caller
                             request.error = e
             except DatabaseError as e:
+                if is_busy_error(e) and len(batch) > 1 and attempt >= BATCH_ATTEMPTS:
+                    # One request may be the one that stays busy: run each on its own (with
+                    # its own retries), so it fails alone and the others are written.
+                    self._run_alone(batch)
+                    break
                 if is_busy_error(e) and attempt < WRITE_ATTEMPTS:
                     delay = backoff(attempt)
                     logger.info(
@@ -299,6 +306,17 @@ class WriteBatcher:
             break
         for request in batch:
             request.done.set()
+
+    def _run_alone(self, batch: list[_Request]) -> None:
+        for request in batch:
+            request.result, request.error = None, None
+            try:
+                request.result = write(request.func, using=self.using, what=request.what)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                request.error = e
+            else:
+                self.commits += 1
+                self.requests += 1
 
 
 @contextlib.contextmanager

@@ -19,11 +19,10 @@ from urllib.parse import urlencode
 import pytest
 from django.db import OperationalError, connections
 from django.urls import reverse
-from django.utils import timezone
 
 from tests.browser.qworker import WorkerThread
 from tests.browser.screens import THEMES, contrast_ratio, log_in, save_screenshot, set_theme
-from tests.interactions_factory import make_interactions
+from tests.interactions_factory import clear_of_midnight, make_interactions
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.service import LLMService
 
@@ -321,7 +320,7 @@ def test_apply_stored_answer_writes_the_paid_answer_without_a_new_call(
 def test_report_and_chart_in_each_theme(live_server, browser_page, make_post, action, superuser):
     page = browser_page
     pages = [make_post(title=t) for t in ("Compost basics", "Worm farms")]
-    now = timezone.now()
+    now = clear_of_midnight()
     for day in (0, 1, 2, 5, 6):  # a gap of two days
         make_interactions(
             2 + day,

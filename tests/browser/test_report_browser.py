@@ -12,10 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
 from tests.browser.screens import save_screenshot
-from tests.interactions_factory import make_interactions
+from tests.interactions_factory import clear_of_midnight, make_interactions
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,7 +26,7 @@ def two_weeks_of_calls(make_post, make_action, superuser, editor):
     pages = [make_post(title=title) for title in ("Compost basics", "Worm farms", "Leaf mould")]
     summary = make_action()
     tags = make_action(name="Suggest tags", slug="suggest-tags", target_field="tags")
-    now = timezone.now()
+    now = clear_of_midnight()
     total = 0
     for day in range(14):
         start = now - datetime.timedelta(days=day)
