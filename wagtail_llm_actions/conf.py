@@ -81,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
     # or published it; the default) or "edited" (a person changed at least EDIT_THRESHOLD of
     # it, default 0.1); below HUMAN_BELOW similarity (default 0.5) the text is a person's.
     "PROVENANCE": {},
+    # Seconds an answer is kept for identical calls of actions with "reuse identical
+    # answers" on (LLMAction.use_cache); None turns the cache off for every action.
+    "CACHE_TTL": 30 * 24 * 3600,
 }
 
 

@@ -136,7 +136,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from wagtail.models import Page
 
-from . import db
+from . import db, response_cache
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -908,15 +908,17 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         if not job.force and unchanged_since_last_write(action, page, user, service=service):
             return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
 
-        service.run(
-            action,
-            page,
-            user,
-            trigger=ctx.trigger,
-            on_success=on_success,
-            on_answer=on_answer,
-            call_slot=ctx.call_slot,
-        )
+        # Re-running unchanged pages asks the model again, never the response cache.
+        with response_cache.bypassed(job.force):
+            service.run(
+                action,
+                page,
+                user,
+                trigger=ctx.trigger,
+                on_success=on_success,
+                on_answer=on_answer,
+                call_slot=ctx.call_slot,
+            )
         return ItemStatus.SUCCEEDED
     except LeaseLost:
         return LOST

@@ -310,6 +310,15 @@ class LLMAction(models.Model):
             "warning for the editor and in the log."
         ),
     )
+    use_cache = models.BooleanField(
+        _("reuse identical answers"),
+        default=False,
+        help_text=_(
+            "Answer a call identical to an earlier one (same model, settings and text sent) "
+            "from the stored answer, at no cost, for as long as the site keeps answers "
+            "(CACHE_TTL). Regenerate and re-running unchanged pages always ask the model."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -678,6 +687,8 @@ class LLMInteraction(models.Model):
     source_truncated = models.BooleanField(_("source truncated"), default=False)
     #: The answer, or a partial answer it was combined from, stopped at ``max_tokens``.
     answer_truncated = models.BooleanField(_("answer cut off"), default=False)
+    #: Answered from the response cache: no call was made, no tokens or cost.
+    cached = models.BooleanField(_("from cache"), default=False)
     #: Structured runs: {field: value written}, {field: value before} and, from the
     #: editor, {field: "accepted" | "edited" | "discarded" | "pending"}.
     output_values = OrderedJSONField(_("values written"), default=dict, blank=True)
@@ -1264,3 +1275,27 @@ class LLMProviderSlots(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.slots} ({self.holder})"
+
+
+# -- response cache (issue 22 §4) ------------------------------------------------------------
+
+
+class LLMCachedResponse(models.Model):
+    """An answer kept for identical calls: the same model, parameters and messages (``key``
+    hashes them; the API key is never part of it). Expired rows are deleted by
+    ``purge_llm_interactions``."""
+
+    key = models.CharField(_("key"), max_length=64, unique=True)
+    model = models.CharField(_("model"), max_length=200)
+    #: The answer as the provider gave it (texts, finish reasons, answering model).
+    result = models.JSONField(_("answer"), default=dict)
+    hits = models.PositiveIntegerField(_("hits"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"), db_index=True)
+
+    class Meta:
+        verbose_name = _("cached LLM answer")
+        verbose_name_plural = _("cached LLM answers")
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.key[:12]}"

@@ -564,14 +564,16 @@ class LLMService:
         """One model call recorded on ``interaction`` (not saved); raises ProviderError.
         ``max_chars`` is the answer's length hint (the target field's ``max_length``);
         ``max_tokens`` replaces the action's (a map-reduce run's partial answers)."""
-        from .providers import build_request, complete
+        from . import response_cache
+        from .providers import build_request
 
         interaction.messages = messages
         request = build_request(action, messages, max_chars=max_chars)
         if max_tokens is not None:
             request.max_tokens = max_tokens
         interaction.parameters = request.public_parameters()
-        result = received(complete(request), interaction)
+        result = received(response_cache.complete(request, action), interaction)
+        interaction.cached = result.cached
         interaction.model = result.model
         interaction.response_text = result.text
         interaction.finish_reason = result.finish_reason or ""
@@ -958,6 +960,7 @@ class LLMService:
         interaction.model = result.model
         interaction.finish_reason = result.finish_reason or ""
         interaction.answer_truncated = interaction.answer_truncated or result.truncated
+        interaction.cached = result.cached and (first or interaction.cached)
         if first:
             interaction.response_text = result.text
             interaction.prompt_tokens = result.prompt_tokens
@@ -1034,6 +1037,7 @@ class LLMService:
         for in one call with ``n`` where the model supports it, else in ``count`` calls. A
         map-reduce action whose source must be split offers one candidate.
         """
+        from . import response_cache
         from .providers import complete
 
         try:
@@ -1059,7 +1063,10 @@ class LLMService:
             interaction.parameters = request.public_parameters()
         cut: list[bool] = []
         while len(texts) < count:
-            result = received(complete(request), interaction)
+            # (Only the first call may come from the cache: the next ones ask for other
+            # answers to the same request.)
+            ask = response_cache.complete if calls == 0 else (lambda r, _a: complete(r))
+            result = received(ask(request, action), interaction)
             self._record_call(interaction, result, first=calls == 0)
             calls += 1
             for text, text_cut in result.answers():
@@ -1117,7 +1124,7 @@ class LLMService:
         self, action: LLMAction, working_obj: Any, prepared: PreparedRun, interaction
     ) -> None:
         """Several fields from one JSON answer, with one repair round-trip if it is unusable."""
-        from .providers import complete
+        from . import response_cache
         from .structured import (
             StructuredError,
             apply_answer,
@@ -1140,7 +1147,7 @@ class LLMService:
         interaction.parameters = request.public_parameters()
         truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
         for attempt in range(2):
-            result = received(complete(request), interaction)
+            result = received(response_cache.complete(request, action), interaction)
             self._record_call(interaction, result, first=attempt == 0)
             if attempt:
                 interaction.response_text += "\n\n" + result.text
