@@ -48,6 +48,10 @@ def bypassed(active: bool = True) -> Iterator[None]:
         _bypass.reset(token)
 
 
+def is_bypassed() -> bool:
+    return _bypass.get()
+
+
 def ttl() -> int | None:
     value = get_setting("CACHE_TTL")
     return None if value is None else int(value)
@@ -69,22 +73,6 @@ def cache_key(request: CompletionRequest) -> str:
     }
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def complete(request: CompletionRequest, action: LLMAction | None) -> CompletionResult:
-    """``providers.complete(request)``, answered from the cache when the action allows."""
-    from .providers import complete as call
-
-    if not enabled(action):
-        return call(request)
-    key = cache_key(request)
-    if not _bypass.get():
-        hit = lookup(key)
-        if hit is not None:
-            return hit
-    result = call(request)
-    store(key, result)
-    return result
 
 
 def lookup(key: str) -> CompletionResult | None:

@@ -564,7 +564,7 @@ class LLMService:
         """One model call recorded on ``interaction`` (not saved); raises ProviderError.
         ``max_chars`` is the answer's length hint (the target field's ``max_length``);
         ``max_tokens`` replaces the action's (a map-reduce run's partial answers)."""
-        from . import response_cache
+        from . import asking
         from .providers import build_request
 
         interaction.messages = messages
@@ -572,7 +572,7 @@ class LLMService:
         if max_tokens is not None:
             request.max_tokens = max_tokens
         interaction.parameters = request.public_parameters()
-        result = received(response_cache.complete(request, action), interaction)
+        result = received(asking.ask(request, action, interaction), interaction)
         interaction.cached = result.cached
         interaction.model = result.model
         interaction.response_text = result.text
@@ -1037,8 +1037,7 @@ class LLMService:
         for in one call with ``n`` where the model supports it, else in ``count`` calls. A
         map-reduce action whose source must be split offers one candidate.
         """
-        from . import response_cache
-        from .providers import complete
+        from . import asking
 
         try:
             interaction.previous_value = outputs.read_field_value(working_obj, action.target_field)
@@ -1065,8 +1064,8 @@ class LLMService:
         while len(texts) < count:
             # (Only the first call may come from the cache: the next ones ask for other
             # answers to the same request.)
-            ask = response_cache.complete if calls == 0 else (lambda r, _a: complete(r))
-            result = received(ask(request, action), interaction)
+            ask = asking.ask(request, action, interaction, cache=calls == 0)
+            result = received(ask, interaction)
             self._record_call(interaction, result, first=calls == 0)
             calls += 1
             for text, text_cut in result.answers():
@@ -1124,7 +1123,7 @@ class LLMService:
         self, action: LLMAction, working_obj: Any, prepared: PreparedRun, interaction
     ) -> None:
         """Several fields from one JSON answer, with one repair round-trip if it is unusable."""
-        from . import response_cache
+        from . import asking
         from .structured import (
             StructuredError,
             apply_answer,
@@ -1147,7 +1146,7 @@ class LLMService:
         interaction.parameters = request.public_parameters()
         truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
         for attempt in range(2):
-            result = received(response_cache.complete(request, action), interaction)
+            result = received(asking.ask(request, action, interaction), interaction)
             self._record_call(interaction, result, first=attempt == 0)
             if attempt:
                 interaction.response_text += "\n\n" + result.text
