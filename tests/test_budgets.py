@@ -180,3 +180,53 @@ def test_without_budgets_a_run_asks_one_query_more(server_action, post, fake_llm
         run(server_action, post, superuser)
     budget_queries = [q for q in queries.captured_queries if "llmbudget" in q["sql"]]
     assert len(budget_queries) == 1
+
+
+# -- seen: the listing and the dashboard notice ------------------------------------------------
+
+
+def spent(budget, tokens):
+    LLMBudgetUsage.objects.update_or_create(
+        budget=budget, period_start=budgets.period_start(budget), defaults={"tokens": tokens}
+    )
+
+
+def test_the_budgets_listing_shows_each_budgets_use_in_fixed_queries(
+    client, superuser, django_assert_max_num_queries
+):
+    client.force_login(superuser)
+    first = LLMBudget.objects.create(name="Marketing", max_tokens=1000)
+    spent(first, 450)
+    response = client.get("/admin/llm-actions/budgets/")
+    assert response.status_code == 200
+    assert "450 of 1,000 tokens (45%)" in response.content.decode()
+    client.get("/admin/llm-actions/budgets/")
+    for n in range(10):
+        spent(LLMBudget.objects.create(name=f"Team {n}", max_cost=Decimal("5")), 0)
+    with django_assert_max_num_queries(30) as few:
+        client.get("/admin/llm-actions/budgets/")
+    LLMBudget.objects.bulk_create(LLMBudget(name=f"More {n}", max_tokens=10) for n in range(10))
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get("/admin/llm-actions/budgets/")
+
+
+def test_the_admin_form_refuses_a_budget_without_a_cap(client, superuser):
+    client.force_login(superuser)
+    response = client.post(
+        "/admin/llm-actions/budgets/add/", {"name": "Nothing", "period": "month", "enabled": "on"}
+    )
+    assert response.status_code == 200
+    assert "a budget without either caps nothing" in response.content.decode()
+    assert not LLMBudget.objects.exists()
+
+
+def test_the_dashboard_warns_budget_managers_at_80_percent(client, superuser, editor):
+    budget = LLMBudget.objects.create(name="Marketing", max_tokens=1000)
+    spent(budget, 790)
+    client.force_login(superuser)
+    assert "AI budgets nearly used" not in client.get("/admin/").content.decode()
+    spent(budget, 800)
+    html = client.get("/admin/").content.decode()
+    assert "AI budgets nearly used" in html and "Marketing" in html
+    client.force_login(editor)  # edits pages, manages no budget
+    assert "AI budgets nearly used" not in client.get("/admin/").content.decode()

@@ -122,10 +122,12 @@ def _check(
     left = []
     if budget.max_tokens is not None:
         tokens_left = max(0, budget.max_tokens - used_tokens)
-        left.append(_("%(tokens)s tokens") % {"tokens": number_format(tokens_left)})
+        left.append(
+            _("%(tokens)s tokens") % {"tokens": number_format(tokens_left, force_grouping=True)}
+        )
     if budget.max_cost is not None:
         left.append(format_cost(max(Decimal(0), budget.max_cost - used_cost)))
-    needs = [_("about %(tokens)s tokens") % {"tokens": number_format(tokens)}]
+    needs = [_("about %(tokens)s tokens") % {"tokens": number_format(tokens, force_grouping=True)}]
     if cost is not None and budget.max_cost is not None:
         needs.append(format_cost(cost))
     raise BudgetExceeded(

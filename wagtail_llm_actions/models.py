@@ -10,6 +10,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.formats import number_format
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from modelcluster.fields import ParentalKey
@@ -1371,6 +1372,39 @@ class LLMBudget(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def scope_label(self) -> str:
+        """Whose runs count: "Generate summary · Ana · Editors", or "Whole site"."""
+        parts = [str(value) for value in (self.action, self.user, self.group) if value is not None]
+        return " · ".join(parts) or gettext("Whole site")
+
+    scope_label.short_description = _("applies to")
+
+    def spend_label(self) -> str:
+        """This period's use against the caps (set on the listing by its view)."""
+        from .formatting import format_cost
+
+        spend = getattr(self, "spend", None)
+        if spend is None:
+            return ""
+        parts = []
+        if self.max_tokens is not None:
+            parts.append(
+                gettext("%(used)s of %(cap)s tokens")
+                % {
+                    "used": number_format(spend["tokens"], force_grouping=True),
+                    "cap": number_format(self.max_tokens, force_grouping=True),
+                }
+            )
+        if self.max_cost is not None:
+            parts.append(
+                gettext("%(used)s of %(cap)s")
+                % {"used": format_cost(spend["cost"]), "cap": format_cost(self.max_cost)}
+            )
+        share = number_format(round(spend["share"] * 100))
+        return gettext("%(parts)s (%(share)s%%)") % {"parts": " · ".join(parts), "share": share}
+
+    spend_label.short_description = _("used this period")
 
     def clean(self) -> None:
         super().clean()
