@@ -225,7 +225,7 @@ PROFILED = [
     ("wagtail_llm_actions/service.py", "log_generated"),
     ("wagtail_llm_actions/service.py", "_save_draft"),
     ("wagtail_llm_actions/service.py", "_new_interaction"),
-    ("wagtail_llm_actions/extraction.py", "extract_text"),
+    ("wagtail_llm_actions/extraction/extract.py", "extract_text"),
     ("wagtail_llm_actions/templating.py", "render"),
     ("wagtail_llm_actions/outputs.py", "apply_output"),
     ("wagtail_llm_actions/providers/litellm.py", "complete"),

@@ -134,7 +134,7 @@ def test_an_answer_stored_before_the_worker_died_is_shown_not_paid_again(
 def test_a_map_reduce_run_again_reuses_the_parts_its_dead_worker_stored(
     make_action, make_post, fake_llm, api_key_env, superuser, monkeypatch
 ):
-    from tests.test_map_reduce import WINDOW, long_body
+    from tests.conftest import WINDOW, long_body
     from wagtail_llm_actions import providers
 
     body, _markers = long_body(paragraphs=300)

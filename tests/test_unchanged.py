@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from wagtail.models import PageLogEntry
 
-from tests.test_map_reduce import WINDOW, long_body
+from tests.conftest import WINDOW, long_body
 from wagtail_llm_actions import editor, jobs, review
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.models import (
