@@ -25,8 +25,6 @@ Nothing here knows about HTTP.
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -37,11 +35,10 @@ from typing import Any
 from django.utils.translation import gettext as _
 from wagtail.models import Page
 
-from . import db, estimates, outputs
+from . import db, estimates
 from .chunking import JOINER_TOKENS
 from .conf import get_setting
-from .exceptions import ConfigurationProblem, LLMActionError, OutputRejected, SourceEmpty
-from .extraction import PathError
+from .exceptions import ConfigurationProblem, LLMActionError, SourceEmpty
 from .models import (
     InteractionOutcome,
     InteractionStatus,
@@ -55,8 +52,8 @@ from .models import (
     RunStatus,
 )
 from .run import access, drafts, recording
-from .run.calls import map_reduce, single, structured
-from .run.calls.common import refuse_cut_answer
+from .run import steps as run_steps
+from .run.calls import map_reduce
 from .run.prepare import prepare, working_copy
 from .run.recording import not_stored, page_deleted, page_gone, refused_content, save_run
 from .templating import TemplateSyntaxError, step_name_of, template_variables
@@ -309,6 +306,55 @@ def run_pipeline(
     base_revision = None
     if working_obj is None:
         working_obj, base_revision = working_copy(obj)
+    run = _start(pipeline, obj, user, trigger, base_revision, previous, on_run_started)
+    # From here the run is stored: whatever stops it, it ends (a step's failure in _fail,
+    # a failed write in write_run, anything else below), never "running" for ever.
+    try:
+        reusable = run_steps.reusable_answers(previous) if previous is not None else {}
+        answers: dict[str, str] = {}
+        done: list[tuple[LLMInteraction, StepSpec]] = []
+        for index, step in enumerate(steps):
+            interaction = recording.new_interaction(step.action, obj, user, trigger, base_revision)
+            interaction.run, interaction.step_index, interaction.step_name = run, index, step.name
+            started = time.perf_counter()
+            try:
+                reuse = index < from_step
+                reused = reusable.get(step.name) if reuse else None
+                run_steps.run_step(step, interaction, working_obj, answers, reuse, reused)
+            except Exception as e:  # noqa: BLE001 - every failure stops the run the same way
+                raise _fail(run, interaction, step, e, started) from e
+            done.append((interaction, step))
+        writers = [(i, s.action) for i, s in done if s.writes]
+        last = writers[-1][0] if writers else done[-1][0]
+        if on_answer is not None:
+            db.write(lambda: on_answer(last), what="linking a pipeline run")
+        if not writers or not save:
+            finish = _finish_unwritten(run, [i for i, _a in writers], last, on_success)
+            db.write(finish, what="finishing a pipeline run")
+            return run
+    except PipelineStepFailed:
+        raise
+    except Exception as e:
+        _crashed(run, e)
+        raise
+    try:
+        drafts.write_run(run, obj, user, writers, working_obj=working_obj, on_success=on_success)
+    except LLMActionError as e:
+        e.run = run  # type: ignore[attr-defined]
+        raise
+    return run
+
+
+def _start(
+    pipeline: LLMPipeline,
+    obj: Any,
+    user,
+    trigger: str,
+    base_revision,
+    previous: LLMRun | None,
+    on_run_started: Callable[[LLMRun], None] | None,
+) -> LLMRun:
+    """The pipeline's run row, saved (``on_run_started(run)`` in that transaction)."""
     run = LLMRun(
         kind=RunKind.PIPELINE,
         pipeline=pipeline,
@@ -320,116 +366,7 @@ def run_pipeline(
         base_revision=base_revision,
         rerun_of=previous,
     )
-    recording.start_run(run, on_run_started, what="starting a pipeline run")
-    # From here the run is stored: whatever stops it, it ends (a step's failure in _fail,
-    # a failed write in write_run, anything else below), never "running" for ever.
-    try:
-        reusable = _reusable_answers(previous) if previous is not None else {}
-        answers: dict[str, str] = {}
-        done: list[tuple[LLMInteraction, StepSpec]] = []
-        for index, step in enumerate(steps):
-            interaction = recording.new_interaction(step.action, obj, user, trigger, base_revision)
-            interaction.run = run
-            interaction.step_index = index
-            interaction.step_name = step.name
-            started = time.perf_counter()
-            try:
-                reused = reusable.get(step.name) if index < from_step else None
-                _run_step(step, interaction, working_obj, answers, index < from_step, reused)
-            except Exception as e:  # noqa: BLE001 - every failure stops the run the same way
-                raise _fail(run, interaction, step, e, started) from e
-            done.append((interaction, step))
-
-        writers = [(i, s) for i, s in done if s.writes]
-        last = writers[-1][0] if writers else done[-1][0]
-        if on_answer is not None:
-            db.write(lambda: on_answer(last), what="linking a pipeline run")
-        if not writers or not save:
-            finish = _finish_unwritten(run, [i for i, _s in writers], last, on_success)
-            db.write(finish, what="finishing a pipeline run")
-            return run
-    except PipelineStepFailed:
-        raise
-    except Exception as e:
-        _crashed(run, e)
-        raise
-    try:
-        drafts.write_run(
-            run,
-            obj,
-            user,
-            [(i, s.action) for i, s in writers],
-            working_obj=working_obj,
-            on_success=on_success,
-        )
-    except LLMActionError as e:
-        e.run = run  # type: ignore[attr-defined]
-        raise
-    return run
-
-
-def _run_step(
-    step: StepSpec,
-    interaction: LLMInteraction,
-    working_obj: Any,
-    answers: dict[str, str],
-    reuse: bool,
-    reused: LLMInteraction | None,
-) -> None:
-    """Run one step (or with ``reuse``, take the ``reused`` step's stored answer), apply its
-    answer to ``working_obj`` if it writes, and store the step's interaction."""
-    action = step.action
-    if reuse:
-        _reuse(interaction, reused, step)
-    else:
-        prepared = prepare(action, working_obj, answers)
-        interaction.source_hash = prepared.inputs_hash
-        interaction.source_truncated = prepared.truncated
-        if action.is_structured:
-            # Fills (and checks) every mapped field of the working copy; a step that
-            # only feeds later steps fills a copy.
-            scratch = working_obj if step.writes else copy.deepcopy(working_obj)
-            structured.fill_fields(scratch, prepared, interaction)
-        else:
-            hint = None
-            if step.writes:
-                hint = outputs.answer_max_chars(type(working_obj), action.target_field)
-            single.answer(prepared, interaction, max_chars=hint)
-            refuse_cut_answer(action, interaction)
-    answers[step.name] = step_answer(action, interaction)
-    _apply_answer(step, interaction, working_obj, reuse)
-    db.write(interaction.save, what="storing a step's answer")
-
-
-def _apply_answer(
-    step: StepSpec, interaction: LLMInteraction, working_obj: Any, reused: bool
-) -> None:
-    """A writing step's answer on the working copy (stored, written after the last step);
-    a step that only feeds later steps has done its part."""
-    action = step.action
-    if step.writes and action.is_structured:
-        if reused:
-            _apply_structured(working_obj, interaction)
-    elif step.writes:
-        try:
-            interaction.previous_value = outputs.read_field_value(working_obj, action.target_field)
-            interaction.output_value = outputs.apply_output(
-                working_obj,
-                action.target_field,
-                interaction.response_text,
-                action.output_mode,
-                truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
-            )
-        except PathError as e:
-            raise ConfigurationProblem(str(e)) from e
-        except outputs.OutputError as e:
-            raise OutputRejected(str(e), code=e.code) from e
-    else:
-        interaction.status = InteractionStatus.SUCCESS
-        interaction.outcome = InteractionOutcome.FED
-        return
-    interaction.status = InteractionStatus.ANSWERED
-    interaction.outcome = InteractionOutcome.NONE
+    return recording.start_run(run, on_run_started, what="starting a pipeline run")
 
 
 def _finish_unwritten(
@@ -470,68 +407,13 @@ def rerun_pipeline(run: LLMRun, from_step: int, user=None, **kwargs) -> LLMRun:
 def answered_steps(run: LLMRun) -> int:
     """How many leading steps of ``run``'s pipeline have a stored answer in ``run`` (or the
     runs it reused): a resumed run starts there, calling no model for the steps before."""
-    answers = _reusable_answers(run)
+    answers = run_steps.reusable_answers(run)
     count = 0
     for step in _specs(run.pipeline) if run.pipeline_id else []:
         if step.name not in answers:
             break
         count += 1
     return count
-
-
-def step_answer(action: LLMAction, interaction: LLMInteraction) -> str:
-    """What later steps get as ``{steps.<name>}``: the answer's text, or for a step filling
-    several fields the JSON object of its values by output key (in the mapping's order)."""
-    if action.is_structured and interaction.output_values:
-        values = interaction.output_values
-        return json.dumps(
-            {str(key): values.get(field, "") for key, field in action.output_fields.items()},
-            ensure_ascii=False,
-        )
-    return interaction.response_text.strip()
-
-
-def _apply_structured(working_obj: Any, interaction: LLMInteraction) -> None:
-    """Set a reused structured answer's values on the working copy."""
-    try:
-        interaction.previous_values = {
-            name: outputs.read_field_value(working_obj, name) for name in interaction.output_values
-        }
-        for name, value in interaction.output_values.items():
-            outputs.set_output_value(working_obj, name, value)
-    except PathError as e:
-        raise ConfigurationProblem(str(e)) from e
-
-
-def _reusable_answers(run: LLMRun) -> dict[str, LLMInteraction]:
-    """The answer of each step of ``run`` (not its parts), by step name."""
-    result: dict[str, LLMInteraction] = {}
-    for interaction in run.interactions.filter(chunk_index__isnull=True).order_by("pk"):
-        if interaction.status in (InteractionStatus.SUCCESS, InteractionStatus.ANSWERED):
-            result[interaction.step_name] = interaction
-    return result
-
-
-def _reuse(interaction: LLMInteraction, source: LLMInteraction | None, step: StepSpec) -> None:
-    if source is None or not source.response_text:
-        raise ConfigurationProblem(
-            _("The step “%(step)s” has no stored answer in the earlier run to reuse.")
-            % {"step": step.name}
-        )
-    interaction.reused_from = source.reused_from or source
-    interaction.messages = source.messages
-    interaction.parameters = source.parameters
-    interaction.model = source.model
-    interaction.response_text = source.response_text
-    interaction.output_values = dict(source.output_values or {})
-    if source.output_values:
-        interaction.output_value = source.output_value
-    interaction.finish_reason = source.finish_reason
-    interaction.answer_truncated = source.answer_truncated
-    interaction.source_hash = source.source_hash
-    # No call was made: no tokens, no cost (the original row keeps them).
-    interaction.cost = Decimal(0)
-    interaction.latency_ms = 0
 
 
 def _fail(
