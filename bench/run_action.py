@@ -219,12 +219,12 @@ def main() -> None:
 #: Where a run's time goes beyond the floor: functions reported by --profile, per run.
 PROFILED = [
     ("wagtail_llm_actions/service.py", "run"),
-    ("wagtail_llm_actions/service.py", "check"),
-    ("wagtail_llm_actions/service.py", "prepare"),
-    ("wagtail_llm_actions/service.py", "working_copy"),
-    ("wagtail_llm_actions/service.py", "log_generated"),
-    ("wagtail_llm_actions/service.py", "_save_draft"),
-    ("wagtail_llm_actions/service.py", "_new_interaction"),
+    ("wagtail_llm_actions/run/access.py", "check"),
+    ("wagtail_llm_actions/run/prepare.py", "prepare"),
+    ("wagtail_llm_actions/run/prepare.py", "working_copy"),
+    ("wagtail_llm_actions/run/recording.py", "log_generated"),
+    ("wagtail_llm_actions/run/drafts.py", "save_draft"),
+    ("wagtail_llm_actions/run/recording.py", "new_interaction"),
     ("wagtail_llm_actions/extraction/extract.py", "extract_text"),
     ("wagtail_llm_actions/templating.py", "render"),
     ("wagtail_llm_actions/outputs.py", "apply_output"),

@@ -190,7 +190,6 @@ def test_a_bug_outside_a_step_fails_the_page_and_ends_its_run(
 ):
     """A bug in a page's run outside its steps' own handling fails that page readably and
     ends its run as failed (not "running" for ever); nothing is written."""
-    from wagtail_llm_actions.service import LLMService
 
     posts = [make_post(title=f"Post {n}") for n in range(2)]
     before = {p.pk: revisions(p) for p in posts}
@@ -199,7 +198,7 @@ def test_a_bug_outside_a_step_fails_the_page_and_ends_its_run(
     def bug(*args, **kwargs):
         raise RuntimeError("internal detail /srv/secret/path")
 
-    monkeypatch.setattr(LLMService, "_new_interaction", bug)
+    monkeypatch.setattr("wagtail_llm_actions.run.recording.new_interaction", bug)
     assert jobs.run_job(job.pk, threads=1) == "completed"
 
     items = list(job.items.order_by("pk"))

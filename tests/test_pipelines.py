@@ -210,10 +210,11 @@ def test_a_bug_outside_a_step_ends_the_run_failed_not_running(
     """A bug between steps (not a step's provider or content error) still ends the run:
     failed, with an end time and the error's type only (the traceback goes to the log), and
     nothing is written; the caller gets the error."""
-    from wagtail_llm_actions.service import LLMService
 
     fake_llm.configure(reply=reply_by_kind)
-    new_interaction = LLMService._new_interaction
+    from wagtail_llm_actions.run import recording
+
+    new_interaction = recording.new_interaction
     calls = []
 
     def bug_on_the_second_step(self, *args, **kwargs):
@@ -222,7 +223,7 @@ def test_a_bug_outside_a_step_ends_the_run_failed_not_running(
             raise RuntimeError("internal detail /srv/secret/path")
         return new_interaction(self, *args, **kwargs)
 
-    monkeypatch.setattr(LLMService, "_new_interaction", bug_on_the_second_step)
+    monkeypatch.setattr("wagtail_llm_actions.run.recording.new_interaction", bug_on_the_second_step)
     before = type(post).objects.get(pk=post.pk)
     revisions = Revision.objects.count()
 
@@ -398,20 +399,21 @@ def test_a_pipeline_job_writes_one_draft_per_page_and_resumes_without_calling_ag
 
 
 def test_an_editor_save_during_the_run_is_kept(pipeline, post, fake_llm, monkeypatch):
-    from wagtail_llm_actions.service import LLMService
 
     fake_llm.configure(reply=reply_by_kind)
-    original = LLMService.answer
+    from wagtail_llm_actions.run.calls import single
 
-    def answer(self, prepared, interaction, **kwargs):
-        result = original(self, prepared, interaction, **kwargs)
+    original = single.answer
+
+    def answer(prepared, interaction, **kwargs):
+        result = original(prepared, interaction, **kwargs)
         if interaction.step_name == "outline":  # an editor saves while the run goes on
             draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
             draft.title = "Edited meanwhile"
             draft.save_revision()
         return result
 
-    monkeypatch.setattr(LLMService, "answer", answer)
+    monkeypatch.setattr("wagtail_llm_actions.run.calls.single.answer", answer)
 
     run = run_pipeline(pipeline, post)
 
