@@ -1,7 +1,7 @@
 """Planning a bulk job: which pages it would run and skip, what it would cost, and creating it.
 
 The confirmation screen (``bulk_actions.py``), the pipeline screen and ``run_llm_action``
-import this module; nothing here runs a job (that is the engine, :mod:`.jobs`).
+import this module; nothing here runs a job (that is the engine, :mod:`.worker`).
 
 ::
 
@@ -30,13 +30,13 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.models import Locale, Page, Revision
 from wagtail.permission_policies.pages import PagePermissionPolicy
 
-from . import db, estimates
-from .conf import get_setting
-from .exceptions import (
+from .. import db, estimates
+from ..conf import get_setting
+from ..exceptions import (
     LLMActionError,
     SourceEmpty,
 )
-from .models import (
+from ..models import (
     InteractionTrigger,
     ItemStatus,
     JobKind,
@@ -46,9 +46,9 @@ from .models import (
     LLMJobItem,
     LLMPipeline,
 )
-from .permissions import explorable_pages, has_admin_access
-from .service import LLMService
-from .unchanged import holds, written_answers
+from ..permissions import explorable_pages, has_admin_access
+from ..service import LLMService
+from ..unchanged import holds, written_answers
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 RUNNER_TASK = "wagtail_llm_actions.tasks.run_job"
 #: Queued by earlier versions (a job's helpers); runs as a plain worker task now.
 HELPER_TASK = "wagtail_llm_actions.tasks.help_job"
-#: Job kinds this engine runs (editor jobs belong to ``editor.py``).
+#: Job kinds this engine runs (editor jobs belong to :mod:`wagtail_llm_actions.editor`).
 ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND)
 #: Pages per query/bulk insert when selecting pages and creating items.
 CHUNK_SIZE = 500
@@ -234,7 +234,7 @@ def check_content(
             if holds(answers.get(page_id, []), prepared):
                 check.skip = SKIP_UNCHANGED
             else:
-                from .pipelines import estimate_calls
+                from ..pipelines import estimate_calls
 
                 check.calls, check.prompt_tokens = estimate_calls(service, prepared)
                 if action.is_structured:
@@ -390,7 +390,7 @@ def plan_pipeline_job(
     action's), checked by the action of :func:`pipelines.job_action`, and an estimate
     that sums every step (and every part of a map-reduce step) on the first ``sample``
     pages that will run, extrapolated to all of them."""
-    from .pipelines import estimate_pipeline, job_action
+    from ..pipelines import estimate_pipeline, job_action
 
     action, type_ids = job_action(pipeline)
     plan = plan_job(
@@ -463,7 +463,7 @@ def create_job(
 
 def create_pipeline_job(pipeline: LLMPipeline, user, page_ids: Iterable, **kwargs) -> LLMJob:
     """:func:`create_job` for a pipeline: one item a page, each one pipeline run."""
-    from .pipelines import job_action
+    from ..pipelines import job_action
 
     action, type_ids = job_action(pipeline)
     return create_job(action, user, page_ids, pipeline=pipeline, type_ids=type_ids, **kwargs)
