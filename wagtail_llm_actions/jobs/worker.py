@@ -127,8 +127,42 @@ def run_job(
     be reclaimed, and (``pump``) keeps a task in the broker for another worker while the
     job could use one. Any worker that finds every item final completes the job
     (``helper``: never). ``wait`` is accepted for compatibility.
+
+    The phases, in order: load the job (:func:`_load_job`), join its provider's slots
+    (:meth:`_Worker.join`), take the coordinator lease if free (:meth:`_Worker.coordinate`),
+    work (:meth:`_Worker.work`: threads, or this thread inside a transaction, with a
+    heartbeat that decides when to stop), leave (:meth:`_Worker.leave`: unstarted items,
+    slots and the coordinator lease given back) and report (:meth:`_Worker.outcome`).
     """
     token = new_token()
+    loaded = _load_job(job_id, helper=helper)
+    if isinstance(loaded, str):
+        return loaded
+    job, lease = loaded
+    worker = _Worker(
+        _new_context(job, token, lease),
+        threads=threads,
+        share=share,
+        budget=budget,
+        helper=helper,
+        host_cap=host_cap,
+        pump=pump,
+        progress=progress,
+        progress_interval=progress_interval,
+    )
+    if not worker.join():
+        return "full"
+    worker.coordinate()
+    try:
+        worker.work()
+    finally:
+        worker.leave()
+    return worker.outcome()
+
+
+def _load_job(job_id: int, *, helper: bool) -> tuple[LLMJob, float] | str:
+    """The job and its items' lease, or what the worker returns at once: "gone" (no such
+    open job) or "cancelled" (its action or pipeline was deleted)."""
     job = LLMJob.objects.filter(pk=job_id).select_related("action", "pipeline").first()
     if job is None or job.status not in _OPEN:
         return "gone"
@@ -145,164 +179,241 @@ def run_job(
     else:
         lease = lease_seconds(job.action) * int((job.options or {}).get("calls_per_item") or 1)
     job = LLMJob.objects.select_related("action", "action__prompt", "user").get(pk=job_id)
+    return job, lease
+
+
+def _new_context(job: LLMJob, token: str, lease: float) -> _RunContext:
+    """The worker's shared state: the action, the trigger, the limits it runs under."""
     action = job.action
+    options = job.options or {}
     # A job run by its pipeline alone: the model of the step that planned it.
-    model = action.model if action is not None else (job.options or {}).get("model", "")
-    ctx = _RunContext(
+    model = action.model if action is not None else options.get("model", "")
+    return _RunContext(
         job=job,
         action=action,
-        trigger=(job.options or {}).get("trigger", InteractionTrigger.BULK),
+        trigger=options.get("trigger", InteractionTrigger.BULK),
         token=token,
         lease=lease,
-        limit=int((job.options or {}).get("concurrency") or concurrency_for(model)),
-        max_attempts=int((job.options or {}).get("max_attempts") or max_attempts()),
+        limit=int(options.get("concurrency") or concurrency_for(model)),
+        max_attempts=int(options.get("max_attempts") or max_attempts()),
     )
-    want = min(ctx.limit, threads) if threads else -(-ctx.limit // max(1, share))
-    single = connection.in_atomic_block  # other threads could not see this transaction's rows
-    provider = (job.options or {}).get("provider", "")
-    slot_seconds = float(get_setting("LEASE_SECONDS") or 120)
-    beat_every = max(0.2, min(HEARTBEAT, lease / 3, slot_seconds / 3))
-    host = host_id()
-    last = {"grant": Grant()}
 
-    def refill(joining: bool = False) -> Grant | None:
+
+class _Worker:
+    """One job worker between joining and leaving (see :func:`run_job`)."""
+
+    def __init__(
+        self,
+        ctx: _RunContext,
+        *,
+        threads: int | None,
+        share: int,
+        budget: float | None,
+        helper: bool,
+        host_cap: int | None,
+        pump: bool,
+        progress: Callable[[LLMJob, Progress], None] | None,
+        progress_interval: float,
+    ) -> None:
+        self.ctx = ctx
+        self.job = ctx.job
+        self.budget = budget
+        self.helper = helper
+        self.may_coordinate = not helper
+        self.host_cap = host_cap
+        self.pump = pump
+        self.progress = progress
+        self.progress_interval = progress_interval
+        self.want = min(ctx.limit, threads) if threads else -(-ctx.limit // max(1, share))
+        # Inside a transaction other threads could not see its rows: this thread only.
+        self.single = connection.in_atomic_block
+        self.provider = (self.job.options or {}).get("provider", "")
+        self.slot_seconds = float(get_setting("LEASE_SECONDS") or 120)
+        self.beat_every = max(0.2, min(HEARTBEAT, ctx.lease / 3, self.slot_seconds / 3))
+        self.host = host_id()
+        self.grant = Grant()
+        self.started = 0.0
+        self.value = "completed"
+        self.finished = threading.Event()
+        self.last_beat = 0.0
+        self.seen_lease: object = None
+
+    # -- joining and leaving -------------------------------------------------------------
+
+    def join(self) -> bool:
+        """Reserve the worker's share of the provider's slots; False: its host is full."""
+        self.ctx.slots = _Slots(None)
+        joined = self.refill(joining=True)
+        if joined is not None and joined.full:
+            return False
+        self.ctx.batch = max(1, self.want)
+        self.started = time.monotonic()
+        return True
+
+    def coordinate(self) -> None:
+        """Take the job's coordinator lease if nobody holds a live one (never a helper)."""
+        if self.may_coordinate:
+            job, token, seconds = self.job, self.ctx.token, self.slot_seconds
+            try:
+                self.ctx.coordinating = db.write(
+                    lambda: _take_coordinator(job.pk, token, seconds),
+                    what="taking a job's coordinator lease",
+                )
+            except Exception:  # noqa: BLE001 - the next heartbeat tries again
+                logger.warning(
+                    "Job %s: could not take the coordinator lease", job.pk, exc_info=True
+                )
+        self.last_beat = time.monotonic()
+
+    def leave(self) -> None:
+        """Give back the unstarted items, the slots and the coordinator lease."""
+        cancelled = self.value == "cancelled"
+        _return_pending(self.ctx, ItemStatus.CANCELLED if cancelled else ItemStatus.QUEUED)
+        try:
+            release_slots(self.ctx.token)
+        except Exception:  # the reservation expires on its own  # noqa: BLE001
+            logger.warning("Job %s: could not release provider slots", self.job.pk, exc_info=True)
+        try:
+            _release_coordinator(self.job.pk, self.ctx.token)
+        except Exception:  # noqa: BLE001 - its lease expires
+            logger.warning("Job %s: could not release the coordinator lease", self.job.pk)
+
+    def outcome(self) -> str:
+        if self.finished.is_set() and self.value != "cancelled":
+            self.value = "completed"
+        self.report()
+        return self.value
+
+    # -- working -------------------------------------------------------------------------
+
+    def work(self) -> None:
+        """Run pages until the worker stops: its threads, or (inside a transaction) this
+        thread alone."""
+        if not self.single:
+            _run_threads(
+                self.ctx,
+                self.halt,
+                self.on_finished,
+                self.housekeeping,
+                self.report,
+                self.progress_interval,
+            )
+            return
+        stop = self.ctx.stop
+        last_report = time.monotonic()
+        while not stop.is_set():
+            result = step(self.ctx)
+            if result == "finished":
+                self.on_finished()
+                break
+            if result == "idle":
+                stop.wait(IDLE_POLL)
+            self.housekeeping()
+            if (
+                self.progress is not None
+                and time.monotonic() - last_report > self.progress_interval
+            ):
+                self.report()
+                last_report = time.monotonic()
+
+    def refill(self, joining: bool = False) -> Grant | None:
+        """Reserve (or renew) the worker's share of slots; None if the database was busy."""
+        ctx = self.ctx
         busy = ctx.slots.busy if ctx.slots is not None else 0
         with ctx.lock:
             idle = ctx.nothing_to_claim and not ctx.claims
         try:
             grant = reserve_grant(
-                provider,
-                token,
+                self.provider,
+                ctx.token,
                 # Nothing to run: its slots go to the job's other workers and other jobs.
-                want=0 if idle else want,
+                want=0 if idle else self.want,
                 limit=ctx.limit,
-                seconds=slot_seconds,
-                job_id=job.pk,
+                seconds=self.slot_seconds,
+                job_id=self.job.pk,
                 busy=busy,
-                host=host,
-                host_cap=host_cap if joining else None,
+                host=self.host,
+                host_cap=self.host_cap if joining else None,
             )
         except Exception:  # a busy database: the next beat tries again  # noqa: BLE001
-            logger.warning("Job %s: could not reserve provider slots", job.pk, exc_info=True)
+            logger.warning("Job %s: could not reserve provider slots", self.job.pk, exc_info=True)
             return None
         if not grant.full:
-            ctx.slots.set(grant.slots, slot_seconds)
-            last["grant"] = grant
+            ctx.slots.set(grant.slots, self.slot_seconds)
+            self.grant = grant
         return grant
 
-    ctx.slots = _Slots(None)
-    joined = refill(joining=True)
-    if joined is not None and joined.full:
-        return "full"
-    ctx.batch = max(1, want)
-    started = time.monotonic()
-    stop = ctx.stop
-    outcome = {"value": "completed"}
-    finished = threading.Event()
-    may_coordinate = not helper
+    def halt(self, value: str) -> None:
+        if not self.ctx.stop.is_set():
+            self.value = value
+        self.ctx.stop.set()
+        self.ctx.notify()
 
-    def halt(value: str) -> None:
-        if not stop.is_set():
-            outcome["value"] = value
-        stop.set()
-        ctx.notify()
-
-    def on_finished() -> None:
+    def on_finished(self) -> None:
         """No item is queued or running any more."""
-        if not helper:
-            _complete(job.pk)
-        finished.set()
-        halt("completed")
+        if not self.helper:
+            _complete(self.job.pk)
+        self.finished.set()
+        self.halt("completed")
 
-    last_beat = {"at": 0.0}
-    seen = {"lease": None}
+    def report(self) -> None:
+        if self.progress is not None:
+            self.job.refresh_from_db()
+            self.progress(self.job, job_progress(self.job))
 
-    def housekeeping() -> None:
-        if time.monotonic() - last_beat["at"] < beat_every:
+    # -- the heartbeat -------------------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        """At most every ``beat_every`` seconds: renew the leases and the slots, and decide
+        whether this worker stops (job ended, budget spent, not needed any more)."""
+        ctx = self.ctx
+        if time.monotonic() - self.last_beat < self.beat_every:
             return
-        last_beat["at"] = time.monotonic()
+        self.last_beat = time.monotonic()
         try:
-            beat = _heartbeat(ctx, may_coordinate=may_coordinate, seconds=slot_seconds)
+            beat = _heartbeat(ctx, may_coordinate=self.may_coordinate, seconds=self.slot_seconds)
         except Exception:  # a busy database must not stop the worker  # noqa: BLE001
-            logger.warning("Job %s: could not renew leases this time", job.pk, exc_info=True)
+            logger.warning("Job %s: could not renew leases this time", self.job.pk, exc_info=True)
             return
         if not beat.open:
-            halt("cancelled" if _cancelled(job.pk) else "completed")
+            self.halt("cancelled" if _cancelled(self.job.pk) else "completed")
             return
         if ctx.nothing_to_claim and ctx.job.items.filter(_claimable()).exists():
             ctx.nothing_to_claim = False  # e.g. a dead worker's leases expired: claim again
-        grant = refill() or last["grant"]
-        if budget is not None and time.monotonic() - started > budget:
-            halt("budget")
+        grant = self.refill() or self.grant
+        if self.budget is not None and time.monotonic() - self.started > self.budget:
+            self.halt("budget")
             return
         with ctx.lock:
             working = bool(ctx.claims)
         if ctx.coordinating:
-            if pump and not single:
-                _pump(ctx, grant)
-            if not working and not ctx.job.items.filter(status__in=_OPEN_ITEMS).exists():
-                on_finished()
-            return
-        if working:
-            return
-        if helper and ctx.nothing_to_claim:
-            halt("left")
+            self._as_coordinator(grant, working=working)
+        elif not working:
+            self._leave_if_not_needed(beat.lease, grant)
+
+    def _as_coordinator(self, grant: Grant, *, working: bool) -> None:
+        """The coordinator queues another worker while the job could use one, and
+        completes the job once every item is final."""
+        if self.pump and not self.single:
+            _pump(self.ctx, grant)
+        if not working and not self.ctx.job.items.filter(status__in=_OPEN_ITEMS).exists():
+            self.on_finished()
+
+    def _leave_if_not_needed(self, lease: object, grant: Grant) -> None:
+        """A worker with nothing in hand leaves when the job goes on without it."""
+        ctx = self.ctx
+        if self.helper and ctx.nothing_to_claim:
+            self.halt("left")
         elif ctx.nothing_to_claim:
             # Leave it to the coordinator, once it is seen alive (its lease renewed); if
             # it died, its lease expires and this worker takes the role over.
-            if seen["lease"] is not None and beat.lease != seen["lease"]:
-                halt("left")
-            seen["lease"] = beat.lease
+            if self.seen_lease is not None and lease != self.seen_lease:
+                self.halt("left")
+            self.seen_lease = lease
         else:
-            seen["lease"] = None
+            self.seen_lease = None
             if grant.target == 0 and ctx.slots.busy == 0:
-                halt("left")  # the job's share is covered by its other workers
-
-    def report() -> None:
-        if progress is not None:
-            job.refresh_from_db()
-            progress(job, job_progress(job))
-
-    if may_coordinate:
-        try:
-            ctx.coordinating = db.write(
-                lambda: _take_coordinator(job.pk, token, slot_seconds),
-                what="taking a job's coordinator lease",
-            )
-        except Exception:  # noqa: BLE001 - the next heartbeat tries again
-            logger.warning("Job %s: could not take the coordinator lease", job.pk, exc_info=True)
-    last_beat["at"] = time.monotonic()
-    try:
-        if single:
-            last_report = time.monotonic()
-            while not stop.is_set():
-                result = step(ctx)
-                if result == "finished":
-                    on_finished()
-                    break
-                if result == "idle":
-                    stop.wait(IDLE_POLL)
-                housekeeping()
-                if progress is not None and time.monotonic() - last_report > progress_interval:
-                    report()
-                    last_report = time.monotonic()
-        else:
-            _run_threads(ctx, halt, on_finished, housekeeping, report, progress_interval)
-    finally:
-        cancelled = outcome["value"] == "cancelled"
-        _return_pending(ctx, ItemStatus.CANCELLED if cancelled else ItemStatus.QUEUED)
-        try:
-            release_slots(token)
-        except Exception:  # the reservation expires on its own  # noqa: BLE001
-            logger.warning("Job %s: could not release provider slots", job.pk, exc_info=True)
-        try:
-            _release_coordinator(job.pk, token)
-        except Exception:  # noqa: BLE001 - its lease expires
-            logger.warning("Job %s: could not release the coordinator lease", job.pk)
-    if finished.is_set() and outcome["value"] != "cancelled":
-        outcome["value"] = "completed"
-    report()
-    return outcome["value"]
+                self.halt("left")  # the job's share is covered by its other workers
 
 
 def _threads_for(slots: int) -> int:
