@@ -17,9 +17,7 @@ from django.utils.translation import gettext as _
 from wagtail.models import Page
 
 from ..exceptions import LLMActionError
-from ..models import (
-    LLMAction,
-)
+from ..models import LLMAction
 
 #: Widget kinds the editor's script knows how to fill.
 WIDGET_TEXT = "text"

@@ -9,12 +9,7 @@ from typing import Any
 from wagtail.models import Page
 
 from ..extraction import PathError, get_target_field, html_to_text
-from ..models import (
-    InteractionOutcome,
-    InteractionStatus,
-    LLMAction,
-    LLMInteraction,
-)
+from ..models import InteractionOutcome, InteractionStatus, LLMAction, LLMInteraction
 from .pages import WIDGET_DRAFTAIL, WIDGET_TAGS, WIDGET_TEXT, form_class_for, widget_kind
 
 

@@ -13,13 +13,7 @@ from wagtail.models import Page
 from .. import db
 from ..conf import get_setting
 from ..exceptions import ActionNotAllowed, ActionNotApplicable, PageLocked
-from ..models import (
-    JobKind,
-    JobStatus,
-    LLMAction,
-    LLMJob,
-    LLMJobItem,
-)
+from ..models import JobKind, JobStatus, LLMAction, LLMJob, LLMJobItem
 from .pages import serialise_page, user_may_create
 
 #: The django-q2 task that runs an editor job.

@@ -14,20 +14,13 @@ import time
 from typing import TYPE_CHECKING
 
 from django.db import connection
-from django.db.models import (
-    F,
-    Q,
-)
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from wagtail.models import Page
 
 from .. import db
-from ..models import (
-    ItemStatus,
-    LLMJob,
-    LLMJobItem,
-)
+from ..models import ItemStatus, LLMJob, LLMJobItem
 from .leases import db_in
 
 if TYPE_CHECKING:

@@ -7,10 +7,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..models import (
-    LLMAction,
-    LLMJob,
-)
+from ..models import LLMAction, LLMJob
 from .planning import SKIP_ACTION_DELETED, SKIP_ACTION_DISABLED
 from .slots import _Slots
 

@@ -8,25 +8,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import (
-    Count,
-    Max,
-    Q,
-    Sum,
-)
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from .. import db
 from ..conf import get_setting
-from ..models import (
-    InteractionStatus,
-    ItemStatus,
-    JobStatus,
-    LLMInteraction,
-    LLMJob,
-    LLMJobItem,
-)
+from ..models import InteractionStatus, ItemStatus, JobStatus, LLMInteraction, LLMJob, LLMJobItem
 from .planning import ENGINE_KINDS, enqueue_job
 
 #: Final item states.

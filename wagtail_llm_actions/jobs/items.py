@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db.models import (
-    F,
-)
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 

@@ -32,13 +32,7 @@ from django.utils import timezone
 
 from .. import db
 from ..conf import get_setting
-from ..models import (
-    ItemStatus,
-    JobStatus,
-    LLMAction,
-    LLMJob,
-    LLMJobItem,
-)
+from ..models import ItemStatus, JobStatus, LLMAction, LLMJob, LLMJobItem
 
 if TYPE_CHECKING:
     from .context import _RunContext

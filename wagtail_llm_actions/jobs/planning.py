@@ -32,10 +32,7 @@ from wagtail.permission_policies.pages import PagePermissionPolicy
 
 from .. import db, estimates
 from ..conf import get_setting
-from ..exceptions import (
-    LLMActionError,
-    SourceEmpty,
-)
+from ..exceptions import LLMActionError, SourceEmpty
 from ..models import (
     InteractionTrigger,
     ItemStatus,

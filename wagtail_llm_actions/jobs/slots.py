@@ -18,20 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import (
-    Q,
-)
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
 from .. import db
 from ..conf import get_setting
-from ..exceptions import (
-    CallNotStarted,
-)
-from ..models import (
-    LLMProviderSlots,
-)
+from ..exceptions import CallNotStarted
+from ..models import LLMProviderSlots
 from .leases import db_in
 
 #: How often a thread waiting for a provider slot looks again (a heartbeat wakes it too).

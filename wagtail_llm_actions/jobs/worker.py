@@ -14,11 +14,7 @@ from django.db import connection, connections
 
 from .. import db
 from ..conf import get_setting
-from ..models import (
-    InteractionTrigger,
-    ItemStatus,
-    LLMJob,
-)
+from ..models import InteractionTrigger, ItemStatus, LLMJob
 from .claims import IDLE_POLL, _claimable, _next_item, _return_pending
 from .context import _RunContext
 from .control import Progress, cancel_job, job_progress
