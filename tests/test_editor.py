@@ -449,7 +449,7 @@ def test_a_bug_filling_in_the_answer_is_a_plain_failure_not_a_spinner(
     assert response.status_code == 202
     job_id = response.json()["job"]
 
-    monkeypatch.setattr(editor, "_fill_value", bug)
+    monkeypatch.setattr("wagtail_llm_actions.editor.results._fill_value", bug)
     run_queued_tasks()  # the worker task itself returns, it does not raise
     code, body = status(client, job_id)
 
