@@ -1,6 +1,9 @@
-"""Shared fixtures: the fake OpenAI-compatible server, blog pages, users, actions."""
+"""Shared fixtures: the fake OpenAI-compatible server, blog pages, users, actions, long
+content for map-reduce, pipelines."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -141,6 +144,106 @@ def server_action(make_action, fake_llm, api_key_env):
         temperature=0.2,
         max_tokens=120,
     )
+
+
+@pytest.fixture
+def server_fields(fake_llm, api_key_env):
+    """The model, API base and key name of an action or step that calls the fake server."""
+    return {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
+
+
+@pytest.fixture
+def make_server_action(make_action, server_fields):
+    """``make_action`` for actions that call the fake server (any field can be given)."""
+
+    def _make(**fields):
+        return make_action(**{**server_fields, **fields})
+
+    return _make
+
+
+@pytest.fixture
+def intro_action(make_server_action):
+    """A second action on the fake server: it writes the intro, ``server_action`` the
+    summary."""
+    return make_server_action(name="Write intro", slug="write-intro", target_field="intro")
+
+
+# -- long content (map-reduce) ---------------------------------------------------------------
+
+#: The context window of the fake model in the map-reduce tests.
+WINDOW = 4096
+
+
+def long_body(paragraphs=1000, words=50):
+    """``paragraphs`` × ``words`` words, each paragraph holding one unique marker word."""
+    rng = random.Random(13)
+    vocabulary = "soil worm compost bin leaf water carbon nitrogen heat turn mix layer".split()
+    blocks, markers = [], []
+    for n in range(paragraphs):
+        marker = f"marker{n:04d}x"
+        markers.append(marker)
+        text = [rng.choice(vocabulary) for _ in range(words - 1)]
+        text.insert(rng.randrange(words), marker)
+        blocks.append(("paragraph", RichText(f"<p>{' '.join(text)}.</p>")))
+    return blocks, markers
+
+
+@pytest.fixture
+def make_long_post(make_post):
+    """A post whose body is :func:`long_body`, and the body's marker words."""
+
+    def _make(paragraphs=1000):
+        body, markers = long_body(paragraphs=paragraphs)
+        return make_post(body=body), markers
+
+    return _make
+
+
+@pytest.fixture
+def make_map_reduce_action(make_server_action):
+    """An action on the fake server running long content as map-reduce in ``WINDOW``."""
+
+    def _make(**fields):
+        return make_server_action(
+            **{"long_content": "map_reduce", "context_window": WINDOW, **fields}
+        )
+
+    return _make
+
+
+# -- pipelines -------------------------------------------------------------------------------
+
+
+def make_prompt(slug, template):
+    """A saved prompt with a revision, named by its slug."""
+    from wagtail_llm_actions.models import LLMPrompt
+
+    prompt = LLMPrompt.objects.create(name=slug, slug=slug, template=template)
+    prompt.save_revision()
+    return prompt
+
+
+@pytest.fixture
+def make_pipeline(db):
+    """``make_pipeline(*steps, name=, slug=, page_types=True)``: a pipeline whose steps are
+    the given field dicts, in order; ``page_types`` adds the blog page type. Read back from
+    the database."""
+    from blog.models import BlogPage
+
+    from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
+
+    def _make(*steps, name="Pipe", slug=None, page_types=True):
+        if slug is None:
+            slug = f"pipe-{LLMPipeline.objects.count()}"
+        pipeline = LLMPipeline.objects.create(name=name, slug=slug)
+        if page_types:
+            pipeline.page_types.add(ContentType.objects.get_for_model(BlogPage))
+        for order, fields in enumerate(steps):
+            LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=order, **fields)
+        return LLMPipeline.objects.get(pk=pipeline.pk)
+
+    return _make
 
 
 @pytest.fixture

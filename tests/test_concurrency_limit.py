@@ -17,17 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_runners_of_two_jobs_never_exceed_the_provider_limit(
-    shared_db, make_post, server_action, make_action, fake_llm, api_key_env, superuser, settings
+    shared_db, make_post, server_action, intro_action, fake_llm, superuser, settings
 ):
     settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 3}}
-    intro_action = make_action(
-        name="Write intro",
-        slug="write-intro",
-        target_field="intro",
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-    )
     fake_llm.configure(latency=0.1)
     posts = [make_post() for _ in range(10)]
     ids = [p.pk for p in posts]

@@ -299,16 +299,18 @@ def test_a_run_with_site_validation_changes_only_its_field(recipe, summary_actio
 def test_applying_a_stored_answer_changes_only_its_field(
     recipe, summary_action, site_validation, monkeypatch
 ):
-    original = LLMService._save_draft
+    from wagtail_llm_actions.run import drafts as run_drafts
+
+    original = run_drafts.save_draft
 
     def busy(*args, **kwargs):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr("wagtail_llm_actions.db.FIRST_BACKOFF", 0.001)
-    monkeypatch.setattr(LLMService, "_save_draft", staticmethod(busy))
+    monkeypatch.setattr("wagtail_llm_actions.run.drafts.save_draft", busy)
     with pytest.raises(WriteFailed) as caught:
         LLMService().run(summary_action, recipe)
-    monkeypatch.setattr(LLMService, "_save_draft", staticmethod(original))
+    monkeypatch.setattr("wagtail_llm_actions.run.drafts.save_draft", original)
     base = latest_revision(recipe)
 
     interaction = LLMService().apply_stored(caught.value.interaction)

@@ -167,7 +167,7 @@ def test_test_on_a_page_shows_n_for_an_action_offering_candidates(
 def test_the_command_shows_the_first_part_of_a_source_split_into_parts(
     make_action, make_post, fake_llm, api_key_env
 ):
-    from tests.test_map_reduce import WINDOW, long_body
+    from tests.conftest import WINDOW, long_body
 
     post = make_post(body=long_body(paragraphs=120)[0])
     action = make_action(
@@ -195,7 +195,7 @@ def test_the_command_shows_the_first_part_of_a_source_split_into_parts(
 def test_the_dry_run_shows_the_limit_a_split_source_parts_are_sent_with(
     make_action, make_post, fake_llm, api_key_env
 ):
-    from tests.test_map_reduce import WINDOW, long_body
+    from tests.conftest import WINDOW, long_body
 
     post = make_post(body=long_body(paragraphs=120)[0])
     action = make_action(  # no max_tokens: the parts still get a limit, so they can combine

@@ -417,7 +417,6 @@ def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
 ):
     """A bug (not a provider or content error) in the run still finishes the job: the editor
     reads "failed unexpectedly" with the error's type only, and nothing is written."""
-    from wagtail_llm_actions.service import LLMService
 
     client = client_for(superuser)
     before = reload(post)
@@ -425,7 +424,7 @@ def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
     assert response.status_code == 202
     job_id = response.json()["job"]
 
-    monkeypatch.setattr(LLMService, "_new_interaction", bug)
+    monkeypatch.setattr("wagtail_llm_actions.run.recording.new_interaction", bug)
     run_queued_tasks()  # the worker task itself returns, it does not raise
     code, body = status(client, job_id)
 
@@ -450,7 +449,7 @@ def test_a_bug_filling_in_the_answer_is_a_plain_failure_not_a_spinner(
     assert response.status_code == 202
     job_id = response.json()["job"]
 
-    monkeypatch.setattr(editor, "_fill_value", bug)
+    monkeypatch.setattr("wagtail_llm_actions.editor.results._fill_value", bug)
     run_queued_tasks()  # the worker task itself returns, it does not raise
     code, body = status(client, job_id)
 

@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from tests.browser.qworker import queued_task_count, run_queued_tasks
 from wagtail_llm_actions import editor
+from wagtail_llm_actions.editor import runs as editor_runs
 from wagtail_llm_actions.models import LLMInteraction, LLMJobItem, LLMRun
 
 pytestmark = pytest.mark.django_db
@@ -116,7 +117,7 @@ def test_an_answer_stored_before_the_worker_died_is_shown_not_paid_again(
 ):
     fake_llm.configure(reply="A summary about compost.")
     job = start_job(server_action, post, superuser)
-    run_and_die(monkeypatch, editor, "editor_result")  # after the answer was stored
+    run_and_die(monkeypatch, editor_runs, "editor_result")  # after the answer was stored
     assert posts(fake_llm) == 1
 
     lease_runs_out(job)
@@ -134,7 +135,7 @@ def test_an_answer_stored_before_the_worker_died_is_shown_not_paid_again(
 def test_a_map_reduce_run_again_reuses_the_parts_its_dead_worker_stored(
     make_action, make_post, fake_llm, api_key_env, superuser, monkeypatch
 ):
-    from tests.test_map_reduce import WINDOW, long_body
+    from tests.conftest import WINDOW, long_body
     from wagtail_llm_actions import providers
 
     body, _markers = long_body(paragraphs=300)

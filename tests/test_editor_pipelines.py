@@ -212,7 +212,6 @@ def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
 ):
     """A bug (not a step's provider or content error) in the run still finishes the job: the
     editor reads "failed unexpectedly" with the error's type only, and nothing is written."""
-    from wagtail_llm_actions.service import LLMService
 
     client = client_for(superuser)
     before = reload(post)
@@ -220,7 +219,7 @@ def test_an_unexpected_bug_is_a_plain_failure_not_a_spinner(
     assert response.status_code == 202
     job_id = response.json()["job"]
 
-    monkeypatch.setattr(LLMService, "_new_interaction", bug)
+    monkeypatch.setattr("wagtail_llm_actions.run.recording.new_interaction", bug)
     run_queued_tasks()  # the worker task itself returns, it does not raise
     code, body = status(client, job_id)
 
@@ -244,7 +243,6 @@ def test_a_bug_filling_in_the_answers_is_a_plain_failure_not_a_spinner(
     """Every step answered, but building what the browser fills in broke (a bug, after the
     run): the job still ends, the editor reads "failed unexpectedly" with the error's type
     only, and nothing is written."""
-    from wagtail_llm_actions import editor
 
     client = client_for(superuser)
     before = reload(post)
@@ -252,7 +250,7 @@ def test_a_bug_filling_in_the_answers_is_a_plain_failure_not_a_spinner(
     assert response.status_code == 202
     job_id = response.json()["job"]
 
-    monkeypatch.setattr(editor, "_fill_value", bug)
+    monkeypatch.setattr("wagtail_llm_actions.editor.results._fill_value", bug)
     run_queued_tasks()  # the worker task itself returns, it does not raise
     code, body = status(client, job_id)
 

@@ -212,7 +212,9 @@ def test_a_page_gets_at_most_one_draft_when_its_lease_was_taken_over(post, actio
     job = jobs.create_job(action, superuser, [post.pk], force=True)
     lease = jobs.lease_seconds(action)
     first = jobs.claim_item(job, "slow:1", lease=lease)
-    LLMJobItem.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now())
+    # Expired a second ago (the database's clock has millisecond steps on SQLite).
+    expired = timezone.now() - timedelta(seconds=1)
+    LLMJobItem.objects.filter(pk=first.pk).update(lease_expires_at=expired)
     second = jobs.claim_item(job, "fast:1", lease=lease)
     assert second.pk == first.pk and second.attempts == 2
 

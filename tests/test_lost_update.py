@@ -44,11 +44,10 @@ def reply_after(event: threading.Event, text: str):
     return reply
 
 
-def test_an_editor_save_during_a_run_is_kept(shared_db, post, server_action, fake_llm, editor):
+def editor_saves_while_the_model_answers(fake_llm, post, editor, saved: threading.Event):
+    """A thread in which, once the model is answering, an editor saves a draft with a new
+    intro; then ``saved`` is set (and the fake model answers)."""
     from blog.models import BlogPage
-
-    saved = threading.Event()
-    fake_llm.configure(reply=reply_after(saved, "Compost needs air and water."), latency=1.0)
 
     def editor_saves():
         assert fake_llm.wait_for_requests(1, timeout=120)  # the model is answering now
@@ -57,7 +56,16 @@ def test_an_editor_save_during_a_run_is_kept(shared_db, post, server_action, fak
         page.save_revision(user=editor)
         saved.set()
 
-    thread = in_thread(editor_saves)
+    return in_thread(editor_saves)
+
+
+def test_an_editor_save_during_a_run_is_kept(shared_db, post, server_action, fake_llm, editor):
+    from blog.models import BlogPage
+
+    saved = threading.Event()
+    fake_llm.configure(reply=reply_after(saved, "Compost needs air and water."), latency=1.0)
+
+    thread = editor_saves_while_the_model_answers(fake_llm, post, editor, saved)
     interaction = LLMService().run(server_action, post)
     join_checked(thread)
 
@@ -77,17 +85,8 @@ def test_a_run_without_concurrent_changes_is_not_rebased(shared_db, post, server
 
 
 def test_two_jobs_on_the_same_pages_both_land(
-    shared_db, make_post, server_action, make_action, fake_llm, api_key_env, superuser
+    shared_db, make_post, server_action, intro_action, fake_llm, superuser
 ):
-    intro_action = make_action(
-        name="Write intro",
-        slug="write-intro",
-        target_field="intro",
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-    )
-
     def reply(request_json):
         system = " ".join(m["content"] for m in request_json["messages"] if m["role"] == "system")
         return "SUMMARY answer" if "summarizer" in system else "INTRO answer"
@@ -162,14 +161,7 @@ def test_a_rebased_draft_is_validated_against_the_newer_revision(
     saved = threading.Event()
     fake_llm.configure(reply=reply_after(saved, answer), latency=1.0)
 
-    def editor_saves():
-        assert fake_llm.wait_for_requests(1, timeout=120)
-        page = BlogPage.objects.get(pk=post.pk).get_latest_revision_as_object()
-        page.intro = "Edited by a person while the model thought"
-        page.save_revision(user=editor)
-        saved.set()
-
-    thread = in_thread(editor_saves)
+    thread = editor_saves_while_the_model_answers(fake_llm, post, editor, saved)
     with pytest.raises(OutputRejected, match="clash"):
         LLMService().run(server_action, post)
     join_checked(thread)

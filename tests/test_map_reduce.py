@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
-from wagtail.rich_text import RichText
 
+from tests.conftest import WINDOW
 from tests.fakeserver import last_user_message
 from wagtail_llm_actions.chunking import split_text
 from wagtail_llm_actions.exceptions import LLMActionError
@@ -14,22 +12,6 @@ from wagtail_llm_actions.models import InteractionStatus, LLMInteraction, LLMRun
 from wagtail_llm_actions.service import LLMService
 
 pytestmark = pytest.mark.django_db
-
-WINDOW = 4096
-
-
-def long_body(paragraphs=1000, words=50):
-    """``paragraphs`` × ``words`` words, each paragraph holding one unique marker word."""
-    rng = random.Random(13)
-    vocabulary = "soil worm compost bin leaf water carbon nitrogen heat turn mix layer".split()
-    blocks, markers = [], []
-    for n in range(paragraphs):
-        marker = f"marker{n:04d}x"
-        markers.append(marker)
-        text = [rng.choice(vocabulary) for _ in range(words - 1)]
-        text.insert(rng.randrange(words), marker)
-        blocks.append(("paragraph", RichText(f"<p>{' '.join(text)}.</p>")))
-    return blocks, markers
 
 
 def test_split_text_keeps_every_word_and_respects_the_budget():
@@ -68,18 +50,10 @@ def test_combining_fits_every_call_and_converges_for_any_number_of_parts(max_tok
 
 
 def test_a_long_body_reaches_the_model_in_parts_that_fit_the_window(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, markers = long_body()
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    post, markers = make_long_post()
+    action = make_map_reduce_action(max_tokens=120)
     fake_llm.configure(context_window=WINDOW, reply="A partial summary about compost.")
 
     interaction = LLMService().run(action, post)
@@ -100,10 +74,9 @@ def test_a_long_body_reaches_the_model_in_parts_that_fit_the_window(
     assert not interaction.source_truncated
 
 
-def test_truncate_stays_the_default(make_action, make_post, fake_llm, api_key_env):
-    body, markers = long_body(paragraphs=600)
-    post = make_post(body=body)
-    action = make_action(model="openai/fake-model", api_base=fake_llm.url, api_key_name=api_key_env)
+def test_truncate_stays_the_default(make_server_action, make_long_post, fake_llm):
+    post, markers = make_long_post(paragraphs=600)
+    action = make_server_action()
 
     interaction = LLMService().run(action, post)
 
@@ -113,18 +86,10 @@ def test_truncate_stays_the_default(make_action, make_post, fake_llm, api_key_en
 
 
 def test_a_part_failing_halfway_stops_with_nothing_written(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    post, _markers = make_long_post(paragraphs=300)
+    action = make_map_reduce_action(max_tokens=120)
     fake_llm.enqueue().enqueue().enqueue(status=400, error_message="Bad part.")
     latest = post.latest_revision_id
 
@@ -144,9 +109,8 @@ def test_a_part_failing_halfway_stops_with_nothing_written(
     assert statuses == ["success", "success", "error"]
 
 
-def test_offline_models_run_long_content_in_parts(make_action, make_post):
-    body, markers = long_body(paragraphs=400)
-    post = make_post(body=body)
+def test_offline_models_run_long_content_in_parts(make_action, make_long_post):
+    post, markers = make_long_post(paragraphs=400)
     action = make_action(model="local/keywords", long_content="map_reduce", target_field="intro")
 
     interaction = LLMService().run(action, post)
@@ -158,10 +122,9 @@ def test_offline_models_run_long_content_in_parts(make_action, make_post):
 
 
 def test_map_reduce_without_a_known_window_is_a_clear_error(
-    make_action, make_post, fake_llm, api_key_env
+    make_action, make_long_post, fake_llm, api_key_env
 ):
-    body, _markers = long_body(paragraphs=50)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=50)
     action = make_action(
         model="openai/no-such-model-known",
         api_base=fake_llm.url,
@@ -176,11 +139,12 @@ def test_map_reduce_without_a_known_window_is_a_clear_error(
     assert type(post).objects.get(pk=post.pk).latest_revision_id == latest
 
 
-def test_bulk_estimate_counts_every_part_and_the_combining_call(make_action, make_post, superuser):
+def test_bulk_estimate_counts_every_part_and_the_combining_call(
+    make_action, make_long_post, superuser
+):
     from wagtail_llm_actions import jobs
 
-    body, _markers = long_body(paragraphs=400)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=400)
     truncating = make_action(slug="truncating", model="local/extractive")
     chunked = make_action(slug="chunked", model="local/extractive", long_content="map_reduce")
 
@@ -194,19 +158,12 @@ def test_bulk_estimate_counts_every_part_and_the_combining_call(make_action, mak
 
 
 def test_an_action_filling_several_fields_refuses_content_it_would_have_to_split(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, _markers = long_body(paragraphs=200)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=200)
     before = type(post).objects.get(pk=post.pk).revisions.count()
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        target_field="",
-        output_fields={"summary": "summary", "description": "search_description"},
-        long_content="map_reduce",
-        context_window=WINDOW,
+    action = make_map_reduce_action(
+        target_field="", output_fields={"summary": "summary", "description": "search_description"}
     )
 
     with pytest.raises(LLMActionError) as caught:
@@ -220,19 +177,10 @@ def test_an_action_filling_several_fields_refuses_content_it_would_have_to_split
 
 
 def test_candidates_over_content_that_must_be_split_offer_the_map_reduce_answer(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, _markers = long_body(paragraphs=200)
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
-        candidates=3,
-    )
+    post, _markers = make_long_post(paragraphs=200)
+    action = make_map_reduce_action(max_tokens=120, candidates=3)
     fake_llm.configure(context_window=WINDOW, reply="A partial summary about compost.")
 
     interaction = LLMService().run(action, post, save=False)
@@ -267,22 +215,13 @@ def keeps_cut_answers(action):
 
 
 def test_long_partial_answers_are_combined_in_rounds_that_each_fit_the_window(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
     # A model writing 2,000-token answers into a 4k window: partial answers too long to
     # combine two at a time were all sent in one call (11.7k prompt tokens, refused).
-    body, _markers = long_body(paragraphs=400)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=400)
     action = keeps_cut_answers(
-        make_action(
-            model="openai/fake-model",
-            api_base=fake_llm.url,
-            api_key_name=api_key_env,
-            long_content="map_reduce",
-            context_window=WINDOW,
-            target_field="highlights",  # no length limit: the final answer is long too
-            output_mode="rich_text",
-        )
+        make_map_reduce_action(target_field="highlights", output_mode="rich_text")
     )
     fake_llm.configure(
         context_window=WINDOW,
@@ -306,18 +245,14 @@ def test_long_partial_answers_are_combined_in_rounds_that_each_fit_the_window(
 
 
 def test_partial_answers_a_little_longer_by_our_count_still_combine_in_a_small_window(
-    make_action, make_post, fake_llm, api_key_env
+    make_server_action, make_long_post, fake_llm
 ):
     # A 2k-window model whose tokenizer counts 15% fewer tokens than ours: its answers at
     # max_tokens are longer than max_tokens as we count them.
     window = 2048
-    body, _markers = long_body(paragraphs=120)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=120)
     action = keeps_cut_answers(
-        make_action(
-            model="openai/fake-model",
-            api_base=fake_llm.url,
-            api_key_name=api_key_env,
+        make_server_action(
             long_content="map_reduce",
             context_window=window,
             target_field="highlights",
@@ -339,18 +274,11 @@ def test_partial_answers_a_little_longer_by_our_count_still_combine_in_a_small_w
 
 
 def test_a_model_ignoring_max_tokens_gets_a_clear_error_and_no_oversized_request(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, _markers = long_body(paragraphs=150)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=150)
     latest = post.latest_revision_id
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    action = make_map_reduce_action()
     # 2,000 tokens whatever max_tokens asks for: combining cannot make them shorter.
     fake_llm.configure(context_window=WINDOW, answer_tokens=2000)
 
@@ -365,19 +293,11 @@ def test_a_model_ignoring_max_tokens_gets_a_clear_error_and_no_oversized_request
 
 
 def test_a_part_cut_off_stops_the_run_when_the_action_refuses_cut_answers(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=300)
     latest = post.latest_revision_id
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    action = make_map_reduce_action(max_tokens=120)
     fake_llm.configure(context_window=WINDOW, honour_max_tokens=True)
     fake_llm.enqueue().enqueue(answer_tokens=500)  # the second part's answer is too long
 
@@ -394,20 +314,10 @@ def test_a_part_cut_off_stops_the_run_when_the_action_refuses_cut_answers(
 
 
 def test_a_part_cut_off_is_combined_with_a_warning_when_the_action_keeps_cut_answers(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
-    action = keeps_cut_answers(
-        make_action(
-            model="openai/fake-model",
-            api_base=fake_llm.url,
-            api_key_name=api_key_env,
-            max_tokens=120,
-            long_content="map_reduce",
-            context_window=WINDOW,
-        )
-    )
+    post, _markers = make_long_post(paragraphs=300)
+    action = keeps_cut_answers(make_map_reduce_action(max_tokens=120))
     fake_llm.configure(context_window=WINDOW, honour_max_tokens=True, reply="Compost notes.")
     fake_llm.enqueue().enqueue(answer_tokens=500)
 
@@ -422,23 +332,13 @@ def test_a_part_cut_off_is_combined_with_a_warning_when_the_action_keeps_cut_ans
 
 
 def test_the_estimate_counts_every_round_of_combining(
-    make_action, make_post, fake_llm, api_key_env, superuser
+    make_map_reduce_action, make_long_post, fake_llm, superuser
 ):
     from wagtail_llm_actions import jobs
 
-    body, _markers = long_body(paragraphs=150)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=150)
     action = keeps_cut_answers(
-        make_action(
-            model="openai/fake-model",
-            api_base=fake_llm.url,
-            api_key_name=api_key_env,
-            max_tokens=1000,
-            long_content="map_reduce",
-            context_window=WINDOW,
-            target_field="highlights",
-            output_mode="rich_text",
-        )
+        make_map_reduce_action(max_tokens=1000, target_field="highlights", output_mode="rich_text")
     )
     # Every answer as long as it may be: what the estimate assumes.
     fake_llm.configure(context_window=WINDOW, answer_tokens=5000, honour_max_tokens=True)
@@ -452,18 +352,10 @@ def test_the_estimate_counts_every_round_of_combining(
 
 
 def test_a_map_reduce_window_error_never_asks_for_a_shorter_source(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    post, _markers = make_long_post(paragraphs=300)
+    action = make_map_reduce_action(max_tokens=120)
     # The model counts tokens differently from us: its window is smaller than it claims.
     fake_llm.configure(context_window=WINDOW // 2)
 

@@ -241,7 +241,7 @@ def delete_after_call(monkeypatch, page, call_number: int) -> list:
 @pytest.fixture
 def two_steps(make_action, fake_llm, api_key_env):
     """A pipeline: "outline" feeds "summary", which writes the summary."""
-    from tests.test_pipelines import make_prompt
+    from tests.conftest import make_prompt
     from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
 
     common = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
@@ -293,7 +293,7 @@ def test_a_page_deleted_during_a_pipeline_ends_the_run_as_page_deleted_with_answ
 def test_a_page_deleted_during_map_reduce_ends_the_run_as_page_deleted_with_parts_kept(
     make_action, make_post, fake_llm, api_key_env, monkeypatch
 ):
-    from tests.test_map_reduce import WINDOW, long_body
+    from tests.conftest import WINDOW, long_body
     from wagtail_llm_actions.exceptions import LLMActionError
     from wagtail_llm_actions.models import LLMRun
 

@@ -10,7 +10,7 @@ from wagtail.models import Revision
 
 from tests.workers import drain
 from wagtail_llm_actions import jobs
-from wagtail_llm_actions.models import LLMJob, LLMPipeline, LLMPipelineStep, LLMPrompt, LLMRun
+from wagtail_llm_actions.models import LLMJob, LLMPrompt, LLMRun
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def bulk_url(pages) -> str:
 
 
 @pytest.fixture
-def local_pipeline(make_action):
+def local_pipeline(make_action, make_pipeline):
     keywords = make_action(name="Keywords", slug="keywords", model="local/keywords")
     prompt = LLMPrompt.objects.create(
         name="Intro from keywords",
@@ -32,12 +32,13 @@ def local_pipeline(make_action):
     intro = make_action(
         name="Intro", slug="intro", model="local/extractive", target_field="intro", prompt=prompt
     )
-    pipeline = LLMPipeline.objects.create(name="Keywords then intro", slug="kw-intro")
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline, sort_order=0, name="keywords", action=keywords, writes=False
+    return make_pipeline(
+        {"name": "keywords", "action": keywords, "writes": False},
+        {"name": "intro", "action": intro},
+        name="Keywords then intro",
+        slug="kw-intro",
+        page_types=False,
     )
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="intro", action=intro)
-    return pipeline
 
 
 def test_bulk_pipeline_estimates_all_steps_and_writes_one_draft_per_page(
@@ -105,25 +106,21 @@ def test_action_menu_run_needs_edit_permission(client, post, local_pipeline, out
 
 
 def test_bulk_offers_a_pipeline_whose_first_step_has_its_own_prompt(
-    client, make_post, make_action, superuser
+    client, make_post, make_action, superuser, make_pipeline
 ):
-    from django.contrib.contenttypes.models import ContentType
-
     keywords = make_action(name="Keywords", slug="keywords", model="local/keywords")
-    pipeline = LLMPipeline.objects.create(name="Own summary then keywords", slug="own")
+    pipeline = make_pipeline(
+        {
+            "name": "summary",
+            "prompt_template": "Summarise {title}: {body}",
+            "model": "local/extractive",
+            "target_field": "summary",
+        },
+        {"name": "keywords", "action": keywords, "writes": False},
+        name="Own summary then keywords",
+        slug="own",
+    )
     posts = [make_post(title="Worm bins"), make_post(title="Leaf mould")]
-    pipeline.page_types.add(ContentType.objects.get_for_model(type(posts[0])))
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline,
-        sort_order=0,
-        name="summary",
-        prompt_template="Summarise {title}: {body}",
-        model="local/extractive",
-        target_field="summary",
-    )
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline, sort_order=1, name="keywords", action=keywords, writes=False
-    )
     client.force_login(superuser)
 
     confirm = client.get(bulk_url(posts))

@@ -8,7 +8,6 @@ from io import StringIO
 from urllib.parse import urlencode
 
 import pytest
-from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.urls import reverse
 from wagtail.models import Revision
@@ -49,31 +48,25 @@ def latest(page):
 
 
 @pytest.fixture
-def own_pipeline(fake_llm, api_key_env, make_post):
+def own_pipeline(fake_llm, server_fields, make_post, make_pipeline):
     """Outline, then a summary from the outline: both steps with their own prompt."""
-    from blog.models import BlogPage
-
-    server = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
     fake_llm.configure(reply=reply)
-    pipeline = LLMPipeline.objects.create(name="Outline then summary", slug="own-only")
-    pipeline.page_types.add(ContentType.objects.get_for_model(BlogPage))
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline,
-        sort_order=0,
-        name="outline",
-        prompt_template="OUTLINE {title}: {body}",
-        writes=False,
-        **server,
+    return make_pipeline(
+        {
+            "name": "outline",
+            "prompt_template": "OUTLINE {title}: {body}",
+            "writes": False,
+            **server_fields,
+        },
+        {
+            "name": "summary",
+            "prompt_template": "SUMMARY from {steps.outline}",
+            "target_field": "summary",
+            **server_fields,
+        },
+        name="Outline then summary",
+        slug="own-only",
     )
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline,
-        sort_order=1,
-        name="summary",
-        prompt_template="SUMMARY from {steps.outline}",
-        target_field="summary",
-        **server,
-    )
-    return pipeline
 
 
 def test_an_own_prompt_pipeline_runs_as_a_bulk_job_one_draft_per_page(
@@ -197,7 +190,6 @@ def test_a_bug_outside_a_step_fails_the_page_and_ends_its_run(
 ):
     """A bug in a page's run outside its steps' own handling fails that page readably and
     ends its run as failed (not "running" for ever); nothing is written."""
-    from wagtail_llm_actions.service import LLMService
 
     posts = [make_post(title=f"Post {n}") for n in range(2)]
     before = {p.pk: revisions(p) for p in posts}
@@ -206,7 +198,7 @@ def test_a_bug_outside_a_step_fails_the_page_and_ends_its_run(
     def bug(*args, **kwargs):
         raise RuntimeError("internal detail /srv/secret/path")
 
-    monkeypatch.setattr(LLMService, "_new_interaction", bug)
+    monkeypatch.setattr("wagtail_llm_actions.run.recording.new_interaction", bug)
     assert jobs.run_job(job.pk, threads=1) == "completed"
 
     items = list(job.items.order_by("pk"))
@@ -267,11 +259,10 @@ def test_own_prompt_pipeline_jobs_keep_the_provider_limit(
     assert not LLMProviderSlots.objects.exists()
 
 
-def test_a_pipeline_without_steps_is_not_offered(client, make_post, own_pipeline, superuser):
-    from blog.models import BlogPage
-
-    empty = LLMPipeline.objects.create(name="Empty", slug="empty")
-    empty.page_types.add(ContentType.objects.get_for_model(BlogPage))
+def test_a_pipeline_without_steps_is_not_offered(
+    client, make_post, own_pipeline, superuser, make_pipeline
+):
+    make_pipeline(name="Empty", slug="empty")
     client.force_login(superuser)
 
     confirm = client.get(bulk_url([make_post()]))

@@ -50,41 +50,21 @@ def blog_type():
 
 
 @pytest.fixture
-def server(fake_llm, api_key_env):
-    return {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
-
-
-@pytest.fixture
-def outline_action(make_action, server):
+def outline_action(make_server_action):
     prompt = LLMPrompt.objects.create(name="o", slug="o", template="OUTLINE the page:\n\n{body}")
-    return make_action(name="Outline", slug="outline", prompt=prompt, **server)
+    return make_server_action(name="Outline", slug="outline", prompt=prompt)
 
 
 @pytest.fixture
-def seo_action(make_action, server):
+def seo_action(make_server_action):
     prompt = LLMPrompt.objects.create(name="s", slug="s", template="SEO for {title}: {body}")
-    return make_action(
-        name="SEO fields",
-        slug="seo",
-        target_field="",
-        output_fields=dict(SEO),
-        prompt=prompt,
-        **server,
+    return make_server_action(
+        name="SEO fields", slug="seo", target_field="", output_fields=dict(SEO), prompt=prompt
     )
 
 
-def make_pipeline(*steps, page_types=True):
-    number = LLMPipeline.objects.count()
-    pipeline = LLMPipeline.objects.create(name="Pipe", slug=f"pipe-{number}")
-    if page_types:
-        pipeline.page_types.add(blog_type())
-    for order, fields in enumerate(steps):
-        LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=order, **fields)
-    return LLMPipeline.objects.get(pk=pipeline.pk)
-
-
-def inline(name, template, server, **fields):
-    return {"name": name, "prompt_template": template, **server, **fields}
+def inline(name, template, server_fields, **fields):
+    return {"name": name, "prompt_template": template, **server_fields, **fields}
 
 
 def reply(payload):
@@ -100,7 +80,7 @@ def reply(payload):
 
 
 def test_a_step_with_its_own_prompt_model_and_parameters_runs_and_writes(
-    outline_action, server, post, fake_llm
+    outline_action, server_fields, post, fake_llm, make_pipeline
 ):
     fake_llm.configure(reply=reply)
     pipeline = make_pipeline(
@@ -108,7 +88,7 @@ def test_a_step_with_its_own_prompt_model_and_parameters_runs_and_writes(
         inline(
             "summary",
             "SUMMARY of {title} from {steps.outline}",
-            server,
+            server_fields,
             target_field="summary",
             temperature=0.3,
             max_tokens=321,
@@ -136,12 +116,12 @@ def test_a_step_with_its_own_prompt_model_and_parameters_runs_and_writes(
 
 
 def test_detail_page_shows_a_step_of_its_own_and_reruns_from_it(
-    outline_action, server, post, fake_llm, admin_client
+    outline_action, server_fields, post, fake_llm, admin_client, make_pipeline
 ):
     fake_llm.configure(reply=reply)
     pipeline = make_pipeline(
         {"name": "outline", "action": outline_action, "writes": False},
-        inline("summary", "SUMMARY from {steps.outline}", server, target_field="summary"),
+        inline("summary", "SUMMARY from {steps.outline}", server_fields, target_field="summary"),
     )
     run = run_pipeline(pipeline, post)
     step = run.timeline()[1]
@@ -162,7 +142,7 @@ def test_detail_page_shows_a_step_of_its_own_and_reruns_from_it(
     assert latest(post).summary == "again"
 
 
-def test_a_step_needs_exactly_one_of_an_action_or_its_own_prompt(outline_action, server):
+def test_a_step_needs_exactly_one_of_an_action_or_its_own_prompt(outline_action, server_fields):
     pipeline = LLMPipeline.objects.create(name="P", slug="p")
     both = LLMPipelineStep(
         pipeline=pipeline, name="x", action=outline_action, prompt_template="Hi {title}"
@@ -185,9 +165,11 @@ def test_a_step_needs_exactly_one_of_an_action_or_its_own_prompt(outline_action,
         ({"prompt_template": "Hi {title"}, "prompt_template", "line 1"),
     ],
 )
-def test_a_step_with_its_own_prompt_is_validated_like_an_action(server, fields, field, fragment):
+def test_a_step_with_its_own_prompt_is_validated_like_an_action(
+    server_fields, fields, field, fragment
+):
     pipeline = LLMPipeline.objects.create(name="P", slug="p")
-    values = inline("x", "Hi {title}", server, target_field="summary")
+    values = inline("x", "Hi {title}", server_fields, target_field="summary")
     values.update(fields)
     step = LLMPipelineStep(pipeline=pipeline, **values)
     with pytest.raises(ValidationError) as caught:
@@ -196,35 +178,49 @@ def test_a_step_with_its_own_prompt_is_validated_like_an_action(server, fields, 
     assert fragment in " ".join(caught.value.message_dict[field])
 
 
-def test_a_step_that_only_feeds_later_steps_needs_no_target(server):
+def test_a_step_that_only_feeds_later_steps_needs_no_target(server_fields):
     pipeline = LLMPipeline.objects.create(name="P", slug="p")
-    step = LLMPipelineStep(pipeline=pipeline, writes=False, **inline("x", "Hi {title}", server))
+    step = LLMPipelineStep(
+        pipeline=pipeline, writes=False, **inline("x", "Hi {title}", server_fields)
+    )
     step.full_clean(exclude=["pipeline", "sort_order"])
 
 
-def test_a_bad_variable_or_field_of_a_step_is_refused_before_any_call(server, post, fake_llm):
-    pipeline = make_pipeline(inline("s", "About {nope}", server, target_field="summary"))
+def test_a_bad_variable_or_field_of_a_step_is_refused_before_any_call(
+    server_fields, post, fake_llm, make_pipeline
+):
+    pipeline = make_pipeline(inline("s", "About {nope}", server_fields, target_field="summary"))
     with pytest.raises(ConfigurationProblem, match="nope"):
         run_pipeline(pipeline, post)
-    pipeline = make_pipeline(inline("s", "About {title}", server, target_field="missing"))
+    pipeline = make_pipeline(inline("s", "About {title}", server_fields, target_field="missing"))
     with pytest.raises(ConfigurationProblem, match="missing"):
         run_pipeline(pipeline, post)
     assert fake_llm.request_count == 0
     assert not LLMInteraction.objects.exists()
 
 
-def test_a_pipeline_with_own_prompts_is_offered_only_on_its_page_types(server, post):
-    with_types = make_pipeline(inline("s", "About {title}", server, target_field="summary"))
+def test_a_pipeline_with_own_prompts_is_offered_only_on_its_page_types(
+    server_fields, post, make_pipeline
+):
+    with_types = make_pipeline(inline("s", "About {title}", server_fields, target_field="summary"))
     assert pipelines_for_page(post) == [with_types]
     with_types.page_types.clear()
     assert pipelines_for_page(post) == []  # own prompts need page types
 
 
-def test_the_estimate_sums_every_step_including_own_prompts(outline_action, server, post):
+def test_the_estimate_sums_every_step_including_own_prompts(
+    outline_action, server_fields, post, make_pipeline
+):
     pipeline = make_pipeline(
         {"name": "outline", "action": outline_action, "writes": False},
-        inline("summary", "SUMMARY from {steps.outline}", server, target_field="summary"),
-        inline("intro", "INTRO from {steps.summary}", server, target_field="intro", max_tokens=50),
+        inline("summary", "SUMMARY from {steps.outline}", server_fields, target_field="summary"),
+        inline(
+            "intro",
+            "INTRO from {steps.summary}",
+            server_fields,
+            target_field="intro",
+            max_tokens=50,
+        ),
     )
     from wagtail_llm_actions.estimates import DEFAULT_COMPLETION_TOKENS
 
@@ -241,12 +237,12 @@ def test_the_estimate_sums_every_step_including_own_prompts(outline_action, serv
 
 
 def test_a_structured_step_writes_every_field_into_the_one_draft_and_feeds_json(
-    seo_action, server, post, fake_llm
+    seo_action, server_fields, post, fake_llm, make_pipeline
 ):
     fake_llm.configure(reply=reply)
     pipeline = make_pipeline(
         {"name": "seo", "action": seo_action},
-        inline("intro", "INTRO from {steps.seo}", server, target_field="intro"),
+        inline("intro", "INTRO from {steps.seo}", server_fields, target_field="intro"),
     )
     revisions = page_revisions(post)
 
@@ -264,12 +260,14 @@ def test_a_structured_step_writes_every_field_into_the_one_draft_and_feeds_json(
     assert seo.revision_id == run.revision_id
 
 
-def test_a_structured_step_that_only_feeds_writes_nothing(seo_action, server, post, fake_llm):
+def test_a_structured_step_that_only_feeds_writes_nothing(
+    seo_action, server_fields, post, fake_llm, make_pipeline
+):
     fake_llm.configure(reply=reply)
     before = latest(post)
     pipeline = make_pipeline(
         {"name": "seo", "action": seo_action, "writes": False},
-        inline("intro", "INTRO from {steps.seo}", server, target_field="intro"),
+        inline("intro", "INTRO from {steps.seo}", server_fields, target_field="intro"),
     )
 
     run_pipeline(pipeline, post)
@@ -282,11 +280,13 @@ def test_a_structured_step_that_only_feeds_writes_nothing(seo_action, server, po
     assert draft.intro == "intro-answer"
 
 
-def test_rerun_after_a_structured_step_reuses_its_fields(seo_action, server, post, fake_llm):
+def test_rerun_after_a_structured_step_reuses_its_fields(
+    seo_action, server_fields, post, fake_llm, make_pipeline
+):
     fake_llm.configure(reply=reply)
     pipeline = make_pipeline(
         {"name": "seo", "action": seo_action},
-        inline("intro", "INTRO from {steps.seo}", server, target_field="intro"),
+        inline("intro", "INTRO from {steps.seo}", server_fields, target_field="intro"),
     )
     first = run_pipeline(pipeline, post)
     fake_llm.reset()
@@ -300,11 +300,13 @@ def test_rerun_after_a_structured_step_reuses_its_fields(seo_action, server, pos
     assert (draft.seo_title, draft.intro) == ("Compost title", "new-intro")
 
 
-def test_a_failing_structured_step_writes_nothing(seo_action, server, post, fake_llm):
+def test_a_failing_structured_step_writes_nothing(
+    seo_action, server_fields, post, fake_llm, make_pipeline
+):
     fake_llm.configure(reply=lambda payload: "not json at all")
     pipeline = make_pipeline(
         {"name": "seo", "action": seo_action},
-        inline("intro", "INTRO", server, target_field="intro"),
+        inline("intro", "INTRO", server_fields, target_field="intro"),
     )
     latest_id = post.latest_revision_id
     with pytest.raises(PipelineStepFailed) as caught:
@@ -318,7 +320,7 @@ def test_a_failing_structured_step_writes_nothing(seo_action, server, post, fake
 
 
 def test_a_map_reduce_step_runs_its_parts_inside_the_pipeline_run(
-    make_action, make_post, server, fake_llm
+    make_action, make_post, server_fields, fake_llm, make_pipeline
 ):
     from tests.conftest import make_body
 
@@ -331,12 +333,12 @@ def test_a_map_reduce_step_runs_its_parts_inside_the_pipeline_run(
         long_content="map_reduce",
         context_window=2000,
         max_tokens=100,
-        **server,
+        **server_fields,
     )
     fake_llm.configure(reply=lambda payload: "part-or-combined")
     pipeline = make_pipeline(
         {"name": "summary", "action": summarise},
-        inline("intro", "INTRO from {steps.summary}", server, target_field="intro"),
+        inline("intro", "INTRO from {steps.summary}", server_fields, target_field="intro"),
     )
 
     run = run_pipeline(pipeline, long_post)
@@ -499,7 +501,7 @@ def test_step_model_needs_the_provider_permission(client, outline_action, django
 
 
 def test_a_job_runs_a_pipeline_with_steps_of_their_own(
-    outline_action, server, make_post, fake_llm, superuser
+    outline_action, server_fields, make_post, fake_llm, superuser, make_pipeline
 ):
     from wagtail_llm_actions import jobs
     from wagtail_llm_actions.models import ItemStatus
@@ -507,7 +509,7 @@ def test_a_job_runs_a_pipeline_with_steps_of_their_own(
     fake_llm.configure(reply=reply)
     posts = [make_post() for _ in range(2)]
     pipeline = make_pipeline(
-        inline("summary", "SUMMARY of {title}", server, target_field="summary"),
+        inline("summary", "SUMMARY of {title}", server_fields, target_field="summary"),
         {"name": "outline", "action": outline_action, "writes": False},
     )
 

@@ -6,15 +6,13 @@ import pytest
 from django.core.management import call_command
 from wagtail.models import Revision
 
+from tests.conftest import make_prompt
 from tests.fakeserver import last_user_message
 from wagtail_llm_actions.exceptions import ConfigurationProblem
 from wagtail_llm_actions.extraction import extract_text
 from wagtail_llm_actions.models import (
     InteractionStatus,
     LLMInteraction,
-    LLMPipeline,
-    LLMPipelineStep,
-    LLMPrompt,
     LLMRun,
     RunStatus,
 )
@@ -29,33 +27,23 @@ from wagtail_llm_actions.pipelines import (
 pytestmark = pytest.mark.django_db
 
 
-def make_prompt(slug, template):
-    prompt = LLMPrompt.objects.create(name=slug, slug=slug, template=template)
-    prompt.save_revision()
-    return prompt
-
-
 @pytest.fixture
-def steps_actions(make_action, fake_llm, api_key_env):
-    common = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
-    outline = make_action(
+def steps_actions(make_server_action):
+    outline = make_server_action(
         name="Outline",
         slug="outline",
         prompt=make_prompt("outline", "OUTLINE the page:\n\n{body}"),
-        **common,
     )
-    summary = make_action(
+    summary = make_server_action(
         name="Summary from outline",
         slug="summary-from-outline",
         prompt=make_prompt("from-outline", "SUMMARY from this outline: {steps.outline}"),
-        **common,
     )
-    intro = make_action(
+    intro = make_server_action(
         name="Intro",
         slug="intro",
         target_field="intro",
         prompt=make_prompt("intro", "INTRO for {title} using {steps.summary}"),
-        **common,
     )
     return outline, summary, intro
 
@@ -68,15 +56,16 @@ def reply_by_kind(payload):
 
 
 @pytest.fixture
-def pipeline(steps_actions):
+def pipeline(steps_actions, make_pipeline):
     outline, summary, intro = steps_actions
-    pipeline = LLMPipeline.objects.create(name="Summarise and introduce", slug="sum-intro")
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline, sort_order=0, name="outline", action=outline, writes=False
+    return make_pipeline(
+        {"name": "outline", "action": outline, "writes": False},
+        {"name": "summary", "action": summary},
+        {"name": "intro", "action": intro},
+        name="Summarise and introduce",
+        slug="sum-intro",
+        page_types=False,
     )
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="summary", action=summary)
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=2, name="intro", action=intro)
-    return pipeline
 
 
 def test_steps_feed_later_steps_and_all_writes_go_into_one_draft(pipeline, post, fake_llm):
@@ -221,10 +210,11 @@ def test_a_bug_outside_a_step_ends_the_run_failed_not_running(
     """A bug between steps (not a step's provider or content error) still ends the run:
     failed, with an end time and the error's type only (the traceback goes to the log), and
     nothing is written; the caller gets the error."""
-    from wagtail_llm_actions.service import LLMService
 
     fake_llm.configure(reply=reply_by_kind)
-    new_interaction = LLMService._new_interaction
+    from wagtail_llm_actions.run import recording
+
+    new_interaction = recording.new_interaction
     calls = []
 
     def bug_on_the_second_step(self, *args, **kwargs):
@@ -233,7 +223,7 @@ def test_a_bug_outside_a_step_ends_the_run_failed_not_running(
             raise RuntimeError("internal detail /srv/secret/path")
         return new_interaction(self, *args, **kwargs)
 
-    monkeypatch.setattr(LLMService, "_new_interaction", bug_on_the_second_step)
+    monkeypatch.setattr("wagtail_llm_actions.run.recording.new_interaction", bug_on_the_second_step)
     before = type(post).objects.get(pk=post.pk)
     revisions = Revision.objects.count()
 
@@ -310,11 +300,15 @@ def test_validation_refuses_a_structured_step_that_splits_long_content(steps_act
     assert "splits long content" in errors[0][0]
 
 
-def test_an_invalid_pipeline_makes_no_call(steps_actions, post, fake_llm):
+def test_an_invalid_pipeline_makes_no_call(steps_actions, post, fake_llm, make_pipeline):
     outline, summary, _intro = steps_actions
-    pipeline = LLMPipeline.objects.create(name="Backwards", slug="backwards")
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="summary", action=summary)
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="outline", action=outline)
+    pipeline = make_pipeline(
+        {"name": "summary", "action": summary},
+        {"name": "outline", "action": outline},
+        name="Backwards",
+        slug="backwards",
+        page_types=False,
+    )
 
     with pytest.raises(ConfigurationProblem, match="later step"):
         run_pipeline(pipeline, post)
@@ -405,20 +399,21 @@ def test_a_pipeline_job_writes_one_draft_per_page_and_resumes_without_calling_ag
 
 
 def test_an_editor_save_during_the_run_is_kept(pipeline, post, fake_llm, monkeypatch):
-    from wagtail_llm_actions.service import LLMService
 
     fake_llm.configure(reply=reply_by_kind)
-    original = LLMService.answer
+    from wagtail_llm_actions.run.calls import single
 
-    def answer(self, prepared, interaction, **kwargs):
-        result = original(self, prepared, interaction, **kwargs)
+    original = single.answer
+
+    def answer(prepared, interaction, **kwargs):
+        result = original(prepared, interaction, **kwargs)
         if interaction.step_name == "outline":  # an editor saves while the run goes on
             draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
             draft.title = "Edited meanwhile"
             draft.save_revision()
         return result
 
-    monkeypatch.setattr(LLMService, "answer", answer)
+    monkeypatch.setattr("wagtail_llm_actions.run.calls.single.answer", answer)
 
     run = run_pipeline(pipeline, post)
 

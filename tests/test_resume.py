@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_map_reduce import WINDOW, long_body
+from tests.conftest import WINDOW, long_body
 from wagtail_llm_actions.models import LLMInteraction, LLMRun
 from wagtail_llm_actions.service import LLMService
 

@@ -35,7 +35,9 @@ def drafts(page) -> int:
 
 def busy_draft_saves(monkeypatch, times: int | None):
     """Make the draft save raise SQLite's "database is locked" ``times`` times (None: always)."""
-    original = LLMService._save_draft
+    from wagtail_llm_actions.run import drafts as run_drafts
+
+    original = run_drafts.save_draft
     calls = {"n": 0}
 
     def flaky(working_obj, user, action, **kwargs):
@@ -44,7 +46,7 @@ def busy_draft_saves(monkeypatch, times: int | None):
             raise OperationalError("database is locked")
         return original(working_obj, user, action, **kwargs)
 
-    monkeypatch.setattr(LLMService, "_save_draft", staticmethod(flaky))
+    monkeypatch.setattr("wagtail_llm_actions.run.drafts.save_draft", flaky)
     return calls
 
 

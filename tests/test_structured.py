@@ -658,7 +658,7 @@ def test_a_stored_structured_answer_is_applied_later_without_a_call(
     def busy(working_obj, user, action, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(LLMService, "_save_draft", staticmethod(busy))
+    monkeypatch.setattr("wagtail_llm_actions.run.drafts.save_draft", busy)
     with pytest.raises(WriteFailed):
         LLMService().run(structured_action, post, superuser)
     stored = LLMInteraction.objects.get()

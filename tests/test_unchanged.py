@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from wagtail.models import PageLogEntry
 
-from tests.test_map_reduce import WINDOW, long_body
+from tests.conftest import WINDOW, long_body
 from wagtail_llm_actions import editor, jobs, review
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.models import (
@@ -218,10 +218,12 @@ def test_an_answer_counts_when_a_person_discarded_it_not_when_its_job_was_cancel
     post, server_action, fake_llm, superuser, monkeypatch
 ):
     # Cancelled while the model answered: thrown away unseen, so it decides nothing.
-    original = LLMService.answer
+    from wagtail_llm_actions.run.calls import single
 
-    def cancel_meanwhile(self, prepared, interaction, **kwargs):
-        result = original(self, prepared, interaction, **kwargs)
+    original = single.answer
+
+    def cancel_meanwhile(prepared, interaction, **kwargs):
+        result = original(prepared, interaction, **kwargs)
         editor.cancel_editor_job(editor_job[0])
         return result
 
@@ -229,7 +231,7 @@ def test_an_answer_counts_when_a_person_discarded_it_not_when_its_job_was_cancel
     obj = reload(post).get_latest_revision_as_object()
     editor_job.append(editor.create_editor_job(server_action, post, obj, superuser))
     with monkeypatch.context() as patched:
-        patched.setattr(LLMService, "answer", cancel_meanwhile)
+        patched.setattr("wagtail_llm_actions.run.calls.single.answer", cancel_meanwhile)
         editor.enqueue_editor_job(editor_job[0], inline=True)
     assert LLMInteraction.objects.get().outcome == InteractionOutcome.DISCARDED
     assert bulk(server_action, superuser, post) == RAN

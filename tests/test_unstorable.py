@@ -73,7 +73,7 @@ def test_an_editor_answer_the_database_cannot_store_fills_the_form_cleaned(
 def test_map_reduce_parts_the_database_cannot_store_are_logged_cleaned(
     make_action, make_post, fake_llm, api_key_env
 ):
-    from tests.test_map_reduce import WINDOW, long_body
+    from tests.conftest import WINDOW, long_body
 
     body, _markers = long_body(paragraphs=120)
     post = make_post(body=body)

@@ -279,7 +279,7 @@ def test_a_map_reduce_outliving_the_task_timeout_resumes_without_paying_twice(
     fake server counts the calls: every part once, the lost one twice, the combining once."""
     from django.test import Client
 
-    from tests.test_map_reduce import WINDOW, long_body
+    from tests.conftest import WINDOW, long_body
 
     name, env, log = editor_cluster
     env = {**env, "Q_TIMEOUT": "8"}

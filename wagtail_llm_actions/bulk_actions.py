@@ -3,7 +3,7 @@
 The confirmation screen lets the user pick an action that applies to the selected pages'
 types, include descendants and force re-running unchanged pages; it shows how many pages
 will run, which are skipped and why, and an estimate of tokens and cost (see
-:func:`planning.plan_job`). Pages the user cannot see in the admin are counted as "not
+:func:`jobs.plan_job`). Pages the user cannot see in the admin are counted as "not
 available", never named, and their types choose no action. "Check" re-renders the preview
 for the chosen options; "Start" creates the job, queues it on the workers and returns to
 the listing with a link to the job's progress page.
@@ -29,7 +29,7 @@ from .lazy import lazy_module
 from .models import JobKind, LLMAction, LLMPipeline
 from .permissions import explorable_pages
 
-planning = lazy_module("wagtail_llm_actions.planning")  # imported when the action is first used
+jobs = lazy_module("wagtail_llm_actions.jobs")  # imported when the action is first used
 
 
 class RunActionForm(forms.Form):
@@ -69,7 +69,7 @@ def sqlite_notice(user) -> tuple[str, str] | None:
     return notice()
 
 
-def can_start(plan: planning.Plan | None) -> bool:
+def can_start(plan: jobs.Plan | None) -> bool:
     """False when the plan says no page would run (exactly, or because none is eligible)."""
     if plan is None:
         return False
@@ -129,7 +129,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             user = self.request.user
             visible = None if user.is_superuser else explorable_pages(user).values("pk")
             type_ids: set[int] = set()
-            for part in planning.selection_parts(
+            for part in jobs.selection_parts(
                 self.get_selected_page_ids(), include_descendants=True
             ):
                 if visible is not None:
@@ -163,7 +163,7 @@ class RunLLMActionBulkAction(PageBulkAction):
         plan = None
         if action is not None:
             action = LLMAction.objects.select_related("prompt").get(pk=action.pk)
-            plan = planning.plan_job(
+            plan = jobs.plan_job(
                 action,
                 self.request.user,
                 ids,
@@ -231,7 +231,7 @@ class RunLLMActionBulkAction(PageBulkAction):
         result=None,
         **kwargs,
     ):
-        job = planning.create_job(
+        job = jobs.create_job(
             action,
             user,
             objects,
@@ -239,7 +239,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             force=force,
             kind=JobKind.BULK,
         )
-        planning.enqueue_job(job)
+        jobs.enqueue_job(job)
         queued = job.items.filter(status="queued").count()
         if result is not None:
             result.update(job=job, queued=queued)
@@ -311,7 +311,7 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
         plan = None
         if pipeline is not None:
             try:
-                plan = planning.plan_pipeline_job(
+                plan = jobs.plan_pipeline_job(
                     pipeline, self.request.user, ids, include_descendants=include_descendants
                 )
             except ConfigurationProblem as e:  # e.g. no steps: nothing can start
@@ -344,10 +344,10 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
     def execute_action(
         cls, objects, pipeline=None, user=None, include_descendants=False, result=None, **kwargs
     ):
-        job = planning.create_pipeline_job(
+        job = jobs.create_pipeline_job(
             pipeline, user, objects, include_descendants=include_descendants, kind=JobKind.BULK
         )
-        planning.enqueue_job(job)
+        jobs.enqueue_job(job)
         queued = job.items.filter(status="queued").count()
         if result is not None:
             result.update(job=job, queued=queued)

@@ -15,7 +15,7 @@ itself or a later one, is refused when the pipeline is saved and again before a 
 whose action fills several fields (structured output) writes them all into the run's draft;
 its ``{steps.<name>}`` is the JSON object of the values it produced, by output key. Steps
 run in order on the page's latest revision; a step that writes applies its answer to the
-working copy, and after the last step all writes go into one draft revision (the service's
+working copy, and after the last step all writes go into one draft revision (:mod:`.run.drafts`
 write path: newest revision, row lock, retried while the database is busy). A failing step
 stops the run: nothing is written, the run names the failed step. Steps cannot reference
 pipelines, so a pipeline cannot contain a cycle.
@@ -25,8 +25,6 @@ Nothing here knows about HTTP.
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -34,15 +32,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.models import Page
 
-from . import db, estimates, outputs
+from . import db, estimates
 from .chunking import JOINER_TOKENS
 from .conf import get_setting
-from .exceptions import ConfigurationProblem, LLMActionError, OutputRejected, SourceEmpty
-from .extraction import PathError
+from .exceptions import ConfigurationProblem, LLMActionError, SourceEmpty
 from .models import (
     InteractionOutcome,
     InteractionStatus,
@@ -55,15 +51,11 @@ from .models import (
     RunKind,
     RunStatus,
 )
-from .service import (
-    LLMService,
-    not_stored,
-    page_deleted,
-    page_gone,
-    refused_content,
-    save_run,
-    working_copy,
-)
+from .run import access, drafts, recording
+from .run import steps as run_steps
+from .run.calls import map_reduce
+from .run.prepare import prepare, working_copy
+from .run.recording import not_stored, page_deleted, page_gone, refused_content, save_run
 from .templating import TemplateSyntaxError, step_name_of, template_variables
 
 logger = logging.getLogger(__name__)
@@ -274,9 +266,8 @@ def check_pipeline(pipeline: LLMPipeline, obj: Any, user=None) -> list[StepSpec]
         raise ConfigurationProblem(
             _("Step “%(step)s”: %(error)s") % {"step": steps[index].name, "error": errors[index][0]}
         )
-    service = LLMService()
     for step in steps:
-        service.check(step.action, obj, user)
+        access.check(step.action, obj, user)
     return steps
 
 
@@ -309,13 +300,61 @@ def run_pipeline(
     ``on_run_started(run)`` runs in the transaction that creates the run (a job links its
     item to the run there, see :func:`answered_steps`).
     """
-    service = LLMService()
     if isinstance(obj, Page):
         obj = obj.specific
     steps = check_pipeline(pipeline, obj, user)
     base_revision = None
     if working_obj is None:
         working_obj, base_revision = working_copy(obj)
+    run = _start(pipeline, obj, user, trigger, base_revision, previous, on_run_started)
+    # From here the run is stored: whatever stops it, it ends (a step's failure in _fail,
+    # a failed write in write_run, anything else below), never "running" for ever.
+    try:
+        reusable = run_steps.reusable_answers(previous) if previous is not None else {}
+        answers: dict[str, str] = {}
+        done: list[tuple[LLMInteraction, StepSpec]] = []
+        for index, step in enumerate(steps):
+            interaction = recording.new_interaction(step.action, obj, user, trigger, base_revision)
+            interaction.run, interaction.step_index, interaction.step_name = run, index, step.name
+            started = time.perf_counter()
+            try:
+                reuse = index < from_step
+                reused = reusable.get(step.name) if reuse else None
+                run_steps.run_step(step, interaction, working_obj, answers, reuse, reused)
+            except Exception as e:  # noqa: BLE001 - every failure stops the run the same way
+                raise _fail(run, interaction, step, e, started) from e
+            done.append((interaction, step))
+        writers = [(i, s.action) for i, s in done if s.writes]
+        last = writers[-1][0] if writers else done[-1][0]
+        if on_answer is not None:
+            db.write(lambda: on_answer(last), what="linking a pipeline run")
+        if not writers or not save:
+            finish = _finish_unwritten(run, [i for i, _a in writers], last, on_success)
+            db.write(finish, what="finishing a pipeline run")
+            return run
+    except PipelineStepFailed:
+        raise
+    except Exception as e:
+        _crashed(run, e)
+        raise
+    try:
+        drafts.write_run(run, obj, user, writers, working_obj=working_obj, on_success=on_success)
+    except LLMActionError as e:
+        e.run = run  # type: ignore[attr-defined]
+        raise
+    return run
+
+
+def _start(
+    pipeline: LLMPipeline,
+    obj: Any,
+    user,
+    trigger: str,
+    base_revision,
+    previous: LLMRun | None,
+    on_run_started: Callable[[LLMRun], None] | None,
+) -> LLMRun:
+    """The pipeline's run row, saved (``on_run_started(run)`` in that transaction)."""
     run = LLMRun(
         kind=RunKind.PIPELINE,
         pipeline=pipeline,
@@ -327,115 +366,29 @@ def run_pipeline(
         base_revision=base_revision,
         rerun_of=previous,
     )
+    return recording.start_run(run, on_run_started, what="starting a pipeline run")
 
-    def start() -> None:
-        run.save()
-        if on_run_started is not None:
-            on_run_started(run)
 
-    db.write(start, what="starting a pipeline run")
-    # From here the run is stored: whatever stops it, it ends (a step's failure in _fail,
-    # a failed write in write_run, anything else below), never "running" for ever.
-    try:
-        reusable = _reusable_answers(previous) if previous is not None else {}
-        answers: dict[str, str] = {}
-        done: list[tuple[LLMInteraction, StepSpec]] = []
-        for index, step in enumerate(steps):
-            action = step.action
-            interaction = service._new_interaction(action, obj, user, trigger, base_revision)
-            interaction.run = run
-            interaction.step_index = index
-            interaction.step_name = step.name
-            started = time.perf_counter()
-            try:
-                reused = index < from_step
-                if reused:
-                    _reuse(interaction, reusable.get(step.name), step)
-                else:
-                    prepared = service.prepare(action, working_obj, answers)
-                    interaction.source_hash = prepared.inputs_hash
-                    interaction.source_truncated = prepared.truncated
-                    if action.is_structured:
-                        # Fills (and checks) every mapped field of the working copy; a step that
-                        # only feeds later steps fills a copy.
-                        scratch = working_obj if step.writes else copy.deepcopy(working_obj)
-                        service._call_structured(action, scratch, prepared, interaction)
-                    else:
-                        hint = None
-                        if step.writes:
-                            hint = outputs.answer_max_chars(type(working_obj), action.target_field)
-                        service.answer(prepared, interaction, max_chars=hint)
-                        service.refuse_cut_answer(action, interaction)
-                answers[step.name] = step_answer(action, interaction)
-                if step.writes and action.is_structured:
-                    if reused:
-                        _apply_structured(working_obj, interaction)
-                    interaction.status = InteractionStatus.ANSWERED
-                    interaction.outcome = InteractionOutcome.NONE
-                elif step.writes:
-                    try:
-                        interaction.previous_value = outputs.read_field_value(
-                            working_obj, action.target_field
-                        )
-                        interaction.output_value = outputs.apply_output(
-                            working_obj,
-                            action.target_field,
-                            interaction.response_text,
-                            action.output_mode,
-                            truncate=bool(get_setting("TRUNCATE_LONG_OUTPUT")),
-                        )
-                    except PathError as e:
-                        raise ConfigurationProblem(str(e)) from e
-                    except outputs.OutputError as e:
-                        raise OutputRejected(str(e), code=e.code) from e
-                    interaction.status = InteractionStatus.ANSWERED
-                    interaction.outcome = InteractionOutcome.NONE
-                else:
-                    interaction.status = InteractionStatus.SUCCESS
-                    interaction.outcome = InteractionOutcome.FED
-                db.write(interaction.save, what="storing a step's answer")
-            except Exception as e:  # noqa: BLE001 - every failure stops the run the same way
-                raise _fail(service, run, interaction, step, e, started) from e
-            done.append((interaction, step))
+def _finish_unwritten(
+    run: LLMRun,
+    writers: list[LLMInteraction],
+    last: LLMInteraction,
+    on_success: Callable[[LLMInteraction], None] | None,
+) -> Callable[[], None]:
+    """The write ending a run that writes no draft: its writing steps' answers (if any)
+    await the editor's review."""
 
-        writers = [(i, s) for i, s in done if s.writes]
-        last = writers[-1][0] if writers else done[-1][0]
-        if on_answer is not None:
-            db.write(lambda: on_answer(last), what="linking a pipeline run")
-        if not writers or not save:
+    def finish() -> None:
+        for interaction in writers:  # not saved: awaiting the editor's review
+            interaction.status = InteractionStatus.SUCCESS
+            interaction.outcome = InteractionOutcome.PENDING
+            interaction.save(update_fields=["status", "outcome"])
+        recording.mark_ended(run, RunStatus.SUCCESS)
+        save_run(run)
+        if on_success is not None:
+            on_success(last)
 
-            def finish() -> None:
-                for interaction, _step in writers:  # not saved: awaiting the editor's review
-                    interaction.status = InteractionStatus.SUCCESS
-                    interaction.outcome = InteractionOutcome.PENDING
-                    interaction.save(update_fields=["status", "outcome"])
-                run.status = RunStatus.SUCCESS
-                run.error_message = ""
-                run.finished_at = timezone.now()
-                save_run(run)
-                if on_success is not None:
-                    on_success(last)
-
-            db.write(finish, what="finishing a pipeline run")
-            return run
-    except PipelineStepFailed:
-        raise
-    except Exception as e:
-        _crashed(run, e)
-        raise
-    try:
-        service.write_run(
-            run,
-            obj,
-            user,
-            [(i, s.action) for i, s in writers],
-            working_obj=working_obj,
-            on_success=on_success,
-        )
-    except LLMActionError as e:
-        e.run = run  # type: ignore[attr-defined]
-        raise
-    return run
+    return finish
 
 
 def rerun_pipeline(run: LLMRun, from_step: int, user=None, **kwargs) -> LLMRun:
@@ -454,7 +407,7 @@ def rerun_pipeline(run: LLMRun, from_step: int, user=None, **kwargs) -> LLMRun:
 def answered_steps(run: LLMRun) -> int:
     """How many leading steps of ``run``'s pipeline have a stored answer in ``run`` (or the
     runs it reused): a resumed run starts there, calling no model for the steps before."""
-    answers = _reusable_answers(run)
+    answers = run_steps.reusable_answers(run)
     count = 0
     for step in _specs(run.pipeline) if run.pipeline_id else []:
         if step.name not in answers:
@@ -463,63 +416,7 @@ def answered_steps(run: LLMRun) -> int:
     return count
 
 
-def step_answer(action: LLMAction, interaction: LLMInteraction) -> str:
-    """What later steps get as ``{steps.<name>}``: the answer's text, or for a step filling
-    several fields the JSON object of its values by output key (in the mapping's order)."""
-    if action.is_structured and interaction.output_values:
-        values = interaction.output_values
-        return json.dumps(
-            {str(key): values.get(field, "") for key, field in action.output_fields.items()},
-            ensure_ascii=False,
-        )
-    return interaction.response_text.strip()
-
-
-def _apply_structured(working_obj: Any, interaction: LLMInteraction) -> None:
-    """Set a reused structured answer's values on the working copy."""
-    try:
-        interaction.previous_values = {
-            name: outputs.read_field_value(working_obj, name) for name in interaction.output_values
-        }
-        for name, value in interaction.output_values.items():
-            outputs.set_output_value(working_obj, name, value)
-    except PathError as e:
-        raise ConfigurationProblem(str(e)) from e
-
-
-def _reusable_answers(run: LLMRun) -> dict[str, LLMInteraction]:
-    """The answer of each step of ``run`` (not its parts), by step name."""
-    result: dict[str, LLMInteraction] = {}
-    for interaction in run.interactions.filter(chunk_index__isnull=True).order_by("pk"):
-        if interaction.status in (InteractionStatus.SUCCESS, InteractionStatus.ANSWERED):
-            result[interaction.step_name] = interaction
-    return result
-
-
-def _reuse(interaction: LLMInteraction, source: LLMInteraction | None, step: StepSpec) -> None:
-    if source is None or not source.response_text:
-        raise ConfigurationProblem(
-            _("The step “%(step)s” has no stored answer in the earlier run to reuse.")
-            % {"step": step.name}
-        )
-    interaction.reused_from = source.reused_from or source
-    interaction.messages = source.messages
-    interaction.parameters = source.parameters
-    interaction.model = source.model
-    interaction.response_text = source.response_text
-    interaction.output_values = dict(source.output_values or {})
-    if source.output_values:
-        interaction.output_value = source.output_value
-    interaction.finish_reason = source.finish_reason
-    interaction.answer_truncated = source.answer_truncated
-    interaction.source_hash = source.source_hash
-    # No call was made: no tokens, no cost (the original row keeps them).
-    interaction.cost = Decimal(0)
-    interaction.latency_ms = 0
-
-
 def _fail(
-    service: LLMService,
     run: LLMRun,
     interaction: LLMInteraction,
     step: StepSpec,
@@ -544,7 +441,7 @@ def _fail(
         logger.exception("Pipeline %s failed at step %s", run.name, step.name)
         code, retryable = "internal", False
         message = _("unexpected error (%(type)s)") % {"type": type(error).__name__}
-    service._record_failure(
+    recording.record_failure(
         interaction, LLMActionError(message, code=code, retryable=retryable), started
     )
     if code == SourceEmpty.code:  # a skip, as the interaction and a job's item say
@@ -552,14 +449,14 @@ def _fail(
             "step": step.name,
             "error": message,
         }
-        _finish(run, RunStatus.SKIPPED, text)
+        recording.finish_run(run, RunStatus.SKIPPED, text)
     else:
         text = _("Step “%(step)s” failed, so nothing was written: %(error)s") % {
             "step": step.name,
             "error": message,
         }
         run.failed_step = step.name
-        _finish(run, RunStatus.ERROR, text)
+        recording.finish_run(run, RunStatus.ERROR, text)
     return PipelineStepFailed(
         text, run=run, step=step.name, code=code, retryable=retryable, interaction=interaction
     )
@@ -575,17 +472,8 @@ def _crashed(run: LLMRun, error: Exception) -> None:
     else:
         logger.exception("Pipeline run %s failed unexpectedly", run.pk)
         message = _("The pipeline failed unexpectedly (%(type)s).") % {"type": type(error).__name__}
-    try:
-        _finish(run, RunStatus.ERROR, message)
-    except Exception:  # the caller still gets the first error  # noqa: BLE001
-        logger.exception("Could not record the end of run %s", run.pk)
-
-
-def _finish(run: LLMRun, status: str, error: str = "") -> None:
-    run.status = status
-    run.error_message = error
-    run.finished_at = timezone.now()
-    db.write(lambda: save_run(run), what="finishing a run")
+    # (the caller still gets the first error)
+    recording.finish_run_quietly(run, RunStatus.ERROR, message)
 
 
 # -- estimates --------------------------------------------------------------------------------
@@ -604,7 +492,6 @@ def estimate_pipeline(pipeline: LLMPipeline, obj: Any) -> PipelineEstimate:
     the sum of every step's (an action's or its own prompt's), each earlier answer assumed as
     long as its step's answer limit, every part and combining call of a map-reduce step, and
     the JSON schema of a step that fills several fields."""
-    service = LLMService()
     if isinstance(obj, Page):
         obj = obj.specific
     working_obj, _revision = working_copy(obj)
@@ -613,8 +500,8 @@ def estimate_pipeline(pipeline: LLMPipeline, obj: Any) -> PipelineEstimate:
     for step in _specs(pipeline):
         action = step.action
         completion = action.max_tokens or estimates.DEFAULT_COMPLETION_TOKENS
-        prepared = service.prepare(action, working_obj, answers)
-        calls, prompt = estimate_calls(service, prepared)
+        prepared = prepare(action, working_obj, answers)
+        calls, prompt = estimate_calls(None, prepared)
         if action.is_structured:
             prompt += estimates.structured_prompt_tokens(action, type(working_obj))
         total.calls += calls
@@ -626,10 +513,11 @@ def estimate_pipeline(pipeline: LLMPipeline, obj: Any) -> PipelineEstimate:
     return total
 
 
-def estimate_calls(service: LLMService, prepared) -> tuple[int, int]:
+def estimate_calls(_service: Any, prepared) -> tuple[int, int]:
     """``(calls, prompt tokens)`` of running ``prepared``: one call, or with map-reduce one a
     part, the combining calls of every round (each partial answer assumed as long as its
-    limit) and the final combining call: the rounds the run itself would plan."""
+    limit) and the final combining call: the rounds the run itself would plan. (``_service``
+    is unused: :mod:`.planning` still passes its ``LLMService``.)"""
     from .chunking import CannotCombine, combine_in_rounds
 
     action = prepared.action
@@ -637,12 +525,12 @@ def estimate_calls(service: LLMService, prepared) -> tuple[int, int]:
     if action.long_content != LongContent.MAP_REDUCE:
         return 1, tokens
     try:
-        parts = service.split_source(prepared)
+        parts = map_reduce.split_source(prepared)
     except LLMActionError:  # no known window: the run will say so; estimate one call
         return 1, tokens
     if not parts:
         return 1, tokens
-    plan = service.reduce_plan(prepared)
+    plan = map_reduce.reduce_plan(prepared)
     calls = len(parts)
     prompt = sum(plan.map_overhead + estimates.count_text_tokens(part) for part in parts)
 

@@ -17,7 +17,7 @@ from taggit.managers import TaggableManager
 from wagtail.log_actions import log
 from wagtail.models import PageLogEntry
 
-from . import db, drafts, log_actions, outputs
+from . import db, log_actions, outputs
 from .conf import get_setting
 from .exceptions import (
     ActionNotAllowed,
@@ -28,7 +28,10 @@ from .exceptions import (
 )
 from .extraction import PathError, get_target_field
 from .models import InteractionOutcome, InteractionStatus, LLMInteraction
-from .service import LLMService, can_edit, lock_message, log_generated, working_copy
+from .run import drafts, stored_form
+from .run.access import can_edit, check, lock_message
+from .run.prepare import working_copy
+from .run.recording import log_generated
 
 DISCARD_LOG_ACTION = log_actions.DISCARD
 
@@ -155,7 +158,7 @@ def discard(interaction: LLMInteraction, user):
     with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
         for field_name, field in fields.items():
             _set_field(working_obj, field, previous[field_name])
-        with drafts.stored_form_kept(working_obj, fields):
+        with stored_form.stored_form_kept(working_obj, fields):
             revision = working_obj.save_revision(user=user, log_action=False)
         log(
             instance=working_obj,
@@ -184,7 +187,7 @@ def keep(interaction: LLMInteraction, user):
     if action is None:
         raise ActionNotApplicable(_("The action of this answer no longer exists."))
     page = interaction.page.specific
-    LLMService().check(action, page, user)
+    check(action, page, user)
     working_obj, base_revision = working_copy(page)
     try:
         if interaction.output_values:
@@ -213,7 +216,7 @@ def keep(interaction: LLMInteraction, user):
     except (outputs.OutputError, PathError) as e:
         raise OutputRejected(str(e)) from e
     with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
-        revision = LLMService._save_draft(
+        revision = drafts.save_draft(
             working_obj,
             user,
             action,

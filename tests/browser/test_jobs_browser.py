@@ -24,7 +24,6 @@ from tests.browser.qworker import WorkerThread
 from tests.browser.screens import THEMES, contrast_ratio, log_in, save_screenshot, set_theme
 from tests.interactions_factory import clear_of_midnight, make_interactions
 from wagtail_llm_actions import jobs
-from wagtail_llm_actions.service import LLMService
 
 pytestmark = [
     pytest.mark.browser,
@@ -270,7 +269,9 @@ def test_apply_stored_answer_writes_the_paid_answer_without_a_new_call(
     locked = make_post(title="Leaf mould")
 
     # the draft save of "Leaf mould" finds the database busy, every time, while the job runs
-    original = LLMService._save_draft
+    from wagtail_llm_actions.run import drafts as run_drafts
+
+    original = run_drafts.save_draft
     busy = {"on": True}
 
     def flaky(working_obj, user, action, **kwargs):
@@ -278,7 +279,7 @@ def test_apply_stored_answer_writes_the_paid_answer_without_a_new_call(
             raise OperationalError("database is locked")
         return original(working_obj, user, action, **kwargs)
 
-    monkeypatch.setattr(LLMService, "_save_draft", staticmethod(flaky))
+    monkeypatch.setattr("wagtail_llm_actions.run.drafts.save_draft", flaky)
     fake_llm.configure(reply="Stored, not lost.")
     job = jobs.create_job(server_action, superuser, [fine.pk, locked.pk], force=True)
     jobs.run_job(job.pk, threads=1)

@@ -17,8 +17,8 @@ from ..models import ItemStatus, JobKind, LLMPipeline
 def run(request, page_id: int, pipeline_id: int):
     """Start ``pipeline`` on the page's last saved revision; go to the job's progress page."""
     # Imported on the first request: startup loads only the app's wiring.
-    from .. import planning
     from ..editor import user_may_run
+    from ..jobs import planning
     from ..pipelines import pipelines_for_page
     from .jobs import job_url
 

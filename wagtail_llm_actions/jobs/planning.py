@@ -1,7 +1,7 @@
 """Planning a bulk job: which pages it would run and skip, what it would cost, and creating it.
 
 The confirmation screen (``bulk_actions.py``), the pipeline screen and ``run_llm_action``
-import this module; nothing here runs a job (that is the engine, :mod:`.jobs`).
+import this module; nothing here runs a job (that is the engine, :mod:`.worker`).
 
 ::
 
@@ -30,13 +30,10 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.models import Locale, Page, Revision
 from wagtail.permission_policies.pages import PagePermissionPolicy
 
-from . import db, estimates
-from .conf import get_setting
-from .exceptions import (
-    LLMActionError,
-    SourceEmpty,
-)
-from .models import (
+from .. import db, estimates
+from ..conf import get_setting
+from ..exceptions import LLMActionError, SourceEmpty
+from ..models import (
     InteractionTrigger,
     ItemStatus,
     JobKind,
@@ -46,9 +43,9 @@ from .models import (
     LLMJobItem,
     LLMPipeline,
 )
-from .permissions import explorable_pages, has_admin_access
-from .service import LLMService
-from .unchanged import holds, written_answers
+from ..permissions import explorable_pages, has_admin_access
+from ..service import LLMService
+from ..unchanged import holds, written_answers
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +54,7 @@ logger = logging.getLogger(__name__)
 RUNNER_TASK = "wagtail_llm_actions.tasks.run_job"
 #: Queued by earlier versions (a job's helpers); runs as a plain worker task now.
 HELPER_TASK = "wagtail_llm_actions.tasks.help_job"
-#: Job kinds this engine runs (editor jobs belong to ``editor.py``).
+#: Job kinds this engine runs (editor jobs belong to :mod:`wagtail_llm_actions.editor`).
 ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND)
 #: Pages per query/bulk insert when selecting pages and creating items.
 CHUNK_SIZE = 500
@@ -234,7 +231,7 @@ def check_content(
             if holds(answers.get(page_id, []), prepared):
                 check.skip = SKIP_UNCHANGED
             else:
-                from .pipelines import estimate_calls
+                from ..pipelines import estimate_calls
 
                 check.calls, check.prompt_tokens = estimate_calls(service, prepared)
                 if action.is_structured:
@@ -314,23 +311,7 @@ def plan_job(
     sample_ids: list[int] = []
     for part in selection_parts(page_ids, include_descendants):
         annotated = annotate_reasons(part, action, user, type_ids)
-        counts = annotated.values("skip").annotate(n=Count("pk")).order_by()
-        for row in counts:
-            plan.total += row["n"]
-            if row["skip"]:
-                plan.skipped[row["skip"]] = plan.skipped.get(row["skip"], 0) + row["n"]
-            else:
-                plan.eligible += row["n"]
-        for code in list(plan.skipped):
-            if code == SKIP_NOT_AVAILABLE:
-                continue  # counted, never named
-            have = plan.examples.setdefault(code, [])
-            if len(have) < EXAMPLES_PER_REASON:
-                have.extend(
-                    annotated.filter(skip=code)
-                    .order_by("path")
-                    .values("pk", "draft_title")[: EXAMPLES_PER_REASON - len(have)]
-                )
+        _count_reasons(plan, annotated)
         if len(sample_ids) < sample:
             sample_ids.extend(
                 annotated.filter(skip="")
@@ -338,44 +319,71 @@ def plan_job(
                 .values_list("pk", flat=True)[: sample - len(sample_ids)]
             )
     if sample_ids:
-        checks = check_content(action, sample_ids, force=force)
-        prompt_tokens = 0
-        calls = 0
-        titles = dict(Page.objects.filter(pk__in=sample_ids).values_list("pk", "draft_title"))
-        for check in checks.values():
-            if check.skip:
-                plan.sample_skipped[check.skip] = plan.sample_skipped.get(check.skip, 0) + 1
-                have = plan.examples.setdefault(check.skip, [])
-                if len(have) < EXAMPLES_PER_REASON:
-                    have.append({"pk": check.page_id, "draft_title": titles.get(check.page_id)})
-            elif check.error:
-                plan.sample_errors += 1
-                plan.errors.append(
-                    {
-                        "pk": check.page_id,
-                        "draft_title": titles.get(check.page_id),
-                        "message": check.error,
-                    }
-                )
-            else:
-                prompt_tokens += check.prompt_tokens
-                calls += check.calls
-        plan.errors.sort(key=lambda row: (str(row["draft_title"] or ""), row["pk"]))
-        plan.sampled = len(checks)
-        runnable_sampled = plan.sampled - sum(plan.sample_skipped.values()) - plan.sample_errors
-        if runnable_sampled > 0:
-            per_page = prompt_tokens / runnable_sampled
-            pages = plan.will_run
-            plan.estimate = estimates.estimate(
-                action.model,
-                round(per_page * pages),
-                pages,
-                action.max_tokens,
-                calls=round(calls / runnable_sampled * pages),
+        _check_sample(plan, action, sample_ids, force=force)
+    return plan
+
+
+def _count_reasons(plan: Plan, annotated) -> None:
+    """Add one part of the selection (see :func:`annotate_reasons`) to ``plan``'s counts,
+    with example titles for each skip reason."""
+    counts = annotated.values("skip").annotate(n=Count("pk")).order_by()
+    for row in counts:
+        plan.total += row["n"]
+        if row["skip"]:
+            plan.skipped[row["skip"]] = plan.skipped.get(row["skip"], 0) + row["n"]
+        else:
+            plan.eligible += row["n"]
+    for code in list(plan.skipped):
+        if code == SKIP_NOT_AVAILABLE:
+            continue  # counted, never named
+        have = plan.examples.setdefault(code, [])
+        if len(have) < EXAMPLES_PER_REASON:
+            have.extend(
+                annotated.filter(skip=code)
+                .order_by("path")
+                .values("pk", "draft_title")[: EXAMPLES_PER_REASON - len(have)]
+            )
+
+
+def _check_sample(plan: Plan, action: LLMAction, sample_ids: list[int], *, force: bool) -> None:
+    """Content checks of the sampled pages, and the estimate extrapolated from them."""
+    checks = check_content(action, sample_ids, force=force)
+    prompt_tokens = 0
+    calls = 0
+    titles = dict(Page.objects.filter(pk__in=sample_ids).values_list("pk", "draft_title"))
+    for check in checks.values():
+        if check.skip:
+            plan.sample_skipped[check.skip] = plan.sample_skipped.get(check.skip, 0) + 1
+            have = plan.examples.setdefault(check.skip, [])
+            if len(have) < EXAMPLES_PER_REASON:
+                have.append({"pk": check.page_id, "draft_title": titles.get(check.page_id)})
+        elif check.error:
+            plan.sample_errors += 1
+            plan.errors.append(
+                {
+                    "pk": check.page_id,
+                    "draft_title": titles.get(check.page_id),
+                    "message": check.error,
+                }
             )
         else:
-            plan.estimate = estimates.estimate(action.model, 0, 0, action.max_tokens)
-    return plan
+            prompt_tokens += check.prompt_tokens
+            calls += check.calls
+    plan.errors.sort(key=lambda row: (str(row["draft_title"] or ""), row["pk"]))
+    plan.sampled = len(checks)
+    runnable_sampled = plan.sampled - sum(plan.sample_skipped.values()) - plan.sample_errors
+    if runnable_sampled > 0:
+        per_page = prompt_tokens / runnable_sampled
+        pages = plan.will_run
+        plan.estimate = estimates.estimate(
+            action.model,
+            round(per_page * pages),
+            pages,
+            action.max_tokens,
+            calls=round(calls / runnable_sampled * pages),
+        )
+    else:
+        plan.estimate = estimates.estimate(action.model, 0, 0, action.max_tokens)
 
 
 def plan_pipeline_job(
@@ -390,7 +398,7 @@ def plan_pipeline_job(
     action's), checked by the action of :func:`pipelines.job_action`, and an estimate
     that sums every step (and every part of a map-reduce step) on the first ``sample``
     pages that will run, extrapolated to all of them."""
-    from .pipelines import estimate_pipeline, job_action
+    from ..pipelines import estimate_pipeline, job_action
 
     action, type_ids = job_action(pipeline)
     plan = plan_job(
@@ -463,7 +471,7 @@ def create_job(
 
 def create_pipeline_job(pipeline: LLMPipeline, user, page_ids: Iterable, **kwargs) -> LLMJob:
     """:func:`create_job` for a pipeline: one item a page, each one pipeline run."""
-    from .pipelines import job_action
+    from ..pipelines import job_action
 
     action, type_ids = job_action(pipeline)
     return create_job(action, user, page_ids, pipeline=pipeline, type_ids=type_ids, **kwargs)
@@ -536,7 +544,7 @@ def enqueue_job(
     """Queue a worker task for ``job`` on django-q2 (after the current transaction commits).
 
     Whichever worker takes it works on the job; more workers, on any host, join while the
-    job can use them (see :mod:`.jobs`: the job's coordinator keeps one task waiting for a
+    job can use them (see :mod:`.worker`: the job's coordinator keeps one task waiting for a
     free worker). ``hops`` counts how often the task was passed on by a host that had no
     worker to spare.
     """

@@ -6,12 +6,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from . import budgets, response_cache
-from .exceptions import BudgetExceeded
+from ... import budgets, response_cache
+from ...exceptions import BudgetExceeded
 
 if TYPE_CHECKING:
-    from .models import LLMAction, LLMInteraction
-    from .providers.base import CompletionRequest, CompletionResult
+    from ...models import LLMAction, LLMInteraction
+    from ...providers.base import CompletionRequest, CompletionResult
 
 
 def ask(
@@ -24,7 +24,7 @@ def ask(
     """The answer to ``request`` for ``interaction``'s run; raises ProviderError, or
     :class:`BudgetExceeded` before anything is sent (the interaction then shows 0 tokens).
     ``cache=False``: always ask the model (another answer to the same request)."""
-    from .providers import complete
+    from ...providers import complete
 
     key = response_cache.cache_key(request) if cache and response_cache.enabled(action) else ""
     if key and not response_cache.is_bypassed():

@@ -23,8 +23,8 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import db
-from .models import InteractionStatus, LLMInteraction, LLMRun, RunStatus
+from ... import db
+from ...models import InteractionStatus, LLMInteraction, LLMRun, RunStatus
 
 #: Request parameters that do not change an answer (left out of the comparison).
 _IRRELEVANT = ("timeout", "num_retries")
@@ -38,7 +38,7 @@ def _key(messages: list[dict], parameters: dict) -> str:
 
 
 def _parameters(action, messages: list[dict], max_tokens: int | None) -> dict | None:
-    from .providers import build_request
+    from ...providers import build_request
 
     try:
         request = build_request(action, messages)
