@@ -76,6 +76,14 @@ DEFAULTS: dict[str, Any] = {
     # StructBlock/StreamBlock class by name). "presentation" leaves the block out with all it
     # holds; "content" reads yes/no and choice blocks, which are left out unless marked.
     "BLOCKS": {},
+    # Provenance of generated fields (the editor's badge, the site's AI label): when text an
+    # action wrote counts as reviewed: {"REVIEWED": "kept"} (a named person saved, accepted
+    # or published it; the default) or "edited" (a person changed at least EDIT_THRESHOLD of
+    # it, default 0.1); below HUMAN_BELOW similarity (default 0.5) the text is a person's.
+    "PROVENANCE": {},
+    # Seconds an answer is kept for identical calls of actions with "reuse identical
+    # answers" on (LLMAction.use_cache); None turns the cache off for every action.
+    "CACHE_TTL": 30 * 24 * 3600,
 }
 
 

@@ -110,3 +110,14 @@ class CallNotStarted(LLMActionError):
 
     code = "not_started"
     retryable = True
+
+
+class BudgetExceeded(LLMActionError):
+    """A budget that applies to the run cannot cover its next call (estimated before the call:
+    the prompt's tokens and the answer at its token limit). Nothing was sent."""
+
+    code = "budget"
+
+    def __init__(self, message: str, *, budget=None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.budget = budget

@@ -26,13 +26,14 @@ from wagtail.snippets.views.snippets import (
     CopyView,
     CreateView,
     EditView,
+    IndexView,
     SnippetViewSet,
     SnippetViewSetGroup,
 )
 
 from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm, LLMPipelineStepForm
 from .lazy import LazyView, lazy_view
-from .models import LLMAction, LLMPipeline, LLMPrompt
+from .models import LLMAction, LLMBudget, LLMPipeline, LLMPrompt
 
 
 def _parent_view(viewset: SnippetViewSet, name: str):
@@ -416,8 +417,53 @@ class JobViewSet(ViewSet):
         ]
 
 
+class LLMBudgetIndexView(IndexView):
+    """The budgets listing, with each budget's use this period (two queries a page)."""
+
+    def get_table(self, object_list):
+        from .budgets import spend
+
+        rows = {row["budget"].pk: row for row in spend(list(object_list))}
+        for budget in object_list:
+            budget.spend = rows.get(budget.pk)
+        return super().get_table(object_list)
+
+
+class LLMBudgetViewSet(SnippetViewSet):
+    model = LLMBudget
+    index_view_class = LLMBudgetIndexView
+    icon = "warning"
+    menu_label = _("Budgets")
+    menu_name = "llm_budgets"
+    url_prefix = "llm-actions/budgets"
+    list_display = [
+        "name",
+        "scope_label",
+        "period",
+        "spend_label",
+        StatusTagColumn(
+            "enabled",
+            label=_("Status"),
+            accessor=lambda budget: _("Enabled") if budget.enabled else _("Disabled"),
+            primary=lambda budget: budget.enabled,
+            sort_key="enabled",
+        ),
+    ]
+    list_filter = ["period", "enabled"]
+    ordering = ["name"]
+    panels = [
+        FieldPanel("name"),
+        MultiFieldPanel(
+            [FieldPanel("action"), FieldPanel("user"), FieldPanel("group")],
+            heading=_("Whose runs count (blank: everyone's)"),
+        ),
+        FieldRowPanel([FieldPanel("period"), FieldPanel("max_tokens"), FieldPanel("max_cost")]),
+        FieldPanel("enabled"),
+    ]
+
+
 class LLMActionsViewSetGroup(SnippetViewSetGroup):
-    items = (LLMActionViewSet, LLMPipelineViewSet, LLMPromptViewSet, JobViewSet)
+    items = (LLMActionViewSet, LLMPipelineViewSet, LLMPromptViewSet, LLMBudgetViewSet, JobViewSet)
     menu_icon = "cogs"
     menu_label = _("LLM actions")
     menu_name = "llm_actions"

@@ -135,3 +135,12 @@ def _run_llm_pipeline_bulk_action():
 
 
 hooks.register("register_bulk_action", _run_llm_pipeline_bulk_action())
+
+
+@hooks.register("construct_homepage_panels")
+def add_budget_notice(request, panels):
+    from .budget_panels import budget_notice_panel
+
+    panel = budget_notice_panel(request.user)
+    if panel is not None:
+        panels.append(panel)

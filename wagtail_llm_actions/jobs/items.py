@@ -10,7 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import db
+from .. import db, response_cache
 from ..exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
@@ -148,15 +148,17 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         if not job.force and unchanged_since_last_write(action, page, user, service=service):
             return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
 
-        service.run(
-            action,
-            page,
-            user,
-            trigger=ctx.trigger,
-            on_success=on_success,
-            on_answer=on_answer,
-            call_slot=ctx.call_slot,
-        )
+        # Re-running unchanged pages asks the model again, never the response cache.
+        with response_cache.bypassed(job.force):
+            service.run(
+                action,
+                page,
+                user,
+                trigger=ctx.trigger,
+                on_success=on_success,
+                on_answer=on_answer,
+                call_slot=ctx.call_slot,
+            )
         return ItemStatus.SUCCEEDED
     except LeaseLost:
         return LOST

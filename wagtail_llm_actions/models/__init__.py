@@ -7,6 +7,9 @@
 - :mod:`.interactions`: :class:`LLMInteraction` (one model call, the audit log) and
   :class:`LLMRun` (several calls as one run), with their choices and the report's index.
 - :mod:`.jobs`: :class:`LLMJob`, its :class:`LLMJobItem` and :class:`LLMProviderSlots`.
+- :mod:`.budgets`: :class:`LLMBudget`, its periods' :class:`LLMBudgetUsage` and the calls in
+  flight (:class:`LLMBudgetReservation`).
+- :mod:`.cache`: :class:`LLMCachedResponse`, answers kept for identical calls.
 - :mod:`.base`: what several share (:class:`OrderedJSONField`, :class:`RevisionLinks`).
 """
 
@@ -19,6 +22,8 @@ from .actions import (
     OutputMode,
 )
 from .base import OrderedJSONField, RevisionLinks
+from .budgets import BudgetPeriod, LLMBudget, LLMBudgetReservation, LLMBudgetUsage
+from .cache import LLMCachedResponse
 from .interactions import (
     REPORT_INDEX_FIELDS,
     InteractionOutcome,
@@ -46,7 +51,12 @@ __all__ = [
     "ItemStatus",
     "JobKind",
     "JobStatus",
+    "BudgetPeriod",
     "LLMAction",
+    "LLMBudget",
+    "LLMBudgetReservation",
+    "LLMBudgetUsage",
+    "LLMCachedResponse",
     "LLMInteraction",
     "LLMJob",
     "LLMJobItem",

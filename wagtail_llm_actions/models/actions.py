@@ -200,6 +200,15 @@ class LLMAction(models.Model):
             "warning for the editor and in the log."
         ),
     )
+    use_cache = models.BooleanField(
+        _("reuse identical answers"),
+        default=False,
+        help_text=_(
+            "Answer a call identical to an earlier one (same model, settings and text sent) "
+            "from the stored answer, at no cost, for as long as the site keeps answers "
+            "(CACHE_TTL). Regenerate and re-running unchanged pages always ask the model."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

@@ -173,6 +173,8 @@ class LLMInteraction(RevisionLinks):
     source_truncated = models.BooleanField(_("source truncated"), default=False)
     #: The answer, or a partial answer it was combined from, stopped at ``max_tokens``.
     answer_truncated = models.BooleanField(_("answer cut off"), default=False)
+    #: Answered from the response cache: no call was made, no tokens or cost.
+    cached = models.BooleanField(_("from cache"), default=False)
     #: Structured runs: {field: value written}, {field: value before} and, from the
     #: editor, {field: "accepted" | "edited" | "discarded" | "pending"}.
     output_values = OrderedJSONField(_("values written"), default=dict, blank=True)

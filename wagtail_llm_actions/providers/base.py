@@ -150,6 +150,8 @@ class CompletionResult:
     texts: list[str] = field(default_factory=list)
     #: The finish reason of each of ``texts`` (empty when ``texts`` is).
     finish_reasons: list[str] = field(default_factory=list)
+    #: Answered from the response cache: no call was made (no tokens, no cost).
+    cached: bool = False
 
     @property
     def truncated(self) -> bool:

@@ -11,3 +11,40 @@ register = template.Library()
 def llm_cost(value, unknown: str = "—") -> str:
     """``{{ interaction.cost|llm_cost }}`` → ``$0.00042``; ``|llm_cost:"unknown"`` for None."""
     return format_cost(value, unknown=unknown)
+
+
+@register.simple_tag
+def llm_provenance(page, field: str):
+    """Where ``field`` of ``page`` came from, for a visible label on the site.
+
+    ``{% llm_provenance page "summary" %}`` prints ``generated``, ``generated_reviewed`` or
+    ``human``; ``{% llm_provenance page "summary" as p %}`` gives the details
+    (``p.reviewed_by``, ``p.model``, ``p.generated_at``, ``p.similarity``…).
+    """
+    from ..provenance import HUMAN, FieldProvenance, field_provenance
+
+    if page is None:
+        return FieldProvenance(field, HUMAN)
+    return field_provenance(getattr(page, "specific", page), field)
+
+
+@register.simple_tag
+def llm_provenance_jsonld(page, *fields: str):
+    """``<script type="application/ld+json">`` describing the generated fields of ``page``
+    (``{% llm_provenance_jsonld page "summary" "search_description" %}``; with no field
+    named, every field an action wrote on the page)."""
+    import json
+
+    from django.utils.safestring import mark_safe
+
+    from ..provenance import jsonld, written_fields
+
+    if page is None:
+        return ""
+    page = getattr(page, "specific", page)
+    names = list(fields) or written_fields(page)
+    url = page.get_full_url() if hasattr(page, "get_full_url") else ""
+    text = json.dumps(jsonld(page, names, url=url or ""), ensure_ascii=False)
+    # Nothing inside may end the script element or open a comment.
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return mark_safe(f'<script type="application/ld+json">{text}</script>')  # noqa: S308

@@ -78,6 +78,7 @@ class Command(BaseCommand):
         old = LLMInteraction.objects.filter(created_at__lt=cutoff)
         when = cutoff.strftime("%Y-%m-%d %H:%M %Z")
         self._purge_editor_jobs(cutoff, when, dry_run)
+        self._purge_cached_answers(dry_run)
 
         if keep_metrics:
             # rows already stripped are left alone, so running it daily stays cheap
@@ -100,6 +101,18 @@ class Command(BaseCommand):
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(f"{verb} {count} interaction(s) created before {when}.")
         self._purge_runs(cutoff, when, dry_run)
+
+    def _purge_cached_answers(self, dry_run: bool) -> None:
+        """Answers kept for identical calls whose CACHE_TTL has passed."""
+        from wagtail_llm_actions import response_cache
+        from wagtail_llm_actions.models import LLMCachedResponse
+
+        if dry_run:
+            count = LLMCachedResponse.objects.filter(expires_at__lte=timezone.now()).count()
+        else:
+            count = response_cache.purge_expired()
+        verb = "Would delete" if dry_run else "Deleted"
+        self.stdout.write(f"{verb} {count} expired cached answer(s).")
 
     def _purge_runs(self, cutoff, when: str, dry_run: bool) -> None:
         """Runs created before ``cutoff`` with no interaction left (after the purge)."""

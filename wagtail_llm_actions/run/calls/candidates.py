@@ -31,7 +31,7 @@ def ask(
 ) -> list[str]:
     """The answers of ``count`` candidates (without the cut-off ones when the action refuses
     those, as long as one is complete), their calls and usage recorded on ``interaction``."""
-    from ...providers import complete
+    from .gate import ask
 
     action = prepared.action
     request = single_request(action, prepared.messages, max_chars, count)
@@ -41,7 +41,10 @@ def ask(
     cut: list[bool] = []
     calls = 0
     while len(texts) < count:
-        result = received(complete(request), interaction)
+        # (Only the first call may come from the cache: the next ones ask for other answers
+        # to the same request.)
+        answer = ask(request, action, interaction, cache=calls == 0)
+        result = received(answer, interaction)
         record_call(interaction, result, first=calls == 0)
         calls += 1
         for text, text_cut in result.answers():

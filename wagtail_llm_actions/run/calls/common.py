@@ -24,14 +24,16 @@ def call(
     """One model call recorded on ``interaction`` (not saved); raises ProviderError.
     ``max_chars`` is the answer's length hint (the target field's ``max_length``);
     ``max_tokens`` replaces the action's (a map-reduce run's partial answers)."""
-    from ...providers import build_request, complete
+    from ...providers import build_request
+    from .gate import ask
 
     interaction.messages = messages
     request = build_request(action, messages, max_chars=max_chars)
     if max_tokens is not None:
         request.max_tokens = max_tokens
     interaction.parameters = request.public_parameters()
-    result = received(complete(request), interaction)
+    result = received(ask(request, action, interaction), interaction)
+    interaction.cached = result.cached
     interaction.model = result.model
     interaction.response_text = result.text
     interaction.finish_reason = result.finish_reason or ""
@@ -60,6 +62,7 @@ def record_call(interaction: LLMInteraction, result, *, first: bool) -> None:
     interaction.model = result.model
     interaction.finish_reason = result.finish_reason or ""
     interaction.answer_truncated = interaction.answer_truncated or result.truncated
+    interaction.cached = result.cached and (first or interaction.cached)
     if first:
         interaction.response_text = result.text
         interaction.prompt_tokens = result.prompt_tokens

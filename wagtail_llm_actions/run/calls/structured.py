@@ -46,7 +46,7 @@ def fill_fields(
 ) -> None:
     """Ask for the JSON answer and set every mapped field of ``working_obj`` from it; one
     unusable answer is sent back once with what is wrong (``repaired``), then refused."""
-    from ...providers import complete
+    from .gate import ask
 
     check_whole(prepared)
     mapping = prepared.action.output_fields
@@ -60,7 +60,7 @@ def fill_fields(
     interaction.messages = request.messages
     interaction.parameters = request.public_parameters()
     for attempt in range(2):
-        result = received(complete(request), interaction)
+        result = received(ask(request, prepared.action, interaction), interaction)
         record_call(interaction, result, first=attempt == 0)
         if attempt:
             interaction.response_text += "\n\n" + result.text

@@ -1,0 +1,43 @@
+"""The dashboard notice of budgets at 80% or more of a cap, for the people who set them."""
+
+from __future__ import annotations
+
+from django.forms import Media
+from wagtail.admin.ui.components import Component
+from wagtail.permission_policies import ModelPermissionPolicy
+
+#: Share of a cap at which a budget is shown on the dashboard.
+NOTICE_AT = 0.8
+
+
+class BudgetNoticePanel(Component):
+    name = "llm_budgets"
+    order = 90
+    template_name = "wagtail_llm_actions/budgets/notice_panel.html"
+
+    def __init__(self, rows) -> None:
+        self.rows = rows
+
+    @property
+    def media(self) -> Media:
+        return Media()
+
+    def get_context_data(self, parent_context=None):
+        return {"rows": self.rows}
+
+
+def budget_notice_panel(user) -> BudgetNoticePanel | None:
+    """The panel, if ``user`` manages budgets and one is at 80% or more (two queries)."""
+    from .budgets import spend
+    from .models import LLMBudget
+
+    if not ModelPermissionPolicy(LLMBudget).user_has_any_permission(
+        user, {"add", "change", "view"}
+    ):
+        return None
+    rows = []
+    for row in spend(list(LLMBudget.objects.filter(enabled=True))):
+        if row["share"] >= NOTICE_AT:
+            row["budget"].spend = row
+            rows.append(row)
+    return BudgetNoticePanel(rows) if rows else None
