@@ -113,15 +113,8 @@ def render_calls_and_cost(series: list[Day], width: int = 720, height: int = 180
     def centre(i: int) -> float:
         return left + i * slot + slot / 2
 
-    total_calls = sum(day.calls for day in series)
-    total_cost = sum((day.cost for day in series), Decimal(0))
     first, last = series[0].date, series[-1].date
-    label = _("Calls and cost per day, %(start)s to %(end)s: %(calls)s calls, %(cost)s") % {
-        "start": date_format(first, "SHORT_DATE_FORMAT"),
-        "end": date_format(last, "SHORT_DATE_FORMAT"),
-        "calls": total_calls,
-        "cost": format_cost(total_cost),
-    }
+    label = _chart_label(series)
     baseline = top + plot_h
     parts = [
         f'<svg class="llm-chart" xmlns="http://www.w3.org/2000/svg" role="img" '
@@ -177,6 +170,18 @@ def render_calls_and_cost(series: list[Day], width: int = 720, height: int = 180
                 parts.append(f'<circle class="llm-chart__dot" cx="{cx:.1f}" cy="{cy:.1f}" r="3" />')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308  # every interpolated text is escaped
+
+
+def _chart_label(series: list[Day]) -> str:
+    """What the chart shows, in words (its accessible name and title)."""
+    total_calls = sum(day.calls for day in series)
+    total_cost = sum((day.cost for day in series), Decimal(0))
+    return _("Calls and cost per day, %(start)s to %(end)s: %(calls)s calls, %(cost)s") % {
+        "start": date_format(series[0].date, "SHORT_DATE_FORMAT"),
+        "end": date_format(series[-1].date, "SHORT_DATE_FORMAT"),
+        "calls": total_calls,
+        "cost": format_cost(total_cost),
+    }
 
 
 def _x_label(x: float, y: float, day: datetime.date, anchor: str) -> str:
