@@ -107,11 +107,13 @@ def _check_page(page, user) -> None:
         raise PageLocked(message)
 
 
-def discard(interaction: LLMInteraction, user):
+def discard(interaction: LLMInteraction, user, fields: list[str] | None = None):
     """Revert the target field to its value before the run, in a new draft revision.
 
     For a pending answer (never saved) only the outcome is recorded. Returns the new
-    revision, or None for a pending answer.
+    revision, or None for a pending answer. ``fields`` (a structured answer only) reverts
+    some of the fields it wrote: each is recorded in ``field_outcomes`` as "discarded", and
+    the interaction's outcome becomes "discarded" once every field it wrote is.
     """
     problem = discard_problem(interaction)
     if problem:
@@ -126,8 +128,13 @@ def discard(interaction: LLMInteraction, user):
     page = interaction.page.specific
     _check_page(page, user)
     if interaction.output_values:
-        # A structured answer: every field it wrote goes back, or none.
+        # A structured answer: every field it wrote (or every one of ``fields``) goes back,
+        # or none.
         written = dict(interaction.output_values)
+        if fields is not None:
+            written = {name: value for name, value in written.items() if name in fields}
+            if not written:
+                raise CannotDiscard(_("This answer did not write these fields."))
         previous = {name: (interaction.previous_values or {}).get(name, "") for name in written}
     else:
         field_name = target_field_of(interaction)
@@ -169,8 +176,17 @@ def discard(interaction: LLMInteraction, user):
                 "target_field": ", ".join(fields),
             },
         )
-        interaction.outcome = InteractionOutcome.DISCARDED
-        interaction.save(update_fields=["outcome"])
+        update_fields = ["outcome"]
+        if fields is not None and interaction.output_values:
+            outcomes = dict(interaction.field_outcomes or {})
+            outcomes.update(dict.fromkeys(written, InteractionOutcome.DISCARDED.value))
+            interaction.field_outcomes = outcomes
+            update_fields.append("field_outcomes")
+            if any(outcomes.get(name) != "discarded" for name in interaction.output_values):
+                update_fields.remove("outcome")  # other fields it wrote stay
+        if "outcome" in update_fields:
+            interaction.outcome = InteractionOutcome.DISCARDED
+        interaction.save(update_fields=update_fields)
     return revision
 
 

@@ -116,6 +116,17 @@ def action_runs_listing_button(snippet, user, next_url=None):
 
 
 # -- bulk jobs -----------------------------------------------------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_review_queue_urls():
+    from django.urls import include, path
+
+    from . import review_urls
+
+    return [path("llm-actions/review/", include(review_urls))]
+
+
 # The jobs listing and progress pages are the JobViewSet in the "LLM actions" menu group.
 
 
