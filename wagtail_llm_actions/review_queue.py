@@ -171,8 +171,8 @@ def job_interactions(job: LLMJob, user) -> QuerySet:
 
 @dataclass
 class Queue:
-    """The drafts of a job in the order it wrote them (one query): what the listing pages
-    through, and how many are in each state."""
+    """The drafts of a job in the order of the page tree, as the explorer lists pages (one
+    query): what the listing pages through, and how many are in each state."""
 
     revision_ids: list[int]
     states: dict[int, str]
@@ -182,7 +182,7 @@ class Queue:
         outcomes: dict[int, list] = {}
         for revision_id, outcome, fields in (
             job_interactions(job, user)
-            .order_by("revision_id", "pk")
+            .order_by("page__path", "revision_id", "pk")
             .values_list("revision_id", "outcome", "field_outcomes")
         ):
             outcomes.setdefault(revision_id, []).append((outcome, fields or {}))
@@ -211,7 +211,8 @@ def load_rows(job: LLMJob, user, revision_ids: list[int], request=None) -> list[
         .annotate(previous_revision_id=Revision.objects.previous_revision_id_subquery())
         .order_by("revision_id", "pk")
     )
-    rows = group_rows(interactions)
+    order = {pk: index for index, pk in enumerate(revision_ids)}
+    rows = sorted(group_rows(interactions), key=lambda row: order[row.revision_id])
     add_changes(rows, request)
     return rows
 
@@ -235,7 +236,7 @@ ROW_FIELDS = [
 
 
 def group_rows(interactions: Iterable[LLMInteraction]) -> list[DraftRow]:
-    """One row per draft revision (a page), in the order the job wrote them."""
+    """One row per draft revision (a page)."""
     rows: dict[int, DraftRow] = {}
     for interaction in interactions:
         row = rows.get(interaction.revision_id)
