@@ -76,6 +76,12 @@ DEFAULTS: dict[str, Any] = {
     # StructBlock/StreamBlock class by name). "presentation" leaves the block out with all it
     # holds; "content" reads yes/no and choice blocks, which are left out unless marked.
     "BLOCKS": {},
+    # Refuse a bulk run of more than CANARY_SIZE pages of an action that changed since its
+    # last bulk run until a canary (the action on a sample of pages) was run and each of its
+    # drafts accepted or rejected in the review queue.
+    "REQUIRE_CANARY": False,
+    # Pages a canary runs on when the user picks none (the app picks them at random).
+    "CANARY_SIZE": 5,
 }
 
 

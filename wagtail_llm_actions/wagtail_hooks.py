@@ -113,6 +113,12 @@ def action_runs_listing_button(snippet, user, next_url=None):
             icon_name="history",
             priority=25,
         )
+        yield Button(
+            _("Try on a sample"),
+            url=reverse("wagtail_llm_actions_review:canary_start", args=[snippet.pk]),
+            icon_name="crosshairs",
+            priority=26,
+        )
 
 
 # -- bulk jobs -----------------------------------------------------------------------
