@@ -30,6 +30,7 @@ from .models import (
     LLMAction,
     LLMInteraction,
     LLMJob,
+    LLMJobItem,
 )
 from .permissions import editable_pages_q
 
@@ -165,8 +166,8 @@ class CanaryRow:
 
 
 def rows(job: LLMJob) -> list[CanaryRow]:
-    """Each page of a canary: the previous answer of the action beside the new one (three
-    queries, however many pages)."""
+    """Each page of a canary: the previous answer of the action (its latest outside a
+    canary) beside the new one (two queries, however many pages)."""
     items = list(job.items.select_related("page", "interaction").order_by("pk"))
     page_ids = [item.page_id for item in items if item.page_id]
     previous: dict[int, str] = {}
@@ -178,6 +179,11 @@ def rows(job: LLMJob) -> list[CanaryRow]:
                 page_id__in=page_ids,
                 status=InteractionStatus.SUCCESS,
                 created_at__lt=job.created_at,
+            )
+            .exclude(  # earlier canaries tried the new settings: not the previous answer
+                pk__in=LLMJobItem.objects.filter(
+                    job__action_id=job.action_id, job__options__has_key="canary"
+                ).values("interaction_id")
             )
             .order_by("created_at", "pk")
             .values_list("page_id", "output_value")

@@ -31,6 +31,18 @@ def outcomes(job, posts) -> list[str]:
     return [values[ids[p.pk]] for p in posts]
 
 
+def shoot_themes(page, user, name: str) -> None:
+    """Reload ``page`` in each admin theme and save ``name[-dark|-contrast].png``."""
+    for suffix, theme, contrast in THEMES:
+        set_theme(user, theme, contrast)
+        page.reload()
+        page.locator("[data-llm-review-page], [data-llm-canary-page]").first.wait_for()
+        assert f"w-theme-{theme}" in page.get_attribute("html", "class")
+        save_screenshot(page, f"{name}{suffix}", full_page=False)
+    set_theme(user, "system", "system")
+    page.reload()
+
+
 def current(page) -> str:
     return page.get_attribute(".llm-review__row--current", "data-llm-review-page")
 
@@ -53,6 +65,9 @@ def test_review_a_jobs_drafts_with_the_keyboard(
         assert rows.count() == 4
         assert page.locator(".llm-review__changes .addition").count() == 4  # Wagtail's diff
         assert current(page) == ids[0]
+        if run == 0:
+            shoot_themes(page, superuser, "review-queue")
+            assert current(page) == ids[0]
 
         page.keyboard.press("j")
         assert current(page) == ids[1]
@@ -85,10 +100,43 @@ def test_review_a_jobs_drafts_with_the_keyboard(
         rejected = type(posts[2]).objects.get(pk=posts[2].pk).get_latest_revision_as_object()
         assert rejected.summary == ""
 
-    for suffix, theme, contrast in THEMES:
-        set_theme(superuser, theme, contrast)
-        page.reload()
-        page.locator("[data-llm-review-page]").first.wait_for()
-        assert f"w-theme-{theme}" in page.get_attribute("html", "class")
-        save_screenshot(page, f"review-queue{suffix}", full_page=False)
-    set_theme(superuser, "system", "system")
+
+def test_a_canary_shows_old_and_new_answers_side_by_side(
+    live_server, browser_page, make_post, action, superuser, prompt
+):
+    page = browser_page
+    posts = [make_post(title=f"Canary note {n}") for n in range(1, 7)]
+    first = jobs.create_job(action, superuser, [posts[0].pk])
+    jobs.run_job(first.pk)  # the action's previous answer on the first page
+    prompt.template = "In one line:\n\n{body}"
+    prompt.save()
+
+    log_in(page, live_server)
+    url = reverse("wagtail_llm_actions_review:canary_start", args=[action.pk])
+    page.goto(f"{live_server.url}{url}?id={posts[0].pk}&id={posts[1].pk}&id={posts[2].pk}")
+    assert "has changed since its last bulk run" in page.inner_text("main")
+    page.check(f'input[name="page"][value="{posts[0].pk}"]')
+    page.check(f'input[name="page"][value="{posts[1].pk}"]')
+    page.click("[data-llm-canary-start]")
+    page.wait_for_url(re.compile(r"/review/canary/\d+/$"))
+    assert "Canary started on 2 pages." in page.inner_text(".messages")
+    job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    jobs.run_job(job_id)  # what a worker does
+    page.reload()
+    old = page.inner_text(f'[data-llm-canary-page="{posts[0].pk}"] [data-llm-canary-old]')
+    new = page.inner_text(f'[data-llm-canary-page="{posts[0].pk}"] [data-llm-canary-new]')
+    assert "Post 1 talks about compost" in old and "Post 1 talks about compost" in new
+    assert "has not run on this page before" in page.inner_text(
+        f'[data-llm-canary-page="{posts[1].pk}"] [data-llm-canary-old]'
+    )
+    assert "2 drafts are waiting for review." in page.inner_text("main")
+    shoot_themes(page, superuser, "canary")
+
+    page.click("[data-llm-canary-review]")
+    page.wait_for_url(re.compile(r"/review/jobs/\d+/$"))
+    page.keyboard.press("a")
+    page.locator('[data-llm-review-state="accepted"]').wait_for()
+    page.keyboard.press("a")
+    page.locator('[data-llm-review-state="to_review"]').first.wait_for(state="detached")
+    page.goto(live_server.url + reverse("wagtail_llm_actions_review:canary", args=[job_id]))
+    assert page.locator("[data-llm-canary-reviewed]").is_visible()
