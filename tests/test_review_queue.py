@@ -13,6 +13,7 @@ from django.urls import reverse
 from wagtail.models import PageLogEntry, WorkflowState
 
 from tests.conftest import _admin_group
+from tests.test_pipeline_jobs import own_pipeline  # noqa: F401 - a fixture
 from tests.test_structured import GOOD
 from wagtail_llm_actions import jobs, log_actions
 from wagtail_llm_actions.models import LLMInteraction
@@ -311,3 +312,23 @@ def test_queue_queries_do_not_grow_with_rows(make_post, action, superuser, edito
         with CaptureQueriesContext(connection) as ctx:
             client.get(queue_url(big) + "?p=10")
         assert len(ctx.captured_queries) == many
+
+
+# -- a pipeline job: its writing steps make the row ------------------------------------------
+
+
+def test_a_pipeline_jobs_drafts_are_reviewed_too(make_post, superuser, request):
+    pipeline = request.getfixturevalue("own_pipeline")  # outline (feeds), then summary
+    posts = [make_post() for _ in range(2)]
+    job = jobs.create_pipeline_job(pipeline, superuser, [p.pk for p in posts])
+    jobs.run_job(job.pk)
+    client = client_for(superuser)
+    html = client.get(queue_url(job)).content.decode()
+    assert row_ids(html) == [p.pk for p in posts]
+    assert 'data-llm-review-field="summary"' in html and "summary-answer" in html
+    decide(client, job, posts[0], "reject")
+    assert latest(posts[0]).summary == ""
+    decide(client, job, posts[1])
+    writer = LLMInteraction.objects.get(pk=job.items.get(page=posts[1]).interaction_id)
+    assert writer.outcome == "accepted"
+    assert latest(posts[1]).summary == "summary-answer"
