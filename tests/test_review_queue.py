@@ -332,3 +332,19 @@ def test_a_pipeline_jobs_drafts_are_reviewed_too(make_post, superuser, request):
     writer = LLMInteraction.objects.get(pk=job.items.get(page=posts[1]).interaction_id)
     assert writer.outcome == "accepted"
     assert latest(posts[1]).summary == "summary-answer"
+
+
+def test_a_draft_that_is_the_pages_first_revision(blog_index, action, editor):
+    """No revision before the job's: compared with the page as it is in the tree."""
+    from blog.models import BlogPage
+
+    from tests.conftest import make_body
+
+    page = BlogPage(title="Never saved as a revision", slug="no-revision", body=make_body())
+    blog_index.add_child(instance=page)
+    assert not page.revisions.exists()
+    job = jobs.create_job(action, editor, [page.pk])
+    jobs.run_job(job.pk)
+    html = client_for(editor).get(queue_url(job)).content.decode()
+    assert row_ids(html) == [page.pk]
+    assert 'data-llm-review-field="summary"' in html

@@ -2,7 +2,8 @@
 
 Domain operations only (no HTTP); the admin screen is :mod:`.views.review_queue`::
 
-    rows = queue_rows(job, user)                       # one row per page the user may edit
+    queue = Queue.of(job, user)                        # its drafts on pages user may edit
+    rows = load_rows(job, user, queue.revision_ids[:50])  # with their changes
     accept(row, user, fields=None, then=Then.PUBLISH)  # keep the draft (and publish it)
     reject(row, user, fields=None)                     # restore the previous value
 
@@ -315,9 +316,13 @@ def add_changes(rows: list[DraftRow], request) -> None:
         writers = _writers(row)
         for comparison_class in comparisons[cls]:
             name = comparison_class.args[0].name if hasattr(comparison_class, "args") else None
-            stored = name in after_content or name in before_content if name else False
-            if before_content is not None and stored and name not in changed:
-                continue
+            if (
+                before_content is not None
+                and name
+                and (name in after_content or name in before_content)
+                and name not in changed
+            ):
+                continue  # stored under its own name, and the same in both revisions
             comparison = comparison_class(before, after)
             if not comparison.has_changed():
                 continue
