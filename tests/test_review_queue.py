@@ -261,7 +261,7 @@ def test_accept_and_reject_per_field(structured_job, posts, superuser):
     html = client.get(queue_url(structured_job)).content.decode()
     for field in ("seo_title", "search_description", "summary"):
         assert f'data-llm-review-field="{field}"' in html
-    assert "Reject “Summary”" in html
+    assert 'Reject field<span class="w-sr-only"> “Summary”</span>' in html
     response = decide(client, structured_job, posts[0], "reject", field="summary")
     assert "Rejected: a new draft restores the previous value." in messages_of(response)
     draft = latest(posts[0])
