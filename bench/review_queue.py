@@ -155,10 +155,10 @@ def main() -> None:
                     walls.append((time.perf_counter() - start) * 1000)
                     cpus.append((time.process_time() - start_cpu) * 1000)
                 dbs.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
+                counts.append(len(ctx.captured_queries))
             if args.queries:
                 for q in sorted(ctx.captured_queries, key=lambda q: -float(q["time"]))[:3]:
                     print(f"      {float(q['time']) * 1000:7.1f} ms  {q['sql'][:400]}")
-                counts.append(len(ctx.captured_queries))
             wall, cpu, db = (statistics.median(v) for v in (walls, cpus, dbs))
             results.append((label, wall))
             print(f"  {label:<48}{wall:>6.0f} ms{cpu:>6.0f} ms{db:>6.0f} ms{max(counts):>9}")
