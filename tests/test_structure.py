@@ -55,6 +55,9 @@ ENGINE = (
     "unchanged",
     "review",
     "signal_handlers",
+    "review_queue",
+    "canary",
+    "triggers",
 )
 
 

@@ -15,9 +15,12 @@ fallback without JavaScript). "Start" is disabled, and refused, when no page wou
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.db.models import Q
 from django.http import Http404
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from wagtail.admin import messages
@@ -183,6 +186,17 @@ class RunLLMActionBulkAction(PageBulkAction):
                 "sqlite_notice": sqlite_notice(self.request.user),
             }
         )
+        if plan is not None and context["can_start"]:  # canary before bulk (canary.py)
+            from .canary import canary_problem
+
+            problem = canary_problem(action, plan.will_run)
+            if problem:
+                context.update(can_start=False, canary_problem=problem)
+                context["canary_url"] = (
+                    reverse("wagtail_llm_actions_review:canary_start", args=[action.pk])
+                    + "?"
+                    + urlencode([("id", pk) for pk in ids])
+                )
         return context
 
     def form_valid(self, form):
@@ -190,7 +204,11 @@ class RunLLMActionBulkAction(PageBulkAction):
             return self.render_to_response(self.get_context_data(form=form))
         context = self.get_context_data(form=form)
         if not context["can_start"]:
-            form.add_error(None, _("No page would run with these options: nothing was started."))
+            form.add_error(
+                None,
+                context.get("canary_problem")
+                or _("No page would run with these options: nothing was started."),
+            )
             return self.render_to_response(context)
         response = super().form_valid(form)
         job = self._result.get("job")

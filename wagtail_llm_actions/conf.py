@@ -84,6 +84,12 @@ DEFAULTS: dict[str, Any] = {
     # Seconds an answer is kept for identical calls of actions with "reuse identical
     # answers" on (LLMAction.use_cache); None turns the cache off for every action.
     "CACHE_TTL": 30 * 24 * 3600,
+    # Refuse a bulk run of more than CANARY_SIZE pages of an action that changed since its
+    # last bulk run until a canary (the action on a sample of pages) was run and each of its
+    # drafts accepted or rejected in the review queue.
+    "REQUIRE_CANARY": False,
+    # Pages a canary runs on when the user picks none (the app picks them at random).
+    "CANARY_SIZE": 5,
 }
 
 

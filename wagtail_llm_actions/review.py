@@ -110,35 +110,29 @@ def _check_page(page, user) -> None:
         raise PageLocked(message)
 
 
-def discard(interaction: LLMInteraction, user):
-    """Revert the target field to its value before the run, in a new draft revision.
-
-    For a pending answer (never saved) only the outcome is recorded. Returns the new
-    revision, or None for a pending answer.
-    """
-    problem = discard_problem(interaction)
-    if problem:
-        raise CannotDiscard(problem)
-    if interaction.outcome == InteractionOutcome.PENDING:
-        if interaction.page_id:
-            _check_page(interaction.page.specific, user)
-        interaction.outcome = InteractionOutcome.DISCARDED
-        interaction.save(update_fields=["outcome"])
-        return None
-
-    page = interaction.page.specific
-    _check_page(page, user)
+def _written_and_previous(
+    interaction: LLMInteraction, fields: list[str] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What the answer wrote (only ``fields`` of a structured answer, if given) and what
+    those fields held before."""
     if interaction.output_values:
-        # A structured answer: every field it wrote goes back, or none.
+        # A structured answer: every field it wrote (or every one of ``fields``) goes back,
+        # or none.
         written = dict(interaction.output_values)
+        if fields is not None:
+            written = {name: value for name, value in written.items() if name in fields}
+            if not written:
+                raise CannotDiscard(_("This answer did not write these fields."))
         previous = {name: (interaction.previous_values or {}).get(name, "") for name in written}
-    else:
-        field_name = target_field_of(interaction)
-        if not field_name:
-            raise CannotDiscard(_("The field this answer was written to is not known any more."))
-        written = {field_name: interaction.output_value}
-        previous = {field_name: interaction.previous_value}
-    working_obj, _revision = working_copy(page)
+        return written, previous
+    field_name = target_field_of(interaction)
+    if not field_name:
+        raise CannotDiscard(_("The field this answer was written to is not known any more."))
+    return {field_name: interaction.output_value}, {field_name: interaction.previous_value}
+
+
+def _unchanged_fields(working_obj, written: dict[str, str]) -> dict:
+    """The model fields of ``written``; refused if one no longer holds the answer."""
     fields = {}
     for field_name, value in written.items():
         try:
@@ -155,6 +149,32 @@ def discard(interaction: LLMInteraction, user):
                 % {"field": field.verbose_name if hasattr(field, "verbose_name") else field_name}
             )
         fields[field_name] = field
+    return fields
+
+
+def discard(interaction: LLMInteraction, user, fields: list[str] | None = None):
+    """Revert the target field to its value before the run, in a new draft revision.
+
+    For a pending answer (never saved) only the outcome is recorded. Returns the new
+    revision, or None for a pending answer. ``fields`` (a structured answer only) reverts
+    some of the fields it wrote: each is recorded in ``field_outcomes`` as "discarded", and
+    the interaction's outcome becomes "discarded" once every field it wrote is.
+    """
+    problem = discard_problem(interaction)
+    if problem:
+        raise CannotDiscard(problem)
+    if interaction.outcome == InteractionOutcome.PENDING:
+        if interaction.page_id:
+            _check_page(interaction.page.specific, user)
+        interaction.outcome = InteractionOutcome.DISCARDED
+        interaction.save(update_fields=["outcome"])
+        return None
+
+    page = interaction.page.specific
+    _check_page(page, user)
+    written, previous = _written_and_previous(interaction, fields)
+    working_obj, _revision = working_copy(page)
+    fields = _unchanged_fields(working_obj, written)
     with db.atomic_write():  # on SQLite: waits for a worker's write instead of failing
         for field_name, field in fields.items():
             _set_field(working_obj, field, previous[field_name])
@@ -172,8 +192,17 @@ def discard(interaction: LLMInteraction, user):
                 "target_field": ", ".join(fields),
             },
         )
-        interaction.outcome = InteractionOutcome.DISCARDED
-        interaction.save(update_fields=["outcome"])
+        update_fields = ["outcome"]
+        if fields is not None and interaction.output_values:
+            outcomes = dict(interaction.field_outcomes or {})
+            outcomes.update(dict.fromkeys(written, InteractionOutcome.DISCARDED.value))
+            interaction.field_outcomes = outcomes
+            update_fields.append("field_outcomes")
+            if any(outcomes.get(name) != "discarded" for name in interaction.output_values):
+                update_fields.remove("outcome")  # other fields it wrote stay
+        if "outcome" in update_fields:
+            interaction.outcome = InteractionOutcome.DISCARDED
+        interaction.save(update_fields=update_fields)
     return revision
 
 

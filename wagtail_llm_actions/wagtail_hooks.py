@@ -113,9 +113,26 @@ def action_runs_listing_button(snippet, user, next_url=None):
             icon_name="history",
             priority=25,
         )
+        yield Button(
+            _("Try on a sample"),
+            url=reverse("wagtail_llm_actions_review:canary_start", args=[snippet.pk]),
+            icon_name="crosshairs",
+            priority=26,
+        )
 
 
 # -- bulk jobs -----------------------------------------------------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_review_queue_urls():
+    from django.urls import include, path
+
+    from . import review_urls
+
+    return [path("llm-actions/review/", include(review_urls))]
+
+
 # The jobs listing and progress pages are the JobViewSet in the "LLM actions" menu group.
 
 
