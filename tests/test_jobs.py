@@ -185,6 +185,33 @@ def test_backoff_delays_the_next_attempt(settings, post, server_action, fake_llm
     assert fake_llm.request_count == 1
 
 
+def test_a_busy_database_during_a_page_retries_it_instead_of_failing_it(
+    post, action, superuser, monkeypatch, settings
+):
+    """SQLite may refuse a read while another connection writes ("database table is
+    locked"): the page is queued again with its backoff, not failed as a bug."""
+    from django.db import OperationalError
+
+    from wagtail_llm_actions.service import LLMService
+
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "RETRY_BACKOFF": 0}
+    original = LLMService.run
+    calls = {"n": 0}
+
+    def busy_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("database table is locked: wagtailcore_page")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LLMService, "run", busy_once)
+    job = jobs.create_job(action, superuser, [post.pk], force=True)
+    jobs.run_job(job.pk, threads=1)
+    item = job.items.get()
+    assert item.status == "succeeded" and item.attempts == 2
+    assert drafts(post) == 1
+
+
 def test_retry_failed_queues_them_again(post, server_action, fake_llm, superuser):
     fake_llm.status = 401
     job = jobs.create_job(server_action, superuser, [post.pk])
