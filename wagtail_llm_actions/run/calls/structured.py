@@ -41,9 +41,7 @@ def request_for(prepared: PreparedRun, model: type):
         raise ConfigurationProblem(str(e)) from e
 
 
-def fill_fields(
-    working_obj: Any, prepared: PreparedRun, interaction: LLMInteraction, **_kwargs
-) -> None:
+def fill_fields(working_obj: Any, prepared: PreparedRun, interaction: LLMInteraction) -> None:
     """Ask for the JSON answer and set every mapped field of ``working_obj`` from it; one
     unusable answer is sent back once with what is wrong (``repaired``), then refused."""
     from .gate import ask
