@@ -615,6 +615,10 @@ def _end_runs(run_ids: list[int], message: str) -> None:
 def _stored_result(item: LLMJobItem, interaction: LLMInteraction) -> dict | None:
     """The result the worker would have recorded for the answer it stored, or None."""
     payload = item.payload or {}
+    if payload.get("queued_run"):  # a rerun or try from the admin's screens
+        from .queued_runs import stored_result
+
+        return stored_result(item, interaction)
     page = item.page.specific if item.page is not None else _new_page_of(payload)
     if page is None:
         return None
@@ -750,6 +754,10 @@ def run_editor_job(item_id: int) -> str:
     pipeline = isinstance(item.payload, dict) and bool(item.payload.get("pipeline"))
     try:
         with _renewing(item):
+            if isinstance(item.payload, dict) and item.payload.get("queued_run"):
+                from .queued_runs import run_item  # a rerun or try from the admin's screens
+
+                return run_item(item)
             if pipeline:
                 return _run_pipeline_item(item)
             return _run_action_item(item)

@@ -200,7 +200,7 @@ class LLMActionCreateView(ProviderKeyWarningMixin, CreateView):
 
 
 class LLMActionEditView(ProviderKeyWarningMixin, EditView):
-    """The action's edit view, with its runs and cost and "Test on a page" in the header."""
+    """The action's edit view, with its runs and cost and "Try on a page" in the header."""
 
     def get_header_more_buttons(self):
         from django.urls import reverse
@@ -220,8 +220,8 @@ class LLMActionEditView(ProviderKeyWarningMixin, EditView):
         if can_edit_any_page(self.request.user):
             buttons.append(
                 Button(
-                    _("Test on a page"),
-                    url=reverse("wagtail_llm_actions_report:test", args=[self.object.pk]),
+                    _("Try on a page"),
+                    url=reverse("wagtail_llm_actions_tryout:try", args=[self.object.pk]),
                     icon_name="pick",
                     priority=31,
                 )
