@@ -901,8 +901,10 @@ def test_bulk_confirmation_never_names_pages_the_user_cannot_see(
 
     client = world.client("no_pages")
     ids = [mine.pk, secret.pk, wrong_type_secret.pk, world.post.pk]
+    offered = client.get(bulk_confirm_url(ids)).content.decode()
+    assert "About page action" not in offered  # nothing preselected, nothing hidden offered
     for response in (
-        client.get(bulk_confirm_url(ids)),
+        client.post(bulk_confirm_url(ids), {"action": world.action.pk, "preview": "1"}),
         client.post(
             bulk_confirm_url(ids),
             {"action": world.action.pk, "include_descendants": "on", "preview": "1"},
@@ -942,6 +944,8 @@ def test_bulk_confirmation_names_visible_pages_the_user_cannot_edit(world, autho
     other = make_post(title="Someone else's draft", publish=False)
     client = Client()
     client.force_login(author)
-    html = client.get(bulk_confirm_url([other.pk])).content.decode()
+    html = client.post(
+        bulk_confirm_url([other.pk]), {"action": world.action.pk, "preview": "1"}
+    ).content.decode()
     assert 'data-llm-skip="no_permission"' in html
     assert "Someone else&#x27;s draft" in html

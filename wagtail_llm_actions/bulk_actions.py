@@ -36,7 +36,8 @@ class RunActionForm(forms.Form):
     action = forms.ModelChoiceField(
         queryset=LLMAction.objects.none(),
         label=gettext_lazy("Action"),
-        empty_label=None,
+        # Nothing preselected: one click must not run the wrong action over many pages.
+        empty_label=gettext_lazy("Choose an action…"),
     )
     include_descendants = forms.BooleanField(
         required=False,
@@ -58,6 +59,15 @@ class RunActionForm(forms.Form):
         self.fields["action"].queryset = (
             actions if actions is not None else LLMAction.objects.none()
         )
+
+
+def chosen_in_link(request, name: str, queryset) -> dict:
+    """The form's initial choice when the link names one (``?action=<id>``), else nothing:
+    the screen never preselects one by itself."""
+    if request.method != "GET" or not request.GET.get(name, "").isdigit():
+        return {}
+    chosen = queryset.filter(pk=int(request.GET[name])).first()
+    return {name: chosen} if chosen is not None else {}
 
 
 def sqlite_notice(user) -> tuple[str, str] | None:
@@ -143,6 +153,7 @@ class RunLLMActionBulkAction(PageBulkAction):
     def get_form_kwargs(self):
         kwargs = super().get_form_kwargs()
         kwargs["actions"] = self.applicable_actions()
+        kwargs["initial"] = chosen_in_link(self.request, "action", kwargs["actions"])
         return kwargs
 
     # -- confirmation screen ---------------------------------------------------------------
@@ -151,9 +162,8 @@ class RunLLMActionBulkAction(PageBulkAction):
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             return data["action"], data["include_descendants"], data["force"]
-        if form.is_bound:
-            return None, False, False
-        return form.fields["action"].queryset.first(), False, False
+        # Nothing is preselected, unless the link names the action (``?action=<id>``).
+        return form.initial.get("action"), False, False
 
     def get_context_data(self, **kwargs):
         context = super(BulkAction, self).get_context_data(**kwargs)
@@ -253,7 +263,7 @@ class RunPipelineForm(forms.Form):
     pipeline = forms.ModelChoiceField(
         queryset=LLMPipeline.objects.none(),
         label=gettext_lazy("Pipeline"),
-        empty_label=None,
+        empty_label=gettext_lazy("Choose a pipeline…"),
     )
     include_descendants = forms.BooleanField(
         required=False,
@@ -295,6 +305,7 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
     def get_form_kwargs(self):
         kwargs = super(RunLLMActionBulkAction, self).get_form_kwargs()
         kwargs["pipelines"] = self.applicable_pipelines()
+        kwargs["initial"] = chosen_in_link(self.request, "pipeline", kwargs["pipelines"])
         return kwargs
 
     def get_context_data(self, **kwargs):
@@ -304,10 +315,8 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
         if form.is_bound and form.is_valid():
             pipeline = form.cleaned_data["pipeline"]
             include_descendants = form.cleaned_data["include_descendants"]
-        elif form.is_bound:
-            pipeline, include_descendants = None, False
-        else:
-            pipeline, include_descendants = form.fields["pipeline"].queryset.first(), False
+        else:  # nothing preselected, unless the link names it (``?pipeline=<id>``)
+            pipeline, include_descendants = form.initial.get("pipeline"), False
         plan = None
         if pipeline is not None:
             try:

@@ -439,8 +439,21 @@ class RetryJobConfirmView(JobConfirmView):
         ).aggregate(n=Count("pk"), prompt=Avg("prompt_tokens"), completion=Avg("completion_tokens"))
         action = self.job.action if self.job.action_id else None
         max_tokens = action.max_tokens if action is not None else None
-        if not recorded["n"]:
-            return None  # no page has run yet: nothing to estimate from
+        if not recorded["n"]:  # no page has run yet: one page's request, times the pages
+            item = (
+                self.job.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.CANCELLED])
+                .exclude(page=None)
+                .select_related("page")
+                .first()
+            )
+            one = (
+                run_estimate(action, item.page.specific, self.request.user)
+                if action and item
+                else None
+            )
+            if one is None:
+                return None
+            return estimates.estimate(self.model(), one.prompt_tokens * pages, pages, max_tokens)
         completion = round(recorded["completion"] or 0) or max_tokens
         return estimates.estimate(
             self.model(), round(recorded["prompt"] * pages), pages, completion
