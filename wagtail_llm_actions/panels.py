@@ -68,6 +68,7 @@ def editor_messages() -> dict[str, str]:
         "tooLarge": _("The page is too large to send for generation."),
         "httpError": _("The server answered with an error (HTTP {status})."),
         "noField": _("The field {field} is not in this form."),
+        "generatingField": _("Generating…"),
         "stalledWaiting": _("Still waiting for a worker…"),
         "undo": _("Undo"),
         "redo": _("Redo"),

@@ -272,7 +272,7 @@ class QueuedRunView(WagtailAdminTemplateMixin, TemplateView):
                 "stalled": _("Still waiting to start. You can keep waiting or cancel."),
                 "elapsed": _("{seconds} s"),
                 "cancel": _("Cancel"),
-                "cancelled": _("Cancelled."),
+                "cancelled": _("Cancelling…"),
                 "network": _("The server could not be reached. Reload the page to try again."),
             },
         )
@@ -310,13 +310,15 @@ class QueuedRunDoneView(QueuedRunView):
                 else None,
             )
             return redirect("wagtail_llm_actions_report:detail", new_id)
-        if status.state == "cancelled":
+        cancelled = status.state == "cancelled"
+        if cancelled:
             messages.warning(request, _("Cancelled: nothing was saved."))
         else:
             messages.error(request, status.message)
         if kind == queued_runs.KIND_TRY:
             return redirect("wagtail_llm_actions_tryout:try", job.action_id)
-        target = item.interaction_id or source
+        # back where it started; a failed call's own record says what went wrong
+        target = source if cancelled else (item.interaction_id or source)
         if target and LLMInteraction.objects.filter(pk=target).exists():
             return redirect("wagtail_llm_actions_report:detail", target)
         return redirect("wagtail_llm_actions_report:index")

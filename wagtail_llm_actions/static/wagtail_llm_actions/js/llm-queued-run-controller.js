@@ -93,8 +93,12 @@
           this.end();
           return;
         }
-        const text = data.state === 'running' ? this.t('running') : data.state === 'stalled' ? this.t('stalled') : this.t('queued');
-        if (this.messageTarget.textContent !== text) this.messageTarget.textContent = text;
+        if (!this.cancelling) {
+          let text = this.t('queued');
+          if (data.state === 'running') text = this.t('running');
+          if (data.state === 'stalled') text = this.t('stalled');
+          if (this.messageTarget.textContent !== text) this.messageTarget.textContent = text;
+        }
         this.schedule();
       }
 
@@ -108,6 +112,7 @@
         if (event) event.preventDefault();
         window.clearTimeout(this.timer);
         if (this.hasCancelTarget) this.cancelTarget.disabled = true;
+        this.cancelling = true; // a call already made ends first; its answer is not saved
         this.messageTarget.textContent = this.t('cancelled');
         try {
           await fetch(this.cancelUrlValue, {
