@@ -221,7 +221,7 @@ def test_form_says_where_the_action_appears(action, superuser):
     text = re.sub(r"<[^>]+>", "", note)
     assert "In the page editor" in text and "summary" in text
     assert "Blog page" in text
-    assert "Run LLM action" in text
+    assert "Run AI action" in text
     assert "run_llm_action generate-summary" in text
 
 

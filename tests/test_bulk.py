@@ -47,7 +47,7 @@ def mixed(make_post, blog_index, superuser):
 
 def test_the_bulk_action_is_offered_in_the_page_listing(admin_client, blog_index, post):
     response = admin_client.get(reverse("wagtailadmin_explore", args=[blog_index.pk]))
-    assert "Run LLM action" in response.content.decode()
+    assert "Run AI action" in response.content.decode()
 
 
 def test_select_confirm_start_and_the_job_completes(client, mixed, action, editor):
@@ -176,7 +176,7 @@ def test_only_actions_for_the_selected_types_are_offered(
     blog_index.add_child(instance=simple)
     make_action()  # blog pages only
     html = client_for(superuser).get(bulk_url([simple])).content.decode()
-    assert "No enabled LLM action applies" in html
+    assert "No enabled AI action applies" in html
     other = make_action(
         slug="simple", name="Simple action", source_field="text", target_field="text"
     )

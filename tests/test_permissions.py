@@ -347,7 +347,7 @@ ROWS: dict[str, Row] = {
         ADMINS,
         query=lambda w: f"?id={w.post.pk}",
         # a page hidden from the user offers no action (its type says nothing either)
-        shown={"No enabled LLM action applies": frozenset({"no_pages"})},
+        shown={"No enabled AI action applies": frozenset({"no_pages"})},
     ),
     # actions: configure (snippet permissions); provider fields need the provider permission
     f"{ACTION_NS}:list": Row(_none, MANAGERS, shown={"Runs and cost": MANAGERS}),

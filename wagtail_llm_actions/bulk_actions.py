@@ -1,4 +1,4 @@
-"""The "Run LLM action" bulk action of the page listing.
+"""The "Run AI action" bulk action of the page listing ("AI": the ``FEATURE_NAME`` setting).
 
 The confirmation screen lets the user pick an action that applies to the selected pages'
 types, include descendants and force re-running unchanged pages; it shows how many pages
@@ -24,6 +24,7 @@ from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
 
+from .conf import feature_name, with_feature
 from .exceptions import ConfigurationProblem
 from .lazy import lazy_module
 from .models import JobKind, LLMAction, LLMPipeline
@@ -87,11 +88,13 @@ def can_start(plan: planning.Plan | None) -> bool:
 
 
 class RunLLMActionBulkAction(PageBulkAction):
-    display_name = gettext_lazy("Run LLM action")
+    display_name = with_feature(gettext_lazy("Run %(feature)s action"))
     action_type = "run_llm_action"
-    aria_label = gettext_lazy("Run an LLM action on the selected pages")
+    aria_label = with_feature(gettext_lazy("Run %(feature)s action on the selected pages"))
     template_name = "wagtail_llm_actions/bulk_actions/confirm_run_llm_action.html"
-    action_priority = 70
+    # In the bulk bar itself, not under "More" (Wagtail shows the first four by priority:
+    # move 10, delete 30, publish 40, this, then unpublish 50 and the rest under "More").
+    action_priority = 45
     form_class = RunActionForm
 
     def __init__(self, request, model):
@@ -191,6 +194,8 @@ class RunLLMActionBulkAction(PageBulkAction):
                 "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
                 "model_opts": self.model._meta,
                 "sqlite_notice": sqlite_notice(self.request.user),
+                "feature_name": feature_name(),
+                "bulk_title": str(self.display_name),
             }
         )
         return context
@@ -282,9 +287,9 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
     """The same confirmation screen and job engine, for a pipeline: one item (one pipeline
     run, one draft) a page; the estimate sums every step."""
 
-    display_name = gettext_lazy("Run LLM pipeline")
+    display_name = with_feature(gettext_lazy("Run %(feature)s pipeline"))
     action_type = "run_llm_pipeline"
-    aria_label = gettext_lazy("Run an LLM pipeline on the selected pages")
+    aria_label = with_feature(gettext_lazy("Run %(feature)s pipeline on the selected pages"))
     action_priority = 71
     form_class = RunPipelineForm
 
@@ -336,6 +341,8 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
                 "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
                 "model_opts": self.model._meta,
                 "sqlite_notice": sqlite_notice(self.request.user),
+                "feature_name": feature_name(),
+                "bulk_title": str(self.display_name),
             }
         )
         return context

@@ -30,6 +30,7 @@ from wagtail.snippets.views.snippets import (
     SnippetViewSetGroup,
 )
 
+from .conf import with_feature
 from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm, LLMPipelineStepForm
 from .lazy import LazyView, lazy_view
 from .models import LLMAction, LLMPipeline, LLMPrompt
@@ -349,16 +350,18 @@ class LLMPipelineViewSet(DeferredFormViewsMixin, SnippetViewSet):
     ordering = ["name"]
     edit_handler = ObjectList(
         [
+            # As the action form: the slug follows the name; page types inside the section
+            # (a panel of its own labelled "Page types" twice)
             MultiFieldPanel(
                 [
-                    FieldPanel("name"),
-                    FieldPanel("slug"),
+                    TitleFieldPanel("name", placeholder=False, classname=""),
+                    FieldPanel("slug", widget=SlugInput),
                     FieldPanel("description"),
+                    FieldPanel("page_types"),
                     FieldPanel("enabled"),
                 ],
                 heading=_("Pipeline"),
             ),
-            FieldPanel("page_types"),
             StepsInlinePanel(
                 "steps",
                 heading=_("Steps"),
@@ -419,6 +422,6 @@ class JobViewSet(ViewSet):
 class LLMActionsViewSetGroup(SnippetViewSetGroup):
     items = (LLMActionViewSet, LLMPipelineViewSet, LLMPromptViewSet, JobViewSet)
     menu_icon = "cogs"
-    menu_label = _("LLM actions")
+    menu_label = with_feature(_("%(feature)s actions"))  # "AI actions": FEATURE_NAME
     menu_name = "llm_actions"
     menu_order = 900
