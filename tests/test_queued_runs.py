@@ -236,6 +236,9 @@ def test_one_place_to_try_an_action_under_the_actions_menu(action, superuser):
     assert try_url in stats
     assert "Run and compare" not in stats and "Test on a page" not in stats
     assert client.get(url("test", action.pk))["Location"] == try_url  # the old link still works
+    screen = client.get(try_url).content.decode()
+    assert "<title>Try on a page" in screen or "Try on a page" in screen
+    assert f'href="{actions_menu}"' in screen  # breadcrumbs: Home › Actions › the action
     edit = client.get(
         reverse("wagtailsnippets_wagtail_llm_actions_llmaction:edit", args=[action.pk])
     ).content.decode()

@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
@@ -27,7 +28,7 @@ from ..permissions import can_change_actions, can_edit_any_page, can_edit_page
 from ..review import discard_problem
 from ..service import LLMService
 from .action_stats import TryOnPageForm, get_action
-from .interactions import get_visible_interaction, report_breadcrumbs
+from .interactions import get_visible_interaction
 from .queued_runs import queue_try
 
 
@@ -55,9 +56,19 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
         return self.action.name
 
     def get_breadcrumbs_items(self):
-        return report_breadcrumbs() + [
+        """Home › Actions › the action › Try on a page: where the menu says this is."""
+        actions = "wagtailsnippets_wagtail_llm_actions_llmaction"
+        may_change = can_change_actions(self.request.user)
+        return [
+            {"url": reverse("wagtailadmin_home"), "label": gettext_lazy("Home")},
             {
-                "url": reverse("wagtail_llm_actions_report:action", args=[self.action.pk]),
+                "url": reverse(f"{actions}:list") if may_change else "",
+                "label": gettext_lazy("Actions"),
+            },
+            {
+                "url": reverse(f"{actions}:edit", args=[self.action.pk])
+                if may_change
+                else reverse("wagtail_llm_actions_report:action", args=[self.action.pk]),
                 "label": self.action.name,
             },
             {"url": "", "label": self.get_page_title()},
