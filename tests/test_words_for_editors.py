@@ -121,5 +121,7 @@ def test_the_pipeline_form_is_as_helpful_as_the_action_form(superuser):
     assert re.search(r'<select name="steps-__prefix__-target_field"', html)
     assert "Choose a field" in html
     assert 'list="id_steps-__prefix__-source_field-suggestions"' in html
-    # "Page types" is said once, in the Pipeline section (not a section of its own as well)
+    # "Page types" is said once, in the Pipeline section (not a section of its own as well),
+    # and the own prompt's section is not "Or its own prompt" over an "Own prompt" field
     assert html.count(">Page types<") <= 1
+    assert "Or its own prompt" not in html and "Instead of an action" in html

@@ -384,7 +384,8 @@ class LLMPipelineViewSet(DeferredFormViewsMixin, SnippetViewSet):
                             FieldRowPanel([FieldPanel("api_base"), FieldPanel("api_key_name")]),
                             FieldRowPanel([FieldPanel("temperature"), FieldPanel("max_tokens")]),
                         ],
-                        heading=_("Or its own prompt"),
+                        # not "Or its own prompt" over the "Own prompt" field: said once
+                        heading=_("Instead of an action"),
                         classname="collapsed",
                     ),
                 ],
