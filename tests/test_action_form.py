@@ -10,6 +10,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import reverse
 
+from tests.queued import finish_queued
 from wagtail_llm_actions.models import LLMAction, LLMInteraction
 
 pytestmark = pytest.mark.django_db
@@ -220,7 +221,7 @@ def test_form_says_where_the_action_appears(action, superuser):
     text = re.sub(r"<[^>]+>", "", note)
     assert "In the page editor" in text and "summary" in text
     assert "Blog page" in text
-    assert "Run LLM action" in text
+    assert "Run AI action" in text
     assert "run_llm_action generate-summary" in text
 
 
@@ -228,7 +229,7 @@ def test_form_says_where_the_action_appears(action, superuser):
 
 
 def tryout_url(action):
-    return reverse("wagtail_llm_actions_report:test", args=[action.pk])
+    return reverse("wagtail_llm_actions_tryout:try", args=[action.pk])
 
 
 def test_dry_run_shows_the_messages_and_calls_nothing(post, server_action, fake_llm, superuser):
@@ -255,6 +256,8 @@ def test_asking_the_model_shows_the_answer_beside_the_current_value_without_savi
     client = client_for(superuser)
 
     response = client.post(tryout_url(server_action), {"page": post.pk, "ask_model": "on"})
+    assert fake_llm.requests == []  # queued: no model call inside the request
+    response = finish_queued(client, response, follow=True)
 
     html = response.content.decode()
     assert "What the page says now." in html
@@ -272,8 +275,11 @@ def test_asking_the_model_shows_a_kept_cut_off_answer_with_its_warning(
     server_action.save()
     fake_llm.configure(reply="An answer that stops", finish_reason="length")
 
-    response = client_for(superuser).post(
-        tryout_url(server_action), {"page": post.pk, "ask_model": "on"}
+    client = client_for(superuser)
+    response = finish_queued(
+        client,
+        client.post(tryout_url(server_action), {"page": post.pk, "ask_model": "on"}),
+        follow=True,
     )
 
     html = response.content.decode()

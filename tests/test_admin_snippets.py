@@ -128,7 +128,7 @@ def test_listings_and_menu(admin_client, action):
     assert listing.status_code == 200
     assert b"Generate summary" in listing.content
     home = admin_client.get(reverse("wagtailadmin_home"))
-    assert b"LLM actions" in home.content
+    assert b"AI actions" in home.content  # the menu group: FEATURE_NAME, "AI" by default
 
 
 def test_editor_without_model_permissions_cannot_manage(client, editor, action):

@@ -47,7 +47,7 @@ def mixed(make_post, blog_index, superuser):
 
 def test_the_bulk_action_is_offered_in_the_page_listing(admin_client, blog_index, post):
     response = admin_client.get(reverse("wagtailadmin_explore", args=[blog_index.pk]))
-    assert "Run LLM action" in response.content.decode()
+    assert "Run AI action" in response.content.decode()
 
 
 def test_select_confirm_start_and_the_job_completes(client, mixed, action, editor):
@@ -59,6 +59,13 @@ def test_select_confirm_start_and_the_job_completes(client, mixed, action, edito
     html = confirm.content.decode()
     assert confirm.status_code == 200
     assert "Generate summary" in html  # the applicable action is offered
+    # ... but not chosen: nothing runs over many pages by one click (issue 21, §2)
+    assert "Choose an action…" in html and "data-llm-will-run" not in html
+    assert f'value="{action.pk}" selected' not in html
+
+    # choosing it shows the preview (the form refreshes it on change)
+    confirm = client.post(url, {"action": action.pk, "preview": "1"})
+    html = confirm.content.decode()
     assert "5 pages selected" in html and "2 pages will run" in html
     for label in ("does not apply to this page type", "locked", "source field is empty"):
         assert label in html
@@ -117,7 +124,7 @@ def test_rerunning_through_the_admin_skips_unchanged_pages(
     jobs.enqueue_job(LLMJob.objects.first(), on_commit=False)
     drain()
     assert fake_llm.request_count == 3
-    html = client.get(url).content.decode()
+    html = client.post(url, {"action": server_action.pk, "preview": "1"}).content.decode()
     assert (
         "Unchanged since this action’s answer was written or discarded" in html
         and "0 pages will run" in html
@@ -151,7 +158,7 @@ def test_descendants_option(client, make_post, blog_index, action, superuser):
 def test_pages_without_edit_permission_are_skipped(client, make_post, action, author):
     post = make_post(title="Someone else's post")
     client.force_login(author)
-    html = client.get(bulk_url([post])).content.decode()
+    html = client.post(bulk_url([post]), {"action": action.pk, "preview": "1"}).content.decode()
     assert "No permission to edit the page" in html and "0 pages will run" in html
     assert "Someone else&#x27;s post" in html  # the author sees it in the explorer anyway
     # nothing this user may run: Start is refused (the engine's own skip is in test_jobs)
@@ -169,7 +176,7 @@ def test_only_actions_for_the_selected_types_are_offered(
     blog_index.add_child(instance=simple)
     make_action()  # blog pages only
     html = client_for(superuser).get(bulk_url([simple])).content.decode()
-    assert "No enabled LLM action applies" in html
+    assert "No enabled AI action applies" in html
     other = make_action(
         slug="simple", name="Simple action", source_field="text", target_field="text"
     )
@@ -310,9 +317,10 @@ def test_confirmation_queries_do_not_grow(
     posts = [make_post() for _ in range(size)]
     client = client_for(editor)
     url = bulk_url(posts)
-    client.get(url)  # warm caches (content types, site root paths)
+    chosen = {"action": action.pk, "preview": "1"}
+    client.post(url, chosen)  # warm caches (content types, site root paths)
     with django_assert_max_num_queries(28):
-        response = client.get(url)
+        response = client.post(url, chosen)
     assert f"{size} pages will run" in response.content.decode()
 
 
@@ -343,3 +351,21 @@ def test_jobs_listing_queries_do_not_grow(
     client.get(url)
     with django_assert_max_num_queries(12):
         assert client.get(url).status_code == 200
+
+
+def test_nothing_is_preselected_unless_the_link_names_the_action(
+    client, make_post, make_action, action, superuser
+):
+    """One click must not run the first action by name over many pages (issue 21, §2)."""
+    other = make_action(name="A first action by name", slug="first")
+    posts = [make_post() for _ in range(2)]
+    client.force_login(superuser)
+
+    html = client.get(bulk_url(posts)).content.decode()
+    assert "Choose an action…" in html and "data-llm-choose-first" in html
+    assert f'value="{other.pk}" selected' not in html and "data-llm-will-run" not in html
+    started = client.post(bulk_url(posts), {})  # Start with nothing chosen
+    assert started.status_code == 200 and not LLMJob.objects.exists()
+
+    named = client.get(bulk_url(posts, action=action.pk)).content.decode()
+    assert f'value="{action.pk}" selected' in named and "2 pages will run" in named

@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
+from tests.queued import finish_queued
 from tests.test_structured import GOOD, MAPPING
 from wagtail_llm_actions.models import LLMInteraction
 from wagtail_llm_actions.service import LLMService
@@ -36,7 +37,9 @@ def test_on_a_page(user, action, page, *, ask: bool = False) -> str:
     client = Client()
     client.force_login(user)
     data = {"page": page.pk, **({"ask_model": "on"} if ask else {})}
-    response = client.post(reverse("wagtail_llm_actions_report:test", args=[action.pk]), data)
+    response = client.post(reverse("wagtail_llm_actions_tryout:try", args=[action.pk]), data)
+    if ask:  # queued: the progress page, then the answer
+        response = finish_queued(client, response, follow=True)
     assert response.status_code == 200
     return response.content.decode()
 

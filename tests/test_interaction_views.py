@@ -13,7 +13,9 @@ from django.urls import reverse
 from openpyxl import load_workbook
 from wagtail.models import PageLogEntry
 
+from tests.browser.qworker import run_queued_tasks
 from tests.interactions_factory import make_interactions, make_one
+from tests.queued import finish_queued
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.models import LLMInteraction
 from wagtail_llm_actions.review import DISCARD_LOG_ACTION
@@ -24,6 +26,10 @@ pytestmark = pytest.mark.django_db
 
 def url(name, *args):
     return reverse(f"wagtail_llm_actions_report:{name}", args=args)
+
+
+def tryout_url(action):
+    return reverse("wagtail_llm_actions_tryout:try", args=[action.pk])
 
 
 def reload(page):
@@ -184,6 +190,8 @@ def test_rerun_writes_a_new_draft_with_the_current_config(client, editor, post, 
     action.save()
     client.force_login(editor)
     response = client.post(url("rerun", run.pk))
+    assert not LLMInteraction.objects.exclude(pk=run.pk).exists()  # queued, not run here
+    response = finish_queued(client, response)
     new = LLMInteraction.objects.exclude(pk=run.pk).get()
     assert response.status_code == 302
     assert response["Location"] == url("detail", new.pk)
@@ -207,9 +215,11 @@ def test_rerun_error_becomes_a_message_not_a_500(client, superuser, run, action)
     assert LLMInteraction.objects.count() == 1
 
 
-def test_rerun_and_discard_refuse_get(client, superuser, run):
+def test_rerun_asks_first_and_discard_refuses_get(client, superuser, run):
     client.force_login(superuser)
-    assert client.get(url("rerun", run.pk)).status_code == 405
+    confirm = client.get(url("rerun", run.pk))  # a confirmation, running nothing
+    assert confirm.status_code == 200 and "data-llm-confirm" in confirm.content.decode()
+    assert LLMInteraction.objects.count() == 1
     assert client.get(url("discard", run.pk)).status_code == 405
 
 
@@ -368,9 +378,9 @@ def test_try_on_a_page_compares_then_keep_saves_a_draft(client, editor, post, ru
     action.model = "local/echo"
     action.save()
     client.force_login(editor)
-    response = client.post(url("try", action.pk), {"page": post.pk})
+    response = finish_queued(client, client.post(url("try", action.pk), {"page": post.pk}))
     new = LLMInteraction.objects.exclude(pk=run.pk).get()
-    assert response["Location"] == url("compare", new.pk)
+    assert response["Location"] == tryout_url(action) + f"?interaction={new.pk}"
     assert new.outcome == "pending" and new.revision_id is None and new.trigger == "rerun"
     assert reload(post).latest_revision_id == revision_before  # nothing saved yet
 
@@ -503,6 +513,7 @@ def test_matrix_operations(client, request, who, operation, run, post, action, s
         response = client.post(url("try", action.pk), {"page": post.pk})
     else:
         response = client.post(url(operation, target.pk))
+    run_queued_tasks()  # a rerun or try is queued: let the worker run it
     after = set(LLMInteraction.objects.values_list("pk", "outcome", "revision_id"))
     if who in EDITS:
         assert response.status_code == 302

@@ -157,7 +157,8 @@ def test_job_page_shows_costs_with_the_shared_formatter(job, editor):
 def test_options_come_before_the_preview_and_start(client, make_post, action, superuser):
     posts = [make_post() for _ in range(2)]
     client.force_login(superuser)
-    html = client.get(bulk_url(posts)).content.decode()
+    # nothing is preselected (issue 21, §2): a link naming the action opens with it chosen
+    html = client.get(bulk_url(posts, action=action.pk)).content.decode()
     assert html.index('name="action"') < html.index("Preview for") < html.index("data-llm-start")
     assert 'data-controller="llm-bulk-preview"' in html
     assert "bulk-preview-controller.js" in html
@@ -169,7 +170,7 @@ def test_start_is_disabled_and_refused_when_no_page_would_run(client, make_post,
     empty = make_post(title="Empty post", body=[])
     client.force_login(superuser)
     url = bulk_url([empty])
-    html = client.get(url).content.decode()
+    html = client.get(bulk_url([empty], action=action.pk)).content.decode()
     start = re.search(r"<button[^>]*data-llm-start[^>]*>", html).group(0)
     assert "disabled" in start
     assert "0 pages will run" in html and "nothing to start" in html

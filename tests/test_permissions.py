@@ -32,7 +32,7 @@ from wagtail.models import Revision
 from tests.conftest import _admin_group
 from tests.interactions_factory import make_one
 from wagtail_llm_actions import editor as editor_module
-from wagtail_llm_actions import jobs
+from wagtail_llm_actions import jobs, queued_runs
 from wagtail_llm_actions.models import (
     InteractionTrigger,
     LLMAction,
@@ -102,6 +102,7 @@ class World:
     pending: LLMInteraction  # "try on a page" answer by no_pages, on a page they cannot edit
     editor_run: LLMInteraction  # the editor's own run from the page editor
     editor_job: LLMJob  # the editor's editor job
+    queued_job: LLMJob  # the editor's rerun, queued from the interaction page
     bulk_job: LLMJob  # started by the editor
     pipeline: LLMPipeline  # one step: the action
     extras: dict = field(default_factory=dict)
@@ -148,6 +149,9 @@ def world(django_user_model, blog_index, make_post, action, prompt):
     )
     editor_job = editor_module.create_editor_job(action, post, post.specific, users["editor"])
     bulk_job = jobs.create_job(action, users["editor"], [post.pk])
+    queued_job = queued_runs.create_job(
+        queued_runs.KIND_RERUN, users["editor"], page=post, action=action, interaction=editor_run
+    )
     pipeline = LLMPipeline.objects.create(name="One step", slug="one-step")
     LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="summary", action=action)
     return World(
@@ -159,6 +163,7 @@ def world(django_user_model, blog_index, make_post, action, prompt):
         pending=pending,
         editor_run=editor_run,
         editor_job=editor_job,
+        queued_job=queued_job,
         bulk_job=bulk_job,
         pipeline=pipeline,
     )
@@ -236,7 +241,7 @@ ROWS: dict[str, Row] = {
         shown={
             "Edit action": MANAGERS,
             "Edit prompt": MANAGERS,
-            "Run and compare": EDITORS,
+            "Try on a page": EDITORS,  # one place to try an action (was "Run and compare")
             "Composting in a small flat": ADMINS,
             edit_post_link: EDITORS,
         },
@@ -244,10 +249,28 @@ ROWS: dict[str, Row] = {
     "wagtail_llm_actions_report:try": Row(
         _action, EDITORS, "post", 302, data=lambda w: {"page": w.post.pk}
     ),
-    "wagtail_llm_actions_report:test": Row(
+    # "Test on a page" moved under the actions as "Try on a page": the old URL redirects
+    "wagtail_llm_actions_report:test": Row(_action, ADMINS, ok=302),
+    "wagtail_llm_actions_tryout:try": Row(
         _action,
         EDITORS,
-        shown={"Test on a page": EDITORS, "Edit action": MANAGERS},
+        shown={"Try on a page": EDITORS, "Edit action": MANAGERS},
+    ),
+    # a queued rerun's progress and end: only the user who started it
+    "wagtail_llm_actions_report:queued_run": Row(
+        lambda w: [w.queued_job.pk], frozenset({"editor"}), shown={"Cancel": {"editor"}}
+    ),
+    "wagtail_llm_actions_report:queued_run_done": Row(
+        lambda w: [w.queued_job.pk], frozenset({"editor"}), ok=302
+    ),
+    # Cancel and Retry of a bulk job ask first
+    "wagtail_llm_actions_report:confirm_cancel_job": Row(
+        lambda w: [w.bulk_job.pk],
+        frozenset({"editor", "superuser"}),
+        shown={"page will not run": frozenset({"editor", "superuser"})},
+    ),
+    "wagtail_llm_actions_report:confirm_retry_job": Row(
+        lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"})
     ),
     # the page editor's JSON endpoints
     "wagtail_llm_actions_editor:run_new": Row(
@@ -324,7 +347,7 @@ ROWS: dict[str, Row] = {
         ADMINS,
         query=lambda w: f"?id={w.post.pk}",
         # a page hidden from the user offers no action (its type says nothing either)
-        shown={"No enabled LLM action applies": frozenset({"no_pages"})},
+        shown={"No enabled AI action applies": frozenset({"no_pages"})},
     ),
     # actions: configure (snippet permissions); provider fields need the provider permission
     f"{ACTION_NS}:list": Row(_none, MANAGERS, shown={"Runs and cost": MANAGERS}),
@@ -878,8 +901,10 @@ def test_bulk_confirmation_never_names_pages_the_user_cannot_see(
 
     client = world.client("no_pages")
     ids = [mine.pk, secret.pk, wrong_type_secret.pk, world.post.pk]
+    offered = client.get(bulk_confirm_url(ids)).content.decode()
+    assert "About page action" not in offered  # nothing preselected, nothing hidden offered
     for response in (
-        client.get(bulk_confirm_url(ids)),
+        client.post(bulk_confirm_url(ids), {"action": world.action.pk, "preview": "1"}),
         client.post(
             bulk_confirm_url(ids),
             {"action": world.action.pk, "include_descendants": "on", "preview": "1"},
@@ -919,6 +944,8 @@ def test_bulk_confirmation_names_visible_pages_the_user_cannot_edit(world, autho
     other = make_post(title="Someone else's draft", publish=False)
     client = Client()
     client.force_login(author)
-    html = client.get(bulk_confirm_url([other.pk])).content.decode()
+    html = client.post(
+        bulk_confirm_url([other.pk]), {"action": world.action.pk, "preview": "1"}
+    ).content.decode()
     assert 'data-llm-skip="no_permission"' in html
     assert "Someone else&#x27;s draft" in html

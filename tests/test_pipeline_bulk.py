@@ -48,7 +48,7 @@ def test_bulk_pipeline_estimates_all_steps_and_writes_one_draft_per_page(
     before = {p.pk: Revision.objects.filter(object_id=str(p.pk)).count() for p in posts}
     client.force_login(superuser)
 
-    confirm = client.get(bulk_url(posts))
+    confirm = client.post(bulk_url(posts), {"pipeline": local_pipeline.pk, "preview": "1"})
     html = confirm.content.decode()
     assert confirm.status_code == 200
     assert "Keywords then intro" in html and "2 pages will run" in html
@@ -123,7 +123,7 @@ def test_bulk_offers_a_pipeline_whose_first_step_has_its_own_prompt(
     posts = [make_post(title="Worm bins"), make_post(title="Leaf mould")]
     client.force_login(superuser)
 
-    confirm = client.get(bulk_url(posts))
+    confirm = client.post(bulk_url(posts), {"pipeline": pipeline.pk, "preview": "1"})
     assert "Own summary then keywords" in confirm.content.decode()
     assert confirm.context["plan"].estimate.calls == 4
 

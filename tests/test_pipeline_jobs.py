@@ -76,7 +76,8 @@ def test_an_own_prompt_pipeline_runs_as_a_bulk_job_one_draft_per_page(
     before = {p.pk: revisions(p) for p in posts}
     client.force_login(superuser)
 
-    confirm = client.get(bulk_url(posts))
+    # nothing is preselected: the preview of the chosen pipeline
+    confirm = client.post(bulk_url(posts), {"pipeline": own_pipeline.pk, "preview": "1"})
     html = confirm.content.decode()
     assert confirm.status_code == 200
     assert "Outline then summary" in html and "3 pages will run" in html

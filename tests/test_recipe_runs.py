@@ -67,7 +67,8 @@ def test_confirmation_screen_lists_the_unreadable_page_and_counts_the_rest(
     client = Client()
     client.force_login(superuser)
 
-    response = client.get(bulk_url(site["all"]))
+    # nothing is preselected: the preview of the chosen action
+    response = client.post(bulk_url(site["all"]), {"action": recipe_action.pk, "preview": "1"})
 
     html = response.content.decode()
     assert response.status_code == 200

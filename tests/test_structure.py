@@ -57,6 +57,7 @@ ENGINE = (
     "signal_handlers",
     "review_queue",
     "canary",
+    "queued_runs",
     "triggers",
 )
 

@@ -600,7 +600,7 @@ def test_bulk_job_writes_one_multi_field_draft_per_page(
     pages = [make_post(), make_post()]
     before = {p.pk: (revision_count(p), latest(p)) for p in pages}
     client.force_login(superuser)
-    html = client.get(bulk_url(pages)).content.decode()
+    html = client.get(bulk_url(pages, action=structured_action.pk)).content.decode()
     assert "fills these fields in one draft" in html
     client.post(bulk_url(pages), {"action": structured_action.pk})
     jobs.enqueue_job(LLMJob.objects.get(), on_commit=False)
@@ -623,7 +623,7 @@ def test_bulk_screen_says_candidates_are_not_used(client, post, server_action, s
     server_action.candidates = 3
     server_action.save()
     client.force_login(superuser)
-    html = client.get(bulk_url([post])).content.decode()
+    html = client.get(bulk_url([post], action=server_action.pk)).content.decode()
     assert "writes the first candidate" in html
 
 

@@ -1,4 +1,4 @@
-"""The "Run LLM action" bulk action of the page listing.
+"""The "Run AI action" bulk action of the page listing ("AI": the ``FEATURE_NAME`` setting).
 
 The confirmation screen lets the user pick an action that applies to the selected pages'
 types, include descendants and force re-running unchanged pages; it shows how many pages
@@ -27,6 +27,7 @@ from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
 
+from .conf import feature_name, with_feature
 from .exceptions import ConfigurationProblem
 from .lazy import lazy_module
 from .models import JobKind, LLMAction, LLMPipeline
@@ -39,7 +40,8 @@ class RunActionForm(forms.Form):
     action = forms.ModelChoiceField(
         queryset=LLMAction.objects.none(),
         label=gettext_lazy("Action"),
-        empty_label=None,
+        # Nothing preselected: one click must not run the wrong action over many pages.
+        empty_label=gettext_lazy("Choose an action…"),
     )
     include_descendants = forms.BooleanField(
         required=False,
@@ -63,6 +65,15 @@ class RunActionForm(forms.Form):
         )
 
 
+def chosen_in_link(request, name: str, queryset) -> dict:
+    """The form's initial choice when the link names one (``?action=<id>``), else nothing:
+    the screen never preselects one by itself."""
+    if request.method != "GET" or not request.GET.get(name, "").isdigit():
+        return {}
+    chosen = queryset.filter(pk=int(request.GET[name])).first()
+    return {name: chosen} if chosen is not None else {}
+
+
 def sqlite_notice(user) -> tuple[str, str] | None:
     """The WAL suggestion (``wagtail_llm_actions.I001``) for a site admin, who can act on it."""
     if not getattr(user, "is_superuser", False):
@@ -80,11 +91,13 @@ def can_start(plan: jobs.Plan | None) -> bool:
 
 
 class RunLLMActionBulkAction(PageBulkAction):
-    display_name = gettext_lazy("Run LLM action")
+    display_name = with_feature(gettext_lazy("Run %(feature)s action"))
     action_type = "run_llm_action"
-    aria_label = gettext_lazy("Run an LLM action on the selected pages")
+    aria_label = with_feature(gettext_lazy("Run %(feature)s action on the selected pages"))
     template_name = "wagtail_llm_actions/bulk_actions/confirm_run_llm_action.html"
-    action_priority = 70
+    # In the bulk bar itself, not under "More" (Wagtail shows the first four by priority:
+    # move 10, delete 30, publish 40, this, then unpublish 50 and the rest under "More").
+    action_priority = 45
     form_class = RunActionForm
 
     def __init__(self, request, model):
@@ -146,6 +159,7 @@ class RunLLMActionBulkAction(PageBulkAction):
     def get_form_kwargs(self):
         kwargs = super().get_form_kwargs()
         kwargs["actions"] = self.applicable_actions()
+        kwargs["initial"] = chosen_in_link(self.request, "action", kwargs["actions"])
         return kwargs
 
     # -- confirmation screen ---------------------------------------------------------------
@@ -154,9 +168,8 @@ class RunLLMActionBulkAction(PageBulkAction):
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             return data["action"], data["include_descendants"], data["force"]
-        if form.is_bound:
-            return None, False, False
-        return form.fields["action"].queryset.first(), False, False
+        # Nothing is preselected, unless the link names the action (``?action=<id>``).
+        return form.initial.get("action"), False, False
 
     def get_context_data(self, **kwargs):
         context = super(BulkAction, self).get_context_data(**kwargs)
@@ -184,6 +197,8 @@ class RunLLMActionBulkAction(PageBulkAction):
                 "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
                 "model_opts": self.model._meta,
                 "sqlite_notice": sqlite_notice(self.request.user),
+                "feature_name": feature_name(),
+                "bulk_title": str(self.display_name),
             }
         )
         if plan is not None and context["can_start"]:  # canary before bulk (canary.py)
@@ -271,7 +286,7 @@ class RunPipelineForm(forms.Form):
     pipeline = forms.ModelChoiceField(
         queryset=LLMPipeline.objects.none(),
         label=gettext_lazy("Pipeline"),
-        empty_label=None,
+        empty_label=gettext_lazy("Choose a pipeline…"),
     )
     include_descendants = forms.BooleanField(
         required=False,
@@ -290,9 +305,9 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
     """The same confirmation screen and job engine, for a pipeline: one item (one pipeline
     run, one draft) a page; the estimate sums every step."""
 
-    display_name = gettext_lazy("Run LLM pipeline")
+    display_name = with_feature(gettext_lazy("Run %(feature)s pipeline"))
     action_type = "run_llm_pipeline"
-    aria_label = gettext_lazy("Run an LLM pipeline on the selected pages")
+    aria_label = with_feature(gettext_lazy("Run %(feature)s pipeline on the selected pages"))
     action_priority = 71
     form_class = RunPipelineForm
 
@@ -313,6 +328,7 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
     def get_form_kwargs(self):
         kwargs = super(RunLLMActionBulkAction, self).get_form_kwargs()
         kwargs["pipelines"] = self.applicable_pipelines()
+        kwargs["initial"] = chosen_in_link(self.request, "pipeline", kwargs["pipelines"])
         return kwargs
 
     def get_context_data(self, **kwargs):
@@ -322,10 +338,8 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
         if form.is_bound and form.is_valid():
             pipeline = form.cleaned_data["pipeline"]
             include_descendants = form.cleaned_data["include_descendants"]
-        elif form.is_bound:
-            pipeline, include_descendants = None, False
-        else:
-            pipeline, include_descendants = form.fields["pipeline"].queryset.first(), False
+        else:  # nothing preselected, unless the link names it (``?pipeline=<id>``)
+            pipeline, include_descendants = form.initial.get("pipeline"), False
         plan = None
         if pipeline is not None:
             try:
@@ -345,6 +359,8 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
                 "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
                 "model_opts": self.model._meta,
                 "sqlite_notice": sqlite_notice(self.request.user),
+                "feature_name": feature_name(),
+                "bulk_title": str(self.display_name),
             }
         )
         return context

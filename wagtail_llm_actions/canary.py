@@ -20,8 +20,8 @@ from django.db.models import Max, Q
 from django.forms.models import model_to_dict
 from django.utils.translation import gettext as _
 
-from . import planning
 from .conf import get_setting
+from .jobs import planning
 from .models import (
     InteractionOutcome,
     InteractionStatus,

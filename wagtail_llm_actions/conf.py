@@ -15,8 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils.functional import lazy
+from django.utils.translation import gettext
 
 DEFAULTS: dict[str, Any] = {
+    # What editors see the feature called in menus and buttons ("Run AI action", the "AI"
+    # group of the editor's action menu). None: "AI", translated; a site may name it, e.g.
+    # "Assistant" or its product's name.
+    "FEATURE_NAME": None,
     # Model string used to prefill new actions.
     "DEFAULT_MODEL": "local/extractive",
     # Per-call timeout in seconds when an action does not set one.
@@ -99,3 +105,18 @@ def get_setting(name: str) -> Any:
     if name in user:
         return user[name]
     return DEFAULTS[name]
+
+
+def feature_name() -> str:
+    """The feature's name for editors: ``FEATURE_NAME``, else "AI" (translated)."""
+    name = get_setting("FEATURE_NAME")
+    return str(name) if name else gettext("AI")
+
+
+def _with_feature(text) -> str:
+    return str(text) % {"feature": feature_name()}
+
+
+#: ``with_feature(gettext_lazy("Run %(feature)s action"))``: a label naming the feature,
+#: resolved when shown (the language and the setting of that moment).
+with_feature = lazy(_with_feature, str)

@@ -22,7 +22,7 @@ from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.admin.panels import HelpPanel
 from wagtail.models import Page, get_page_models
 
-from .conf import get_setting
+from .conf import get_setting, with_feature
 from .permissions import PROVIDER_FIELDS, can_configure_providers
 
 
@@ -172,7 +172,7 @@ class LLMActionForm(WagtailAdminModelForm):
 
         The page's script (``llm-action-form``) updates the first two when page types change.
         """
-        from .estimates import known_models
+        from .model_choices import suggested_models
 
         self.page_type_data = page_type_fields(self.fields["page_types"].queryset)
         sources, targets = combined_choices(self.page_type_data, self._chosen_page_types())
@@ -187,7 +187,7 @@ class LLMActionForm(WagtailAdminModelForm):
             )
         model = self.fields.get("model")
         if model is not None:
-            model.widget = ComboboxInput(attrs=model.widget.attrs, options=known_models())
+            model.widget = ComboboxInput(attrs=model.widget.attrs, options=suggested_models())
 
     def clean_long_content(self) -> str:
         from .models import LongContent
@@ -250,6 +250,7 @@ class ActionPlacementPanel(HelpPanel):
                 chosen_labels=[data[key]["label"] for key in chosen if key in data],
                 target=target or "",
                 slug=slug or "",
+                bulk_action_label=with_feature(_("Run %(feature)s action")),
             )
             return context
 
@@ -264,13 +265,14 @@ class LLMPipelineStepForm(WagtailAdminModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        from .estimates import known_models
+        from .model_choices import suggested_models
 
         if "model" in self.fields:
             field = self.fields["model"]
-            field.widget = ComboboxInput(attrs=field.widget.attrs, options=known_models())
+            field.widget = ComboboxInput(attrs=field.widget.attrs, options=suggested_models())
             if not self.instance.model:
                 self.initial["model"] = get_setting("DEFAULT_MODEL")
+        self._offer_field_choices()
         for name in ("action", "output_mode"):
             if name in self.fields:
                 # A step using an action (or a script posting only name and action) needs
@@ -287,6 +289,28 @@ class LLMPipelineStepForm(WagtailAdminModelForm):
                     field.help_text,
                     _("Only users who may configure LLM providers can change this."),
                 ).strip()
+
+    def _offer_field_choices(self) -> None:
+        """As the action form does: source paths to pick from and target fields to choose,
+        those of the page types pipelines may run on (any value stays allowed)."""
+        if "source_field" not in self.fields and "target_field" not in self.fields:
+            return
+        data = page_type_fields(page_type_choices())
+        chosen = []
+        if getattr(self.instance, "pipeline_id", None):  # the saved pipeline's page types
+            chosen = [
+                str(pk) for pk in self.instance.pipeline.page_types.values_list("pk", flat=True)
+            ]
+        sources, targets = combined_choices(data, chosen)
+        source = self.fields.get("source_field")
+        if source is not None:
+            source.widget = ComboboxInput(attrs=source.widget.attrs, options=sources)
+        target = self.fields.get("target_field")
+        if target is not None:
+            target.widget = FieldChoiceSelect(
+                attrs=target.widget.attrs,
+                choices=[("", _("Choose a field"))] + list(targets),
+            )
 
     def clean_output_mode(self) -> str:
         from .models import OutputMode

@@ -5,12 +5,14 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 from wagtail.log_actions import LogFormatter
 
+from .conf import with_feature
+
 GENERATE = "wagtail_llm_actions.generate"
 DISCARD = "wagtail_llm_actions.discard"
 
 
 class GeneratedWithLLMAction(LogFormatter):
-    label = _("Generated with LLM action")
+    label = with_feature(_("Generated with %(feature)s"))
 
     def format_message(self, log_entry):
         try:

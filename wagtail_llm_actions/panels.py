@@ -31,11 +31,13 @@ from dataclasses import dataclass
 
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from wagtail.admin.action_menu import ActionMenuItem
 from wagtail.admin.panels import FieldPanel
 from wagtail.models import Page
+
+from .conf import feature_name
 
 __all__ = [
     "EditorTarget",
@@ -52,7 +54,7 @@ __all__ = [
 def editor_messages() -> dict[str, str]:
     """Texts the browser script shows, translated here."""
     return {
-        "queued": _("Waiting for a worker…"),
+        "queued": _("Waiting to start…"),
         "running": _("Generating with “{action}”…"),
         "elapsed": _("{seconds} s"),
         "filled": _("“{action}” filled {field}. Review it: Undo, Regenerate, Discard or Keep."),
@@ -68,7 +70,12 @@ def editor_messages() -> dict[str, str]:
         "tooLarge": _("The page is too large to send for generation."),
         "httpError": _("The server answered with an error (HTTP {status})."),
         "noField": _("The field {field} is not in this form."),
-        "stalledWaiting": _("Still waiting for a worker…"),
+        "stalledWaiting": _("Still waiting to start…"),
+        "stalled": _(
+            "This has not started yet. The site's background tasks may be busy or stopped: "
+            "keep waiting or cancel, and tell your administrator if it keeps happening."
+        ),
+        "generatingField": _("Generating…"),
         "undo": _("Undo"),
         "redo": _("Redo"),
         "regenerate": _("Regenerate"),
@@ -382,7 +389,7 @@ class LLMActionMenuItem(ActionMenuItem):
     """
 
     name = "action-llm-actions"
-    label = gettext_lazy("LLM actions")
+    label = lazy(feature_name, str)()  # "AI", or the site's FEATURE_NAME
     template_name = "wagtail_llm_actions/editor/menu_item.html"
 
     def _entries(self, context) -> list[dict]:
@@ -403,4 +410,5 @@ class LLMActionMenuItem(ActionMenuItem):
         context = super().get_context_data(parent_context)
         context["llm_entries"] = self._entries(parent_context)
         context["llm_auto_entries"] = parent_context.get("_llm_auto_entries", [])
+        context["feature_name"] = feature_name()
         return context

@@ -31,6 +31,7 @@ from wagtail.snippets.views.snippets import (
     SnippetViewSetGroup,
 )
 
+from .conf import with_feature
 from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm, LLMPipelineStepForm
 from .lazy import LazyView, lazy_view
 from .models import LLMAction, LLMBudget, LLMPipeline, LLMPrompt
@@ -201,7 +202,7 @@ class LLMActionCreateView(ProviderKeyWarningMixin, CreateView):
 
 
 class LLMActionEditView(ProviderKeyWarningMixin, EditView):
-    """The action's edit view, with its runs and cost and "Test on a page" in the header."""
+    """The action's edit view, with its runs and cost and "Try on a page" in the header."""
 
     def get_header_more_buttons(self):
         from django.urls import reverse
@@ -221,8 +222,8 @@ class LLMActionEditView(ProviderKeyWarningMixin, EditView):
         if can_edit_any_page(self.request.user):
             buttons.append(
                 Button(
-                    _("Test on a page"),
-                    url=reverse("wagtail_llm_actions_report:test", args=[self.object.pk]),
+                    _("Try on a page"),
+                    url=reverse("wagtail_llm_actions_tryout:try", args=[self.object.pk]),
                     icon_name="pick",
                     priority=31,
                 )
@@ -350,16 +351,18 @@ class LLMPipelineViewSet(DeferredFormViewsMixin, SnippetViewSet):
     ordering = ["name"]
     edit_handler = ObjectList(
         [
+            # As the action form: the slug follows the name; page types inside the section
+            # (a panel of its own labelled "Page types" twice)
             MultiFieldPanel(
                 [
-                    FieldPanel("name"),
-                    FieldPanel("slug"),
+                    TitleFieldPanel("name", placeholder=False, classname=""),
+                    FieldPanel("slug", widget=SlugInput),
                     FieldPanel("description"),
+                    FieldPanel("page_types"),
                     FieldPanel("enabled"),
                 ],
                 heading=_("Pipeline"),
             ),
-            FieldPanel("page_types"),
             StepsInlinePanel(
                 "steps",
                 heading=_("Steps"),
@@ -382,7 +385,8 @@ class LLMPipelineViewSet(DeferredFormViewsMixin, SnippetViewSet):
                             FieldRowPanel([FieldPanel("api_base"), FieldPanel("api_key_name")]),
                             FieldRowPanel([FieldPanel("temperature"), FieldPanel("max_tokens")]),
                         ],
-                        heading=_("Or its own prompt"),
+                        # not "Or its own prompt" over the "Own prompt" field: said once
+                        heading=_("Instead of an action"),
                         classname="collapsed",
                     ),
                 ],
@@ -429,7 +433,7 @@ class LLMBudgetIndexView(IndexView):
         return super().get_table(object_list)
 
 
-class LLMBudgetViewSet(SnippetViewSet):
+class LLMBudgetViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMBudget
     index_view_class = LLMBudgetIndexView
     icon = "warning"
@@ -465,6 +469,6 @@ class LLMBudgetViewSet(SnippetViewSet):
 class LLMActionsViewSetGroup(SnippetViewSetGroup):
     items = (LLMActionViewSet, LLMPipelineViewSet, LLMPromptViewSet, LLMBudgetViewSet, JobViewSet)
     menu_icon = "cogs"
-    menu_label = _("LLM actions")
+    menu_label = with_feature(_("%(feature)s actions"))  # "AI actions": FEATURE_NAME
     menu_name = "llm_actions"
     menu_order = 900

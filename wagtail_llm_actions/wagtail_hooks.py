@@ -69,7 +69,13 @@ def register_report_urls():
 
     from . import report_urls
 
-    return [path("llm-actions/report/", include(report_urls))]
+    return [
+        path("llm-actions/report/", include(report_urls)),
+        path(
+            "llm-actions/actions/<int:pk>/try/",
+            include((report_urls.tryout_urlpatterns, report_urls.TRYOUT_NAMESPACE)),
+        ),
+    ]
 
 
 @hooks.register("register_reports_menu_item")

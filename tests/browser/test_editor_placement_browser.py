@@ -96,7 +96,7 @@ def test_create_view_places_buttons_waits_for_a_worker_and_logs_the_save(
     placed.get_by_role("button", name="Write intro").click()
 
     status = placed.locator("[role=status]")
-    status.get_by_text("Waiting for a worker…").wait_for()
+    status.get_by_text("Waiting to start…").wait_for()
     time.sleep(0.5)
     assert "Generating" not in status.inner_text()  # no worker yet: nothing is generating
 

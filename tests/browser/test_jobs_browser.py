@@ -132,16 +132,19 @@ def test_confirmation_refreshes_its_preview_and_the_progress_page_updates_live(
 
     # the confirmation: options first, the preview follows the Action drop-down
     page.goto(bulk_url(live_server, [*posts, empty]))
-    heading = page.locator("#llm-bulk-plan-heading")
-    assert "Server summary" in heading.inner_text()  # the first action by name
-    options = page.locator(".llm-bulk-form__options").bounding_box()
-    assert options["y"] < heading.bounding_box()["y"]
+    # no action preselected (issue 21, §2): the preview waits for a choice, Start is off
+    assert page.locator("select[name=action]").input_value() == ""
+    assert page.locator("[data-llm-choose-first]").is_visible()
+    assert page.locator("[data-llm-start]").is_disabled()
     assert page.locator("[data-llm-bulk-preview-target=check]").is_hidden()
     page.select_option("select[name=action]", label="Suggest tags")
     page.wait_for_function(
-        "() => document.querySelector('#llm-bulk-plan-heading').textContent"
+        "() => document.querySelector('#llm-bulk-plan-heading')?.textContent"
         ".includes('Suggest tags')"
     )
+    heading = page.locator("#llm-bulk-plan-heading")
+    options = page.locator(".llm-bulk-form__options").bounding_box()
+    assert options["y"] < heading.bounding_box()["y"]
     page.select_option("select[name=action]", label="Server summary")
     page.wait_for_function(
         "() => document.querySelector('#llm-bulk-plan-heading').textContent"
@@ -150,6 +153,8 @@ def test_confirmation_refreshes_its_preview_and_the_progress_page_updates_live(
     assert "5 pages will run" in page.locator("[data-llm-will-run]").inner_text()
     assert page.locator("[data-llm-skip=source_empty]").is_visible()
     assert page.locator("[data-llm-start]").is_enabled()
+    # the screenshots: a link naming the action opens with it chosen (a reload keeps it)
+    page.goto(bulk_url(live_server, [*posts, empty]) + f"&action={server_action.pk}")
     shoot_themes(page, superuser, "bulk-confirm", "#llm-bulk-plan-heading", "[data-llm-will-run]")
     page.select_option("select[name=action]", label="Server summary")
     page.wait_for_function(
@@ -206,7 +211,7 @@ def test_no_worker_notice_cancel_and_retry(
     page.goto(bulk_url(live_server, posts))
     page.select_option("select[name=action]", label="Server summary")
     page.wait_for_function(
-        "() => document.querySelector('#llm-bulk-plan-heading').textContent"
+        "() => document.querySelector('#llm-bulk-plan-heading')?.textContent"
         ".includes('Server summary')"
     )
     page.locator("[data-llm-start]").click()  # no worker is running
@@ -225,6 +230,9 @@ def test_no_worker_notice_cancel_and_retry(
     assert icon["width"] <= 24 and icon["height"] <= 24
     assert "Cancel job" in cancel.inner_text() and cancel.bounding_box()["height"] < 60
     cancel.click()
+    # Cancel asks first, saying what will not run (issue 21, §2)
+    assert "5 pages will not run." in page.locator("[data-llm-confirm]").inner_text()
+    page.locator("[data-llm-confirm-button]").click()
     page.locator("[data-llm-job-notice=cancelled]").wait_for()
     assert "5 pages did not run" in page.locator("[data-llm-job-notice]").inner_text()
     assert segment_width(page, "succeeded") == 0  # not a full green bar
@@ -241,6 +249,10 @@ def test_no_worker_notice_cancel_and_retry(
     # Retry with a worker running: the pages are queued again and the job finishes
     worker.start()
     page.locator("[data-llm-job-retry]").click()
+    # Retry asks first, with what it will run and cost
+    assert "5 pages will run again." in page.locator("[data-llm-confirm]").inner_text()
+    assert page.locator("[data-llm-estimate-cost]").is_visible()
+    page.locator("[data-llm-confirm-button]").click()
     page.locator("[data-llm-job-notice=completed]").wait_for(timeout=60_000)
     assert stat(page, "succeeded") == 5 and stat(page, "cancelled") == 0
     assert fake_llm.request_count == 5

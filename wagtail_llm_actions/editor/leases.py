@@ -291,6 +291,10 @@ def _end_runs(run_ids: list[int], message: str) -> None:
 def _stored_result(item: LLMJobItem, interaction: LLMInteraction) -> dict | None:
     """The result the worker would have recorded for the answer it stored, or None."""
     payload = item.payload or {}
+    if payload.get("queued_run"):  # a rerun or try from the admin's screens
+        from ..queued_runs import stored_result
+
+        return stored_result(item, interaction)
     page = item.page.specific if item.page is not None else _new_page_of(payload)
     if page is None:
         return None

@@ -45,6 +45,10 @@ def run_editor_job(item_id: int) -> str:
     pipeline = isinstance(item.payload, dict) and bool(item.payload.get("pipeline"))
     try:
         with _renewing(item):
+            if isinstance(item.payload, dict) and item.payload.get("queued_run"):
+                from ..queued_runs import run_item  # a rerun or try from the admin's screens
+
+                return run_item(item)
             if pipeline:
                 return _run_pipeline_item(item)
             return _run_action_item(item)

@@ -166,15 +166,19 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         return _item_error(ctx, item, claim_token, e)
     except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
         if db.is_busy_error(e):
-            # A read the database refused while busy (SQLite): tried again, not a failure.
-            logger.info("Job %s: page %s met a busy database: %s", job.pk, item.page_id, e)
-            busy = LLMActionError(
-                str(_("The database was busy; the page will be tried again.")),
-                code="busy",
-                retryable=True,
-            )
-            return _item_error(ctx, item, claim_token, busy)
+            return _item_busy(ctx, item, claim_token, e)
         return _item_crashed(job, item, claim_token, e)
+
+
+def _item_busy(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: Exception) -> str:
+    """A read the database refused while busy (SQLite): tried again, not a failure."""
+    logger.info("Job %s: page %s met a busy database: %s", ctx.job.pk, item.page_id, e)
+    busy = LLMActionError(
+        str(_("The database was busy; the page will be tried again.")),
+        code="busy",
+        retryable=True,
+    )
+    return _item_error(ctx, item, claim_token, busy)
 
 
 def _item_crashed(job: LLMJob, item: LLMJobItem, claim_token: str, e: Exception) -> str:
@@ -285,12 +289,16 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
         return _item_error(ctx, item, claim_token, e)
     except Exception as e:  # never leave an item running because of a bug  # noqa: BLE001
         if db.is_busy_error(e):
-            # A read the database refused while busy (SQLite): tried again, not a failure.
-            logger.info("Job %s: page %s met a busy database: %s", job.pk, item.page_id, e)
-            busy = LLMActionError(
-                str(_("The database was busy; the page will be tried again.")),
-                code="busy",
-                retryable=True,
-            )
-            return _item_error(ctx, item, claim_token, busy)
+            return _item_busy(ctx, item, claim_token, e)
         return _item_crashed(job, item, claim_token, e)
+
+
+def _item_busy(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: Exception) -> str:
+    """A read the database refused while busy (SQLite): tried again, not a failure."""
+    logger.info("Job %s: page %s met a busy database: %s", ctx.job.pk, item.page_id, e)
+    busy = LLMActionError(
+        str(_("The database was busy; the page will be tried again.")),
+        code="busy",
+        retryable=True,
+    )
+    return _item_error(ctx, item, claim_token, busy)

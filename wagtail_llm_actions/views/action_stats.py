@@ -22,8 +22,7 @@ from wagtail.admin.widgets import AdminPageChooser
 from wagtail.models import Page
 
 from ..charts import daily_series, render_calls_and_cost
-from ..exceptions import LLMActionError
-from ..models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMAction
+from ..models import InteractionOutcome, InteractionStatus, LLMAction
 from ..permissions import (
     can_change_actions,
     can_change_prompts,
@@ -36,7 +35,6 @@ from ..permissions import (
 )
 from ..reports import interaction_totals
 from ..review import discard_problem
-from ..service import LLMService
 from .interactions import get_visible_interaction, report_breadcrumbs
 
 RECENT_RUNS = 20
@@ -146,14 +144,11 @@ class TryOnPageView(View):
         page = form.cleaned_data["page"]
         if not can_edit_page(request.user, page):
             raise PermissionDenied
-        try:
-            interaction = LLMService().run(
-                action, page, request.user, save=False, trigger=InteractionTrigger.RERUN
-            )
-        except LLMActionError as e:
-            messages.error(request, e.message)
-            return redirect("wagtail_llm_actions_report:action", action.pk)
-        return redirect("wagtail_llm_actions_report:compare", interaction.pk)
+        from .queued_runs import queue_try  # queued: no model call inside the request
+
+        return queue_try(request, action, page.specific) or redirect(
+            "wagtail_llm_actions_tryout:try", action.pk
+        )
 
 
 class CompareView(WagtailAdminTemplateMixin, TemplateView):

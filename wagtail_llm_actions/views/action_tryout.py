@@ -1,19 +1,21 @@
-""" "Test on a page": an action's rendered messages on a chosen page, and optionally a real answer.
+""" "Try on a page": an action's rendered messages on a chosen page, and optionally a real answer.
 
-The dry run shows exactly what would be sent for the page's latest content, calling nothing:
-the messages (with a structured action's schema instruction) and the request parameters that
-shape the answer (model, temperature, max tokens, ``n``, ``response_format``), built by the
-code that builds the real request (``LLMService.dry_run``), for as many answers as the run below
-asks for. With "Also ask the model" the action runs with its
-current configuration and ``save=False``: the answer is shown beside the field's current value
-and nothing is saved (the call itself is recorded, as every call is); it can then be kept as a
-draft or discarded, as on the "Try on a page" comparison.
+The one place to try an action on a page (it was "Test on a page", "Try on a page" and "Run
+and compare"). "Preview what is sent" shows exactly what would be sent for the page's latest
+content, calling nothing: the messages (with a structured action's schema instruction) and the
+request parameters that shape the answer (model, temperature, max tokens, ``n``,
+``response_format``), built by the code that builds the real request (``LLMService.dry_run``).
+"Run and compare" queues the action with its current configuration and ``save=False`` (see
+:mod:`..queued_runs`: nothing slow in the request); the progress page comes back here with
+``?interaction=<id>``, and the answer is shown beside the field's current value. Nothing is
+saved (the call itself is recorded, as every call is); it can then be kept as a draft or
+discarded.
 """
 
 from __future__ import annotations
 
-from django import forms
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -21,23 +23,17 @@ from django.views.generic import TemplateView
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..exceptions import LLMActionError
-from ..models import InteractionOutcome, InteractionTrigger
+from ..models import InteractionOutcome
 from ..permissions import can_change_actions, can_edit_any_page, can_edit_page
 from ..review import discard_problem
 from ..service import LLMService
 from .action_stats import TryOnPageForm, get_action
-from .interactions import report_breadcrumbs
+from .interactions import get_visible_interaction
+from .queued_runs import queue_try
 
 
 class TestOnPageForm(TryOnPageForm):
-    ask_model = forms.BooleanField(
-        label=gettext_lazy("Also ask the model"),
-        required=False,
-        help_text=gettext_lazy(
-            "Calls the model with the action as it is configured now and shows the answer "
-            "beside the current value. Nothing is saved unless you keep it."
-        ),
-    )
+    """The page to try the action on; the button pressed ("ask_model") says whether to run it."""
 
 
 class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
@@ -54,19 +50,50 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
         return super().dispatch(request, *args, **kwargs)
 
     def get_page_title(self):
-        return _("Test on a page")
+        return _("Try on a page")
 
     def get_page_subtitle(self):
         return self.action.name
 
     def get_breadcrumbs_items(self):
-        return report_breadcrumbs() + [
+        """Home › Actions › the action › Try on a page: where the menu says this is."""
+        actions = "wagtailsnippets_wagtail_llm_actions_llmaction"
+        may_change = can_change_actions(self.request.user)
+        return [
+            {"url": reverse("wagtailadmin_home"), "label": gettext_lazy("Home")},
             {
-                "url": reverse("wagtail_llm_actions_report:action", args=[self.action.pk]),
+                "url": reverse(f"{actions}:list") if may_change else "",
+                "label": gettext_lazy("Actions"),
+            },
+            {
+                "url": reverse(f"{actions}:edit", args=[self.action.pk])
+                if may_change
+                else reverse("wagtail_llm_actions_report:action", args=[self.action.pk]),
                 "label": self.action.name,
             },
             {"url": "", "label": self.get_page_title()},
         ]
+
+    def get(self, request, *args, **kwargs):
+        context = {}
+        answer = self.answer(request.GET.get("interaction"))
+        if answer is not None:
+            context["form"] = TestOnPageForm(initial={"page": answer.page}, action=self.action)
+            context.update(self.test(answer.page.specific))
+            context.update(self.comparison(answer))
+        return self.render_to_response(self.get_context_data(**context))
+
+    def answer(self, pk):
+        """The answer a queued "Run and compare" recorded, if the user may see it here."""
+        if not pk:
+            return None
+        try:
+            interaction = get_visible_interaction(self.request, int(pk))
+        except (ValueError, Http404, PermissionDenied):
+            return None
+        if interaction.action_id != self.action.pk or interaction.page is None:
+            return None
+        return interaction
 
     def post(self, request, *args, **kwargs):
         form = TestOnPageForm(request.POST, action=self.action)
@@ -75,10 +102,24 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
             page = form.cleaned_data["page"].specific
             if not can_edit_page(request.user, page):
                 raise PermissionDenied
-            context.update(self.test(page, ask=form.cleaned_data["ask_model"]))
+            if request.POST.get("ask_model"):
+                return queue_try(request, self.action, page) or self.render_to_response(
+                    self.get_context_data(**context)
+                )
+            context.update(self.test(page))
         return self.render_to_response(self.get_context_data(**context))
 
-    def test(self, page, *, ask: bool) -> dict:
+    def comparison(self, interaction) -> dict:
+        pending = interaction.outcome == InteractionOutcome.PENDING
+        can_edit = can_edit_page(self.request.user, interaction.page)
+        return {
+            "interaction": interaction,
+            "can_keep": can_edit and pending and interaction.is_success,
+            "can_discard": can_edit and pending and discard_problem(interaction) is None,
+            "detail_url": reverse("wagtail_llm_actions_report:detail", args=[interaction.pk]),
+        }
+
+    def test(self, page) -> dict:
         service = LLMService()
         result: dict = {"tested_page": page}
         try:
@@ -97,26 +138,6 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
                 for name, text in prepared.planned.parameters_as_text()
             ]
             result["request_notes"] = prepared.planned.notes()
-        if not ask:
-            return result
-        try:
-            interaction = service.run(
-                self.action,
-                page,
-                self.request.user,
-                save=False,
-                trigger=InteractionTrigger.RERUN,
-            )
-        except LLMActionError as e:
-            result["error"] = e.message
-            return result
-        pending = interaction.outcome == InteractionOutcome.PENDING
-        result.update(
-            interaction=interaction,
-            can_keep=pending and interaction.is_success,
-            can_discard=pending and discard_problem(interaction) is None,
-            detail_url=reverse("wagtail_llm_actions_report:detail", args=[interaction.pk]),
-        )
         return result
 
     def get_context_data(self, **kwargs):

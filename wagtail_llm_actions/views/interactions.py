@@ -17,7 +17,7 @@ from wagtail.admin.utils import get_user_display_name
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..exceptions import LLMActionError
-from ..models import InteractionOutcome, InteractionTrigger, LLMInteraction, RunKind
+from ..models import InteractionOutcome, LLMInteraction, RunKind
 from ..permissions import (
     can_change_prompts,
     can_edit_page,
@@ -26,7 +26,6 @@ from ..permissions import (
 )
 from ..providers.base import scrub_params, scrub_text
 from ..review import discard, discard_problem, keep
-from ..service import LLMService
 
 
 def report_breadcrumbs():
@@ -217,31 +216,7 @@ class InteractionOperationView(View):
         raise NotImplementedError
 
 
-class RerunView(InteractionOperationView):
-    """Run the same action again with its current configuration: a new draft revision."""
-
-    def perform(self, request, interaction):
-        if interaction.action is None:
-            messages.error(request, _("The action of this interaction no longer exists."))
-            return redirect("wagtail_llm_actions_report:detail", interaction.pk)
-        new = LLMService().run(
-            interaction.action,
-            interaction.page,
-            request.user,
-            trigger=InteractionTrigger.RERUN,
-        )
-        messages.success(
-            request,
-            _("“%(action)s” ran again on “%(page)s”: a new draft was saved.")
-            % {"action": new.action_name, "page": interaction.page.title},
-            buttons=[
-                messages.button(
-                    reverse("wagtailadmin_pages:edit", args=[interaction.page_id]),
-                    _("Open in editor"),
-                )
-            ],
-        )
-        return redirect("wagtail_llm_actions_report:detail", new.pk)
+# Rerun and Rerun from step are queued, with a confirmation first: views/queued_runs.py.
 
 
 class DiscardView(InteractionOperationView):
@@ -282,32 +257,3 @@ class KeepView(InteractionOperationView):
             ],
         )
         return redirect("wagtail_llm_actions_report:detail", interaction.pk)
-
-
-class RerunFromStepView(InteractionOperationView):
-    """Run the interaction's pipeline again from a chosen step, reusing earlier answers."""
-
-    def perform(self, request, interaction):
-        from ..pipelines import rerun_pipeline
-
-        run = interaction.run
-        if run is None or run.kind != RunKind.PIPELINE or run.pipeline_id is None:
-            messages.error(request, _("This interaction is not part of a pipeline run."))
-            return redirect("wagtail_llm_actions_report:detail", interaction.pk)
-        try:
-            from_step = max(0, int(request.POST.get("from_step", "0")))
-        except ValueError:
-            from_step = 0
-        try:
-            new = rerun_pipeline(run, from_step, request.user)
-        except LLMActionError as e:
-            messages.error(request, e.message)
-            failed = getattr(e, "run", None)
-            last = failed.timeline()[-1] if failed is not None and failed.pk else interaction
-            return redirect("wagtail_llm_actions_report:detail", last.pk)
-        messages.success(
-            request,
-            _("“%(pipeline)s” ran again on “%(page)s”: a new draft was saved.")
-            % {"pipeline": new.name, "page": interaction.page.title},
-        )
-        return redirect("wagtail_llm_actions_report:detail", new.timeline()[-1].pk)

@@ -12,6 +12,12 @@
       connect() {
         this.requests = 0;
         if (this.hasCheckTarget) this.checkTarget.hidden = true;
+        // Nothing is preselected; a choice the browser restored (reload, Back) gets its
+        // preview, so the preview always shows what Start would run.
+        const chosen = this.element.querySelector('select[name=action], select[name=pipeline]');
+        if (chosen && chosen.value && !this.previewTarget.querySelector('[data-llm-will-run]')) {
+          this.refresh();
+        }
       }
 
       async refresh() {

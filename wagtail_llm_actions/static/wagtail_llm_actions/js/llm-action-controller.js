@@ -3,7 +3,7 @@
  * A plain Stimulus controller registered with Wagtail's Stimulus application (no build step).
  * A click posts the whole edit form as it is on screen (unsaved edits included) to the run
  * endpoint, which queues a job and answers at once. The controller polls the job's status,
- * says "Waiting for a worker…" until a worker claims the job, then "Generating with …" with
+ * says "Waiting to start…" until a worker claims the job, then "Generating with …" with
  * the elapsed time and Cancel, and shows a failure beside the field. The answer goes to the
  * "llm-review" controller on the same element (llm-review-controller.js), which fills the
  * field and drives the review line. Chosen from the action menu, the menu closes and the
@@ -235,6 +235,7 @@
       const body = currentFormData(form);
       this.job = { startedAt: performance.now(), params, stalledAcknowledgedAt: 0 };
       this.setBusy(true);
+      this.lockField(input, params.pipeline ? null : input);
       // Nothing is generating until a worker claims the job (status "running").
       this.job.state = 'queued';
       this.showProgress(this.t('queued'));
@@ -328,7 +329,8 @@
           break;
         case 'stalled':
           if (performance.now() - job.stalledAcknowledgedAt > this.pickupTimeoutValue * 1000) {
-            this.showStalled(data.message);
+            // Said in an editor's words (the server's message names the task worker).
+            this.showStalled(this.messagesValue.stalled ? this.t('stalled') : data.message);
             return; // wait for "Keep waiting" or "Cancel"
           }
           this.poll();
@@ -374,6 +376,41 @@
       this.stopPolling();
       this.job = null;
       this.setBusy(false);
+      this.unlockField();
+    }
+
+    /**
+     * While its run waits, the field the answer goes into is read-only and says
+     * "Generating…": text typed meanwhile would be overwritten when the answer arrives.
+     * (``inert`` covers every widget: text, tags, rich text.) A pipeline, which may fill
+     * several fields, locks none: its answers are reviewed field by field.
+     */
+    lockField(input, target) {
+      this.unlockField();
+      if (!target) return;
+      const box =
+        target.closest('[data-field-input]') ||
+        target.closest('.w-field__input') ||
+        this.fieldWrapper(target);
+      if (!box) return;
+      const wasReadOnly = 'readOnly' in target ? target.readOnly : false;
+      box.inert = true;
+      box.setAttribute('aria-busy', 'true');
+      box.classList.add('llm-action__field--generating');
+      box.dataset.llmGenerating = this.t('generatingField');
+      if ('readOnly' in target) target.readOnly = true;
+      this.locked = { box, target, wasReadOnly };
+    }
+
+    unlockField() {
+      const locked = this.locked;
+      if (!locked) return;
+      this.locked = null;
+      locked.box.inert = false;
+      locked.box.removeAttribute('aria-busy');
+      locked.box.classList.remove('llm-action__field--generating');
+      delete locked.box.dataset.llmGenerating;
+      if ('readOnly' in locked.target) locked.target.readOnly = locked.wasReadOnly;
     }
 
     setBusy(busy) {
