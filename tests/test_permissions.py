@@ -300,6 +300,7 @@ ROWS: dict[str, Row] = {
     ),
     # bulk jobs (the editor started the job)
     "wagtail_llm_actions_jobs:index": Row(_none, ADMINS),
+    "wagtail_llm_actions_jobs:index_results": Row(_none, ADMINS),
     "wagtail_llm_actions_jobs:detail": Row(
         lambda w: [w.bulk_job.pk],
         frozenset({"editor", "superuser"}),

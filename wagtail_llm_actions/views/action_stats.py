@@ -148,7 +148,7 @@ class TryOnPageView(View):
             raise PermissionDenied
         try:
             interaction = LLMService().run(
-                action, page, request.user, save=False, trigger=InteractionTrigger.RERUN
+                action, page, request.user, save=False, trigger=InteractionTrigger.TEST
             )
         except LLMActionError as e:
             messages.error(request, e.message)

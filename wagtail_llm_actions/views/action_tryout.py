@@ -105,7 +105,7 @@ class TestOnPageView(WagtailAdminTemplateMixin, TemplateView):
                 page,
                 self.request.user,
                 save=False,
-                trigger=InteractionTrigger.RERUN,
+                trigger=InteractionTrigger.TEST,
             )
         except LLMActionError as e:
             result["error"] = e.message

@@ -19,16 +19,29 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 from wagtail.admin import messages
+from wagtail.admin.ui.tables import (
+    Column,
+    DateColumn,
+    StatusTagColumn,
+    Table,
+    TitleColumn,
+    UserColumn,
+)
+from wagtail.admin.views.generic import IndexView
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..conf import get_setting
-from ..formatting import format_cost
+from ..filters import JobFilterSet
+from ..formatting import format_cost_total, format_number, format_rate
+from ..job_counts import cancel_message, display_status, job_display_status, job_progress
 from ..lazy import lazy_module
 from ..models import ItemStatus, JobStatus, LLMJob
 from ..permissions import explorable_pages, has_admin_access
@@ -39,6 +52,8 @@ VIEW_ALL_PERMISSION = "wagtail_llm_actions.view_llmjob"
 MANAGE_ALL_PERMISSION = "wagtail_llm_actions.change_llmjob"
 URL_NAMESPACE = "wagtail_llm_actions_jobs"  # the JobViewSet's name (viewsets.py)
 ITEMS_PER_PAGE = 50
+#: The request header with which the job page asks the status endpoint for its listing.
+LISTING_HEADER = "X-LLM-Job-Listing"
 JOBS_PER_PAGE = 30
 
 
@@ -126,13 +141,23 @@ BAR_STATUSES = (
     ItemStatus.RUNNING,
     ItemStatus.CANCELLED,
 )
+#: The counter cards, in order (every status, so none is missing beside the chips).
+CARD_STATUSES = (
+    ItemStatus.SUCCEEDED,
+    ItemStatus.FAILED,
+    ItemStatus.SKIPPED,
+    ItemStatus.QUEUED,
+    ItemStatus.RUNNING,
+    ItemStatus.CANCELLED,
+)
 
 
-def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
+def progress_display(job: LLMJob, progress: jobs.Progress, unpriced: int = 0) -> dict:
     """What the progress page shows, as text and numbers (the page and its JSON share it).
 
     ``processed`` counts pages that reached an outcome (succeeded, failed, skipped): cancelled
-    pages did not run, so a cancelled job's bar is not full.
+    pages did not run, so a cancelled job's bar is not full. ``unpriced``: the job's calls
+    with no known price (the cost says so instead of counting them as zero).
     """
     total = progress.total
     processed = sum(
@@ -150,17 +175,18 @@ def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
     ]
     cancelled = progress.count(ItemStatus.CANCELLED)
     failed = progress.count(ItemStatus.FAILED)
+    shown = job_display_status(job, progress.counts)
     if job.status == JobStatus.CANCELLED:
         notice = ngettext(
-            "Cancelled: %(count)d page did not run.",
-            "Cancelled: %(count)d pages did not run.",
+            "Cancelled: %(count)s page did not run.",
+            "Cancelled: %(count)s pages did not run.",
             cancelled,
-        ) % {"count": cancelled}
+        ) % {"count": format_number(cancelled)}
         notice_level = "warning"
     elif job.status == JobStatus.COMPLETED and failed:
         notice = ngettext(
-            "Finished with %(count)d failed page.", "Finished with %(count)d failed pages.", failed
-        ) % {"count": failed}
+            "Finished with %(count)s failed page.", "Finished with %(count)s failed pages.", failed
+        ) % {"count": format_number(failed)}
         notice_level = "critical"
     elif job.status == JobStatus.COMPLETED:
         notice = _("Finished.")
@@ -173,21 +199,30 @@ def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
         "processed": processed,
         "processed_percent": int(100 * processed / total) if total else 100,
         "segments": segments,
+        "cards": [
+            {
+                "status": status,
+                "label": str(labels[status]),
+                "count": progress.count(status),
+                "text": format_number(progress.count(status)),
+            }
+            for status in CARD_STATUSES
+        ],
+        "status": shown.value,
+        "status_label": shown.label,
+        "status_primary": shown.primary,
         "summary": _("%(processed)s of %(total)s pages processed")
-        % {
-            "processed": processed,
-            "total": total,
-        },
-        "cost": format_cost(progress.cost, unknown=_("unknown")),
-        "rate": (
-            _("%(rate)s pages/s") % {"rate": f"{progress.rate:.2f}"} if progress.rate else "—"
-        ),
+        % {"processed": format_number(processed), "total": format_number(total)},
+        "processed_text": format_number(processed),
+        "total_text": format_number(total),
+        "cost": format_cost_total(progress.cost, unpriced),
+        "rate": format_rate(progress.rate),
         "eta": (
-            _("about %(seconds)s s") % {"seconds": round(progress.eta)}
+            _("about %(seconds)s s") % {"seconds": format_number(round(progress.eta))}
             if progress.eta is not None
             else "—"
         ),
-        "tokens": f"{progress.tokens:,}",
+        "tokens": format_number(progress.tokens),
         "notice": notice,
         "notice_level": notice_level,
         "no_worker": no_worker,
@@ -205,65 +240,191 @@ def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
     }
 
 
-def status_payload(job: LLMJob, progress: jobs.Progress) -> dict:
-    return {
+def is_finished(job: LLMJob, progress: jobs.Progress) -> bool:
+    """Nothing more will change: the job is final and no page is still running (a
+    cancelled job's running pages finish, and the page keeps showing them live)."""
+    return job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED) and not progress.count(
+        ItemStatus.RUNNING
+    )
+
+
+def status_payload(
+    job: LLMJob, progress: jobs.Progress, unpriced: int = 0, listing_html: str | None = None
+) -> dict:
+    display = progress_display(job, progress, unpriced)
+    payload = {
         "id": job.pk,
         "status": job.status,
-        "status_label": str(job.get_status_display()),
-        "finished": job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED),
+        "status_label": display["status_label"],
+        "finished": is_finished(job, progress),
         "progress": progress.as_dict(),
-        "display": progress_display(job, progress),
+        "display": display,
     }
+    if listing_html is not None:
+        payload["listing_html"] = listing_html
+    return payload
 
 
-class JobIndexView(WagtailAdminTemplateMixin, TemplateView):
-    template_name = "wagtail_llm_actions/jobs/index.html"
+# -- the jobs listing ------------------------------------------------------------------------
+
+
+class JobTitleColumn(TitleColumn):
+    """The job, linked to its page, with where it was started from below."""
+
+    cell_template_name = "wagtail_llm_actions/jobs/_title_cell.html"
+
+
+class ProgressColumn(Column):
+    """Pages processed of the job's pages, with a bar, and how many were cancelled."""
+
+    cell_template_name = "wagtail_llm_actions/jobs/_progress_cell.html"
+
+    def get_value(self, instance):
+        done = instance.n_succeeded + instance.n_failed + instance.n_skipped
+        return {
+            "done": format_number(done),
+            "total": format_number(instance.n_total),
+            # pages that reached an outcome: cancelled pages did not run (no full bar)
+            "percent": int(100 * done / instance.n_total) if instance.n_total else 100,
+            "cancelled": instance.n_cancelled,
+        }
+
+
+class JobTable(Table):
+    def get_row_attrs(self, instance):
+        return {**super().get_row_attrs(instance), "data-llm-job": instance.pk}
+
+
+class JobItemTable(Table):
+    def get_row_attrs(self, instance):
+        return {**super().get_row_attrs(instance), "data-llm-item-status": instance.status}
+
+
+class JobIndexView(IndexView):
+    """Bulk jobs, newest first: Wagtail's listing with sorting, filters and pagination.
+
+    One query for the page of jobs (counts are annotations) and one for the total, however
+    many jobs and pages there are.
+    """
+
+    model = LLMJob
     page_title = gettext_lazy("LLM jobs")
     header_icon = "tasks"
+    table_class = JobTable
+    index_url_name = f"{URL_NAMESPACE}:index"
+    index_results_url_name = f"{URL_NAMESPACE}:index_results"
+    default_ordering = "-created_at"
+    paginate_by = JOBS_PER_PAGE
+    filterset_class = JobFilterSet
+    verbose_name = gettext_lazy("job")
+    verbose_name_plural = gettext_lazy("jobs")
+    any_permission_required = []  # visible_jobs() decides who sees which job
+    permission_policy = None
 
-    def get_breadcrumbs_items(self):
-        return [*self.breadcrumbs_items, {"url": "", "label": self.get_page_title()}]
+    @cached_property
+    def columns(self):
+        return [
+            JobTitleColumn(
+                "action_name",
+                label=_("Job"),
+                accessor=str,
+                get_url=lambda job: job_url(job.pk),
+                sort_key="action_name",
+            ),
+            StatusTagColumn(
+                "status",
+                label=_("Status"),
+                accessor=lambda job: self.shown(job).label,
+                primary=lambda job: self.shown(job).primary,
+                sort_key="status",
+            ),
+            ProgressColumn("progress", label=_("Progress"), sort_key="n_total"),
+            Column(
+                "n_failed",
+                label=_("Failed"),
+                accessor=lambda job: format_number(job.n_failed),
+                sort_key="n_failed",
+            ),
+            UserColumn("user", label=_("Started by"), blank_display_name="—"),
+            DateColumn("created_at", label=_("Created"), sort_key="created_at"),
+        ]
 
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
+    def shown(self, job: LLMJob):
+        return display_status(job.status, succeeded=job.n_succeeded, failed=job.n_failed)
+
+    def get_base_queryset(self):
         counts = {
             f"n_{status}": Count("items", filter=Q(items__status=status))
             for status in ItemStatus.values
         }
-        queryset = (
+        return (
             visible_jobs(self.request.user)
-            .select_related("user")
+            .select_related("user", "user__wagtail_userprofile")  # the avatar: no query a row
             .annotate(n_total=Count("items"), **counts)
-            .order_by("-created_at", "-pk")
         )
-        paginator = Paginator(queryset, JOBS_PER_PAGE)
-        page = paginator.get_page(self.request.GET.get("p"))
-        rows = []
-        for job in page.object_list:
-            # pages that reached an outcome: cancelled pages did not run (no full bar)
-            done = job.n_succeeded + job.n_failed + job.n_skipped
-            rows.append(
-                {
-                    "job": job,
-                    "url": job_url(job.pk),
-                    "done": done,
-                    "percent": int(100 * done / job.n_total) if job.n_total else 100,
-                    "status_class": (
-                        "w-status--primary" if job.status == JobStatus.COMPLETED else ""
-                    ),
-                }
-            )
-        context.update(jobs_page=page, rows=rows, items=page)
-        return context
+
+    def order_queryset(self, queryset):
+        queryset = super().order_queryset(queryset)
+        return queryset.order_by(*queryset.query.order_by, "-pk")
+
+    def get_filterset_kwargs(self):
+        from django.contrib.auth import get_user_model
+
+        kwargs = super().get_filterset_kwargs()
+        users = get_user_model().objects.filter(
+            pk__in=visible_jobs(self.request.user).values("user_id")
+        )
+        kwargs["user_queryset"] = users.order_by(get_user_model().USERNAME_FIELD)
+        return kwargs
+
+    @cached_property
+    def no_results_message(self):
+        if self.is_filtering:
+            return _("No jobs match these filters.")
+        return _("No jobs yet. Select pages in the page listing and choose “Run LLM action”.")
 
 
-class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
-    template_name = "wagtail_llm_actions/jobs/detail.html"
-    header_icon = "tasks"
+# -- one job ---------------------------------------------------------------------------------
 
-    def dispatch(self, request, *args, **kwargs):
-        self.job = get_job_for(request, kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+
+class PageTitleColumn(TitleColumn):
+    """The page's title, linked to its editor when the user may see it."""
+
+    def get_value(self, instance):
+        return instance.row_title
+
+
+class DetailsColumn(Column):
+    cell_template_name = "wagtail_llm_actions/jobs/_details_cell.html"
+
+    def get_value(self, instance):
+        return instance
+
+
+#: How a job's pages may be sorted (``?ordering=``), and the database order for each.
+ITEM_ORDERINGS = {
+    "pk": ("pk",),
+    "title": ("page__draft_title", "pk"),  # the title shown
+    "status": ("status", "pk"),
+    "attempts": ("attempts", "pk"),
+    "updated_at": ("updated_at", "pk"),
+}
+
+
+class JobItemsListing:
+    """A job's pages as Wagtail's listing table, with status chips and pagination.
+
+    The job page renders it, and the status endpoint renders it again for the same query
+    (``?status=``, ``?ordering=``, ``?p=``) so that rows, chips, cards and bar update
+    together while the job runs.
+    """
+
+    template_name = "wagtail_llm_actions/jobs/_items.html"
+
+    def __init__(self, request, job: LLMJob, progress: jobs.Progress):
+        self.request = request
+        self.job = job
+        self.progress = progress
 
     def visible_page_ids(self, page_ids: list[int | None]) -> set[int]:
         """Those of ``page_ids`` the user can see in the admin (one query): titles shown."""
@@ -273,6 +434,111 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         return set(
             explorable_pages(self.request.user).filter(pk__in=ids).values_list("pk", flat=True)
         )
+
+    def ordering(self) -> str:
+        value = self.request.GET.get("ordering", "pk")
+        return value if value.lstrip("-") in ITEM_ORDERINGS else "pk"
+
+    def status_filter(self) -> str:
+        value = self.request.GET.get("status", "")
+        return value if value in ItemStatus.values else ""
+
+    def get_context(self) -> dict:
+        job, progress = self.job, self.progress
+        ordering = self.ordering()
+        status_filter = self.status_filter()
+        fields = ITEM_ORDERINGS[ordering.lstrip("-")]
+        if ordering.startswith("-"):
+            fields = tuple(f"-{f}" for f in fields)
+        items = job.items.select_related("page").order_by(*fields)
+        if status_filter:
+            items = items.filter(status=status_filter)
+        # the chips' counts are the cards' counts: no second count of the filtered pages
+        count = progress.count(status_filter) if status_filter else progress.total
+        paginator = Paginator(items, ITEMS_PER_PAGE)
+        paginator.count = count
+        page = paginator.get_page(self.request.GET.get("p"))
+        visible = self.visible_page_ids([item.page_id for item in page.object_list])
+        for item in page.object_list:
+            shown = bool(item.page and item.page_id in visible)
+            item.row_title = (
+                (item.page.draft_title if shown else _("Not available"))
+                if item.page
+                else _("(deleted page)")
+            )
+            item.edit_url = reverse("wagtailadmin_pages:edit", args=[item.page_id]) if shown else ""
+            item.interaction_url = interaction_url(item.interaction_id)
+            item.skip_label = jobs.skip_reason_label(item.skip_reason) if item.skip_reason else ""
+        base_url = job_url(job.pk)
+        table = JobItemTable(
+            [
+                PageTitleColumn(
+                    "title",
+                    label=_("Page"),
+                    get_url=lambda item: item.edit_url or None,
+                    sort_key="title",
+                ),
+                StatusTagColumn(
+                    "status",
+                    label=_("Status"),
+                    accessor="get_status_display",
+                    primary=lambda item: item.status == ItemStatus.SUCCEEDED,
+                    sort_key="status",
+                ),
+                Column(
+                    "attempts",
+                    label=_("Attempts"),
+                    accessor=lambda item: format_number(item.attempts),
+                    sort_key="attempts",
+                ),
+                DetailsColumn("details", label=_("Details")),
+            ],
+            page.object_list,
+            base_url=base_url,
+            ordering=ordering,
+            attrs={"data-llm-job-items": True},
+        )
+        chips = [
+            {
+                "value": "",
+                "label": _("All"),
+                "count": progress.total,
+                "count_text": format_number(progress.total),
+                "active": not status_filter,
+            }
+        ] + [
+            {
+                "value": value,
+                "label": label,
+                "count": progress.count(value),
+                "count_text": format_number(progress.count(value)),
+                "active": status_filter == value,
+            }
+            for value, label in ItemStatus.choices
+            if progress.count(value) or status_filter == value
+        ]
+        return {
+            "job": job,
+            "table": table,
+            "items": page,
+            "filters": chips,
+            "status_filter": status_filter,
+            "ordering": ordering,
+            "base_url": base_url,
+            "request": self.request,
+        }
+
+    def render(self) -> str:
+        return render_to_string(self.template_name, self.get_context(), request=self.request)
+
+
+class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
+    template_name = "wagtail_llm_actions/jobs/detail.html"
+    header_icon = "tasks"
+
+    def dispatch(self, request, *args, **kwargs):
+        self.job = get_job_for(request, kwargs["pk"])
+        return super().dispatch(request, *args, **kwargs)
 
     def get_page_title(self):
         return _("Job #%(id)s: %(action)s") % {"id": self.job.pk, "action": self.job.action_name}
@@ -287,50 +553,8 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         job = self.job
-        progress = jobs.job_progress(job)
-        status_filter = self.request.GET.get("status", "")
-        items = job.items.select_related("page").order_by("pk")
-        if status_filter in ItemStatus.values:
-            items = items.filter(status=status_filter)
-        else:
-            status_filter = ""
-        page = Paginator(items, ITEMS_PER_PAGE).get_page(self.request.GET.get("p"))
-        visible = self.visible_page_ids([item.page_id for item in page.object_list])
-        rows = [
-            {
-                "item": item,
-                "title": (
-                    (item.page.draft_title if item.page_id in visible else _("Not available"))
-                    if item.page
-                    else _("(deleted page)")
-                ),
-                "edit_url": (
-                    reverse("wagtailadmin_pages:edit", args=[item.page_id])
-                    if item.page and item.page_id in visible
-                    else None
-                ),
-                "interaction_url": interaction_url(item.interaction_id),
-                "skip_label": jobs.skip_reason_label(item.skip_reason) if item.skip_reason else "",
-            }
-            for item in page.object_list
-        ]
-        filters = [
-            {
-                "value": "",
-                "label": _("All"),
-                "count": progress.total,
-                "active": not status_filter,
-            }
-        ] + [
-            {
-                "value": value,
-                "label": label,
-                "count": progress.count(value),
-                "active": status_filter == value,
-            }
-            for value, label in ItemStatus.choices
-            if progress.count(value)
-        ]
+        progress, unpriced = job_progress(job)
+        display = progress_display(job, progress, unpriced)
         running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
         may_manage = can_manage_job(self.request.user, job)
         context.update(
@@ -343,16 +567,14 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         context.update(
             job=job,
             progress=progress,
-            rows=rows,
-            items=page,
-            filters=filters,
-            status_filter=status_filter,
+            listing=JobItemsListing(self.request, job, progress).render(),
             running=running,
+            live=not is_finished(job, progress),
             can_cancel=running and may_manage,
             can_retry=may_manage
             and bool(progress.count(ItemStatus.FAILED) or progress.count(ItemStatus.CANCELLED)),
-            display=progress_display(job, progress),
-            status_tag_class="w-status--primary" if job.status == JobStatus.COMPLETED else "",
+            display=display,
+            status_tag_class="w-status--primary" if display["status_primary"] else "",
             status_url=reverse(f"{URL_NAMESPACE}:status", args=[job.pk]),
             cancel_url=reverse(f"{URL_NAMESPACE}:cancel", args=[job.pk]),
             retry_url=reverse(f"{URL_NAMESPACE}:retry", args=[job.pk]),
@@ -362,8 +584,17 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
 
 @json_job_view
 def job_status(request, pk: int):
+    """The job's progress as JSON. Asked with the ``X-LLM-Job-Listing`` header (the job
+    page's script), its pages' listing too, rendered for the page's own query string (status
+    filter, ordering, page number): rows, chips, cards and bar come from one reading."""
     job = get_job_for(request, pk)
-    return JsonResponse(status_payload(job, jobs.job_progress(job)))
+    progress, unpriced = job_progress(job)
+    listing = (
+        JobItemsListing(request, job, progress).render()
+        if request.headers.get(LISTING_HEADER)
+        else None
+    )
+    return JsonResponse(status_payload(job, progress, unpriced, listing))
 
 
 @require_POST
@@ -371,15 +602,8 @@ def cancel(request, pk: int):
     job = get_job_for(request, pk, manage=True)
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         count = jobs.cancel_job(job)
-        messages.success(
-            request,
-            ngettext(
-                "Job cancelled: %(count)d page will not run.",
-                "Job cancelled: %(count)d pages will not run.",
-                count,
-            )
-            % {"count": count},
-        )
+        still_running = job.items.filter(status=ItemStatus.RUNNING).count()
+        messages.success(request, cancel_message(count, still_running))
     else:
         messages.warning(request, _("The job has already finished."))
     return redirect(job_url(job.pk))
