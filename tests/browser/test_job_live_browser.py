@@ -8,6 +8,8 @@ Several jobs run in a row. Screenshots: ``test-artifacts/job-live[-dark|-contras
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.urls import reverse
 from playwright.sync_api import Error as PlaywrightError
@@ -84,12 +86,20 @@ def watch(page, *, status_filter: str = "", until_done: bool = True) -> list[dic
     """Read the page after each poll until the job finishes (the page then reloads)."""
     seen = []
     page.evaluate("window.__sameDocument = true")
-    while True:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
         try:
             state = page.evaluate(READ_PAGE)
             if not page.evaluate("window.__sameDocument === true"):
                 break  # reloaded: finished
+            live = page.get_attribute(
+                "[data-controller=llm-job-progress]", "data-llm-job-progress-running-value"
+            )
         except PlaywrightError:  # the page is reloading: finished
+            break
+        if live != "true":  # loaded after the job finished: nothing will change
+            assert_agrees(state, status_filter=status_filter)
+            seen.append(state)
             break
         assert_agrees(state, status_filter=status_filter)
         seen.append(state)
@@ -125,6 +135,13 @@ def test_the_job_page_agrees_with_itself_while_the_job_runs(
             page.reload()
             page.locator("[data-llm-job-items]").wait_for()
             save_screenshot(page, f"job-live{suffix}", full_page=False)
+            # no card's text runs out of its card ("about 15 s", a cost with unknown prices)
+            overflowing = page.eval_on_selector_all(
+                ".llm-job__stats > div",
+                "cards => cards.filter((c) => c.scrollWidth > c.clientWidth + 1)"
+                ".map((c) => c.textContent.trim())",
+            )
+            assert overflowing == [], overflowing
         set_theme(superuser, "system", "system")
 
     # sort by page title, descending, while it runs: still live, still sorted
