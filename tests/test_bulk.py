@@ -80,7 +80,8 @@ def test_select_confirm_start_and_the_job_completes(client, mixed, action, edito
     job = LLMJob.objects.get()
     assert job.user == editor and job.kind == "bulk"
     message = str(list(response.wsgi_request._messages)[0])
-    assert "started on 3 pages" in message  # the empty page is skipped when it runs
+    # the preview's number and words (issue 21): the empty page is skipped when it runs
+    assert "“Generate summary” started: 2 pages will run." in message
     progress_url = reverse("wagtail_llm_actions_jobs:detail", args=[job.pk])
     listing = client.get(response.url, follow=True)
     assert progress_url in listing.content.decode()  # "View progress" in the message

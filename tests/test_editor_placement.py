@@ -232,7 +232,7 @@ def test_saving_an_editor_answer_logs_the_generation_with_its_outcome(post, acti
     post.refresh_from_db()
     assert entry.revision_id == post.latest_revision_id
     assert entry.message == (
-        "Generated summary with “Generate summary” in the editor, edited before saving"
+        "Generated Summary with “Generate summary” in the editor, edited before saving"
     )
     # the history page shows it next to "Draft saved"
     history = client.get(reverse("wagtailadmin_pages:history", args=[post.pk])).content.decode()

@@ -381,7 +381,8 @@ def test_try_on_a_page_compares_then_keep_saves_a_draft(client, editor, post, ru
     response = finish_queued(client, client.post(url("try", action.pk), {"page": post.pk}))
     new = LLMInteraction.objects.exclude(pk=run.pk).get()
     assert response["Location"] == tryout_url(action) + f"?interaction={new.pk}"
-    assert new.outcome == "pending" and new.revision_id is None and new.trigger == "rerun"
+    # a try on a page is recorded as a test, not as a rerun (issue 21: the audit trail)
+    assert new.outcome == "pending" and new.revision_id is None and new.trigger == "test"
     assert reload(post).latest_revision_id == revision_before  # nothing saved yet
 
     compare = client.get(url("compare", new.pk))

@@ -66,6 +66,10 @@ ACTION_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmaction"
 PROMPT_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmprompt"
 PIPELINE_NS = "wagtailsnippets_wagtail_llm_actions_llmpipeline"
 PIPELINE_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmpipeline"
+BUDGET_NS = "wagtailsnippets_wagtail_llm_actions_llmbudget"
+BUDGET_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmbudget"
+#: Budgets are set by people with the budget model's permissions (here: the superuser only).
+BUDGET_MANAGERS = frozenset({"superuser"})
 BULK = "wagtail_bulk_action:run_llm_action"
 NO_PERMISSION_MESSAGE = "Sorry, you do not have permission to access this area."
 PROVIDER_NOTE = "Only users who may configure LLM providers can change this."
@@ -207,6 +211,15 @@ def _pipeline(w):
     return [w.pipeline.pk]
 
 
+def _budget(w):
+    from wagtail_llm_actions.models import LLMBudget
+
+    budget, _created = LLMBudget.objects.get_or_create(
+        name="Whole site", defaults={"max_tokens": 100_000}
+    )
+    return [budget.pk]
+
+
 ROWS: dict[str, Row] = {
     # the interaction report, detail, per-action view
     "wagtail_llm_actions_report:index": Row(
@@ -323,6 +336,7 @@ ROWS: dict[str, Row] = {
     ),
     # bulk jobs (the editor started the job)
     "wagtail_llm_actions_jobs:index": Row(_none, ADMINS),
+    "wagtail_llm_actions_jobs:index_results": Row(_none, ADMINS),
     "wagtail_llm_actions_jobs:detail": Row(
         lambda w: [w.bulk_job.pk],
         frozenset({"editor", "superuser"}),
@@ -392,6 +406,32 @@ ROWS: dict[str, Row] = {
         _none, MANAGERS, query=lambda w: f"?id={w.prompt.pk}"
     ),
     f"{PROMPT_CHOOSER_NS}:create": Row(_none, MANAGERS, ok=404),  # no create form
+    # budgets: a snippet for those with its permissions; its chooser likewise
+    f"{BUDGET_NS}:list": Row(_none, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:list_results": Row(_none, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:add": Row(_none, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:edit": Row(_budget, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:copy": Row(_budget, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:delete": Row(_budget, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:usage": Row(_budget, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:history": Row(_budget, BUDGET_MANAGERS),
+    f"{BUDGET_NS}:history_results": Row(_budget, BUDGET_MANAGERS),
+    f"{BUDGET_CHOOSER_NS}:choose": Row(_none, BUDGET_MANAGERS),
+    f"{BUDGET_CHOOSER_NS}:choose_results": Row(_none, BUDGET_MANAGERS),
+    f"{BUDGET_CHOOSER_NS}:chosen": Row(_budget, BUDGET_MANAGERS),
+    f"{BUDGET_CHOOSER_NS}:chosen_multiple": Row(
+        _none, BUDGET_MANAGERS, query=lambda w: f"?id={_budget(w)[0]}"
+    ),
+    f"{BUDGET_CHOOSER_NS}:create": Row(_none, BUDGET_MANAGERS, ok=404),  # no create form
+    # the review queue of a job: whoever may see the job; a canary page: only canaries
+    "wagtail_llm_actions_review:queue": Row(
+        lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"})
+    ),
+    "wagtail_llm_actions_review:act": Row(
+        lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"}), "post", 302
+    ),
+    "wagtail_llm_actions_review:canary": Row(lambda w: [w.bulk_job.pk], frozenset()),
+    "wagtail_llm_actions_review:canary_start": Row(_action, EDITORS),
     # pipelines: configured like actions; run by editors of the page (a one-page job)
     f"{PIPELINE_NS}:list": Row(_none, MANAGERS),
     f"{PIPELINE_NS}:list_results": Row(_none, MANAGERS),

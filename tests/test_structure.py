@@ -58,6 +58,7 @@ ENGINE = (
     "review_queue",
     "canary",
     "queued_runs",
+    "job_counts",
     "triggers",
 )
 

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
@@ -228,17 +228,12 @@ class RunLLMActionBulkAction(PageBulkAction):
         response = super().form_valid(form)
         job = self._result.get("job")
         if job is not None:
+            from .job_counts import start_message
             from .views.jobs import job_url
 
-            queued = self._result.get("queued", 0)
             messages.success(
                 self.request,
-                ngettext(
-                    "“%(action)s” started on %(count)d page.",
-                    "“%(action)s” started on %(count)d pages.",
-                    queued,
-                )
-                % {"action": job.action_name, "count": queued},
+                start_message(job.action_name, context["plan"]),  # the preview's numbers
                 buttons=[messages.button(job_url(job.pk), _("View progress"))],
             )
         return response

@@ -25,6 +25,7 @@ from .models import (
     InteractionTrigger,
     LLMAction,
     LLMInteraction,
+    LLMJob,
 )
 
 #: The outcome filter's value for rows whose outcome is not known (stored as "").
@@ -154,3 +155,63 @@ class InteractionFilterSet(WagtailFilterSet):
         if not value:
             return queryset
         return queryset.filter(page__locale__language_code=value)
+
+
+def job_status_choices():
+    """The statuses a job's tag shows: its own, and "Failed"/"Partly failed" when finished
+    with failed pages (:mod:`job_counts`)."""
+    from .job_counts import DISPLAY_LABELS, FAILED, PARTLY_FAILED
+    from .models import JobStatus
+
+    return [
+        *JobStatus.choices,
+        (PARTLY_FAILED, DISPLAY_LABELS[PARTLY_FAILED]),
+        (FAILED, DISPLAY_LABELS[FAILED]),
+    ]
+
+
+class JobFilterSet(WagtailFilterSet):
+    """The jobs listing's filters: status as shown, where it started, who started it, when.
+
+    The queryset must carry the listing's ``n_failed`` and ``n_succeeded`` annotations.
+    """
+
+    status = django_filters.ChoiceFilter(
+        label=_("Status"),
+        choices=job_status_choices,
+        empty_label=_("All"),
+        method="filter_status",
+        widget=forms.RadioSelect,
+    )
+    kind = django_filters.ChoiceFilter(label=_("Started from"), empty_label=_("All"))
+    user = UserFilter(
+        label=_("Started by"), queryset=get_user_model().objects.none(), empty_label=_("All")
+    )
+    created_at = django_filters.DateFromToRangeFilter(
+        label=_("Created"), widget=DateRangePickerWidget
+    )
+
+    class Meta:
+        model = LLMJob
+        fields: list[str] = []
+
+    def __init__(self, *args, user_queryset=None, **kwargs):
+        from .models import JobKind
+
+        super().__init__(*args, **kwargs)
+        self.filters["kind"].extra["choices"] = JobKind.choices
+        if user_queryset is not None:
+            self.filters["user"].queryset = user_queryset
+
+    def filter_status(self, queryset, name, value):
+        from .job_counts import FAILED, PARTLY_FAILED
+        from .models import JobStatus
+
+        completed = queryset.filter(status=JobStatus.COMPLETED)
+        if value == FAILED:
+            return completed.filter(n_failed__gt=0, n_succeeded=0)
+        if value == PARTLY_FAILED:
+            return completed.filter(n_failed__gt=0, n_succeeded__gt=0)
+        if value == JobStatus.COMPLETED:
+            return completed.filter(n_failed=0)
+        return queryset.filter(status=value)

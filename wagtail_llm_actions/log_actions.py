@@ -11,13 +11,26 @@ GENERATE = "wagtail_llm_actions.generate"
 DISCARD = "wagtail_llm_actions.discard"
 
 
+def logged_fields(log_entry) -> str:
+    """The entry's target field(s) by their labels ("Summary", "Title, Summary"), not their
+    names; the names when the page type is gone."""
+    from .labels import field_labels
+
+    names = [name.strip() for name in str(log_entry.data["target_field"]).split(",")]
+    try:
+        model_class = log_entry.content_type.model_class()
+    except AttributeError:
+        model_class = None
+    return field_labels(model_class, names) if model_class else ", ".join(names)
+
+
 class GeneratedWithLLMAction(LogFormatter):
     label = with_feature(_("Generated with %(feature)s"))
 
     def format_message(self, log_entry):
         try:
             values = {
-                "field": log_entry.data["target_field"],
+                "field": logged_fields(log_entry),
                 "action": log_entry.data["llm_action"]["name"],
             }
         except (KeyError, TypeError):
@@ -45,7 +58,7 @@ class DiscardedLLMAnswer(LogFormatter):
         try:
             return _("Discarded the answer of “%(action)s” to %(field)s (draft)") % {
                 "action": log_entry.data["llm_action"]["name"],
-                "field": log_entry.data["target_field"],
+                "field": logged_fields(log_entry),
             }
         except (KeyError, TypeError):
             return self.label

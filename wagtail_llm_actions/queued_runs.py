@@ -134,7 +134,7 @@ def run_item(item: LLMJobItem) -> str:
                 page,
                 job.user,
                 save=kind == KIND_RERUN,
-                trigger=InteractionTrigger.RERUN,
+                trigger=InteractionTrigger.RERUN if kind == KIND_RERUN else InteractionTrigger.TEST,
                 on_success=refuse_if_cancelled if kind == KIND_RERUN else None,
             )
     except RunCancelled as e:

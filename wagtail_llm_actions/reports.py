@@ -32,7 +32,8 @@ from wagtail.models import Page
 
 from .charts import MAX_DAYS, Day, day_of, render_calls_and_cost, series_from_days
 from .filters import InteractionFilterSet, recorded_values
-from .formatting import export_cost, export_cost_number, format_cost
+from .formatting import export_cost, export_cost_number, format_cost_total
+from .job_counts import UNPRICED
 from .models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMInteraction
 from .permissions import (
     can_view_all,
@@ -85,6 +86,7 @@ def interaction_totals(queryset: QuerySet) -> dict:
     totals = queryset.order_by().aggregate(
         calls=Count("pk"),
         errors=Count("pk", filter=Q(status=InteractionStatus.ERROR)),
+        unpriced=Count("pk", filter=UNPRICED),
         prompt_tokens=Sum("prompt_tokens"),
         completion_tokens=Sum("completion_tokens"),
         total_tokens=Sum("total_tokens"),
@@ -107,6 +109,7 @@ def totals_and_series(queryset: QuerySet, max_days: int = MAX_DAYS) -> tuple[dic
             # COUNT(*) and a column the index holds: each column read costs per row
             calls=Count("*"),
             errors=Count("status", filter=Q(status=InteractionStatus.ERROR)),
+            unpriced=Count("status", filter=UNPRICED),
             prompt_tokens=Sum("prompt_tokens"),
             completion_tokens=Sum("completion_tokens"),
             total_tokens=Sum("total_tokens"),
@@ -121,6 +124,7 @@ def totals_and_series(queryset: QuerySet, max_days: int = MAX_DAYS) -> tuple[dic
         totals[name] = sum(row[name] or 0 for row in rows)
     totals["calls"] = sum(row["calls"] for row in rows)
     totals["errors"] = sum(row["errors"] for row in rows)
+    totals["unpriced"] = sum(row["unpriced"] for row in rows)
     totals["cost"] = sum((Decimal(row["cost"] or 0) for row in rows), Decimal(0))
     latency_count = sum(row["latency_count"] for row in rows)
     totals["avg_latency_ms"] = (
@@ -159,7 +163,9 @@ def _finish_totals(totals: dict) -> dict:
     totals["completion_tokens"] = totals["completion_tokens"] or 0
     totals["total_tokens"] = totals["total_tokens"] or 0
     totals["cost"] = Decimal(totals["cost"] or 0)
-    totals["cost_display"] = format_cost(totals["cost"])
+    totals["unpriced"] = totals.get("unpriced") or 0
+    # unknown prices are named, never added as zero: "$1.20 + 14 calls at unknown price"
+    totals["cost_display"] = format_cost_total(totals["cost"], totals["unpriced"])
     totals["successes"] = calls - totals["errors"]
     totals["error_rate"] = (totals["errors"] / calls * 100) if calls else 0.0
     totals["success_rate"] = (100.0 - totals["error_rate"]) if calls else 0.0

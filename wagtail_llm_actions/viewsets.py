@@ -17,7 +17,7 @@ from wagtail.admin.panels import (
     ObjectList,
     TitleFieldPanel,
 )
-from wagtail.admin.ui.tables import StatusTagColumn
+from wagtail.admin.ui.tables import Column, StatusTagColumn
 from wagtail.admin.viewsets.base import ViewSet
 from wagtail.admin.widgets.slug import SlugInput
 from wagtail.permission_policies import ModelPermissionPolicy
@@ -163,7 +163,17 @@ class LLMPromptViewSet(DeferredFormViewsMixin, SnippetViewSet):
     menu_label = _("Prompts")
     menu_name = "llm_prompts"
     url_prefix = "llm-actions/prompts"
-    list_display = ["name", "slug", "variables", "updated_at"]
+    list_display = [
+        "name",
+        "slug",
+        Column(
+            "variables",
+            label=_("Variables"),
+            # words, not a Python list: "title, intro, body.paragraph"
+            accessor=lambda prompt: ", ".join(prompt.variables) or "—",
+        ),
+        "updated_at",
+    ]
     list_filter = []
     search_fields = ["name", "template", "description"]
     ordering = ["name"]
@@ -345,7 +355,18 @@ class LLMPipelineViewSet(DeferredFormViewsMixin, SnippetViewSet):
     menu_label = _("Pipelines")
     menu_name = "llm_pipelines"
     url_prefix = "llm-actions/pipelines"
-    list_display = ["name", "slug", "enabled", "updated_at"]
+    list_display = [
+        "name",
+        "slug",
+        StatusTagColumn(
+            "enabled",
+            label=_("Status"),
+            accessor=lambda pipeline: _("Enabled") if pipeline.enabled else _("Disabled"),
+            primary=lambda pipeline: pipeline.enabled,
+            sort_key="enabled",
+        ),
+        "updated_at",
+    ]
     list_filter = ["enabled"]
     search_fields = ["name", "slug", "description"]
     ordering = ["name"]
@@ -413,6 +434,11 @@ class JobViewSet(ViewSet):
         views = "wagtail_llm_actions.views.jobs"
         return [
             path("", lazy_view(f"{views}.JobIndexView"), name="index"),
+            path(
+                "results/",
+                lazy_view(f"{views}.JobIndexView", results_only=True),
+                name="index_results",
+            ),
             path("<int:pk>/", lazy_view(f"{views}.JobDetailView"), name="detail"),
             path("<int:pk>/status/", lazy_view(f"{views}.job_status"), name="status"),
             path("<int:pk>/cancel/", lazy_view(f"{views}.cancel"), name="cancel"),
@@ -436,6 +462,7 @@ class LLMBudgetIndexView(IndexView):
 class LLMBudgetViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMBudget
     index_view_class = LLMBudgetIndexView
+    chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "warning"
     menu_label = _("Budgets")
     menu_name = "llm_budgets"

@@ -40,6 +40,7 @@ class InteractionTrigger(models.TextChoices):
     BULK = "bulk", _("Bulk action")
     COMMAND = "command", _("Management command")
     RERUN = "rerun", _("Rerun")
+    TEST = "test", _("Test on a page")
 
 
 #: Columns of the report's covering index: what its filters, totals and chart read.

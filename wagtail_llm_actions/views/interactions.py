@@ -17,6 +17,7 @@ from wagtail.admin.utils import get_user_display_name
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..exceptions import LLMActionError
+from ..labels import field_label
 from ..models import InteractionOutcome, LLMInteraction, RunKind
 from ..permissions import (
     can_change_prompts,
@@ -84,6 +85,24 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
     def get_breadcrumbs_items(self):
         return report_breadcrumbs() + [{"url": "", "label": self.get_page_title()}]
 
+    def get_header_buttons(self):
+        """The header's actions, as on Wagtail's own pages: open the page in its editor."""
+        from wagtail.admin.widgets import HeaderButton
+
+        buttons = list(super().get_header_buttons())
+        i = self.interaction
+        if i.page_id and self.can_edit:
+            buttons.insert(
+                0,
+                HeaderButton(
+                    _("Open in editor"),
+                    url=reverse("wagtailadmin_pages:edit", args=[i.page_id]),
+                    icon_name="edit",
+                    attrs={"data-llm-open-editor": ""},
+                ),
+            )
+        return buttons
+
     @cached_property
     def can_edit(self) -> bool:
         return can_edit_page(self.request.user, self.interaction.page)
@@ -145,6 +164,11 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
             "run_totals": {
                 "tokens": sum(i.total_tokens or 0 for i in timeline),
                 "cost": sum((i.cost for i in timeline if i.cost is not None), start=0),
+                "unpriced": sum(
+                    1
+                    for i in timeline
+                    if i.cost is None and (i.is_success or (i.total_tokens or 0) > 0)
+                ),
                 "latency": sum(i.latency_ms or 0 for i in timeline),
             },
         }
@@ -153,14 +177,17 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         i = self.interaction
         parameters = public_parameters(i.parameters)
+        page_class = i.page.specific_class if i.page_id and i.page else None
         context.update(
             interaction=i,
+            status_classname="w-status--primary" if i.is_success else "",
             links=self.links(),
             user_display=get_user_display_name(i.user) if i.user_id else "",
             parameters_json=json.dumps(parameters, indent=2, ensure_ascii=False, default=str),
             field_rows=[
                 {
                     "field": name,
+                    "label": field_label(page_class, name),
                     "before": (i.previous_values or {}).get(name, ""),
                     "written": value,
                     "outcome": (i.field_outcomes or {}).get(name, ""),

@@ -15,23 +15,34 @@ from __future__ import annotations
 from functools import wraps
 
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 from wagtail.admin import messages
+from wagtail.admin.ui.tables import (
+    Column,
+    DateColumn,
+    StatusTagColumn,
+    Table,
+    TitleColumn,
+    UserColumn,
+)
+from wagtail.admin.views.generic import IndexView
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from ..conf import get_setting
-from ..formatting import format_cost
+from ..filters import JobFilterSet
+from ..formatting import format_cost_total, format_number, format_rate
+from ..job_counts import cancel_message, display_status, job_display_status, job_progress
 from ..lazy import lazy_module
 from ..models import ItemStatus, JobStatus, LLMJob
-from ..permissions import explorable_pages, has_admin_access
+from ..permissions import has_admin_access
 
 jobs = lazy_module("wagtail_llm_actions.jobs")  # imported on the first request
 
@@ -39,6 +50,8 @@ VIEW_ALL_PERMISSION = "wagtail_llm_actions.view_llmjob"
 MANAGE_ALL_PERMISSION = "wagtail_llm_actions.change_llmjob"
 URL_NAMESPACE = "wagtail_llm_actions_jobs"  # the JobViewSet's name (viewsets.py)
 ITEMS_PER_PAGE = 50
+#: The request header with which the job page asks the status endpoint for its listing.
+LISTING_HEADER = "X-LLM-Job-Listing"
 JOBS_PER_PAGE = 30
 
 
@@ -102,6 +115,13 @@ def json_job_view(view):
     return wrapper
 
 
+def items_listing(request, job: LLMJob, progress: jobs.Progress) -> str:
+    """The job's pages as HTML (table, filter buttons, paging): see :mod:`.job_items`."""
+    from .job_items import JobItemsListing
+
+    return JobItemsListing(request, job, progress).render()
+
+
 def job_url(job_id: int) -> str:
     return reverse(f"{URL_NAMESPACE}:detail", args=[job_id])
 
@@ -126,13 +146,23 @@ BAR_STATUSES = (
     ItemStatus.RUNNING,
     ItemStatus.CANCELLED,
 )
+#: The counter cards, in order (every status, so none is missing beside the chips).
+CARD_STATUSES = (
+    ItemStatus.SUCCEEDED,
+    ItemStatus.FAILED,
+    ItemStatus.SKIPPED,
+    ItemStatus.QUEUED,
+    ItemStatus.RUNNING,
+    ItemStatus.CANCELLED,
+)
 
 
-def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
+def progress_display(job: LLMJob, progress: jobs.Progress, unpriced: int = 0) -> dict:
     """What the progress page shows, as text and numbers (the page and its JSON share it).
 
     ``processed`` counts pages that reached an outcome (succeeded, failed, skipped): cancelled
-    pages did not run, so a cancelled job's bar is not full.
+    pages did not run, so a cancelled job's bar is not full. ``unpriced``: the job's calls
+    with no known price (the cost says so instead of counting them as zero).
     """
     total = progress.total
     processed = sum(
@@ -150,44 +180,37 @@ def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
     ]
     cancelled = progress.count(ItemStatus.CANCELLED)
     failed = progress.count(ItemStatus.FAILED)
-    if job.status == JobStatus.CANCELLED:
-        notice = ngettext(
-            "Cancelled: %(count)d page did not run.",
-            "Cancelled: %(count)d pages did not run.",
-            cancelled,
-        ) % {"count": cancelled}
-        notice_level = "warning"
-    elif job.status == JobStatus.COMPLETED and failed:
-        notice = ngettext(
-            "Finished with %(count)d failed page.", "Finished with %(count)d failed pages.", failed
-        ) % {"count": failed}
-        notice_level = "critical"
-    elif job.status == JobStatus.COMPLETED:
-        notice = _("Finished.")
-        notice_level = "info"
-    else:
-        notice = ""
-        notice_level = ""
+    shown = job_display_status(job, progress.counts)
+    notice, notice_level = _job_notice(job, cancelled, failed)
     no_worker = jobs.waiting_for_worker(job)
     return {
         "processed": processed,
         "processed_percent": int(100 * processed / total) if total else 100,
         "segments": segments,
+        "cards": [
+            {
+                "status": status,
+                "label": str(labels[status]),
+                "count": progress.count(status),
+                "text": format_number(progress.count(status)),
+            }
+            for status in CARD_STATUSES
+        ],
+        "status": shown.value,
+        "status_label": shown.label,
+        "status_primary": shown.primary,
         "summary": _("%(processed)s of %(total)s pages processed")
-        % {
-            "processed": processed,
-            "total": total,
-        },
-        "cost": format_cost(progress.cost, unknown=_("unknown")),
-        "rate": (
-            _("%(rate)s pages/s") % {"rate": f"{progress.rate:.2f}"} if progress.rate else "—"
-        ),
+        % {"processed": format_number(processed), "total": format_number(total)},
+        "processed_text": format_number(processed),
+        "total_text": format_number(total),
+        "cost": format_cost_total(progress.cost, unpriced),
+        "rate": format_rate(progress.rate),
         "eta": (
-            _("about %(seconds)s s") % {"seconds": round(progress.eta)}
+            _("about %(seconds)s s") % {"seconds": format_number(round(progress.eta))}
             if progress.eta is not None
             else "—"
         ),
-        "tokens": f"{progress.tokens:,}",
+        "tokens": format_number(progress.tokens),
         "notice": notice,
         "notice_level": notice_level,
         "no_worker": no_worker,
@@ -205,56 +228,165 @@ def progress_display(job: LLMJob, progress: jobs.Progress) -> dict:
     }
 
 
-def status_payload(job: LLMJob, progress: jobs.Progress) -> dict:
-    return {
+def _job_notice(job: LLMJob, cancelled: int, failed: int) -> tuple[str, str]:
+    """The notice above a finished or cancelled job's progress, and its level."""
+    if job.status == JobStatus.CANCELLED:
+        notice = ngettext(
+            "Cancelled: %(count)s page did not run.",
+            "Cancelled: %(count)s pages did not run.",
+            cancelled,
+        ) % {"count": format_number(cancelled)}
+        return notice, "warning"
+    if job.status == JobStatus.COMPLETED and failed:
+        notice = ngettext(
+            "Finished with %(count)s failed page.", "Finished with %(count)s failed pages.", failed
+        ) % {"count": format_number(failed)}
+        return notice, "critical"
+    if job.status == JobStatus.COMPLETED:
+        return _("Finished."), "info"
+    return "", ""
+
+
+def is_finished(job: LLMJob, progress: jobs.Progress) -> bool:
+    """Nothing more will change: the job is final and no page is still running (a
+    cancelled job's running pages finish, and the page keeps showing them live)."""
+    return job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED) and not progress.count(
+        ItemStatus.RUNNING
+    )
+
+
+def status_payload(
+    job: LLMJob, progress: jobs.Progress, unpriced: int = 0, listing_html: str | None = None
+) -> dict:
+    display = progress_display(job, progress, unpriced)
+    payload = {
         "id": job.pk,
         "status": job.status,
-        "status_label": str(job.get_status_display()),
-        "finished": job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED),
+        "status_label": display["status_label"],
+        "finished": is_finished(job, progress),
         "progress": progress.as_dict(),
-        "display": progress_display(job, progress),
+        "display": display,
     }
+    if listing_html is not None:
+        payload["listing_html"] = listing_html
+    return payload
 
 
-class JobIndexView(WagtailAdminTemplateMixin, TemplateView):
-    template_name = "wagtail_llm_actions/jobs/index.html"
+# -- the jobs listing ------------------------------------------------------------------------
+
+
+class JobTitleColumn(TitleColumn):
+    """The job, linked to its page, with where it was started from below."""
+
+    cell_template_name = "wagtail_llm_actions/jobs/_title_cell.html"
+
+
+class ProgressColumn(Column):
+    """Pages processed of the job's pages, with a bar, and how many were cancelled."""
+
+    cell_template_name = "wagtail_llm_actions/jobs/_progress_cell.html"
+
+    def get_value(self, instance):
+        done = instance.n_succeeded + instance.n_failed + instance.n_skipped
+        return {
+            "done": format_number(done),
+            "total": format_number(instance.n_total),
+            # pages that reached an outcome: cancelled pages did not run (no full bar)
+            "percent": int(100 * done / instance.n_total) if instance.n_total else 100,
+            "cancelled": instance.n_cancelled,
+        }
+
+
+class JobTable(Table):
+    def get_row_attrs(self, instance):
+        return {**super().get_row_attrs(instance), "data-llm-job": instance.pk}
+
+
+class JobIndexView(IndexView):
+    """Bulk jobs, newest first: Wagtail's listing with sorting, filters and pagination.
+
+    One query for the page of jobs (counts are annotations) and one for the total, however
+    many jobs and pages there are.
+    """
+
+    model = LLMJob
     page_title = gettext_lazy("LLM jobs")
     header_icon = "tasks"
+    table_class = JobTable
+    index_url_name = f"{URL_NAMESPACE}:index"
+    index_results_url_name = f"{URL_NAMESPACE}:index_results"
+    default_ordering = "-created_at"
+    paginate_by = JOBS_PER_PAGE
+    filterset_class = JobFilterSet
+    verbose_name = gettext_lazy("job")
+    verbose_name_plural = gettext_lazy("jobs")
+    any_permission_required = []  # visible_jobs() decides who sees which job
+    permission_policy = None
 
-    def get_breadcrumbs_items(self):
-        return [*self.breadcrumbs_items, {"url": "", "label": self.get_page_title()}]
+    @cached_property
+    def columns(self):
+        return [
+            JobTitleColumn(
+                "action_name",
+                label=_("Job"),
+                accessor=str,
+                get_url=lambda job: job_url(job.pk),
+                sort_key="action_name",
+            ),
+            StatusTagColumn(
+                "status",
+                label=_("Status"),
+                accessor=lambda job: self.shown(job).label,
+                primary=lambda job: self.shown(job).primary,
+                sort_key="status",
+            ),
+            ProgressColumn("progress", label=_("Progress"), sort_key="n_total"),
+            Column(
+                "n_failed",
+                label=_("Failed"),
+                accessor=lambda job: format_number(job.n_failed),
+                sort_key="n_failed",
+            ),
+            UserColumn("user", label=_("Started by"), blank_display_name="—"),
+            DateColumn("created_at", label=_("Created"), sort_key="created_at"),
+        ]
 
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
+    def shown(self, job: LLMJob):
+        return display_status(job.status, succeeded=job.n_succeeded, failed=job.n_failed)
+
+    def get_base_queryset(self):
         counts = {
             f"n_{status}": Count("items", filter=Q(items__status=status))
             for status in ItemStatus.values
         }
-        queryset = (
+        return (
             visible_jobs(self.request.user)
-            .select_related("user")
+            .select_related("user", "user__wagtail_userprofile")  # the avatar: no query a row
             .annotate(n_total=Count("items"), **counts)
-            .order_by("-created_at", "-pk")
         )
-        paginator = Paginator(queryset, JOBS_PER_PAGE)
-        page = paginator.get_page(self.request.GET.get("p"))
-        rows = []
-        for job in page.object_list:
-            # pages that reached an outcome: cancelled pages did not run (no full bar)
-            done = job.n_succeeded + job.n_failed + job.n_skipped
-            rows.append(
-                {
-                    "job": job,
-                    "url": job_url(job.pk),
-                    "done": done,
-                    "percent": int(100 * done / job.n_total) if job.n_total else 100,
-                    "status_class": (
-                        "w-status--primary" if job.status == JobStatus.COMPLETED else ""
-                    ),
-                }
-            )
-        context.update(jobs_page=page, rows=rows, items=page)
-        return context
+
+    def order_queryset(self, queryset):
+        queryset = super().order_queryset(queryset)
+        return queryset.order_by(*queryset.query.order_by, "-pk")
+
+    def get_filterset_kwargs(self):
+        from django.contrib.auth import get_user_model
+
+        kwargs = super().get_filterset_kwargs()
+        users = get_user_model().objects.filter(
+            pk__in=visible_jobs(self.request.user).values("user_id")
+        )
+        kwargs["user_queryset"] = users.order_by(get_user_model().USERNAME_FIELD)
+        return kwargs
+
+    @cached_property
+    def no_results_message(self):
+        if self.is_filtering:
+            return _("No jobs match these filters.")
+        return _("No jobs yet. Select pages in the page listing and choose “Run LLM action”.")
+
+
+# -- one job ---------------------------------------------------------------------------------
 
 
 class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
@@ -264,15 +396,6 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
     def dispatch(self, request, *args, **kwargs):
         self.job = get_job_for(request, kwargs["pk"])
         return super().dispatch(request, *args, **kwargs)
-
-    def visible_page_ids(self, page_ids: list[int | None]) -> set[int]:
-        """Those of ``page_ids`` the user can see in the admin (one query): titles shown."""
-        ids = {pk for pk in page_ids if pk}
-        if self.request.user.is_superuser:
-            return ids
-        return set(
-            explorable_pages(self.request.user).filter(pk__in=ids).values_list("pk", flat=True)
-        )
 
     def get_page_title(self):
         return _("Job #%(id)s: %(action)s") % {"id": self.job.pk, "action": self.job.action_name}
@@ -287,50 +410,8 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         job = self.job
-        progress = jobs.job_progress(job)
-        status_filter = self.request.GET.get("status", "")
-        items = job.items.select_related("page").order_by("pk")
-        if status_filter in ItemStatus.values:
-            items = items.filter(status=status_filter)
-        else:
-            status_filter = ""
-        page = Paginator(items, ITEMS_PER_PAGE).get_page(self.request.GET.get("p"))
-        visible = self.visible_page_ids([item.page_id for item in page.object_list])
-        rows = [
-            {
-                "item": item,
-                "title": (
-                    (item.page.draft_title if item.page_id in visible else _("Not available"))
-                    if item.page
-                    else _("(deleted page)")
-                ),
-                "edit_url": (
-                    reverse("wagtailadmin_pages:edit", args=[item.page_id])
-                    if item.page and item.page_id in visible
-                    else None
-                ),
-                "interaction_url": interaction_url(item.interaction_id),
-                "skip_label": jobs.skip_reason_label(item.skip_reason) if item.skip_reason else "",
-            }
-            for item in page.object_list
-        ]
-        filters = [
-            {
-                "value": "",
-                "label": _("All"),
-                "count": progress.total,
-                "active": not status_filter,
-            }
-        ] + [
-            {
-                "value": value,
-                "label": label,
-                "count": progress.count(value),
-                "active": status_filter == value,
-            }
-            for value, label in ItemStatus.choices
-            if progress.count(value)
-        ]
+        progress, unpriced = job_progress(job)
+        display = progress_display(job, progress, unpriced)
         running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
         may_manage = can_manage_job(self.request.user, job)
         context.update(
@@ -343,16 +424,14 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         context.update(
             job=job,
             progress=progress,
-            rows=rows,
-            items=page,
-            filters=filters,
-            status_filter=status_filter,
+            listing=items_listing(self.request, job, progress),
             running=running,
+            live=not is_finished(job, progress),
             can_cancel=running and may_manage,
             can_retry=may_manage
             and bool(progress.count(ItemStatus.FAILED) or progress.count(ItemStatus.CANCELLED)),
-            display=progress_display(job, progress),
-            status_tag_class="w-status--primary" if job.status == JobStatus.COMPLETED else "",
+            display=display,
+            status_tag_class="w-status--primary" if display["status_primary"] else "",
             status_url=reverse(f"{URL_NAMESPACE}:status", args=[job.pk]),
             cancel_url=reverse(f"{URL_NAMESPACE}:cancel", args=[job.pk]),
             retry_url=reverse(f"{URL_NAMESPACE}:retry", args=[job.pk]),
@@ -362,8 +441,13 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
 
 @json_job_view
 def job_status(request, pk: int):
+    """The job's progress as JSON. Asked with the ``X-LLM-Job-Listing`` header (the job
+    page's script), its pages' listing too, rendered for the page's own query string (status
+    filter, ordering, page number): rows, chips, cards and bar come from one reading."""
     job = get_job_for(request, pk)
-    return JsonResponse(status_payload(job, jobs.job_progress(job)))
+    progress, unpriced = job_progress(job)
+    listing = items_listing(request, job, progress) if request.headers.get(LISTING_HEADER) else None
+    return JsonResponse(status_payload(job, progress, unpriced, listing))
 
 
 @require_POST
@@ -371,15 +455,8 @@ def cancel(request, pk: int):
     job = get_job_for(request, pk, manage=True)
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         count = jobs.cancel_job(job)
-        messages.success(
-            request,
-            ngettext(
-                "Job cancelled: %(count)d page will not run.",
-                "Job cancelled: %(count)d pages will not run.",
-                count,
-            )
-            % {"count": count},
-        )
+        still_running = job.items.filter(status=ItemStatus.RUNNING).count()
+        messages.success(request, cancel_message(count, still_running))
     else:
         messages.warning(request, _("The job has already finished."))
     return redirect(job_url(job.pk))

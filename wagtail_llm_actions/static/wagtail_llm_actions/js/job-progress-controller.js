@@ -1,5 +1,9 @@
 /* Updates a bulk job's progress page while the job runs (no build step). Texts come from
-   the server (translated, costs formatted there); the page reloads when the job finishes. */
+   the server (translated, numbers and costs formatted there). One request a poll returns
+   the counts and the pages' listing rendered for this page's query string (status filter,
+   ordering, page number), so the bar, cards, status tag, chips and rows change together;
+   the listing's links (chips, column sorting, pagination) are ordinary links and keep
+   working. The page reloads when the job finishes. */
 (function () {
   function register() {
     if (!window.wagtail || !window.wagtail.app || !window.StimulusModule) {
@@ -8,9 +12,9 @@
     class JobProgressController extends window.StimulusModule.Controller {
       static values = { url: String, running: Boolean, interval: { type: Number, default: 2000 } };
       static targets = [
-        'bar', 'done', 'percent', 'succeeded', 'failed', 'skipped', 'queued', 'running',
-        'cancelled', 'tokens', 'rate', 'eta', 'cost', 'status', 'statusTag', 'noWorker',
-        'noWorkerMessage',
+        'bar', 'done', 'total', 'percent', 'succeeded', 'failed', 'skipped', 'queued',
+        'running', 'cancelled', 'tokens', 'rate', 'eta', 'cost', 'status', 'statusTag',
+        'noWorker', 'noWorkerMessage', 'listing',
       ];
 
       connect() {
@@ -33,8 +37,8 @@
       async poll() {
         let data;
         try {
-          const response = await fetch(this.urlValue, {
-            headers: { Accept: 'application/json' },
+          const response = await fetch(`${this.urlValue}${window.location.search}`, {
+            headers: { Accept: 'application/json', 'X-LLM-Job-Listing': '1' },
             credentials: 'same-origin',
           });
           if (!response.ok) throw new Error(response.statusText);
@@ -43,7 +47,6 @@
           this.schedule();
           return;
         }
-        const p = data.progress;
         const d = data.display;
         if (this.hasBarTarget) {
           this.barTarget.setAttribute('aria-valuenow', d.processed_percent);
@@ -56,11 +59,14 @@
             }
           });
         }
-        this.set('done', d.processed);
+        this.set('done', d.processed_text);
+        this.set('total', d.total_text);
         this.set('percent', d.processed_percent);
-        ['succeeded', 'failed', 'skipped', 'queued', 'running', 'cancelled'].forEach((s) =>
-          this.set(s, p.counts[s] || 0),
-        );
+        d.cards.forEach((card) => {
+          this.set(card.status, card.text);
+          const has = `has${card.status.charAt(0).toUpperCase()}${card.status.slice(1)}Target`;
+          if (this[has]) this[`${card.status}Target`].dataset.count = card.count;
+        });
         this.set('tokens', d.tokens);
         this.set('rate', d.rate);
         this.set('eta', d.eta);
@@ -68,7 +74,13 @@
         this.set('status', data.status);
         if (this.hasStatusTagTarget) {
           const tag = this.statusTagTarget.querySelector('.w-status');
-          if (tag) tag.textContent = data.status_label;
+          if (tag) {
+            tag.textContent = d.status_label;
+            tag.classList.toggle('w-status--primary', d.status_primary);
+          }
+        }
+        if (this.hasListingTarget && typeof data.listing_html === 'string') {
+          this.listingTarget.innerHTML = data.listing_html;
         }
         if (this.hasNoWorkerTarget) {
           this.noWorkerTarget.hidden = !d.no_worker;
