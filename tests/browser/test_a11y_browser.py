@@ -263,6 +263,7 @@ def test_right_to_left_layout_of_the_editor_buttons_and_the_job_page(
     page.goto(live_server.url + reverse("wagtailadmin_pages:edit", args=[post.pk]))
     buttons = page.locator('[data-llm-action-field-value="summary"] .llm-action__buttons')
     buttons.wait_for()
+    buttons.scroll_into_view_if_needed()
     assert page.get_attribute("html", "dir") == "rtl"
     assert page.get_attribute("html", "lang") == "ar"
     field = page.locator(".w-field__wrapper:has(textarea[name=summary])").first
