@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
-from django.utils import translation
 
 from tests.browser.screens import THEMES, log_in, save_screenshot, set_theme
 from tests.browser.test_editor_browser import worker  # noqa: F401
@@ -127,7 +126,7 @@ def check_screens(page, user, live_server, screens: list[tuple[str, str, str]]) 
 @pytest.fixture
 def site_data(make_post, make_action, action, superuser):
     """One of each thing the screens list: actions, a prompt, a pipeline, a finished job with
-    a success and a failure, interactions."""
+    succeeded and skipped pages, successful and failed interactions."""
     from wagtail_llm_actions import jobs, planning
     from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
 
@@ -136,7 +135,8 @@ def site_data(make_post, make_action, action, superuser):
     pipeline = LLMPipeline.objects.create(name="Summary and tags", slug="summary-tags")
     LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="summary", action=action)
     LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="tags", action=tags)
-    job = planning.create_job(action, superuser, [p.pk for p in posts], force=True)
+    empty = make_post(title="Empty note", body=[])  # skipped: a second segment in the bar
+    job = planning.create_job(action, superuser, [p.pk for p in [*posts, empty]], force=True)
     jobs.run_job(job.pk, threads=1)
     make_interactions(
         2,
@@ -276,7 +276,14 @@ def test_right_to_left_layout_of_the_editor_buttons_and_the_job_page(
         first,
         field_box,
     )
-    assert_no_overlap(page, '[data-llm-action-field-value="summary"] .llm-action__buttons > *')
+    # the buttons neither overlap each other nor the field, and stay clear of the sidebar
+    assert_no_overlap(
+        page,
+        'textarea[name=summary], [data-llm-action-field-value="summary"] .llm-action__buttons > *',
+    )
+    main = page.locator("main").bounding_box()
+    for box in boxes(page, '[data-llm-action-field-value="summary"] .llm-action__buttons *'):
+        inside(box, main)
     save_screenshot(page, "rtl-editor", full_page=False)
 
     job = site_data["job"]
@@ -285,16 +292,16 @@ def test_right_to_left_layout_of_the_editor_buttons_and_the_job_page(
     assert page.get_attribute("html", "dir") == "rtl"
     for selector in (".llm-job__stats > *", ".llm-job__filters a, .llm-job__filters button"):
         assert_no_overlap(page, selector)
+    main = page.locator("main").bounding_box()
     for box in boxes(page, "main .llm-job *"):
-        within(box, page.viewport_size)
-    # the progress bar fills from the right in a right-to-left page
+        inside(box, main)
+    # the progress bar fills from the right in a right-to-left page: succeeded (3 of 4) first
     track = page.locator(".llm-job__track").bounding_box()
-    first = page.locator(".llm-job__track [data-segment]").first.bounding_box()
-    if first["width"] > 0:
-        assert first["x"] + first["width"] == pytest.approx(track["x"] + track["width"], abs=3)
+    succeeded = page.locator("[data-segment=succeeded]").bounding_box()
+    assert 0 < succeeded["width"] < track["width"] - 10
+    right = succeeded["x"] + succeeded["width"]
+    assert right == pytest.approx(track["x"] + track["width"], abs=3)
     save_screenshot(page, "rtl-job", full_page=False)
-    with translation.override("ar"):
-        assert translation.get_language_bidi()
 
 
 def boxes(page, selector: str) -> list[dict]:
@@ -310,6 +317,12 @@ def boxes(page, selector: str) -> list[dict]:
 
 def within(box: dict, viewport: dict) -> None:
     assert box["x"] >= -1 and box["x"] + box["width"] <= viewport["width"] + 1, box
+
+
+def inside(box: dict, area: dict) -> None:
+    """``box`` lies horizontally inside ``area`` (the main column, not under the sidebar)."""
+    assert box["x"] >= area["x"] - 1, (box, area)
+    assert box["x"] + box["width"] <= area["x"] + area["width"] + 1, (box, area)
 
 
 def assert_no_overlap(page, selector: str) -> None:
