@@ -159,8 +159,9 @@ def test_admin_screens_have_no_serious_violations(live_server, browser_page, sup
     interaction = LLMInteraction.objects.filter(status="success").order_by("pk").first()
     failed = LLMInteraction.objects.filter(status="error").first()
     prompt_id = action.prompt_id
+    query = "?" + urlencode([("id", p.pk) for p in site_data["posts"]] + [("next", "/admin/")])
     bulk = reverse("wagtail_bulk_action", args=("wagtailcore", "page", "run_llm_action"))
-    bulk += "?" + urlencode([("id", p.pk) for p in site_data["posts"]] + [("next", "/admin/")])
+    bulk_pipeline = reverse("wagtail_bulk_action", args=("wagtailcore", "page", "run_llm_pipeline"))
     snippets = "wagtailsnippets_wagtail_llm_actions_"
     screens = [
         ("actions", reverse(f"{snippets}llmaction:list"), "main"),
@@ -172,7 +173,8 @@ def test_admin_screens_have_no_serious_violations(live_server, browser_page, sup
         ("pipelines", reverse(f"{snippets}llmpipeline:list"), "main"),
         ("pipeline-add", reverse(f"{snippets}llmpipeline:add"), "form"),
         ("pipeline-edit", reverse(f"{snippets}llmpipeline:edit", args=[pipeline.pk]), "form"),
-        ("bulk-confirm", bulk, "#llm-bulk-plan-heading"),
+        ("bulk-confirm", bulk + query, "#llm-bulk-plan-heading"),
+        ("bulk-pipeline-confirm", bulk_pipeline + query, "#llm-bulk-plan-heading"),
         ("jobs", reverse("wagtail_llm_actions_jobs:index"), "main"),
         ("job", reverse("wagtail_llm_actions_jobs:detail", args=[job.pk]), "[data-llm-job-notice]"),
         ("report", reverse("wagtail_llm_actions_report:index"), "svg.llm-chart"),
