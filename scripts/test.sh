@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the test suite: ./scripts/test.sh [pytest args]
 # Creates .venv (if needed), installs the package with its test extras, installs Debian's
-# chromium for the browser tests (when missing and apt-get is usable), lints, then runs pytest.
+# chromium for the browser tests and gettext for the catalogue tests (when missing and apt-get
+# is usable), lints, then runs pytest.
 # DATABASE_URL=postgres://... runs the suite on PostgreSQL instead of SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,18 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
   else
     echo "chromium is not installed and apt-get is not usable: browser tests will be skipped."
+  fi
+fi
+
+if ! command -v msgfmt >/dev/null 2>&1 || ! command -v xgettext >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=$(command -v sudo || true)
+  if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+    echo "Installing Debian's gettext for the translation tests…"
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gettext >/dev/null
+  else
+    echo "gettext is not installed and apt-get is not usable: catalogue tests will be skipped."
   fi
 fi
 

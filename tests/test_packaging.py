@@ -1,4 +1,5 @@
-"""The built wheel carries templates, static files and migrations, and works in a fresh site.
+"""The built wheel carries templates, static files, migrations and the message catalogues,
+and works in a fresh site.
 
 Builds the wheel without isolation (no downloads), installs it with ``--no-deps`` into a new
 virtual environment that borrows the dependencies already installed here, and runs a tiny
@@ -61,16 +62,19 @@ def test_the_build_prints_no_packaging_warnings(build):
 
 def data_files() -> set[str]:
     files = set()
-    for folder in ("templates", "static", "migrations"):
+    for folder in ("templates", "static", "migrations", "locale"):
         for path in (PACKAGE / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
                 files.add(path.relative_to(ROOT).as_posix())
     return files
 
 
-def test_wheel_contains_templates_static_and_migrations(wheel):
+def test_wheel_contains_templates_static_migrations_and_catalogues(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = data_files() - names
+    for language in ("en", "de", "fr"):
+        for suffix in ("po", "mo"):
+            assert f"wagtail_llm_actions/locale/{language}/LC_MESSAGES/django.{suffix}" in names
     assert not missing, f"not in the wheel: {sorted(missing)}"
     assert not [n for n in names if n.startswith(("tests/", "sandbox/", "bench/"))]
 
@@ -157,6 +161,11 @@ for name in sys.argv[1:]:
         get_template(name[len("templates/"):])
     elif name.startswith("static/"):
         assert finders.find(name[len("static/"):]), name
+from django.utils import translation
+with translation.override("de"):
+    assert translation.gettext("Run LLM action") == "LLM-Aktion ausführen"
+with translation.override("fr"):
+    assert str(LLMAction._meta.verbose_name_plural) == "Actions LLM"
 print("fresh site ok", "litellm" in sys.modules)
 """
 

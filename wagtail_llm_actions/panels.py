@@ -84,7 +84,7 @@ def editor_messages() -> dict[str, str]:
         "cancel": _("Cancel"),
         "keepWaiting": _("Keep waiting"),
         "candidatesOffered": _("“{action}” offers {count} suggestions. Pick one for {field}."),
-        "useCandidate": _("Use suggestion {number}"),
+        "candidates": _("Suggestions for {field}"),
         "filledFields": _("“{action}” filled {count} fields. Review each one."),
         "dismiss": _("Dismiss"),
     }

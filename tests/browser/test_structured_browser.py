@@ -134,6 +134,11 @@ def test_candidates_are_offered_and_the_picked_one_is_recorded(
     choices = page.locator(f"{field('summary')} [data-llm-action-candidate]")
     choices.nth(2).wait_for()
     assert choices.all_inner_texts() == ["First idea.", "Second idea.", "Third idea."]
+    # a screen reader announces each suggestion's own text (WCAG 2.5.3, label in name), in a
+    # group named after the field
+    group = page.get_by_role("group", name="Suggestions for Summary")
+    for text in ("First idea.", "Second idea.", "Third idea."):
+        assert group.get_by_role("button", name=text, exact=True).count() == 1
     assert summary.input_value() == OLD_SUMMARY  # nothing filled before a pick
 
     choices.nth(1).click()

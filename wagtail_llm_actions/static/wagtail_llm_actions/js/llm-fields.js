@@ -94,15 +94,14 @@
     const list = document.createElement('div');
     list.className = 'llm-action__candidates';
     list.setAttribute('role', 'group');
+    list.setAttribute('aria-label', controller.t('candidates'));
     result.candidates.forEach((candidate) => {
       const button = document.createElement('button');
       button.type = 'button';
       button.className = 'button button-small button-secondary llm-action__candidate';
       button.dataset.llmActionCandidate = String(candidate.index);
-      button.setAttribute(
-        'aria-label',
-        controller.t('useCandidate', { number: candidate.index + 1 }),
-      );
+      // The suggestion's own text is the button's accessible name (WCAG 2.5.3, label in
+      // name): an aria-label such as "Use suggestion 1" would hide it from screen readers.
       button.textContent = candidate.text;
       button.addEventListener('click', () => pick(controller, result, params, candidate));
       list.appendChild(button);
