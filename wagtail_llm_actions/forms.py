@@ -213,6 +213,12 @@ class LLMActionForm(WagtailAdminModelForm):
         self.instance._page_types_checked_by_form = True
         super()._post_clean()
         page_types = self.cleaned_data.get("page_types")
+        if "page_types" in self.cleaned_data:  # a trigger needs page types to run on
+            reported = self.instance.trigger_problems(None)  # by the model's clean()
+            for field, messages in self.instance.trigger_problems(len(page_types or [])).items():
+                for message in messages:
+                    if message not in reported.get(field, []):
+                        self.add_error(field if field in self.fields else None, message)
         if not page_types:
             return
         page_models = [ct.model_class() for ct in page_types if ct.model_class()]
