@@ -459,9 +459,7 @@ def create_job(
     pipeline made only of steps with their own prompt: the job has no action).
     """
     if trigger is None:  # what the interactions record as having started each run
-        trigger = (
-            InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
-        )
+        trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
     if type_ids is None:
         type_ids = list(action.page_types.values_list("pk", flat=True))
     page_ids = list(page_ids)
