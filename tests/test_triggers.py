@@ -114,15 +114,14 @@ def test_ten_saves_in_two_seconds_make_one_call(
     assert trigger_jobs().count() == 1  # the run's own draft triggered nothing
 
 
-@pytest.mark.django_db
-def test_a_delayed_item_is_picked_up_by_its_schedule(
-    post, server_action, fake_llm, superuser, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_delayed_item_is_picked_up_by_its_schedule(post, server_action, fake_llm, superuser):
+    """django-q2's scheduler (it closes the connection: no test transaction) queues the
+    worker once the item is due."""
     from django_q.scheduler import scheduler
 
     set_trigger(server_action, ActionTrigger.ON_SOURCE_CHANGE, delay=1)
-    with django_capture_on_commit_callbacks(execute=True):
-        edit(post, superuser, paragraph="A new paragraph.")
+    edit(post, superuser, paragraph="A new paragraph.")
     job = trigger_jobs().get()
     # Waiting: the periodic check does not send a worker to wait idle.
     assert jobs.recover_jobs(orphaned=True) == 0
