@@ -135,6 +135,9 @@ class LLMActionForm(WagtailAdminModelForm):
             self.fields["candidates"].required = False
         if "cut_answers" in self.fields:
             self.fields["cut_answers"].required = False
+        for name in ("trigger", "trigger_delay"):  # forms that predate triggers: manual
+            if name in self.fields:
+                self.fields[name].required = False
 
     def apply_provider_permission(self) -> None:
         """Prefill new actions with the default model; lock provider fields without the right.
@@ -198,6 +201,17 @@ class LLMActionForm(WagtailAdminModelForm):
         from .models import CutAnswers
 
         return self.cleaned_data.get("cut_answers") or CutAnswers.REFUSE
+
+    def clean_trigger(self) -> str:
+        from .models import ActionTrigger
+
+        return self.cleaned_data.get("trigger") or ActionTrigger.MANUAL
+
+    def clean_trigger_delay(self) -> int:
+        from .models import DEFAULT_TRIGGER_DELAY
+
+        value = self.cleaned_data.get("trigger_delay")
+        return DEFAULT_TRIGGER_DELAY if value in (None, "") else value
 
     def clean_output_fields(self):
         value = self.cleaned_data.get("output_fields")
