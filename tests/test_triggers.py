@@ -342,3 +342,25 @@ def test_exactly_once_holds_with_two_workers(
     assert all(drafts(post) == 1 for post in posts)
     assert set(trigger_jobs().values_list("items__status", flat=True)) == {ItemStatus.SUCCEEDED}
     assert trigger_jobs().count() == 4  # the drafts they wrote triggered nothing
+
+
+@pytest.mark.django_db
+def test_an_action_that_reads_what_it_writes_does_not_loop(
+    post, make_server_action, fake_llm, superuser, django_capture_on_commit_callbacks
+):
+    from tests.conftest import make_prompt
+
+    fake_llm.configure(reply="A new intro.")
+    action = make_server_action(
+        slug="intro-from-intro",
+        target_field="intro",
+        prompt=make_prompt("rewrite-intro", "Rewrite this intro: {intro}\n\n{body}"),
+    )
+    set_trigger(action, ActionTrigger.ON_SOURCE_CHANGE)
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, paragraph="A change.")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert drain() == ["completed"]  # its draft changed {intro}: no second run
+    assert latest(post).intro == "A new intro."
+    assert trigger_jobs().count() == 1
+    assert fake_llm.request_count == 1
