@@ -364,3 +364,26 @@ def test_an_action_that_reads_what_it_writes_does_not_loop(
     assert latest(post).intro == "A new intro."
     assert trigger_jobs().count() == 1
     assert fake_llm.request_count == 1
+
+
+@pytest.mark.django_db
+def test_a_spent_budget_stops_triggering(
+    post, server_action, fake_llm, superuser, django_capture_on_commit_callbacks
+):
+    from wagtail_llm_actions.budgets import period_start
+    from wagtail_llm_actions.models import LLMBudget, LLMBudgetUsage
+
+    budget = LLMBudget.objects.create(name="Daily", max_tokens=1000, period="day")
+    LLMBudgetUsage.objects.create(budget=budget, period_start=period_start(budget), tokens=1000)
+    set_trigger(server_action, ActionTrigger.ON_PUBLISH, trigger_schedule="0 3 * * *")
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, paragraph="Published after the budget ran out.", publish=True)
+    assert triggers.run_schedule(server_action.pk) is None
+    assert not trigger_jobs().exists()
+
+    budget.max_tokens = 100_000  # raised: triggers run again
+    budget.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, paragraph="Published again.", publish=True)
+    assert drain() == ["completed"]
+    assert fake_llm.request_count == 1

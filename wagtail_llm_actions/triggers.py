@@ -27,7 +27,8 @@ the run recorded with what triggered it (``InteractionTrigger``).
   that is lost, ``tasks.keep_jobs_running`` (every minute) queues a worker for any job with
   an item due and no live coordinator.
 * **Stopped.** A disabled action triggers nothing (and its queued items are skipped when they
-  run); an exhausted budget refuses the calls before they are sent (:mod:`.budgets`).
+  run); nor does one with a budget spent for the period (:func:`exhausted_budget`), and a
+  budget that runs out meanwhile refuses the calls before they are sent (:mod:`.budgets`).
 * **Cost per save.** One query finds the triggered actions of the page's type (kept on the
   revision, so a publish that also saves asks once); nothing more when there are none.
 """
@@ -223,6 +224,29 @@ def source_changed(action: LLMAction, page) -> bool:
     return last != prepared.inputs_hash
 
 
+def exhausted_budget(action: LLMAction, user_id: int | None):
+    """A budget that applies to a run of ``action`` by ``user_id`` and has nothing left this
+    period, or None: a trigger then queues nothing (a run would be refused before the call
+    anyway, see :mod:`.budgets`). A query, and one per budget that applies."""
+    from .budgets import applicable, period_start
+    from .models import LLMBudgetUsage
+
+    for budget in applicable(action, user_id):
+        usage = (
+            LLMBudgetUsage.objects.filter(budget=budget, period_start=period_start(budget))
+            .values_list("tokens", "cost")
+            .first()
+        )
+        if usage is None:
+            continue
+        tokens, cost = usage
+        if (budget.max_tokens is not None and tokens >= budget.max_tokens) or (
+            budget.max_cost is not None and cost >= budget.max_cost
+        ):
+            return budget
+    return None
+
+
 def open_item_exists(action: LLMAction, page_id: int) -> bool:
     """Whether ``action`` has a queued or running item on ``page_id`` in an engine job."""
     from .jobs.planning import ENGINE_KINDS
@@ -247,6 +271,10 @@ def queue_run(action: LLMAction, page, trigger: str, user=None) -> LLMJob | None
     if not action.enabled or not action.applies_to(page):
         return None
     if not source_changed(action, page):
+        return None
+    spent = exhausted_budget(action, getattr(user, "pk", None))
+    if spent is not None:
+        logger.info("Trigger of action %s skipped: budget “%s” is spent", action.pk, spent.name)
         return None
     delay = int(action.trigger_delay or 0)
 
@@ -330,6 +358,10 @@ def run_schedule(action_id: int) -> LLMJob | None:
 
     action = LLMAction.objects.filter(pk=action_id).select_related("prompt").first()
     if action is None or not action.enabled or not (action.trigger_schedule or "").strip():
+        return None
+    spent = exhausted_budget(action, None)
+    if spent is not None:
+        logger.info("Schedule of action %s skipped: budget “%s” is spent", action.pk, spent.name)
         return None
     busy = set(
         LLMJobItem.objects.filter(
