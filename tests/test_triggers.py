@@ -387,3 +387,16 @@ def test_a_spent_budget_stops_triggering(
         edit(post, superuser, paragraph="Published again.", publish=True)
     assert drain() == ["completed"]
     assert fake_llm.request_count == 1
+
+
+@pytest.mark.django_db
+def test_trigger_jobs_are_listed_with_the_other_jobs(client, make_post, server_action, superuser):
+    make_post()
+    set_trigger(server_action, ActionTrigger.MANUAL, trigger_schedule="0 3 * * *")
+    job = triggers.run_schedule(server_action.pk)  # no user: started by the schedule
+    client.force_login(superuser)
+    listing = client.get(reverse("wagtail_llm_actions_jobs:index")).content.decode()
+    assert reverse("wagtail_llm_actions_jobs:detail", args=[job.pk]) in listing
+    detail = client.get(reverse("wagtail_llm_actions_jobs:detail", args=[job.pk]))
+    assert detail.status_code == 200
+    assert "Started from: Trigger" in detail.content.decode()
