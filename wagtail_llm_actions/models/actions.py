@@ -348,7 +348,7 @@ class LLMAction(models.Model):
                 gettext("An action that fills several fields offers one candidate only.")
             )
         by_form = getattr(self, "_page_types_checked_by_form", False)
-        count = self.page_types.count() if self.pk and not by_form else None
+        count = self.page_types.count() if self.pk and not by_form and self.has_trigger else None
         for field, messages in self.trigger_problems(count).items():
             errors.setdefault(field, []).extend(messages)
         errors = {key: value for key, value in errors.items() if value}
