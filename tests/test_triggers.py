@@ -402,3 +402,27 @@ def test_trigger_jobs_are_listed_with_the_other_jobs(client, make_post, server_a
     detail = client.get(reverse("wagtail_llm_actions_jobs:detail", args=[job.pk]))
     assert detail.status_code == 200
     assert "Started from: Trigger" in detail.content.decode()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_saves_queue_one_item(shared_db, post, server_action, superuser):
+    """Saves in two processes at once (threads with their own connections): the check and
+    the creation are one write transaction, serialised per action."""
+    import threading
+
+    edit(post, superuser, paragraph="Changed in both.")  # no trigger yet
+    LLMAction.objects.filter(pk=server_action.pk).update(
+        trigger=ActionTrigger.ON_SOURCE_CHANGE, trigger_delay=60
+    )
+    barrier = threading.Barrier(4)
+
+    def save_event():
+        action = LLMAction.objects.get(pk=server_action.pk)
+        barrier.wait()
+        triggers.queue_run(action, type(post).objects.get(pk=post.pk), "on_source_change")
+
+    threads = [in_thread(save_event) for _ in range(4)]
+    for thread in threads:
+        join_checked(thread)
+    assert trigger_jobs().count() == 1
+    assert trigger_jobs().get().items.get().status == ItemStatus.QUEUED
