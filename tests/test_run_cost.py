@@ -30,14 +30,15 @@ from wagtail_llm_actions.signals import answer_stored
 
 pytestmark = pytest.mark.django_db
 
-#: Queries of one run beyond its floor: the lock check before the call (1); storing the
+#: Queries of one run beyond its floor: the lock check before the call (1); the budgets that
+#: apply, read before the call (1: a run's whole budget check when none applies); storing the
 #: answer: its existence check and INSERT in a transaction (4, with the savepoint pair a test's
 #: transaction turns it into); writing the draft: the row read again, its lock check (which
 #: also asks whether the revision read and the action still exist), the interaction's UPDATE
 #: and the history entry, in a transaction (6); less the savepoint pairs of Wagtail's atomic
 #: ``save_revision()`` and ``Page.save()``, which the floor makes in a test's transaction and
 #: the run, inside its own write transaction, does not (-4).
-RUN_QUERIES_OVER_FLOOR = 7
+RUN_QUERIES_OVER_FLOOR = 8
 
 
 def over_floor() -> int:
@@ -75,6 +76,7 @@ def test_one_run_makes_only_the_queries_its_guarantees_need(post, action):
     assert interaction.status == "success"
     assert sql.count('INSERT INTO "wagtail_llm_actions_llminteraction"') == 1
     assert sql.count('UPDATE "wagtail_llm_actions_llminteraction"') == 1
+    assert sql.count('FROM "wagtail_llm_actions_llmbudget"') == 1  # the budget check: one query
     stored = LLMInteraction.objects.get(pk=interaction.pk)  # what the write's UPDATE stored
     assert (stored.status, stored.outcome, stored.rebased) == ("success", "drafted", False)
     assert stored.revision_id == reload(post).latest_revision_id

@@ -135,6 +135,9 @@ class LLMActionForm(WagtailAdminModelForm):
             self.fields["candidates"].required = False
         if "cut_answers" in self.fields:
             self.fields["cut_answers"].required = False
+        for name in ("trigger", "trigger_delay"):  # forms that predate triggers: manual
+            if name in self.fields:
+                self.fields[name].required = False
 
     def apply_provider_permission(self) -> None:
         """Prefill new actions with the default model; lock provider fields without the right.
@@ -199,6 +202,17 @@ class LLMActionForm(WagtailAdminModelForm):
 
         return self.cleaned_data.get("cut_answers") or CutAnswers.REFUSE
 
+    def clean_trigger(self) -> str:
+        from .models import ActionTrigger
+
+        return self.cleaned_data.get("trigger") or ActionTrigger.MANUAL
+
+    def clean_trigger_delay(self) -> int:
+        from .models import DEFAULT_TRIGGER_DELAY
+
+        value = self.cleaned_data.get("trigger_delay")
+        return DEFAULT_TRIGGER_DELAY if value in (None, "") else value
+
     def clean_output_fields(self):
         value = self.cleaned_data.get("output_fields")
         return {} if value in (None, "") else value
@@ -213,6 +227,12 @@ class LLMActionForm(WagtailAdminModelForm):
         self.instance._page_types_checked_by_form = True
         super()._post_clean()
         page_types = self.cleaned_data.get("page_types")
+        if "page_types" in self.cleaned_data:  # a trigger needs page types to run on
+            reported = self.instance.trigger_problems(None)  # by the model's clean()
+            for field, messages in self.instance.trigger_problems(len(page_types or [])).items():
+                for message in messages:
+                    if message not in reported.get(field, []):
+                        self.add_error(field if field in self.fields else None, message)
         if not page_types:
             return
         page_models = [ct.model_class() for ct in page_types if ct.model_class()]

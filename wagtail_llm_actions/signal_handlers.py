@@ -7,15 +7,23 @@
 - :func:`link_saved_interactions` runs after the page editor saves (``after_edit_page``
   hook, registered in ``wagtail_hooks``): it links generated values the form carried to the
   revision that saved them.
+- Triggers (:mod:`.triggers`): a page revision saved (``post_save`` of ``Revision``: the
+  editor, the Python API and commands alike) or a page published (``page_published``)
+  queues the actions whose trigger asks for it; an action saved or deleted keeps its
+  django-q2 schedule in step. A trigger never breaks a save: its errors are logged.
 """
 
 from __future__ import annotations
 
 import logging
 
+from django.db.models.signals import post_delete, post_save
 from django_q.signals import post_spawn
+from wagtail.models import Revision
+from wagtail.signals import page_published
 
 from .conf import get_setting
+from .models import LLMAction
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +63,55 @@ def link_saved_interactions(request, page) -> None:
     ids = parse_interaction_ids(request.POST.get(INTERACTIONS_FIELD, ""))
     if ids:
         record_saved_outcomes(page, request.user, ids)
+
+
+# -- triggers ------------------------------------------------------------------------------------
+
+
+def revision_saved(sender, instance, created=False, raw=False, **kwargs) -> None:
+    """A revision was created: queue the ``on_source_change`` actions it concerns."""
+    if raw or not created:
+        return
+    try:
+        from .triggers import on_revision_saved
+
+        on_revision_saved(instance)
+    except Exception:  # a trigger must never break a save  # noqa: BLE001
+        logger.exception("LLM action triggers: could not handle a saved revision")
+
+
+def page_was_published(sender, instance, revision=None, **kwargs) -> None:
+    """A page was published: queue the ``on_publish`` actions it concerns."""
+    try:
+        from .triggers import on_page_published
+
+        on_page_published(instance, revision)
+    except Exception:  # a trigger must never break a publish  # noqa: BLE001
+        logger.exception("LLM action triggers: could not handle a published page")
+
+
+def action_saved(sender, instance, raw=False, **kwargs) -> None:
+    """Keep the action's django-q2 schedule in step with its ``trigger_schedule``."""
+    if raw:
+        return
+    try:
+        from .triggers import sync_schedule
+
+        sync_schedule(instance)
+    except Exception:  # noqa: BLE001 - the action is saved; its schedule is reported
+        logger.exception("LLM action %s: could not update its schedule", instance.pk)
+
+
+def action_deleted(sender, instance, **kwargs) -> None:
+    try:
+        from .triggers import delete_schedule
+
+        delete_schedule(instance.pk)
+    except Exception:  # noqa: BLE001
+        logger.exception("LLM action %s: could not delete its schedule", instance.pk)
+
+
+post_save.connect(revision_saved, sender=Revision, dispatch_uid="wagtail_llm_actions.triggers")
+page_published.connect(page_was_published, dispatch_uid="wagtail_llm_actions.triggers")
+post_save.connect(action_saved, sender=LLMAction, dispatch_uid="wagtail_llm_actions.schedule")
+post_delete.connect(action_deleted, sender=LLMAction, dispatch_uid="wagtail_llm_actions.schedule")

@@ -10,7 +10,10 @@
   editor runs whose worker died (their lease ran out; see ``editor.expire_item``).
 * ``keep_jobs_running()``: a django-q2 schedule (every minute) that queues a worker task for
   every unfinished job whose coordinator stopped renewing its lease, so a job always ends
-  with the workers that are left, whatever the broker kept of lost tasks.
+  with the workers that are left, whatever the broker kept of lost tasks (and a trigger's
+  delayed item once it is due).
+* ``run_trigger_schedule(action_id)``: an action's ``trigger_schedule`` (see
+  :func:`triggers.run_schedule`).
 """
 
 from __future__ import annotations
@@ -75,6 +78,14 @@ def run_job(job_id: int, hops: int = 0) -> str:
 def help_job(job_id: int) -> str:
     """Queued by earlier versions (a job's helpers): a worker task like any other."""
     return run_job(job_id)
+
+
+def run_trigger_schedule(action_id: int) -> int | None:
+    """An action's schedule: a job over its pages whose source changed (its id, or None)."""
+    from .triggers import run_schedule
+
+    job = run_schedule(action_id)
+    return job.pk if job is not None else None
 
 
 def keep_jobs_running() -> int:

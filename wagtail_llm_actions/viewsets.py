@@ -297,6 +297,13 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
             ),
             MultiFieldPanel(
                 [
+                    FieldRowPanel([FieldPanel("trigger"), FieldPanel("trigger_delay")]),
+                    FieldPanel("trigger_schedule"),
+                ],
+                heading=_("Triggers"),
+            ),
+            MultiFieldPanel(
+                [
                     FieldRowPanel([FieldPanel("long_content"), FieldPanel("context_window")]),
                     FieldPanel("reduce_prompt"),
                 ],

@@ -35,6 +35,10 @@ run are created *skipped* with a reason (wrong type, no permission, locked); the
 action from the same inputs is in the page's newest revision, or a person discarded it), is
 decided when the item runs, just before any model call, so it is true at that moment.
 
+**Triggers.** An action's trigger (:mod:`wagtail_llm_actions.triggers`: on publish, on a
+changed source, on a schedule) creates an ordinary job of kind ``trigger``, whose item
+waits ``trigger_delay`` seconds (``not_before``); the engine runs it as any other.
+
 **Any worker, any host.** :func:`enqueue_job` queues one django-q2 task,
 ``tasks.run_job(job_id)``; no set of runners is fixed. Whichever worker process takes a
 job's task works on it (:func:`run_job`), beside any others, on any host that shares the

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -104,8 +104,19 @@ def recover_jobs(*, broker=None, orphaned: bool = False) -> int:
     """Queue a worker task for every unfinished job (called when a worker process starts,
     so a host that starts or joins takes part at once); ``orphaned``: only for jobs without
     a live coordinator (the periodic check, ``tasks.keep_jobs_running``)."""
+    items = LLMJobItem.objects.filter(job=OuterRef("pk"))
+    due = items.filter(
+        Q(status=ItemStatus.RUNNING)
+        | Q(status=ItemStatus.QUEUED, not_before__isnull=True)
+        | Q(status=ItemStatus.QUEUED, not_before__lte=Now())
+    )
+    later = items.filter(status=ItemStatus.QUEUED, not_before__gt=Now())
     jobs_ = LLMJob.objects.filter(
         kind__in=ENGINE_KINDS, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).filter(
+        # A job whose only open items wait (a trigger's delay, a retry's backoff) gets a
+        # worker once one is due (the next check), not one that waits idle until then.
+        Exists(due) | ~Exists(later)
     )
     if orphaned:
         jobs_ = jobs_.filter(

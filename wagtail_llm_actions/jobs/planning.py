@@ -55,7 +55,7 @@ RUNNER_TASK = "wagtail_llm_actions.tasks.run_job"
 #: Queued by earlier versions (a job's helpers); runs as a plain worker task now.
 HELPER_TASK = "wagtail_llm_actions.tasks.help_job"
 #: Job kinds this engine runs (editor jobs belong to :mod:`wagtail_llm_actions.editor`).
-ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND)
+ENGINE_KINDS = (JobKind.BULK, JobKind.COMMAND, JobKind.TRIGGER)
 #: Pages per query/bulk insert when selecting pages and creating items.
 CHUNK_SIZE = 500
 #: Selected pages per query when descendants are included (SQL ``OR`` of path prefixes).
@@ -449,6 +449,7 @@ def create_job(
     kind: str = JobKind.BULK,
     pipeline: LLMPipeline | None = None,
     type_ids: list[int] | None = None,
+    trigger: str | None = None,
 ) -> LLMJob:
     """A job with one item per selected page: queued, or skipped with a reason.
 
@@ -457,7 +458,8 @@ def create_job(
     sets the provider and concurrency, and is kept on the job only if it is saved (a
     pipeline made only of steps with their own prompt: the job has no action).
     """
-    trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
+    if trigger is None:  # what the interactions record as having started each run
+        trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
     if type_ids is None:
         type_ids = list(action.page_types.values_list("pk", flat=True))
     page_ids = list(page_ids)

@@ -15,7 +15,9 @@
 
 from .actions import (
     DEFAULT_REDUCE_PROMPT,
+    DEFAULT_TRIGGER_DELAY,
     REDUCE_VARIABLES,
+    ActionTrigger,
     CutAnswers,
     LLMAction,
     LongContent,
@@ -41,9 +43,11 @@ from .prompts import LLMPrompt
 
 __all__ = [
     "DEFAULT_REDUCE_PROMPT",
+    "DEFAULT_TRIGGER_DELAY",
     "INLINE_STEP_FIELDS",
     "REDUCE_VARIABLES",
     "REPORT_INDEX_FIELDS",
+    "ActionTrigger",
     "CutAnswers",
     "InteractionOutcome",
     "InteractionStatus",

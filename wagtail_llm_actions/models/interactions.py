@@ -41,6 +41,9 @@ class InteractionTrigger(models.TextChoices):
     COMMAND = "command", _("Management command")
     RERUN = "rerun", _("Rerun")
     TEST = "test", _("Test on a page")
+    ON_PUBLISH = "on_publish", _("On publish")
+    ON_SOURCE_CHANGE = "on_source_change", _("On source change")
+    SCHEDULE = "schedule", _("Schedule")
 
 
 #: Columns of the report's covering index: what its filters, totals and chart read.

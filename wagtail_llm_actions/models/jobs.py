@@ -23,6 +23,7 @@ class JobKind(models.TextChoices):
     EDITOR = "editor", _("Page editor")
     BULK = "bulk", _("Bulk action")
     COMMAND = "command", _("Management command")
+    TRIGGER = "trigger", _("Trigger")
 
 
 class LLMJob(models.Model):
