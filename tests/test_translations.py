@@ -193,11 +193,15 @@ def test_compiled_catalogues_match_their_po_files(gettext_tools, language, tmp_p
 
 @pytest.mark.parametrize(
     "language, expected",
-    [("de", "LLM-Aktion ausführen"), ("fr", "Exécuter une action LLM"), ("en", "Run LLM action")],
+    [
+        ("de", "%(feature)s-Aktion ausführen"),
+        ("fr", "Exécuter une action %(feature)s"),
+        ("en", "Run %(feature)s action"),
+    ],
 )
 def test_django_finds_the_catalogues(language, expected):
     with translation.override(language):
-        assert translation.gettext("Run LLM action") == expected
+        assert translation.gettext("Run %(feature)s action") == expected
 
 
 @pytest.mark.django_db
