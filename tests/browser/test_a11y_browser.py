@@ -127,7 +127,8 @@ def check_screens(page, user, live_server, screens: list[tuple[str, str, str]]) 
 def site_data(make_post, make_action, action, superuser):
     """One of each thing the screens list: actions, a prompt, a pipeline, a finished job with
     succeeded and skipped pages, successful and failed interactions."""
-    from wagtail_llm_actions import jobs, planning
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.jobs import planning
     from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
 
     posts = [make_post(title=t) for t in ("Compost basics", "Worm farms", "Leaf mould")]
@@ -152,6 +153,7 @@ def site_data(make_post, make_action, action, superuser):
     return {"posts": posts, "action": action, "pipeline": pipeline, "job": job}
 
 
+@pytest.mark.usefixtures("worker")  # "Run and compare" is queued (no model call in a request)
 def test_admin_screens_have_no_serious_violations(live_server, browser_page, superuser, site_data):
     from wagtail_llm_actions.models import LLMInteraction
 
@@ -160,6 +162,10 @@ def test_admin_screens_have_no_serious_violations(live_server, browser_page, sup
     failed = LLMInteraction.objects.filter(status="error").first()
     prompt_id = action.prompt_id
     query = "?" + urlencode([("id", p.pk) for p in site_data["posts"]] + [("next", "/admin/")])
+    from wagtail_llm_actions.models import LLMBudget
+
+    # (a listing with a row: the empty state's "add one" link is Wagtail's own markup)
+    LLMBudget.objects.create(name="Whole site", max_tokens=100_000)
     bulk = reverse("wagtail_bulk_action", args=("wagtailcore", "page", "run_llm_action"))
     bulk_pipeline = reverse("wagtail_bulk_action", args=("wagtailcore", "page", "run_llm_pipeline"))
     snippets = "wagtailsnippets_wagtail_llm_actions_"
@@ -173,9 +179,22 @@ def test_admin_screens_have_no_serious_violations(live_server, browser_page, sup
         ("pipelines", reverse(f"{snippets}llmpipeline:list"), "main"),
         ("pipeline-add", reverse(f"{snippets}llmpipeline:add"), "form"),
         ("pipeline-edit", reverse(f"{snippets}llmpipeline:edit", args=[pipeline.pk]), "form"),
-        ("bulk-confirm", bulk + query, "#llm-bulk-plan-heading"),
-        ("bulk-pipeline-confirm", bulk_pipeline + query, "#llm-bulk-plan-heading"),
+        ("bulk-choose", bulk + query, "main"),  # nothing preselected
+        ("bulk-confirm", bulk + query + f"&action={action.pk}", "#llm-bulk-plan-heading"),
+        (
+            "bulk-pipeline-confirm",
+            bulk_pipeline + query + f"&pipeline={pipeline.pk}",
+            "#llm-bulk-plan-heading",
+        ),
         ("jobs", reverse("wagtail_llm_actions_jobs:index"), "main"),
+        ("review-queue", reverse("wagtail_llm_actions_review:queue", args=[job.pk]), "main"),
+        (
+            "canary-start",
+            reverse("wagtail_llm_actions_review:canary_start", args=[action.pk]),
+            "main",
+        ),
+        ("budgets", reverse(f"{snippets}llmbudget:list"), "main"),
+        ("budget-add", reverse(f"{snippets}llmbudget:add"), "form"),
         ("job", reverse("wagtail_llm_actions_jobs:detail", args=[job.pk]), "[data-llm-job-notice]"),
         ("report", reverse("wagtail_llm_actions_report:index"), "svg.llm-chart"),
         ("detail", reverse("wagtail_llm_actions_report:detail", args=[interaction.pk]), "main"),
@@ -196,8 +215,8 @@ def test_admin_screens_have_no_serious_violations(live_server, browser_page, sup
         page.eval_on_selector(
             "input[name=page]", "(el, pk) => { el.value = pk; }", site_data["posts"][1].pk
         )
-        page.check("input[name=ask_model]")
-        page.locator("main form [type=submit]").first.click()
+        page.locator("[data-llm-ask]").click()
+        page.locator("[data-llm-compare]").wait_for(timeout=30_000)
         page.wait_for_load_state("networkidle")
         found += serious_violations(page, f"test-on-page-answer{suffix}")
     set_theme(superuser, "system", "system")

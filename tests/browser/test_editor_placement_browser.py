@@ -153,7 +153,7 @@ def test_create_view_places_buttons_waits_for_a_worker_and_logs_the_save(
     assert entries.exists()
     assert {entry.data["outcome"] for entry in entries} <= {"accepted", "discarded"}
     page.goto(live_server.url + reverse("wagtailadmin_pages:history", args=[new.pk]))
-    assert "Generated intro with “Write intro” in the editor" in page.content()
+    assert "Generated Intro with “Write intro” in the editor" in page.content()  # the label
 
 
 def test_menu_closes_respects_restrictions_and_discard_leaves_nothing_to_autosave(
