@@ -163,7 +163,7 @@ for name in sys.argv[1:]:
         assert finders.find(name[len("static/"):]), name
 from django.utils import translation
 with translation.override("de"):
-    assert translation.gettext("Run LLM action") == "LLM-Aktion ausführen"
+    assert translation.gettext("Run %(feature)s action") == "%(feature)s-Aktion ausführen"
 with translation.override("fr"):
     assert str(LLMAction._meta.verbose_name_plural) == "Actions LLM"
 print("fresh site ok", "litellm" in sys.modules)

@@ -239,7 +239,7 @@ def test_numbers_follow_the_active_language():
     with translation.override("de"):
         assert format_cost(Decimal("1234.5")) == "$1.234,50"
         assert format_ms(6109) == "6.109 ms"
-        assert format_rate(0.254) == "0,25 pages/s"
+        assert format_rate(0.254) == "0,25 Seiten/s"  # German numbers, and words
 
 
 def test_latency_and_costs_are_formatted_alike_on_every_screen(action, superuser, post):

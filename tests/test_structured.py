@@ -276,7 +276,7 @@ def test_command_writes_one_draft_with_all_fields_and_nothing_else(
     message = entry.get().message
     # In the mapping's order on every database (jsonb keeps no key order: the mapping and
     # the values are stored as ordered pairs, see models.OrderedJSONField).
-    assert "seo_title, search_description, tags, summary" in message
+    assert "Title tag, Meta description, Tags, Summary" in message  # labels (issue 21)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
