@@ -83,3 +83,29 @@ def test_a_write_that_stays_busy_fails_alone_and_its_batch_is_written(monkeypatc
     assert requests[0].error is None and requests[2].error is None
     assert db.is_busy_error(requests[1].error)
     assert set(LLMProviderSlots.objects.values_list("holder", flat=True)) == {"h0", "h2"}
+
+
+def test_a_transaction_broken_by_a_swallowed_error_is_written_again(monkeypatch):
+    """Code inside a write may catch a database error itself (Wagtail's search index does, on
+    a PostgreSQL deadlock), leaving the transaction unusable: the write runs again, once."""
+    from django.db import IntegrityError, transaction
+    from django.utils import timezone
+
+    monkeypatch.setattr(db, "FIRST_BACKOFF", 0.001)
+    attempts = {"n": 0}
+
+    def write():
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            try:
+                with transaction.atomic(savepoint=False):
+                    raise IntegrityError("deadlock detected")  # what the index code swallows
+            except IntegrityError:
+                pass
+        return LLMProviderSlots.objects.create(
+            provider="p", holder="h", slots=1, expires_at=timezone.now()
+        ).pk
+
+    pk = db.write(write, what="a write whose first attempt breaks its transaction")
+    assert attempts["n"] == 2
+    assert list(LLMProviderSlots.objects.values_list("pk", flat=True)) == [pk]

@@ -35,7 +35,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InternalError,
+    OperationalError,
+    connections,
+    transaction,
+)
+from django.db.transaction import TransactionManagementError
 from django.db.utils import DatabaseError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +76,19 @@ def is_busy_error(error: BaseException) -> bool:
     cause = error.__cause__
     code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
     return code in _RETRY_SQLSTATES
+
+
+def is_retryable(error: BaseException) -> bool:
+    """:func:`is_busy_error`, or a transaction an error inside it broke after the error was
+    swallowed (a search-index update deadlocking on PostgreSQL, caught by the index code):
+    the next query then fails with "An error occurred in the current transaction"; the whole
+    transaction can run again."""
+    if is_busy_error(error):
+        return True
+    text = str(error)
+    if isinstance(error, TransactionManagementError):
+        return "error occurred in the current transaction" in text
+    return isinstance(error, InternalError) and "current transaction is aborted" in text
 
 
 def backoff(attempt: int) -> float:
@@ -168,7 +188,7 @@ def write(
             with atomic_write(using):
                 return func()
         except DatabaseError as e:
-            if not is_busy_error(e) or attempt >= attempts:
+            if not is_retryable(e) or attempt >= attempts:
                 raise
             delay = backoff(attempt)
             logger.info(
@@ -272,18 +292,18 @@ class WriteBatcher:
                             with transaction.atomic(using=self.using):
                                 request.result = request.func()
                         except DatabaseError as e:
-                            if is_busy_error(e):
+                            if is_retryable(e):
                                 raise
                             request.error = e
                         except BaseException as e:  # noqa: BLE001 - handed to the caller
                             request.error = e
             except DatabaseError as e:
-                if is_busy_error(e) and len(batch) > 1 and attempt >= BATCH_ATTEMPTS:
+                if is_retryable(e) and len(batch) > 1 and attempt >= BATCH_ATTEMPTS:
                     # One request may be the one that stays busy: run each on its own (with
                     # its own retries), so it fails alone and the others are written.
                     self._run_alone(batch)
                     break
-                if is_busy_error(e) and attempt < WRITE_ATTEMPTS:
+                if is_retryable(e) and attempt < WRITE_ATTEMPTS:
                     delay = backoff(attempt)
                     logger.info(
                         "Database busy during %s writes (attempt %s): %s; retrying in %.2f s",
