@@ -128,3 +128,19 @@ def test_a_bulk_job_pays_once_for_pages_that_send_the_same_text_and_force_asks_a
     forced = jobs.create_job(cached_action, superuser, [posts[0].pk], force=True)
     jobs.run_job(forced.pk, threads=1)
     assert fake_llm.request_count == 2
+
+
+def test_regenerate_in_the_editor_asks_the_model_and_a_first_run_may_reuse(
+    cached_action, post, fake_llm, superuser
+):
+    from tests.test_editor import client_for, form_data, run_and_wait
+
+    client = client_for(superuser)
+    data = form_data(client, post)
+    fake_llm.configure(reply="Kept answer.")
+    assert run_and_wait(client, post, cached_action, data)["state"] == "succeeded"
+    fake_llm.configure(reply="A new answer.")
+    again = run_and_wait(client, post, cached_action, data)  # the same request: from the cache
+    assert fake_llm.request_count == 1 and "Kept answer." in str(again)
+    regenerated = run_and_wait(client, post, cached_action, {**data, "llm_regenerate": "1"})
+    assert fake_llm.request_count == 2 and "A new answer." in str(regenerated)

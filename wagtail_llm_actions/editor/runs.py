@@ -12,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import db
+from .. import db, response_cache
 from ..conf import get_setting
 from ..exceptions import LLMActionError
 from ..models import (
@@ -88,15 +88,16 @@ def _run_action_item(item: LLMJobItem) -> str:
 
     try:
         obj = page if page.pk is None else page.with_content_json(payload["content"])
-        interaction = LLMService(on_run_started=_record_run(item)).run(
-            action,
-            page,
-            job.user,
-            working_obj=obj,
-            save=False,
-            trigger=InteractionTrigger.EDITOR,
-            on_success=discard_if_cancelled,
-        )
+        with response_cache.bypassed(bool(payload.get("regenerate"))):
+            interaction = LLMService(on_run_started=_record_run(item)).run(
+                action,
+                page,
+                job.user,
+                working_obj=obj,
+                save=False,
+                trigger=InteractionTrigger.EDITOR,
+                on_success=discard_if_cancelled,
+            )
     except LLMActionError as e:
         _finish(
             item,

@@ -59,11 +59,18 @@ def check_can_create(action: LLMAction, page_class: type, parent: Page, user) ->
 
 
 def create_editor_job(
-    action: LLMAction, page: Page | None, obj: Page, user, *, parent: Page | None = None
+    action: LLMAction,
+    page: Page | None,
+    obj: Page,
+    user,
+    *,
+    parent: Page | None = None,
+    regenerate: bool = False,
 ) -> LLMJob:
     """An editor job for ``obj`` (built from the unsaved form): one queued item.
 
     ``page`` is None for a page not created yet; ``parent`` is then where it will go.
+    ``regenerate``: the editor asked again, so the model answers (never the response cache).
     """
     payload: dict[str, Any] = {
         "action": action.pk,
@@ -71,6 +78,8 @@ def create_editor_job(
         "base_revision": page.latest_revision_id if page is not None else None,
         "content": serialise_page(obj),
     }
+    if regenerate:
+        payload["regenerate"] = True
     if page is None:
         from django.contrib.contenttypes.models import ContentType
 

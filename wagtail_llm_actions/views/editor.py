@@ -93,7 +93,8 @@ def _run(request, page_id: int, action_id: int):
     except LLMActionError as e:
         return _error(e.message, e.code, STATUS_FOR_ERROR.get(e.code, 400))
 
-    job = editor.create_editor_job(action, page, obj, request.user)
+    regenerate = request.POST.get("llm_regenerate") == "1"  # Regenerate: never the cache
+    job = editor.create_editor_job(action, page, obj, request.user, regenerate=regenerate)
     return _enqueue(job)
 
 

@@ -233,6 +233,7 @@
       this.clearError();
       const form = this.form;
       const body = currentFormData(form);
+      if (params.regenerate) body.append('llm_regenerate', '1');
       this.job = { startedAt: performance.now(), params, stalledAcknowledgedAt: 0 };
       this.setBusy(true);
       this.lockField(input, params.pipeline ? null : input);

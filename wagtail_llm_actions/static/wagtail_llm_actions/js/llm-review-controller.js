@@ -329,7 +329,8 @@
 
     regenerate() {
       if (!this.review) return;
-      this.runner.start(this.review.params);
+      // Regenerate asks the model again, never the response cache.
+      this.runner.start({ ...this.review.params, regenerate: true });
     }
 
     discard() {
