@@ -55,7 +55,88 @@ class OutputMode(models.TextChoices):
     RICH_TEXT = "rich_text", _("Rich text")
 
 
-class LLMAction(models.Model):
+class TriggerFields(models.Model):
+    """When an action runs by itself (issue 22 §3): the event, its delay and a schedule."""
+
+    trigger = models.CharField(
+        _("trigger"),
+        max_length=20,
+        choices=ActionTrigger.choices,
+        default=ActionTrigger.MANUAL,
+        help_text=_(
+            "Run by itself on the pages of its types: when one is published, or saved with a "
+            "source that differs from the last run's. Answers are drafts, never published."
+        ),
+    )
+    trigger_delay = models.PositiveIntegerField(
+        _("trigger delay (seconds)"),
+        default=DEFAULT_TRIGGER_DELAY,
+        validators=[MaxValueValidator(86_400)],
+        help_text=_(
+            "How long a triggered run waits before it starts; saves meanwhile make one run."
+        ),
+    )
+    trigger_schedule = models.CharField(
+        _("schedule"),
+        max_length=100,
+        blank=True,
+        help_text=_(
+            "Optional cron expression, e.g. 0 3 * * * (every night at 3): runs the action "
+            "over the pages of its types whose source changed since its last answer."
+        ),
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def has_trigger(self) -> bool:
+        """Whether the action runs by itself (an event trigger or a schedule)."""
+        return self.trigger != ActionTrigger.MANUAL or bool((self.trigger_schedule or "").strip())
+
+    def trigger_problems(self, page_type_count: int | None = None) -> dict[str, list[str]]:
+        """Why the trigger and schedule cannot be saved, by field. ``page_type_count``: how
+        many page types the action has (None: not known yet, not checked)."""
+        errors: dict[str, list[str]] = {}
+        schedule = (self.trigger_schedule or "").strip()
+        if schedule:
+            from django_q.models import validate_cron
+
+            try:
+                validate_cron(schedule)
+            except ImportError:
+                errors.setdefault("trigger_schedule", []).append(
+                    gettext("A schedule needs the croniter package (pip install croniter).")
+                )
+            except ValidationError:
+                errors.setdefault("trigger_schedule", []).append(
+                    gettext(
+                        "“%(value)s” is not a cron expression django-q2 accepts; use five "
+                        "fields: minute hour day month weekday, e.g. 0 3 * * *."
+                    )
+                    % {"value": schedule}
+                )
+        if not self.has_trigger:
+            return errors
+        field = "trigger" if self.trigger != ActionTrigger.MANUAL else "trigger_schedule"
+        if not self.enabled:
+            errors.setdefault(field, []).append(
+                gettext(
+                    "A disabled action cannot run by itself: enable it, or set the trigger "
+                    "to “Manually only” and clear the schedule."
+                )
+            )
+        if page_type_count == 0:
+            errors.setdefault(field, []).append(
+                gettext(
+                    "This action applies to no page type, so a trigger could never run it: "
+                    "choose its page types first."
+                )
+            )
+        return errors
+
+
+class LLMAction(TriggerFields):
     """What to run: a source field, a prompt, a model and settings, a target field."""
 
     name = models.CharField(_("name"), max_length=255)
@@ -221,33 +302,6 @@ class LLMAction(models.Model):
             "(CACHE_TTL). Regenerate and re-running unchanged pages always ask the model."
         ),
     )
-    trigger = models.CharField(
-        _("trigger"),
-        max_length=20,
-        choices=ActionTrigger.choices,
-        default=ActionTrigger.MANUAL,
-        help_text=_(
-            "Run by itself on the pages of its types: when one is published, or saved with a "
-            "source that differs from the last run's. Answers are drafts, never published."
-        ),
-    )
-    trigger_delay = models.PositiveIntegerField(
-        _("trigger delay (seconds)"),
-        default=DEFAULT_TRIGGER_DELAY,
-        validators=[MaxValueValidator(86_400)],
-        help_text=_(
-            "How long a triggered run waits before it starts; saves meanwhile make one run."
-        ),
-    )
-    trigger_schedule = models.CharField(
-        _("schedule"),
-        max_length=100,
-        blank=True,
-        help_text=_(
-            "Optional cron expression, e.g. 0 3 * * * (every night at 3): runs the action "
-            "over the pages of its types whose source changed since its last answer."
-        ),
-    )
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -354,52 +408,6 @@ class LLMAction(models.Model):
         errors = {key: value for key, value in errors.items() if value}
         if errors:
             raise ValidationError(errors)
-
-    @property
-    def has_trigger(self) -> bool:
-        """Whether the action runs by itself (an event trigger or a schedule)."""
-        return self.trigger != ActionTrigger.MANUAL or bool((self.trigger_schedule or "").strip())
-
-    def trigger_problems(self, page_type_count: int | None = None) -> dict[str, list[str]]:
-        """Why the trigger and schedule cannot be saved, by field. ``page_type_count``: how
-        many page types the action has (None: not known yet, not checked)."""
-        errors: dict[str, list[str]] = {}
-        schedule = (self.trigger_schedule or "").strip()
-        if schedule:
-            from django_q.models import validate_cron
-
-            try:
-                validate_cron(schedule)
-            except ImportError:
-                errors.setdefault("trigger_schedule", []).append(
-                    gettext("A schedule needs the croniter package (pip install croniter).")
-                )
-            except ValidationError:
-                errors.setdefault("trigger_schedule", []).append(
-                    gettext(
-                        "“%(value)s” is not a cron expression django-q2 accepts; use five "
-                        "fields: minute hour day month weekday, e.g. 0 3 * * *."
-                    )
-                    % {"value": schedule}
-                )
-        if not self.has_trigger:
-            return errors
-        field = "trigger" if self.trigger != ActionTrigger.MANUAL else "trigger_schedule"
-        if not self.enabled:
-            errors.setdefault(field, []).append(
-                gettext(
-                    "A disabled action cannot run by itself: enable it, or set the trigger "
-                    "to “Manually only” and clear the schedule."
-                )
-            )
-        if page_type_count == 0:
-            errors.setdefault(field, []).append(
-                gettext(
-                    "This action applies to no page type, so a trigger could never run it: "
-                    "choose its page types first."
-                )
-            )
-        return errors
 
     def validate_for_page_models(self, page_models: list[type]) -> dict[str, list[str]]:
         """Field-specific errors for paths and prompt variables against ``page_models``."""
