@@ -144,3 +144,20 @@ def test_regenerate_in_the_editor_asks_the_model_and_a_first_run_may_reuse(
     assert fake_llm.request_count == 1 and "Kept answer." in str(again)
     regenerated = run_and_wait(client, post, cached_action, {**data, "llm_regenerate": "1"})
     assert fake_llm.request_count == 2 and "A new answer." in str(regenerated)
+
+
+def test_the_interaction_page_says_an_answer_came_from_the_cache(
+    cached_action, post, fake_llm, superuser, client
+):
+    from django.urls import reverse
+
+    first = LLMService().run(cached_action, post, superuser)
+    second = LLMService().run(cached_action, post, superuser)
+    client.force_login(superuser)
+
+    def page(interaction):
+        url = reverse("wagtail_llm_actions_report:detail", args=[interaction.pk])
+        return client.get(url).content.decode()
+
+    assert "From the response cache" in page(second)
+    assert "From the response cache" not in page(first)
