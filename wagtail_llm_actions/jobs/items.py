@@ -291,14 +291,3 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
         if db.is_busy_error(e):
             return _item_busy(ctx, item, claim_token, e)
         return _item_crashed(job, item, claim_token, e)
-
-
-def _item_busy(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: Exception) -> str:
-    """A read the database refused while busy (SQLite): tried again, not a failure."""
-    logger.info("Job %s: page %s met a busy database: %s", ctx.job.pk, item.page_id, e)
-    busy = LLMActionError(
-        str(_("The database was busy; the page will be tried again.")),
-        code="busy",
-        retryable=True,
-    )
-    return _item_error(ctx, item, claim_token, busy)
