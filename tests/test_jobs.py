@@ -539,3 +539,61 @@ def test_a_runner_does_not_hide_real_errors(make_post, action, superuser, monkey
     monkeypatch.setattr(jobs, "run_job", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         tasks.run_job(job.pk)
+
+
+class _FlakyPageReads:
+    """Stands in for ``Page`` in the claim code: its reads of claimed pages fail with
+    ``error`` the first ``times`` times (None: always)."""
+
+    def __init__(self, error: Exception, times: int | None) -> None:
+        self.error, self.times, self.calls = error, times, 0
+
+    @property
+    def objects(self):
+        return self
+
+    def filter(self, **kwargs):
+        from wagtail.models import Page
+
+        self.calls += 1
+        if self.times is None or self.calls <= self.times:
+            raise self.error
+        return Page.objects.filter(**kwargs)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_locked_table_while_reading_claimed_pages_is_waited_out(
+    make_post, action, superuser, monkeypatch
+):
+    # SQLite with a shared cache (Django's in-memory test database) answers a read that
+    # meets a writer with "database table is locked" at once: the claim reads again.
+    from django.db import OperationalError
+
+    monkeypatch.setattr("wagtail_llm_actions.db.FIRST_BACKOFF", 0.001)
+    flaky = _FlakyPageReads(OperationalError("database table is locked: wagtailcore_page"), 2)
+    monkeypatch.setattr("wagtail_llm_actions.jobs.claims.Page", flaky)
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    assert jobs.run_job(job.pk, threads=1) == "completed"
+    assert flaky.calls > 2
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    for post in posts:
+        assert reload(post).get_latest_revision_as_object().summary
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_claimed_items_whose_pages_cannot_be_read_are_given_back_at_once(
+    make_post, action, superuser, monkeypatch
+):
+    # A claim that cannot read its pages leaves no item "running" under a lease nobody
+    # renews: they are queued again, and the next run does them.
+    flaky = _FlakyPageReads(RuntimeError("disk on fire"), None)
+    monkeypatch.setattr("wagtail_llm_actions.jobs.claims.Page", flaky)
+    posts = [make_post() for _ in range(2)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    jobs.run_job(job.pk, threads=1)
+    items = list(job.items.values_list("status", "claimed_by", "attempts"))
+    assert items == [("queued", "", 0)] * 2
+    monkeypatch.undo()
+    assert jobs.run_job(job.pk, threads=1) == "completed"
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}

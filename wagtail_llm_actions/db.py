@@ -203,6 +203,34 @@ def write(
             attempt += 1
 
 
+def read(
+    func: Callable[[], T],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    attempts: int = WRITE_ATTEMPTS,
+    what: str = "read",
+) -> T:
+    """Run the reads of ``func()``, again while the database is busy.
+
+    On SQLite a read can meet a writer's lock ("database is locked" once the busy timeout
+    runs out; "database table is locked" at once with a shared cache, as in-memory test
+    databases use). Inside a transaction ``func`` runs once (the transaction decides).
+    """
+    if connections[using].in_atomic_block:
+        return func()
+    attempt = 1
+    while True:
+        try:
+            return func()
+        except DatabaseError as e:
+            if not is_busy_error(e) or attempt >= attempts:
+                raise
+            delay = backoff(attempt)
+            logger.info("Database busy during %s (attempt %s): %s", what, attempt, e)
+            time.sleep(delay)
+            attempt += 1
+
+
 # -- batched writes ------------------------------------------------------------------------------
 
 _local = threading.local()

@@ -70,17 +70,44 @@ def claim_items(job: LLMJob, claim_token: str, *, count: int, lease: float) -> l
     ids = db.write(claim, what="claiming items")
     if not ids:
         return []
-    items = list(
-        LLMJobItem.objects.select_related("interaction")
-        .filter(pk__in=ids, status=ItemStatus.RUNNING, claimed_by=claim_token)
-        .order_by("pk")
-    )
-    # Their pages, specific, in a query per page type (not one per item).
-    pages = Page.objects.filter(pk__in=[i.page_id for i in items if i.page_id]).specific()
-    by_pk = {page.pk: page for page in pages}
-    for item in items:
-        item.page = by_pk.get(item.page_id)  # None: deleted since
-    return items
+
+    def load() -> list[LLMJobItem]:
+        items = list(
+            LLMJobItem.objects.select_related("interaction")
+            .filter(pk__in=ids, status=ItemStatus.RUNNING, claimed_by=claim_token)
+            .order_by("pk")
+        )
+        # Their pages, specific, in a query per page type (not one per item).
+        pages = Page.objects.filter(pk__in=[i.page_id for i in items if i.page_id]).specific()
+        by_pk = {page.pk: page for page in pages}
+        for item in items:
+            item.page = by_pk.get(item.page_id)  # None: deleted since
+        return items
+
+    try:
+        return db.read(load, what="reading claimed items")
+    except Exception:
+        # Nobody holds these items yet: give them back now, not when their lease expires.
+        _unclaim(claim_token, now)
+        raise
+
+
+def _unclaim(claim_token: str, now) -> None:
+    try:
+        db.write(
+            lambda: LLMJobItem.objects.filter(
+                status=ItemStatus.RUNNING, claimed_by=claim_token, attempts__gt=0
+            ).update(
+                status=ItemStatus.QUEUED,
+                claimed_by="",
+                lease_expires_at=None,
+                attempts=F("attempts") - 1,
+                updated_at=now,
+            ),
+            what="returning unread items",
+        )
+    except Exception:  # noqa: BLE001 - their lease expires and they are claimed again
+        logger.warning("Could not give back claimed items %s", claim_token, exc_info=True)
 
 
 def claim_item(job: LLMJob, claim_token: str, *, lease: float) -> LLMJobItem | None:
@@ -128,7 +155,7 @@ def _next_item(ctx: _RunContext) -> tuple[LLMJobItem, str] | str:
                 unfinished = ctx.job.items.filter(
                     status__in=[ItemStatus.QUEUED, ItemStatus.RUNNING]
                 )
-                if not unfinished.exists():
+                if not db.read(unfinished.exists, what="checking for unfinished items"):
                     return "finished"
                 ctx.nothing_to_claim = True
                 ctx.idle_until = time.monotonic() + IDLE_POLL
