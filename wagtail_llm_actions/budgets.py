@@ -142,6 +142,8 @@ def _check(
             "needs": " / ".join(needs),
         },
         budget=budget,
+        tokens=tokens,
+        cost=cost,
     )
 
 
@@ -195,3 +197,26 @@ def spend(budgets: list[LLMBudget] | None = None) -> list[dict[str, Any]]:
             {"budget": budget, "tokens": tokens, "cost": cost, "share": max(shares or [0.0])}
         )
     return rows
+
+
+def left(row: dict[str, Any]) -> tuple[int | None, Decimal | None]:
+    """What a :func:`spend` row's budget has left this period: tokens and cost (None: that
+    cap is not set); never below zero (a budget lowered below its spend has nothing left)."""
+    budget = row["budget"]
+    tokens = None if budget.max_tokens is None else max(0, budget.max_tokens - row["tokens"])
+    cost = None if budget.max_cost is None else max(Decimal(0), budget.max_cost - row["cost"])
+    return tokens, cost
+
+
+def fits(row: dict[str, Any], tokens: int, cost: Decimal | None) -> bool:
+    """Whether a call of ``tokens``/``cost`` fits what the row's budget has left (the test
+    :func:`reserve` makes, without holding anything)."""
+    try:
+        _check(row["budget"], row["tokens"], row["cost"], tokens, cost)
+    except BudgetExceeded:
+        return False
+    return True
+
+
+def period_label(budget: LLMBudget) -> str:
+    return _("today") if budget.period == "day" else _("this month")

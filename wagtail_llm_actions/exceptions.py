@@ -118,6 +118,9 @@ class BudgetExceeded(LLMActionError):
 
     code = "budget"
 
-    def __init__(self, message: str, *, budget=None, **kwargs) -> None:
+    def __init__(self, message: str, *, budget=None, tokens=None, cost=None, **kwargs) -> None:
         super().__init__(message, **kwargs)
         self.budget = budget
+        #: What the refused call needed (tokens, and cost where the price is known).
+        self.tokens = tokens
+        self.cost = cost

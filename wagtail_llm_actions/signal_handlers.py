@@ -23,7 +23,7 @@ from wagtail.models import Revision
 from wagtail.signals import page_published
 
 from .conf import get_setting
-from .models import LLMAction
+from .models import LLMAction, LLMBudget
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +115,24 @@ post_save.connect(revision_saved, sender=Revision, dispatch_uid="wagtail_llm_act
 page_published.connect(page_was_published, dispatch_uid="wagtail_llm_actions.triggers")
 post_save.connect(action_saved, sender=LLMAction, dispatch_uid="wagtail_llm_actions.schedule")
 post_delete.connect(action_deleted, sender=LLMAction, dispatch_uid="wagtail_llm_actions.schedule")
+
+
+def budget_saved(sender=None, instance=None, raw=False, **kwargs) -> None:
+    """A budget saved (raised, disabled, …): after commit, resume the jobs a budget paused
+    if their refused call fits now (see :mod:`.jobs.pauses`). Never breaks the save."""
+    if raw:
+        return
+    from django.db import transaction
+
+    def resume() -> None:
+        from .jobs.pauses import resume_fitting_jobs
+
+        try:
+            resume_fitting_jobs()
+        except Exception:  # noqa: BLE001 - the periodic check tries again
+            logger.exception("Could not resume jobs paused by a budget")
+
+    transaction.on_commit(resume)
+
+
+post_save.connect(budget_saved, sender=LLMBudget, dispatch_uid="wagtail_llm_actions.budget_resume")

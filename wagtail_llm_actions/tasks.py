@@ -11,7 +11,8 @@
 * ``keep_jobs_running()``: a django-q2 schedule (every minute) that queues a worker task for
   every unfinished job whose coordinator stopped renewing its lease, so a job always ends
   with the workers that are left, whatever the broker kept of lost tasks (and a trigger's
-  delayed item once it is due).
+  delayed item once it is due); it also resumes the jobs a budget paused once their refused
+  call fits again, e.g. the period rolled over (see :mod:`.jobs.pauses`).
 * ``run_trigger_schedule(action_id)``: an action's ``trigger_schedule`` (see
   :func:`triggers.run_schedule`).
 """
@@ -90,10 +91,16 @@ def run_trigger_schedule(action_id: int) -> int | None:
 
 def keep_jobs_running() -> int:
     """The periodic check: a worker task for each unfinished job without a live
-    coordinator (all its workers died, and the broker lost or holds back their tasks)."""
+    coordinator (all its workers died, and the broker lost or holds back their tasks), and
+    each job a budget paused whose refused call fits again (a new period)."""
+    from .jobs.pauses import resume_fitting_jobs
+
     count = jobs.recover_jobs(orphaned=True)
     if count:
         logger.info("Queued workers for %s LLM job(s) without a coordinator", count)
+    resumed = resume_fitting_jobs()  # after: a resumed job gets its own worker task
+    if resumed:
+        logger.info("Resumed %s LLM job(s) paused by a budget", resumed)
     return count
 
 

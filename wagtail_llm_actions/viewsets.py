@@ -450,6 +450,11 @@ class JobViewSet(ViewSet):
             path("<int:pk>/status/", lazy_view(f"{views}.job_status"), name="status"),
             path("<int:pk>/cancel/", lazy_view(f"{views}.cancel"), name="cancel"),
             path("<int:pk>/retry/", lazy_view(f"{views}.retry"), name="retry"),
+            path(
+                "<int:pk>/resume/",
+                lazy_view("wagtail_llm_actions.views.job_pauses.resume"),
+                name="resume",
+            ),
             path("<int:pk>/apply-stored/", lazy_view(f"{views}.apply_stored"), name="apply_stored"),
         ]
 

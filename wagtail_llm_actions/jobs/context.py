@@ -46,6 +46,8 @@ class _RunContext:
     pump_at: float = 0.0
     pump_backoff: float = 1.0
     pumped_members: int | None = None
+    #: A budget refused a call: the job is paused and this worker stops (see .pauses).
+    paused: bool = False
 
     def current_action(self) -> tuple[LLMAction | None, str]:
         """The action as it is now (one query; re-read in full only when it changed).

@@ -111,8 +111,12 @@ def recover_jobs(*, broker=None, orphaned: bool = False) -> int:
         | Q(status=ItemStatus.QUEUED, not_before__lte=Now())
     )
     later = items.filter(status=ItemStatus.QUEUED, not_before__gt=Now())
-    jobs_ = LLMJob.objects.filter(
-        kind__in=ENGINE_KINDS, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    jobs_ = (
+        LLMJob.objects.filter(
+            kind__in=ENGINE_KINDS, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+        )
+        # A job paused by a budget waits for it (see .pauses), not for a worker.
+        .exclude(options__has_key="paused")
     ).filter(
         # A job whose only open items wait (a trigger's delay, a retry's backoff) gets a
         # worker once one is due (the next check), not one that waits idle until then.

@@ -14,6 +14,7 @@ from .. import db, response_cache
 from ..exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
+    BudgetExceeded,
     LLMActionError,
     PageInModeration,
     PageLocked,
@@ -34,6 +35,7 @@ from ..unchanged import unchanged_since_last_write
 from .claims import LOST, _done, _finish
 from .context import _RunContext
 from .leases import _job_open, backoff_seconds, db_in
+from .pauses import pause_item
 from .planning import (
     SKIP_DELETED,
     SKIP_LOCKED,
@@ -205,6 +207,10 @@ def _item_error(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: LLMActi
             claimed_by="",
             attempts=F("attempts") - 1,
         )
+    if isinstance(e, BudgetExceeded) or e.code == BudgetExceeded.code:
+        if not isinstance(e, BudgetExceeded):  # a pipeline's step, re-raised
+            e = BudgetExceeded(e.message, budget=getattr(e, "budget", None))
+        return pause_item(ctx, item, claim_token, e)  # nothing was sent: the job pauses
     if e.code in _SKIP_CODES:
         return _done(
             item,

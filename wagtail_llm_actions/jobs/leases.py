@@ -104,6 +104,8 @@ class _Beat:
     open: bool = True
     coordinator: str = ""
     lease: object = None
+    #: The job is paused by a budget (see :mod:`.pauses`): its workers leave.
+    paused: bool = False
 
 
 def _heartbeat(ctx: _RunContext, *, may_coordinate: bool, seconds: float) -> _Beat:
@@ -121,12 +123,13 @@ def _heartbeat(ctx: _RunContext, *, may_coordinate: bool, seconds: float) -> _Be
         if ctx.coordinating or may_coordinate:
             _take_coordinator(ctx.job.pk, ctx.token, seconds)
         row = LLMJob.objects.filter(pk=ctx.job.pk).values_list(
-            "status", "runner_token", "runner_lease_expires_at"
+            "status", "runner_token", "runner_lease_expires_at", "options"
         )
         row = row.first()
         if row is None:
             return _Beat(open=False)
-        return _Beat(open=row[0] in _OPEN, coordinator=row[1], lease=row[2])
+        paused = bool((row[3] or {}).get("paused"))
+        return _Beat(open=row[0] in _OPEN, coordinator=row[1], lease=row[2], paused=paused)
 
     beat_ = db.write(beat, what="renewing leases")
     ctx.coordinating = beat_.open and beat_.coordinator == ctx.token

@@ -112,7 +112,8 @@ def run_job(
 
     Returns "completed", "cancelled", "budget" (a successor should continue), "left" (the
     job goes on with other workers), "full" (not joined: the host runs ``host_cap`` job
-    workers already) or "gone". ``progress(job, progress)`` is called now and then.
+    workers already), "paused" (a budget refused a call, see :mod:`.pauses`) or "gone".
+    ``progress(job, progress)`` is called now and then.
 
     The worker reserves its fair share of the provider's slots (see :func:`reserve`; at
     most ``threads``, or ``CONCURRENCY`` divided by ``share``), renewed with its leases at
@@ -162,6 +163,8 @@ def _load_job(job_id: int, *, helper: bool) -> tuple[LLMJob, float] | str:
     job = LLMJob.objects.filter(pk=job_id).select_related("action", "pipeline").first()
     if job is None or job.status not in _OPEN:
         return "gone"
+    if (job.options or {}).get("paused"):
+        return "paused"  # resumed by a budget's save, the period's end or by hand (.pauses)
     by_pipeline = (job.options or {}).get("paced_by") == "pipeline"
     if (job.action is None and not by_pipeline) or (by_pipeline and job.pipeline is None):
         if helper:
@@ -277,6 +280,8 @@ class _Worker:
     def outcome(self) -> str:
         if self.finished.is_set() and self.value != "cancelled":
             self.value = "completed"
+        elif self.ctx.paused and self.value != "cancelled":
+            self.value = "paused"
         self.report()
         return self.value
 
@@ -373,6 +378,10 @@ class _Worker:
             return
         if not beat.open:
             self.halt("cancelled" if _cancelled(self.job.pk) else "completed")
+            return
+        if beat.paused:
+            ctx.paused = True
+            self.halt("paused")
             return
         if ctx.nothing_to_claim and ctx.job.items.filter(_claimable()).exists():
             ctx.nothing_to_claim = False  # e.g. a dead worker's leases expired: claim again

@@ -420,7 +420,11 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
             ),
             apply_stored_url=reverse(f"{URL_NAMESPACE}:apply_stored", args=[job.pk]),
             stop_reason=(job.options or {}).get("stop_reason", ""),
+            resume_url=reverse(f"{URL_NAMESPACE}:resume", args=[job.pk]),
         )
+        from .job_pauses import pause_context
+
+        context.update(pause_context(job, may_manage))
         context.update(
             job=job,
             progress=progress,
