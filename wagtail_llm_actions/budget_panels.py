@@ -1,4 +1,6 @@
-"""The dashboard notice of budgets at 80% or more of a cap, for the people who set them."""
+"""Budgets as their managers see them: the dashboard notice of budgets at 80% or more of a
+cap, and the interaction report's "Spend against budgets" section (every budget's period,
+use against its caps and share)."""
 
 from __future__ import annotations
 
@@ -26,14 +28,34 @@ class BudgetNoticePanel(Component):
         return {"rows": self.rows}
 
 
+def manages_budgets(user) -> bool:
+    from .models import LLMBudget
+
+    return ModelPermissionPolicy(LLMBudget).user_has_any_permission(user, {"add", "change", "view"})
+
+
+def spend_against_budgets(user) -> list[dict] | None:
+    """Every budget with its period's use (``row["budget"].spend`` set for its labels), for
+    the report; None if ``user`` does not manage budgets. Two queries however many budgets."""
+    from .budgets import spend
+    from .models import LLMBudget
+
+    if not manages_budgets(user):
+        return None
+    budgets = list(LLMBudget.objects.select_related("action", "user", "group"))
+    rows = spend(budgets)
+    for row in rows:
+        row["budget"].spend = row
+        row["percent"] = round(row["share"] * 100)
+    return rows
+
+
 def budget_notice_panel(user) -> BudgetNoticePanel | None:
     """The panel, if ``user`` manages budgets and one is at 80% or more (two queries)."""
     from .budgets import spend
     from .models import LLMBudget
 
-    if not ModelPermissionPolicy(LLMBudget).user_has_any_permission(
-        user, {"add", "change", "view"}
-    ):
+    if not manages_budgets(user):
         return None
     rows = []
     for row in spend(list(LLMBudget.objects.filter(enabled=True))):

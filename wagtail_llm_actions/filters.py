@@ -97,6 +97,13 @@ class InteractionFilterSet(WagtailFilterSet):
         queryset=lambda request: get_page_content_types(include_base_page_type=False),
         empty_label=_("All"),
     )
+    cached = django_filters.ChoiceFilter(
+        label=_("From the response cache"),
+        choices=[("yes", _("Yes")), ("no", _("No"))],
+        empty_label=_("All"),
+        method="filter_cached",
+        widget=forms.RadioSelect,
+    )
     site = django_filters.ChoiceFilter(label=_("Site"), empty_label=_("All"), method="filter_site")
     page_locale = django_filters.ChoiceFilter(
         label=_("Locale"), empty_label=_("All"), method="filter_locale"
@@ -145,6 +152,11 @@ class InteractionFilterSet(WagtailFilterSet):
         if not value:
             return queryset
         return queryset.filter(outcome="" if value == UNKNOWN_OUTCOME else value)
+
+    def filter_cached(self, queryset, name, value):
+        if value not in ("yes", "no"):
+            return queryset
+        return queryset.filter(cached=value == "yes")
 
     def filter_site(self, queryset, name, value):
         if not value:

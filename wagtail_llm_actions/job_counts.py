@@ -22,14 +22,24 @@ UNPRICED = Q(cost__isnull=True) & (
     Q(status__in=[InteractionStatus.SUCCESS, InteractionStatus.ANSWERED]) | Q(total_tokens__gt=0)
 )
 
-#: Display statuses beyond :class:`JobStatus`: a finished job whose pages failed.
+#: Display statuses beyond :class:`JobStatus`: a finished job whose pages failed, an open
+#: job a budget paused (see :mod:`.jobs.pauses`).
 FAILED = "failed"
 PARTLY_FAILED = "partly_failed"
+PAUSED = "paused"
 
 DISPLAY_LABELS = {
     FAILED: _("Failed"),
     PARTLY_FAILED: _("Partly failed"),
+    PAUSED: _("Paused"),
 }
+
+
+def is_paused(job: LLMJob) -> bool:
+    """An open job a budget paused (its pause is in ``options``, see :mod:`.jobs.pauses`)."""
+    return job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and bool(
+        (job.options or {}).get("paused")
+    )
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,8 @@ def display_status(status: str, *, succeeded: int = 0, failed: int = 0) -> Displ
 
 def job_display_status(job: LLMJob, counts: dict[str, int]) -> DisplayStatus:
     """:func:`display_status` of ``job`` with its item ``counts`` (status → count)."""
+    if is_paused(job):
+        return DisplayStatus(PAUSED, str(DISPLAY_LABELS[PAUSED]))
     return display_status(
         job.status,
         succeeded=counts.get(ItemStatus.SUCCEEDED, 0),
@@ -89,8 +101,10 @@ def job_progress(job: LLMJob):
         sum_tokens=Sum("total_tokens"),
         sum_cost=Sum("cost"),
         unpriced=Count("pk", filter=UNPRICED),
+        cached=Count("pk", filter=Q(cached=True)),
     )
     progress.tokens = totals["sum_tokens"] or 0
+    progress.cached = totals["cached"] or 0
     progress.cost = totals["sum_cost"]
     if job.started_at:
         end = job.finished_at or timezone.now()
@@ -98,7 +112,7 @@ def job_progress(job: LLMJob):
         processed = progress.done - int((job.options or {}).get("initial_skipped", 0))
         if processed > 0 and progress.elapsed > 0:
             progress.rate = processed / progress.elapsed
-            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not is_paused(job):
                 progress.eta = progress.remaining / progress.rate
     return progress, totals["unpriced"] or 0
 
@@ -148,6 +162,8 @@ __all__ = [
     "DisplayStatus",
     "FAILED",
     "PARTLY_FAILED",
+    "PAUSED",
+    "is_paused",
     "UNPRICED",
     "display_status",
     "job_display_status",

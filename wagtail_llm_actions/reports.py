@@ -339,6 +339,9 @@ class InteractionReportView(ReportView):
         context["chart"] = render_calls_and_cost(series)
         context["chart_days"] = len(series)
         context["sees_all"] = can_view_all(self.request.user)
+        from .budget_panels import spend_against_budgets
+
+        context["budget_rows"] = spend_against_budgets(self.request.user)
         return context
 
     # -- export --------------------------------------------------------------------------

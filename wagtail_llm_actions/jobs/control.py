@@ -144,6 +144,8 @@ class Progress:
     rate: float | None = None  # pages a second
     eta: float | None = None  # seconds
     elapsed: float | None = None
+    #: Pages answered from the response cache (no model call, nothing paid).
+    cached: int = 0
 
     def count(self, status: str) -> int:
         return self.counts.get(status, 0)
@@ -170,7 +172,12 @@ class Progress:
             "cost": None if self.cost is None else str(self.cost),
             "rate": self.rate,
             "eta": self.eta,
+            "cached": self.cached,
         }
+
+
+def _paused(job: LLMJob) -> bool:
+    return bool((job.options or {}).get("paused"))
 
 
 def job_progress(job: LLMJob) -> Progress:
@@ -181,8 +188,11 @@ def job_progress(job: LLMJob) -> Progress:
         progress.total += n
     totals = LLMInteraction.objects.filter(
         pk__in=job.items.filter(interaction__isnull=False).values("interaction_id")
-    ).aggregate(tokens=Sum("total_tokens"), cost=Sum("cost"))
+    ).aggregate(
+        tokens=Sum("total_tokens"), cost=Sum("cost"), cached=Count("pk", filter=Q(cached=True))
+    )
     progress.tokens = totals["tokens"] or 0
+    progress.cached = totals["cached"] or 0
     progress.cost = totals["cost"]
     if job.started_at:
         end = job.finished_at or timezone.now()
@@ -190,7 +200,7 @@ def job_progress(job: LLMJob) -> Progress:
         processed = progress.done - int((job.options or {}).get("initial_skipped", 0))
         if processed > 0 and progress.elapsed > 0:
             progress.rate = processed / progress.elapsed
-            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not _paused(job):
                 progress.eta = progress.remaining / progress.rate
     return progress
 

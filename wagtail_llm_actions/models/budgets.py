@@ -111,7 +111,10 @@ class LLMBudget(models.Model):
                 % {"used": format_cost(spend["cost"]), "cap": format_cost(self.max_cost)}
             )
         share = number_format(round(spend["share"] * 100))
-        return gettext("%(parts)s (%(share)s%%)") % {"parts": " · ".join(parts), "share": share}
+        label = gettext("%(parts)s (%(share)s%%)") % {"parts": " · ".join(parts), "share": share}
+        if spend["share"] > 1:  # lowered below what the period already spent
+            label += " · " + gettext("over budget: runs are refused")
+        return label
 
     spend_label.short_description = _("used this period")
 

@@ -4,6 +4,7 @@ table that the live page swaps in at each poll (see :class:`JobItemsListing`).""
 from __future__ import annotations
 
 from django.core.paginator import Paginator
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -91,7 +92,11 @@ class JobItemsListing:
         fields = ITEM_ORDERINGS[ordering.lstrip("-")]
         if ordering.startswith("-"):
             fields = tuple(f"-{f}" for f in fields)
-        items = job.items.select_related("page").order_by(*fields)
+        items = (
+            job.items.select_related("page")
+            .annotate(from_cache=F("interaction__cached"))
+            .order_by(*fields)
+        )
         if status_filter:
             items = items.filter(status=status_filter)
         # the chips' counts are the cards' counts: no second count of the filtered pages

@@ -211,6 +211,7 @@ def progress_display(job: LLMJob, progress: jobs.Progress, unpriced: int = 0) ->
             else "—"
         ),
         "tokens": format_number(progress.tokens),
+        "cached": format_number(progress.cached),
         "notice": notice,
         "notice_level": notice_level,
         "no_worker": no_worker,
