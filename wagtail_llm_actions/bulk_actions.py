@@ -27,6 +27,7 @@ from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
 
+from . import budgets
 from .conf import feature_name, with_feature
 from .exceptions import ConfigurationProblem
 from .lazy import lazy_module
@@ -57,6 +58,10 @@ class RunActionForm(forms.Form):
             "are skipped unless you tick this."
         ),
     )
+    # Shown under the estimate only when it does not fit a budget (see budget_fit).
+    within_budget = forms.BooleanField(
+        required=False, label=gettext_lazy("Run only the pages that fit the budgets")
+    )
 
     def __init__(self, *args, actions=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -83,11 +88,61 @@ def sqlite_notice(user) -> tuple[str, str] | None:
     return notice()
 
 
+def check_budgets(context: dict, action, user, plan, within_budget: bool) -> None:
+    """The plan's estimate against every budget that applies (``budget_fit`` in the
+    context). When it does not fit: refused (``budget_problem``), or, with
+    ``within_budget`` and some pages fitting, limited to them (``budget_limit``)."""
+    from .budget_fit import budget_fit
+
+    fit = budget_fit(action, getattr(user, "pk", None), plan.estimate, plan.will_run)
+    context["budget_fit"] = fit
+    if fit is None or fit.fits:
+        return
+    line = fit.blocking
+    if within_budget and fit.pages_that_fit > 0:
+        context["budget_limit"] = (fit.pages_that_fit, fit.reason())
+        return
+    context["can_start"] = False
+    context["budget_problem"] = _(
+        "The estimate does not fit the budget “%(budget)s” (%(left)s left %(period)s, this "
+        "run needs %(needs)s): nothing was started."
+    ) % {
+        "budget": line.budget.name,
+        "left": line.left_text,
+        "period": budgets.period_label(line.budget),
+        "needs": line.needs_text,
+    }
+
+
 def can_start(plan: jobs.Plan | None) -> bool:
     """False when the plan says no page would run (exactly, or because none is eligible)."""
     if plan is None:
         return False
     return plan.eligible > 0 and (plan.will_run > 0 or not plan.is_exact)
+
+
+def over_budget_message(name: str, result: dict) -> str:
+    """The message after Start for a run limited to the pages that fit its budgets."""
+    from django.utils.translation import ngettext
+
+    from .formatting import format_number
+
+    queued, over = result.get("queued", 0), result.get("over_budget", 0)
+    return (
+        ngettext(
+            "“%(name)s” started on %(queued)s page that fits the budgets;",
+            "“%(name)s” started on %(queued)s pages that fit the budgets;",
+            queued,
+        )
+        % {"name": name, "queued": format_number(queued)}
+        + " "
+        + ngettext(
+            "%(over)s page was not started (over the budget).",
+            "%(over)s pages were not started (over the budget).",
+            over,
+        )
+        % {"over": format_number(over)}
+    )
 
 
 class RunLLMActionBulkAction(PageBulkAction):
@@ -201,6 +256,10 @@ class RunLLMActionBulkAction(PageBulkAction):
                 "bulk_title": str(self.display_name),
             }
         )
+        if plan is not None and context["can_start"]:  # the budgets that apply (budget_fit)
+            within = bool(form.is_bound and form.is_valid() and form.cleaned_data["within_budget"])
+            check_budgets(context, action, self.request.user, plan, within)
+            self._budget_limit = context.get("budget_limit")
         if plan is not None and context["can_start"]:  # canary before bulk (canary.py)
             from .canary import canary_problem
 
@@ -222,6 +281,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             form.add_error(
                 None,
                 context.get("canary_problem")
+                or context.get("budget_problem")
                 or _("No page would run with these options: nothing was started."),
             )
             return self.render_to_response(context)
@@ -231,9 +291,12 @@ class RunLLMActionBulkAction(PageBulkAction):
             from .job_counts import start_message
             from .views.jobs import job_url
 
+            message = start_message(job.action_name, context["plan"])  # the preview's numbers
+            if context.get("budget_limit"):
+                message = over_budget_message(job.action_name, self._result)
             messages.success(
                 self.request,
-                start_message(job.action_name, context["plan"]),  # the preview's numbers
+                message,
                 buttons=[messages.button(job_url(job.pk), _("View progress"))],
             )
         return response
@@ -246,6 +309,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             "include_descendants": data["include_descendants"],
             "force": data["force"],
             "result": self._result,
+            "budget_limit": getattr(self, "_budget_limit", None),
         }
 
     @classmethod
@@ -257,6 +321,7 @@ class RunLLMActionBulkAction(PageBulkAction):
         include_descendants=False,
         force=False,
         result=None,
+        budget_limit=None,
         **kwargs,
     ):
         job = jobs.create_job(
@@ -267,10 +332,15 @@ class RunLLMActionBulkAction(PageBulkAction):
             force=force,
             kind=JobKind.BULK,
         )
+        over = 0
+        if budget_limit:  # "Run only the N pages that fit": the rest listed as not started
+            from .jobs.budget_limits import limit_to_pages
+
+            over = limit_to_pages(job, *budget_limit)
         jobs.enqueue_job(job)
         queued = job.items.filter(status="queued").count()
         if result is not None:
-            result.update(job=job, queued=queued)
+            result.update(job=job, queued=queued, over_budget=over)
         return queued, 0
 
     def get_success_message(self, num_parent_objects, num_child_objects):

@@ -77,6 +77,7 @@ SKIP_ACTION_DISABLED = "action_disabled"
 SKIP_ACTION_DELETED = "action_deleted"
 SKIP_PIPELINE_DISABLED = "pipeline_disabled"
 SKIP_PIPELINE_DELETED = "pipeline_deleted"
+SKIP_OVER_BUDGET = "over_budget"  # beyond the pages that fit (see .budget_limits)
 
 SKIP_REASONS = {
     SKIP_NOT_AVAILABLE: _("Not available to you"),
@@ -91,6 +92,7 @@ SKIP_REASONS = {
     SKIP_ACTION_DELETED: _("The action was deleted while the job ran"),
     SKIP_PIPELINE_DISABLED: _("The pipeline was disabled while the job ran"),
     SKIP_PIPELINE_DELETED: _("The pipeline was deleted while the job ran"),
+    SKIP_OVER_BUDGET: _("Not started: over the budget"),
 }
 
 
