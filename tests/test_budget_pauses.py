@@ -165,3 +165,35 @@ def test_a_paused_job_can_be_cancelled(paused_job):
     job.refresh_from_db()
     assert job.status == "cancelled" and pauses.pause_of(job) is None
     assert LLMJob.objects.get(pk=job.pk).items.filter(status="queued").count() == 0
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_job_with_several_threads_pauses_and_resumes_without_running_a_page_twice(
+    shared_db, server_action, make_post, fake_llm, superuser, settings, monkeypatch
+):
+    """Real worker threads (calls in flight when the cap is reached): whatever the timing,
+    the job pauses with nothing failed, and after the cap is raised each page has exactly
+    one answer and one draft."""
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 3}}
+    monkeypatch.setattr(pauses, "enqueue_job", lambda job, **kw: None)
+    fake_llm.configure(usage=USAGE, latency=0.2)
+    posts = [make_post() for _ in range(6)]
+    budget = LLMBudget.objects.create(
+        name="Threads", max_tokens=cap_for(3, server_action, posts, superuser)
+    )
+    job = jobs.create_job(server_action, superuser, [p.pk for p in posts])
+    assert jobs.run_job(job.pk, threads=3) == "paused"
+    job.refresh_from_db()
+    done = counts(job)
+    assert set(done) <= {"succeeded", "queued"} and done.get("queued", 0) >= 1
+    assert fake_llm.request_count == done["succeeded"]
+    assert pauses.pause_of(job)["budget"] == "Threads"
+    budget.max_tokens = 10_000_000
+    budget.save()  # autocommit: the resume runs now (its worker task is not queued here)
+    job.refresh_from_db()
+    assert pauses.pause_of(job) is None
+    assert jobs.run_job(job.pk, threads=3) == "completed"
+    job.refresh_from_db()
+    assert counts(job) == {"succeeded": 6} and fake_llm.request_count == 6
+    for post in posts:
+        assert answered(post) == 1 and drafts(post) == 1
