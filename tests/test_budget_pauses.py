@@ -197,3 +197,23 @@ def test_a_job_with_several_threads_pauses_and_resumes_without_running_a_page_tw
     assert counts(job) == {"succeeded": 6} and fake_llm.request_count == 6
     for post in posts:
         assert answered(post) == 1 and drafts(post) == 1
+
+
+def test_the_command_says_the_job_paused_and_how_many_pages_wait(
+    server_action, make_post, fake_llm, superuser
+):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    fake_llm.configure(usage=USAGE)
+    posts = [make_post() for _ in range(3)]
+    LLMBudget.objects.create(
+        name="Command cap", max_tokens=cap_for(1, server_action, posts, superuser)
+    )
+    with pytest.raises(CommandError) as caught:
+        call_command("run_llm_action", server_action.slug, "--all", stdout=StringIO())
+    message = str(caught.value)
+    assert "Paused: budget “Command cap” is exhausted" in message
+    assert "2 page(s) wait" in message
+    assert fake_llm.request_count == 1

@@ -368,6 +368,14 @@ class Command(BaseCommand):
         for item in job.items.filter(status=ItemStatus.FAILED).select_related("page")[:20]:
             title = item.page.title if item.page else "?"
             self.stderr.write(self.style.ERROR(f"Page {item.page_id} “{title}”: {item.error}"))
+        from wagtail_llm_actions.jobs.pauses import pause_label, pause_of
+
+        if (pause := pause_of(job)) is not None:  # a budget's cap: the rest waits, queued
+            waiting = progress.count(ItemStatus.QUEUED)
+            raise CommandError(
+                f"{pause_label(pause)}. {waiting} page(s) wait in job {job.pk}; the workers "
+                f"resume it when the budget is raised or its next period starts."
+            )
         failed = progress.count(ItemStatus.FAILED)
         if failed:
             raise CommandError(
