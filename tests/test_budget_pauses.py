@@ -141,6 +141,8 @@ def test_the_period_rolling_over_resumes_the_job(paused_job, fake_llm, queued, m
 
 
 def test_the_resume_button_is_offered_once_the_cap_fits(paused_job, client, superuser, queued):
+    from django.urls import reverse
+
     from wagtail_llm_actions.views.jobs import job_url
 
     job, budget, _posts = paused_job
@@ -148,11 +150,14 @@ def test_the_resume_button_is_offered_once_the_cap_fits(paused_job, client, supe
     page = client.get(job_url(job.pk)).content.decode()
     assert "Paused: budget “Monthly team” is exhausted" in page
     assert "data-llm-job-resume" not in page
+    status = client.get(reverse("wagtail_llm_actions_jobs:status", args=[job.pk])).json()
+    assert status["paused"] is True and status["status_label"] == "Paused"
+    assert not status["finished"] and status["display"]["eta"] == "—"
+    listing = client.get(reverse("wagtail_llm_actions_jobs:index")).content.decode()
+    assert "Paused" in listing
     LLMBudget.objects.filter(pk=budget.pk).update(max_tokens=1_000_000)  # no signal
     page = client.get(job_url(job.pk)).content.decode()
     assert "data-llm-job-resume" in page
-    from django.urls import reverse
-
     response = client.post(reverse("wagtail_llm_actions_jobs:resume", args=[job.pk]))
     assert response.status_code == 302
     job.refresh_from_db()

@@ -39,7 +39,13 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from ..conf import get_setting
 from ..filters import JobFilterSet
 from ..formatting import format_cost_total, format_number, format_rate
-from ..job_counts import cancel_message, display_status, job_display_status, job_progress
+from ..job_counts import (
+    cancel_message,
+    display_status,
+    is_paused,
+    job_display_status,
+    job_progress,
+)
 from ..lazy import lazy_module
 from ..models import ItemStatus, JobStatus, LLMJob
 from ..permissions import has_admin_access
@@ -265,6 +271,7 @@ def status_payload(
         "status": job.status,
         "status_label": display["status_label"],
         "finished": is_finished(job, progress),
+        "paused": is_paused(job),
         "progress": progress.as_dict(),
         "display": display,
     }
@@ -353,6 +360,8 @@ class JobIndexView(IndexView):
         ]
 
     def shown(self, job: LLMJob):
+        if is_paused(job):  # the job's own row: no query
+            return job_display_status(job, {})
         return display_status(job.status, succeeded=job.n_succeeded, failed=job.n_failed)
 
     def get_base_queryset(self):

@@ -3,18 +3,21 @@
    the counts and the pages' listing rendered for this page's query string (status filter,
    ordering, page number), so the bar, cards, status tag, chips and rows change together;
    the listing's links (chips, column sorting, pagination) are ordinary links and keep
-   working. The page reloads when the job finishes. */
+   working. The page reloads when the job finishes, and when a budget pauses it or it resumes
+   (the pause notice and its Resume button come from the server). */
 (function () {
   function register() {
     if (!window.wagtail || !window.wagtail.app || !window.StimulusModule) {
       return false;
     }
     class JobProgressController extends window.StimulusModule.Controller {
-      static values = { url: String, running: Boolean, interval: { type: Number, default: 2000 } };
+      static values = {
+        url: String, running: Boolean, paused: Boolean, interval: { type: Number, default: 2000 },
+      };
       static targets = [
         'bar', 'done', 'total', 'percent', 'succeeded', 'failed', 'skipped', 'queued',
         'running', 'cancelled', 'tokens', 'rate', 'eta', 'cost', 'status', 'statusTag',
-        'noWorker', 'noWorkerMessage', 'listing',
+        'noWorker', 'noWorkerMessage', 'listing', 'cached',
       ];
 
       connect() {
@@ -71,6 +74,7 @@
         this.set('rate', d.rate);
         this.set('eta', d.eta);
         this.set('cost', d.cost);
+        this.set('cached', d.cached);
         this.set('status', data.status);
         if (this.hasStatusTagTarget) {
           const tag = this.statusTagTarget.querySelector('.w-status');
@@ -86,7 +90,7 @@
           this.noWorkerTarget.hidden = !d.no_worker;
           this.set('noWorkerMessage', d.no_worker_message);
         }
-        if (data.finished) {
+        if (data.finished || Boolean(data.paused) !== this.pausedValue) {
           window.location.reload();
         } else {
           this.schedule();
