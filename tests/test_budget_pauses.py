@@ -222,3 +222,46 @@ def test_the_command_says_the_job_paused_and_how_many_pages_wait(
     assert "Paused: budget “Command cap” is exhausted" in message
     assert "2 page(s) wait" in message
     assert fake_llm.request_count == 1
+
+
+def test_a_pipeline_job_pauses_at_the_refused_step_and_resumes_from_it(
+    make_post, fake_llm, server_fields, make_pipeline, superuser, queued
+):
+    from tests.test_pipeline_jobs import reply
+    from wagtail_llm_actions.models import LLMRun
+
+    fake_llm.configure(
+        reply=reply,
+        usage={"prompt_tokens": 9000, "completion_tokens": 1000, "total_tokens": 10_000},
+    )
+    pipeline = make_pipeline(
+        {
+            "name": "outline",
+            "prompt_template": "OUTLINE {title}: {body}",
+            "writes": False,
+            **server_fields,
+        },
+        {
+            "name": "summary",
+            "prompt_template": "SUMMARY from {steps.outline}",
+            "target_field": "summary",
+            **server_fields,
+        },
+        name="Outline then summary",
+        slug="own-only",
+    )
+    posts = [make_post() for _ in range(2)]
+    budget = LLMBudget.objects.create(name="Three calls", max_tokens=30_005)
+    job = jobs.create_pipeline_job(pipeline, superuser, [p.pk for p in posts])
+    assert jobs.run_job(job.pk) == "paused"
+    job.refresh_from_db()
+    assert counts(job) == {"succeeded": 1, "queued": 1}
+    assert fake_llm.request_count == 3  # both steps of one page, the first of the other
+    LLMBudget.objects.filter(pk=budget.pk).update(max_tokens=1_000_000)
+    assert pauses.resume_fitting_jobs() == 1
+    assert jobs.run_job(job.pk) == "completed"
+    assert fake_llm.request_count == 4  # the second page's outline was not asked again
+    for post in posts:
+        assert drafts(post) == 1
+        run = LLMRun.objects.filter(page=post, status="success").get()
+        assert LLMInteraction.objects.filter(run=run, status="success").count() == 2

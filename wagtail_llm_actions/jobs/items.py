@@ -207,10 +207,11 @@ def _item_error(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: LLMActi
             claimed_by="",
             attempts=F("attempts") - 1,
         )
-    if isinstance(e, BudgetExceeded) or e.code == BudgetExceeded.code:
-        if not isinstance(e, BudgetExceeded):  # a pipeline's step, re-raised
-            e = BudgetExceeded(e.message, budget=getattr(e, "budget", None))
-        return pause_item(ctx, item, claim_token, e)  # nothing was sent: the job pauses
+    if e.code == BudgetExceeded.code:  # nothing was sent: the job pauses (see .pauses)
+        refusal = e if isinstance(e, BudgetExceeded) else e.__cause__  # a pipeline's step
+        if not isinstance(refusal, BudgetExceeded):
+            refusal = BudgetExceeded(e.message)
+        return pause_item(ctx, item, claim_token, refusal)
     if e.code in _SKIP_CODES:
         return _done(
             item,
