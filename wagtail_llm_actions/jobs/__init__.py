@@ -11,6 +11,8 @@ Where things are:
 * :mod:`.leases`: item and coordinator leases, on the database's clock;
 * :mod:`.slots`: provider slots, the fair share of each job and worker;
 * :mod:`.control`: cancel, retry, apply stored answers, recover, progress;
+* :mod:`.pauses`: a job a budget paused, and its resumption; :mod:`.budget_limits`: a job
+  limited to the pages that fit its budgets;
 * the django-q2 tasks are :mod:`wagtail_llm_actions.tasks` (their dotted names are stored
   in the broker and the schedule, so they stay there).
 
@@ -102,6 +104,11 @@ exponential backoff (``RETRY_BACKOFF * 2**(attempt-1)``, capped, with jitter) un
 ``MAX_ATTEMPTS`` attempts; other errors fail the item at once. The per-call timeout is the
 action's. An item whose claims keep being lost to dying workers also fails after
 ``MAX_ATTEMPTS`` + 1 claims, so nothing retries forever.
+
+**Budgets.** A call a budget refuses was never sent: its page goes back to the queue (the
+attempt not counted) and the job *pauses* (:mod:`.pauses`) instead of failing its remaining
+pages; a budget saved, the periodic check (a new period) or the job page's Resume lifts the
+pause, and the same items run on, each at most once.
 
 **Crash safety.** If a worker or a whole host is killed (SIGKILL), its transactions are
 rolled back: its items stay *running* with leases that expire, its slots' rows expire
