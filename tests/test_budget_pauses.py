@@ -108,6 +108,15 @@ def test_raising_the_cap_resumes_the_job_and_every_page_runs_exactly_once(
         assert answered(post) == 1 and drafts(post) == 1
 
 
+def test_deleting_the_budget_resumes_the_job(
+    paused_job, queued, django_capture_on_commit_callbacks
+):
+    job, budget, _posts = paused_job
+    with django_capture_on_commit_callbacks(execute=True):
+        budget.delete()
+    assert queued == [job.pk]
+
+
 def test_a_budget_saved_that_still_does_not_fit_leaves_the_job_paused(
     paused_job, queued, django_capture_on_commit_callbacks
 ):

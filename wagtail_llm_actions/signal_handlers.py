@@ -136,3 +136,6 @@ def budget_saved(sender=None, instance=None, raw=False, **kwargs) -> None:
 
 
 post_save.connect(budget_saved, sender=LLMBudget, dispatch_uid="wagtail_llm_actions.budget_resume")
+post_delete.connect(
+    budget_saved, sender=LLMBudget, dispatch_uid="wagtail_llm_actions.budget_deleted_resume"
+)

@@ -12,8 +12,8 @@ periodic check queues none for it.
 It resumes by itself, the same job and the same items, so each page still runs at most once
 and no paid answer is lost:
 
-* when a budget is saved (``post_save`` of :class:`LLMBudget`, after commit): a raised cap,
-  a disabled budget, a budget that no longer applies;
+* when a budget is saved or deleted (``post_save``/``post_delete`` of :class:`LLMBudget`,
+  after commit): a raised cap, a disabled budget, a budget that no longer applies;
 * when the period rolls over: the scheduled check ``tasks.keep_jobs_running`` (every minute,
   already there to revive jobs whose workers died) looks at the paused jobs. We chose the
   scheduled check over a worker polling with backoff: a paused job then holds no worker, no
@@ -94,6 +94,7 @@ def pause_item(ctx, item: LLMJobItem, claim_token: str, error: BudgetExceeded) -
         claimed_by="",
         attempts=F("attempts") - 1,
         not_before=None,
+        error="",
     )
     pause_job(ctx.job.pk, error)
     ctx.paused = True
