@@ -83,6 +83,7 @@ def test_run_only_the_pages_that_fit_lists_the_rest_as_not_started(client, posts
     )
     page = client.get(f"/admin/llm-actions/jobs/{job.pk}/?status=skipped").content.decode()
     assert "Not started: over the budget" in page and "the budget “Monthly” had" in page
+    assert "2 pages were not started: they did not fit the budgets" in page
 
 
 def test_a_run_that_fits_starts_as_before(client, posts, action, editor):

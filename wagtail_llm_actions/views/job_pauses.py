@@ -15,10 +15,12 @@ from .jobs import get_job_for, job_url
 def pause_context(job, may_manage: bool) -> dict:
     """The job page's pause notice and whether it offers "Resume" (a query or three, only
     for a paused job)."""
+    over = int((job.options or {}).get("over_budget") or 0)
     pause = pauses.pause_of(job)
     if pause is None:
-        return {"pause": None, "pause_label": "", "can_resume": False}
+        return {"pause": None, "pause_label": "", "can_resume": False, "over_budget": over}
     return {
+        "over_budget": over,
         "pause": pause,
         "pause_label": pauses.pause_label(pause),
         "can_resume": may_manage and pauses.pause_lifted(job),
