@@ -354,6 +354,9 @@ ROWS: dict[str, Row] = {
     "wagtail_llm_actions_jobs:apply_stored": Row(
         lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"}), "post", 302
     ),
+    "wagtail_llm_actions_jobs:resume": Row(
+        lambda w: [w.bulk_job.pk], frozenset({"editor", "superuser"}), "post", 302
+    ),
     # the bulk action's confirmation screen (Wagtail lets any admin user open it; pages the
     # user cannot see are counted, never named)
     BULK: Row(
