@@ -238,7 +238,7 @@ class _Worker:
 
     def join(self) -> bool:
         """Reserve the worker's share of the provider's slots; False: its host is full."""
-        self.ctx.slots = _Slots(None)
+        self.ctx.slots = _Slots()
         joined = self.refill(joining=True)
         if joined is not None and joined.full:
             return False
