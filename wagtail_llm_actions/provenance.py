@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Min, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from wagtail.models import Page, Revision
 
 from .conf import get_setting
@@ -197,7 +197,7 @@ def _later_revisions(page: Page, revision_ids: set[int]) -> dict[int, Revision]:
     if not revision_ids:
         return {}
     ordered = sorted(revision_ids)
-    by_person = Revision.objects.for_instance(page).exclude(user=None)
+    by_person = Revision.objects.for_instance(page).exclude(user=None).exclude(pk__in=_app_drafts())
     firsts = by_person.aggregate(**{f"r{rid}": Min("pk", filter=Q(pk__gt=rid)) for rid in ordered})
     wanted = {rid: firsts[f"r{rid}"] for rid in ordered if firsts[f"r{rid}"] is not None}
     found = Revision.objects.filter(pk__in=set(wanted.values())).select_related("user")
@@ -249,6 +249,7 @@ def _reviewer(page: Page, run: LLMInteraction) -> tuple[Any, datetime | None]:
         Revision.objects.for_instance(page)
         .filter(pk__gt=run.revision_id)
         .exclude(user=None)
+        .exclude(pk__in=_app_drafts())
         .select_related("user")
         .order_by("pk")
         .first()
@@ -256,6 +257,14 @@ def _reviewer(page: Page, run: LLMInteraction) -> tuple[Any, datetime | None]:
     if later is None:
         return None, None
     return later.user, later.created_at
+
+
+def _app_drafts():
+    """Revisions an action wrote as drafts (a subquery): saved under whoever started the
+    run, they are no person's review of an earlier draft."""
+    return LLMInteraction.objects.filter(
+        outcome=InteractionOutcome.DRAFTED, revision__isnull=False
+    ).values("revision_id")
 
 
 def _discarded(run: LLMInteraction, field: str) -> bool:
@@ -318,3 +327,30 @@ def written_fields(page: Page) -> list[str]:
             if name:
                 fields.setdefault(name, None)
     return list(fields)
+
+
+def unreviewed_page_ids():
+    """Ids of the pages holding a draft an action wrote that no person saved, accepted or
+    published since (a subquery, one query when evaluated): the page listing's "Has
+    unreviewed generated text". This is the ``"kept"`` rule of review; under ``"edited"`` a
+    page a person saved without editing enough is not listed, though its label still says
+    not reviewed."""
+    reviewed = (
+        Revision.objects.filter(
+            base_content_type_id=OuterRef("revision__base_content_type_id"),
+            object_id=OuterRef("revision__object_id"),
+            pk__gt=OuterRef("revision_id"),
+        )
+        .exclude(user=None)
+        .exclude(pk__in=_app_drafts())
+    )
+    return (
+        LLMInteraction.objects.filter(
+            status=InteractionStatus.SUCCESS,
+            outcome=InteractionOutcome.DRAFTED,
+            revision__isnull=False,
+            chunk_index__isnull=True,
+        )
+        .filter(~Exists(reviewed))
+        .values("page_id")
+    )
