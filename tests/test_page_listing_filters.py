@@ -109,3 +109,28 @@ def test_filters_cost_a_fixed_number_of_queries(
         assert len(stale_page_ids(action)) == count
     with django_assert_max_num_queries(1):
         assert len(list(unreviewed_page_ids())) == 0  # the people's saves reviewed them
+
+
+def test_the_action_screen_runs_the_bulk_action_on_exactly_the_stale_pages(
+    action, make_post, superuser
+):
+    from wagtail_llm_actions.models import LLMJob
+
+    changed, same, never = make_post(), make_post(), make_post()
+    for page in (changed, same):
+        generate(action, page, superuser)
+    save_as(changed, superuser, body=make_body(paragraph="Worms like cardboard."))
+    client = Client()
+    client.force_login(superuser)
+    screen = client.get(reverse("wagtail_llm_actions_report:action", args=[action.pk]))
+    html = screen.content.decode()
+    assert "The source of 1 page changed since this action’s answer." in html
+    link = html.split("data-llm-stale", 1)[1].split('button-small" href="', 1)[1].split('"', 1)[0]
+    link = link.replace("&amp;", "&")
+    confirm = client.get(link).content.decode()
+    assert f'value="{action.pk}" selected' in confirm  # the action comes chosen
+    response = client.post(link, {"action": action.pk})
+    assert response.status_code == 302
+    job = LLMJob.objects.get()
+    assert list(job.items.values_list("page_id", flat=True)) == [changed.pk]
+    assert never.pk not in job.items.values_list("page_id", flat=True)
