@@ -1,9 +1,10 @@
 """Filters of Wagtail's page listings (the explorer, and flat page listings): "Has unreviewed
-generated text" and "Source changed since an action's answer" (stale for that action).
+generated text", "Automatic draft waiting for review" and "Source changed since an action's
+answer" (stale for that action).
 
 Wagtail 8 has no hook adding filters to the page explorer: its listings use
 ``PageFilterSet`` (``GenericPageFilterSet`` in the explorer) or a page viewset's filter set
-built on them. :func:`install` adds the two filters to those classes (and to every subclass
+built on them. :func:`install` adds the filters to those classes (and to every subclass
 defined so far or later), once, when the app's hooks load. Each filter costs one or two
 queries whatever the number of pages; "stale" renders each candidate page's messages in
 Python (no model call), see :func:`.unchanged.stale_page_ids`.
@@ -19,6 +20,7 @@ from .models import LLMAction
 
 UNREVIEWED = "llm_unreviewed"
 STALE_FOR = "llm_stale_for"
+AUTOMATIC_DRAFT = "llm_automatic_draft"
 
 
 class UnreviewedGeneratedFilter(django_filters.ChoiceFilter):
@@ -30,6 +32,17 @@ class UnreviewedGeneratedFilter(django_filters.ChoiceFilter):
         from .provenance import unreviewed_page_ids
 
         return qs.filter(pk__in=unreviewed_page_ids())
+
+
+class AutomaticDraftFilter(django_filters.ChoiceFilter):
+    """Pages whose newest revision is an automatic (trigger) draft not yet published."""
+
+    def filter(self, qs, value):
+        if value != "true":
+            return qs
+        from .moderation import waiting_page_ids
+
+        return qs.filter(pk__in=waiting_page_ids())
 
 
 class StaleForActionFilter(django_filters.ModelChoiceFilter):
@@ -52,6 +65,12 @@ def page_listing_filters() -> dict[str, django_filters.Filter]:
     return {
         UNREVIEWED: UnreviewedGeneratedFilter(
             label=_("Has unreviewed generated text"),
+            empty_label=_("Any"),
+            choices=[("true", _("Yes"))],
+            widget=forms.RadioSelect,
+        ),
+        AUTOMATIC_DRAFT: AutomaticDraftFilter(
+            label=_("Automatic draft waiting for review"),
             empty_label=_("Any"),
             choices=[("true", _("Yes"))],
             widget=forms.RadioSelect,
@@ -80,4 +99,4 @@ def install() -> None:
             cls.base_filters.setdefault(name, filter_)
 
 
-__all__ = ["STALE_FOR", "UNREVIEWED", "install", "page_listing_filters"]
+__all__ = ["AUTOMATIC_DRAFT", "STALE_FOR", "UNREVIEWED", "install", "page_listing_filters"]

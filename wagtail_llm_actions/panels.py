@@ -44,6 +44,7 @@ __all__ = [
     "LLMActionMenuItem",
     "LLMActionPanel",
     "auto_entries",
+    "automatic_draft_notice",
     "editor_context",
     "editor_messages",
     "menu_entries",
@@ -430,3 +431,21 @@ class LLMActionMenuItem(ActionMenuItem):
         context["llm_auto_entries"] = parent_context.get("_llm_auto_entries", [])
         context["feature_name"] = feature_name()
         return context
+
+
+def automatic_draft_notice(request, page) -> None:
+    """On the edit view, say when the page's newest revision is an automatic draft (a
+    trigger's) nobody has reviewed yet: one query, none for a page without a draft."""
+    if request.method != "GET":
+        return
+    from wagtail.admin import messages
+
+    from .moderation import waiting_automatic_draft
+
+    draft = waiting_automatic_draft(page)
+    if draft is not None:
+        messages.warning(
+            request,
+            _("An automatic draft from “%(action)s” is waiting for review.")
+            % {"action": draft.action_name},
+        )

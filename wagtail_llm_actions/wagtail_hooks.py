@@ -63,6 +63,13 @@ def link_generated_values_to_revision(request, page):
     link_saved_interactions(request, page)
 
 
+@hooks.register("before_edit_page")
+def automatic_draft_notice(request, page):
+    from .panels import automatic_draft_notice as notice
+
+    notice(request, page)
+
+
 # -- interaction report, detail, per-action view -----------------------------------
 
 
