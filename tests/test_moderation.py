@@ -129,3 +129,26 @@ def test_the_listing_filters_pages_with_an_automatic_draft_waiting(
     assert "Automatic draft waiting for review" in html
     assert reverse("wagtailadmin_pages:edit", args=[waiting.pk]) in html
     assert reverse("wagtailadmin_pages:edit", args=[other.pk]) not in html
+
+
+def test_a_scheduled_draft_is_submitted_with_nobody_as_requester(post, action, workflow):
+    from wagtail_llm_actions.moderation import submit_for_moderation
+    from wagtail_llm_actions.service import LLMService
+
+    interaction = LLMService().run(action, post, None, trigger="schedule")
+    state = submit_for_moderation(interaction, None)
+    assert state is not None and state.requested_by is None
+    assert states(post).get().status == WorkflowState.STATUS_IN_PROGRESS
+
+
+def test_a_newer_revision_is_never_submitted_in_the_drafts_place(
+    post, action, superuser, workflow, caplog
+):
+    from wagtail_llm_actions.moderation import submit_for_moderation
+    from wagtail_llm_actions.service import LLMService
+
+    interaction = LLMService().run(action, post, superuser, trigger="on_publish")
+    edit(post, superuser, title="Saved after the draft")
+    with caplog.at_level(logging.INFO, logger="wagtail_llm_actions.moderation"):
+        assert submit_for_moderation(interaction, superuser) is None
+    assert "a newer revision replaced the draft" in caplog.text and not states(post).exists()
