@@ -126,11 +126,11 @@ def test_badges_cost_a_fixed_number_of_queries_for_all_fields(
         save_as(post, editor, title=f"Title {n}")
     page = newest(post)
     actions = [action, other, described]
-    with django_assert_max_num_queries(4) as captured:
+    # the runs, the first later revision saved by a person after each draft, those revisions
+    with django_assert_max_num_queries(3) as captured:
         badges = page_badges(page, actions)
     assert set(badges) == {"summary", "highlights", "search_description"}
     assert all(b.state == "reviewed" for b in badges.values()), badges
-    assert len(captured.captured_queries) <= 4
 
 
 def test_the_edit_view_costs_no_more_queries_with_more_written_fields(
@@ -147,11 +147,12 @@ def test_the_edit_view_costs_no_more_queries_with_more_written_fields(
     other = make_action(name="Highlights", slug="highlights", target_field="highlights")
     described = make_action(name="SEO", slug="seo", target_field="search_description")
     generate(action, post, superuser)
+    measure()  # caches warmed (content types, site root paths)
     one = measure()
     generate(other, post, superuser)
     generate(described, post, superuser)
     three = measure()
-    assert three <= one + 1, (one, three)
+    assert three == one, (one, three)
 
 
 def test_a_field_without_an_llm_panel_gets_its_badge_with_the_placed_buttons(
