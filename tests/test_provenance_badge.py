@@ -127,7 +127,7 @@ def test_badges_cost_a_fixed_number_of_queries_for_all_fields(
     page = newest(post)
     actions = [action, other, described]
     # the runs, the first later revision saved by a person after each draft, those revisions
-    with django_assert_max_num_queries(3) as captured:
+    with django_assert_max_num_queries(3):
         badges = page_badges(page, actions)
     assert set(badges) == {"summary", "highlights", "search_description"}
     assert all(b.state == "reviewed" for b in badges.values()), badges
