@@ -152,3 +152,25 @@ def test_a_newer_revision_is_never_submitted_in_the_drafts_place(
     with caplog.at_level(logging.INFO, logger="wagtail_llm_actions.moderation"):
         assert submit_for_moderation(interaction, superuser) is None
     assert "a newer revision replaced the draft" in caplog.text and not states(post).exists()
+
+
+def test_the_action_form_offers_submission_under_triggers(client, superuser, action):
+    from tests.test_action_form import action_data
+
+    client.force_login(superuser)
+    url = reverse("wagtailsnippets_wagtail_llm_actions_llmaction:edit", args=[action.pk])
+    html = client.get(url).content.decode()
+    assert 'name="submit_for_moderation"' in html
+    assert "Submit each draft a trigger writes to the page" in html
+    data = action_data(
+        action.prompt,
+        slug=action.slug,
+        trigger="on_source_change",
+        trigger_delay="30",
+        trigger_schedule="",
+        submit_for_moderation="on",
+    )
+    response = client.post(url, data)
+    assert response.status_code == 302
+    action.refresh_from_db()
+    assert action.submit_for_moderation and action.trigger == "on_source_change"
