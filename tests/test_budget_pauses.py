@@ -164,6 +164,9 @@ def test_the_resume_button_is_offered_once_the_cap_fits(paused_job, client, supe
     assert not status["finished"] and status["display"]["eta"] == "—"
     listing = client.get(reverse("wagtail_llm_actions_jobs:index")).content.decode()
     assert "Paused" in listing
+    index = reverse("wagtail_llm_actions_jobs:index")
+    assert f"/jobs/{job.pk}/" in client.get(index + "?status=paused").content.decode()
+    assert f"/jobs/{job.pk}/" not in client.get(index + "?status=running").content.decode()
     LLMBudget.objects.filter(pk=budget.pk).update(max_tokens=1_000_000)  # no signal
     page = client.get(job_url(job.pk)).content.decode()
     assert "data-llm-job-resume" in page

@@ -597,3 +597,30 @@ def test_claimed_items_whose_pages_cannot_be_read_are_given_back_at_once(
     monkeypatch.undo()
     assert jobs.run_job(job.pk, threads=1) == "completed"
     assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_busy_database_during_a_heartbeat_skips_the_beat_not_the_job(
+    make_post, server_action, fake_llm, superuser, monkeypatch
+):
+    from django.db import OperationalError
+
+    from wagtail_llm_actions.jobs import worker
+
+    original = worker._Worker._as_coordinator
+    calls = {"n": 0}
+
+    def busy_twice(self, grant, *, working):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OperationalError("database table is locked: wagtail_llm_actions_llmjobitem")
+        return original(self, grant, working=working)
+
+    monkeypatch.setattr(worker._Worker, "_as_coordinator", busy_twice)
+    monkeypatch.setattr(worker, "HEARTBEAT", 0.2)
+    fake_llm.configure(latency=0.5)  # several beats while the pages run
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(server_action, superuser, [p.pk for p in posts])
+    assert jobs.run_job(job.pk, threads=1) == "completed"
+    assert calls["n"] > 2
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}

@@ -40,6 +40,7 @@ WIRING = (
     "panels",
     "reports",
     "filters",
+    "listing_filters",
     "report_urls",
     "editor_urls",
     "templatetags",

@@ -35,6 +35,8 @@ from .models import JobKind, LLMAction, LLMPipeline
 from .permissions import explorable_pages
 
 jobs = lazy_module("wagtail_llm_actions.jobs")  # imported when the action is first used
+#: ``?id=stale&action=<id>`` selects the pages whose source changed since the action's answer.
+STALE = "stale"
 
 
 class RunActionForm(forms.Form):
@@ -165,7 +167,9 @@ class RunLLMActionBulkAction(PageBulkAction):
     def get_selected_page_ids(self) -> list[int]:
         if self._page_ids is None:
             object_ids = self.request.GET.getlist("id")
-            if "all" in object_ids:
+            if STALE in object_ids:
+                object_ids = self.stale_page_ids()
+            elif "all" in object_ids:
                 object_ids = self.get_all_objects_in_listing_query(self.request.GET.get("childOf"))
             ids = set()
             for pk in object_ids:
@@ -177,6 +181,17 @@ class RunLLMActionBulkAction(PageBulkAction):
                 raise Http404
             self._page_ids = sorted(ids)
         return self._page_ids
+
+    def stale_page_ids(self) -> list[int]:
+        """``?id=stale&action=<id>``: the pages the user can see whose source changed since
+        the action's last answer (the link on the action's screen)."""
+        from .unchanged import stale_page_ids
+
+        pk = self.request.GET.get("action", "")  # in the URL, on the GET and the POST
+        action = LLMAction.objects.filter(enabled=True, pk=pk).first() if pk.isdigit() else None
+        if action is None:
+            return []
+        return stale_page_ids(action, explorable_pages(self.request.user))
 
     def get_actionable_objects(self):
         # Permission, locks and types are per-page skip reasons of the job, not a refusal.

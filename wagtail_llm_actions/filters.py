@@ -172,11 +172,12 @@ class InteractionFilterSet(WagtailFilterSet):
 def job_status_choices():
     """The statuses a job's tag shows: its own, and "Failed"/"Partly failed" when finished
     with failed pages (:mod:`job_counts`)."""
-    from .job_counts import DISPLAY_LABELS, FAILED, PARTLY_FAILED
+    from .job_counts import DISPLAY_LABELS, FAILED, PARTLY_FAILED, PAUSED
     from .models import JobStatus
 
     return [
         *JobStatus.choices,
+        (PAUSED, DISPLAY_LABELS[PAUSED]),
         (PARTLY_FAILED, DISPLAY_LABELS[PARTLY_FAILED]),
         (FAILED, DISPLAY_LABELS[FAILED]),
     ]
@@ -216,9 +217,15 @@ class JobFilterSet(WagtailFilterSet):
             self.filters["user"].queryset = user_queryset
 
     def filter_status(self, queryset, name, value):
-        from .job_counts import FAILED, PARTLY_FAILED
+        from .job_counts import FAILED, PARTLY_FAILED, PAUSED
         from .models import JobStatus
 
+        if value == PAUSED:  # open, paused by a budget (jobs.pauses)
+            return queryset.filter(
+                status__in=[JobStatus.QUEUED, JobStatus.RUNNING], options__has_key="paused"
+            )
+        if value in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return queryset.filter(status=value).exclude(options__has_key="paused")
         completed = queryset.filter(status=JobStatus.COMPLETED)
         if value == FAILED:
             return completed.filter(n_failed__gt=0, n_succeeded=0)

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .formatting import format_number
-from .models import InteractionStatus, ItemStatus, JobStatus, LLMInteraction, LLMJob
-
-#: Calls that cost something the price list does not know: an answer (or tokens spent) with
-#: no cost recorded. A failed call that spent no tokens cost nothing, known or not.
-UNPRICED = Q(cost__isnull=True) & (
-    Q(status__in=[InteractionStatus.SUCCESS, InteractionStatus.ANSWERED]) | Q(total_tokens__gt=0)
-)
+from .models import ItemStatus, JobStatus, LLMJob
 
 #: Display statuses beyond :class:`JobStatus`: a finished job whose pages failed, an open
 #: job a budget paused (see :mod:`.jobs.pauses`).
@@ -81,40 +74,11 @@ def job_display_status(job: LLMJob, counts: dict[str, int]) -> DisplayStatus:
 
 
 def job_progress(job: LLMJob):
-    """``jobs.job_progress(job)`` and the job's unpriced calls, in the same two queries.
+    """``jobs.job_progress(job)`` and the job's calls at unknown price."""
+    from .jobs import job_progress as progress_of
 
-    The same counts, tokens, cost, rate and ETA as :func:`jobs.job_progress` (a test holds
-    them equal), with the count of calls at unknown price taken in the totals' query.
-    """
-    from django.db.models import Count, Sum
-    from django.utils import timezone
-
-    from .jobs import Progress
-
-    progress = Progress()
-    for status, n in job.items.values_list("status").annotate(n=Count("pk")).order_by():
-        progress.counts[status] = n
-        progress.total += n
-    totals = LLMInteraction.objects.filter(
-        pk__in=job.items.filter(interaction__isnull=False).values("interaction_id")
-    ).aggregate(
-        sum_tokens=Sum("total_tokens"),
-        sum_cost=Sum("cost"),
-        unpriced=Count("pk", filter=UNPRICED),
-        cached=Count("pk", filter=Q(cached=True)),
-    )
-    progress.tokens = totals["sum_tokens"] or 0
-    progress.cached = totals["cached"] or 0
-    progress.cost = totals["sum_cost"]
-    if job.started_at:
-        end = job.finished_at or timezone.now()
-        progress.elapsed = max(0.0, (end - job.started_at).total_seconds())
-        processed = progress.done - int((job.options or {}).get("initial_skipped", 0))
-        if processed > 0 and progress.elapsed > 0:
-            progress.rate = processed / progress.elapsed
-            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not is_paused(job):
-                progress.eta = progress.remaining / progress.rate
-    return progress, totals["unpriced"] or 0
+    progress = progress_of(job)
+    return progress, progress.unpriced
 
 
 def will_run_text(will_run: int, *, exact: bool = True) -> str:
@@ -164,7 +128,6 @@ __all__ = [
     "PARTLY_FAILED",
     "PAUSED",
     "is_paused",
-    "UNPRICED",
     "display_status",
     "job_display_status",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "LLMActionMenuItem",
     "LLMActionPanel",
     "auto_entries",
+    "automatic_draft_notice",
     "editor_context",
     "editor_messages",
     "menu_entries",
@@ -194,6 +195,18 @@ def _pipelines(target: EditorTarget, request) -> list:
     return cache[target.key]
 
 
+def _badges(target: EditorTarget, request) -> dict:
+    """The provenance badges of ``target``'s page (edit view only), once per request."""
+    if target.page is None:
+        return {}
+    from .editor.badges import page_badges
+
+    cache = _request_cache(request, "_llm_editor_badges")
+    if target.key not in cache:
+        cache[target.key] = page_badges(target.page.specific, _actions(target, request))
+    return cache[target.key]
+
+
 def pipeline_field(pipeline) -> str:
     """The field a pipeline's button goes beside: its first writing step's, or ""."""
     for step in pipeline.steps.all():
@@ -243,7 +256,13 @@ def editor_context(
         return None
     from .conf import get_setting
 
+    badge = _badges(target, request).get(field_name)
+    regenerate = ""
+    if badge is not None and badge.stale:
+        regenerate = next((target.run_url(a) for a in actions if a.pk == badge.action_id), "")
     return {
+        "badge": badge,
+        "regenerate_url": regenerate,
         "field_name": field_name,
         "field_label": label or field_name,
         "actions": [
@@ -412,3 +431,21 @@ class LLMActionMenuItem(ActionMenuItem):
         context["llm_auto_entries"] = parent_context.get("_llm_auto_entries", [])
         context["feature_name"] = feature_name()
         return context
+
+
+def automatic_draft_notice(request, page) -> None:
+    """On the edit view, say when the page's newest revision is an automatic draft (a
+    trigger's) nobody has reviewed yet: one query, none for a page without a draft."""
+    if request.method != "GET":
+        return
+    from wagtail.admin import messages
+
+    from .moderation import waiting_automatic_draft
+
+    draft = waiting_automatic_draft(page)
+    if draft is not None:
+        messages.warning(
+            request,
+            _("An automatic draft from “%(action)s” is waiting for review.")
+            % {"action": draft.action_name},
+        )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Exists, Min, OuterRef, Q
 from wagtail.models import Page, Revision
 
 from .conf import get_setting
@@ -142,7 +142,10 @@ def field_provenance(page: Page, field: str, *, current: str | None = None) -> F
 
     if current is None:
         current = read_field_value(page, field)
-    runs = writing_runs(page, field)
+    return _from_runs(page, field, writing_runs(page, field), current, _reviewer)
+
+
+def _from_runs(page: Page, field: str, runs, current: str, reviewer_of) -> FieldProvenance:
     if not runs:
         return FieldProvenance(field, HUMAN)
     # The run whose text the field holds most closely (the newest of equals): an older
@@ -153,11 +156,59 @@ def field_provenance(page: Page, field: str, *, current: str | None = None) -> F
         return FieldProvenance(field, HUMAN, runs[0], discarded=_discarded(runs[0], field))
     if _discarded(run, field):
         return FieldProvenance(field, HUMAN, run, score, discarded=True)
-    return _generated(page, field, run, score)
+    return _generated(page, field, run, score, reviewer_of)
 
 
-def _generated(page: Page, field: str, run: LLMInteraction, score: float) -> FieldProvenance:
-    reviewer, reviewed_at = _reviewer(page, run)
+def page_provenance(page: Page, fields: list[str]) -> dict[str, FieldProvenance]:
+    """:func:`field_provenance` of each of ``fields`` of ``page`` (the newest revision's
+    object in the editor), in at most three queries whatever their number: the runs, the
+    first later revision saved by a person after each run's draft, and those revisions."""
+    from .outputs import read_field_value
+
+    fields = list(dict.fromkeys(fields))
+    if not fields or page.pk is None:
+        return {}
+    rows = list(
+        LLMInteraction.objects.filter(
+            Q(target_field__in=fields) | ~Q(output_values={}),
+            page_id=page.pk,
+            status=InteractionStatus.SUCCESS,
+            outcome__in=[*WRITTEN, InteractionOutcome.DISCARDED],
+        )
+        .select_related("revision", "user")
+        .order_by("-created_at", "-pk")[: RECENT_RUNS * 2 * len(fields)]
+    )
+    runs = {f: [r for r in rows if generated_text(r, f)][:RECENT_RUNS] for f in fields}
+    revision_ids = {r.revision_id for f in fields for r in runs[f] if r.revision_id is not None}
+    later = _later_revisions(page, revision_ids)
+
+    def reviewer_of(_page: Page, run: LLMInteraction) -> tuple[Any, datetime | None]:
+        if run.outcome in (InteractionOutcome.ACCEPTED, InteractionOutcome.EDITED):
+            if run.user_id:
+                return _reviewer(page, run)  # reads nothing more
+        found = later.get(run.revision_id)
+        return (found.user, found.created_at) if found is not None else (None, None)
+
+    return {f: _from_runs(page, f, runs[f], read_field_value(page, f), reviewer_of) for f in fields}
+
+
+def _later_revisions(page: Page, revision_ids: set[int]) -> dict[int, Revision]:
+    """For each of ``revision_ids``, the first later revision of ``page`` a person saved."""
+    if not revision_ids:
+        return {}
+    ordered = sorted(revision_ids)
+    by_person = Revision.objects.for_instance(page).exclude(user=None).exclude(pk__in=_app_drafts())
+    firsts = by_person.aggregate(**{f"r{rid}": Min("pk", filter=Q(pk__gt=rid)) for rid in ordered})
+    wanted = {rid: firsts[f"r{rid}"] for rid in ordered if firsts[f"r{rid}"] is not None}
+    found = Revision.objects.filter(pk__in=set(wanted.values())).select_related("user")
+    by_pk = {revision.pk: revision for revision in found} if wanted else {}
+    return {rid: by_pk[pk] for rid, pk in wanted.items() if pk in by_pk}
+
+
+def _generated(
+    page: Page, field: str, run: LLMInteraction, score: float, reviewer_of=None
+) -> FieldProvenance:
+    reviewer, reviewed_at = (reviewer_of or _reviewer)(page, run)
     if option("REVIEWED") == "edited":
         edited_enough = score <= 1.0 - float(option("EDIT_THRESHOLD"))
         reviewed = reviewer is not None and edited_enough
@@ -198,6 +249,7 @@ def _reviewer(page: Page, run: LLMInteraction) -> tuple[Any, datetime | None]:
         Revision.objects.for_instance(page)
         .filter(pk__gt=run.revision_id)
         .exclude(user=None)
+        .exclude(pk__in=_app_drafts())
         .select_related("user")
         .order_by("pk")
         .first()
@@ -205,6 +257,14 @@ def _reviewer(page: Page, run: LLMInteraction) -> tuple[Any, datetime | None]:
     if later is None:
         return None, None
     return later.user, later.created_at
+
+
+def _app_drafts():
+    """Revisions an action wrote as drafts (a subquery): saved under whoever started the
+    run, they are no person's review of an earlier draft."""
+    return LLMInteraction.objects.filter(
+        outcome=InteractionOutcome.DRAFTED, revision__isnull=False
+    ).values("revision_id")
 
 
 def _discarded(run: LLMInteraction, field: str) -> bool:
@@ -267,3 +327,30 @@ def written_fields(page: Page) -> list[str]:
             if name:
                 fields.setdefault(name, None)
     return list(fields)
+
+
+def unreviewed_page_ids():
+    """Ids of the pages holding a draft an action wrote that no person saved, accepted or
+    published since (a subquery, one query when evaluated): the page listing's "Has
+    unreviewed generated text". This is the ``"kept"`` rule of review; under ``"edited"`` a
+    page a person saved without editing enough is not listed, though its label still says
+    not reviewed."""
+    reviewed = (
+        Revision.objects.filter(
+            base_content_type_id=OuterRef("revision__base_content_type_id"),
+            object_id=OuterRef("revision__object_id"),
+            pk__gt=OuterRef("revision_id"),
+        )
+        .exclude(user=None)
+        .exclude(pk__in=_app_drafts())
+    )
+    return (
+        LLMInteraction.objects.filter(
+            status=InteractionStatus.SUCCESS,
+            outcome=InteractionOutcome.DRAFTED,
+            revision__isnull=False,
+            chunk_index__isnull=True,
+        )
+        .filter(~Exists(reviewed))
+        .values("page_id")
+    )

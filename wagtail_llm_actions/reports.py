@@ -33,7 +33,7 @@ from wagtail.models import Page
 from .charts import MAX_DAYS, Day, day_of, render_calls_and_cost, series_from_days
 from .filters import InteractionFilterSet, recorded_values
 from .formatting import export_cost, export_cost_number, format_cost_total
-from .job_counts import UNPRICED
+from .jobs.control import UNPRICED
 from .models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMInteraction
 from .permissions import (
     can_view_all,

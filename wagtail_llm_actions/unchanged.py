@@ -199,4 +199,66 @@ def unchanged_since_last_write(action: LLMAction, page, user=None, *, service=No
     return holds(answers, service.prepare(action, working))
 
 
-__all__ = ["WrittenAnswer", "holds", "unchanged_since_last_write", "written_answers"]
+def stale_page_ids(action: LLMAction, pages=None) -> list[int]:
+    """Ids of ``pages`` (a page queryset; all pages by default) of ``action``'s types whose
+    source changed since the action's last answer there: the hash of what a run would send
+    now (the newest revision's messages rendered, no model call) differs from the stored one.
+    Pages the action never answered are not stale.
+
+    Two queries whatever the number of pages (the pages with their last stored hash, their
+    newest revisions' content), then the messages rendered for each page in Python.
+    """
+    from django.db.models import OuterRef, Subquery
+    from wagtail.models import Page, Revision
+
+    from .exceptions import LLMActionError
+
+    if action.pk is None:
+        return []
+    pages = Page.objects.all() if pages is None else pages
+    last = (
+        LLMInteraction.objects.filter(
+            action=action,
+            page_id=OuterRef("pk"),
+            status__in=[InteractionStatus.SUCCESS, InteractionStatus.ANSWERED],
+            chunk_index__isnull=True,
+        )
+        .exclude(source_hash="")
+        .order_by("-created_at", "-pk")
+        .values("source_hash")[:1]
+    )
+    rows = list(
+        pages.filter(content_type__in=action.page_types.all())
+        .annotate(_llm_last_hash=Subquery(last))
+        .exclude(_llm_last_hash=None)
+        .order_by()
+        .values_list("pk", "_llm_last_hash", "latest_revision_id")
+    )
+    revisions = Revision.objects.filter(pk__in=[r for _, _, r in rows if r is not None])
+    objs = {}
+    for revision in revisions.select_related("content_type"):
+        model = revision.content_type.model_class()
+        if model is not None:
+            objs[revision.pk] = model.from_serializable_data(revision.content, check_fks=False)
+    service = LLMService()
+    stale = []
+    for page_id, stored, revision_id in rows:
+        obj = objs.get(revision_id)
+        if obj is None:
+            continue  # a page never saved as a revision is read by the run itself
+        try:
+            current = service.prepare(action, obj).inputs_hash
+        except LLMActionError:
+            continue  # an empty source or a configuration problem: nothing a run would send
+        if current != stored:
+            stale.append(page_id)
+    return stale
+
+
+__all__ = [
+    "WrittenAnswer",
+    "holds",
+    "stale_page_ids",
+    "unchanged_since_last_write",
+    "written_answers",
+]

@@ -299,6 +299,7 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
                 [
                     FieldRowPanel([FieldPanel("trigger"), FieldPanel("trigger_delay")]),
                     FieldPanel("trigger_schedule"),
+                    FieldPanel("submit_for_moderation"),
                 ],
                 heading=_("Triggers"),
             ),

@@ -4,10 +4,13 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.snippets.models import register_snippet
 
-from . import log_actions
+from . import listing_filters, log_actions
 from .viewsets import LLMActionsViewSetGroup
 
 register_snippet(LLMActionsViewSetGroup)
+# "Has unreviewed generated text" and "Source changed since an action's answer" in the page
+# listings' filters (Wagtail has no hook for them).
+listing_filters.install()
 
 
 @hooks.register("register_log_actions")
@@ -58,6 +61,13 @@ def link_generated_values_to_revision(request, page):
     from .signal_handlers import link_saved_interactions
 
     link_saved_interactions(request, page)
+
+
+@hooks.register("before_edit_page")
+def automatic_draft_notice(request, page):
+    from .panels import automatic_draft_notice as notice
+
+    notice(request, page)
 
 
 # -- interaction report, detail, per-action view -----------------------------------

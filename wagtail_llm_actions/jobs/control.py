@@ -135,6 +135,13 @@ def recover_jobs(*, broker=None, orphaned: bool = False) -> int:
 # -- progress ----------------------------------------------------------------------------------
 
 
+#: Calls that cost something the price list does not know: an answer (or tokens spent) with
+#: no cost recorded. A failed call that spent no tokens cost nothing, known or not.
+UNPRICED = Q(cost__isnull=True) & (
+    Q(status__in=[InteractionStatus.SUCCESS, InteractionStatus.ANSWERED]) | Q(total_tokens__gt=0)
+)
+
+
 @dataclass
 class Progress:
     total: int = 0
@@ -144,6 +151,7 @@ class Progress:
     rate: float | None = None  # pages a second
     eta: float | None = None  # seconds
     elapsed: float | None = None
+    unpriced: int = 0  # calls whose cost the price list does not know (see UNPRICED)
     #: Pages answered from the response cache (no model call, nothing paid).
     cached: int = 0
 
@@ -181,19 +189,24 @@ def _paused(job: LLMJob) -> bool:
 
 
 def job_progress(job: LLMJob) -> Progress:
-    """Counts, tokens, cost, rate and ETA of ``job`` in two queries."""
+    """Counts, tokens, cost (and calls at unknown price), rate and ETA of ``job`` in two
+    queries."""
     progress = Progress()
     for status, n in job.items.values_list("status").annotate(n=Count("pk")).order_by():
         progress.counts[status] = n
         progress.total += n
     totals = LLMInteraction.objects.filter(
         pk__in=job.items.filter(interaction__isnull=False).values("interaction_id")
-    ).aggregate(
-        tokens=Sum("total_tokens"), cost=Sum("cost"), cached=Count("pk", filter=Q(cached=True))
+    ).aggregate(  # aliases unlike the fields: UNPRICED filters on "cost"
+        sum_tokens=Sum("total_tokens"),
+        sum_cost=Sum("cost"),
+        unpriced=Count("pk", filter=UNPRICED),
+        n_cached=Count("pk", filter=Q(cached=True)),
     )
-    progress.tokens = totals["tokens"] or 0
-    progress.cached = totals["cached"] or 0
-    progress.cost = totals["cost"]
+    progress.tokens = totals["sum_tokens"] or 0
+    progress.cost = totals["sum_cost"]
+    progress.unpriced = totals["unpriced"] or 0
+    progress.cached = totals["n_cached"] or 0
     if job.started_at:
         end = job.finished_at or timezone.now()
         progress.elapsed = max(0.0, (end - job.started_at).total_seconds())

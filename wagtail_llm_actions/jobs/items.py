@@ -140,6 +140,8 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         )
         if not ok:
             raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
+        if getattr(action, "submit_for_moderation", False):
+            submit_after_commit(interaction, user)
 
     try:
         if stored is not None and stored.status == InteractionStatus.ANSWERED:
@@ -170,6 +172,25 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         if db.is_busy_error(e):
             return _item_busy(ctx, item, claim_token, e)
         return _item_crashed(job, item, claim_token, e)
+
+
+def submit_after_commit(interaction: LLMInteraction, user) -> None:
+    """An automatic draft of an action that asks for it goes to the page's moderation
+    workflow once the draft is committed (a failure is logged, never the item's)."""
+    from django.db import transaction
+
+    from ..moderation import AUTOMATIC, submit_for_moderation
+
+    if interaction.trigger not in AUTOMATIC or interaction.revision_id is None:
+        return
+
+    def submit() -> None:
+        try:
+            submit_for_moderation(interaction, user)
+        except Exception:  # the draft is written; moderation is a courtesy  # noqa: BLE001
+            logger.exception("Submitting the draft of interaction %s failed", interaction.pk)
+
+    transaction.on_commit(submit)
 
 
 def _item_busy(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: Exception) -> str:

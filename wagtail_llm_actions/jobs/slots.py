@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db import connection
@@ -199,18 +199,15 @@ class _Slots:
     """The provider slots one worker holds, lent to its threads one model call at a time.
 
     ``capacity`` is what the worker reserved (see :func:`reserve_slots`); it counts only
-    while the reservation is known to be live (``valid_until``). A thread that finds no
-    reservation asks ``refill`` for one (at most every ``SLOT_POLL`` seconds).
+    while the reservation is known to be live (``valid_until``); the worker's heartbeat
+    renews it (:meth:`set`). A thread that finds no live slot waits for one.
     """
 
-    def __init__(self, refill: Callable[[], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._cond = threading.Condition()
         self.capacity = 0
         self.busy = 0
         self.valid_until = 0.0
-        self.refill = refill
-        self._next_refill = 0.0
-        self._refilling = False
 
     def set(self, capacity: int, seconds: float) -> None:
         """The worker holds ``capacity`` slots for ``seconds`` from now."""
@@ -231,18 +228,6 @@ class _Slots:
                     raise NoSlot(str(_("The job stopped before the page was sent.")))
                 if self.busy < self.live():
                     break
-                if self.live() == 0:
-                    now = time.monotonic()
-                    if self.refill is not None and not self._refilling and now >= self._next_refill:
-                        self._refilling = True
-                        self._next_refill = now + SLOT_POLL
-                        self._cond.release()
-                        try:
-                            self.refill()
-                        finally:
-                            self._cond.acquire()
-                            self._refilling = False
-                        continue
                 self._cond.wait(SLOT_POLL)
             self.busy += 1
         try:

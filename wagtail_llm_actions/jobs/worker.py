@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 
 from .. import db
 from ..conf import get_setting
@@ -241,7 +241,7 @@ class _Worker:
 
     def join(self) -> bool:
         """Reserve the worker's share of the provider's slots; False: its host is full."""
-        self.ctx.slots = _Slots(None)
+        self.ctx.slots = _Slots()
         joined = self.refill(joining=True)
         if joined is not None and joined.full:
             return False
@@ -358,19 +358,35 @@ class _Worker:
         self.halt("completed")
 
     def report(self) -> None:
-        if self.progress is not None:
+        if self.progress is None:
+            return
+        try:
             self.job.refresh_from_db()
-            self.progress(self.job, job_progress(self.job))
+            progress = job_progress(self.job)
+        except DatabaseError as e:
+            if not db.is_busy_error(e):
+                raise
+            return  # a busy database: the next report says it
+        self.progress(self.job, progress)
 
     # -- the heartbeat -------------------------------------------------------------------
 
     def housekeeping(self) -> None:
         """At most every ``beat_every`` seconds: renew the leases and the slots, and decide
-        whether this worker stops (job ended, budget spent, not needed any more)."""
-        ctx = self.ctx
+        whether this worker stops (job ended, budget spent, not needed any more). A busy
+        database skips the beat (the next one tries again); it never stops the worker."""
         if time.monotonic() - self.last_beat < self.beat_every:
             return
         self.last_beat = time.monotonic()
+        try:
+            self._beat()
+        except DatabaseError as e:
+            if not db.is_busy_error(e):
+                raise
+            logger.warning("Job %s: database busy during a heartbeat: %s", self.job.pk, e)
+
+    def _beat(self) -> None:
+        ctx = self.ctx
         try:
             beat = _heartbeat(ctx, may_coordinate=self.may_coordinate, seconds=self.slot_seconds)
         except Exception:  # a busy database must not stop the worker  # noqa: BLE001

@@ -86,6 +86,15 @@ class TriggerFields(models.Model):
         ),
     )
 
+    submit_for_moderation = models.BooleanField(
+        _("submit drafts for moderation"),
+        default=False,
+        help_text=_(
+            "Submit each draft a trigger writes to the page's moderation workflow (skipped "
+            "when the page has none or is in moderation already)."
+        ),
+    )
+
     class Meta:
         abstract = True
 

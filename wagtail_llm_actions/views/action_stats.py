@@ -126,8 +126,22 @@ class ActionStatsView(WagtailAdminTemplateMixin, TemplateView):
             if can_change_prompts(user)
             else "",
             report_url=reverse("wagtail_llm_actions_report:index") + f"?action={self.action.pk}",
+            **self.stale_context(user),
         )
         return context
+
+    def stale_context(self, user) -> dict:
+        """How many pages the user can see changed their source since the action's answer,
+        with a link running the action on exactly those (the bulk action's screen)."""
+        if not self.action.enabled or not can_edit_any_page(user):
+            return {}
+        from ..bulk_actions import STALE
+        from ..permissions import explorable_pages
+        from ..unchanged import stale_page_ids
+
+        count = len(stale_page_ids(self.action, explorable_pages(user)))
+        url = reverse("wagtail_bulk_action", args=["wagtailcore", "page", "run_llm_action"])
+        return {"stale_count": count, "stale_run_url": f"{url}?id={STALE}&action={self.action.pk}"}
 
 
 class TryOnPageView(View):
