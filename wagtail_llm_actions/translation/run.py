@@ -1,0 +1,266 @@
+"""Translating one page into one locale, as a new draft (issue 23 §1).
+
+:func:`check` refuses bad input before anything is sent or written (i18n off, unknown
+locale, the page's own locale, a parent not translated yet). :func:`translate_page` then asks
+the model once for the segments that need it (through the action's provider, the response
+cache and the budgets: :func:`~wagtail_llm_actions.run.calls.gate.ask`), asks again once for
+the segments whose markup came back broken, and writes the result in one transaction: a new
+page made by Wagtail's ``copy_for_translation`` (never published), or a new draft revision of
+the existing translation. Segments that still fail keep the text they had (the source's, on a
+new page) and are reported; none is written half-broken.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+from wagtail.models import Locale, Page
+
+from .. import db
+from ..exceptions import ActionNotApplicable, ConfigurationProblem, LLMActionError
+from ..models import (
+    InteractionOutcome,
+    InteractionStatus,
+    InteractionTrigger,
+    LLMAction,
+    LLMInteraction,
+    LLMTranslationSegment,
+)
+from ..run import drafts, recording
+from ..run.prepare import working_copy
+from . import apply, memory, request
+from .segments import segments
+
+
+class TranslationProblem(LLMActionError):
+    code = "translation"
+
+
+@dataclass
+class Outcome:
+    """What translating one page into one locale did."""
+
+    locale: Locale
+    page: Page | None
+    created: bool = False
+    interaction: LLMInteraction | None = None
+    sent: int = 0
+    unchanged: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def language_name(locale: Locale) -> str:
+    try:
+        return f"{locale.get_display_name()} ({locale.language_code})"
+    except Exception:  # a code no longer in WAGTAIL_CONTENT_LANGUAGES
+        return locale.language_code
+
+
+def locales(page: Page, codes: list[str]) -> list[Locale]:
+    """The target locales named by ``codes``; :class:`TranslationProblem` for i18n off, an
+    unknown code, or the page's own locale."""
+    if not getattr(settings, "WAGTAIL_I18N_ENABLED", False):
+        raise TranslationProblem(
+            _(
+                "Translation needs Wagtail's internationalisation: set "
+                "WAGTAIL_I18N_ENABLED = True and WAGTAIL_CONTENT_LANGUAGES in the settings."
+            )
+        )
+    found = []
+    for code in dict.fromkeys(codes):
+        locale = Locale.objects.filter(language_code__iexact=code).first()
+        if locale is None:
+            known = ", ".join(
+                Locale.objects.order_by("language_code").values_list("language_code", flat=True)
+            )
+            raise TranslationProblem(
+                _("There is no locale “%(code)s”. The site's locales: %(known)s.")
+                % {"code": code, "known": known}
+            )
+        if locale.pk == page.locale_id:
+            raise TranslationProblem(
+                _("“%(page)s” is in %(locale)s already: choose another locale.")
+                % {"page": page.title, "locale": language_name(locale)}
+            )
+        found.append(locale)
+    return found
+
+
+def check(action: LLMAction, page: Page, locale: Locale) -> Page | None:
+    """The existing translation of ``page`` in ``locale`` (None: it will be created);
+    :class:`TranslationProblem` when it cannot be."""
+    if not hasattr(action, "translation"):
+        raise ConfigurationProblem(
+            _("“%(action)s” is not a translation action (it has no translation settings).")
+            % {"action": action.name}
+        )
+    if not action.applies_to(page):
+        raise ActionNotApplicable(
+            _("“%(action)s” does not apply to pages of this type.") % {"action": action.name}
+        )
+    existing = page.get_translation_or_none(locale)
+    if existing is not None:
+        return existing.specific
+    parent = page.get_parent()
+    if parent is not None and not parent.is_root() and not parent.has_translation(locale):
+        raise TranslationProblem(
+            _(
+                "The parent page “%(parent)s” has no translation in %(locale)s, so “%(page)s” "
+                "cannot be translated into it. Translate the parent first (page %(id)s)."
+            )
+            % {
+                "parent": parent.title,
+                "locale": language_name(locale),
+                "page": page.title,
+                "id": parent.pk,
+            }
+        )
+    return None
+
+
+def translate_page(
+    action: LLMAction,
+    page: Page,
+    locale: Locale,
+    user=None,
+    *,
+    trigger: str = InteractionTrigger.API,
+) -> Outcome:
+    """Translate ``page`` into ``locale`` as a new draft (see the module's docstring)."""
+    page = page.specific
+    existing = check(action, page, locale)
+    source, _revision = working_copy(page)
+    found = segments(source)
+    target_obj = base_revision = None
+    target_texts = records = None
+    if existing is not None:
+        target_obj, base_revision = working_copy(existing)
+        target_texts = apply.current_texts(target_obj)
+        records = {r.path: r for r in LLMTranslationSegment.objects.filter(target_page=existing)}
+    planned = memory.plan(found, target_texts, records or {})
+    outcome = Outcome(locale, existing, unchanged=planned.unchanged, review=planned.review)
+    texts: dict[str, str] = {}
+    interaction = None
+    if planned.send:
+        interaction = recording.new_interaction(
+            action, existing or page, user, trigger, base_revision
+        )
+        texts, outcome.failed = _ask(action, source, locale, planned.send, interaction)
+        outcome.sent = len(planned.send)
+        for path in outcome.failed:  # never half-broken: the text it had stays
+            if target_texts and path in target_texts:
+                planned.keep[path] = target_texts[path]
+    values = apply.translated_values(source, texts, planned.keep, locale)
+    if existing is not None and not texts and _same(target_obj, values):
+        return outcome
+    hashes = {s.path: memory.segment_hash(s.source) for s in planned.send if s.path in texts}
+    _write(action, page, locale, user, values, hashes, interaction, outcome, target_obj)
+    return outcome
+
+
+def _same(target_obj: Any, values: dict) -> bool:
+    from .segments import stored_values
+
+    return stored_values(target_obj) == values
+
+
+def _ask(action, source, locale, send, interaction) -> tuple[dict[str, str], dict[str, str]]:
+    """The translated texts by path, and the segments that failed twice with why."""
+    from ..providers import ProviderError
+
+    started = time.perf_counter()
+    done: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    pending = send
+    try:
+        for attempt in range(2):
+            sent = request.prepare(pending)
+            got, failed = _call(action, source, locale, sent, interaction, first=attempt == 0)
+            done.update(got)
+            if not failed:
+                break
+            pending = [s for s in send if s.path in failed]
+    except ProviderError as e:
+        error = LLMActionError(str(e), code=e.code, retryable=e.retryable)
+        raise recording.fail(interaction, error, started) from e
+    except LLMActionError as e:
+        raise recording.fail(interaction, e, started) from e
+    return done, failed
+
+
+def _call(action, source, locale, sent, interaction, *, first: bool):
+    from ..providers import build_request
+    from ..run.calls.common import received, record_call
+    from ..run.calls.gate import ask
+
+    source_locale = getattr(source, "locale", None)
+    messages = request.messages(
+        sent,
+        source=language_name(source_locale) if source_locale else "the source language",
+        target=language_name(locale),
+        target_code=locale.language_code,
+        settings=action.translation,
+        system=action.system_message,
+    )
+    built = build_request(action, messages)
+    if first:
+        interaction.messages = messages
+        interaction.parameters = built.public_parameters()
+    result = received(ask(built, action, interaction), interaction)
+    record_call(interaction, result, first=first)
+    if not first:
+        interaction.response_text += "\n\n" + result.text
+    return request.results(sent, request.parse(result.text))
+
+
+def _write(action, page, locale, user, values, hashes, interaction, outcome, target_obj) -> None:
+    """Create the translation or add a draft to it, and remember what was translated."""
+
+    def write() -> None:
+        working = target_obj
+        if working is None:
+            created = page.copy_for_translation(locale)
+            working, _base = working_copy(created)
+            outcome.created = True
+        apply.set_values(working, values)
+        revision = drafts.save_draft(working, user, action, clean=True, written=list(values))
+        outcome.page = working
+        if interaction is not None:
+            interaction.page = Page.objects.get(pk=working.pk)
+            interaction.object_id = str(working.pk)
+            interaction.revision = revision
+            interaction.outcome = InteractionOutcome.DRAFTED
+            interaction.status = InteractionStatus.SUCCESS
+            interaction.output_value = "\n".join(sorted(hashes))
+            if outcome.failed:
+                interaction.error_message = "\n".join(
+                    f"{path}: {why}" for path, why in outcome.failed.items()
+                )
+            interaction.save()
+            _remember(working, values, hashes, interaction)
+            recording.log_generated(working, user, revision, action, interaction)
+        outcome.interaction = interaction
+
+    db.write(write, what="writing a translation")
+
+
+def _remember(target, values, hashes: dict[str, str], interaction) -> None:
+    """Store each newly translated segment's source hash and the text written for it."""
+    from .segments import slots
+
+    for slot in slots(target, values):
+        if slot.path in hashes:
+            LLMTranslationSegment.objects.update_or_create(
+                target_page_id=target.pk,
+                path=slot.path,
+                defaults={
+                    "source_hash": hashes[slot.path],
+                    "machine_text": slot.value,
+                    "interaction": interaction,
+                },
+            )
