@@ -266,3 +266,38 @@ def test_the_offline_provider_translates_deterministically(translation_site, tra
     step = body_block(draft, "step").value["instructions"].source
     assert step.startswith("<p>[de] Mix flour und Wasser")
     assert not outcome.failed
+
+
+def test_a_translation_longer_than_its_field_keeps_the_source(
+    translation_site, translate_action, fake_llm
+):
+    recipe = translation_site["recipe"]
+    fake_llm.configure(
+        json_reply=lambda payload: {
+            key: ("x" * 300 if text == "Dumplings, step by step." else text)
+            for key, text in sent_segments(payload).items()
+        }
+    )
+    outcome = translate_page(translate_action, recipe, translation_site["de"])
+    assert "255 characters" in outcome.failed["intro"]
+    assert latest(outcome.page).intro == "Dumplings, step by step."
+
+
+def test_a_locked_translation_is_left_alone(translation_site, translate_action, fake_llm):
+    from wagtail_llm_actions.exceptions import PageLocked
+
+    fake_llm.configure(translate="reverse")
+    recipe = translation_site["recipe"]
+    german = translate_page(translate_action, recipe, translation_site["de"]).page
+    Page.objects.filter(pk=german.pk).update(locked=True)
+    revisions = german.revisions.count()
+    with pytest.raises(PageLocked):
+        translate_page(translate_action, recipe, translation_site["de"])
+    assert german.revisions.count() == revisions and fake_llm.request_count == 1
+
+
+def test_translation_actions_are_not_offered_beside_fields(translation_site, translate_action):
+    from tests.testapp.models import RecipePage
+    from wagtail_llm_actions.editor.pages import actions_for_type
+
+    assert translate_action not in actions_for_type(RecipePage)

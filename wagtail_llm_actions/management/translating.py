@@ -35,7 +35,7 @@ def run(command: BaseCommand, action: LLMAction, user, options) -> None:
         targets = {page.pk: locales(page, options["locale"]) for page in pages}
         if options["page"] is not None:
             for locale in targets[pages[0].pk]:
-                check(action, pages[0].specific, locale)
+                check(action, pages[0].specific, locale, user)
     except LLMActionError as e:
         raise CommandError(str(e)) from e
     failures = 0

@@ -17,11 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.utils.translation import gettext as _
 from wagtail.models import Locale, Page
 
 from .. import db
-from ..exceptions import ActionNotApplicable, ConfigurationProblem, LLMActionError
+from ..exceptions import (
+    ActionNotAllowed,
+    ActionNotApplicable,
+    ConfigurationProblem,
+    LLMActionError,
+)
 from ..models import (
     InteractionOutcome,
     InteractionStatus,
@@ -30,7 +36,7 @@ from ..models import (
     LLMInteraction,
     LLMTranslationSegment,
 )
-from ..run import drafts, recording
+from ..run import access, drafts, recording
 from ..run.prepare import working_copy
 from . import apply, memory, request
 from .segments import segments
@@ -91,21 +97,31 @@ def locales(page: Page, codes: list[str]) -> list[Locale]:
     return found
 
 
-def check(action: LLMAction, page: Page, locale: Locale) -> Page | None:
+def check(action: LLMAction, page: Page, locale: Locale, user=None) -> Page | None:
     """The existing translation of ``page`` in ``locale`` (None: it will be created);
-    :class:`TranslationProblem` when it cannot be."""
+    :class:`TranslationProblem` when it cannot be; ``ActionNotAllowed`` or ``PageLocked``
+    when ``user`` may not edit the translation (or add it), or it is locked or in
+    moderation."""
     if not hasattr(action, "translation"):
         raise ConfigurationProblem(
             _("“%(action)s” is not a translation action (it has no translation settings).")
             % {"action": action.name}
         )
+    if not action.enabled:
+        raise ActionNotApplicable(_("The action “%s” is disabled.") % action.name)
     if not action.applies_to(page):
         raise ActionNotApplicable(
             _("“%(action)s” does not apply to pages of this type.") % {"action": action.name}
         )
     existing = page.get_translation_or_none(locale)
     if existing is not None:
-        return existing.specific
+        existing = existing.specific
+        if user is not None and not access.can_edit(user, existing):
+            raise ActionNotAllowed()
+        problem = access.lock_problem(user, existing)
+        if problem is not None:
+            raise problem
+        return existing
     parent = page.get_parent()
     if parent is not None and not parent.is_root() and not parent.has_translation(locale):
         raise TranslationProblem(
@@ -120,7 +136,15 @@ def check(action: LLMAction, page: Page, locale: Locale) -> Page | None:
                 "id": parent.pk,
             }
         )
+    if user is not None and not _may_add_under(user, parent, locale):
+        raise ActionNotAllowed()
     return None
+
+
+def _may_add_under(user, parent: Page, locale: Locale) -> bool:
+    """Whether ``user`` may add the translation under ``parent``'s translation in ``locale``."""
+    target_parent = parent if parent.is_root() else parent.get_translation(locale)
+    return target_parent.permissions_for_user(user).can_add_subpage()
 
 
 def translate_page(
@@ -133,7 +157,7 @@ def translate_page(
 ) -> Outcome:
     """Translate ``page`` into ``locale`` as a new draft (see the module's docstring)."""
     page = page.specific
-    existing = check(action, page, locale)
+    existing = check(action, page, locale, user)
     source, _revision = working_copy(page)
     found = segments(source)
     target_obj = base_revision = None
@@ -151,6 +175,7 @@ def translate_page(
             action, existing or page, user, trigger, base_revision
         )
         texts, outcome.failed = _ask(action, source, locale, planned.send, interaction)
+        outcome.failed.update(_too_long(source, texts))
         outcome.sent = len(planned.send)
         for path in outcome.failed:  # never half-broken: the text it had stays
             if target_texts and path in target_texts:
@@ -159,8 +184,29 @@ def translate_page(
     if existing is not None and not texts and _same(target_obj, values):
         return outcome
     hashes = {s.path: memory.segment_hash(s.source) for s in planned.send if s.path in texts}
-    _write(action, page, locale, user, values, hashes, interaction, outcome, target_obj)
+    try:
+        _write(action, page, locale, user, values, hashes, interaction, outcome, target_obj)
+    except LLMActionError as e:
+        if interaction is None:
+            raise
+        raise recording.fail(interaction, e, time.perf_counter()) from e
     return outcome
+
+
+def _too_long(source: Any, texts: dict[str, str]) -> dict[str, str]:
+    """Translations longer than their field allows, taken out of ``texts`` with why."""
+    failed = {}
+    for name in list(texts):
+        try:
+            limit = getattr(type(source)._meta.get_field(name), "max_length", None)
+        except FieldDoesNotExist:  # a path inside a StreamField, not a field name
+            continue
+        if limit and len(texts[name]) > limit:
+            del texts[name]
+            failed[name] = _("the translation is longer than the field's %(limit)s characters") % {
+                "limit": limit
+            }
+    return failed
 
 
 def _same(target_obj: Any, values: dict) -> bool:
