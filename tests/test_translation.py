@@ -301,3 +301,42 @@ def test_translation_actions_are_not_offered_beside_fields(translation_site, tra
     from wagtail_llm_actions.editor.pages import actions_for_type
 
     assert translate_action not in actions_for_type(RecipePage)
+
+
+# -- the action form ------------------------------------------------------------------------------
+
+
+def test_the_action_form_makes_and_edits_a_translation_action(prompt, superuser):
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.test_action_form import ADD_URL, action_data, edit_url
+    from wagtail_llm_actions.models import LLMAction
+
+    client = Client()
+    client.force_login(superuser)
+    html = client.get(reverse(ADD_URL)).content.decode()
+    assert 'name="translation_glossary"' in html and "Translates pages" in html
+    data = action_data(
+        prompt,
+        name="Translate",
+        slug="translate",
+        target_field="",
+        translates="on",
+        translation_style="Plain words.",
+        translation_glossary="de: compost = Kompost\nde: Compost = Humus",
+    )
+    response = client.post(reverse(ADD_URL), data)
+    assert "“Compost” is in the glossary twice for de" in response.content.decode()
+    assert not LLMAction.objects.filter(slug="translate").exists()
+    data["translation_glossary"] = "de: compost = Kompost"
+    client.post(reverse(ADD_URL), data, follow=True)
+    action = LLMAction.objects.get(slug="translate")
+    assert action.translates and action.translation.glossary == "de: compost = Kompost"
+    assert action.translation.style == "Plain words."
+    html = client.get(edit_url(action)).content.decode()
+    assert "de: compost = Kompost" in html
+    data.pop("translates")
+    response = client.post(edit_url(action), data)
+    assert "Enter the field that receives the answer" in response.content.decode()
+    assert LLMTranslationSettings.objects.filter(action=action).exists()
