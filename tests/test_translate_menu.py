@@ -78,3 +78,18 @@ def test_i18n_off_hides_it(translation_site, translate_action, superuser):
     with i18n(enabled=False):
         html = client_for(superuser).get(reverse("wagtailadmin_pages:edit", args=[recipe.pk]))
     assert "Translate into…" not in html.content.decode()
+
+
+def test_the_interaction_log_shows_a_translation(
+    translation_site, translate_action, fake_llm, superuser
+):
+    from wagtail_llm_actions.translation.run import translate_page
+
+    fake_llm.configure(translate="reverse")
+    outcome = translate_page(translate_action, translation_site["recipe"], translation_site["de"])
+    client = client_for(superuser)
+    detail = client.get(reverse("wagtail_llm_actions_report:detail", args=[outcome.interaction.pk]))
+    assert detail.status_code == 200 and "Translate" in detail.content.decode()
+    report = client.get(reverse("wagtail_llm_actions_report:index"))
+    edit = reverse("wagtailadmin_pages:edit", args=[outcome.page.pk])
+    assert report.status_code == 200 and edit in report.content.decode()
