@@ -340,3 +340,37 @@ def test_the_action_form_makes_and_edits_a_translation_action(prompt, superuser)
     response = client.post(edit_url(action), data)
     assert "Enter the field that receives the answer" in response.content.decode()
     assert LLMTranslationSettings.objects.filter(action=action).exists()
+
+
+def test_a_budget_stops_the_translation_before_anything_is_sent(
+    translation_site, translate_action, fake_llm
+):
+    from wagtail_llm_actions.exceptions import BudgetExceeded
+    from wagtail_llm_actions.models import LLMBudget, LLMInteraction
+
+    fake_llm.configure(translate="reverse")
+    LLMBudget.objects.create(
+        name="Translations", action=translate_action, max_tokens=100, period="day"
+    )
+    pages = Page.objects.count()
+    with pytest.raises(BudgetExceeded, match="“Translations”"):
+        translate_page(translate_action, translation_site["recipe"], translation_site["de"])
+    assert fake_llm.request_count == 0 and Page.objects.count() == pages
+    interaction = LLMInteraction.objects.get()
+    assert interaction.status == "error" and interaction.error_code == "budget"
+
+
+def test_the_response_cache_answers_an_identical_translation(
+    translation_site, translate_action, fake_llm, settings
+):
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CACHE_TTL": 3600}
+    translate_action.use_cache = True
+    translate_action.save()
+    fake_llm.configure(translate="reverse")
+    recipe = translation_site["recipe"]
+    first = translate_page(translate_action, recipe, translation_site["de"])
+    LLMTranslationSegment.objects.all().delete()
+    Page.objects.get(pk=first.page.pk).delete()
+    second = translate_page(translate_action, recipe, translation_site["de"])
+    assert fake_llm.request_count == 1 and second.interaction.cached
+    assert latest(second.page).title == reverse_words("Pork dumplings")
