@@ -374,3 +374,35 @@ def test_the_response_cache_answers_an_identical_translation(
     second = translate_page(translate_action, recipe, translation_site["de"])
     assert fake_llm.request_count == 1 and second.interaction.cached
     assert latest(second.page).title == reverse_words("Pork dumplings")
+
+
+def test_a_translation_saved_while_the_model_answered_keeps_that_edit(
+    translation_site, translate_action, fake_llm, monkeypatch
+):
+    from wagtail_llm_actions.translation import run as translation_run
+
+    fake_llm.configure(translate="reverse")
+    recipe = translation_site["recipe"]
+    german = translate_page(translate_action, recipe, translation_site["de"]).page
+    source = latest(recipe)
+    source.title, source.intro = "Dumplings for everyone", "A new intro."
+    source.save_revision()
+    real_ask = translation_run._ask
+
+    def person_saves_meanwhile(*args, **kwargs):
+        answer = real_ask(*args, **kwargs)
+        draft = latest(german)
+        draft.intro = "Von Hand, während das Modell antwortete."
+        draft.save_revision()
+        return answer
+
+    monkeypatch.setattr(translation_run, "_ask", person_saves_meanwhile)
+    outcome = translate_page(
+        translate_action, Page.objects.get(pk=recipe.pk), translation_site["de"]
+    )
+    draft = latest(german)
+    assert draft.intro == "Von Hand, während das Modell antwortete."
+    assert draft.title == reverse_words("Dumplings for everyone")
+    assert "intro" in outcome.review
+    record = LLMTranslationSegment.objects.get(target_page=german, path="intro")
+    assert record.machine_text == reverse_words("Dumplings, step by step.")  # not overwritten

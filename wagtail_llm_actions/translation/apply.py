@@ -66,3 +66,10 @@ def current_texts(obj: Any) -> dict[str, str]:
         for slot in slots(obj, stored_values(obj))
         if slot.kind != PAGE and isinstance(slot.value, str)
     }
+
+
+def override(obj: Any, values: dict[str, Any], texts: dict[str, str]) -> None:
+    """Set ``texts`` (by path) into ``values`` (a person's texts that win over the run's)."""
+    for slot in slots(obj, values):
+        if slot.kind != PAGE and slot.path in texts:
+            slot.set(texts[slot.path])

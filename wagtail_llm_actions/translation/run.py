@@ -184,8 +184,9 @@ def translate_page(
     if existing is not None and not texts and _same(target_obj, values):
         return outcome
     hashes = {s.path: memory.segment_hash(s.source) for s in planned.send if s.path in texts}
+    read = Read(target_obj, base_revision.pk if base_revision else None, target_texts or {})
     try:
-        _write(action, page, locale, user, values, hashes, interaction, outcome, target_obj)
+        _write(action, page, locale, user, values, hashes, interaction, outcome, read)
     except LLMActionError as e:
         if interaction is None:
             raise
@@ -264,15 +265,50 @@ def _call(action, source, locale, sent, interaction, *, first: bool):
     return request.results(sent, request.parse(result.text))
 
 
-def _write(action, page, locale, user, values, hashes, interaction, outcome, target_obj) -> None:
+@dataclass
+class Read:
+    """The existing translation as the run read it (``obj`` None: there was none)."""
+
+    obj: Any
+    revision_id: int | None
+    texts: dict[str, str]
+
+
+def _current(page: Page, locale: Locale, read: Read, values: dict, hashes: dict, outcome):
+    """Inside the write transaction: the object to write the draft into, the translation's
+    row locked. A translation saved by a person since the run read it is read again, and the
+    texts they changed meanwhile are kept (and listed for review), never overwritten."""
+    if read.obj is None:
+        if page.get_translation_or_none(locale) is not None:
+            raise TranslationProblem(
+                _("“%(page)s” was translated into %(locale)s meanwhile: translate it again.")
+                % {"page": page.title, "locale": language_name(locale)}
+            )
+        created = page.copy_for_translation(locale)
+        outcome.created = True
+        return working_copy(created)[0]
+    fresh = Page.objects.select_for_update().get(pk=read.obj.pk)
+    if fresh.latest_revision_id == read.revision_id:
+        return read.obj
+    working = working_copy(fresh.specific)[0]
+    changed = {
+        path: text
+        for path, text in apply.current_texts(working).items()
+        if read.texts.get(path) != text
+    }
+    apply.override(working, values, changed)
+    for path in changed:
+        hashes.pop(path, None)
+        if path not in outcome.review:
+            outcome.review.append(path)
+    return working
+
+
+def _write(action, page, locale, user, values, hashes, interaction, outcome, read: Read) -> None:
     """Create the translation or add a draft to it, and remember what was translated."""
 
     def write() -> None:
-        working = target_obj
-        if working is None:
-            created = page.copy_for_translation(locale)
-            working, _base = working_copy(created)
-            outcome.created = True
+        working = _current(page, locale, read, values, hashes, outcome)
         apply.set_values(working, values)
         revision = drafts.save_draft(working, user, action, clean=True, written=list(values))
         outcome.page = working
