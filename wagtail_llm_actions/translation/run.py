@@ -39,7 +39,7 @@ from ..models import (
 from ..run import access, drafts, recording
 from ..run.prepare import working_copy
 from . import apply, memory, request
-from .segments import segments
+from .segments import segments, slots
 
 
 class TranslationProblem(LLMActionError):
@@ -318,31 +318,31 @@ def _write(action, page, locale, user, values, hashes, interaction, outcome, rea
             interaction.revision = revision
             interaction.outcome = InteractionOutcome.DRAFTED
             interaction.status = InteractionStatus.SUCCESS
-            interaction.output_value = "\n".join(sorted(hashes))
+            written = {
+                slot.path: slot.value for slot in slots(working, values) if slot.path in hashes
+            }
+            interaction.output_value = "\n\n".join(f"{p}: {t}" for p, t in written.items())
             if outcome.failed:
                 interaction.error_message = "\n".join(
                     f"{path}: {why}" for path, why in outcome.failed.items()
                 )
             interaction.save()
-            _remember(working, values, hashes, interaction)
+            _remember(working, written, hashes, interaction)
             recording.log_generated(working, user, revision, action, interaction)
         outcome.interaction = interaction
 
     db.write(write, what="writing a translation")
 
 
-def _remember(target, values, hashes: dict[str, str], interaction) -> None:
+def _remember(target, written: dict[str, str], hashes: dict[str, str], interaction) -> None:
     """Store each newly translated segment's source hash and the text written for it."""
-    from .segments import slots
-
-    for slot in slots(target, values):
-        if slot.path in hashes:
-            LLMTranslationSegment.objects.update_or_create(
-                target_page_id=target.pk,
-                path=slot.path,
-                defaults={
-                    "source_hash": hashes[slot.path],
-                    "machine_text": slot.value,
-                    "interaction": interaction,
-                },
-            )
+    for path, text in written.items():
+        LLMTranslationSegment.objects.update_or_create(
+            target_page_id=target.pk,
+            path=path,
+            defaults={
+                "source_hash": hashes[path],
+                "machine_text": text,
+                "interaction": interaction,
+            },
+        )
