@@ -93,3 +93,20 @@ def test_the_interaction_log_shows_a_translation(
     report = client.get(reverse("wagtail_llm_actions_report:index"))
     edit = reverse("wagtailadmin_pages:edit", args=[outcome.page.pk])
     assert report.status_code == 200 and edit in report.content.decode()
+
+
+def test_the_form_estimates_each_locale(translation_site, translate_action, fake_llm, superuser):
+    from wagtail_llm_actions.translation.run import translate_page
+    from wagtail_llm_actions.translation.segments import segments
+
+    fake_llm.configure(translate="reverse")
+    recipe = translation_site["recipe"]
+    translate_page(translate_action, recipe, translation_site["de"])
+    html = client_for(superuser).get(translate_url(recipe)).content.decode()
+    count = len(segments(recipe))
+    french = html.split('data-llm-translate-estimate="fr"')[1].split("</p>")[0]
+    german = html.split('data-llm-translate-estimate="de"')[1].split("</p>")[0]
+    assert f"{count} segments to translate" in french and "tokens sent" in french
+    assert "0 segments to translate" in german and f"{count} unchanged (skipped)" in german
+    assert "tokens sent" not in german
+    assert fake_llm.request_count == 1  # estimating calls nothing

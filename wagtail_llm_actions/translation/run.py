@@ -147,6 +147,45 @@ def _may_add_under(user, parent: Page, locale: Locale) -> bool:
     return target_parent.permissions_for_user(user).can_add_subpage()
 
 
+@dataclass
+class Read:
+    """The existing translation as the run read it (``obj`` None: there was none)."""
+
+    obj: Any
+    revision: Any
+    texts: dict[str, str]
+
+    @property
+    def revision_id(self) -> int | None:
+        return self.revision.pk if self.revision is not None else None
+
+
+@dataclass
+class Planned:
+    """What translating a page into a locale will do, read before any call."""
+
+    source: Any
+    read: Read
+    plan: memory.Plan
+
+
+def plan_for(action: LLMAction, page: Page, locale: Locale, user=None) -> Planned:
+    """Check, read the source and the existing translation, and decide which segments to
+    send (:func:`memory.plan`); no call, nothing written. Raises as :func:`check` does."""
+    page = page.specific
+    existing = check(action, page, locale, user)
+    source, _revision = working_copy(page)
+    read = Read(None, None, {})
+    records: dict = {}
+    if existing is not None:
+        target_obj, base_revision = working_copy(existing)
+        read = Read(target_obj, base_revision, {})
+        read.texts = apply.current_texts(target_obj)
+        records = {r.path: r for r in LLMTranslationSegment.objects.filter(target_page=existing)}
+    texts = read.texts if read.obj is not None else None
+    return Planned(source, read, memory.plan(segments(source), texts, records))
+
+
 def translate_page(
     action: LLMAction,
     page: Page,
@@ -157,34 +196,26 @@ def translate_page(
 ) -> Outcome:
     """Translate ``page`` into ``locale`` as a new draft (see the module's docstring)."""
     page = page.specific
-    existing = check(action, page, locale, user)
-    source, _revision = working_copy(page)
-    found = segments(source)
-    target_obj = base_revision = None
-    target_texts = records = None
-    if existing is not None:
-        target_obj, base_revision = working_copy(existing)
-        target_texts = apply.current_texts(target_obj)
-        records = {r.path: r for r in LLMTranslationSegment.objects.filter(target_page=existing)}
-    planned = memory.plan(found, target_texts, records or {})
+    prepared = plan_for(action, page, locale, user)
+    source, read, planned = prepared.source, prepared.read, prepared.plan
+    existing = read.obj
     outcome = Outcome(locale, existing, unchanged=planned.unchanged, review=planned.review)
     texts: dict[str, str] = {}
     interaction = None
     if planned.send:
         interaction = recording.new_interaction(
-            action, existing or page, user, trigger, base_revision
+            action, existing or page, user, trigger, read.revision
         )
         texts, outcome.failed = _ask(action, source, locale, planned.send, interaction)
         outcome.failed.update(_too_long(source, texts))
         outcome.sent = len(planned.send)
         for path in outcome.failed:  # never half-broken: the text it had stays
-            if target_texts and path in target_texts:
-                planned.keep[path] = target_texts[path]
+            if path in read.texts:
+                planned.keep[path] = read.texts[path]
     values = apply.translated_values(source, texts, planned.keep, locale)
-    if existing is not None and not texts and _same(target_obj, values):
+    if existing is not None and not texts and _same(existing, values):
         return outcome
     hashes = {s.path: memory.segment_hash(s.source) for s in planned.send if s.path in texts}
-    read = Read(target_obj, base_revision.pk if base_revision else None, target_texts or {})
     try:
         _write(action, page, locale, user, values, hashes, interaction, outcome, read)
     except LLMActionError as e:
@@ -245,15 +276,7 @@ def _call(action, source, locale, sent, interaction, *, first: bool):
     from ..run.calls.common import received, record_call
     from ..run.calls.gate import ask
 
-    source_locale = getattr(source, "locale", None)
-    messages = request.messages(
-        sent,
-        source=language_name(source_locale) if source_locale else "the source language",
-        target=language_name(locale),
-        target_code=locale.language_code,
-        settings=action.translation,
-        system=action.system_message,
-    )
+    messages = request_messages(action, source, locale, sent)
     built = build_request(action, messages)
     if first:
         interaction.messages = messages
@@ -263,15 +286,6 @@ def _call(action, source, locale, sent, interaction, *, first: bool):
     if not first:
         interaction.response_text += "\n\n" + result.text
     return request.results(sent, request.parse(result.text))
-
-
-@dataclass
-class Read:
-    """The existing translation as the run read it (``obj`` None: there was none)."""
-
-    obj: Any
-    revision_id: int | None
-    texts: dict[str, str]
 
 
 def _current(page: Page, locale: Locale, read: Read, values: dict, hashes: dict, outcome):
@@ -302,6 +316,19 @@ def _current(page: Page, locale: Locale, read: Read, values: dict, hashes: dict,
         if path not in outcome.review:
             outcome.review.append(path)
     return working
+
+
+def request_messages(action: LLMAction, source: Any, locale: Locale, sent) -> list[dict]:
+    """The messages of the request translating ``sent`` from ``source`` into ``locale``."""
+    source_locale = getattr(source, "locale", None)
+    return request.messages(
+        sent,
+        source=language_name(source_locale) if source_locale else "the source language",
+        target=language_name(locale),
+        target_code=locale.language_code,
+        settings=action.translation,
+        system=action.system_message,
+    )
 
 
 def _write(action, page, locale, user, values, hashes, interaction, outcome, read: Read) -> None:

@@ -20,6 +20,7 @@ from .. import queued_runs
 from ..exceptions import LLMActionError
 from ..models import LLMAction
 from ..permissions import can_edit_page
+from ..translation.estimate import estimate
 from ..translation.run import check, language_name, locales
 from .queued_runs import enqueue
 
@@ -72,16 +73,23 @@ class TranslateView(WagtailAdminTemplateMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         chosen = set(self.request.POST.getlist("locale"))
+        actions = list(translation_actions(self.page))
+        # The estimates are for the first action (the one chosen by default).
+        action = actions[0] if actions else None
         context.update(
             page=self.page,
             cancel_url=self.edit_url,
-            actions=list(translation_actions(self.page)),
+            actions=actions,
+            estimated=action,
             locales=[
                 {
                     "code": locale.language_code,
                     "label": language_name(locale),
                     "exists": self.page.has_translation(locale),
                     "checked": locale.language_code in chosen,
+                    "estimate": estimate(action, self.page, locale, self.request.user)
+                    if action is not None
+                    else None,
                 }
                 for locale in Locale.objects.exclude(pk=self.page.locale_id).order_by(
                     "language_code"
