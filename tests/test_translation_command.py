@@ -53,7 +53,7 @@ def test_all_translates_parents_before_children(translation_site, translate_acti
     [
         (["--locale", "es"], "There is no locale “es”"),
         (["--locale", "de", "--locale", "en"], "is in English (en) already"),
-        (["--locale", "de", "--dry-run"], "--locale does not go with --dry-run"),
+        (["--locale", "de", "--force"], "--locale does not go with --force"),
         ([], "name locales with --locale"),
     ],
 )
@@ -88,3 +88,20 @@ def test_a_dropped_tag_is_reported_and_the_command_fails(
         run("translate", "--page", str(recipe.pk), "--locale", "de")
     assert "not translated (the answer lost" in run.err and "the text it had is kept" in run.err
     assert fake_llm.request_count == 2
+
+
+def test_dry_run_says_what_each_locale_will_send(translation_site, translate_action, fake_llm):
+    from wagtail_llm_actions.translation.segments import segments
+
+    fake_llm.configure(translate="reverse")
+    recipe = translation_site["recipe"]
+    run("translate", "--page", str(recipe.pk), "--locale", "de")
+    pages = Page.objects.count()
+    out = run(
+        "translate", "--page", str(recipe.pk), "--locale", "de", "--locale", "fr", "--dry-run"
+    )
+    count = len(segments(recipe))
+    assert f"→ German (de): 0 segment(s) to translate, {count} unchanged (skipped)" in out
+    assert f"→ French (fr): {count} segment(s) to translate, 0 unchanged" in out
+    assert "Dry run: nothing sent, nothing written." in out
+    assert fake_llm.request_count == 1 and Page.objects.count() == pages

@@ -5,7 +5,8 @@ locale (:mod:`wagtail_llm_actions.translation`).
 Everything that can be refused is refused before any model call: an unknown locale, the
 page's own locale, i18n switched off, and (for ``--page``) a parent with no translation in a
 target locale. ``--all`` takes the pages of the action's types in the default locale, parents
-before children, so a page's parent translated in the same run counts.
+before children, so a page's parent translated in the same run counts. ``--dry-run`` prints,
+per page and locale, the segments to translate, unchanged or kept, and the tokens and cost.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..models import InteractionTrigger, LLMAction
 from ..translation.run import Outcome, check, language_name, locales, translate_page
 
 #: Options that do not go with ``--locale`` (yet).
-NOT_WITH_LOCALE = ("dry_run", "enqueue", "descendants", "force")
+NOT_WITH_LOCALE = ("enqueue", "descendants", "force")
 
 
 def run(command: BaseCommand, action: LLMAction, user, options) -> None:
@@ -38,6 +39,9 @@ def run(command: BaseCommand, action: LLMAction, user, options) -> None:
                 check(action, pages[0].specific, locale, user)
     except LLMActionError as e:
         raise CommandError(str(e)) from e
+    if options.get("dry_run"):
+        _dry_run(command, action, pages, targets, user)
+        return
     failures = 0
     for page in pages:
         for locale in targets[page.pk]:
@@ -55,6 +59,45 @@ def run(command: BaseCommand, action: LLMAction, user, options) -> None:
         raise CommandError(
             _("%(count)s translation(s) failed or are incomplete; see above.") % {"count": failures}
         )
+
+
+def _dry_run(command: BaseCommand, action: LLMAction, pages, targets, user) -> None:
+    """What each page × locale would send and cost; no call, nothing written."""
+    from ..formatting import format_cost
+    from ..translation.estimate import estimate
+
+    total_tokens, total_cost, unpriced = 0, 0, False
+    for page in pages:
+        for locale in targets[page.pk]:
+            found = estimate(action, page, locale, user)
+            heading = _heading(page, locale)
+            if found.problem:
+                command.stderr.write(heading + found.problem)
+                continue
+            tokens = found.prompt_tokens + found.completion_tokens
+            total_tokens += tokens
+            if found.cost is None:
+                unpriced = unpriced or bool(found.send)
+            else:
+                total_cost += found.cost
+            command.stdout.write(
+                heading
+                + _(
+                    "%(send)s segment(s) to translate, %(unchanged)s unchanged (skipped), "
+                    "%(review)s edited by hand (kept); about %(tokens)s tokens."
+                )
+                % {
+                    "send": found.send,
+                    "unchanged": found.unchanged,
+                    "review": found.review,
+                    "tokens": tokens,
+                }
+            )
+    cost = _("unknown for some") if unpriced else format_cost(total_cost)
+    command.stdout.write(
+        _("Dry run: nothing sent, nothing written. In all about %(tokens)s tokens, cost %(cost)s.")
+        % {"tokens": total_tokens, "cost": cost}
+    )
 
 
 def _pages(action: LLMAction, options) -> list[Page]:
