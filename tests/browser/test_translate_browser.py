@@ -49,3 +49,19 @@ def test_translate_into_two_locales_from_the_editor(
     assert not german.live
     page.get_by_role("link", name="Open de").click()
     page.wait_for_url(re.compile(reverse("wagtailadmin_pages:edit", args=[german.pk]) + "$"))
+
+
+def test_translate_screen_has_no_serious_violations(
+    live_server, browser_page, translation_site, translate_action, fake_llm, superuser
+):
+    from tests.browser.test_a11y_browser import check_screens
+    from wagtail_llm_actions.translation.run import translate_page
+
+    fake_llm.configure(translate="reverse")
+    recipe = translation_site["recipe"]
+    translate_page(translate_action, recipe, translation_site["de"])  # an estimate of each kind
+    url = reverse("wagtail_llm_actions_report:translate", args=[recipe.pk])
+    log_in(browser_page, live_server)
+    check_screens(
+        browser_page, superuser, live_server, [("translate", url, "[data-llm-translate]")]
+    )
