@@ -312,3 +312,23 @@ def pytest_report_header(config):
 
     db = settings.DATABASES["default"]
     return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''}".rstrip()
+
+
+# -- translation (issue 23) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def translation_site(db):
+    """The multilingual recipe site of tests/translation_site.py, with i18n on meanwhile."""
+    from tests.translation_site import build_site, i18n
+
+    with i18n():
+        yield build_site()
+
+
+@pytest.fixture
+def translate_action(make_action, server_fields):
+    """A translation action on the fake server, with a glossary and do-not-translate terms."""
+    from tests.translation_site import make_translate_action
+
+    return make_translate_action(make_action, server_fields)

@@ -71,6 +71,14 @@ order (e.g. a 500 first, then a normal answer). Settings:
     (U+0000) into the middle of every answer text, sent JSON-escaped as a real server does
     (``\\ud800``, ``\\u0000``): text no database column stores as it is.
 
+``translate``
+    A translating model (issue 23): the request's user message is a JSON object whose
+    ``"segments"`` maps keys to texts; the answer maps each key to the text with every word
+    spelled backwards and the ``⟦n⟧`` markup placeholders kept in place. ``"reverse"`` does
+    just that; ``"drop_tag"`` also drops each segment's first placeholder (an answer that loses
+    a link or a tag); ``"invent_tag"`` adds a ``⟦99⟧`` (``enqueue`` one of them, then
+    ``"reverse"``: a retry that answers well). :func:`sent_segments` reads a request's segments.
+
 Run it in the foreground for benchmarks::
 
     python -m tests.fakeserver --port 8765 --latency 0.2
@@ -126,6 +134,7 @@ DEFAULTS: dict[str, Any] = {
     "honour_max_tokens": False,
     "max_tokens_ratio": 1.0,
     "bad_text": None,
+    "translate": None,
 }
 
 #: Headers that describe one connection, not the message: a proxy does not pass them on.
@@ -224,6 +233,43 @@ def last_user_message(payload: dict) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _message_text(message)
     return ""
+
+
+_PLACEHOLDER = "⟦"
+
+
+def sent_segments(entry_or_payload: dict) -> dict[str, str]:
+    """The segments a translation request sent (a recorded request, or its JSON)."""
+    payload = entry_or_payload.get("json", entry_or_payload)
+    try:
+        return dict(json.loads(last_user_message(payload)).get("segments") or {})
+    except (ValueError, AttributeError):
+        return {}
+
+
+def reverse_words(text: str) -> str:
+    """Each run of letters spelled backwards; placeholders, digits and punctuation kept."""
+    import re
+
+    parts = re.split(r"(⟦\d+⟧)", text)
+    return "".join(
+        part if part.startswith(_PLACEHOLDER) else re.sub(r"[^\W\d_]+", lambda m: m[0][::-1], part)
+        for part in parts
+    )
+
+
+def translated_segments(payload: dict, mode: str) -> dict[str, str]:
+    import re
+
+    answer = {}
+    for key, text in sent_segments(payload).items():
+        out = reverse_words(text)
+        if mode == "drop_tag":
+            out = re.sub(r"⟦\d+⟧", "", out, count=1)
+        elif mode == "invent_tag":
+            out += "⟦99⟧"
+        answer[key] = out
+    return answer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -574,6 +620,8 @@ class FakeLLMServer:
             text = json.dumps(json_reply(payload) if callable(json_reply) else json_reply)
         elif schema is not None:
             text = json.dumps(sample_for_schema(schema))
+        if config["translate"]:
+            text = json.dumps(translated_segments(payload, config["translate"]), ensure_ascii=False)
         if config["ignore_schema"]:
             text = json.dumps({"answer": text})
         finish_reason = config["finish_reason"]

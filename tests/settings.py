@@ -12,6 +12,10 @@ INSTALLED_APPS = [
     "wagtail.contrib.table_block",
     "wagtail.contrib.typed_table_block",
 ]
+# The sandbox's locales are off in tests but where a test turns them on
+# (tests/translation_site.py), so every other test sees the site as it was.
+WAGTAIL_I18N_ENABLED = False
+del WAGTAIL_CONTENT_LANGUAGES  # noqa: F821 - Django's LANGUAGES, as before the sandbox's
 SECRET_KEY = "tests"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S303
 if not os.environ.get("DATABASE_URL"):

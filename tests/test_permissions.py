@@ -276,6 +276,8 @@ ROWS: dict[str, Row] = {
     "wagtail_llm_actions_report:queued_run_done": Row(
         lambda w: [w.queued_job.pk], frozenset({"editor"}), ok=302
     ),
+    # "Translate into…" from the editor's action menu: those who may edit the page
+    "wagtail_llm_actions_report:translate": Row(lambda w: [w.post.pk], EDITORS),
     # Cancel and Retry of a bulk job ask first
     "wagtail_llm_actions_report:confirm_cancel_job": Row(
         lambda w: [w.bulk_job.pk],

@@ -50,3 +50,22 @@ def test_sandbox_script_stops_at_once_when_the_port_is_taken(tmp_path):
     assert result.returncode != 0
     assert f"Port {port} is already in use" in result.stderr
     assert f"PORT={port + 1} ./scripts/sandbox.sh" in result.stderr
+
+
+@pytest.mark.django_db
+def test_the_demo_shows_translation_with_no_key(monkeypatch):
+    from blog.models import BlogPage
+    from wagtail.models import Locale
+
+    from tests.translation_site import i18n
+
+    monkeypatch.delenv("LLM_ACTIONS_MODEL", raising=False)
+    with i18n():
+        call_command("load_demo_data", stdout=io.StringIO())
+        call_command("load_demo_data", stdout=io.StringIO())  # again: nothing doubled
+    action = LLMAction.objects.get(slug="translate")
+    assert action.model == "local/translate" and action.translates
+    german = BlogPage.objects.get(locale=Locale.objects.get(language_code="de"))
+    assert not german.live
+    draft = german.get_latest_revision_as_object()
+    assert draft.title.startswith("[de] ")

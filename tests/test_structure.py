@@ -35,6 +35,7 @@ WIRING = (
     "views",
     "viewsets",
     "forms",
+    "translation_form",
     "wagtail_hooks",
     "bulk_actions",
     "panels",

@@ -203,7 +203,7 @@ class RunLLMActionBulkAction(PageBulkAction):
         Only pages the user can see count: hidden pages tell nothing, not even their type.
         """
         return (
-            LLMAction.objects.filter(enabled=True)
+            LLMAction.objects.filter(enabled=True, translation__isnull=True)
             .filter(Q(page_types__in=self.selected_type_ids()))
             .distinct()
             .order_by("name")

@@ -24,6 +24,7 @@ from wagtail.models import Page, get_page_models
 
 from .conf import get_setting, with_feature
 from .permissions import PROVIDER_FIELDS, can_configure_providers
+from .translation_form import TranslationFieldsMixin
 
 
 def page_type_choices():
@@ -115,7 +116,7 @@ def combined_choices(data: dict[str, dict], chosen: list[str]) -> tuple[list[str
     return sources, targets
 
 
-class LLMActionForm(WagtailAdminModelForm):
+class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
     page_types = PageTypeChoiceField(
         queryset=ContentType.objects.none(),
         widget=forms.CheckboxSelectMultiple,
@@ -138,6 +139,21 @@ class LLMActionForm(WagtailAdminModelForm):
         for name in ("trigger", "trigger_delay"):  # forms that predate triggers: manual
             if name in self.fields:
                 self.fields[name].required = False
+        self.load_translation()
+
+    def save(self, commit: bool = True):
+        instance = super().save(commit=commit)
+        if commit:
+            self.save_translation(instance)
+        else:
+            save_m2m = self.save_m2m
+
+            def save_all() -> None:
+                save_m2m()
+                self.save_translation(instance)
+
+            self.save_m2m = save_all
+        return instance
 
     def apply_provider_permission(self) -> None:
         """Prefill new actions with the default model; lock provider fields without the right.
@@ -225,6 +241,7 @@ class LLMActionForm(WagtailAdminModelForm):
         # The model's clean() checks paths against the *saved* page types; here the page types
         # being chosen are checked instead, once.
         self.instance._page_types_checked_by_form = True
+        self.instance._translates = bool(self.cleaned_data.get("translates"))
         super()._post_clean()
         page_types = self.cleaned_data.get("page_types")
         if "page_types" in self.cleaned_data:  # a trigger needs page types to run on

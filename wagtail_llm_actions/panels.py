@@ -33,6 +33,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils.functional import lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from wagtail.admin.action_menu import ActionMenuItem
 from wagtail.admin.panels import FieldPanel
 from wagtail.models import Page
@@ -449,3 +450,25 @@ def automatic_draft_notice(request, page) -> None:
             _("An automatic draft from “%(action)s” is waiting for review.")
             % {"action": draft.action_name},
         )
+
+
+class TranslateMenuItem(ActionMenuItem):
+    """ "Translate into…" in the page editor's action menu: the page's translation actions
+    and locales to choose (:mod:`.views.translate`); shown on the edit view when i18n is on
+    and a translation action applies to the page."""
+
+    name = "action-llm-translate"
+    label = gettext_lazy("Translate into…")
+    icon_name = "globe"
+
+    def is_shown(self, context):
+        if context.get("view") != "edit" or context.get("locked_for_user"):
+            return False
+        from .views.translate import offered
+
+        return offered(context["page"], context["request"].user)
+
+    def get_url(self, context):
+        from .views.translate import translate_url
+
+        return translate_url(context["page"])

@@ -45,7 +45,8 @@ PAYLOAD_KEY = "queued_run"
 KIND_RERUN = "rerun"  # the same action again on the interaction's page: a new draft
 KIND_TRY = "try"  # the action on a chosen page, saving nothing (the answer awaits review)
 KIND_STEP = "rerun_from_step"  # a pipeline run again from a step: a new draft
-KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP)
+KIND_TRANSLATE = "translate"  # "Translate into…": the page into the payload's locales, drafts
+KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP, KIND_TRANSLATE)
 
 
 class RunCancelled(LLMActionError):
@@ -64,8 +65,10 @@ def create_job(
     interaction: LLMInteraction | None = None,
     run=None,
     from_step: int = 0,
+    locales: list[str] | None = None,
 ) -> LLMJob:
-    """An editor-kind job of one queued item running ``kind`` for ``user`` on ``page``."""
+    """An editor-kind job of one queued item running ``kind`` for ``user`` on ``page``
+    (``locales``: the language codes a translation goes into)."""
     if kind not in KINDS:
         raise ValueError(kind)
     payload: dict[str, Any] = {
@@ -74,6 +77,7 @@ def create_job(
         "interaction": interaction.pk if interaction is not None else None,
         "run": run.pk if run is not None else None,
         "from_step": from_step,
+        "locales": list(locales or []),
     }
     with db.atomic_write():
         job = LLMJob.objects.create(
@@ -122,10 +126,13 @@ def run_item(item: LLMJobItem) -> str:
             raise RunCancelled(_("Cancelled: no draft was saved."), interaction=interaction)
         editor._link(item, interaction=interaction)
 
+    translated: list[dict] = []
     try:
         if kind == KIND_STEP:
             new = _rerun_from_step(item, refuse_if_cancelled)
             interaction = new.timeline()[-1] if new.timeline() else None
+        elif kind == KIND_TRANSLATE:
+            interaction = _translate(item, page, translated)
         else:
             from .service import LLMService
 
@@ -163,8 +170,38 @@ def run_item(item: LLMJobItem) -> str:
         )
         editor._finish(item, ItemStatus.CANCELLED, {}, interaction=interaction)
         return "cancelled"
-    editor._finish(item, ItemStatus.SUCCEEDED, stored_result(item, interaction), interaction)
+    result = stored_result(item, interaction)
+    if kind == KIND_TRANSLATE:
+        result["translations"] = translated
+    editor._finish(item, ItemStatus.SUCCEEDED, result, interaction)
     return "succeeded"
+
+
+def _translate(item: LLMJobItem, page, translated: list[dict]) -> LLMInteraction | None:
+    """Translate ``page`` into the item's locales, one draft each (stops when cancelled);
+    what each did is added to ``translated``; returns the last interaction."""
+    from .translation.run import locales, translate_page
+
+    job = item.job
+    last = None
+    for locale in locales(page, list((item.payload or {}).get("locales") or [])):
+        if _cancelled(job.pk):
+            raise RunCancelled(_("Cancelled: no further translation was saved."), interaction=last)
+        outcome = translate_page(
+            job.action, page, locale, job.user, trigger=InteractionTrigger.EDITOR
+        )
+        last = outcome.interaction or last
+        translated.append(
+            {
+                "locale": locale.language_code,
+                "page": outcome.page.pk if outcome.page is not None else None,
+                "created": outcome.created,
+                "sent": outcome.sent,
+                "failed": sorted(outcome.failed),
+                "review": list(outcome.review),
+            }
+        )
+    return last
 
 
 def _rerun_from_step(item: LLMJobItem, on_success):

@@ -31,6 +31,10 @@ urlpatterns = [
         name="rerun_from_step",
     ),
     path("runs/<int:job_id>/", lazy_view(f"{VIEWS}.queued_runs.QueuedRunView"), name="queued_run"),
+    # "Translate into…" from the page editor's action menu (views.translate)
+    path(
+        "translate/<int:page_id>/", lazy_view(f"{VIEWS}.translate.TranslateView"), name="translate"
+    ),
     path(
         "runs/<int:job_id>/done/",
         lazy_view(f"{VIEWS}.queued_runs.QueuedRunDoneView"),

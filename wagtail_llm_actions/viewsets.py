@@ -297,6 +297,16 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
             ),
             MultiFieldPanel(
                 [
+                    FieldPanel("translates"),
+                    FieldPanel("translation_style"),
+                    FieldPanel("translation_glossary"),
+                    FieldPanel("translation_do_not_translate"),
+                ],
+                heading=_("Translation"),
+                classname="collapsed",
+            ),
+            MultiFieldPanel(
+                [
                     FieldRowPanel([FieldPanel("trigger"), FieldPanel("trigger_delay")]),
                     FieldPanel("trigger_schedule"),
                     FieldPanel("submit_for_moderation"),

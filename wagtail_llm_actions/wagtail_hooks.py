@@ -44,6 +44,13 @@ def register_editor_menu_item():
     return LLMActionMenuItem(order=90)
 
 
+@hooks.register("register_page_action_menu_item")
+def register_translate_menu_item():
+    from .panels import TranslateMenuItem
+
+    return TranslateMenuItem(order=91)
+
+
 @hooks.register("register_admin_urls")
 def register_pipeline_urls():
     from django.urls import include, path

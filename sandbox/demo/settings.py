@@ -98,6 +98,9 @@ MEDIA_URL = "/media/"
 MEDIA_ROOT = BASE_DIR / "media"
 
 WAGTAIL_SITE_NAME = "LLM actions sandbox"
+# Two extra locales, so the demo shows translation (the "translate" action, local/translate).
+WAGTAIL_I18N_ENABLED = True
+WAGTAIL_CONTENT_LANGUAGES = [("en", "English"), ("de", "German"), ("fr", "French")]
 WAGTAILADMIN_BASE_URL = os.environ.get("WAGTAILADMIN_BASE_URL", "http://localhost:8000")
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
 

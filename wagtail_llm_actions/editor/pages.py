@@ -48,6 +48,7 @@ def actions_for_type(page_class: type, request=None) -> list[LLMAction]:
         return cache[content_type_id]
     actions = list(
         LLMAction.objects.filter(enabled=True, page_types__id=content_type_id)
+        .filter(translation__isnull=True)  # translation actions translate pages, not fields
         .select_related("prompt")
         .order_by("name")
         .distinct()

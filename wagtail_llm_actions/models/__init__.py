@@ -10,6 +10,8 @@
 - :mod:`.budgets`: :class:`LLMBudget`, its periods' :class:`LLMBudgetUsage` and the calls in
   flight (:class:`LLMBudgetReservation`).
 - :mod:`.cache`: :class:`LLMCachedResponse`, answers kept for identical calls.
+- :mod:`.translation`: :class:`LLMTranslationSettings` (what makes an action translate)
+  and :class:`LLMTranslationSegment` (per-segment translation memory).
 - :mod:`.base`: what several share (:class:`OrderedJSONField`, :class:`RevisionLinks`).
 """
 
@@ -40,6 +42,7 @@ from .interactions import (
 from .jobs import ItemStatus, JobKind, JobStatus, LLMJob, LLMJobItem, LLMProviderSlots
 from .pipelines import INLINE_STEP_FIELDS, LLMPipeline, LLMPipelineStep
 from .prompts import LLMPrompt
+from .translation import LLMTranslationSegment, LLMTranslationSettings
 
 __all__ = [
     "DEFAULT_REDUCE_PROMPT",
@@ -69,6 +72,8 @@ __all__ = [
     "LLMPrompt",
     "LLMProviderSlots",
     "LLMRun",
+    "LLMTranslationSegment",
+    "LLMTranslationSettings",
     "LongContent",
     "OrderedJSONField",
     "OutputMode",

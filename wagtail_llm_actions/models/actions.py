@@ -336,6 +336,13 @@ class LLMAction(TriggerFields):
         return [m.strip() for m in (self.fallback_models or "").splitlines() if m.strip()]
 
     @property
+    def translates(self) -> bool:
+        """A translation action: it has translation settings (see :mod:`.translation`), or
+        its form says it will (``_translates``)."""
+        flag = getattr(self, "_translates", None)
+        return flag if flag is not None else bool(self.pk) and hasattr(self, "translation")
+
+    @property
     def is_structured(self) -> bool:
         """Whether the action fills several fields from one JSON answer."""
         return bool(self.output_fields) and isinstance(self.output_fields, dict)
@@ -400,7 +407,7 @@ class LLMAction(TriggerFields):
 
         if self.output_fields not in (None, "", {}):
             errors.setdefault("output_fields", []).extend(mapping_problems(self.output_fields))
-        elif not (self.target_field or "").strip():
+        elif not (self.target_field or "").strip() and not self.translates:
             errors.setdefault("target_field", []).append(
                 gettext("Enter the field that receives the answer, or map output fields.")
             )

@@ -86,6 +86,8 @@ def page_model_problems(action: LLMAction, page_models: list[type]) -> dict[str,
             for problem in mapping_field_problems(model, action.output_fields):
                 errors.setdefault("output_fields", []).append(problem)
             continue
+        if getattr(action, "translates", False) and not (action.target_field or "").strip():
+            continue  # a translation action writes whole pages, not one field
         try:
             validate_target_field(model, action.target_field, action.output_mode)
         except PathError as e:

@@ -9,6 +9,10 @@ Both keep their answer within ``CompletionRequest.max_chars`` (the target field'
 ``max_length``, filled in by the service) when it is set.
 ``local/echo``
     The last user message, verbatim.
+``local/translate``
+    A deterministic stand-in for a translating model (see :mod:`.local_translate`): the
+    segments of a translation request, each marked with the target language and a few
+    common words translated, markup placeholders kept.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .base import (
     ConfigurationError,
 )
 
-LOCAL_MODELS = ("local/extractive", "local/keywords", "local/echo")
+LOCAL_MODELS = ("local/extractive", "local/keywords", "local/echo", "local/translate")
 
 #: The window the offline models claim, so that map-reduce actions chunk with them too.
 LOCAL_CONTEXT_WINDOW = 8192
@@ -275,6 +279,10 @@ class LocalProvider(BaseProvider):
         max_chars = min((limit for limit in limits if limit), default=None)
         if name == "local/echo":
             text = source
+        elif name == "local/translate":
+            from .local_translate import translate_request
+
+            text = translate_request(source)
         elif name == "local/keywords":
             terms = keywords(content_of(source))
             if max_chars:

@@ -249,6 +249,8 @@ class QueuedRunView(WagtailAdminTemplateMixin, TemplateView):
         kind = queued_runs.kind_of(self.item)
         if kind == queued_runs.KIND_TRY:
             return _("Trying “%(action)s”") % {"action": self.job.action_name}
+        if kind == queued_runs.KIND_TRANSLATE:
+            return _("Translating with “%(action)s”") % {"action": self.job.action_name}
         return _("Running “%(action)s” again") % {"action": self.job.action_name}
 
     def get_page_subtitle(self):
@@ -289,6 +291,10 @@ class QueuedRunDoneView(QueuedRunView):
         status = editor.editor_status(item)
         if status.state in ("queued", "running", "stalled"):
             return redirect(queued_runs.progress_url(job))
+        if kind == queued_runs.KIND_TRANSLATE:
+            from .translate import translate_done
+
+            return translate_done(request, item, job, status)
         page = item.page
         if status.state == "succeeded":
             new_id = (item.result or {}).get("interaction") or item.interaction_id

@@ -7,6 +7,8 @@ Every mode skips unchanged pages unless ``--force``, by the rule bulk jobs apply
 (:mod:`wagtail_llm_actions.unchanged`: an answer of the action from the same inputs is in the
 page's newest revision, or a person discarded it). A pipeline's slug runs the pipeline on each
 selected page (one draft per page); pipelines are never skipped as unchanged.
+A translation action's slug with ``--locale de --locale fr`` translates the pages into those
+locales (:mod:`wagtail_llm_actions.management.translating`).
 ``--apply-stored JOB_ID`` writes the answers a finished job already received but could not
 write (the write failed, or a page was locked), with no model call.
 """
@@ -75,6 +77,12 @@ class Command(BaseCommand):
             help="With --all/--descendants: hand the job to the django-q2 workers and exit.",
         )
         parser.add_argument(
+            "--locale",
+            action="append",
+            metavar="CODE",
+            help="With a translation action: translate into this locale (repeat for more).",
+        )
+        parser.add_argument(
             "--concurrency",
             type=int,
             help="Concurrent model calls in the foreground (default: the CONCURRENCY setting).",
@@ -107,7 +115,9 @@ class Command(BaseCommand):
                 user = get_user_model().objects.get_by_natural_key(options["user"])
             except get_user_model().DoesNotExist:
                 raise CommandError(f"No user “{options['user']}”.") from None
-
+        if options["locale"] or hasattr(action, "translation"):
+            self.translate(action, user, options)
+            return
         if options["page"] is not None or options["dry_run"]:
             pages = self.select_pages(action, options)
             if options["dry_run"]:
@@ -116,6 +126,14 @@ class Command(BaseCommand):
             self.run_pages(action, pages, user, force=options["force"])
             return
         self.run_job(action, user, options)
+
+    def translate(self, action: LLMAction, user, options) -> None:
+        """A translation action's run (see :mod:`wagtail_llm_actions.management.translating`)."""
+        from wagtail_llm_actions.management import translating
+
+        if not options["locale"]:
+            raise CommandError(f"“{action.slug}” translates: name locales with --locale.")
+        translating.run(self, action, user, options)
 
     def sqlite_notice(self) -> None:
         """The WAL suggestion (``wagtail_llm_actions.I001``), once, before writing drafts."""

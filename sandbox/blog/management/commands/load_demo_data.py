@@ -1,7 +1,9 @@
 """Create the sandbox's demo content: a blog with 20 posts, prompts, actions and an admin.
 
 Actions use the offline provider (``local/extractive``, ``local/keywords``) so everything works
-without a key. Set ``LLM_ACTIONS_MODEL`` (and ``LLM_ACTIONS_API_BASE`` /
+without a key. With ``WAGTAIL_I18N_ENABLED`` (the sandbox's settings), German and French
+locales, a "Translate" action (``local/translate``) and a post translated into German as a
+draft show translation too. Set ``LLM_ACTIONS_MODEL`` (and ``LLM_ACTIONS_API_BASE`` /
 ``LLM_ACTIONS_API_KEY_NAME``) to point them at a real model instead, e.g.
 ``LLM_ACTIONS_MODEL=openai/gpt-4o-mini`` with ``OPENAI_API_KEY`` in the environment.
 """
@@ -271,6 +273,7 @@ class Command(BaseCommand):
         index = self.create_blog()
         self.create_posts(index)
         self.create_actions()
+        self.create_translation_demo(index)
         self.stdout.write(
             self.style.SUCCESS("Demo data ready. Log in at /admin/ as admin / admin.")
         )
@@ -422,3 +425,45 @@ class Command(BaseCommand):
                 action.save()
                 self.stdout.write(f"Reset the action “{action.name}” to the demo settings.")
             action.page_types.set([blog_type])
+
+    def create_translation_demo(self, index):
+        """German and French locales, the "translate" action and one post in German."""
+        from django.conf import settings
+        from wagtail.models import Locale
+
+        from wagtail_llm_actions.models import LLMTranslationSettings
+        from wagtail_llm_actions.translation.run import translate_page
+
+        if not getattr(settings, "WAGTAIL_I18N_ENABLED", False):
+            return
+        locales = {
+            code: Locale.objects.get_or_create(language_code=code)[0] for code in ("de", "fr")
+        }
+        prompt = LLMPrompt.objects.filter(slug="summarize").first()
+        action = LLMAction.objects.filter(slug="translate").first()
+        if action is None and prompt is not None:
+            action = LLMAction.objects.create(
+                slug="translate",
+                name="Translate",
+                prompt=prompt,
+                source_field="body",
+                model=os.environ.get("LLM_ACTIONS_MODEL") or "local/translate",
+                api_base=os.environ.get("LLM_ACTIONS_API_BASE", ""),
+                api_key_name=os.environ.get("LLM_ACTIONS_API_KEY_NAME", ""),
+            )
+            action.page_types.set(
+                ContentType.objects.get_for_model(m) for m in (BlogPage, BlogIndexPage)
+            )
+            LLMTranslationSettings.objects.create(
+                action=action,
+                style="Friendly and plain, as the English is.",
+                glossary="de: compost = Kompost\nfr: compost = compost",
+                do_not_translate="Bokashi",
+            )
+        if action is None:
+            return
+        post = BlogPage.objects.filter(locale=index.locale).order_by("path").first()
+        for page in (index, post):
+            if page is not None and not page.has_translation(locales["de"]):
+                translate_page(action, page, locales["de"])
+        self.stdout.write("German and French locales, and a post translated into German.")
