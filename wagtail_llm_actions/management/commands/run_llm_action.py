@@ -19,12 +19,11 @@ import sys
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Count
 from wagtail.models import Page
 
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.exceptions import LLMActionError
-from wagtail_llm_actions.formatting import format_cost
+from wagtail_llm_actions.management import job_summary
 from wagtail_llm_actions.models import (
     InteractionTrigger,
     ItemStatus,
@@ -341,7 +340,7 @@ class Command(BaseCommand):
             sys.exit(130)
         if tty:
             self.stdout.write("")
-        self.summary(job)
+        job_summary.write(self, job)
 
     def apply_stored(self, options) -> None:
         from wagtail_llm_actions.models import JobStatus, LLMJob
@@ -362,41 +361,4 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Job {job.pk}: writing {count} stored answer(s), no model calls")
         jobs.run_job(job.pk, threads=1)
-        self.summary(job)
-
-    def summary(self, job) -> None:
-        job.refresh_from_db()
-        progress = jobs.job_progress(job)
-        cost = format_cost(progress.cost, unknown="unknown")
-        self.stdout.write(
-            f"Succeeded: {progress.count(ItemStatus.SUCCEEDED)}  "
-            f"Failed: {progress.count(ItemStatus.FAILED)}  "
-            f"Skipped: {progress.count(ItemStatus.SKIPPED)}  "
-            f"Cancelled: {progress.count(ItemStatus.CANCELLED)}  "
-            f"Tokens: {progress.tokens}  Cost: {cost}"
-        )
-        reasons = (
-            job.items.filter(status=ItemStatus.SKIPPED)
-            .values_list("skip_reason")
-            .annotate(n=Count("pk"))
-            .order_by()
-        )
-        for code, n in reasons:
-            self.stdout.write(f"  skipped {n}: {jobs.skip_reason_label(code)}")
-        for item in job.items.filter(status=ItemStatus.FAILED).select_related("page")[:20]:
-            title = item.page.title if item.page else "?"
-            self.stderr.write(self.style.ERROR(f"Page {item.page_id} “{title}”: {item.error}"))
-        from wagtail_llm_actions.jobs.pauses import pause_label, pause_of
-
-        if (pause := pause_of(job)) is not None:  # a budget's cap: the rest waits, queued
-            waiting = progress.count(ItemStatus.QUEUED)
-            raise CommandError(
-                f"{pause_label(pause)}. {waiting} page(s) wait in job {job.pk}; the workers "
-                f"resume it when the budget is raised or its next period starts."
-            )
-        failed = progress.count(ItemStatus.FAILED)
-        if failed:
-            raise CommandError(
-                f"{failed} of {progress.total} page(s) failed; content left as it was. "
-                f"Retry them from the job page or run the command again."
-            )
+        job_summary.write(self, job)
