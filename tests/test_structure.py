@@ -60,6 +60,7 @@ ENGINE = (
     "queued_runs",
     "job_counts",
     "triggers",
+    "images",
 )
 
 

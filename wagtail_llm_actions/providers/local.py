@@ -9,6 +9,9 @@ Both keep their answer within ``CompletionRequest.max_chars`` (the target field'
 ``max_length``, filled in by the service) when it is set.
 ``local/echo``
     The last user message, verbatim.
+``local/vision``
+    The image in the last user message, described from its dimensions, dominant colours
+    and a file name in the prompt (:mod:`.local_vision`): alt text offline.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from .base import (
     ConfigurationError,
 )
 
-LOCAL_MODELS = ("local/extractive", "local/keywords", "local/echo")
+LOCAL_MODELS = ("local/extractive", "local/keywords", "local/echo", "local/vision")
 
 #: The window the offline models claim, so that map-reduce actions chunk with them too.
 LOCAL_CONTEXT_WINDOW = 8192
@@ -275,6 +278,11 @@ class LocalProvider(BaseProvider):
         max_chars = min((limit for limit in limits if limit), default=None)
         if name == "local/echo":
             text = source
+        elif name == "local/vision":
+            from .local_vision import describe
+
+            text = describe(request.messages, source)
+            text = _shorten(text, max_chars) if max_chars else text
         elif name == "local/keywords":
             terms = keywords(content_of(source))
             if max_chars:

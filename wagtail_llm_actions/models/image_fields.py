@@ -1,0 +1,110 @@
+"""What an action that runs on images sets (issue 24 §1): that its source is the image itself,
+the rendition sent, and the checks of its target field and model."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+#: The long side of the rendition sent when an action sets none.
+DEFAULT_IMAGE_SIZE = 1024
+
+#: Image fields an action never writes (the file and what Wagtail derives from it).
+NOT_WRITABLE = frozenset(
+    {"file", "width", "height", "file_size", "file_hash", "focal_point_x", "focal_point_y"}
+    | {"focal_point_width", "focal_point_height", "collection", "uploaded_by_user"}
+)
+
+
+class SourceKind(models.TextChoices):
+    PAGE = "page", _("Page content")
+    IMAGE = "image", _("The image itself (alt text, descriptions)")
+
+
+class ImageFormat(models.TextChoices):
+    JPEG = "jpeg", _("JPEG")
+    WEBP = "webp", _("WebP")
+
+
+def image_text_fields(model: type | None = None) -> list[str]:
+    """The text fields of the image model (``get_image_model()``) an action can write."""
+    if model is None:
+        from wagtail.images import get_image_model
+
+        model = get_image_model()
+    names = []
+    for field in model._meta.get_fields():
+        if not getattr(field, "concrete", False) or field.name in NOT_WRITABLE:
+            continue
+        if isinstance(field, models.CharField | models.TextField) and field.editable:
+            names.append(field.name)
+    return names
+
+
+class ImageSourceFields(models.Model):
+    """The image half of an action: what it runs on and the rendition it sends."""
+
+    source_kind = models.CharField(
+        _("runs on"),
+        max_length=10,
+        choices=SourceKind.choices,
+        default=SourceKind.PAGE,
+        help_text=_(
+            "Pages (the source field below), or the image itself: a rendition is sent to a "
+            "model that can read images, and the answer is written to the image's own field "
+            "(title, description or a custom field), not as a draft."
+        ),
+    )
+    image_size = models.PositiveIntegerField(
+        _("image size (pixels)"),
+        default=DEFAULT_IMAGE_SIZE,
+        validators=[MinValueValidator(64), MaxValueValidator(4096)],
+        help_text=_("Image actions: the long side of the rendition sent to the model."),
+    )
+    image_format = models.CharField(
+        _("image format"),
+        max_length=10,
+        choices=ImageFormat.choices,
+        default=ImageFormat.JPEG,
+        help_text=_("Image actions: the format of the rendition sent to the model."),
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def runs_on_images(self) -> bool:
+        return self.source_kind == SourceKind.IMAGE
+
+    def image_problems(self) -> dict[str, list[str]]:
+        """Why an image action cannot be saved, by field (nothing for a page action)."""
+        if not self.runs_on_images:
+            return {}
+        errors: dict[str, list[str]] = {}
+        if self.output_fields not in (None, "", {}):
+            errors["output_fields"] = [
+                gettext("An action that runs on images writes one field: clear output fields.")
+            ]
+        fields = image_text_fields()
+        if self.target_field and self.target_field not in fields:
+            errors.setdefault("target_field", []).append(
+                gettext("Images have no text field “%(field)s”; choose one of: %(fields)s.")
+                % {"field": self.target_field, "fields": ", ".join(fields)}
+            )
+        if self.vision_support() is False:
+            errors.setdefault("model", []).append(
+                gettext(
+                    "%(model)s cannot read images (LiteLLM's model list says so). Choose a "
+                    "model with vision, e.g. openai/gpt-4o-mini, or local/vision offline."
+                )
+                % {"model": self.model}
+            )
+        return errors
+
+    def vision_support(self) -> bool | None:
+        """Whether the action's model reads images: True, False, or None when unknown."""
+        from ..providers.vision import vision_support
+
+        return vision_support((self.model or "").strip(), self.api_base or "")
