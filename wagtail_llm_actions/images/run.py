@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from .. import outputs
+from .. import db, outputs
 from ..conf import get_setting
 from ..exceptions import (
     ActionNotAllowed,
@@ -23,7 +23,7 @@ from ..exceptions import (
 )
 from ..models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMAction
 from ..models import LLMInteraction as Interaction
-from ..run import recording
+from ..run import drafts, recording
 from ..run.calls.common import call, refuse_cut_answer
 from . import files
 from .messages import for_the_log, image_messages
@@ -33,7 +33,10 @@ logger = logging.getLogger(__name__)
 
 def can_change(user, image: Any) -> bool:
     """Whether ``user`` may edit ``image`` (Wagtail's image permission policy)."""
-    from wagtail.images.permissions import permission_policy
+    from wagtail.images import get_image_model
+    from wagtail.permissions import policy_registry
+
+    permission_policy = policy_registry.get_by_type(get_image_model())
 
     return permission_policy.user_has_permission_for_instance(user, "change", image)
 
@@ -64,13 +67,18 @@ def run_on_image(
     user=None,
     *,
     trigger: str = InteractionTrigger.API,
+    on_answer: Callable[[Interaction], None] | None = None,
     on_success: Callable[[Interaction], None] | None = None,
     call_slot: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> Interaction:
     """Run ``action`` on ``image``, write the answer to its target field and return the
     interaction (outcome "written"). Raises an ``LLMActionError`` (recorded, nothing
     written) for a refused model, an unusable image, a provider error or a refused answer.
-    ``on_success(interaction)`` runs in the transaction that writes the image."""
+
+    As a page's run does, the paid answer is first committed to the interaction (status
+    "answered", ``on_answer(interaction)`` in that transaction), then written by
+    :func:`write`; ``on_success(interaction)`` runs in the transaction that writes the image
+    (the job engine finishes its item there: one write per item, or none)."""
     from ..service import _run_error
 
     check(action, image, user)
@@ -93,9 +101,10 @@ def run_on_image(
         refuse_cut_answer(action, interaction)
         truncate = bool(get_setting("TRUNCATE_LONG_OUTPUT"))
         scratch = type(image)(**{field: interaction.previous_value})
-        value = outputs.apply_output(
+        interaction.output_value = outputs.apply_output(
             scratch, field, interaction.response_text, action.output_mode, truncate=truncate
         )
+        store(interaction, on_answer)
     except CallNotStarted:
         raise
     except Exception as e:
@@ -103,20 +112,32 @@ def run_on_image(
         if error is e:
             raise
         raise error from e
-    write(interaction, image, value, on_success)
+    write(interaction, image, on_success)
     logger.info("LLM action %s wrote %s of image %s", action.slug, field, image.pk)
     return interaction
+
+
+def store(interaction: Interaction, on_answer: Callable[[Interaction], None] | None) -> None:
+    """Commit the paid answer (status "answered") before the image is written; the
+    ``answer_stored`` signal is sent, as for a page's answer."""
+    from ..service import LLMService
+
+    drafts.store_answer(interaction, on_answer, sender=LLMService)
 
 
 def write(
     interaction: Interaction,
     image: Any,
-    value: str,
     on_success: Callable[[Interaction], None] | None = None,
-) -> None:
-    """Write ``value`` to the image (its row locked) and record it, in one transaction."""
+) -> Interaction:
+    """Write the stored answer of ``interaction`` (status "answered") to the image, its row
+    locked, and record it, in one transaction; no model is called. If that fails the
+    answer stays stored ("answered", with the error) and the error is raised."""
+    from ..service import _run_error
+
     field = interaction.target_field
     model = type(image)
+    value = interaction.output_value
 
     def save() -> None:
         row = model.objects.select_for_update().filter(pk=image.pk).first()
@@ -126,18 +147,26 @@ def write(
         outputs.set_output_value(row, field, value)
         row.save(update_fields=[field])
         setattr(image, field, getattr(row, field))
-        interaction.output_value = value
         interaction.status = InteractionStatus.SUCCESS
         interaction.outcome = InteractionOutcome.WRITTEN
+        interaction.error_code = interaction.error_message = ""
         recording.detach_deleted(interaction)
         interaction.save()
         if on_success is not None:
             on_success(interaction)
 
-    started = time.perf_counter()
+    previous = interaction.previous_value
     try:
-        recording.write_logged(interaction, save, what="writing an image's field")
+        db.write(save, what="writing an image's field")
     except Exception as e:
-        from ..service import _run_error
-
-        raise recording.fail(interaction, _run_error(interaction.action, image, e), started) from e
+        error = _run_error(interaction.action, image, e)
+        interaction.status = InteractionStatus.ANSWERED
+        interaction.outcome = InteractionOutcome.NONE
+        interaction.previous_value = previous
+        interaction.error_code, interaction.error_message = error.code, error.message
+        db.write(interaction.save, what="recording an image write that failed")
+        error.interaction = interaction
+        if error is e:
+            raise
+        raise error from e
+    return interaction

@@ -95,7 +95,7 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
     worker took the item over meanwhile (nothing is then recorded by this one)."""
     job = ctx.job
     page = item.page
-    if page is None:
+    if page is None and item.target_type_id is None:
         return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_DELETED)
     if item.attempts > ctx.max_attempts:
         return _done(
@@ -104,6 +104,8 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             ItemStatus.FAILED,
             error=str(_("The worker running this page stopped too many times.")),
         )
+    if page is None:
+        return _image_item(ctx, item, claim_token)
     if job.pipeline_id is not None:
         return _process_pipeline_item(ctx, item, claim_token)
     action, stop_code = ctx.current_action()
@@ -168,6 +170,16 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         if db.is_busy_error(e):
             return _item_busy(ctx, item, claim_token, e)
         return _item_crashed(job, item, claim_token, e)
+
+
+def _image_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
+    """An item whose target is an image (see :mod:`.images`)."""
+    from .images import process_image_item
+
+    action, stop_code = ctx.current_action()
+    if action is None:
+        return _stop_for_action(ctx, item, claim_token, stop_code)
+    return process_image_item(ctx, item, claim_token, action)
 
 
 def _item_busy(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: Exception) -> str:
