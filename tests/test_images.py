@@ -207,3 +207,70 @@ def test_undo_refuses_when_the_field_was_edited_since(make_image_action):
 
 def test_page_runs_never_offer_an_image_action(make_image_action, post):
     assert not make_image_action().applies_to(post)
+
+
+# -- the action form ---------------------------------------------------------------------------
+
+
+def image_form_data(prompt, **overrides):
+    from tests.test_action_form import action_data
+
+    data = action_data(
+        prompt,
+        name="Alt text",
+        slug="alt-text",
+        page_types=[],
+        source_kind="image",
+        target_field="description",
+        model="local/vision",
+        image_size="512",
+        image_format="webp",
+    )
+    data.update(overrides)
+    return data
+
+
+def test_the_form_saves_an_image_action_without_page_types(prompt, superuser):
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.test_action_form import ADD_URL
+    from wagtail_llm_actions.models import LLMAction
+
+    client = Client()
+    client.force_login(superuser)
+    html = client.get(reverse(ADD_URL)).content.decode()
+    assert 'name="source_kind"' in html and 'name="image_size"' in html
+    assert '<option value="description">' in html  # the image fields are offered
+
+    client.post(reverse(ADD_URL), image_form_data(prompt), follow=True)
+    action = LLMAction.objects.get(slug="alt-text")
+    assert (action.runs_on_images, action.image_size, action.image_format) == (True, 512, "webp")
+
+    # A page action still needs its page types.
+    response = client.post(reverse(ADD_URL), image_form_data(prompt, slug="p", source_kind="page"))
+    assert "This field is required" in response.content.decode()
+    assert not LLMAction.objects.filter(slug="p").exists()
+
+
+def test_the_form_refuses_a_model_without_vision_and_warns_when_it_cannot_tell(
+    prompt, superuser, monkeypatch
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.test_action_form import ADD_URL
+    from wagtail_llm_actions.models import LLMAction
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client = Client()
+    client.force_login(superuser)
+    response = client.post(reverse(ADD_URL), image_form_data(prompt, model="openai/gpt-3.5-turbo"))
+    assert "cannot read images" in response.content.decode()
+    assert not LLMAction.objects.filter(slug="alt-text").exists()
+
+    response = client.post(
+        reverse(ADD_URL), image_form_data(prompt, model="openai/some-new-model"), follow=True
+    )
+    assert LLMAction.objects.filter(slug="alt-text").exists()
+    assert "cannot tell whether openai/some-new-model reads images" in response.content.decode()
