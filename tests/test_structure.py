@@ -42,6 +42,7 @@ WIRING = (
     "filters",
     "report_urls",
     "editor_urls",
+    "image_urls",
     "templatetags",
     "management",
 )

@@ -45,7 +45,8 @@ PAYLOAD_KEY = "queued_run"
 KIND_RERUN = "rerun"  # the same action again on the interaction's page: a new draft
 KIND_TRY = "try"  # the action on a chosen page, saving nothing (the answer awaits review)
 KIND_STEP = "rerun_from_step"  # a pipeline run again from a step: a new draft
-KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP)
+KIND_IMAGE = "image"  # an image action on an image, from its edit view: the image's field
+KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP, KIND_IMAGE)
 
 
 class RunCancelled(LLMActionError):
@@ -64,8 +65,10 @@ def create_job(
     interaction: LLMInteraction | None = None,
     run=None,
     from_step: int = 0,
+    target=None,
 ) -> LLMJob:
-    """An editor-kind job of one queued item running ``kind`` for ``user`` on ``page``."""
+    """An editor-kind job of one queued item running ``kind`` for ``user`` on ``page`` (or
+    on ``target``, an image, with ``page=None``)."""
     if kind not in KINDS:
         raise ValueError(kind)
     payload: dict[str, Any] = {
@@ -85,7 +88,13 @@ def create_job(
             status=JobStatus.QUEUED,
             options={"target_field": action.target_field} if action is not None else {},
         )
-        LLMJobItem.objects.create(job=job, page=page, payload=payload)
+        item = LLMJobItem(job=job, page=page, payload=payload)
+        if target is not None:
+            from django.contrib.contenttypes.models import ContentType
+
+            item.target_type = ContentType.objects.get_for_model(target)
+            item.target_id = str(target.pk)
+        item.save()
     return job
 
 
@@ -106,6 +115,10 @@ def run_item(item: LLMJobItem) -> str:
 
     job = item.job
     kind = kind_of(item)
+    if kind == KIND_IMAGE:
+        from .images.queued import run_queued
+
+        return run_queued(item)
     page = item.page.specific if item.page is not None else None
     if page is None or (kind != KIND_STEP and job.action is None):
         editor._finish(

@@ -27,6 +27,15 @@ def register_editor_urls():
     return [path("llm-actions/editor/", include((editor_urlpatterns, editor_app_name)))]
 
 
+@hooks.register("register_admin_urls")
+def register_image_urls():
+    from django.urls import include, path
+
+    from .image_urls import app_name, urlpatterns
+
+    return [path("llm-actions/images/", include((urlpatterns, app_name)))]
+
+
 @hooks.register("insert_editor_js")
 def editor_js():
     from django.template.loader import render_to_string

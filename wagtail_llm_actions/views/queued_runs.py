@@ -247,6 +247,8 @@ class QueuedRunView(WagtailAdminTemplateMixin, TemplateView):
 
     def get_page_title(self):
         kind = queued_runs.kind_of(self.item)
+        if kind == queued_runs.KIND_IMAGE:
+            return _("Running “%(action)s” on an image") % {"action": self.job.action_name}
         if kind == queued_runs.KIND_TRY:
             return _("Trying “%(action)s”") % {"action": self.job.action_name}
         return _("Running “%(action)s” again") % {"action": self.job.action_name}
@@ -289,6 +291,10 @@ class QueuedRunDoneView(QueuedRunView):
         status = editor.editor_status(item)
         if status.state in ("queued", "running", "stalled"):
             return redirect(queued_runs.progress_url(job))
+        if kind == queued_runs.KIND_IMAGE:
+            from .images import image_run_done
+
+            return image_run_done(request, item, status)
         page = item.page
         if status.state == "succeeded":
             new_id = (item.result or {}).get("interaction") or item.interaction_id
