@@ -93,3 +93,35 @@ def test_users_who_cannot_edit_the_image_see_no_button_and_cannot_run(image_acti
     )
     assert response.status_code in (302, 403)
     assert not LLMInteraction.objects.exists()
+
+
+def bulk_url(images) -> str:
+    url = reverse("wagtail_bulk_action", args=("wagtailimages", "image", "run_llm_image_action"))
+    next_url = reverse("wagtailimages:index")
+    return url + f"?next={next_url}&" + "&".join(f"id={image.pk}" for image in images)
+
+
+def test_the_image_listing_bulk_action_estimates_then_runs_a_job(image_action, superuser):
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.models import LLMJob
+    from wagtail_llm_actions.views.jobs import job_url
+
+    images = [make_image(name=f"sky-{i}.jpg") for i in range(3)]
+    client = client_for(superuser)
+    url = bulk_url(images)
+
+    html = client.get(url).content.decode()
+    assert f'<option value="{image_action.pk}">Alt text</option>' in html
+    preview = client.post(url, {"action": image_action.pk, "preview": "1"}).content.decode()
+    assert "3 images will run" in preview and "data-llm-estimate-tokens" in preview
+    assert not LLMJob.objects.exists()
+
+    response = client.post(url, {"action": image_action.pk}, follow=True)
+    assert "started on 3 image(s)" in response.content.decode()
+    job = LLMJob.objects.get()
+    jobs.run_job(job.pk)
+    for image in images:
+        image.refresh_from_db()
+        assert image.description == "A 400×300 image, mostly blue: sky"
+    html = client.get(job_url(job.pk)).content.decode()
+    assert f"Image {images[0].pk}" in html

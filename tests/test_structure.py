@@ -37,6 +37,7 @@ WIRING = (
     "forms",
     "wagtail_hooks",
     "bulk_actions",
+    "image_bulk_actions",
     "panels",
     "reports",
     "filters",

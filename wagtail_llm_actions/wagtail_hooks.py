@@ -169,6 +169,15 @@ def _run_llm_pipeline_bulk_action():
 hooks.register("register_bulk_action", _run_llm_pipeline_bulk_action())
 
 
+def _run_image_action_bulk_action():
+    from .image_bulk_actions import RunImageActionBulkAction
+
+    return RunImageActionBulkAction
+
+
+hooks.register("register_bulk_action", _run_image_action_bulk_action())
+
+
 @hooks.register("construct_homepage_panels")
 def add_budget_notice(request, panels):
     from .budget_panels import budget_notice_panel
