@@ -120,3 +120,27 @@ def test_the_command_runs_an_image_action_on_all_images(image_action, superuser,
         assert image.description == "A 80×80 image, mostly green: leaf"
     out = capsys.readouterr().out
     assert "3" in out
+
+
+def test_an_upload_triggered_action_writes_alt_text_for_new_images_only(image_action, superuser):
+    from django.core.exceptions import ValidationError
+
+    from wagtail_llm_actions.models import JobKind, LLMJob
+
+    image_action.trigger = "on_image_upload"
+    image_action.full_clean()
+    image_action.save()
+    image = make_image(name="new-upload.jpg", uploaded_by_user=superuser)
+    job = LLMJob.objects.get(kind=JobKind.TRIGGER)
+    jobs.run_job(job.pk)
+    image.refresh_from_db()
+    assert image.description == "A 400×300 image, mostly blue: new upload"
+    assert LLMInteraction.objects.get().trigger == "on_image_upload"
+
+    image.title = "Edited"
+    image.save()  # an edit is not an upload
+    assert LLMJob.objects.count() == 1
+
+    image_action.trigger = "on_publish"
+    with pytest.raises(ValidationError, match="only when an image is uploaded"):
+        image_action.full_clean()

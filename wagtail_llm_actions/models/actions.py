@@ -44,6 +44,7 @@ class ActionTrigger(models.TextChoices):
     MANUAL = "manual", _("Manually only")
     ON_PUBLISH = "on_publish", _("When a page is published")
     ON_SOURCE_CHANGE = "on_source_change", _("When a page is saved with a changed source")
+    ON_IMAGE_UPLOAD = "on_image_upload", _("When an image is uploaded (actions on images)")
 
 
 #: Seconds a triggered run waits: saves within them make one run.

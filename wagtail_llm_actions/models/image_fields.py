@@ -80,9 +80,21 @@ class ImageSourceFields(models.Model):
 
     def image_problems(self) -> dict[str, list[str]]:
         """Why an image action cannot be saved, by field (nothing for a page action)."""
-        if not self.runs_on_images:
-            return {}
         errors: dict[str, list[str]] = {}
+        upload = self.trigger == "on_image_upload"
+        if not self.runs_on_images:
+            if upload:
+                errors["trigger"] = [
+                    gettext("“When an image is uploaded” is for actions that run on images.")
+                ]
+            return errors
+        if self.trigger not in ("manual", "on_image_upload") or self.trigger_schedule.strip():
+            errors["trigger"] = [
+                gettext(
+                    "An action that runs on images runs by itself only when an image is "
+                    "uploaded: choose that or “Manually only”, and clear the schedule."
+                )
+            ]
         if self.output_fields not in (None, "", {}):
             errors["output_fields"] = [
                 gettext("An action that runs on images writes one field: clear output fields.")

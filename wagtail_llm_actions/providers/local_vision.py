@@ -83,10 +83,13 @@ def dominant_colours(image, count: int = 3) -> list[str]:
 
 
 def file_name_words(text: str) -> str:
+    """The words of the first file name in ``text`` ("sunset-beach_AbC1234.jpg" -> "sunset
+    beach": the suffix Django adds to a name already taken is left out)."""
     match = _FILE_NAME_RE.search(text or "")
     if not match:
         return ""
-    return " ".join(w for w in re.split(r"[\s._-]+", match.group(1)) if w and not w.isdigit())
+    stem = re.sub(r"_[A-Za-z0-9]{7}$", "", match.group(1))
+    return " ".join(w for w in re.split(r"[\s._-]+", stem) if w and not w.isdigit())
 
 
 def describe(messages: list[dict], text: str) -> str:
