@@ -271,6 +271,9 @@ class Command(BaseCommand):
         index = self.create_blog()
         self.create_posts(index)
         self.create_actions()
+        from blog.demo_images import create_image_demo
+
+        create_image_demo(self.stdout, reset=self.reset_actions)
         self.stdout.write(
             self.style.SUCCESS("Demo data ready. Log in at /admin/ as admin / admin.")
         )
