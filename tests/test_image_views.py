@@ -125,3 +125,30 @@ def test_the_image_listing_bulk_action_estimates_then_runs_a_job(image_action, s
         assert image.description == "A 400×300 image, mostly blue: sky"
     html = client.get(job_url(job.pk)).content.decode()
     assert f"Image {images[0].pk}" in html
+
+
+def test_the_job_page_undoes_a_jobs_image_writes_keeping_those_changed_since(
+    image_action, superuser
+):
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.views.jobs import job_url
+
+    images = [make_image(name=f"stone-{i}.jpg", description=f"before {i}") for i in range(3)]
+    job = jobs.create_image_job(image_action, superuser, [i.pk for i in images])
+    jobs.run_job(job.pk)
+    edited = images[0]
+    edited.refresh_from_db()
+    edited.description = "fixed by hand"
+    edited.save()
+    client = client_for(superuser)
+
+    html = client.get(job_url(job.pk)).content.decode()
+    assert "Undo the writes to 3 images" in html and "data-llm-job-review" not in html
+    response = client.post(
+        reverse("wagtail_llm_actions_images:undo_job", args=[job.pk]), follow=True
+    )
+
+    html = response.content.decode()
+    assert "Undone on 2 images." in html and "1 image was kept as it is" in html
+    descriptions = [type(i).objects.get(pk=i.pk).description for i in images]
+    assert descriptions == ["fixed by hand", "before 1", "before 2"]

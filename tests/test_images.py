@@ -276,3 +276,30 @@ def test_the_form_refuses_a_model_without_vision_and_warns_when_it_cannot_tell(
     )
     assert LLMAction.objects.filter(slug="alt-text").exists()
     assert "cannot tell whether openai/some-new-model reads images" in response.content.decode()
+
+
+# -- a custom image model ----------------------------------------------------------------------
+
+
+def test_a_custom_image_models_own_field_is_a_target(make_image_action, settings):
+    from wagtail.images import get_image_model
+
+    from tests.testapp.models import CaptionedImage
+    from wagtail_llm_actions.models import image_text_fields
+
+    settings.WAGTAILIMAGES_IMAGE_MODEL = "testapp.CaptionedImage"
+    assert get_image_model() is CaptionedImage
+    assert "caption" in image_text_fields() and "file" not in image_text_fields()
+    action = make_image_action(target_field="caption", slug="caption")
+    action.full_clean()
+    image = make_image(name="blue-tile.png", data=image_bytes(200, 100, fmt="PNG"))
+    assert isinstance(image, CaptionedImage)
+
+    interaction = run_on_image(action, image)
+
+    image.refresh_from_db()
+    assert image.caption == "A 200×100 image, mostly blue: blue tile"
+    assert interaction.content_object == image
+    undo(interaction)
+    image.refresh_from_db()
+    assert image.caption == ""

@@ -68,3 +68,29 @@ def undo(interaction: LLMInteraction, user=None) -> Any:
         return image
 
     return db.write(restore, what="undoing an image write")
+
+
+def undo_job(job, user=None) -> tuple[int, int]:
+    """Undo every image write of ``job`` that can still be undone (each on its own, as
+    :func:`undo`); returns how many were undone and how many were kept (changed since,
+    deleted, or not allowed)."""
+    from ..exceptions import ActionNotAllowed as NotAllowed
+
+    ids = job.items.exclude(interaction=None).values_list("interaction_id", flat=True)
+    undone = kept = 0
+    for interaction in LLMInteraction.objects.filter(
+        pk__in=list(ids), outcome=InteractionOutcome.WRITTEN
+    ).order_by("pk"):
+        try:
+            undo(interaction, user)
+        except (UndoRefused, NotAllowed):
+            kept += 1
+        else:
+            undone += 1
+    return undone, kept
+
+
+def job_writes(job) -> int:
+    """How many of ``job``'s image writes still stand (outcome "written")."""
+    ids = job.items.exclude(interaction=None).values("interaction_id")
+    return LLMInteraction.objects.filter(pk__in=ids, outcome=InteractionOutcome.WRITTEN).count()

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 from wagtail.admin import messages
 
@@ -116,4 +117,36 @@ def image_write_context(interaction: LLMInteraction, user) -> dict | None:
         "edit_url": edit_url(image.pk) if allowed else "",
         "can_undo": allowed and problem is None,
         "problem": problem,
+    }
+
+
+@require_POST
+def undo_job(request, job_id: int):
+    """Undo a finished image job's writes that still stand; say how many were kept."""
+    from ..images.undo import undo_job as undo_writes
+    from .jobs import get_job_for, job_url
+
+    job = get_job_for(request, job_id, manage=True)
+    undone, kept = undo_writes(job, request.user)
+    message = ngettext("Undone on %(count)s image.", "Undone on %(count)s images.", undone) % {
+        "count": undone
+    }
+    if kept:
+        message += " " + ngettext(
+            "%(count)s image was kept as it is: changed since, or not yours to edit.",
+            "%(count)s images were kept as they are: changed since, or not yours to edit.",
+            kept,
+        ) % {"count": kept}
+    messages.success(request, message)
+    return redirect(job_url(job.pk))
+
+
+def image_job_context(job, user, may_manage: bool, running: bool) -> dict:
+    """For the job page: whether it is an image job, and whether its writes can be undone."""
+    from ..images.undo import job_writes
+
+    image_job = (job.options or {}).get("targets") == "images"
+    return {
+        "image_job": image_job,
+        "image_writes": job_writes(job) if image_job and may_manage and not running else 0,
     }

@@ -389,6 +389,12 @@ class JobIndexView(IndexView):
 # -- one job ---------------------------------------------------------------------------------
 
 
+def image_job_context(job, user, may_manage: bool, running: bool) -> dict:
+    from .images import image_job_context as context
+
+    return context(job, user, may_manage, running)
+
+
 class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
     template_name = "wagtail_llm_actions/jobs/detail.html"
     header_icon = "tasks"
@@ -421,6 +427,7 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
             apply_stored_url=reverse(f"{URL_NAMESPACE}:apply_stored", args=[job.pk]),
             stop_reason=(job.options or {}).get("stop_reason", ""),
         )
+        context.update(image_job_context(job, self.request.user, may_manage, running))
         context.update(
             job=job,
             progress=progress,
