@@ -152,3 +152,11 @@ def test_the_job_page_undoes_a_jobs_image_writes_keeping_those_changed_since(
     assert "Undone on 2 images." in html and "1 image was kept as it is" in html
     descriptions = [type(i).objects.get(pk=i.pk).description for i in images]
     assert descriptions == ["fixed by hand", "before 1", "before 2"]
+
+
+def test_the_report_lists_image_runs(image_action, superuser):
+    from wagtail_llm_actions.images.run import run_on_image
+
+    run_on_image(image_action, make_image(), superuser)
+    response = client_for(superuser).get(reverse("wagtail_llm_actions_report:index"))
+    assert response.status_code == 200 and "Alt text" in response.content.decode()

@@ -303,3 +303,26 @@ def test_a_custom_image_models_own_field_is_a_target(make_image_action, settings
     undo(interaction)
     image.refresh_from_db()
     assert image.caption == ""
+
+
+def test_budgets_count_an_image_part_not_its_base64(make_image_action):
+    from wagtail_llm_actions.estimates import IMAGE_PART_TOKENS, count_message_tokens
+    from wagtail_llm_actions.images.files import picture
+    from wagtail_llm_actions.images.messages import image_messages
+
+    image = make_image(data=image_bytes(2000, 2000, noise=True))
+    sent = picture(image, 1024, "jpeg")
+    assert len(sent.data_url) > 100_000
+    tokens = count_message_tokens(image_messages(make_image_action(), image, sent))
+    assert IMAGE_PART_TOKENS < tokens < IMAGE_PART_TOKENS + 50
+
+
+def test_local_vision_says_what_it_needs():
+    from wagtail_llm_actions.providers.base import BadRequestError, CompletionRequest
+    from wagtail_llm_actions.providers.local import LocalProvider
+
+    request = CompletionRequest(
+        model="local/vision", messages=[{"role": "user", "content": "Describe it."}]
+    )
+    with pytest.raises(BadRequestError, match="needs an image"):
+        LocalProvider().complete(request)
