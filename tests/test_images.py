@@ -326,3 +326,19 @@ def test_local_vision_says_what_it_needs():
     )
     with pytest.raises(BadRequestError, match="needs an image"):
         LocalProvider().complete(request)
+
+
+def test_the_check_says_when_the_edit_view_button_cannot_appear(settings):
+    from django.apps import apps
+
+    from wagtail_llm_actions.checks import check_image_edit_button
+
+    assert check_image_edit_button(None) == []  # the test site lists the app first
+    names = [c.name for c in apps.get_app_configs() if c.name != "wagtail_llm_actions"]
+    names.insert(names.index("wagtail.images") + 1, "wagtail_llm_actions")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            apps, "get_app_configs", lambda: [type("C", (), {"name": n})() for n in names]
+        )
+        (message,) = check_image_edit_button(None)
+    assert message.id == "wagtail_llm_actions.I002"

@@ -13,7 +13,10 @@ from django.utils.translation import gettext as _
 from ..conf import get_setting
 from ..exceptions import LLMActionError
 
-SUPPORTED = "JPEG, PNG, WebP, AVIF, HEIC, BMP, TIFF and GIF without animation"
+SUPPORTED = (
+    "JPEG, PNG, WebP, GIF without animation, and the other still formats this site's "
+    "Wagtail reads (AVIF, HEIC…)"
+)
 
 
 class ImageUnusable(LLMActionError):
