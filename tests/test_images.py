@@ -342,3 +342,10 @@ def test_the_check_says_when_the_edit_view_button_cannot_appear(settings):
         )
         (message,) = check_image_edit_button(None)
     assert message.id == "wagtail_llm_actions.I002"
+
+
+def test_a_fallback_model_without_vision_is_refused_too(make_image_action):
+    action = make_image_action(fallback_models="openai/gpt-3.5-turbo")
+    with pytest.raises(ValidationError) as e:
+        action.full_clean()
+    assert "cannot read images" in str(e.value.message_dict["fallback_models"])

@@ -105,6 +105,17 @@ class ImageSourceFields(models.Model):
                 gettext("Images have no text field “%(field)s”; choose one of: %(fields)s.")
                 % {"field": self.target_field, "fields": ", ".join(fields)}
             )
+        from ..providers.vision import vision_support
+
+        prefix = (self.model or "").partition("/")[0]
+        for name in self.fallback_model_list:
+            # A fallback gets the API base only with the main model's provider (as at call).
+            base = self.api_base or "" if name.partition("/")[0] == prefix else ""
+            if vision_support(name, base) is False:
+                errors.setdefault("fallback_models", []).append(
+                    gettext("%(model)s cannot read images (LiteLLM's model list says so).")
+                    % {"model": name}
+                )
         if self.vision_support() is False:
             errors.setdefault("model", []).append(
                 gettext(
