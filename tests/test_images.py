@@ -349,3 +349,23 @@ def test_a_fallback_model_without_vision_is_refused_too(make_image_action):
     with pytest.raises(ValidationError) as e:
         action.full_clean()
     assert "cannot read images" in str(e.value.message_dict["fallback_models"])
+
+
+def test_an_image_deleted_while_the_model_answered_keeps_the_answer_stored(
+    make_image_action, monkeypatch
+):
+    from wagtail_llm_actions.images import run as image_run
+
+    image = make_image()
+    real = image_run.call
+
+    def call_then_delete(*args, **kwargs):
+        result = real(*args, **kwargs)
+        type(image).objects.filter(pk=image.pk).delete()
+        return result
+
+    monkeypatch.setattr(image_run, "call", call_then_delete)
+    with pytest.raises(LLMActionError, match="The image was deleted"):
+        run_on_image(make_image_action(), image)
+    row = LLMInteraction.objects.get()
+    assert row.status == InteractionStatus.ANSWERED and row.response_text

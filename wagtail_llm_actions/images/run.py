@@ -20,6 +20,7 @@ from ..exceptions import (
     ActionNotApplicable,
     CallNotStarted,
     ConfigurationProblem,
+    LLMActionError,
 )
 from ..models import InteractionOutcome, InteractionStatus, InteractionTrigger, LLMAction
 from ..models import LLMInteraction as Interaction
@@ -133,8 +134,6 @@ def write(
     """Write the stored answer of ``interaction`` (status "answered") to the image, its row
     locked, and record it, in one transaction; no model is called. If that fails the
     answer stays stored ("answered", with the error) and the error is raised."""
-    from ..service import _run_error
-
     field = interaction.target_field
     model = type(image)
     value = interaction.output_value
@@ -159,7 +158,7 @@ def write(
     try:
         db.write(save, what="writing an image's field")
     except Exception as e:
-        error = _run_error(interaction.action, image, e)
+        error = write_error(e, image)
         interaction.status = InteractionStatus.ANSWERED
         interaction.outcome = InteractionOutcome.NONE
         interaction.previous_value = previous
@@ -170,3 +169,18 @@ def write(
             raise
         raise error from e
     return interaction
+
+
+def write_error(error: Exception, image: Any) -> LLMActionError:
+    """What a failed write of an image reports (the error itself if it is ours)."""
+    if isinstance(error, LLMActionError):
+        return error
+    logger.exception("Writing image %s failed", image.pk)
+    return LLMActionError(
+        _(
+            "The answer could not be written to the image (%(type)s); it is kept in the "
+            "log and the image was not changed."
+        )
+        % {"type": type(error).__name__},
+        code="write_failed",
+    )
