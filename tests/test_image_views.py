@@ -160,3 +160,35 @@ def test_the_report_lists_image_runs(image_action, superuser):
     run_on_image(image_action, make_image(), superuser)
     response = client_for(superuser).get(reverse("wagtail_llm_actions_report:index"))
     assert response.status_code == 200 and "Alt text" in response.content.decode()
+
+
+def image_world(world) -> None:
+    """For the permission matrix (test_permissions): an image action, an image, a write to
+    it by the superuser and an image job of the superuser's, in ``world.extras``."""
+    from django.core.cache import caches
+
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.images.run import run_on_image
+    from wagtail_llm_actions.models import LLMAction, LLMPrompt
+
+    caches["default"].clear()
+    superuser = world.users["superuser"]
+    prompt = LLMPrompt.objects.create(name="Alt", slug="alt", template="Alt for {filename}.")
+    action = LLMAction.objects.create(
+        name="Alt text",
+        slug="alt-text",
+        source_kind="image",
+        target_field="description",
+        model="local/vision",
+        prompt=prompt,
+    )
+    image = make_image(name="matrix.jpg")
+    job_image = make_image(name="matrix-job.jpg")
+    job = jobs.create_image_job(action, superuser, [job_image.pk])
+    jobs.run_job(job.pk)
+    world.extras.update(
+        image=image,
+        image_action=action,
+        image_interaction=run_on_image(action, image, superuser),
+        image_job=job,
+    )

@@ -232,7 +232,14 @@ def image_form_data(prompt, **overrides):
     return data
 
 
-def test_the_form_saves_an_image_action_without_page_types(prompt, superuser):
+@pytest.fixture
+def image_prompt(db):
+    from wagtail_llm_actions.models import LLMPrompt
+
+    return LLMPrompt.objects.create(name="Alt", slug="alt-form", template="Alt for {filename}.")
+
+
+def test_the_form_saves_an_image_action_without_page_types(image_prompt, superuser):
     from django.test import Client
     from django.urls import reverse
 
@@ -245,18 +252,20 @@ def test_the_form_saves_an_image_action_without_page_types(prompt, superuser):
     assert 'name="source_kind"' in html and 'name="image_size"' in html
     assert '<option value="description">' in html  # the image fields are offered
 
-    client.post(reverse(ADD_URL), image_form_data(prompt), follow=True)
+    client.post(reverse(ADD_URL), image_form_data(image_prompt), follow=True)
     action = LLMAction.objects.get(slug="alt-text")
     assert (action.runs_on_images, action.image_size, action.image_format) == (True, 512, "webp")
 
     # A page action still needs its page types.
-    response = client.post(reverse(ADD_URL), image_form_data(prompt, slug="p", source_kind="page"))
+    response = client.post(
+        reverse(ADD_URL), image_form_data(image_prompt, slug="p", source_kind="page")
+    )
     assert "This field is required" in response.content.decode()
     assert not LLMAction.objects.filter(slug="p").exists()
 
 
 def test_the_form_refuses_a_model_without_vision_and_warns_when_it_cannot_tell(
-    prompt, superuser, monkeypatch
+    image_prompt, superuser, monkeypatch
 ):
     from django.test import Client
     from django.urls import reverse
@@ -267,12 +276,14 @@ def test_the_form_refuses_a_model_without_vision_and_warns_when_it_cannot_tell(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     client = Client()
     client.force_login(superuser)
-    response = client.post(reverse(ADD_URL), image_form_data(prompt, model="openai/gpt-3.5-turbo"))
+    response = client.post(
+        reverse(ADD_URL), image_form_data(image_prompt, model="openai/gpt-3.5-turbo")
+    )
     assert "cannot read images" in response.content.decode()
     assert not LLMAction.objects.filter(slug="alt-text").exists()
 
     response = client.post(
-        reverse(ADD_URL), image_form_data(prompt, model="openai/some-new-model"), follow=True
+        reverse(ADD_URL), image_form_data(image_prompt, model="openai/some-new-model"), follow=True
     )
     assert LLMAction.objects.filter(slug="alt-text").exists()
     assert "cannot tell whether openai/some-new-model reads images" in response.content.decode()
@@ -369,3 +380,12 @@ def test_an_image_deleted_while_the_model_answered_keeps_the_answer_stored(
         run_on_image(make_image_action(), image)
     row = LLMInteraction.objects.get()
     assert row.status == InteractionStatus.ANSWERED and row.response_text
+
+
+def test_an_image_actions_prompt_may_use_the_images_variables_only(make_image_action, prompt):
+    action = make_image_action()
+    action.full_clean()  # {filename} and {title}
+    action.prompt = prompt  # a page prompt: {body}
+    with pytest.raises(ValidationError) as e:
+        action.full_clean()
+    assert "not {body}" in str(e.value.message_dict["prompt"])

@@ -18,6 +18,13 @@ NOT_WRITABLE = frozenset(
 )
 
 
+#: The prompt variables of an image action besides the image model's text fields (see
+#: ``images.messages.prompt_values``).
+IMAGE_VARIABLES = frozenset(
+    {"title", "filename", "source", "width", "height", "context", "url", "locale"}
+)
+
+
 class SourceKind(models.TextChoices):
     PAGE = "page", _("Page content")
     IMAGE = "image", _("The image itself (alt text, descriptions)")
@@ -100,6 +107,7 @@ class ImageSourceFields(models.Model):
                 gettext("An action that runs on images writes one field: clear output fields.")
             ]
         fields = image_text_fields()
+        errors.update(self.image_prompt_problems(fields))
         if self.target_field and self.target_field not in fields:
             errors.setdefault("target_field", []).append(
                 gettext("Images have no text field “%(field)s”; choose one of: %(fields)s.")
@@ -125,6 +133,33 @@ class ImageSourceFields(models.Model):
                 % {"model": self.model}
             )
         return errors
+
+    def image_prompt_problems(self, fields: list[str]) -> dict[str, list[str]]:
+        """The prompt may use the image's variables only (a page's paths have no value)."""
+        from ..templating import TemplateSyntaxError, template_variables
+
+        prompt = self.prompt if self.prompt_id or "prompt" in self._state.fields_cache else None
+        if prompt is None:
+            return {}
+        try:
+            names = template_variables(prompt.template)
+        except TemplateSyntaxError:
+            return {}  # said by the prompt's own checks
+        known = {*IMAGE_VARIABLES, *fields}
+        unknown = [name for name in names if name not in known]
+        if not unknown:
+            return {}
+        return {
+            "prompt": [
+                gettext(
+                    "An action that runs on images can use %(known)s in its prompt, not %(names)s."
+                )
+                % {
+                    "known": ", ".join(f"{{{n}}}" for n in sorted(known)),
+                    "names": ", ".join(f"{{{n}}}" for n in unknown),
+                }
+            ]
+        }
 
     def vision_support(self) -> bool | None:
         """Whether the action's model reads images: True, False, or None when unknown."""

@@ -34,10 +34,12 @@ def run(request, image_id: int, action_id: int):
     """Queue ``action`` on the image; the progress page (back to the image if refused)."""
     from wagtail.images import get_image_model
 
-    from ..images.run import check
+    from ..images.run import can_change, check
     from .queued_runs import enqueue
 
     image = get_object_or_404(get_image_model(), pk=image_id)
+    if not can_change(request.user, image):
+        raise PermissionDenied
     action = get_object_or_404(LLMAction, pk=action_id)
     try:
         check(action, image, request.user)
