@@ -227,6 +227,35 @@ def cut_to_tokens(text: str, tokens: int) -> tuple[str, bool]:
     return " ".join(words[:low]), True
 
 
+def image_parts(payload: Any) -> list[dict | None]:
+    """The image parts of a chat request's messages (LiteLLM's/OpenAI's vision format:
+    ``{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}}``), each as
+    its media type and decoded byte size."""
+    import base64
+    import binascii
+
+    found: list[dict | None] = []
+    messages = payload.get("messages") if isinstance(payload, dict) else None
+    for message in messages or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            value = part.get("image_url")
+            url = value.get("url", "") if isinstance(value, dict) else str(value or "")
+            head, sep, data = url.partition(",")
+            if not (sep and head.startswith("data:") and head.endswith(";base64")):
+                found.append(None)
+                continue
+            try:
+                size = len(base64.b64decode(data, validate=True))
+            except (binascii.Error, ValueError):
+                found.append(None)
+                continue
+            found.append({"media_type": head[5:-7], "bytes": size})
+    return found
+
+
 def last_user_message(payload: dict) -> str:
     """The text of the last user message of a chat request (handy for ``reply``)."""
     for message in reversed(payload.get("messages") or []):
@@ -556,6 +585,9 @@ class FakeLLMServer:
             "path": handler.path,
             "headers": Headers(handler.headers.items()),
             "json": payload,
+            # Vision: each image part that arrived, as {"media_type", "bytes"} (None for a
+            # part that is not a base64 data: URL, e.g. a link).
+            "images": image_parts(payload),
             # time.monotonic() when the request arrived and when its answer was written (or
             # dropped); None while it is being answered.
             "started": time.monotonic(),

@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "TRUNCATE_LONG_OUTPUT": False,
     # Extra provider backends: {"prefix": "dotted.path.ProviderClass"}.
     "PROVIDERS": {},
+    # Image actions: the largest rendition (bytes, before base64) sent to a model; a larger
+    # one is refused, nothing sent. 5 MB is Anthropic's limit (OpenAI takes 20 MB).
+    "MAX_IMAGE_BYTES": 5 * 1024 * 1024,
     # Run editor (single page) jobs inline in the web request instead of on a worker.
     "RUN_INLINE": False,
     # Seconds the editor waits for a worker to pick a job up before telling the user.
