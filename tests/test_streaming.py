@@ -110,6 +110,25 @@ def test_a_streamed_run_saved_as_a_draft_writes_the_same_draft(
     assert streamed_requests(fake_llm)
 
 
+@pytest.mark.django_db
+def test_a_streamed_answer_is_kept_in_the_response_cache_as_a_plain_one(
+    post, server_action, fake_llm, superuser
+):
+    server_action.use_cache = True
+    server_action.save()
+    fake_llm.configure(reply=LONG)
+    client = client_for(superuser)
+
+    _job, first = run_in_editor(client, post, server_action)
+    _job, second = run_in_editor(client, post, server_action)
+
+    assert len(streamed_requests(fake_llm)) == len(fake_llm.requests) == 1
+    assert first["result"]["value"] == second["result"]["value"] == LONG
+    streamed, cached = LLMInteraction.objects.order_by("pk")
+    assert not streamed.cached and cached.cached
+    assert cached.output_value == streamed.output_value
+
+
 # -- partial text, Cancel ---------------------------------------------------------------------
 
 
