@@ -233,6 +233,20 @@ def test_a_stream_cut_half_way_fails_cleanly_and_says_why(post, server_action, f
 
 
 @pytest.mark.django_db
+def test_a_stream_that_stalls_before_any_text_fails_as_a_timeout(
+    post, server_action, fake_llm, superuser
+):
+    server_action.timeout = 1
+    server_action.save()
+    fake_llm.configure(reply=LONG, stream_delay=3)
+
+    _job, body = run_in_editor(client_for(superuser), post, server_action)
+
+    assert body["state"] == "failed" and body["result"]["code"] == "timeout"
+    assert "within 1 second" in body["message"]
+
+
+@pytest.mark.django_db
 def test_budgets_settle_with_the_usage_of_the_last_chunk(post, server_action, fake_llm, superuser):
     usage = {"prompt_tokens": 321, "completion_tokens": 45, "total_tokens": 366}
     fake_llm.configure(reply=LONG, usage=usage)

@@ -129,8 +129,7 @@ def broken(request: CompletionRequest, text: str, detail: str = "") -> StreamBro
     error = StreamBroken(
         gettext(
             "The model's answer stopped half way (after about %(tokens)s tokens): the "
-            "connection was cut before the answer was complete. Nothing was written. Try "
-            "again."
+            "stream ended before the answer was complete. Nothing was written. Try again."
         )
         % {"tokens": tokens},
         model=request.model,
@@ -184,7 +183,10 @@ def stream_litellm(provider: Any, request: CompletionRequest, publish: Publish):
         _price(provider, request, e)
         raise
     except Exception as e:
-        error = broken(request, text, map_exception(e, request).detail)
+        mapped = map_exception(e, request)
+        if not text:  # nothing came: the same error as a plain call's (a timeout…)
+            raise mapped from e
+        error = broken(request, text, mapped.detail)
         _price(provider, request, error)
         raise error from e
     finally:
