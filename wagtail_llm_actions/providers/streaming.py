@@ -74,10 +74,6 @@ def accepting() -> Iterator[None]:
         _active.reset(token)
 
 
-def active() -> Publish | None:
-    return _active.get()
-
-
 def complete(provider: BaseProvider, request: CompletionRequest) -> CompletionResult:
     """``provider.complete(request)``, streamed to the active sink when there is one and the
     provider streams (LiteLLM, the offline provider, or a custom provider's ``stream``)."""
