@@ -210,6 +210,8 @@ def test_cancel_mid_stream_closes_the_stream_and_writes_nothing(
 @pytest.mark.django_db
 def test_a_stream_cut_half_way_fails_cleanly_and_says_why(post, server_action, fake_llm, superuser):
     fake_llm.configure(reply=LONG, stream_cut_after=5)
+    server_action.fallback_models = "openai/fake-fallback"
+    server_action.save()
     client = client_for(superuser)
     budget = LLMBudget.objects.create(name="Monthly", max_tokens=100_000)
     revisions = post.revisions.count()
@@ -226,7 +228,7 @@ def test_a_stream_cut_half_way_fails_cleanly_and_says_why(post, server_action, f
     assert received and received < 30  # the five chunks that came
     assert f"about {received} tokens" in interaction.error_message
     assert post.revisions.count() == revisions
-    assert len(fake_llm.requests) == 1  # no retry of the whole call behind the editor's back
+    assert len(fake_llm.requests) == 1  # no fallback starting the answer again
     usage = LLMBudgetUsage.objects.get(budget=budget)
     assert usage.tokens == interaction.total_tokens  # what was received is counted
     assert not LLMBudgetReservation.objects.exists()

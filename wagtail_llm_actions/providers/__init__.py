@@ -432,7 +432,9 @@ def complete(request: CompletionRequest) -> CompletionResult:
             attempts.append({"model": model, "code": e.code, "message": str(e)})
             if first_error is None:
                 first_error = e
-            if isinstance(e, streaming.StreamStopped) or (
+            # A stream stopped or broken half way is not tried again on a fallback: the
+            # editor saw part of an answer, and what was received is paid for.
+            if isinstance(e, streaming.StreamStopped | streaming.StreamBroken) or (
                 index == 0 and isinstance(e, NO_FALLBACK_ERRORS)
             ):
                 e.attempts = attempts
