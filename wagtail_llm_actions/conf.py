@@ -55,6 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "MAX_IMAGE_BYTES": 5 * 1024 * 1024,
     # Run editor (single page) jobs inline in the web request instead of on a worker.
     "RUN_INLINE": False,
+    # The editor shows a single text answer as the model writes it (streamed; the partial
+    # text is polled through the job's status). False: the answer appears when complete.
+    "STREAM_EDITOR_ANSWERS": True,
+    # Seconds between two writes of a streaming answer's partial text (and cancel checks).
+    "STREAM_PUBLISH_INTERVAL": 0.25,
+    # Seconds between the pieces of the offline provider's streamed answer (the sandbox).
+    "LOCAL_STREAM_DELAY": 0.0,
     # Seconds the editor waits for a worker to pick a job up before telling the user.
     "WORKER_PICKUP_TIMEOUT": 8,
     # Bulk jobs: concurrent calls per model prefix (e.g. {"openai": 8}); "*" is the default.
