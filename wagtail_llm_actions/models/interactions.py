@@ -44,6 +44,7 @@ class InteractionTrigger(models.TextChoices):
     ON_PUBLISH = "on_publish", _("On publish")
     ON_SOURCE_CHANGE = "on_source_change", _("On source change")
     SCHEDULE = "schedule", _("Schedule")
+    WAGTAIL_LOCALIZE = "wagtail_localize", _("wagtail-localize")
 
 
 #: Columns of the report's covering index: what its filters, totals and chart read.
