@@ -4,6 +4,11 @@ logs each call, honours budgets, and leaves a string whose tags come back broken
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.test import override_settings
 from wagtail.models import Locale
@@ -155,3 +160,30 @@ def test_the_button_records_its_user_and_shows_a_refusal_as_a_message(
     assert namespace["machine_translate"](request, 1) == {}
     (message,) = [str(m) for m in get_messages(request)]
     assert message.startswith("Nothing was machine translated:") and "Translations" in message
+
+
+def test_wagtail_localizes_own_button_in_a_site_with_it_installed():
+    """tests/test_localize_button.py with wagtail-localize in INSTALLED_APPS (its models, views
+    and hooks kept out of this process): the button saves our translations as machine
+    translations with every tag, logs the user and the page, and shows a refusal."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATABASE_URL": "", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--ds=tests.localize_settings",
+            "tests/test_localize_button.py",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "2 passed" in result.stdout
