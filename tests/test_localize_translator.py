@@ -126,6 +126,35 @@ def test_a_dropped_tag_is_asked_again_once_then_left_untranslated(translator, lo
     assert "lost" in interaction.error_message
 
 
+def test_an_invented_tag_is_asked_again_and_a_good_retry_is_kept(translator, locales, fake_llm):
+    fake_llm.configure(translate="reverse").enqueue(translate="invent_tag")
+    strings, result = translate(translator, locales, LINKED)
+    assert result[strings[0]].data.startswith('eeS <a id="a1">eht <b>ilihc</b>')
+    assert fake_llm.request_count == 2
+
+
+def test_loading_the_translator_does_not_import_litellm():
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys, django; django.setup();"
+        "from django.conf import settings;"
+        f"settings.WAGTAILLOCALIZE_MACHINE_TRANSLATOR = {CONFIG!r};"
+        "from wagtail_localize.machine_translators import get_machine_translator;"
+        "get_machine_translator();"
+        "print('litellm' in sys.modules)"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "sandbox")]),
+    }
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_the_button_records_its_user_and_shows_a_refusal_as_a_message(
     translator, locales, fake_llm, admin_user, rf
 ):
@@ -167,7 +196,8 @@ def test_wagtail_localizes_own_button_in_a_site_with_it_installed():
     and hooks kept out of this process): the button saves our translations as machine
     translations with every tag, logs the user and the page, and shows a refusal."""
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DATABASE_URL": "", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env.pop("DATABASE_URL", None)  # its own SQLite database, not this run's test database
     result = subprocess.run(
         [
             sys.executable,
