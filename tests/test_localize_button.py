@@ -90,3 +90,17 @@ def test_a_refusal_is_shown_to_the_editor_and_nothing_is_saved(
         m.startswith("Nothing was machine translated:") and "“Translations”" in m for m in messages
     ), messages
     assert machine_strings(translation) == {} and fake_llm.request_count == 0
+
+
+def test_an_action_for_other_page_types_is_refused_for_this_page(
+    translation, translate_action, fake_llm, admin_client
+):
+    from django.contrib.contenttypes.models import ContentType
+    from wagtail.models import Page
+
+    translate_action.page_types.set([ContentType.objects.get_for_model(Page)])
+    messages = press(admin_client, translation)
+    assert any(
+        m.startswith("Nothing was machine translated:") and "does not apply" in m for m in messages
+    ), messages
+    assert machine_strings(translation) == {} and fake_llm.request_count == 0

@@ -126,6 +126,17 @@ def test_a_dropped_tag_is_asked_again_once_then_left_untranslated(translator, lo
     assert "lost" in interaction.error_message
 
 
+def test_a_provider_error_is_recorded_and_raised(translator, locales, fake_llm):
+    from wagtail_llm_actions.exceptions import LLMActionError
+    from wagtail_llm_actions.models import LLMInteraction
+
+    fake_llm.configure(status=401, error_message="Incorrect API key provided.")
+    with pytest.raises(LLMActionError) as raised:
+        translate(translator, locales, PLAIN)
+    interaction = LLMInteraction.objects.get()
+    assert interaction.status == "error" and interaction.error_message == raised.value.message
+
+
 def test_an_invented_tag_is_asked_again_and_a_good_retry_is_kept(translator, locales, fake_llm):
     fake_llm.configure(translate="reverse").enqueue(translate="invent_tag")
     strings, result = translate(translator, locales, LINKED)
@@ -216,4 +227,4 @@ def test_wagtail_localizes_own_button_in_a_site_with_it_installed():
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "2 passed" in result.stdout
+    assert "3 passed" in result.stdout
