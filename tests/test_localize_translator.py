@@ -188,7 +188,7 @@ def test_the_button_records_its_user_and_shows_a_refusal_as_a_message(
     request.user = admin_user
     request.session = {}
     request._messages = FallbackStorage(request)
-    namespace = {"__name__": LOCALIZE_VIEWS}
+    namespace = {"__name__": f"{LOCALIZE_VIEWS}.edit_translation"}
     namespace["call"] = lambda: translate(translator, locales, PLAIN)[1]
     exec(compile(code, "<wagtail-localize>", "exec"), namespace)  # noqa: S102
 

@@ -30,8 +30,8 @@ from .exceptions import ConfigurationProblem, LLMActionError
 from .translation.markup import has_text, protect
 from .translation.segments import RICH, Segment
 
-#: Where wagtail-localize's button runs the translator: its view and the function it calls.
-LOCALIZE_VIEWS = "wagtail_localize.views.edit_translation"
+#: wagtail-localize's views, which call the translator (see :func:`_caller`).
+LOCALIZE_VIEWS = "wagtail_localize.views"
 
 
 def _base(code: str) -> str:
@@ -165,17 +165,21 @@ def _save(interaction) -> None:
 
 
 def _caller() -> Any:
-    """The request, user and translated object of wagtail-localize's button when it is the
-    caller (its view and ``apply_machine_translation`` hold them); all None otherwise."""
+    """The request, user and translated object of wagtail-localize's views when they are the
+    caller (the "Machine translate" button, and "Sync translated pages" with machine
+    translation ticked: both call ``apply_machine_translation``); all None otherwise."""
+    from django.http import HttpRequest
+
     found = SimpleNamespace(request=None, user=None, instance=None)
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_globals.get("__name__") == LOCALIZE_VIEWS:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(LOCALIZE_VIEWS):
             local = frame.f_locals
             if frame.f_code.co_name == "apply_machine_translation":
                 found.user = local.get("user")
                 found.instance = local.get("instance")
-            elif frame.f_code.co_name == "machine_translate":
-                found.request = local.get("request")
+            elif found.request is None and isinstance(local.get("request"), HttpRequest):
+                found.request = local["request"]
         frame = frame.f_back
     return found
