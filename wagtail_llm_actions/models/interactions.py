@@ -50,6 +50,7 @@ class InteractionTrigger(models.TextChoices):
     SCHEDULE = "schedule", _("Schedule")
     IMAGE_EDITOR = "image_editor", _("Image editor")
     ON_IMAGE_UPLOAD = "on_image_upload", _("On image upload")
+    WAGTAIL_LOCALIZE = "wagtail_localize", _("wagtail-localize")
 
 
 #: Columns of the report's covering index: what its filters, totals and chart read.
