@@ -62,6 +62,7 @@ ENGINE = (
     "queued_runs",
     "job_counts",
     "triggers",
+    "selection",
 )
 
 

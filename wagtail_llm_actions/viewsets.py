@@ -292,6 +292,7 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
                     FieldPanel("output_fields"),
                     FieldPanel("candidates"),
                     FieldPanel("enabled"),
+                    FieldPanel("selection_tool"),
                 ],
                 heading=_("Content"),
             ),

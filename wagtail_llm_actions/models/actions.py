@@ -312,6 +312,15 @@ class LLMAction(TriggerFields):
         ),
     )
     enabled = models.BooleanField(_("enabled"), default=True)
+    selection_tool = models.BooleanField(
+        _("selection tool"),
+        default=False,
+        help_text=_(
+            "Offer this action in the rich-text editor's selection menu: its prompt is the "
+            "instruction for the selected text. The built-in tools (rewrite, shorten, ...) "
+            "use the model of the first such action that applies to the page."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
