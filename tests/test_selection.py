@@ -160,3 +160,37 @@ def test_the_edit_view_carries_the_control_and_its_words(client, post, tool_acti
     assert 'id="llm-selection-config"' in html
     assert "llm-selection-control.js" in html
     assert "llm-selection" in html  # the Draftail feature is on the rich-text fields
+
+
+def test_each_tool_sends_its_own_instruction(post, tool_action, fake_llm, superuser):
+    import json
+
+    fake_llm.configure(translate="reverse")
+    tool_action.prompt.template = "Make it sound like a pirate."
+    tool_action.prompt.save()
+
+    rewrite(client_for(superuser), post, tool="fix")
+    rewrite(client_for(superuser), post, tool=f"action-{tool_action.pk}")
+
+    sent = [json.loads(r["json"]["messages"][-1]["content"]) for r in fake_llm.requests]
+    assert "spelling" in sent[0]["instruction"]
+    assert sent[1]["instruction"] == "Make it sound like a pirate."
+
+
+def test_an_unknown_tool_is_refused(post, tool_action, superuser):
+    response = client_for(superuser).post(run_url(post), {"tool": "poem", "html": SELECTION})
+    assert response.status_code == 404
+    assert not LLMJob.objects.exists()
+
+
+def test_a_tool_switched_off_while_queued_fails_plainly(post, tool_action, fake_llm, superuser):
+    client = client_for(superuser)
+    response = client.post(run_url(post), {"tool": "rewrite", "html": SELECTION})
+    tool_action.enabled = False
+    tool_action.save()
+    run_queued_tasks()
+
+    status_url = reverse("wagtail_llm_actions_editor:status", args=[response.json()["job"]])
+    body = client.get(status_url).json()
+    assert body["state"] == "failed" and "no longer exists" in body["message"]
+    assert fake_llm.request_count == 0
