@@ -79,7 +79,18 @@ def test_links_bold_italic_and_breaks_come_back_exactly(post, tool_action, fake_
     assert interaction.trigger == InteractionTrigger.EDITOR
     assert interaction.status == InteractionStatus.SUCCESS
     assert interaction.output_value == body["result"]["selection"]
-    assert body["result"]["outcome_url"]  # Discard records the outcome
+    assert interaction.outcome == ""  # never "awaiting review": Keep could not write it
+
+
+def test_discard_records_the_outcome(post, tool_action, fake_llm, superuser):
+    fake_llm.configure(translate="reverse")
+    client = client_for(superuser)
+    body = rewrite(client, post)
+
+    response = client.post(body["result"]["outcome_url"], {"outcome": "discarded"})
+
+    assert response.status_code == 200
+    assert LLMInteraction.objects.get().outcome == "discarded"
 
 
 def test_a_dropped_tag_is_asked_again_once(post, tool_action, fake_llm, superuser):

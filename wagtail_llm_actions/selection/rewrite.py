@@ -91,7 +91,9 @@ def rewrite_selection(tool, page, user, html: str) -> Rewritten:
     except LLMActionError as e:
         raise recording.fail(interaction, e, started) from e
     interaction.status = InteractionStatus.SUCCESS
-    interaction.outcome = InteractionOutcome.PENDING
+    # Not "awaiting review": the answer only ever goes into the open editor, never "Keep"
+    # from the interaction log into the action's target field. Discard records "discarded".
+    interaction.outcome = InteractionOutcome.NONE
     interaction.output_value = result
     recording.write_logged(interaction, interaction.save, what="recording a selection rewrite")
     return Rewritten(result, interaction)
