@@ -205,3 +205,18 @@ def test_a_tool_switched_off_while_queued_fails_plainly(post, tool_action, fake_
     body = client.get(status_url).json()
     assert body["state"] == "failed" and "no longer exists" in body["message"]
     assert fake_llm.request_count == 0
+
+
+def test_the_interaction_log_shows_the_run(post, tool_action, fake_llm, superuser):
+    fake_llm.configure(translate="reverse")
+    client = client_for(superuser)
+    rewrite(client, post, tool="shorten")
+    interaction = LLMInteraction.objects.get()
+
+    detail = client.get(reverse("wagtail_llm_actions_report:detail", args=[interaction.pk]))
+
+    assert detail.status_code == 200
+    html = detail.content.decode()
+    assert "House style: Shorten" in html
+    keep = reverse("wagtail_llm_actions_report:keep", args=[interaction.pk])
+    assert keep not in html  # never "Keep as draft" into the action's target field
