@@ -220,3 +220,24 @@ def test_the_interaction_log_shows_the_run(post, tool_action, fake_llm, superuse
     assert "House style: Shorten" in html
     keep = reverse("wagtail_llm_actions_report:keep", args=[interaction.pk])
     assert keep not in html  # never "Keep as draft" into the action's target field
+
+
+def test_an_answer_stored_before_the_worker_died_is_shown_not_paid_again(
+    post, tool_action, fake_llm, superuser, monkeypatch
+):
+    from tests.test_editor_lease import lease_runs_out, run_and_die
+    from wagtail_llm_actions.selection import jobs
+
+    fake_llm.configure(translate="reverse")
+    client = client_for(superuser)
+    job_id = client.post(run_url(post), {"tool": "rewrite", "html": SELECTION}).json()["job"]
+    run_and_die(monkeypatch, jobs, "_finish")  # the answer is stored, then the worker dies
+    lease_runs_out(LLMJob.objects.get(pk=job_id))
+
+    status_url = reverse("wagtail_llm_actions_editor:status", args=[job_id])
+    body = client.get(status_url).json()
+
+    assert body["state"] == "succeeded"
+    assert '<a linktype="page" id="7">' in body["result"]["selection"]
+    assert fake_llm.request_count == 1
+    assert queued_task_count() == 0

@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 from wagtail.models import Page
 
 from .. import db
-from ..editor.leases import _finish
+from ..editor.leases import _finish, _link
 from ..exceptions import LLMActionError
 from ..models import ItemStatus, JobKind, JobStatus, LLMJob, LLMJobItem
 from .rewrite import rewrite_selection
@@ -24,7 +24,7 @@ def create_selection_job(tool: Tool, page: Page, user, html: str) -> LLMJob:
     with db.atomic_write():
         job = LLMJob.objects.create(
             action=tool.action,
-            action_name=f"{tool.action.name}: {tool.label}",
+            action_name=tool.run_name,
             user=user,
             kind=JobKind.EDITOR,
             status=JobStatus.QUEUED,
@@ -46,7 +46,15 @@ def run_selection_item(item: LLMJobItem) -> str:
         _finish(item, ItemStatus.FAILED, {"code": "gone", "message": message}, error="gone")
         return "failed"
     try:
-        done = rewrite_selection(tool, page, job.user, str(selection.get("html", "")))
+        done = rewrite_selection(
+            tool,
+            page,
+            job.user,
+            str(selection.get("html", "")),
+            # the answer is linked to the item as it is stored: a worker dying after this
+            # leaves it to be shown (see editor.expire_item), not paid for again
+            on_saved=lambda interaction: _link(item, interaction=interaction),
+        )
     except LLMActionError as e:
         result = {"code": e.code, "message": e.message, "retryable": e.retryable}
         _finish(item, ItemStatus.FAILED, result, interaction=e.interaction, error=e.message)

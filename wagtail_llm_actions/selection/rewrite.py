@@ -60,15 +60,16 @@ def check_selection(html: str) -> Protected:
     return protected
 
 
-def rewrite_selection(tool, page, user, html: str) -> Rewritten:
-    """The selection ``html`` rewritten by ``tool`` (see :mod:`.tools`) for ``user``."""
+def rewrite_selection(tool, page, user, html: str, on_saved=None) -> Rewritten:
+    """The selection ``html`` rewritten by ``tool`` (see :mod:`.tools`) for ``user``;
+    ``on_saved(interaction)`` runs in the transaction that records the answer."""
     from ..providers import ProviderError
 
     protected = check_selection(html)
     interaction = recording.new_interaction(
         tool.action, page, user, InteractionTrigger.EDITOR, None
     )
-    interaction.action_name = f"{tool.action.name}: {tool.label}"
+    interaction.action_name = tool.run_name
     interaction.target_field = ""
     started = time.perf_counter()
     try:
@@ -95,7 +96,13 @@ def rewrite_selection(tool, page, user, html: str) -> Rewritten:
     # from the interaction log into the action's target field. Discard records "discarded".
     interaction.outcome = InteractionOutcome.NONE
     interaction.output_value = result
-    recording.write_logged(interaction, interaction.save, what="recording a selection rewrite")
+
+    def save() -> None:
+        interaction.save()
+        if on_saved is not None:
+            on_saved(interaction)
+
+    recording.write_logged(interaction, save, what="recording a selection rewrite")
     return Rewritten(result, interaction)
 
 

@@ -32,6 +32,13 @@ class Tool:
     action: LLMAction
     instruction: str
 
+    @property
+    def run_name(self) -> str:
+        """The name runs of this tool are logged under (the field holds 255 characters)."""
+        if self.key.startswith(ACTION_PREFIX):
+            return self.action.name[:255]
+        return f"{self.action.name}: {self.label}"[:255]
+
 
 def selection_actions(page: Page) -> list[LLMAction]:
     """The enabled selection-tool actions that apply to ``page``, by name."""
