@@ -54,7 +54,9 @@
     const entity = content.getEntity(key);
     const data = entity.getData() || {};
     const type = entity.getType();
-    if (type === 'LINK' && data.id) return `<a linktype="page" id="${escapeAttr(String(data.id))}">`;
+    if (type === 'LINK' && data.id) {
+      return `<a linktype="page" id="${escapeAttr(String(data.id))}">`;
+    }
     if (type === 'LINK') return `<a href="${escapeAttr(String(data.url || ''))}">`;
     if (type === 'DOCUMENT' && data.id) {
       return `<a linktype="document" id="${escapeAttr(String(data.id))}">`;
@@ -62,7 +64,8 @@
     return `<a data-entity="${escapeAttr(type)}">`;
   }
 
-  const openStyle = (s) => (TAG_FOR_STYLE[s] ? `<${TAG_FOR_STYLE[s]}>` : `<span data-style="${escapeAttr(s)}">`);
+  const openStyle = (s) =>
+    TAG_FOR_STYLE[s] ? `<${TAG_FOR_STYLE[s]}>` : `<span data-style="${escapeAttr(s)}">`;
   const closeStyle = (s) => (TAG_FOR_STYLE[s] ? `</${TAG_FOR_STYLE[s]}>` : '</span>');
 
   /** The selection of `editorState` as {html, text, links, blockKey, start, end}, or {error}. */
@@ -256,7 +259,8 @@
       body.append('tool', tool.key);
       body.append('html', this.sent.html);
       this.show(this.words.working);
-      const job = await this.request(forPage(this.words.runUrl, this.id), { method: 'POST', body });
+      const url = forPage(this.words.runUrl, this.id);
+      const job = await this.request(url, { method: 'POST', body });
       if (!job) return;
       this.job = job;
       this.show(this.words.working, this.button(this.words.cancel, () => this.cancel()));
@@ -266,11 +270,13 @@
     async cancel() {
       window.clearTimeout(this.timer);
       this.timer = null;
-      if (this.job) await fetch(this.job.cancel_url, {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { 'X-CSRFToken': csrfToken() },
-      }).catch(() => null);
+      if (this.job) {
+        await fetch(this.job.cancel_url, {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'X-CSRFToken': csrfToken() },
+        }).catch(() => null);
+      }
       this.close();
     }
 
@@ -332,7 +338,8 @@
   Panel.current = null;
 
   function previewNode(piece) {
-    let node = piece.text === '\n' ? document.createElement('br') : document.createTextNode(piece.text);
+    let node =
+      piece.text === '\n' ? document.createElement('br') : document.createTextNode(piece.text);
     for (const style of piece.styles) {
       const tag = style === 'BOLD' ? 'strong' : style === 'ITALIC' ? 'em' : 'span';
       const wrapper = document.createElement(tag);
@@ -357,7 +364,8 @@
       const editorElement = event.currentTarget.closest('.Draftail-Editor');
       if (!editorElement) return;
       if (Panel.current) Panel.current.close();
-      const panel = new Panel(editorElement.parentElement || editorElement, { getEditorState, onChange }, words);
+      const anchor = editorElement.parentElement || editorElement;
+      const panel = new Panel(anchor, { getEditorState, onChange }, words);
       Panel.current = panel;
       const sent = readSelection(getEditorState());
       if (sent.error) {
@@ -377,7 +385,11 @@
         onMouseDown: (event) => event.preventDefault(),
         onClick,
       },
-      window.React.createElement('span', { className: 'Draftail-ToolbarButton__label' }, words.buttonShort),
+      window.React.createElement(
+        'span',
+        { className: 'Draftail-ToolbarButton__label' },
+        words.buttonShort,
+      ),
     );
   }
 
