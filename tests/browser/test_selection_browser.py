@@ -104,3 +104,43 @@ def test_rewrite_a_selection_keeps_the_link_and_bold_and_undo_restores_it(
         f'<a linktype="page" id="{blog_index.pk}">{reverse_words("the compost guide")}</a>' in saved
     )
     assert f"<b>{reverse_words('very good')}</b>" in saved
+
+
+def test_a_refused_answer_and_a_discard_leave_the_selection_untouched(
+    live_server, browser_page, worker, make_post, make_server_action, fake_llm, superuser
+):
+    from wagtail_llm_actions.models import LLMInteraction
+
+    page = browser_page
+    post = make_post(highlights="<p>Keep <b>this</b> sentence as it is.</p>")
+    make_server_action(name="House style", slug="house-style", selection_tool=True)
+    fake_llm.configure(translate="drop_tag")  # every answer loses the bold
+    log_in(page, live_server)
+    page.goto(live_server.url + reverse("wagtailadmin_pages:edit", args=[post.pk]))
+    field = page.locator("[data-contentpath=highlights]")
+    editor = field.locator(".public-DraftEditor-content")
+    panel = page.locator(".llm-selection")
+
+    def run(tool: str) -> None:
+        editor.click()
+        page.keyboard.press("Control+Home")
+        page.keyboard.press("Shift+End")
+        field.locator("[data-llm-selection]").first.click()
+        panel.get_by_role("button", name=tool).click()
+
+    run("Shorten")
+    panel.get_by_text("Nothing was changed").wait_for(timeout=30_000)
+    assert editor.inner_text().strip() == "Keep this sentence as it is."
+    assert fake_llm.request_count == 2  # asked again once
+    panel.get_by_role("button", name="Close").click()
+
+    fake_llm.configure(translate="reverse")
+    run("Expand")
+    panel.get_by_role("button", name="Discard").click()
+    assert panel.count() == 0
+    assert editor.inner_text().strip() == "Keep this sentence as it is."
+    for _ in range(50):  # the outcome is posted in the background
+        if LLMInteraction.objects.filter(outcome="discarded").exists():
+            break
+        page.wait_for_timeout(100)
+    assert LLMInteraction.objects.filter(outcome="discarded").count() == 1
