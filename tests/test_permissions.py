@@ -316,6 +316,18 @@ ROWS: dict[str, Row] = {
         refused="json403",
         data=lambda w: w.extras["editor_form"],
     ),
+    # the rich-text editor's selection tools (the action is marked a selection tool)
+    "wagtail_llm_actions_editor:selection_tools": Row(
+        lambda w: [w.post.pk], EDITORS, refused="json403"
+    ),
+    "wagtail_llm_actions_editor:selection_run": Row(
+        lambda w: [w.post.pk],
+        EDITORS,
+        "post",
+        202,
+        refused="json403",
+        data=lambda w: {"tool": "rewrite", "html": "Some <b>bold</b> words."},
+    ),
     "wagtail_llm_actions_editor:status": Row(
         lambda w: [w.editor_job.pk], frozenset({"editor"}), refused="json404"
     ),
@@ -524,6 +536,8 @@ def _prepare(name: str, world: World) -> None:
         from tests.test_editor import form_data
 
         world.extras["editor_form"] = form_data(world.client("superuser"), world.post)
+    if name.startswith("wagtail_llm_actions_editor:selection_"):
+        LLMAction.objects.filter(pk=world.action.pk).update(selection_tool=True)
     if name == "wagtail_llm_actions_editor:run_new":
         from tests.test_editor_placement import create_form_data
 

@@ -65,6 +65,7 @@ ENGINE = (
     "job_counts",
     "triggers",
     "images",
+    "selection",
 )
 
 

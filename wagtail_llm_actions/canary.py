@@ -35,7 +35,16 @@ from .models import (
 from .permissions import editable_pages_q
 
 #: Fields of an action that do not change its answers.
-NOT_ANSWER_FIELDS = {"id", "name", "slug", "description", "enabled", "created_at", "updated_at"}
+NOT_ANSWER_FIELDS = {
+    "id",
+    "name",
+    "slug",
+    "description",
+    "enabled",
+    "selection_tool",
+    "created_at",
+    "updated_at",
+}
 DECIDED = (
     InteractionOutcome.ACCEPTED,
     InteractionOutcome.DISCARDED,

@@ -13,6 +13,7 @@ from .lazy import lazy_view
 
 EDITOR = "wagtail_llm_actions.views.editor"
 PIPELINES = "wagtail_llm_actions.views.pipelines"
+SELECTION = "wagtail_llm_actions.views.selection"
 
 editor_app_name = "wagtail_llm_actions_editor"
 editor_urlpatterns = [
@@ -27,6 +28,16 @@ editor_urlpatterns = [
         "run-pipeline/<int:page_id>/<int:pipeline_id>/",
         csrf_exempt(lazy_view(f"{EDITOR}.run_pipeline")),
         name="run_pipeline",
+    ),
+    path(
+        "selection/<int:page_id>/tools/",
+        lazy_view(f"{SELECTION}.selection_tools"),
+        name="selection_tools",
+    ),
+    path(
+        "selection/<int:page_id>/run/",
+        lazy_view(f"{SELECTION}.run_selection"),
+        name="selection_run",
     ),
     path("jobs/<int:job_id>/", lazy_view(f"{EDITOR}.status"), name="status"),
     path("jobs/<int:job_id>/cancel/", lazy_view(f"{EDITOR}.cancel"), name="cancel"),

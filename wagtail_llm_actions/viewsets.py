@@ -304,6 +304,7 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
                     FieldPanel("candidates"),
                     FieldRowPanel([FieldPanel("image_size"), FieldPanel("image_format")]),
                     FieldPanel("enabled"),
+                    FieldPanel("selection_tool"),
                 ],
                 heading=_("Content"),
             ),

@@ -46,6 +46,18 @@ def editor_js():
     return render_to_string("wagtail_llm_actions/editor/editor_js.html")
 
 
+@hooks.register("register_rich_text_features")
+def register_selection_tools(features):
+    """The selection tools' Draftail control (issue 24 §2), on by default."""
+    from wagtail.admin.rich_text.editors.draftail.features import ControlFeature
+
+    control = ControlFeature(
+        {"type": "llm-selection"}, js=["wagtail_llm_actions/js/llm-selection-control.js"]
+    )
+    features.register_editor_plugin("draftail", "llm-selection", control)
+    features.default_features.append("llm-selection")
+
+
 @hooks.register("register_page_action_menu_item")
 def register_editor_menu_item():
     from .panels import LLMActionMenuItem

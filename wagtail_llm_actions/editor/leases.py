@@ -295,6 +295,8 @@ def _stored_result(item: LLMJobItem, interaction: LLMInteraction) -> dict | None
         from ..queued_runs import stored_result
 
         return stored_result(item, interaction)
+    if payload.get("selection"):  # a selection rewrite: its answer is the whole result
+        return {"selection": interaction.output_value, "interaction": interaction.pk}
     page = item.page.specific if item.page is not None else _new_page_of(payload)
     if page is None:
         return None

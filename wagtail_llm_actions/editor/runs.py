@@ -52,6 +52,10 @@ def run_editor_job(item_id: int) -> str:
                 from ..queued_runs import run_item  # a rerun or try from the admin's screens
 
                 return run_item(item)
+            if isinstance(item.payload, dict) and item.payload.get("selection"):
+                from ..selection.jobs import run_selection_item
+
+                return run_selection_item(item)
             if pipeline:
                 return _run_pipeline_item(item)
             return _run_action_item(item)

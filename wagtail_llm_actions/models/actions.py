@@ -147,7 +147,24 @@ class TriggerFields(models.Model):
         return errors
 
 
-class LLMAction(TriggerFields, ImageSourceFields):
+class SelectionToolFields(models.Model):
+    """Whether an action is offered on a selection in the rich-text editor (issue 24 §2)."""
+
+    selection_tool = models.BooleanField(
+        _("selection tool"),
+        default=False,
+        help_text=_(
+            "Offer this action in the rich-text editor's selection menu: its prompt is the "
+            "instruction for the selected text. The built-in tools (rewrite, shorten, ...) "
+            "use the model of the first such action that applies to the page."
+        ),
+    )
+
+    class Meta:
+        abstract = True
+
+
+class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
     """What to run: a source field, a prompt, a model and settings, a target field."""
 
     name = models.CharField(_("name"), max_length=255)
