@@ -108,6 +108,10 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         )
     if job.pipeline_id is not None:
         return _process_pipeline_item(ctx, item, claim_token)
+    if isinstance(item.payload, dict) and item.payload.get("locale"):  # page × locale
+        from .translation_items import process_translation_item
+
+        return process_translation_item(ctx, item, claim_token)
     action, stop_code = ctx.current_action()
     if action is None:
         return _stop_for_action(ctx, item, claim_token, stop_code)
