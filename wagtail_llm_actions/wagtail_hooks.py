@@ -177,6 +177,15 @@ def _run_llm_pipeline_bulk_action():
 hooks.register("register_bulk_action", _run_llm_pipeline_bulk_action())
 
 
+def _translate_pages_bulk_action():
+    from .translate_bulk import TranslatePagesBulkAction
+
+    return TranslatePagesBulkAction
+
+
+hooks.register("register_bulk_action", _translate_pages_bulk_action())
+
+
 @hooks.register("construct_homepage_panels")
 def add_budget_notice(request, panels):
     from .budget_panels import budget_notice_panel

@@ -55,12 +55,12 @@ def item_locale(item: LLMJobItem) -> str:
     return str(payload.get(LOCALE_KEY) or "") if isinstance(payload, dict) else ""
 
 
-def locale_label(code: str) -> str:
-    """The locale's display name, e.g. "German (de)"."""
+def locale_labels(codes: list[str]) -> dict[str, str]:
+    """Display names by code, in one query."""
     from ..translation.run import language_name
 
-    locale = Locale.objects.filter(language_code=code).first()
-    return language_name(locale) if locale is not None else code
+    found = {loc.language_code: loc for loc in Locale.objects.filter(language_code__in=codes)}
+    return {code: language_name(found[code]) if code in found else code for code in codes}
 
 
 def target_locales(action: LLMAction, user, page_ids: Iterable, codes: list[str], **kw):
