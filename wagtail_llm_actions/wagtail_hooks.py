@@ -178,7 +178,7 @@ hooks.register("register_bulk_action", _run_llm_pipeline_bulk_action())
 
 
 def _translate_pages_bulk_action():
-    from .translate_bulk import TranslatePagesBulkAction
+    from .views.translate_bulk import TranslatePagesBulkAction
 
     return TranslatePagesBulkAction
 

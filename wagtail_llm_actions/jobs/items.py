@@ -106,12 +106,8 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             ItemStatus.FAILED,
             error=str(_("The worker running this page stopped too many times.")),
         )
-    if job.pipeline_id is not None:
-        return _process_pipeline_item(ctx, item, claim_token)
-    if isinstance(item.payload, dict) and item.payload.get("locale"):  # page × locale
-        from .translation_items import process_translation_item
-
-        return process_translation_item(ctx, item, claim_token)
+    if (status := _process_by_kind(ctx, item, claim_token)) is not None:
+        return status  # a pipeline's item, or a translation's (page × locale)
     action, stop_code = ctx.current_action()
     if action is None:
         return _stop_for_action(ctx, item, claim_token, stop_code)
@@ -176,6 +172,18 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         if db.is_busy_error(e):
             return _item_busy(ctx, item, claim_token, e)
         return _item_crashed(job, item, claim_token, e)
+
+
+def _process_by_kind(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | None:
+    """Run a pipeline job's item or a translation item (its payload names a locale) to its
+    outcome; None for an action's item."""
+    if ctx.job.pipeline_id is not None:
+        return _process_pipeline_item(ctx, item, claim_token)
+    if isinstance(item.payload, dict) and item.payload.get("locale"):
+        from .translation_items import process_translation_item
+
+        return process_translation_item(ctx, item, claim_token)
+    return None
 
 
 def submit_after_commit(interaction: LLMInteraction, user) -> None:

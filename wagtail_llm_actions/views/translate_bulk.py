@@ -17,18 +17,18 @@ from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.models import Locale
 
-from .bulk_actions import RunLLMActionBulkAction, check_budgets, over_budget_message, sqlite_notice
-from .conf import feature_name
-from .exceptions import LLMActionError
-from .lazy import lazy_module
-from .models import JobKind, LLMAction
+from ..bulk_actions import RunLLMActionBulkAction, check_budgets, over_budget_message, sqlite_notice
+from ..conf import feature_name
+from ..exceptions import LLMActionError
+from ..lazy import lazy_module
+from ..models import JobKind, LLMAction
 
 jobs = lazy_module("wagtail_llm_actions.jobs")
 translating = lazy_module("wagtail_llm_actions.jobs.translating")
 
 
 def locale_choices() -> list[tuple[str, str]]:
-    from .translation.run import language_name
+    from ..translation.run import language_name
 
     return [
         (locale.language_code, language_name(locale))
@@ -135,7 +135,7 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
         response = super(RunLLMActionBulkAction, self).form_valid(form)
         job = self._result.get("job")
         if job is not None:
-            from .views.jobs import job_url
+            from .jobs import job_url
 
             message = _("“%(name)s” started: %(count)s translation(s) (page × locale).") % {
                 "name": job.action_name,
@@ -186,7 +186,7 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
             return 0, 0
         over = 0
         if budget_limit:
-            from .jobs.budget_limits import limit_to_pages
+            from ..jobs.budget_limits import limit_to_pages
 
             over = limit_to_pages(job, *budget_limit)
         jobs.enqueue_job(job)
