@@ -120,3 +120,10 @@ def test_the_budget_line_shows_under_the_estimate(
         {"action": translate_action.pk, "locales": ["de", "fr"], "preview": "1"},
     ).content.decode()
     assert 'data-llm-budget-fit="over"' in html and "data-llm-budget-problem" in html
+
+
+def test_the_page_listing_offers_translate_into(client, translation_site, superuser):
+    client.force_login(superuser)
+    home = translation_site["home"]
+    html = client.get(reverse("wagtailadmin_explore", args=[home.pk])).content.decode()
+    assert "translate_pages" in html and "Translate into…" in html

@@ -214,3 +214,34 @@ def test_the_per_locale_estimate_matches_what_the_run_sends(
         assert target
     assert sent == {"de": rows["de"].send, "fr": rows["fr"].send}
     assert recipe_de.pk == pages[1].get_translation(translation_site["de"]).pk
+
+
+def test_a_budget_reached_pauses_the_translation_job_and_the_rest_waits(
+    translation_site,
+    translate_action,
+    fake_llm,
+    superuser,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    from wagtail_llm_actions.jobs import pauses
+    from wagtail_llm_actions.models import LLMBudget
+
+    monkeypatch.setattr(pauses, "enqueue_job", lambda job, **kw: None)
+    fake_llm.configure(translate="reverse")
+    # A cap the first translation already spends: the next calls are refused before sending.
+    budget = LLMBudget.objects.create(name="Translations", max_tokens=10)
+    pages = three_pages(translation_site)
+    job = create_translation_job(translate_action, superuser, [p.pk for p in pages], ["de"])
+    assert jobs.run_job(job.pk) == "paused"
+    assert fake_llm.request_count == 0  # refused before any call
+    assert pauses.pause_of(LLMJob.objects.get(pk=job.pk)) is not None
+    assert job.items.filter(status="queued").count() == 3
+    # Raised: the job resumes where it stopped, one draft per page and locale.
+    with django_capture_on_commit_callbacks(execute=True):
+        budget.max_tokens = 1_000_000
+        budget.save()
+    assert pauses.pause_of(LLMJob.objects.get(pk=job.pk)) is None
+    assert jobs.run_job(job.pk) == "completed"
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    assert fake_llm.request_count == 3
