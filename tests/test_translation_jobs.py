@@ -38,7 +38,7 @@ def three_pages(site) -> list[Page]:
 
 
 def translations(pages, site) -> dict:
-    """(page, locale) -> the translation's revisions saved since ``since``."""
+    """(page id, locale code) -> the page's translation in that locale (None: none yet)."""
     return {
         (page.pk, code): page.get_translation_or_none(site[code])
         for page in pages
@@ -68,19 +68,14 @@ def test_three_pages_into_two_locales_make_six_items_and_six_drafts(
     assert fake_llm.request_count == 6  # one request per page and locale
     after = translations(pages, translation_site)
     for key, target in after.items():
-        assert (
-            target is not None
-            and not target.live
-            or target.pk
-            in {
-                translation_site["home"].get_translation(translation_site["de"]).pk,
-                translation_site["home"].get_translation(translation_site["fr"]).pk,
-            }
-        )
+        assert target is not None
         assert revisions_of(target) == before[key] + 1  # exactly one new draft
     for item in job.items.all():
-        assert item.result["locale"] == item_locale(item)
-        assert item.result["page_id"] == after[(item.page_id, item_locale(item))].pk
+        target = after[(item.page_id, item_locale(item))]
+        assert item.result["locale"] == item_locale(item) and item.result["page_id"] == target.pk
+        assert not (item.result["created"] and target.live)  # a new translation: a draft
+    # chili had a German copy and home both: the other three are new pages
+    assert job.items.filter(result__created=True).count() == 3
 
 
 def test_a_dead_worker_mid_job_still_gives_one_draft_per_page_and_locale(
@@ -208,10 +203,8 @@ def test_the_per_locale_estimate_matches_what_the_run_sends(
     assert jobs.run_job(job.pk) == "completed"
     sent = {"de": 0, "fr": 0}
     for request in fake_llm.requests:
-        target = request["json"]["messages"][-1]["content"]
         code = "de" if "German" in str(request["json"]["messages"]) else "fr"
         sent[code] += len(sent_segments(request))
-        assert target
     assert sent == {"de": rows["de"].send, "fr": rows["fr"].send}
     assert recipe_de.pk == pages[1].get_translation(translation_site["de"]).pk
 

@@ -160,11 +160,14 @@ def plan_translation(
         return plan
     type_ids = list(action.page_types.values_list("pk", flat=True))
     eligible: set[int] = set()
+    sample_ids: list[int] = []
     for part in selection_parts(page_ids, include_descendants):
         annotated = annotate_reasons(part, action, user, type_ids)
         _count_reasons(plan, annotated)
-        eligible.update(annotated.filter(skip="").values_list("pk", flat=True))
-    pages = list(Page.objects.filter(pk__in=eligible).order_by("path")[:sample].specific())
+        runnable = annotated.filter(skip="").order_by("path").values_list("pk", flat=True)
+        eligible.update(runnable)
+        sample_ids.extend(runnable[: max(0, sample - len(sample_ids))])
+    pages = list(Page.objects.filter(pk__in=sample_ids).order_by("path").specific())
     plan.sampled = len(pages)
     plan.rows = [_locale_row(action, user, pages, locale, eligible) for locale in found]
     plan.estimate = _total(plan)
