@@ -127,3 +127,24 @@ def test_the_page_listing_offers_translate_into(client, translation_site, superu
     home = translation_site["home"]
     html = client.get(reverse("wagtailadmin_explore", args=[home.pk])).content.decode()
     assert "translate_pages" in html and "Translate into…" in html
+
+
+def test_run_only_the_translations_that_fit_the_budget(
+    client, translation_site, translate_action, fake_llm, superuser
+):
+    from wagtail_llm_actions.jobs.translating import plan_translation
+
+    pages = pages_of(translation_site)
+    plan = plan_translation(translate_action, superuser, [p.pk for p in pages], ["de", "fr"])
+    LLMBudget.objects.create(name="Half", max_tokens=plan.estimate.total_tokens // 2)
+    client.force_login(superuser)
+    data = {"action": translate_action.pk, "locales": ["de", "fr"]}
+    html = client.post(bulk_url(pages), {**data, "preview": "1"}).content.decode()
+    assert "data-llm-within-budget" in html
+    response = client.post(bulk_url(pages), {**data, "within_budget": "on"})
+    assert response.status_code == 302
+    job = LLMJob.objects.get()
+    queued = job.items.filter(status="queued").count()
+    over = job.items.filter(status="skipped", skip_reason="over_budget")
+    assert 0 < queued < 6 and over.count() == 6 - queued
+    assert all("Half" in item.error for item in over)
