@@ -63,6 +63,9 @@ def test_the_screen_estimates_each_locale_and_start_runs_exactly_that(
     assert detail.count('data-llm-item-locale="de"') == 3
     assert detail.count('data-llm-item-locale="fr"') == 3
     assert "German (de)" in detail and "French (fr)" in detail
+    german = translation_site["recipe"].get_translation(translation_site["de"])
+    # "Review draft" opens the translation, where the draft is
+    assert f'href="{reverse("wagtailadmin_pages:edit", args=[german.pk])}">Review draft' in detail
 
 
 def test_a_second_run_shows_unchanged_segments_as_skipped(

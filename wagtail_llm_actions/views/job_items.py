@@ -124,6 +124,9 @@ class JobItemsListing:
             labels = locale_labels(job.options["locales"])
             for item in page.object_list:
                 item.locale_label = labels.get(item_locale(item), item_locale(item))
+                target = (item.result or {}).get("page_id")
+                if item.edit_url and target:  # the draft is the translation's
+                    item.review_url = reverse("wagtailadmin_pages:edit", args=[target])
         base_url = job_url(job.pk)
         table = self.table(page.object_list, base_url, ordering)
         chips = self.chips(status_filter)
