@@ -63,6 +63,10 @@ def test_the_bulk_screen_estimates_each_locale_and_the_run_sends_that(
         assert number(page, row.code, "tokens") == row.total_tokens > 0
     text = page.locator("[data-llm-locale-estimates]").inner_text()
     assert "German (de)" in text and "French (fr)" in text
+    from tests.browser.test_a11y_browser import serious_violations
+
+    found = serious_violations(page, "translate-bulk")  # axe, on the estimate as shown
+    assert not found, "\n".join(found)
 
     # Start: one job of six items; what it sends is what the screen said
     page.locator("[data-llm-start]").click()
