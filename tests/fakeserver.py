@@ -70,6 +70,17 @@ order (e.g. a 500 first, then a normal answer). Settings:
     ``"surrogate"`` or ``"nul"``: put a lone UTF-16 surrogate (U+D800) or a NUL character
     (U+0000) into the middle of every answer text, sent JSON-escaped as a real server does
     (``\\ud800``, ``\\u0000``): text no database column stores as it is.
+``stream_delay``
+    A request with ``"stream": true`` is answered as OpenAI streams (server-sent events,
+    ``data: {chunk}`` lines, then ``data: [DONE]``), in chunks of one, two and three words
+    in turn; this many seconds pass before each chunk (the slow mode of
+    ``bench/streaming.py``). With ``stream_options.include_usage`` the last chunk carries
+    the usage, as OpenAI sends it.
+    Each request records ``chunks_sent`` and ``client_closed`` (the client hung up before
+    the end: a cancelled stream).
+``stream_cut_after``
+    Cut the stream after this many content chunks: the connection drops without the end
+    of the chunked body, ``[DONE]`` or a finish reason (a broken stream). None: never.
 
 ``translate``
     A translating model (issue 23): the request's user message is a JSON object whose
@@ -91,6 +102,7 @@ import contextlib
 import http.client
 import itertools
 import json
+import re
 import signal
 import socket
 import threading
@@ -135,6 +147,8 @@ DEFAULTS: dict[str, Any] = {
     "max_tokens_ratio": 1.0,
     "bad_text": None,
     "translate": None,
+    "stream_delay": 0.0,
+    "stream_cut_after": None,
 }
 
 #: Headers that describe one connection, not the message: a proxy does not pass them on.
@@ -225,6 +239,35 @@ def cut_to_tokens(text: str, tokens: int) -> tuple[str, bool]:
         else:
             high = middle - 1
     return " ".join(words[:low]), True
+
+
+def image_parts(payload: Any) -> list[dict | None]:
+    """The image parts of a chat request's messages (LiteLLM's/OpenAI's vision format:
+    ``{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}}``), each as
+    its media type and decoded byte size."""
+    import base64
+    import binascii
+
+    found: list[dict | None] = []
+    messages = payload.get("messages") if isinstance(payload, dict) else None
+    for message in messages or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            value = part.get("image_url")
+            url = value.get("url", "") if isinstance(value, dict) else str(value or "")
+            head, sep, data = url.partition(",")
+            if not (sep and head.startswith("data:") and head.endswith(";base64")):
+                found.append(None)
+                continue
+            try:
+                size = len(base64.b64decode(data, validate=True))
+            except (binascii.Error, ValueError):
+                found.append(None)
+                continue
+            found.append({"media_type": head[5:-7], "bytes": size})
+    return found
 
 
 def last_user_message(payload: dict) -> str:
@@ -346,9 +389,6 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(payload, dict):
             self.send_json(400, error_body(400, "The body must be a JSON object.", None, None))
             return
-        if payload.get("stream"):
-            self.send_json(400, error_body(400, "Streaming is not supported.", None, None))
-            return
         window = config["context_window"]
         if window:
             prompt = message_tokens(payload)
@@ -385,7 +425,45 @@ class _Handler(BaseHTTPRequestHandler):
         if config["malformed"]:
             self.send_raw(200, b'{"id": "chatcmpl-broken", "choices": [', extra)
             return
+        if payload.get("stream"):
+            self.send_stream(fake.completion(payload, config), payload, config, extra)
+            return
         self.send_json(200, fake.completion(payload, config), extra)
+
+    def send_stream(self, body: dict, payload: dict, config: dict, headers: dict) -> None:
+        """``body`` as OpenAI streams it: server-sent events in a chunked body."""
+        entry = self._entry
+        entry["chunks_sent"] = 0
+        entry["client_closed"] = False
+        events = stream_events(body, payload)
+        cut = config["stream_cut_after"]
+        delay = min(max(float(config["stream_delay"] or 0), 0.0), MAX_LATENCY)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            for name, value in (headers or {}).items():
+                self.send_header(name, str(value))
+            self.end_headers()
+            for event, content in events:
+                if content and cut is not None and entry["chunks_sent"] >= int(cut):
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)  # no end of the body
+                    return
+                if content and delay and self.server.fake.stopping.wait(delay):
+                    self.close_connection = True
+                    return
+                data = f"data: {event}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                if content:
+                    entry["chunks_sent"] += 1
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            entry["client_closed"] = True
+            self.close_connection = True
 
     def _proxied(self) -> bool:
         """Forward a request for an absolute URL when the server acts as a proxy."""
@@ -556,6 +634,9 @@ class FakeLLMServer:
             "path": handler.path,
             "headers": Headers(handler.headers.items()),
             "json": payload,
+            # Vision: each image part that arrived, as {"media_type", "bytes"} (None for a
+            # part that is not a base64 data: URL, e.g. a link).
+            "images": image_parts(payload),
             # time.monotonic() when the request arrived and when its answer was written (or
             # dropped); None while it is being answered.
             "started": time.monotonic(),
@@ -732,6 +813,38 @@ class FakeLLMServer:
         self.stop()
 
 
+def stream_events(body: dict, payload: dict) -> list[tuple[str, bool]]:
+    """The server-sent events streaming ``body`` (a completion) as OpenAI does, each with
+    whether it carries answer text: a role chunk, a chunk a word, the finish reason, the
+    usage when ``stream_options.include_usage`` asks for it, then ``[DONE]``."""
+    base = {k: body[k] for k in ("id", "created", "model", "system_fingerprint")}
+    base["object"] = "chat.completion.chunk"
+
+    def chunk(delta: dict, finish: str | None = None, index: int = 0) -> str:
+        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return json.dumps({**base, "choices": [choice]})
+
+    events: list[tuple[str, bool]] = []
+    for choice in body["choices"]:
+        index = choice["index"]
+        events.append((chunk({"role": "assistant", "content": ""}, index=index), False))
+        text = choice["message"]["content"] or ""
+        words = re.findall(r"\S+\s*|\s+", text)
+        start = 0
+        for size in itertools.cycle((1, 2, 3)):  # not the same chunk 100 times over:
+            if start >= len(words):  # LiteLLM takes that for a model stuck in a loop
+                break
+            piece = "".join(words[start : start + size])
+            events.append((chunk({"content": piece}, index=index), True))
+            start += size
+        events.append((chunk({}, choice["finish_reason"], index=index), False))
+    options = payload.get("stream_options") or {}
+    if isinstance(options, dict) and options.get("include_usage") and "usage" in body:
+        events.append((json.dumps({**base, "choices": [], "usage": body["usage"]}), False))
+    events.append(("[DONE]", False))
+    return events
+
+
 def json_schema_of(payload: dict) -> dict | None:
     """The JSON schema a request's ``response_format`` asks for, if any."""
     fmt = payload.get("response_format")
@@ -774,6 +887,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reply", default=DEFAULTS["reply"])
     parser.add_argument("--echo", action="store_true", help="reply with the last user message")
     parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--stream-delay", type=float, default=0.0, help="seconds per chunk")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     server = FakeLLMServer(
@@ -782,6 +896,7 @@ def main(argv: list[str] | None = None) -> None:
         reply=last_user_message if args.echo else args.reply,
         latency=args.latency,
         status=args.status,
+        stream_delay=args.stream_delay,
     )
     done = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

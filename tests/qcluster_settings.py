@@ -23,6 +23,16 @@ if os.environ.get("LLM_TEST_SQLITE"):
 elif os.environ.get("LLM_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["LLM_TEST_DB_NAME"]  # noqa: F405
 
+if os.environ.get("LLM_TEST_MEDIA_ROOT"):
+    # Image tests: the images' files, where the test process wrote them.
+    STORAGES = {  # noqa: F405
+        **STORAGES,  # noqa: F405
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": os.environ["LLM_TEST_MEDIA_ROOT"]},
+        },
+    }
+
 Q_CLUSTER = {
     "name": os.environ.get("Q_NAME", "llm_actions"),
     "workers": int(os.environ.get("Q_WORKERS", "2")),

@@ -457,6 +457,20 @@ ROWS: dict[str, Row] = {
     "wagtail_llm_actions_pipelines:run": Row(
         lambda w: [w.post.pk, w.pipeline.pk], EDITORS, "post", 302
     ),
+    # image actions: only who may edit the image (here the superuser; the groups have no
+    # image permissions), and an image job's undo only who may manage the job
+    "wagtail_llm_actions_images:run": Row(
+        lambda w: [w.extras["image"].pk, w.extras["image_action"].pk],
+        frozenset({"superuser"}),
+        "post",
+        302,
+    ),
+    "wagtail_llm_actions_images:undo": Row(
+        lambda w: [w.extras["image_interaction"].pk], frozenset({"superuser"}), "post", 302
+    ),
+    "wagtail_llm_actions_images:undo_job": Row(
+        lambda w: [w.extras["image_job"].pk], frozenset({"superuser"}), "post", 302
+    ),
     "wagtail_llm_actions_report:rerun_from_step": Row(
         lambda w: [w.pending.pk], EDITORS, "post", 302, data=lambda w: {"from_step": "0"}
     ),
@@ -502,6 +516,10 @@ def row_url(name: str, row: Row, world: World) -> str:
 
 
 def _prepare(name: str, world: World) -> None:
+    if name.startswith("wagtail_llm_actions_images:"):
+        from tests.test_image_views import image_world
+
+        image_world(world)
     if name in ("wagtail_llm_actions_editor:run", "wagtail_llm_actions_editor:run_pipeline"):
         from tests.test_editor import form_data
 

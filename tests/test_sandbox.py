@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_rerunning_load_demo_data_keeps_edits_to_the_demo_actions(monkeypatch):
     monkeypatch.delenv("LLM_ACTIONS_MODEL", raising=False)
     call_command("load_demo_data", stdout=io.StringIO())
-    assert LLMAction.objects.count() == 3
+    assert LLMAction.objects.count() == 4  # three on pages, "Alt text" on images
     LLMAction.objects.filter(slug="generate-summary").update(
         model="openai/gpt-4o-mini", context_message="My own style guide."
     )
@@ -33,6 +33,18 @@ def test_rerunning_load_demo_data_keeps_edits_to_the_demo_actions(monkeypatch):
 
     call_command("load_demo_data", "--reset-actions", stdout=io.StringIO())
     assert LLMAction.objects.get(slug="generate-summary").model == "local/extractive"
+
+
+@pytest.mark.django_db
+def test_the_demo_images_get_alt_text_offline(monkeypatch):
+    from wagtail.images import get_image_model
+
+    monkeypatch.delenv("LLM_ACTIONS_VISION_MODEL", raising=False)
+    call_command("load_demo_data", stdout=io.StringIO())
+    call_command("run_llm_action", "alt-text", "--images", "--all", stdout=io.StringIO())
+    door = get_image_model().objects.get(title="Red library door")
+    assert door.description.startswith("A 1024×640 image, mostly ")
+    assert door.description.endswith(": red library door")
 
 
 def test_sandbox_script_stops_at_once_when_the_port_is_taken(tmp_path):

@@ -38,12 +38,14 @@ WIRING = (
     "translation_form",
     "wagtail_hooks",
     "bulk_actions",
+    "image_bulk_actions",
     "panels",
     "reports",
     "filters",
     "listing_filters",
     "report_urls",
     "editor_urls",
+    "image_urls",
     "templatetags",
     "management",
 )
@@ -62,6 +64,7 @@ ENGINE = (
     "queued_runs",
     "job_counts",
     "triggers",
+    "images",
 )
 
 

@@ -207,3 +207,22 @@ def sqlite_notice() -> tuple[str, str] | None:
     """The WAL suggestion for the site's default database as ``(message, hint)``, or None."""
     messages = sqlite_messages(default_database())
     return (messages[0].msg, messages[0].hint) if messages else None
+
+
+@register(Tags.templates)
+def check_image_edit_button(app_configs, **kwargs):
+    """The image edit view's buttons come from a template override: it is used only when
+    this app comes before ``wagtail.images`` in ``INSTALLED_APPS``."""
+    names = [config.name for config in apps.get_app_configs()]
+    mine, images = "wagtail_llm_actions", "wagtail.images"
+    if mine not in names or images not in names or names.index(mine) < names.index(images):
+        return []
+    return [
+        Info(
+            "Image actions have no button in the image edit view: wagtail_llm_actions comes "
+            "after wagtail.images in INSTALLED_APPS, so Wagtail's own template is used.",
+            hint="List 'wagtail_llm_actions' before 'wagtail.images' to get the buttons (the "
+            "image bulk action and run_llm_action --images work either way).",
+            id="wagtail_llm_actions.I002",
+        )
+    ]

@@ -50,8 +50,18 @@ DEFAULTS: dict[str, Any] = {
     "TRUNCATE_LONG_OUTPUT": False,
     # Extra provider backends: {"prefix": "dotted.path.ProviderClass"}.
     "PROVIDERS": {},
+    # Image actions: the largest rendition (bytes, before base64) sent to a model; a larger
+    # one is refused, nothing sent. 5 MB is Anthropic's limit (OpenAI takes 20 MB).
+    "MAX_IMAGE_BYTES": 5 * 1024 * 1024,
     # Run editor (single page) jobs inline in the web request instead of on a worker.
     "RUN_INLINE": False,
+    # The editor shows a single text answer as the model writes it (streamed; the partial
+    # text is polled through the job's status). False: the answer appears when complete.
+    "STREAM_EDITOR_ANSWERS": True,
+    # Seconds between two writes of a streaming answer's partial text (and cancel checks).
+    "STREAM_PUBLISH_INTERVAL": 0.25,
+    # Seconds between the pieces of the offline provider's streamed answer (the sandbox).
+    "LOCAL_STREAM_DELAY": 0.0,
     # Seconds the editor waits for a worker to pick a job up before telling the user.
     "WORKER_PICKUP_TIMEOUT": 8,
     # Bulk jobs: concurrent calls per model prefix (e.g. {"openai": 8}); "*" is the default.

@@ -116,6 +116,14 @@ def combined_choices(data: dict[str, dict], chosen: list[str]) -> tuple[list[str
     return sources, targets
 
 
+def image_target_choices() -> list:
+    """The image model's text fields, for actions that run on images (an option group)."""
+    from .models import image_text_fields
+
+    names = image_text_fields()
+    return [(_("Image fields (actions that run on images)"), [(n, n) for n in names])]
+
+
 class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
     page_types = PageTypeChoiceField(
         queryset=ContentType.objects.none(),
@@ -127,6 +135,7 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["page_types"].queryset = page_type_choices()
+        self.fields["page_types"].required = False  # checked in _post_clean: pages only
         self._offer_choices()
         self.apply_provider_permission()
         if "long_content" in self.fields:
@@ -137,6 +146,9 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
         if "cut_answers" in self.fields:
             self.fields["cut_answers"].required = False
         for name in ("trigger", "trigger_delay"):  # forms that predate triggers: manual
+            if name in self.fields:
+                self.fields[name].required = False
+        for name in ("source_kind", "image_size", "image_format"):  # older forms: pages
             if name in self.fields:
                 self.fields[name].required = False
         self.load_translation()
@@ -202,7 +214,7 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
         if target is not None:
             target.widget = FieldChoiceSelect(
                 attrs=target.widget.attrs,
-                choices=[("", _("Choose a field"))] + list(targets),
+                choices=[("", _("Choose a field"))] + list(targets) + image_target_choices(),
             )
         model = self.fields.get("model")
         if model is not None:
@@ -229,6 +241,17 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
         value = self.cleaned_data.get("trigger_delay")
         return DEFAULT_TRIGGER_DELAY if value in (None, "") else value
 
+    def clean_source_kind(self) -> str:
+        return self.cleaned_data.get("source_kind") or "page"
+
+    def clean_image_size(self) -> int:
+        from .models import DEFAULT_IMAGE_SIZE
+
+        return self.cleaned_data.get("image_size") or DEFAULT_IMAGE_SIZE
+
+    def clean_image_format(self) -> str:
+        return self.cleaned_data.get("image_format") or "jpeg"
+
     def clean_output_fields(self):
         value = self.cleaned_data.get("output_fields")
         return {} if value in (None, "") else value
@@ -250,7 +273,11 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
                 for message in messages:
                     if message not in reported.get(field, []):
                         self.add_error(field if field in self.fields else None, message)
+        if self.instance.runs_on_images:
+            return  # image fields and the model are checked by the model's clean()
         if not page_types:
+            if "page_types" in self.cleaned_data and "page_types" not in self.errors:
+                self.add_error("page_types", self.fields["page_types"].error_messages["required"])
             return
         page_models = [ct.model_class() for ct in page_types if ct.model_class()]
         errors = self.instance.validate_for_page_models(page_models)
@@ -346,7 +373,7 @@ class LLMPipelineStepForm(WagtailAdminModelForm):
         if target is not None:
             target.widget = FieldChoiceSelect(
                 attrs=target.widget.attrs,
-                choices=[("", _("Choose a field"))] + list(targets),
+                choices=[("", _("Choose a field"))] + list(targets) + image_target_choices(),
             )
 
     def clean_output_mode(self) -> str:

@@ -78,6 +78,7 @@ def editor_messages() -> dict[str, str]:
             "keep waiting or cancel, and tell your administrator if it keeps happening."
         ),
         "generatingField": _("Generating…"),
+        "writingField": _("Being written…"),
         "undo": _("Undo"),
         "redo": _("Redo"),
         "regenerate": _("Regenerate"),

@@ -46,7 +46,8 @@ KIND_RERUN = "rerun"  # the same action again on the interaction's page: a new d
 KIND_TRY = "try"  # the action on a chosen page, saving nothing (the answer awaits review)
 KIND_STEP = "rerun_from_step"  # a pipeline run again from a step: a new draft
 KIND_TRANSLATE = "translate"  # "Translate into…": the page into the payload's locales, drafts
-KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP, KIND_TRANSLATE)
+KIND_IMAGE = "image"  # an image action on an image, from its edit view: the image's field
+KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP, KIND_TRANSLATE, KIND_IMAGE)
 
 
 class RunCancelled(LLMActionError):
@@ -66,9 +67,11 @@ def create_job(
     run=None,
     from_step: int = 0,
     locales: list[str] | None = None,
+    target=None,
 ) -> LLMJob:
-    """An editor-kind job of one queued item running ``kind`` for ``user`` on ``page``
-    (``locales``: the language codes a translation goes into)."""
+    """An editor-kind job of one queued item running ``kind`` for ``user`` on ``page`` (or
+    on ``target``, an image, with ``page=None``; ``locales``: the language codes a
+    translation goes into)."""
     if kind not in KINDS:
         raise ValueError(kind)
     payload: dict[str, Any] = {
@@ -89,7 +92,13 @@ def create_job(
             status=JobStatus.QUEUED,
             options={"target_field": action.target_field} if action is not None else {},
         )
-        LLMJobItem.objects.create(job=job, page=page, payload=payload)
+        item = LLMJobItem(job=job, page=page, payload=payload)
+        if target is not None:
+            from django.contrib.contenttypes.models import ContentType
+
+            item.target_type = ContentType.objects.get_for_model(target)
+            item.target_id = str(target.pk)
+        item.save()
     return job
 
 
@@ -110,6 +119,10 @@ def run_item(item: LLMJobItem) -> str:
 
     job = item.job
     kind = kind_of(item)
+    if kind == KIND_IMAGE:
+        from .images.queued import run_queued
+
+        return run_queued(item)
     page = item.page.specific if item.page is not None else None
     if page is None or (kind != KIND_STEP and job.action is None):
         editor._finish(

@@ -10,7 +10,9 @@
 - Triggers (:mod:`.triggers`): a page revision saved (``post_save`` of ``Revision``: the
   editor, the Python API and commands alike) or a page published (``page_published``)
   queues the actions whose trigger asks for it; an action saved or deleted keeps its
-  django-q2 schedule in step. A trigger never breaks a save: its errors are logged.
+  django-q2 schedule in step; an image uploaded (``post_save`` of the image model, created)
+  queues the image actions triggered on upload. A trigger never breaks a save: its errors
+  are logged.
 """
 
 from __future__ import annotations
@@ -111,6 +113,27 @@ def action_deleted(sender, instance, **kwargs) -> None:
         logger.exception("LLM action %s: could not delete its schedule", instance.pk)
 
 
+def image_saved(sender, instance, created=False, raw=False, **kwargs) -> None:
+    """An image was uploaded: queue the image actions whose trigger is "on upload"."""
+    if raw or not created:
+        return
+    try:
+        from .images.triggers import on_image_uploaded
+
+        on_image_uploaded(instance)
+    except Exception:  # a trigger must never break an upload  # noqa: BLE001
+        logger.exception("LLM action triggers: could not handle an uploaded image")
+
+
+def connect_image_trigger() -> None:
+    from wagtail.images import get_image_model
+
+    post_save.connect(
+        image_saved, sender=get_image_model(), dispatch_uid="wagtail_llm_actions.image_upload"
+    )
+
+
+connect_image_trigger()
 post_save.connect(revision_saved, sender=Revision, dispatch_uid="wagtail_llm_actions.triggers")
 page_published.connect(page_was_published, dispatch_uid="wagtail_llm_actions.triggers")
 post_save.connect(action_saved, sender=LLMAction, dispatch_uid="wagtail_llm_actions.schedule")

@@ -204,6 +204,16 @@ class ProviderKeyWarningMixin:
                 )
                 % {"name": name, "action": action.name},
             )
+        if action.runs_on_images and action.vision_support() is None:
+            messages.warning(
+                self.request,
+                _(
+                    "LiteLLM's model list cannot tell whether %(model)s reads images, so "
+                    "“%(action)s” was saved: the first run will tell. If the model cannot "
+                    "read images, that run fails and nothing is written."
+                )
+                % {"model": action.model, "action": action.name},
+            )
         return response
 
 
@@ -285,12 +295,14 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
             ActionPlacementPanel(),
             MultiFieldPanel(
                 [
+                    FieldPanel("source_kind"),
                     FieldPanel("page_types"),
                     FieldPanel("source_field"),
                     FieldPanel("target_field"),
                     FieldPanel("output_mode"),
                     FieldPanel("output_fields"),
                     FieldPanel("candidates"),
+                    FieldRowPanel([FieldPanel("image_size"), FieldPanel("image_format")]),
                     FieldPanel("enabled"),
                 ],
                 heading=_("Content"),

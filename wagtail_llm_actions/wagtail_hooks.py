@@ -30,6 +30,15 @@ def register_editor_urls():
     return [path("llm-actions/editor/", include((editor_urlpatterns, editor_app_name)))]
 
 
+@hooks.register("register_admin_urls")
+def register_image_urls():
+    from django.urls import include, path
+
+    from .image_urls import app_name, urlpatterns
+
+    return [path("llm-actions/images/", include((urlpatterns, app_name)))]
+
+
 @hooks.register("insert_editor_js")
 def editor_js():
     from django.template.loader import render_to_string
@@ -184,6 +193,15 @@ def _translate_pages_bulk_action():
 
 
 hooks.register("register_bulk_action", _translate_pages_bulk_action())
+
+
+def _run_image_action_bulk_action():
+    from .image_bulk_actions import RunImageActionBulkAction
+
+    return RunImageActionBulkAction
+
+
+hooks.register("register_bulk_action", _run_image_action_bulk_action())
 
 
 @hooks.register("construct_homepage_panels")

@@ -123,6 +123,9 @@ if os.environ.get("Q_BROKER") == "redis":
 
 WAGTAIL_LLM_ACTIONS = {
     "RUN_INLINE": os.environ.get("LLM_ACTIONS_RUN_INLINE") == "1",
+    # The offline provider streams its answer a few words every 50 ms, so the editor shows
+    # the text arriving as a real model's would.
+    "LOCAL_STREAM_DELAY": 0.05,
     # Non-public model servers the demo may use, e.g. a local Ollama:
     # LLM_ACTIONS_ALLOWED_API_BASES=http://localhost:11434,http://127.0.0.1:8080/v1
     # (LLM_ACTIONS_API_BASE, the base of the demo actions, is allowed too).

@@ -188,7 +188,7 @@ def test_generate_summary_from_unsaved_body_then_save_draft(
     (ARTIFACTS / "timings.txt").write_text("\n".join(timings) + "\n")
     print("\n".join(timings))
 
-    # the cancelled run's answer is thrown away when the worker gets it
+    # the cancelled run is stopped when its answer starts to stream: nothing to review
     def cancelled_answer_recorded() -> bool:
         latest = LLMInteraction.objects.order_by("-pk").first()
         return LLMInteraction.objects.count() >= 4 and latest.outcome != "pending"
@@ -197,7 +197,9 @@ def test_generate_summary_from_unsaved_body_then_save_draft(
     while time.monotonic() < deadline and not cancelled_answer_recorded():
         time.sleep(0.2)
     assert LLMInteraction.objects.count() == 4
-    assert LLMInteraction.objects.latest("pk").outcome == "discarded"
+    cancelled = LLMInteraction.objects.latest("pk")
+    assert (cancelled.status, cancelled.error_code) == ("error", "cancelled")
+    assert cancelled.output_value == ""
 
 
 def test_tags_and_rich_text_widgets_are_filled_and_saved(

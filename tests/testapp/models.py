@@ -214,3 +214,24 @@ class RecipePage(Page):
         FieldPanel("summary"),
         FieldPanel("teaser"),
     ]
+
+
+# -- a custom image model (issue 24 §1: image actions write a custom field too) -------------------
+
+from wagtail.images.models import AbstractImage, AbstractRendition, Image  # noqa: E402
+
+
+class CaptionedImage(AbstractImage):
+    """An image model with a field of its own; the image tests switch to it with
+    ``WAGTAILIMAGES_IMAGE_MODEL`` (the site's default stays Wagtail's)."""
+
+    caption = models.TextField(blank=True)
+
+    admin_form_fields = (*Image.admin_form_fields, "caption")
+
+
+class CaptionedRendition(AbstractRendition):
+    image = models.ForeignKey(CaptionedImage, on_delete=models.CASCADE, related_name="renditions")
+
+    class Meta:
+        unique_together = (("image", "filter_spec", "focal_point_key"),)

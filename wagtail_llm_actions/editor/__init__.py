@@ -25,6 +25,8 @@ The modules, in the order a run goes through them:
 * :mod:`.runs`: the django-q2 task :func:`run_editor_job` (its dotted name,
   ``wagtail_llm_actions.editor.run_editor_job``, is stored in the broker: it stays importable
   from here), cancelling, the status the browser polls;
+* :mod:`.streams`: a streaming answer's text so far, written for the status polls (and the
+  cancel check that stops the stream);
 * :mod:`.results`: what the browser fills into the form;
 * :mod:`.leases`: an item whose worker died ends (stored answer, run again, or failed);
 * :mod:`.outcomes`: after the run: saved with the page (kept or edited), discarded, a

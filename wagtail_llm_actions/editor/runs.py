@@ -4,6 +4,7 @@ the status the browser polls.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,9 +26,11 @@ from ..models import (
     LLMJob,
     LLMJobItem,
 )
+from ..providers import streaming
 from .leases import _claim, _finish, _lapsed_flag, _link, _record_run, _renewing, expire_item
 from .pages import _new_page_of
 from .results import _writers, editor_result, pipeline_result
+from .streams import PartialText, partial_text, streams
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +89,13 @@ def _run_action_item(item: LLMJobItem) -> str:
             interaction.save(update_fields=["outcome"])
         _link(item, interaction=interaction)
 
+    publish = PartialText(item) if streams(action) else None
     try:
         obj = page if page.pk is None else page.with_content_json(payload["content"])
-        with response_cache.bypassed(bool(payload.get("regenerate"))):
+        with (
+            response_cache.bypassed(bool(payload.get("regenerate"))),
+            streaming.offering(publish) if publish else contextlib.nullcontext(),
+        ):
             interaction = LLMService(on_run_started=_record_run(item)).run(
                 action,
                 page,
@@ -99,6 +106,9 @@ def _run_action_item(item: LLMJobItem) -> str:
                 on_success=discard_if_cancelled,
             )
     except LLMActionError as e:
+        if publish is not None and publish.cancelled:  # the stream stopped on Cancel
+            _finish(item, ItemStatus.CANCELLED, {}, interaction=e.interaction, error=e.message)
+            return "cancelled"
         _finish(
             item,
             ItemStatus.FAILED,
@@ -197,6 +207,8 @@ class EditorStatus:
     elapsed: float
     message: str = ""
     result: dict | None = None
+    #: The answer so far, while a streaming run writes it (never stored or reviewed).
+    partial: str | None = None
 
     def as_dict(self) -> dict:
         data: dict[str, Any] = {
@@ -206,6 +218,8 @@ class EditorStatus:
         }
         if self.result is not None:
             data["result"] = self.result
+        if self.partial is not None:
+            data["partial"] = self.partial
         return data
 
 
@@ -244,7 +258,7 @@ def editor_status(item: LLMJobItem, now=None) -> EditorStatus:
             )
         return EditorStatus("queued", elapsed, _("Waiting for a worker…"))
     if item.status == ItemStatus.RUNNING:
-        return EditorStatus("running", elapsed, _("Generating…"))
+        return EditorStatus("running", elapsed, _("Generating…"), partial=partial_text(item))
     if item.status == ItemStatus.SUCCEEDED:
         return EditorStatus("succeeded", elapsed, "", item.result or {})
     if item.status == ItemStatus.CANCELLED or job.status == JobStatus.CANCELLED:

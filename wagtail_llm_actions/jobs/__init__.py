@@ -8,6 +8,7 @@ Where things are:
   threads, heartbeat, leave), and the coordinator's pump;
 * :mod:`.claims`: how a worker claims pages (and gives back those it did not start);
 * :mod:`.items`: one claimed page run to its outcome (an action's run, a pipeline's);
+* :mod:`.images`: jobs over images (items with a target instead of a page);
 * :mod:`.leases`: item and coordinator leases, on the database's clock;
 * :mod:`.slots`: provider slots, the fair share of each job and worker;
 * :mod:`.control`: cancel, retry, apply stored answers, recover, progress;
@@ -146,6 +147,7 @@ from .control import (
     stored_answer_items,
     waiting_for_worker,
 )
+from .images import ImagePlan, create_image_job, plan_image_job
 from .items import (
     LeaseLost,
     process_item,
@@ -262,6 +264,9 @@ __all__ = [
     "claim_items",
     "concurrency_for",
     "create_job",
+    "create_image_job",
+    "plan_image_job",
+    "ImagePlan",
     "create_pipeline_job",
     "db_in",
     "enqueue_job",

@@ -92,12 +92,11 @@ def _stop_for_action(ctx: _RunContext, item: LLMJobItem, claim_token: str, code:
     return status
 
 
-def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
-    """Run one claimed item to an outcome; returns its new status, or "lost" if another
-    worker took the item over meanwhile (nothing is then recorded by this one)."""
-    job = ctx.job
-    page = item.page
-    if page is None:
+def _other_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | None:
+    """The outcome of an item that is not an action's run on a live page (its page deleted,
+    its worker stopped too often, an image, a pipeline, a page × locale translation); None
+    for an action on a page."""
+    if item.page is None and item.target_type_id is None:
         return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_DELETED)
     if item.attempts > ctx.max_attempts:
         return _done(
@@ -106,13 +105,29 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             ItemStatus.FAILED,
             error=str(_("The worker running this page stopped too many times.")),
         )
-    if (status := _process_by_kind(ctx, item, claim_token)) is not None:
-        return status  # a pipeline's item, or a translation's (page × locale)
+    if item.page is None:
+        return _image_item(ctx, item, claim_token)
+    if ctx.job.pipeline_id is not None:
+        return _process_pipeline_item(ctx, item, claim_token)
+    if isinstance(item.payload, dict) and item.payload.get("locale"):  # page × locale
+        from .translation_items import process_translation_item
+
+        return process_translation_item(ctx, item, claim_token)
+    return None
+
+
+def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
+    """Run one claimed item to an outcome; returns its new status, or "lost" if another
+    worker took the item over meanwhile (nothing is then recorded by this one)."""
+    routed = _other_item(ctx, item, claim_token)
+    if routed is not None:
+        return routed
+    job = ctx.job
     action, stop_code = ctx.current_action()
     if action is None:
         return _stop_for_action(ctx, item, claim_token, stop_code)
     service = LLMService()
-    page = page.specific
+    page = item.page.specific
     user = job.user
     stored = item.interaction if item.interaction_id else None
 
@@ -174,18 +189,6 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
         return _item_crashed(job, item, claim_token, e)
 
 
-def _process_by_kind(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | None:
-    """Run a pipeline job's item or a translation item (its payload names a locale) to its
-    outcome; None for an action's item."""
-    if ctx.job.pipeline_id is not None:
-        return _process_pipeline_item(ctx, item, claim_token)
-    if isinstance(item.payload, dict) and item.payload.get("locale"):
-        from .translation_items import process_translation_item
-
-        return process_translation_item(ctx, item, claim_token)
-    return None
-
-
 def submit_after_commit(interaction: LLMInteraction, user) -> None:
     """An automatic draft of an action that asks for it goes to the page's moderation
     workflow once the draft is committed (a failure is logged, never the item's)."""
@@ -203,6 +206,16 @@ def submit_after_commit(interaction: LLMInteraction, user) -> None:
             logger.exception("Submitting the draft of interaction %s failed", interaction.pk)
 
     transaction.on_commit(submit)
+
+
+def _image_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
+    """An item whose target is an image (see :mod:`.images`)."""
+    from .images import process_image_item
+
+    action, stop_code = ctx.current_action()
+    if action is None:
+        return _stop_for_action(ctx, item, claim_token, stop_code)
+    return process_image_item(ctx, item, claim_token, action)
 
 
 def _item_busy(ctx: _RunContext, item: LLMJobItem, claim_token: str, e: Exception) -> str:

@@ -34,7 +34,10 @@ def write(command: BaseCommand, job) -> None:
         command.stdout.write(f"  skipped {n}: {jobs.skip_reason_label(code)}")
     for item in job.items.filter(status=ItemStatus.FAILED).select_related("page")[:20]:
         title = item.page.title if item.page else "?"
-        command.stderr.write(command.style.ERROR(f"Page {item.page_id} “{title}”: {item.error}"))
+        label = (
+            f"Page {item.page_id} “{title}”" if not item.target_id else f"Image {item.target_id}"
+        )
+        command.stderr.write(command.style.ERROR(f"{label}: {item.error}"))
     from wagtail_llm_actions.jobs.pauses import pause_label, pause_of
 
     if (pause := pause_of(job)) is not None:  # a budget's cap: the rest waits, queued

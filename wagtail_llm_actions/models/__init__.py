@@ -28,6 +28,7 @@ from .actions import (
 from .base import OrderedJSONField, RevisionLinks
 from .budgets import BudgetPeriod, LLMBudget, LLMBudgetReservation, LLMBudgetUsage
 from .cache import LLMCachedResponse
+from .image_fields import DEFAULT_IMAGE_SIZE, ImageFormat, SourceKind, image_text_fields
 from .interactions import (
     REPORT_INDEX_FIELDS,
     InteractionOutcome,
@@ -59,6 +60,10 @@ __all__ = [
     "JobKind",
     "JobStatus",
     "BudgetPeriod",
+    "DEFAULT_IMAGE_SIZE",
+    "ImageFormat",
+    "SourceKind",
+    "image_text_fields",
     "LLMAction",
     "LLMBudget",
     "LLMBudgetReservation",

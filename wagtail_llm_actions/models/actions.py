@@ -10,6 +10,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .base import OrderedJSONField
+from .image_fields import ImageSourceFields
 from .prompts import LLMPrompt
 
 
@@ -43,6 +44,7 @@ class ActionTrigger(models.TextChoices):
     MANUAL = "manual", _("Manually only")
     ON_PUBLISH = "on_publish", _("When a page is published")
     ON_SOURCE_CHANGE = "on_source_change", _("When a page is saved with a changed source")
+    ON_IMAGE_UPLOAD = "on_image_upload", _("When an image is uploaded (actions on images)")
 
 
 #: Seconds a triggered run waits: saves within them make one run.
@@ -145,7 +147,7 @@ class TriggerFields(models.Model):
         return errors
 
 
-class LLMAction(TriggerFields):
+class LLMAction(TriggerFields, ImageSourceFields):
     """What to run: a source field, a prompt, a model and settings, a target field."""
 
     name = models.CharField(_("name"), max_length=255)
@@ -363,7 +365,10 @@ class LLMAction(TriggerFields):
         return self._page_models
 
     def applies_to(self, page) -> bool:
-        """Whether ``page``'s type is one of the action's (one query per action instance)."""
+        """Whether ``page``'s type is one of the action's (one query per action instance);
+        never for an action that runs on images."""
+        if self.runs_on_images:
+            return False
         if not hasattr(self, "_page_type_ids"):
             self._page_type_ids = set(self.page_types.values_list("pk", flat=True))
         return page.content_type_id in self._page_type_ids
@@ -380,7 +385,10 @@ class LLMAction(TriggerFields):
         errors: dict[str, list[str]] = {}
         for field, messages in self.provider_problems().items():
             errors.setdefault(field, []).extend(messages)
-        if self.pk and not getattr(self, "_page_types_checked_by_form", False):
+        for field, messages in self.image_problems().items():
+            errors.setdefault(field, []).extend(messages)
+        page_action = not self.runs_on_images
+        if page_action and self.pk and not getattr(self, "_page_types_checked_by_form", False):
             # A saved action's page types are known: its paths and prompt must fit them, however
             # it is saved (code, fixture, another form). The admin form checks the page types
             # being chosen instead (forms.LLMActionForm), so it sets the flag.
@@ -405,7 +413,7 @@ class LLMAction(TriggerFields):
                     )
         from ..structured import mapping_problems
 
-        if self.output_fields not in (None, "", {}):
+        if self.output_fields not in (None, "", {}) and page_action:
             errors.setdefault("output_fields", []).extend(mapping_problems(self.output_fields))
         elif not (self.target_field or "").strip() and not self.translates:
             errors.setdefault("target_field", []).append(
@@ -419,6 +427,7 @@ class LLMAction(TriggerFields):
             )
         by_form = getattr(self, "_page_types_checked_by_form", False)
         count = self.page_types.count() if self.pk and not by_form and self.has_trigger else None
+        count = None if self.runs_on_images else count
         for field, messages in self.trigger_problems(count).items():
             errors.setdefault(field, []).extend(messages)
         errors = {key: value for key, value in errors.items() if value}

@@ -32,6 +32,10 @@ class InteractionOutcome(models.TextChoices):
     DISCARDED = "discarded", _("Discarded")
     #: A pipeline step or map-reduce part whose answer only feeds later calls of its run.
     FED = "fed", _("Used by a later step")
+    #: An image action's answer, written to the image itself (images keep no revisions).
+    WRITTEN = "written", _("Written to the image")
+    #: An image action's answer taken back: the image holds its previous value again.
+    UNDONE = "undone", _("Undone")
 
 
 class InteractionTrigger(models.TextChoices):
@@ -44,6 +48,9 @@ class InteractionTrigger(models.TextChoices):
     ON_PUBLISH = "on_publish", _("On publish")
     ON_SOURCE_CHANGE = "on_source_change", _("On source change")
     SCHEDULE = "schedule", _("Schedule")
+    IMAGE_EDITOR = "image_editor", _("Image editor")
+    ON_IMAGE_UPLOAD = "on_image_upload", _("On image upload")
+    WAGTAIL_LOCALIZE = "wagtail_localize", _("wagtail-localize")
 
 
 #: Columns of the report's covering index: what its filters, totals and chart read.

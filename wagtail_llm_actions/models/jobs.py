@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -87,12 +88,18 @@ class ItemStatus(models.TextChoices):
 
 
 class LLMJobItem(models.Model):
-    """One page of a job. At most one draft revision is written per item."""
+    """One page (or image) of a job. At most one write is made per item: a draft revision
+    of the page, or the image's field."""
 
     job = models.ForeignKey(LLMJob, on_delete=models.CASCADE, related_name="items")
     page = models.ForeignKey(
         "wagtailcore.Page", null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    #: An item that is not a page (an image): the type and id of what it runs on.
+    target_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    target_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(
         _("status"), max_length=20, choices=ItemStatus.choices, default=ItemStatus.QUEUED
     )
@@ -116,7 +123,8 @@ class LLMJobItem(models.Model):
         indexes = [models.Index(fields=["job", "status"], name="llmjobitem_job_status_idx")]
 
     def __str__(self) -> str:
-        return f"{self.job_id}/{self.page_id} {self.status}"
+        target = self.page_id if self.target_type_id is None else self.target_id
+        return f"{self.job_id}/{target} {self.status}"
 
 
 class LLMProviderSlots(models.Model):

@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
 from ..conf import get_setting
+from . import streaming
 from .base import (
     ActionSettings,
     AuthenticationError,
@@ -394,7 +395,7 @@ def _call(provider: BaseProvider, request: CompletionRequest) -> CompletionResul
             install_connection_guard()
         with guarded_connections(remote):
             enforce_policy(request, provider)
-            result = provider.complete(request)
+            result = streaming.complete(provider, request)  # plain unless a sink is active
     except ProviderError as e:
         _scrubbed(e, request)
         raise
@@ -431,7 +432,11 @@ def complete(request: CompletionRequest) -> CompletionResult:
             attempts.append({"model": model, "code": e.code, "message": str(e)})
             if first_error is None:
                 first_error = e
-            if index == 0 and isinstance(e, NO_FALLBACK_ERRORS):
+            # A stream stopped or broken half way is not tried again on a fallback: the
+            # editor saw part of an answer, and what was received is paid for.
+            if isinstance(e, streaming.StreamStopped | streaming.StreamBroken) or (
+                index == 0 and isinstance(e, NO_FALLBACK_ERRORS)
+            ):
                 e.attempts = attempts
                 raise
             if index + 1 < len(candidates):

@@ -13,6 +13,9 @@ Both keep their answer within ``CompletionRequest.max_chars`` (the target field'
     A deterministic stand-in for a translating model (see :mod:`.local_translate`): the
     segments of a translation request, each marked with the target language and a few
     common words translated, markup placeholders kept.
+``local/vision``
+    The image in the last user message, described from its dimensions, dominant colours
+    and a file name in the prompt (:mod:`.local_vision`): alt text offline.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from .base import (
     ConfigurationError,
 )
 
-LOCAL_MODELS = ("local/extractive", "local/keywords", "local/echo", "local/translate")
+LOCAL_MODELS = (
+    "local/extractive",
+    "local/keywords",
+    "local/echo",
+    "local/translate",
+    "local/vision",
+)
 
 #: The window the offline models claim, so that map-reduce actions chunk with them too.
 LOCAL_CONTEXT_WINDOW = 8192
@@ -283,6 +292,11 @@ class LocalProvider(BaseProvider):
             from .local_translate import translate_request
 
             text = translate_request(source)
+        elif name == "local/vision":
+            from .local_vision import describe
+
+            text = describe(request.messages, source)
+            text = _shorten(text, max_chars) if max_chars else text
         elif name == "local/keywords":
             terms = keywords(content_of(source))
             if max_chars:

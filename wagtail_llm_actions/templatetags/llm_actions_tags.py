@@ -85,3 +85,14 @@ def llm_provenance_jsonld(page, *fields: str):
     # Nothing inside may end the script element or open a comment.
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return mark_safe(f'<script type="application/ld+json">{text}</script>')  # noqa: S308
+
+
+@register.inclusion_tag("wagtail_llm_actions/images/edit_actions.html", takes_context=True)
+def llm_image_actions(context, image) -> dict:
+    """The image edit view's buttons: one per image action the user may run on ``image``."""
+    from ..views.images import image_actions_for
+
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    actions = image_actions_for(user, image) if user is not None and image.pk else []
+    return {"image": image, "actions": actions, "csrf_token": context.get("csrf_token")}

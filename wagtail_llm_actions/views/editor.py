@@ -3,7 +3,9 @@
 ``run`` validates the posted (unsaved) form, checks permission and queues a job, answering at
 once with the job's URLs (``run_new`` does the same on the create view, for a page that has no
 id yet: keyed by parent page and page type; ``run_pipeline`` does it for a pipeline, whose
-writing steps' answers all come back for the form); ``status`` is polled by the browser;
+writing steps' answers all come back for the form); ``status`` is polled by the browser (with
+``partial``, the text so far, while an answer streams: short polling rather than server-sent
+events, see :mod:`wagtail_llm_actions.editor.streams`);
 ``cancel`` stops a job; ``outcome`` records that the editor discarded (or restored) a
 generated value.
 """

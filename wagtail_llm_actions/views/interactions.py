@@ -68,6 +68,12 @@ def public_parameters(parameters) -> dict:
     return params
 
 
+def image_write_context(interaction, user):
+    from .images import image_write_context as context
+
+    return context(interaction, user)
+
+
 class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
     template_name = "wagtail_llm_actions/interactions/detail.html"
     header_icon = "cogs"
@@ -200,6 +206,7 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
             ],
             error_message=scrub_text(i.error_message) if i.error_message else "",
             can_edit=self.can_edit,
+            image_write=image_write_context(i, self.request.user),
             can_rerun=(
                 self.can_edit
                 and i.action_id is not None

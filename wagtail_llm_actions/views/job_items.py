@@ -116,6 +116,9 @@ class JobItemsListing:
                 else _("(deleted page)")
             )
             item.edit_url = reverse("wagtailadmin_pages:edit", args=[item.page_id]) if shown else ""
+            if item.target_id:  # an image: its id, linked to its edit view
+                item.row_title = _("Image %(id)s") % {"id": item.target_id}
+                item.edit_url = reverse("wagtailimages:edit", args=[item.target_id])
             item.interaction_url = interaction_url(item.interaction_id)
             item.skip_label = jobs.skip_reason_label(item.skip_reason) if item.skip_reason else ""
         if (job.options or {}).get("locales"):  # a translation job: each item's locale

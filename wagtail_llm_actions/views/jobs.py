@@ -399,6 +399,12 @@ class JobIndexView(IndexView):
 # -- one job ---------------------------------------------------------------------------------
 
 
+def image_job_context(job, user, may_manage: bool, running: bool) -> dict:
+    from .images import image_job_context as context
+
+    return context(job, user, may_manage, running)
+
+
 class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
     template_name = "wagtail_llm_actions/jobs/detail.html"
     header_icon = "tasks"
@@ -435,6 +441,7 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
         from .job_pauses import pause_context
 
         context.update(pause_context(job, may_manage))
+        context.update(image_job_context(job, self.request.user, may_manage, running))
         context.update(
             job=job,
             progress=progress,

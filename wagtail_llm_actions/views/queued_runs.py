@@ -247,6 +247,8 @@ class QueuedRunView(WagtailAdminTemplateMixin, TemplateView):
 
     def get_page_title(self):
         kind = queued_runs.kind_of(self.item)
+        if kind == queued_runs.KIND_IMAGE:
+            return _("Running “%(action)s” on an image") % {"action": self.job.action_name}
         if kind == queued_runs.KIND_TRY:
             return _("Trying “%(action)s”") % {"action": self.job.action_name}
         if kind == queued_runs.KIND_TRANSLATE:
@@ -295,6 +297,10 @@ class QueuedRunDoneView(QueuedRunView):
             from .translate import translate_done
 
             return translate_done(request, item, job, status)
+        if kind == queued_runs.KIND_IMAGE:
+            from .images import image_run_done
+
+            return image_run_done(request, item, status)
         page = item.page
         if status.state == "succeeded":
             new_id = (item.result or {}).get("interaction") or item.interaction_id

@@ -57,6 +57,12 @@ class Command(BaseCommand):
             "--descendants", type=int, metavar="PAGE_ID", help="A page and all pages below it."
         )
         target.add_argument("--all", action="store_true", help="Every page the action applies to.")
+        target.add_argument("--image", type=int, help="ID of one image (an image action).")
+        parser.add_argument(
+            "--images",
+            action="store_true",
+            help="With --all: every image, for an action that runs on images.",
+        )
         parser.add_argument(
             "--dry-run", action="store_true", help="Print the messages; call no model."
         )
@@ -108,14 +114,14 @@ class Command(BaseCommand):
             ) from None
         if not action.enabled:
             raise CommandError(f"The action “{action.slug}” is disabled.")
-        user = None
-        if options["user"]:
-            try:
-                user = get_user_model().objects.get_by_natural_key(options["user"])
-            except get_user_model().DoesNotExist:
-                raise CommandError(f"No user “{options['user']}”.") from None
+        user = self.get_user(options)
         if options["locale"] or hasattr(action, "translation"):
             self.translate(action, user, options)
+            return
+        if action.runs_on_images or options["images"] or options["image"] is not None:
+            from wagtail_llm_actions.management import image_runs
+
+            image_runs.run(self, action, user, options)
             return
         if options["page"] is not None or options["dry_run"]:
             pages = self.select_pages(action, options)

@@ -24,7 +24,7 @@ def ask(
     """The answer to ``request`` for ``interaction``'s run; raises ProviderError, or
     :class:`BudgetExceeded` before anything is sent (the interaction then shows 0 tokens).
     ``cache=False``: always ask the model (another answer to the same request)."""
-    from ...providers import complete
+    from ...providers import ProviderError, complete
 
     key = response_cache.cache_key(request) if cache and response_cache.enabled(action) else ""
     if key and not response_cache.is_bypassed():
@@ -45,6 +45,15 @@ def ask(
     result = None
     try:
         result = complete(request)
+    except ProviderError as e:
+        # A stream that stopped or broke half way: what was received is paid for.
+        result = getattr(e, "partial", None)
+        if result is not None:
+            interaction.prompt_tokens = result.prompt_tokens
+            interaction.completion_tokens = result.completion_tokens
+            interaction.total_tokens = result.total_tokens
+            interaction.cost = result.cost
+        raise
     finally:
         if reservation is not None:
             budgets.settle(reservation, result)

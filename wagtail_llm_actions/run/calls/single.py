@@ -65,7 +65,7 @@ def answer(
     ``interaction`` records the final combining call. ``interaction.answer_truncated`` says
     whether the answer, or a partial answer it combines, was cut off at its token limit.
     """
-    from ...providers import ContextWindowError
+    from ...providers import ContextWindowError, streaming
 
     action = prepared.action
     parts = None
@@ -73,7 +73,8 @@ def answer(
         parts = map_reduce.split_source(prepared)
     if not parts:
         try:
-            return call(action, prepared.messages, interaction, max_chars=max_chars)
+            with streaming.accepting():  # one text answer: the editor may watch it come
+                return call(action, prepared.messages, interaction, max_chars=max_chars)
         except ContextWindowError as e:
             if action.long_content != LongContent.MAP_REDUCE:
                 raise

@@ -274,6 +274,9 @@ class Command(BaseCommand):
         self.create_posts(index)
         self.create_actions()
         self.create_translation_demo(index)
+        from blog.demo_images import create_image_demo
+
+        create_image_demo(self.stdout, reset=self.reset_actions)
         self.stdout.write(
             self.style.SUCCESS("Demo data ready. Log in at /admin/ as admin / admin.")
         )

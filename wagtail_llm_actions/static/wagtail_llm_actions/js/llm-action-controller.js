@@ -7,7 +7,9 @@
  * the elapsed time and Cancel, and shows a failure beside the field. The answer goes to the
  * "llm-review" controller on the same element (llm-review-controller.js), which fills the
  * field and drives the review line. Chosen from the action menu, the menu closes and the
- * field's buttons run.
+ * field's buttons run. A streaming run's text so far (``partial`` in the status) shows in
+ * the locked field while it is written; the field is put back as it was before the answer
+ * is filled, or on Cancel or failure.
  */
 (() => {
   'use strict';
@@ -341,6 +343,7 @@
             job.state = 'running';
             this.showProgress(this.t('running', { action: job.params.name }));
           }
+          if (typeof data.partial === 'string') this.showPartial(data.partial);
           this.poll();
           break;
         default:
@@ -375,6 +378,7 @@
 
     finish() {
       this.stopPolling();
+      this.clearPartial();
       this.job = null;
       this.setBusy(false);
       this.unlockField();
@@ -412,6 +416,50 @@
       locked.box.classList.remove('llm-action__field--generating');
       delete locked.box.dataset.llmGenerating;
       if ('readOnly' in locked.target) locked.target.readOnly = locked.wasReadOnly;
+    }
+
+    /**
+     * A streaming answer so far (polled with the status): shown in the locked field itself
+     * for a text field, else in a preview line under the status (rich text, tags). It is
+     * never the field's value: the field is put back as it was when the run ends, and the
+     * finished answer is filled and reviewed as any other (or nothing, on Cancel or failure).
+     */
+    showPartial(text) {
+      const locked = this.locked;
+      if (!locked || !this.job) return;
+      const target = locked.target;
+      if (!this.job.partial) {
+        this.job.partial = { target, previous: 'value' in target ? target.value : null };
+        locked.box.classList.add('llm-action__field--streaming');
+        locked.box.dataset.llmGenerating = this.t('writingField');
+      }
+      if (this.widgetKind(target) === 'text' && this.job.partial.previous !== null) {
+        target.value = text;
+        if (target.scrollHeight) target.scrollTop = target.scrollHeight;
+        return;
+      }
+      const host = this.host();
+      if (!host) return;
+      let preview = this.job.partial.preview;
+      if (!preview) {
+        preview = document.createElement('div');
+        preview.className = 'llm-action__partial';
+        preview.setAttribute('aria-hidden', 'true'); // the finished answer is announced
+        host.statusTarget.after(preview);
+        this.job.partial.preview = preview;
+      }
+      preview.textContent = text;
+    }
+
+    clearPartial() {
+      const partial = this.job && this.job.partial;
+      if (!partial) return;
+      this.job.partial = null;
+      if (partial.previous !== null && this.widgetKind(partial.target) === 'text') {
+        partial.target.value = partial.previous; // the field as it was
+      }
+      if (partial.preview) partial.preview.remove();
+      if (this.locked) this.locked.box.classList.remove('llm-action__field--streaming');
     }
 
     setBusy(busy) {

@@ -1,0 +1,182 @@
+"""Bulk image actions survive a killed worker (a real ``qcluster``, SIGKILLed mid-job, as
+``test_worker_crash`` does for pages): every image is written exactly once, and an answer
+stored before the kill is written without calling the model again."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+
+from tests.images import image_bytes, make_image
+from tests.workers import QCluster, wait_for
+from wagtail_llm_actions import jobs
+from wagtail_llm_actions.models import InteractionOutcome, LLMInteraction, LLMJob, LLMPrompt
+
+IMAGES = 60
+LATENCY = 0.4
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture
+def media(shared_db, tmp_path, settings):
+    """Image files on disk, where the cluster's workers read them too."""
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(root)},
+        },
+    }
+    return {**shared_db, "LLM_TEST_MEDIA_ROOT": str(root)}
+
+
+@pytest.fixture
+def vision_action(make_action, fake_llm, api_key_env):
+    prompt = LLMPrompt.objects.create(name="Alt", slug="alt", template="Alt text for {filename}.")
+    action = make_action(
+        name="Alt text",
+        slug="alt-text",
+        source_kind="image",
+        target_field="description",
+        model="openai/gpt-4o-mini",
+        api_base=fake_llm.url,
+        api_key_name=api_key_env,
+        prompt=prompt,
+        timeout=5,
+    )
+    action.page_types.set([])
+    return action
+
+
+def orm_broker(name):
+    from django_q.brokers.orm import ORM
+
+    return ORM(list_key=name)
+
+
+def writes(image) -> int:
+    return LLMInteraction.objects.filter(
+        content_type=ContentType.objects.get_for_model(image),
+        object_id=str(image.pk),
+        outcome=InteractionOutcome.WRITTEN,
+    ).count()
+
+
+def test_a_killed_worker_leaves_every_image_written_exactly_once(
+    media, vision_action, fake_llm, superuser, tmp_path, monkeypatch
+):
+    from django_q.conf import Conf
+
+    name = f"llmimg{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(Conf, "PREFIX", name)
+    broker = orm_broker(name)
+    env = {**media, "Q_NAME": name, "Q_WORKERS": "2", "LLM_LEASE_SECONDS": "2"}
+    fake_llm.latency = LATENCY
+    fake_llm.configure(reply="A generated description.")
+    images = [
+        make_image(name=f"photo-{i}.png", data=image_bytes(64, 64, fmt="PNG"))
+        for i in range(IMAGES)
+    ]
+    job = jobs.create_image_job(vision_action, superuser, [i.pk for i in images])
+
+    def count(status):
+        return job.items.filter(status=status).count()
+
+    log = tmp_path / "qcluster.log"
+    cluster = QCluster(env, log_path=log)
+    try:
+        cluster.start()
+        jobs.enqueue_job(job, broker=broker, on_commit=False)
+        wait_for(
+            lambda: count("succeeded") >= 5 and count("running") >= 1,
+            timeout=90,
+            message="the first cluster did not start processing the job",
+        )
+        cluster.kill()
+        in_flight = set(job.items.filter(status="running").values_list("pk", flat=True))
+        assert in_flight and count("succeeded") < IMAGES
+        cluster.start()
+        wait_for(
+            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
+            timeout=180,
+            message="the job did not complete after the restart",
+        )
+    except BaseException:
+        cluster.kill()
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        cluster.kill()
+        broker.delete_queue()
+
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    for image in images:
+        image.refresh_from_db()
+        assert image.description == "A generated description."
+        assert writes(image) == 1  # exactly once
+    recovered = job.items.filter(pk__in=in_flight)
+    assert all(item.attempts >= 2 for item in recovered)
+    # every request carried the rendition as image content
+    posts = [r for r in fake_llm.requests if r["method"] == "POST"]
+    assert all(r["images"] and r["images"][0]["media_type"] == "image/jpeg" for r in posts)
+
+
+def test_a_worker_killed_after_the_answer_is_stored_writes_it_with_no_new_call(
+    media, vision_action, fake_llm, superuser, tmp_path, monkeypatch, settings
+):
+    from django_q.conf import Conf
+
+    from wagtail_llm_actions.models import LLMJobItem
+
+    name = f"llmimgkill{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(Conf, "PREFIX", name)
+    broker = orm_broker(name)
+    marker = tmp_path / "killed-after-answer"
+    env = {
+        **media,
+        "Q_NAME": name,
+        "Q_WORKERS": "2",
+        "LLM_LEASE_SECONDS": "2",
+        "LLM_CONCURRENCY": "1",
+        "LLM_TEST_KILL_AFTER_ANSWER": str(marker),
+    }
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 1}}
+    fake_llm.latency = 0.2
+    images = [
+        make_image(name=f"tree-{i}.png", data=image_bytes(50, 50, fmt="PNG")) for i in range(3)
+    ]
+    job = jobs.create_image_job(vision_action, superuser, [i.pk for i in images], force=True)
+    log = tmp_path / "qcluster.log"
+    cluster = QCluster(env, log_path=log)
+    try:
+        cluster.start()
+        jobs.enqueue_job(job, broker=broker, on_commit=False)
+        wait_for(marker.exists, timeout=90, message="no worker stored an answer")
+        wait_for(
+            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
+            timeout=120,
+            message="the job did not complete after the worker was killed",
+        )
+    except BaseException:
+        cluster.kill()
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        cluster.kill()
+        broker.delete_queue()
+
+    killed = LLMInteraction.objects.get(pk=int(marker.read_text()))
+    item = LLMJobItem.objects.get(job=job, interaction=killed)
+    assert item.status == "succeeded" and item.attempts >= 2
+    assert item.result["from_stored_answer"] is True
+    killed.refresh_from_db()
+    assert killed.outcome == InteractionOutcome.WRITTEN
+    posts = [r for r in fake_llm.requests if r["method"] == "POST"]
+    assert 3 <= len(posts) <= 4  # no new call for the killed image; at most one other lost
+    for image in images:
+        assert writes(image) == 1
