@@ -105,3 +105,35 @@ def test_dry_run_says_what_each_locale_will_send(translation_site, translate_act
     assert f"→ French (fr): {count} segment(s) to translate, 0 unchanged" in out
     assert "Dry run: nothing sent, nothing written." in out
     assert fake_llm.request_count == 1 and Page.objects.count() == pages
+
+
+def test_descendants_translate_through_one_job(translation_site, translate_action, fake_llm):
+    from wagtail_llm_actions.models import LLMJob
+
+    fake_llm.configure(translate="reverse")
+    home = translation_site["home"]
+    out = run("translate", "--descendants", str(home.pk), "--locale", "fr")
+    job = LLMJob.objects.get()
+    assert job.kind == "command" and job.options["locales"] == ["fr"]
+    # home, chili, recipe, section and the orphan below it: parents first, all translated
+    assert job.items.count() == 5 and "Succeeded: 5" in out
+    assert translation_site["orphan"].get_translation_or_none(translation_site["fr"])
+    assert fake_llm.request_count == 5  # one request per page
+
+
+def test_enqueue_hands_the_translation_job_to_the_workers(
+    translation_site, translate_action, fake_llm, monkeypatch
+):
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.models import LLMJob
+
+    queued = []
+    monkeypatch.setattr(jobs, "enqueue_job", lambda job, **kw: queued.append(job.pk))
+    recipe = translation_site["recipe"]
+    out = run(
+        "translate", "--page", str(recipe.pk), "--locale", "de", "--locale", "fr", "--enqueue"
+    )
+    job = LLMJob.objects.get()
+    assert queued == [job.pk] and "handed to the workers" in out
+    assert sorted(job.items.values_list("payload__locale", flat=True)) == ["de", "fr"]
+    assert fake_llm.request_count == 0

@@ -198,6 +198,15 @@ def _run_llm_pipeline_bulk_action():
 hooks.register("register_bulk_action", _run_llm_pipeline_bulk_action())
 
 
+def _translate_pages_bulk_action():
+    from .views.translate_bulk import TranslatePagesBulkAction
+
+    return TranslatePagesBulkAction
+
+
+hooks.register("register_bulk_action", _translate_pages_bulk_action())
+
+
 def _run_image_action_bulk_action():
     from .image_bulk_actions import RunImageActionBulkAction
 

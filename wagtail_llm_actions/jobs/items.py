@@ -94,7 +94,8 @@ def _stop_for_action(ctx: _RunContext, item: LLMJobItem, claim_token: str, code:
 
 def _other_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | None:
     """The outcome of an item that is not an action's run on a live page (its page deleted,
-    its worker stopped too often, an image, a pipeline); None for an action on a page."""
+    its worker stopped too often, an image, a pipeline, a page × locale translation); None
+    for an action on a page."""
     if item.page is None and item.target_type_id is None:
         return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_DELETED)
     if item.attempts > ctx.max_attempts:
@@ -108,6 +109,10 @@ def _other_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | N
         return _image_item(ctx, item, claim_token)
     if ctx.job.pipeline_id is not None:
         return _process_pipeline_item(ctx, item, claim_token)
+    if isinstance(item.payload, dict) and item.payload.get("locale"):  # page × locale
+        from .translation_items import process_translation_item
+
+        return process_translation_item(ctx, item, claim_token)
     return None
 
 

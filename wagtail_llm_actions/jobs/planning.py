@@ -78,6 +78,7 @@ SKIP_ACTION_DELETED = "action_deleted"
 SKIP_PIPELINE_DISABLED = "pipeline_disabled"
 SKIP_PIPELINE_DELETED = "pipeline_deleted"
 SKIP_OVER_BUDGET = "over_budget"  # beyond the pages that fit (see .budget_limits)
+SKIP_PARENT_NOT_TRANSLATED = "parent_not_translated"  # a translation item (.translating)
 
 SKIP_REASONS = {
     SKIP_NOT_AVAILABLE: _("Not available to you"),
@@ -93,6 +94,9 @@ SKIP_REASONS = {
     SKIP_PIPELINE_DISABLED: _("The pipeline was disabled while the job ran"),
     SKIP_PIPELINE_DELETED: _("The pipeline was deleted while the job ran"),
     SKIP_OVER_BUDGET: _("Not started: over the budget"),
+    SKIP_PARENT_NOT_TRANSLATED: _(
+        "The parent page has no translation in this locale: translate the parent first"
+    ),
 }
 
 

@@ -7,6 +7,10 @@ page's own locale, i18n switched off, and (for ``--page``) a parent with no tran
 target locale. ``--all`` takes the pages of the action's types in the default locale, parents
 before children, so a page's parent translated in the same run counts. ``--dry-run`` prints,
 per page and locale, the segments to translate, unchanged or kept, and the tokens and cost.
+
+``--descendants N`` (a page and the pages of the action's types below it) and ``--enqueue``
+go through the job engine, as the page listing's "Translate into…" does: one job with an
+item per page and locale, run here with a progress bar, or handed to the workers.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from ..exceptions import LLMActionError
 from ..models import InteractionTrigger, LLMAction
 from ..translation.run import Outcome, check, language_name, locales, translate_page
 
-#: Options that do not go with ``--locale`` (yet).
-NOT_WITH_LOCALE = ("enqueue", "descendants", "force")
+#: Options that do not go with ``--locale``.
+NOT_WITH_LOCALE = ("force",)
 
 
 def run(command: BaseCommand, action: LLMAction, user, options) -> None:
@@ -28,7 +32,7 @@ def run(command: BaseCommand, action: LLMAction, user, options) -> None:
     given = [name for name in NOT_WITH_LOCALE if options.get(name)]
     if given:
         raise CommandError(
-            _("--locale does not go with %(options)s: translate with --page or --all.")
+            _("--locale does not go with %(options)s: a translation sends only what changed.")
             % {"options": ", ".join("--" + name.replace("_", "-") for name in given)}
         )
     pages = _pages(action, options)
@@ -41,6 +45,9 @@ def run(command: BaseCommand, action: LLMAction, user, options) -> None:
         raise CommandError(str(e)) from e
     if options.get("dry_run"):
         _dry_run(command, action, pages, targets, user)
+        return
+    if options.get("enqueue") or options.get("descendants") is not None:
+        _as_job(command, action, user, pages, options)
         return
     failures = 0
     for page in pages:
@@ -59,6 +66,21 @@ def run(command: BaseCommand, action: LLMAction, user, options) -> None:
         raise CommandError(
             _("%(count)s translation(s) failed or are incomplete; see above.") % {"count": failures}
         )
+
+
+def _as_job(command: BaseCommand, action: LLMAction, user, pages, options) -> None:
+    """One job of page × locale items (:mod:`wagtail_llm_actions.jobs.translating`), run
+    here with a progress bar or, with ``--enqueue``, handed to the workers."""
+    from ..jobs.translating import create_translation_job
+    from ..models import JobKind
+
+    try:
+        job = create_translation_job(
+            action, user, [page.pk for page in pages], options["locale"], kind=JobKind.COMMAND
+        )
+    except LLMActionError as e:
+        raise CommandError(str(e)) from e
+    command.follow_job(job, options, action.name)
 
 
 def _dry_run(command: BaseCommand, action: LLMAction, pages, targets, user) -> None:
@@ -107,9 +129,15 @@ def _pages(action: LLMAction, options) -> list[Page]:
         if page is None:
             raise CommandError(_("No page with id %(id)s.") % {"id": options["page"]})
         return [page]
-    pages = list(
-        Page.objects.filter(content_type__in=types, locale=Locale.get_default()).order_by("path")
-    )
+    pages = Page.objects.filter(content_type__in=types)
+    if options.get("descendants") is not None:
+        root = Page.objects.filter(pk=options["descendants"]).first()
+        if root is None:
+            raise CommandError(_("No page with id %(id)s.") % {"id": options["descendants"]})
+        pages = pages.descendant_of(root, inclusive=True)
+    else:
+        pages = pages.filter(locale=Locale.get_default())
+    pages = list(pages.order_by("path"))
     if not pages:
         raise CommandError(_("No pages to translate."))
     return pages

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..exceptions import LLMActionError
-from . import request
-from .run import plan_for, request_messages
+from ..run.prepare import working_copy
+from . import memory, request
+from .run import ParentNotTranslated, Planned, Read, plan_for, request_messages
+from .segments import segments
 
 
 @dataclass
@@ -23,12 +25,20 @@ class LocaleEstimate:
     problem: str = ""
 
 
-def estimate(action, page, locale, user=None) -> LocaleEstimate:
-    """The estimate of translating ``page`` into ``locale`` with ``action`` (no call)."""
+def estimate(action, page, locale, user=None, *, after_parent: bool = False) -> LocaleEstimate:
+    """The estimate of translating ``page`` into ``locale`` with ``action`` (no call).
+
+    ``after_parent``: the page's parent is translated first (in the same job), so a parent
+    with no translation yet is no problem: the page is estimated as a new translation."""
     from .. import estimates
 
     try:
         planned = plan_for(action, page, locale, user)
+    except ParentNotTranslated as e:
+        if not after_parent:
+            return LocaleEstimate(problem=e.message)
+        source = working_copy(page.specific)[0]
+        planned = Planned(source, Read(None, None, {}), memory.plan(segments(source), None, {}))
     except LLMActionError as e:
         return LocaleEstimate(problem=e.message)
     plan = planned.plan

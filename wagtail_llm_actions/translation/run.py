@@ -13,6 +13,7 @@ new page) and are reported; none is written half-broken.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,12 @@ class TranslationProblem(LLMActionError):
     code = "translation"
 
 
+class ParentNotTranslated(TranslationProblem):
+    """The page's parent has no translation in the target locale (yet)."""
+
+    code = "parent_not_translated"
+
+
 @dataclass
 class Outcome:
     """What translating one page into one locale did."""
@@ -58,6 +65,7 @@ class Outcome:
     unchanged: list[str] = field(default_factory=list)
     review: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    revision_id: int | None = None
 
 
 def language_name(locale: Locale) -> str:
@@ -124,7 +132,7 @@ def check(action: LLMAction, page: Page, locale: Locale, user=None) -> Page | No
         return existing
     parent = page.get_parent()
     if parent is not None and not parent.is_root() and not parent.has_translation(locale):
-        raise TranslationProblem(
+        raise ParentNotTranslated(
             _(
                 "The parent page “%(parent)s” has no translation in %(locale)s, so “%(page)s” "
                 "cannot be translated into it. Translate the parent first (page %(id)s)."
@@ -193,8 +201,12 @@ def translate_page(
     user=None,
     *,
     trigger: str = InteractionTrigger.API,
+    on_written: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Translate ``page`` into ``locale`` as a new draft (see the module's docstring)."""
+    """Translate ``page`` into ``locale`` as a new draft (see the module's docstring).
+
+    ``on_written(outcome)`` is called inside the transaction that writes the draft (a job
+    records its item there: raising rolls the draft back)."""
     page = page.specific
     prepared = plan_for(action, page, locale, user)
     source, read, planned = prepared.source, prepared.read, prepared.plan
@@ -217,7 +229,7 @@ def translate_page(
         return outcome
     hashes = {s.path: memory.segment_hash(s.source) for s in planned.send if s.path in texts}
     try:
-        _write(action, page, locale, user, values, hashes, interaction, outcome, read)
+        _write(action, page, locale, user, values, hashes, interaction, outcome, read, on_written)
     except LLMActionError as e:
         if interaction is None:
             raise
@@ -331,7 +343,9 @@ def request_messages(action: LLMAction, source: Any, locale: Locale, sent) -> li
     )
 
 
-def _write(action, page, locale, user, values, hashes, interaction, outcome, read: Read) -> None:
+def _write(
+    action, page, locale, user, values, hashes, interaction, outcome, read: Read, on_written=None
+) -> None:
     """Create the translation or add a draft to it, and remember what was translated."""
 
     def write() -> None:
@@ -357,6 +371,9 @@ def _write(action, page, locale, user, values, hashes, interaction, outcome, rea
             _remember(working, written, hashes, interaction)
             recording.log_generated(working, user, revision, action, interaction)
         outcome.interaction = interaction
+        outcome.revision_id = revision.pk if revision is not None else None
+        if on_written is not None:
+            on_written(outcome)
 
     db.write(write, what="writing a translation")
 

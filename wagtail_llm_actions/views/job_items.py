@@ -26,7 +26,10 @@ jobs = lazy_module("wagtail_llm_actions.jobs")  # imported on the first request
 
 class JobItemTable(Table):
     def get_row_attrs(self, instance):
-        return {**super().get_row_attrs(instance), "data-llm-item-status": instance.status}
+        attrs = {**super().get_row_attrs(instance), "data-llm-item-status": instance.status}
+        if getattr(instance, "locale_label", None):
+            attrs["data-llm-item-locale"] = (instance.payload or {}).get("locale", "")
+        return attrs
 
 
 class PageTitleColumn(TitleColumn):
@@ -118,6 +121,15 @@ class JobItemsListing:
                 item.edit_url = reverse("wagtailimages:edit", args=[item.target_id])
             item.interaction_url = interaction_url(item.interaction_id)
             item.skip_label = jobs.skip_reason_label(item.skip_reason) if item.skip_reason else ""
+        if (job.options or {}).get("locales"):  # a translation job: each item's locale
+            from ..jobs.translating import item_locale, locale_labels
+
+            labels = locale_labels(job.options["locales"])
+            for item in page.object_list:
+                item.locale_label = labels.get(item_locale(item), item_locale(item))
+                target = (item.result or {}).get("page_id")
+                if item.edit_url and target:  # the draft is the translation's
+                    item.review_url = reverse("wagtailadmin_pages:edit", args=[target])
         base_url = job_url(job.pk)
         table = self.table(page.object_list, base_url, ordering)
         chips = self.chips(status_filter)
@@ -134,6 +146,9 @@ class JobItemsListing:
 
     def table(self, object_list, base_url: str, ordering: str) -> Table:
         """The page of items as Wagtail's listing table (sortable columns, status tags)."""
+        locale = []
+        if (self.job.options or {}).get("locales"):
+            locale = [Column("locale", label=_("Locale"), accessor="locale_label")]
         return JobItemTable(
             [
                 PageTitleColumn(
@@ -142,6 +157,7 @@ class JobItemsListing:
                     get_url=lambda item: item.edit_url or None,
                     sort_key="title",
                 ),
+                *locale,
                 StatusTagColumn(
                     "status",
                     label=_("Status"),
