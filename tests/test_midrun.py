@@ -17,7 +17,7 @@ from wagtail.models import PageLogEntry, Workflow, WorkflowPage, WorkflowTask
 from wagtail.models.workflows import GroupApprovalTask
 
 from tests.fakeserver import last_user_message
-from wagtail_llm_actions import jobs
+from wagtail_llm_actions import db, jobs
 from wagtail_llm_actions.exceptions import PageGone
 from wagtail_llm_actions.models import LLMAction, LLMInteraction
 from wagtail_llm_actions.service import LOG_ACTION, LLMService
@@ -206,7 +206,10 @@ def test_a_page_deleted_during_a_job_call_fails_its_item_readably(
     def complete_then_delete(request):
         result = real_complete(request)
         if type(doomed).objects.filter(pk=doomed.pk).exists():
-            type(doomed).objects.get(pk=doomed.pk).delete()
+            # An editor deleting the page meanwhile: a writer that waits its turn, as it
+            # would with SQLite's busy timeout in another process (the shared-cache test
+            # database answers "table is locked" at once instead of waiting).
+            db.write(lambda: type(doomed).objects.get(pk=doomed.pk).delete(), what="deleting")
         return result
 
     monkeypatch.setattr(providers, "complete", complete_then_delete)
@@ -231,7 +234,7 @@ def delete_after_call(monkeypatch, page, call_number: int) -> list:
         result = real_complete(request)
         calls.append(request)
         if len(calls) == call_number:
-            type(page).objects.get(pk=page.pk).delete()
+            db.write(lambda: type(page).objects.get(pk=page.pk).delete(), what="deleting")
         return result
 
     monkeypatch.setattr(providers, "complete", complete_then_delete)

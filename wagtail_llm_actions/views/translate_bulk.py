@@ -24,7 +24,6 @@ from ..lazy import lazy_module
 from ..models import JobKind, LLMAction
 
 jobs = lazy_module("wagtail_llm_actions.jobs")
-translating = lazy_module("wagtail_llm_actions.jobs.translating")
 
 
 def locale_choices() -> list[tuple[str, str]]:
@@ -94,6 +93,8 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
         action, codes, include_descendants = self.current_translation(form)
         plan = None
         if action is not None and codes:
+            from ..jobs import translating
+
             plan = translating.plan_translation(
                 action, self.request.user, ids, codes, include_descendants=include_descendants
             )
@@ -174,6 +175,8 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
         **kwargs,
     ):
         try:
+            from ..jobs import translating
+
             job = translating.create_translation_job(
                 action,
                 user,
