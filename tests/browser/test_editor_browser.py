@@ -122,6 +122,7 @@ def test_generate_summary_from_unsaved_body_then_save_draft(
     page.wait_for_function(
         "() => document.querySelector('textarea[name=summary]').value.startsWith('Summary 1')"
     )
+    page.locator('[data-llm-action-field-value="summary"] [data-llm-action-review=undo]').wait_for()
     assert UNSAVED_BODY in summary.input_value()  # from the unsaved body
     assert page.input_value("#id_intro") == TYPED_INTRO  # untouched by the fill
     status = page.locator('[data-llm-action-field-value="summary"] [role=status]')
@@ -135,6 +136,7 @@ def test_generate_summary_from_unsaved_body_then_save_draft(
     page.wait_for_function(
         "() => document.querySelector('textarea[name=summary]').value.startsWith('Summary 2')"
     )
+    page.locator('[data-llm-action-field-value="summary"] [data-llm-action-review=undo]').wait_for()
 
     # Discard, then time a fresh click at zero latency
     page.get_by_role("button", name="Discard").click()
@@ -144,6 +146,7 @@ def test_generate_summary_from_unsaved_body_then_save_draft(
     page.wait_for_function(
         "() => document.querySelector('textarea[name=summary]').value.startsWith('Summary 3')"
     )
+    page.locator('[data-llm-action-field-value="summary"] [data-llm-action-review=undo]').wait_for()
     click_to_filled = time.perf_counter() - started
     generated = summary.input_value()
     assert UNSAVED_BODY in generated

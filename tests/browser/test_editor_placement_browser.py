@@ -104,13 +104,13 @@ def test_create_view_places_buttons_waits_for_a_worker_and_logs_the_save(
     thread.start()
     try:
         status.get_by_text("Generating with “Write intro”…").wait_for()
-        page.wait_for_function(
-            "() => document.querySelector('[name=intro]').value.startsWith('Generated:')"
-        )
+        # The answer streams in (partial text first); the review line means it is complete.
+        review = placed.locator(".llm-action__review")
+        review.get_by_role("button", name="Keep").wait_for()
+        assert page.input_value("[name=intro]").startswith("Generated:")
         assert NEW_TITLE in page.input_value("[name=intro]")
 
         # one line: the review line with all four choices; the status only speaks to readers
-        review = placed.locator(".llm-action__review")
         assert "Generated with “Write intro”." in review.inner_text()
         for name in ("Undo", "Regenerate", "Discard", "Keep"):
             assert review.get_by_role("button", name=name).is_visible()
