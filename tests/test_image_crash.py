@@ -4,7 +4,6 @@ stored before the kill is written without calling the model again."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -68,14 +67,6 @@ def writes(image) -> int:
     ).count()
 
 
-@pytest.mark.skipif(
-    os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason=(
-        "Known open defect (issue 24): on PostgreSQL an image job resumed after a SIGKILL "
-        "can end with a failed image (suspected: concurrent image saves deadlocking in the "
-        "search index); it passes on SQLite. See the closing note."
-    ),
-)
 def test_a_killed_worker_leaves_every_image_written_exactly_once(
     media, vision_action, fake_llm, superuser, tmp_path, monkeypatch
 ):

@@ -115,6 +115,18 @@ def test_the_title_can_be_the_target(make_image_action):
     assert image.title == "A 300×300 image, mostly red: red barn"
 
 
+def test_a_written_description_is_found_by_the_image_search(vision_server_action, fake_llm):
+    """The field is written without Wagtail's save-time index update (it deadlocks between
+    concurrent writes on PostgreSQL); the index is updated after the write instead."""
+    from wagtail.images import get_image_model
+
+    fake_llm.configure(reply="A zebra crossing at dusk.")
+    image = make_image(name="street.png", data=image_bytes(60, 40, fmt="PNG"))
+    assert not get_image_model().objects.search("zebra")
+    run_on_image(vision_server_action, image)
+    assert list(get_image_model().objects.search("zebra")) == [image]
+
+
 def assert_nothing_written(image, fake_llm, message_part):
     stored = type(image).objects.filter(pk=image.pk).values_list("description", flat=True)
     assert list(stored) == [image.description]

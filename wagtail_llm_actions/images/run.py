@@ -144,7 +144,10 @@ def write(
             raise ConfigurationProblem(_("The image was deleted; nothing was written."))
         interaction.previous_value = outputs.read_field_value(row, field)
         outputs.set_output_value(row, field, value)
-        row.save(update_fields=[field])
+        # One column, as ``save(update_fields=[field])`` would write it, but without the
+        # search-index update Wagtail runs on save: on PostgreSQL that update rewrites
+        # other images' index rows and deadlocks with concurrent writes (see reindex).
+        model.objects.filter(pk=row.pk).update(**{field: getattr(row, field)})
         setattr(image, field, getattr(row, field))
         interaction.status = InteractionStatus.SUCCESS
         interaction.outcome = InteractionOutcome.WRITTEN
@@ -168,7 +171,32 @@ def write(
         if error is e:
             raise
         raise error from e
+    reindex(image)
     return interaction
+
+
+def reindex(image: Any) -> None:
+    """Update the search index of a written image, in its own transaction after the write.
+
+    Wagtail's PostgreSQL search backend refreshes the title weights of every new index entry
+    whenever one is added, so index updates inside concurrent image writes deadlock each
+    other. Here a deadlock is retried, and an index that still fails is logged: the image
+    is written either way, and ``manage.py update_index`` brings the index up to date."""
+    from wagtail.search import index
+
+    model = type(image)
+    if not index.class_is_indexed(model):
+        return
+
+    def update() -> None:
+        row = model.objects.filter(pk=image.pk).first()
+        if row is not None:
+            index.insert_or_update_object(row)
+
+    try:
+        db.write(update, what="updating an image's search index")
+    except Exception:
+        logger.exception("The search index of image %s could not be updated", image.pk)
 
 
 def write_error(error: Exception, image: Any) -> LLMActionError:
