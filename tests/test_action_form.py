@@ -80,8 +80,15 @@ def test_source_and_target_are_offered_for_the_chosen_page_types(action, superus
     assert {"body", "body.paragraph", "body.section.text", "intro", "author.name"} <= set(sources)
     targets = select_options(html, "target_field")
     assert {"summary", "highlights", "tags", "intro", "search_description"} <= set(targets)
-    assert "body" not in targets  # a StreamField cannot receive an answer
     assert "date" not in targets
+    # A StreamField cannot receive an answer: it is offered only in the group of fields
+    # whose image blocks get alt text (actions that run on the images in a page's content).
+    select = re.search(r'<select name="target_field"[^>]*>(.*?)</select>', html, re.S).group(1)
+    groups = dict(re.findall(r'<optgroup label="([^"]*)">(.*?)</optgroup>', select, re.S))
+    assert "body" not in select.split("<optgroup")[0]
+    assert re.findall(
+        r'value="([^"]*)"', groups["Images in a page&#x27;s content (their alt text)"]
+    ) == ["body"]
 
 
 def test_page_type_data_for_the_script_covers_each_page_type(action, superuser):

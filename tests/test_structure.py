@@ -77,8 +77,15 @@ def _modules():
         yield rel, ast.parse(path.read_text(), filename=str(path))
 
 
+#: Domain modules inside an engine package: an image's rendition and the messages sending it
+#: (the run path's alt text of image blocks uses them; they import no engine).
+DOMAIN_IN_ENGINE = ("images.files", "images.messages")
+
+
 def _layer(dotted: str) -> str:
     """``views.jobs`` -> "wiring"; ``service`` -> "engine"; anything else -> "domain"."""
+    if dotted.startswith(DOMAIN_IN_ENGINE):
+        return "domain"
     top = dotted.split(".")[0]
     if top in WIRING:
         return "wiring"

@@ -124,6 +124,22 @@ def image_target_choices() -> list:
     return [(_("Image fields (actions that run on images)"), [(n, n) for n in names])]
 
 
+def image_block_target_choices(page_types) -> list:
+    """The StreamFields of ``page_types`` that hold image blocks (an option group: actions
+    writing the alt text of a page's images)."""
+    from .extraction.image_blocks import holds_image_blocks
+
+    names: list[str] = []
+    for content_type in page_types:
+        model = content_type.model_class()
+        for field in model._meta.concrete_fields if model else []:
+            if field.name not in names and holds_image_blocks(model, field.name):
+                names.append(field.name)
+    if not names:
+        return []
+    return [(_("Images in a page's content (their alt text)"), [(n, n) for n in names])]
+
+
 class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
     page_types = PageTypeChoiceField(
         queryset=ContentType.objects.none(),
@@ -214,7 +230,10 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
         if target is not None:
             target.widget = FieldChoiceSelect(
                 attrs=target.widget.attrs,
-                choices=[("", _("Choose a field"))] + list(targets) + image_target_choices(),
+                choices=[("", _("Choose a field"))]
+                + list(targets)
+                + image_target_choices()
+                + image_block_target_choices(self.fields["page_types"].queryset),
             )
         model = self.fields.get("model")
         if model is not None:

@@ -522,6 +522,9 @@ def estimate_calls(_service: Any, prepared) -> tuple[int, int]:
 
     action = prepared.action
     tokens = estimates.count_message_tokens(prepared.messages)
+    if prepared.image_spots:  # alt text of a page's images: a call an image
+        images = len(prepared.image_spots)
+        return images, (tokens + estimates.IMAGE_PART_TOKENS) * images
     if action.long_content != LongContent.MAP_REDUCE:
         return 1, tokens
     try:

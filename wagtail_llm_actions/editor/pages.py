@@ -49,6 +49,7 @@ def actions_for_type(page_class: type, request=None) -> list[LLMAction]:
     actions = list(
         LLMAction.objects.filter(enabled=True, page_types__id=content_type_id)
         .filter(translation__isnull=True)  # translation actions translate pages, not fields
+        .exclude(source_kind="image_blocks")  # they write drafts: bulk, command, triggers
         .select_related("prompt")
         .order_by("name")
         .distinct()

@@ -434,3 +434,13 @@ def _extraction_error(field: str, failure: _BlockFailed) -> ExtractionError:
             "error": error,
         }
     )
+
+
+def block_text(block: blocks.Block, value: Any) -> str:
+    """The text of one block value, read as a source path reads it (the site's readers and
+    block marks apply); "" for a block that cannot be read."""
+    try:
+        lines = _read_block(block, value, _Reading.start(), [], label=_label(block, ""))
+    except _BlockFailed:
+        return ""
+    return "\n".join(line for line in lines if line.strip())

@@ -15,9 +15,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from django.utils.translation import gettext as _
+
+from ..exceptions import ConfigurationProblem
 from ..models import LLMAction, image_text_fields
 from ..run.prepare import render_messages
 from .files import Picture
+
+
+def no_vision(action: LLMAction) -> ConfigurationProblem:
+    """The error of a run whose model LiteLLM knows to read no images (nothing sent)."""
+    return ConfigurationProblem(
+        _(
+            "%(model)s cannot read images (LiteLLM's model list says so), so nothing was "
+            "sent. Choose a model with vision for “%(action)s”."
+        )
+        % {"model": action.model, "action": action.name}
+    )
 
 
 def prompt_values(action: LLMAction, image: Any) -> dict[str, str]:
@@ -43,7 +57,12 @@ def prompt_values(action: LLMAction, image: Any) -> dict[str, str]:
 
 def image_messages(action: LLMAction, image: Any, picture: Picture) -> list[dict]:
     """The messages sent for ``image``: the rendered prompt's text with the rendition."""
-    messages: list[dict] = render_messages(action, prompt_values(action, image))
+    return with_picture(render_messages(action, prompt_values(action, image)), picture)
+
+
+def with_picture(messages: list[dict], picture: Picture) -> list[dict]:
+    """``messages`` (rendered) with the rendition joined to the last, the prompt's text."""
+    messages = list(messages)
     text = str(messages[-1]["content"] or "").strip()
     parts: list[dict] = [{"type": "text", "text": text}] if text else []
     parts.append({"type": "image_url", "image_url": {"url": picture.data_url}})

@@ -27,7 +27,7 @@ from ..models import LLMInteraction as Interaction
 from ..run import drafts, recording
 from ..run.calls.common import call, refuse_cut_answer
 from . import files
-from .messages import for_the_log, image_messages
+from .messages import for_the_log, image_messages, no_vision
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +50,6 @@ def check(action: LLMAction, image: Any, user=None) -> None:
         raise ActionNotApplicable(_("The action “%s” runs on pages, not on images.") % action.name)
     if user is not None and not can_change(user, image):
         raise ActionNotAllowed()
-
-
-def no_vision(action: LLMAction) -> ConfigurationProblem:
-    return ConfigurationProblem(
-        _(
-            "%(model)s cannot read images (LiteLLM's model list says so), so nothing was "
-            "sent. Choose a model with vision for “%(action)s”."
-        )
-        % {"model": action.model, "action": action.name}
-    )
 
 
 def run_on_image(

@@ -18,6 +18,10 @@ NOT_WRITABLE = frozenset(
 )
 
 
+#: The prompt variables of an action writing the alt text of a page's images: an image
+#: action's, with the text around the image and the page's title.
+IMAGE_BLOCK_VARIABLES = frozenset({"surrounding_text", "page_title"})
+
 #: The prompt variables of an image action besides the image model's text fields (see
 #: ``images.messages.prompt_values``).
 IMAGE_VARIABLES = frozenset(
@@ -28,6 +32,7 @@ IMAGE_VARIABLES = frozenset(
 class SourceKind(models.TextChoices):
     PAGE = "page", _("Page content")
     IMAGE = "image", _("The image itself (alt text, descriptions)")
+    IMAGE_BLOCKS = "image_blocks", _("Images in a page's content (their alt text, in a draft)")
 
 
 class ImageFormat(models.TextChoices):
@@ -55,13 +60,15 @@ class ImageSourceFields(models.Model):
 
     source_kind = models.CharField(
         _("runs on"),
-        max_length=10,
+        max_length=20,
         choices=SourceKind.choices,
         default=SourceKind.PAGE,
         help_text=_(
-            "Pages (the source field below), or the image itself: a rendition is sent to a "
+            "Pages (the source field below); the image itself: a rendition is sent to a "
             "model that can read images, and the answer is written to the image's own field "
-            "(title, description or a custom field), not as a draft."
+            "(title, description or a custom field), not as a draft; or the images in a "
+            "page's content: each image block of the target StreamField without alt text "
+            "gets one, from the image and the text around it, in a draft."
         ),
     )
     image_size = models.PositiveIntegerField(
@@ -85,10 +92,18 @@ class ImageSourceFields(models.Model):
     def runs_on_images(self) -> bool:
         return self.source_kind == SourceKind.IMAGE
 
+    @property
+    def runs_on_image_blocks(self) -> bool:
+        """Whether the action writes the alt text of a page's ``ImageBlock``s (a page
+        action: its target is the StreamField holding them)."""
+        return self.source_kind == SourceKind.IMAGE_BLOCKS
+
     def image_problems(self) -> dict[str, list[str]]:
         """Why an image action cannot be saved, by field (nothing for a page action)."""
         errors: dict[str, list[str]] = {}
         upload = self.trigger == "on_image_upload"
+        if self.runs_on_image_blocks:
+            return self.image_block_problems(upload)
         if not self.runs_on_images:
             if upload:
                 errors["trigger"] = [
@@ -134,7 +149,30 @@ class ImageSourceFields(models.Model):
             )
         return errors
 
-    def image_prompt_problems(self, fields: list[str]) -> dict[str, list[str]]:
+    def image_block_problems(self, upload: bool) -> dict[str, list[str]]:
+        """Why an action writing the alt text of a page's images cannot be saved."""
+        errors = self.image_prompt_problems(image_text_fields(), IMAGE_BLOCK_VARIABLES)
+        if upload:
+            errors["trigger"] = [
+                gettext("“When an image is uploaded” is for actions that run on images.")
+            ]
+        if self.is_structured or self.output_fields not in (None, "", {}):
+            errors["output_fields"] = [
+                gettext("An action writing images' alt text writes one field: clear output fields.")
+            ]
+        if self.vision_support() is False:
+            errors.setdefault("model", []).append(
+                gettext(
+                    "%(model)s cannot read images (LiteLLM's model list says so). Choose a "
+                    "model with vision, e.g. openai/gpt-4o-mini, or local/vision offline."
+                )
+                % {"model": self.model}
+            )
+        return errors
+
+    def image_prompt_problems(
+        self, fields: list[str], extra: frozenset[str] = frozenset()
+    ) -> dict[str, list[str]]:
         """The prompt may use the image's variables only (a page's paths have no value)."""
         from ..templating import TemplateSyntaxError, template_variables
 
@@ -145,7 +183,7 @@ class ImageSourceFields(models.Model):
             names = template_variables(prompt.template)
         except TemplateSyntaxError:
             return {}  # said by the prompt's own checks
-        known = {*IMAGE_VARIABLES, *fields}
+        known = {*IMAGE_VARIABLES, *fields, *extra}
         unknown = [name for name in names if name not in known]
         if not unknown:
             return {}

@@ -75,6 +75,8 @@ def page_model_problems(action: LLMAction, page_models: list[type]) -> dict[str,
     )
 
     errors: dict[str, list[str]] = {}
+    if getattr(action, "runs_on_image_blocks", False):
+        return image_block_target_problems(action, page_models)
     for model in page_models:
         try:
             validate_source_path(model, action.source_field)
@@ -112,3 +114,22 @@ def page_model_problems(action: LLMAction, page_models: list[type]) -> dict[str,
                         gettext("The prompt uses {%(var)s}: %(error)s") % {"var": var, "error": e}
                     )
     return errors
+
+
+def image_block_target_problems(action: LLMAction, page_models: list[type]) -> dict[str, list[str]]:
+    """An action writing images' alt text targets a StreamField holding image blocks on
+    every page type (its prompt's variables are the images', see ``image_block_problems``)."""
+    from ..extraction.image_blocks import holds_image_blocks
+
+    name = (action.target_field or "").strip()
+    missing = [m._meta.verbose_name for m in page_models if not holds_image_blocks(m, name)]
+    if not missing:
+        return {}
+    return {
+        "target_field": [
+            gettext(
+                "“%(field)s” is not a StreamField with image blocks (ImageBlock) on: %(types)s."
+            )
+            % {"field": name, "types": ", ".join(str(m) for m in missing)}
+        ]
+    }

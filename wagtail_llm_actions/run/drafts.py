@@ -239,8 +239,15 @@ def _set_stored(answers: list[tuple[LLMInteraction, str]], target: Any) -> None:
     """Set stored answers on ``target``, a newer revision than the run read (recording the
     values they replace): each ``(interaction, target field)``, or for an interaction
     filling several fields every mapped field and nothing else."""
+    from .image_blocks import apply_answers, decode, encode
+
     try:
         for interaction, target_field in answers:
+            alt_texts = decode(interaction.output_value)
+            if alt_texts is not None:  # only those image blocks change, in the newer revision
+                before = apply_answers(target, target_field, alt_texts)
+                interaction.previous_value = encode(before)
+                continue
             if interaction.output_values:
                 for name, value in interaction.output_values.items():
                     interaction.previous_values[name] = outputs.read_field_value(target, name)

@@ -53,6 +53,8 @@ class PreparedRun:
     #: Hash of everything that shapes the request and what is done with its answer
     #: (:func:`inputs_hash`); stored on the interaction, compared by :mod:`..unchanged`.
     inputs_hash: str = ""
+    #: Alt text of a page's images: the image blocks to write (see :mod:`.image_blocks`).
+    image_spots: list = field(default_factory=list)
 
 
 def working_copy(obj: Any) -> tuple[Any, Any]:
@@ -74,6 +76,10 @@ def working_copy(obj: Any) -> tuple[Any, Any]:
 
 def prepare(action: LLMAction, obj: Any, steps: dict[str, str] | None = None) -> PreparedRun:
     """Extract, render and hash; raises ``SourceEmpty``/``ConfigurationProblem``."""
+    if getattr(action, "runs_on_image_blocks", False):
+        from .image_blocks import prepare_image_blocks
+
+        return prepare_image_blocks(action, obj)
     values, truncated, sources = variables_for(action, obj, steps)
     if not values["source"].strip():
         raise SourceEmpty(

@@ -29,10 +29,12 @@ from typing import Any
 from django.db import models
 from wagtail.fields import StreamField
 
-__all__ = ["latest_as_object", "stored_form_kept", "stored_streams"]
+__all__ = ["latest_as_object", "replace_stored", "stored_form_kept", "stored_streams"]
 
 #: Instance attribute holding ``{field name: stored JSON}`` of an object's StreamFields.
 _STORED = "_llm_actions_stored_streams"
+#: Instance attribute naming the StreamFields whose stored JSON a run patched in place.
+_PATCHED = "_llm_actions_patched_streams"
 
 
 @functools.cache
@@ -79,11 +81,36 @@ def latest_as_object(obj: Any) -> Any:
     return working
 
 
+def replace_stored(obj: models.Model, name: str, stored: str) -> None:
+    """Give ``obj``'s StreamField ``name`` the stored JSON ``stored`` (a patch of the JSON it
+    was loaded from, changing only what was written): the object's value is loaded from it,
+    and the draft stores it as it is, even though the field is written."""
+    field = obj._meta.get_field(name)
+    setattr(obj, field.attname, field.to_python(stored))
+    if _STORED not in obj.__dict__:
+        obj.__dict__[_STORED] = _stored_form(obj)
+    obj.__dict__[_STORED][name] = stored
+    obj.__dict__.setdefault(_PATCHED, set()).add(name)
+
+
+def stored_json(obj: models.Model, name: str) -> str:
+    """The stored JSON of ``obj``'s StreamField ``name``: as loaded, if remembered."""
+    remembered = stored_streams(obj).get(name)
+    if remembered is not None:
+        return remembered
+    return obj._meta.get_field(name).value_to_string(obj)
+
+
 @contextlib.contextmanager
 def stored_form_kept(obj: Any, written: Collection[str]) -> Iterator[None]:
     """While a revision of ``obj`` is saved, its content holds every StreamField not in
     ``written`` as it was stored when :func:`latest_as_object` loaded ``obj``."""
-    kept = {name: value for name, value in stored_streams(obj).items() if name not in written}
+    patched = getattr(obj, "__dict__", {}).get(_PATCHED) or set()
+    kept = {
+        name: value
+        for name, value in stored_streams(obj).items()
+        if name not in written or name in patched
+    }
     if not kept:
         yield
         return

@@ -4,6 +4,7 @@
   combining when it does not fit the model's context window);
 * :mod:`.candidates`: one field, several answers to choose from;
 * :mod:`.structured`: several fields from one JSON answer, with one repair;
+* :mod:`.image_blocks`: the alt text of a page's image blocks, a vision call per image;
 * :mod:`.common`: one recorded call, usage added up, cut-off answers refused;
 * :mod:`.plan`: the first request, built without calling (dry runs).
 
@@ -30,6 +31,10 @@ def choose(
     from . import candidates as several
     from . import single, structured
 
+    if action.runs_on_image_blocks:
+        from .image_blocks import fill_alt_texts
+
+        return fill_alt_texts
     if action.is_structured:
         return structured.fill_fields
     if candidates > 1:
