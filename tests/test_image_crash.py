@@ -1,6 +1,7 @@
 """Bulk image actions survive a killed worker (a real ``qcluster``, SIGKILLed mid-job, as
-``test_worker_crash`` does for pages): every image is written exactly once, and an answer
-stored before the kill is written without calling the model again."""
+``test_worker_crash`` does for pages): every image of 200 is written exactly once, with the
+estimate before and the cost after, the job page's undo puts every previous text back, and
+an answer stored before the kill is written without calling the model again."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from tests.workers import QCluster, wait_for
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.models import InteractionOutcome, LLMInteraction, LLMJob, LLMPrompt
 
-IMAGES = 60
-LATENCY = 0.4
+IMAGES = 200
+LATENCY = 0.25
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -68,7 +69,7 @@ def writes(image) -> int:
 
 
 def test_a_killed_worker_leaves_every_image_written_exactly_once(
-    media, vision_action, fake_llm, superuser, tmp_path, monkeypatch
+    media, vision_action, fake_llm, superuser, tmp_path, monkeypatch, client
 ):
     from django_q.conf import Conf
 
@@ -77,11 +78,19 @@ def test_a_killed_worker_leaves_every_image_written_exactly_once(
     broker = orm_broker(name)
     env = {**media, "Q_NAME": name, "Q_WORKERS": "2", "LLM_LEASE_SECONDS": "2"}
     fake_llm.latency = LATENCY
-    fake_llm.configure(reply="A generated description.")
+    fake_llm.configure(
+        reply="A generated description.",
+        usage={"prompt_tokens": 1200, "completion_tokens": 12, "total_tokens": 1212},
+    )
     images = [
-        make_image(name=f"photo-{i}.png", data=image_bytes(64, 64, fmt="PNG"))
+        make_image(
+            name=f"photo-{i}.png", data=image_bytes(64, 64, fmt="PNG"), description=f"old {i}"
+        )
         for i in range(IMAGES)
     ]
+    plan = jobs.plan_image_job(vision_action, superuser, [i.pk for i in images])
+    assert plan.eligible == IMAGES and plan.estimate.calls == IMAGES
+    assert plan.estimate.cost is not None and plan.estimate.cost > 0  # a priced vision model
     job = jobs.create_image_job(vision_action, superuser, [i.pk for i in images])
 
     def count(status):
@@ -122,8 +131,23 @@ def test_a_killed_worker_leaves_every_image_written_exactly_once(
     recovered = job.items.filter(pk__in=in_flight)
     assert all(item.attempts >= 2 for item in recovered)
     # every request carried the rendition as image content
-    posts = [r for r in fake_llm.requests if r["method"] == "POST"]
+    posts = [r for r in fake_llm.requests if r["method"] == "POST" and r["json"]]
     assert all(r["images"] and r["images"][0]["media_type"] == "image/jpeg" for r in posts)
+    # The cost is in the report: one priced interaction per image written.
+    written = LLMInteraction.objects.filter(
+        pk__in=job.items.values("interaction"), outcome=InteractionOutcome.WRITTEN
+    )
+    assert written.count() == IMAGES
+    assert all(row.cost and row.total_tokens == 1212 for row in written)
+    # Undo from the job page puts every previous text back.
+    from django.urls import reverse
+
+    client.force_login(superuser)
+    response = client.post(reverse("wagtail_llm_actions_images:undo_job", args=[job.pk]))
+    assert response.status_code == 302
+    for i, image in enumerate(images):
+        image.refresh_from_db()
+        assert image.description == f"old {i}"
 
 
 def test_a_worker_killed_after_the_answer_is_stored_writes_it_with_no_new_call(

@@ -241,3 +241,38 @@ def test_an_answer_stored_before_the_worker_died_is_shown_not_paid_again(
     assert '<a linktype="page" id="7">' in body["result"]["selection"]
     assert fake_llm.request_count == 1
     assert queued_task_count() == 0
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_preview_shows_the_answer_as_it_is_written_as_plain_text(
+    shared_db, post, tool_action, fake_llm, superuser
+):
+    """Streaming (issue 24 §3): the status the browser polls carries the answer so far,
+    read out of the answer's JSON, without the markup placeholders; the whole answer is
+    checked and restored as usual at the end."""
+    import re
+    import time
+
+    from tests.threads import in_thread, join_checked
+
+    fake_llm.configure(translate="reverse", stream_delay=0.06)
+    client = client_for(superuser)
+    response = client.post(run_url(post), {"tool": "rewrite", "html": SELECTION})
+    status_url = reverse("wagtail_llm_actions_editor:status", args=[response.json()["job"]])
+    worker = in_thread(run_queued_tasks)
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen.append(client.get(status_url).json())
+        if seen[-1]["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.03)
+    join_checked(worker)
+
+    assert seen[-1]["state"] == "succeeded", seen[-1]
+    final_text = re.sub(r"<[^>]+>", "", seen[-1]["result"]["selection"])
+    partials = [body["partial"] for body in seen if body.get("partial")]
+    assert partials, "no partial text was seen before the answer completed"
+    for text in partials:
+        assert "⟦" not in text and "{" not in text and '"' not in text
+        assert final_text.startswith(text) and len(text) < len(final_text)

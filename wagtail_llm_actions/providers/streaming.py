@@ -2,8 +2,9 @@
 
 The editor's worker offers a sink for the partial text (:func:`offering`); the one-answer
 call path accepts it (:func:`accepting`) around its single call, so only a plain text
-answer streams: never a structured (JSON) answer, several candidates, map-reduce parts or
-a pipeline. Inside, :func:`complete` streams when a sink is active and the provider can
+answer streams (and a selection rewrite's, whose preview reads its text out of the JSON):
+never a structured (JSON) answer, several candidates, map-reduce parts or a pipeline.
+Inside, :func:`complete` streams when a sink is active and the provider can
 (``stream(request, publish)``: LiteLLM with ``stream=True`` and
 ``stream_options={"include_usage": True}``, and the offline provider), else it calls
 ``provider.complete`` as ever.

@@ -108,7 +108,7 @@ def rewrite_selection(tool, page, user, html: str, on_saved=None) -> Rewritten:
 
 def _call(tool, protected: Protected, interaction, *, first: bool) -> tuple[str | None, str]:
     """One call: the restored answer (or None) and why it was refused."""
-    from ..providers import build_request
+    from ..providers import build_request, streaming
     from ..run.calls.common import received, record_call
     from ..run.calls.gate import ask
 
@@ -117,7 +117,8 @@ def _call(tool, protected: Protected, interaction, *, first: bool) -> tuple[str 
     if first:
         interaction.messages = messages
         interaction.parameters = built.public_parameters()
-    result = received(ask(built, tool.action, interaction, cache=first), interaction)
+    with streaming.accepting():  # the preview shows the answer as it comes (see .jobs)
+        result = received(ask(built, tool.action, interaction, cache=first), interaction)
     record_call(interaction, result, first=first)
     if not first:
         interaction.response_text += "\n\n" + result.text

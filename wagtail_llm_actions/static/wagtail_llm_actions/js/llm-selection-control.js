@@ -5,7 +5,7 @@
  * panel under the editor: the tools the page offers (GET tools URL), then the queued run
  * (POST run URL, then the editor's status URL is polled), then a preview with Accept /
  * Discard. Accept replaces the selection with EditorState.push, so Draftail's Undo (Ctrl+Z)
- * restores it.
+ * restores it. While the model writes, the answer so far (text only) shows above Cancel.
  *
  * The selection is sent as HTML: links as <a linktype="page" id="…"> or <a href="…">, bold
  * <b>, italic <i>, other styles <span data-style="…">, line breaks <br/>. The server protects
@@ -290,6 +290,14 @@
       } else {
         const message = status.state === 'stalled' ? status.message : this.words.working;
         this.show(message, this.button(this.words.cancel, () => this.cancel()));
+        if (typeof status.partial === 'string' && status.partial) {
+          // The answer as it is written (text only; checked and shown whole when done).
+          const box = document.createElement('div');
+          box.className = 'llm-selection__preview llm-selection__partial';
+          box.setAttribute('aria-live', 'polite');
+          box.textContent = status.partial;
+          this.element.insertBefore(box, this.element.querySelector('.llm-selection__buttons'));
+        }
         this.timer = window.setTimeout(() => this.poll(), POLL_MS);
       }
     }
