@@ -1,6 +1,7 @@
 """Selection tools in a real browser (issue 24 §2): select text in a Draftail field holding a
-link and a bold span, run "Rewrite" (queued, polled), see the preview, Accept: the field holds
-the rewritten text with the link and the bold kept; Draftail's Undo restores it."""
+link and a bold span, run "Rewrite" (queued, polled, the answer streamed into the preview),
+see the preview, Accept: the field holds the rewritten text with the link and the bold kept;
+Draftail's Undo restores it."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_rewrite_a_selection_keeps_the_link_and_bold_and_undo_restores_it(
         )
     )
     make_server_action(name="House style", slug="house-style", selection_tool=True)
-    fake_llm.configure(translate="reverse", latency=0.5)
+    fake_llm.configure(translate="reverse", latency=0.5, stream_delay=0.6)
     log_in(page, live_server)
     page.goto(live_server.url + reverse("wagtailadmin_pages:edit", args=[post.pk]))
 
@@ -63,10 +64,17 @@ def test_rewrite_a_selection_keeps_the_link_and_bold_and_undo_restores_it(
     found = serious_violations(page, "selection-menu")
     page.locator(".llm-selection").get_by_role("button", name="Rewrite").click()
 
+    # Streamed: the text so far shows (plain, no placeholders) before the answer is complete
+    rewritten = reverse_words(ORIGINAL)
+    partial = page.locator(".llm-selection__partial")
+    partial.wait_for(timeout=30_000)
+    so_far = partial.inner_text()
+    assert so_far and rewritten.startswith(so_far) and "⟦" not in so_far
+    assert page.locator(".llm-selection").get_by_role("button", name="Accept").count() == 0
+
     # Queued and polled: then the preview, the field unchanged until Accept
     accept = page.locator(".llm-selection").get_by_role("button", name="Accept")
     accept.wait_for(timeout=30_000)
-    rewritten = reverse_words(ORIGINAL)
     assert page.locator(".llm-selection__preview").inner_text() == rewritten
     assert page.locator(".llm-selection__preview strong").inner_text() == reverse_words("very good")
     assert editor.inner_text().startswith(ORIGINAL)
