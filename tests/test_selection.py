@@ -55,7 +55,15 @@ def rewrite(client, page, tool="rewrite", html=SELECTION) -> dict:
 
 def test_the_menu_lists_the_builtin_tools_and_marked_actions(post, tool_action, action):
     keys = [tool.key for tool in tools_for(post)]
-    assert keys == ["rewrite", "shorten", "expand", "fix", "tone", f"action-{tool_action.pk}"]
+    assert keys == [
+        "rewrite",
+        "shorten",
+        "expand",
+        "fix",
+        "tone",
+        "formal",
+        f"action-{tool_action.pk}",
+    ]
     tool_action.selection_tool = False
     tool_action.save()
     assert tools_for(post) == []  # no model to run them with: no menu
@@ -182,10 +190,13 @@ def test_each_tool_sends_its_own_instruction(post, tool_action, fake_llm, superu
 
     rewrite(client_for(superuser), post, tool="fix")
     rewrite(client_for(superuser), post, tool=f"action-{tool_action.pk}")
+    rewrite(client_for(superuser), post, tool="tone")
+    rewrite(client_for(superuser), post, tool="formal")
 
     sent = [json.loads(r["json"]["messages"][-1]["content"]) for r in fake_llm.requests]
     assert "spelling" in sent[0]["instruction"]
     assert sent[1]["instruction"] == "Make it sound like a pirate."
+    assert "friendlier" in sent[2]["instruction"] and "formal" in sent[3]["instruction"]
 
 
 def test_an_unknown_tool_is_refused(post, tool_action, superuser):

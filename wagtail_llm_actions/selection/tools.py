@@ -20,7 +20,9 @@ BUILTIN: dict[str, tuple] = {
         _("Fix spelling and grammar"),
         "Correct spelling, grammar and punctuation only; change nothing else.",
     ),
-    "tone": (_("Change tone"), "Rewrite the text in a friendlier, more conversational tone."),
+    # Change tone, both ways:
+    "tone": (_("Friendlier tone"), "Rewrite the text in a friendlier, more conversational tone."),
+    "formal": (_("More formal tone"), "Rewrite the text in a more formal, professional tone."),
 }
 ACTION_PREFIX = "action-"
 
