@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from wagtail.models import Page
 
-from wagtail_llm_actions import jobs
+from wagtail_llm_actions import jobs, response_cache
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.management import job_summary
 from wagtail_llm_actions.models import (
@@ -216,7 +216,11 @@ class Command(BaseCommand):
                         "(--force runs it)"
                     )
                     continue
-                interaction = service.run(action, page, user, trigger=InteractionTrigger.COMMAND)
+                # --force asks the model again, never the response cache (as a forced job).
+                with response_cache.bypassed(force):
+                    interaction = service.run(
+                        action, page, user, trigger=InteractionTrigger.COMMAND
+                    )
             except LLMActionError as e:
                 failures += 1
                 self.stderr.write(self.style.ERROR(f"Page {page.pk} “{page.title}”: {e}"))
