@@ -32,7 +32,7 @@ from wagtail_llm_actions.models import (
     LLMPipeline,
 )
 from wagtail_llm_actions.service import LLMService, lock_problem
-from wagtail_llm_actions.unchanged import unchanged_since_last_write
+from wagtail_llm_actions.unchanged import holds, unchanged_since_last_write, written_answers
 
 
 class Command(BaseCommand):
@@ -126,7 +126,7 @@ class Command(BaseCommand):
         if options["page"] is not None or options["dry_run"]:
             pages = self.select_pages(action, options)
             if options["dry_run"]:
-                self.dry_run(action, pages, user)
+                self.dry_run(action, pages, user, force=options["force"])
                 return
             self.run_pages(action, pages, user, force=options["force"])
             return
@@ -171,8 +171,10 @@ class Command(BaseCommand):
             raise CommandError("No pages to run on.")
         return pages
 
-    def dry_run(self, action: LLMAction, pages: list[Page], user) -> None:
+    def dry_run(self, action: LLMAction, pages: list[Page], user, *, force: bool) -> None:
         service = LLMService()
+        # The unchanged rule as a run applies it (one query for all the pages).
+        answers = {} if force else written_answers(action, [page.pk for page in pages])
         for page in pages:
             try:
                 prepared = service.dry_run(action, page, user)
@@ -183,6 +185,11 @@ class Command(BaseCommand):
             problem = lock_problem(user, page.specific)
             if problem is not None:
                 self.stderr.write(f"Page {page.pk} “{page.title}”: {problem} (a run would skip it)")
+            if holds(answers.get(page.pk, []), prepared):
+                self.stderr.write(
+                    f"Page {page.pk} “{page.title}”: a run would skip it: "
+                    f"{jobs.skip_reason_label(jobs.SKIP_UNCHANGED).lower()} (use --force)"
+                )
             self.stdout.write(self.style.MIGRATE_HEADING(f"Page {page.pk} “{page.title}”"))
             for message in prepared.messages:
                 self.stdout.write(f"[{message['role']}]\n{message['content']}\n")
