@@ -171,7 +171,9 @@ def test_the_command_on_one_page_with_force_asks_the_model_again_as_a_job_does(
 
     def command(*args):
         out = StringIO()
-        call_command("run_llm_action", cached_action.slug, "--page", str(post.pk), *args, stdout=out)
+        call_command(
+            "run_llm_action", cached_action.slug, "--page", str(post.pk), *args, stdout=out
+        )
         return out.getvalue()
 
     command()
