@@ -260,6 +260,8 @@ class Command(BaseCommand):
             raise CommandError(f"The pipeline “{pipeline.slug}” is disabled.")
         if options["dry_run"]:
             raise CommandError("--dry-run is for actions, not pipelines.")
+        if options["force"]:  # see README, "Unchanged pages": why pipelines always run
+            self.stderr.write("--force changes nothing: a pipeline is never skipped as unchanged.")
         user = self.get_user(options)
         steps = pipeline.ordered_steps()
         if not steps:
