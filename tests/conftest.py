@@ -275,6 +275,21 @@ def editor(django_user_model, blog_index):
 
 
 @pytest.fixture
+def in_moderation(make_post, blog_index, editor):
+    """A post submitted to a review workflow (Wagtail locks it for everyone but reviewers)."""
+    from wagtail.models import GroupApprovalTask, Workflow, WorkflowPage, WorkflowTask
+
+    task = GroupApprovalTask.objects.create(name="Review")
+    task.groups.set([Group.objects.create(name="Reviewers")])
+    workflow = Workflow.objects.create(name="Review first", active=True)
+    WorkflowTask.objects.create(workflow=workflow, task=task.task_ptr, sort_order=1)
+    WorkflowPage.objects.create(workflow=workflow, page=blog_index)
+    page = make_post(title="Awaiting review")
+    workflow.start(page, editor)
+    return page
+
+
+@pytest.fixture
 def author(django_user_model, blog_index):
     """May add pages under the blog, so sees them all, but edits only their own."""
     user = django_user_model.objects.create_user("author", "author@example.com", "password")

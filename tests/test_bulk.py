@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -370,3 +371,27 @@ def test_nothing_is_preselected_unless_the_link_names_the_action(
 
     named = client.get(bulk_url(posts, action=action.pk)).content.decode()
     assert f'value="{action.pk}" selected' in named and "2 pages will run" in named
+
+
+def test_the_preview_counts_a_page_in_moderation_as_the_job_skips_it(
+    client, in_moderation, make_post, action, editor
+):
+    """The preview applies the run's lock checks (Wagtail's lock, workflow included): a page
+    in a moderation workflow was counted as "will run" and the job then skipped it."""
+    other = make_post(title="Not in review")
+    url = bulk_url([in_moderation, other])
+    client.force_login(editor)
+    html = client.post(url, {"action": action.pk, "preview": "1"}).content.decode()
+    assert "2 pages selected" in html
+    assert "1 page will run" in html, re.findall(r"\d+ pages? will run", html)
+    assert "The page is in moderation" in html and "Awaiting review" in html
+    plan = jobs.plan_job(action, editor, [in_moderation.pk, other.pk])
+    assert (plan.will_run, plan.skipped) == (1, {"moderation": 1})
+
+    client.post(url, {"action": action.pk})
+    job = LLMJob.objects.get()
+    jobs.run_job(job.pk)
+    reasons = dict(job.items.values_list("page_id", "skip_reason"))
+    assert reasons == {in_moderation.pk: "moderation", other.pk: ""}
+    # without a user (a trigger, a schedule) the engine skips it too, and so does the plan
+    assert jobs.plan_job(action, None, [in_moderation.pk, other.pk]).skipped == {"moderation": 1}

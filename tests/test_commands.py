@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django_q.models import OrmQ
-from wagtail.models import GroupApprovalTask, Workflow, WorkflowPage, WorkflowTask
 
 from wagtail_llm_actions.models import LLMInteraction, LLMJob
 
@@ -111,19 +109,6 @@ def test_bad_input_exits_non_zero(action, blog_index, args, message):
     with pytest.raises(CommandError) as exc:
         run(*args)
     assert message in str(exc.value)
-
-
-@pytest.fixture
-def in_moderation(make_post, blog_index, editor):
-    """A post submitted to a review workflow (Wagtail locks it for everyone but reviewers)."""
-    task = GroupApprovalTask.objects.create(name="Review")
-    task.groups.set([Group.objects.create(name="Reviewers")])
-    workflow = Workflow.objects.create(name="Review first", active=True)
-    WorkflowTask.objects.create(workflow=workflow, task=task.task_ptr, sort_order=1)
-    WorkflowPage.objects.create(workflow=workflow, page=blog_index)
-    page = make_post(title="Awaiting review")
-    workflow.start(page, editor)
-    return page
 
 
 def test_a_page_in_moderation_is_skipped_as_in_moderation_not_as_locked(in_moderation, action):

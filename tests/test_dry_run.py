@@ -216,3 +216,26 @@ def test_the_dry_run_shows_the_limit_a_split_source_parts_are_sent_with(
     sent = fake_llm.requests[0]["json"]
     assert sent["max_tokens"] == 1024
     assert "max_tokens: 1024" in out
+
+
+def test_the_command_says_a_run_would_skip_an_unchanged_page(post, server_action, fake_llm):
+    """As for a locked page: the request is shown, with a note that a run would skip the
+    page as unchanged, by the rule a run applies; --force runs it, so no note then."""
+    out, err = dry_run(server_action, post)
+    assert "would skip" not in err  # never answered
+
+    LLMService().run(server_action, post)  # its draft holds the answer
+    out, err = dry_run(server_action, post)
+    note = f"Page {post.pk} “{post.title}”: a run would skip it: unchanged"
+    assert note in err and "(use --force)" in err
+    assert "[request]" in out and post.title in out  # still shown
+
+    forced = io.StringIO()
+    call_command(
+        "run_llm_action",
+        *(server_action.slug, "--page", str(post.pk), "--dry-run", "--force"),
+        stdout=io.StringIO(),
+        stderr=forced,
+    )
+    assert "would skip" not in forced.getvalue()
+    assert fake_llm.request_count == 1  # dry runs call nothing

@@ -144,3 +144,32 @@ def test_an_upload_triggered_action_writes_alt_text_for_new_images_only(image_ac
     image_action.trigger = "on_publish"
     with pytest.raises(ValidationError, match="only when an image is uploaded"):
         image_action.full_clean()
+
+
+def test_a_forced_image_job_asks_the_model_again_not_the_response_cache(image_action, superuser):
+    """``force`` means the same on every path: a forced page job asks the model, and so does
+    a forced image job (it took the response cache's answer)."""
+    image_action.use_cache = True
+    image_action.save()
+    image = make_image(name="photo.png", data=image_bytes(64, 48, fmt="PNG"))
+    jobs.run_job(jobs.create_image_job(image_action, superuser, [image.pk]).pk)
+    forced = jobs.create_image_job(image_action, superuser, [image.pk], force=True)
+    jobs.run_job(forced.pk)
+    assert forced.items.get().status == "succeeded"
+    assert list(LLMInteraction.objects.order_by("pk").values_list("cached", flat=True)) == [
+        False,
+        False,
+    ]
+
+
+def test_the_command_on_one_image_with_force_asks_the_model_again(image_action, superuser):
+    image_action.use_cache = True
+    image_action.save()
+    image = make_image(name="photo.png", data=image_bytes(64, 48, fmt="PNG"))
+    for args in ((), (), ("--force",)):
+        call_command("run_llm_action", "alt-text", "--image", str(image.pk), *args)
+    assert list(LLMInteraction.objects.order_by("pk").values_list("cached", flat=True)) == [
+        False,
+        True,  # the same request again: the cache's answer
+        False,  # --force: the model's
+    ]

@@ -36,6 +36,7 @@ from wagtail_llm_actions import jobs, queued_runs
 from wagtail_llm_actions.models import (
     InteractionTrigger,
     LLMAction,
+    LLMBudget,
     LLMInteraction,
     LLMJob,
     LLMPipeline,
@@ -212,8 +213,6 @@ def _pipeline(w):
 
 
 def _budget(w):
-    from wagtail_llm_actions.models import LLMBudget
-
     budget, _created = LLMBudget.objects.get_or_create(
         name="Whole site", defaults={"max_tokens": 100_000}
     )
@@ -794,7 +793,7 @@ def test_action_manager_copy_keeps_the_provider_fields_of_the_original(world):
 
 
 def _copier(world, django_user_model):
-    """May add and view actions, prompts and pipelines, not change them."""
+    """May add and view actions, prompts, pipelines and budgets, not change them."""
     group = Group.objects.create(name="Copiers")
     group.permissions.add(
         Permission.objects.get(codename="access_admin"),
@@ -803,7 +802,7 @@ def _copier(world, django_user_model):
             codename__in=[
                 f"{verb}_{model}"
                 for verb in ("add", "view")
-                for model in ("llmaction", "llmprompt", "llmpipeline")
+                for model in ("llmaction", "llmprompt", "llmpipeline", "llmbudget")
             ],
         ),
     )
@@ -824,6 +823,12 @@ def _copy_case(kind: str, world: World):
     if kind == "prompt":
         data = {"name": "Copy", "slug": "copy-prompt", "template": "Changed {title}"}
         return PROMPT_NS, world.prompt, {**data, "description": ""}, "template", "copy-prompt"
+    if kind == "budget":
+        # the copier may not change budgets: a POST onto the original would lift its cap
+        budget = LLMBudget.objects.get(pk=_budget(world)[0])
+        data = {"name": "Copy", "period": "day", "max_tokens": "999999999", "enabled": "on"}
+        data |= {"action": "", "user": "", "group": "", "max_cost": ""}
+        return BUDGET_NS, budget, data, "max_tokens", "Copy"
     step = world.pipeline.steps.get()
     data = {
         "name": "Copy",
@@ -853,7 +858,7 @@ def _snapshot(obj) -> dict:
     return values
 
 
-@pytest.mark.parametrize("kind", ["action", "prompt", "pipeline"])
+@pytest.mark.parametrize("kind", ["action", "prompt", "pipeline", "budget"])
 def test_posting_the_copy_form_makes_a_copy_and_leaves_the_original(kind, world, django_user_model):
     """Wagtail's CopyView binds the POSTed form to the original object, so a POST to the copy
     URL updated the original (as a user without the change permission, too)."""
@@ -865,16 +870,21 @@ def test_posting_the_copy_form_makes_a_copy_and_leaves_the_original(kind, world,
     assert response.status_code == 302, response.context and response.context["form"].errors
     assert _snapshot(original) == before
     assert f'action="{url}"' in client.get(url).content.decode()  # the copy form posts here
-    copy = type(original).objects.get(slug=slug)
+    model = type(original)
+    copy = model.objects.get(name=slug) if kind == "budget" else model.objects.get(slug=slug)
     assert copy.pk != original.pk
-    if kind == "pipeline":
+    if kind == "budget":
+        assert copy.max_tokens == 999999999
+    elif kind == "pipeline":
         assert [s.name for s in copy.steps.all()] == ["renamed"]
         assert copy.steps.get().pk != world.pipeline.steps.get().pk
     else:
         assert getattr(copy, changed) == data[changed]
 
 
-@pytest.mark.parametrize("namespace", [ACTION_CHOOSER_NS, PROMPT_CHOOSER_NS, PIPELINE_CHOOSER_NS])
+@pytest.mark.parametrize(
+    "namespace", [ACTION_CHOOSER_NS, PROMPT_CHOOSER_NS, PIPELINE_CHOOSER_NS, BUDGET_CHOOSER_NS]
+)
 def test_chooser_create_url_is_a_404_not_a_crash(namespace, world):
     """The choosers have no create form: their create URL answers 404 (it raised
     ``'NoneType' object has no attribute 'is_valid'`` on POST)."""

@@ -270,3 +270,21 @@ def test_a_pipeline_without_steps_is_not_offered(
 
     offered = list(confirm.context["form"].fields["pipeline"].queryset)
     assert confirm.status_code == 200 and offered == [own_pipeline]
+
+
+def test_force_on_a_pipeline_says_it_changes_nothing(post, own_pipeline, fake_llm, superuser):
+    """Pipelines are never skipped as unchanged (README, "Unchanged pages", says why): a
+    second run calls again, and ``--force`` is said to change nothing rather than ignored."""
+    for args in ((), ("--force",)):
+        err = StringIO()
+        call_command(
+            "run_llm_action",
+            "own-only",
+            "--page",
+            str(post.pk),
+            *args,
+            stdout=StringIO(),
+            stderr=err,
+        )
+    assert fake_llm.request_count == 4  # two steps, twice: the second run was not skipped
+    assert "--force changes nothing: a pipeline is never skipped as unchanged." in err.getvalue()

@@ -161,3 +161,25 @@ def test_the_interaction_page_says_an_answer_came_from_the_cache(
 
     assert "From the response cache" in page(second)
     assert "From the response cache" not in page(first)
+
+
+def test_the_command_on_one_page_with_force_asks_the_model_again_as_a_job_does(
+    cached_action, post, fake_llm, superuser
+):
+    """``--force`` means the same on every path: ``run_llm_action --page N --force`` asked
+    the response cache (0 calls) while a forced job asks the model."""
+
+    def command(*args):
+        out = StringIO()
+        call_command(
+            "run_llm_action", cached_action.slug, "--page", str(post.pk), *args, stdout=out
+        )
+        return out.getvalue()
+
+    command()
+    assert fake_llm.request_count == 1
+    assert "skipped" in command()  # unchanged: no call, from the cache or not
+    command("--force")
+    assert fake_llm.request_count == 2
+    newest = LLMInteraction.objects.order_by("-pk").first()
+    assert not newest.cached

@@ -426,3 +426,53 @@ def test_concurrent_saves_queue_one_item(shared_db, post, server_action, superus
         join_checked(thread)
     assert trigger_jobs().count() == 1
     assert trigger_jobs().get().items.get().status == ItemStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_publish_after_an_editor_answer_never_saved_runs(
+    post, server_action, fake_llm, superuser, django_capture_on_commit_callbacks
+):
+    """Triggers apply the unchanged rule (:mod:`.unchanged`): an editor answer never saved
+    wrote nothing, so the publish makes a run (before, the trigger compared with the last
+    answer of any kind: no job, and the page was never processed)."""
+    from wagtail_llm_actions import editor
+
+    set_trigger(server_action, ActionTrigger.ON_PUBLISH)
+    job = editor.create_editor_job(server_action, post, latest(post), superuser)
+    editor.run_editor_job(job.items.get().pk)  # answered in the editor, never saved
+    assert fake_llm.request_count == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, publish=True)  # same inputs as the editor's answer
+    assert trigger_jobs().count() == 1
+    assert drain() == ["completed"]
+    assert fake_llm.request_count == 2
+    assert drafts(post) == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, intro="Another intro", publish=True)  # the draft holds the answer
+    assert trigger_jobs().count() == 1
+    assert fake_llm.request_count == 2
+
+
+@pytest.mark.django_db
+def test_a_save_replacing_the_answer_a_trigger_wrote_runs_again_and_a_discard_stops_it(
+    post, server_action, fake_llm, superuser, django_capture_on_commit_callbacks
+):
+    """The rule's "in the newest revision": a person replacing the written value makes the
+    next save run again, whatever the source; discarding that draft stops it."""
+    from wagtail_llm_actions import review
+
+    fake_llm.configure(reply="A short summary.")
+    set_trigger(server_action, ActionTrigger.ON_SOURCE_CHANGE)
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, paragraph="Worms eat the peel.")
+    assert drain() == ["completed"] and fake_llm.request_count == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, summary="My own summary.")
+    assert trigger_jobs().count() == 2
+    assert drain() == ["completed"] and fake_llm.request_count == 2
+    newest = LLMInteraction.objects.order_by("-pk").first()
+    review.discard(newest, superuser)
+    with django_capture_on_commit_callbacks(execute=True):
+        edit(post, superuser, intro="Another intro")
+    assert trigger_jobs().count() == 2

@@ -387,3 +387,34 @@ def test_an_answer_filling_several_fields_counts_while_every_field_holds_it(
     edit(post, seo_title="A title someone wrote")
     assert bulk(fields, superuser, post) == RAN
     assert fake_llm.request_count == 2
+
+
+@pytest.mark.parametrize("variable", ["url", "locale", "context"])
+def test_a_change_of_a_prompt_variable_runs_again(
+    variable, post, server_action, fake_llm, superuser
+):
+    """``{url}``, ``{locale}`` and ``{context}`` are inputs: a new value runs the page again
+    (with it in the request), and the run after that skips it."""
+    from wagtail.models import Locale
+
+    template = f"Summarise “{{title}}” [{{{variable}}}]:\n\n{{body}}"
+    server_action.prompt = make_prompt(f"uses-{variable}", template)
+    server_action.context_message = "For readers with a garden."
+    server_action.save()
+    assert bulk(server_action, superuser, post) == RAN
+    assert bulk(server_action, superuser, post) == SKIPPED
+    if variable == "url":
+        edit(post, publish=True, slug="composting-on-a-balcony")
+        expected = "composting-on-a-balcony/]"
+    elif variable == "locale":
+        french = Locale.objects.create(language_code="fr")
+        type(post).objects.filter(pk=post.pk).update(locale=french)
+        expected = "[fr]"
+    else:
+        server_action.context_message = "For readers in small flats."
+        server_action.save()
+        expected = "[For readers in small flats.]"
+    assert bulk(server_action, superuser, post) == RAN
+    assert expected in fake_llm.requests[-1]["json"]["messages"][-1]["content"]
+    assert bulk(server_action, superuser, post) == SKIPPED
+    assert fake_llm.request_count == 2

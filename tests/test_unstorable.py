@@ -70,6 +70,39 @@ def test_an_editor_answer_the_database_cannot_store_fills_the_form_cleaned(
     assert interaction.outcome == "pending" and interaction.storage_note
 
 
+@pytest.mark.parametrize("bad", ["surrogate", "nul"])
+def test_a_streamed_editor_answer_stores_its_partial_text_cleaned(
+    bad, post, server_action, fake_llm, superuser, settings, monkeypatch
+):
+    """The partial text a streamed editor run stores for the browser's polls is cleaned as
+    the final answer is (it was stored raw: PostgreSQL's jsonb refuses a NUL or a lone
+    surrogate, and the run ended as a broken stream). Every piece is stored (interval 0)."""
+    from wagtail_llm_actions.editor import streams
+
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "STREAM_PUBLISH_INTERVAL": 0}
+    fake_llm.configure(reply=REPLY * 5, bad_text=bad)
+    stored = []
+    write = streams.PartialText.write
+
+    def recorded(self, text):
+        going_on = write(self, text)
+        stored.append(streams.partial_text(LLMJobItem.objects.get(pk=self.item_id)))
+        return going_on
+
+    monkeypatch.setattr(streams.PartialText, "write", recorded)
+
+    item = editor_job(server_action, post, superuser)
+
+    status = editor.editor_status(item).as_dict()
+    assert status["state"] == "succeeded", status
+    assert BAD_TEXT[bad] not in status["result"]["output"]
+    assert len(stored) > 5 and all(stored)
+    assert not [text for text in stored if BAD_TEXT[bad] in text]
+    if bad == "surrogate":
+        assert "\ufffd" in stored[-1]
+    assert LLMInteraction.objects.get().storage_note
+
+
 def test_map_reduce_parts_the_database_cannot_store_are_logged_cleaned(
     make_action, make_post, fake_llm, api_key_env
 ):

@@ -2,7 +2,7 @@
 
 An action's ``trigger`` is ``manual`` (the default), ``on_publish`` (a page of its types is
 published) or ``on_source_change`` (a page of its types is saved, by anyone or anything:
-the editor, the Python API, a command, and its inputs hash differs from the last run's);
+the editor, the Python API, a command, and the page is not unchanged for the action);
 ``trigger_schedule`` (a cron expression, a django-q2 schedule) runs it over the pages of its
 types whose source changed. Nothing here knows about HTTP: :mod:`.signal_handlers` calls
 :func:`on_revision_saved` and :func:`on_page_published`; the schedule's task calls
@@ -18,10 +18,12 @@ the run recorded with what triggered it (``InteractionTrigger``).
   running item (of any job) get no second one: the saves made meanwhile are in the run.
   Checking and creating happen in one write transaction, serialised per action (a row lock
   on PostgreSQL, SQLite's write lock), so concurrent saves make one item.
-* **Unchanged sources never run.** A save or a publish whose inputs hash (:func:`inputs_hash`:
-  the rendered messages, the model and its settings) equals that of the action's last
-  answer on the page creates nothing; the engine checks the unchanged rule again when the
-  item runs. Drafts the app writes itself (any interaction's revision) trigger nothing, so
+* **Unchanged pages never run.** A save or a publish after which the page is unchanged for
+  the action by the rule of :mod:`.unchanged` (an answer of the same inputs: rendered
+  messages, model and settings, is in the newest revision, or a person discarded it) creates
+  nothing; answers that wrote nothing (unsaved editor answers, feeding pipeline steps,
+  stored but unwritten answers) never hold a trigger back. The engine checks the rule again
+  when the item runs. Drafts the app writes itself (any interaction's revision) trigger nothing, so
   an action that reads what it writes cannot loop.
 * **Picked up.** A delayed item is started by a one-off django-q2 schedule at its time; if
   that is lost, ``tasks.keep_jobs_running`` (every minute) queues a worker for any job with
@@ -45,7 +47,6 @@ from django.utils import timezone
 
 from .models import (
     ActionTrigger,
-    InteractionStatus,
     InteractionTrigger,
     ItemStatus,
     JobKind,
@@ -196,32 +197,24 @@ def fire(
 
 
 def source_changed(action: LLMAction, page) -> bool:
-    """Whether running ``action`` on ``page``'s newest revision would send other inputs
-    than its last answer on the page did (no answer yet: changed; empty source: not).
+    """Whether a run of ``action`` on ``page``'s newest revision would not be skipped as
+    unchanged: the rule of :mod:`.unchanged` (the one bulk jobs, the command and the preview
+    apply), so only an answer of the same inputs that is in the newest revision, or that a
+    person discarded, holds a trigger back. An empty source: False (nothing to send).
 
-    Reads the newest revision and renders the messages; no model call.
+    The run's own checks (permission, lock, moderation) are the engine's, when the item
+    runs. Reads the newest revision, renders the messages and makes one query; no model call.
     """
     from .exceptions import SourceEmpty
     from .service import LLMService, working_copy
+    from .unchanged import holds, written_answers
 
     working, _revision = working_copy(page.specific)
     try:
         prepared = LLMService().prepare(action, working)
     except SourceEmpty:
         return False
-    last = (
-        LLMInteraction.objects.filter(
-            action=action,
-            page_id=page.pk,
-            status__in=[InteractionStatus.SUCCESS, InteractionStatus.ANSWERED],
-            chunk_index__isnull=True,
-        )
-        .exclude(source_hash="")
-        .order_by("-created_at", "-pk")
-        .values_list("source_hash", flat=True)
-        .first()
-    )
-    return last != prepared.inputs_hash
+    return not holds(written_answers(action, [page.pk]).get(page.pk, []), prepared)
 
 
 def exhausted_budget(action: LLMAction, user_id: int | None):
@@ -262,7 +255,7 @@ def open_item_exists(action: LLMAction, page_id: int) -> bool:
 
 def queue_run(action: LLMAction, page, trigger: str, user=None) -> LLMJob | None:
     """A trigger job with one item for ``page``, waiting ``action.trigger_delay`` seconds;
-    None when the action is disabled, the inputs are unchanged since its last answer, or
+    None when the action is disabled, the page is unchanged (:func:`source_changed`), or
     the page has a queued or running item of the action already."""
     from . import db
     from .jobs.leases import db_in

@@ -498,6 +498,7 @@ class LLMBudgetIndexView(IndexView):
 class LLMBudgetViewSet(DeferredFormViewsMixin, SnippetViewSet):
     model = LLMBudget
     index_view_class = LLMBudgetIndexView
+    copy_view_class = SafeCopyView  # Wagtail's saved a POST onto the original (lifting caps)
     chooser_viewset_class = ConfigurersOnlyChooserViewSet
     icon = "warning"
     menu_label = _("Budgets")

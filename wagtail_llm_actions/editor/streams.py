@@ -12,12 +12,14 @@ reads it) agree without a shared cache. :class:`PartialText` writes it at most e
 the number of tokens), and the first piece at once. The same UPDATE is the cancel check: it
 matches no row once the job is cancelled, and the stream is then stopped (the connection to
 the model is closed, so no more tokens are paid). When the run ends, ``result`` is replaced
-by the answer or the error as before, so the partial text is never reviewed or saved.
+by the answer or the error as before, so the partial text is never reviewed or saved. It is
+stored cleaned as the answer is (:func:`..storable.clean_text`: no NUL, no lone surrogate).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from ..conf import get_setting
 from ..models import ItemStatus, JobStatus, LLMJobItem
@@ -46,6 +48,11 @@ class PartialText:
 
     def write(self, text: str) -> bool:
         from .. import db
+        from ..storable import clean_text
+
+        # Cleaned as the final answer is (NUL removed, lone surrogates U+FFFD): PostgreSQL's
+        # jsonb refuses both, and the refusal ended the stream as broken.
+        text = clean_text(text, Counter())
 
         def update() -> int:
             return (

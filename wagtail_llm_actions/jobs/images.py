@@ -180,6 +180,7 @@ def unchanged(action: LLMAction, image: Any) -> bool:
 
 def process_image_item(ctx, item: LLMJobItem, claim_token: str, action: LLMAction) -> str:
     """Run one claimed image item to an outcome (see :func:`.items.process_item`)."""
+    from .. import response_cache
     from ..exceptions import LLMActionError
     from ..images.run import run_on_image, write
     from .claims import LOST, _done, _finish
@@ -212,15 +213,16 @@ def process_image_item(ctx, item: LLMJobItem, claim_token: str, action: LLMActio
             return ItemStatus.SUCCEEDED
         if not job.force and unchanged(action, image):
             return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_UNCHANGED)
-        run_on_image(
-            action,
-            image,
-            job.user,
-            trigger=ctx.trigger,
-            on_answer=on_answer,
-            on_success=on_success,
-            call_slot=ctx.call_slot,
-        )
+        with response_cache.bypassed(job.force):  # forced: the model, never the cache
+            run_on_image(
+                action,
+                image,
+                job.user,
+                trigger=ctx.trigger,
+                on_answer=on_answer,
+                on_success=on_success,
+                call_slot=ctx.call_slot,
+            )
         return ItemStatus.SUCCEEDED
     except LeaseLost:
         return LOST

@@ -46,6 +46,7 @@ from ..models import (
 from ..permissions import explorable_pages, has_admin_access
 from ..service import LLMService
 from ..unchanged import holds, written_answers
+from .held import held_whens
 
 logger = logging.getLogger(__name__)
 
@@ -165,11 +166,12 @@ def _lock_condition(user) -> Q:
     return Q(locked=True) & ~Q(locked_by_id=user.pk)
 
 
-def annotate_reasons(queryset, action: LLMAction, user, type_ids: list[int] | None = None):
+def annotate_reasons(queryset, action: LLMAction, user, type_ids=None, *, held: bool = False):
     """``queryset`` with a ``skip`` annotation: a skip reason code, or "" to run.
 
-    Only what the page row tells: not available (a page the user cannot see in the admin:
-    nothing more is said about it), wrong type, no permission, locked (in that order).
+    What the page row tells: not available (a page the user cannot see in the admin:
+    nothing more is said about it), wrong type, no permission, locked (in that order); with
+    ``held`` (the plan), also the locks a run finds (:mod:`.held`: moderation, scheduled).
     """
     if type_ids is None:
         type_ids = list(action.page_types.values_list("pk", flat=True))
@@ -182,6 +184,8 @@ def annotate_reasons(queryset, action: LLMAction, user, type_ids: list[int] | No
         editable = _editable_pages(user)
         whens.append(When(~Q(pk__in=editable.values("pk")), then=Value(SKIP_NO_PERMISSION)))
     whens.append(When(_lock_condition(user), then=Value(SKIP_LOCKED)))
+    if held:
+        whens += held_whens(queryset.filter(content_type_id__in=type_ids), user)
     return queryset.annotate(skip=Case(*whens, default=Value("")))
 
 
@@ -316,7 +320,7 @@ def plan_job(
         type_ids = list(action.page_types.values_list("pk", flat=True))
     sample_ids: list[int] = []
     for part in selection_parts(page_ids, include_descendants):
-        annotated = annotate_reasons(part, action, user, type_ids)
+        annotated = annotate_reasons(part, action, user, type_ids, held=True)
         _count_reasons(plan, annotated)
         if len(sample_ids) < sample:
             sample_ids.extend(
@@ -419,7 +423,7 @@ def plan_pipeline_job(
     pages = plan.will_run
     sampled = []
     for part in selection_parts(page_ids, include_descendants):
-        annotated = annotate_reasons(part, action, user, type_ids)
+        annotated = annotate_reasons(part, action, user, type_ids, held=True)
         for page in Page.objects.filter(
             pk__in=annotated.filter(skip="").order_by("path").values("pk")[:sample]
         ):

@@ -24,7 +24,7 @@ def run(command, action: LLMAction, user, options) -> None:
         image = get_image_model().objects.filter(pk=options["image"]).first()
         if image is None:
             raise CommandError(f"No image with id {options['image']}.")
-        run_one(command, action, image, user)
+        run_one(command, action, image, user, force=options["force"])
         return
     if not (options["images"] and options["all"]):
         raise CommandError(
@@ -50,11 +50,15 @@ def run(command, action: LLMAction, user, options) -> None:
     command.follow_job(job, options, action.name)
 
 
-def run_one(command, action: LLMAction, image, user) -> None:
+def run_one(command, action: LLMAction, image, user, *, force: bool = False) -> None:
+    """One image, here and now (it is not skipped when unchanged); ``--force`` asks the
+    model again, never the response cache, as a forced job does."""
+    from wagtail_llm_actions import response_cache
     from wagtail_llm_actions.images.run import run_on_image
 
     try:
-        interaction = run_on_image(action, image, user, trigger=InteractionTrigger.COMMAND)
+        with response_cache.bypassed(force):
+            interaction = run_on_image(action, image, user, trigger=InteractionTrigger.COMMAND)
     except LLMActionError as e:
         raise CommandError(f"Image {image.pk} “{image.title}”: {e}") from e
     command.stdout.write(

@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from wagtail.models import Page
 
-from wagtail_llm_actions import jobs
+from wagtail_llm_actions import jobs, response_cache
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.management import job_summary
 from wagtail_llm_actions.models import (
@@ -32,7 +32,7 @@ from wagtail_llm_actions.models import (
     LLMPipeline,
 )
 from wagtail_llm_actions.service import LLMService, lock_problem
-from wagtail_llm_actions.unchanged import unchanged_since_last_write
+from wagtail_llm_actions.unchanged import holds, unchanged_since_last_write, written_answers
 
 
 class Command(BaseCommand):
@@ -126,7 +126,7 @@ class Command(BaseCommand):
         if options["page"] is not None or options["dry_run"]:
             pages = self.select_pages(action, options)
             if options["dry_run"]:
-                self.dry_run(action, pages, user)
+                self.dry_run(action, pages, user, force=options["force"])
                 return
             self.run_pages(action, pages, user, force=options["force"])
             return
@@ -171,8 +171,10 @@ class Command(BaseCommand):
             raise CommandError("No pages to run on.")
         return pages
 
-    def dry_run(self, action: LLMAction, pages: list[Page], user) -> None:
+    def dry_run(self, action: LLMAction, pages: list[Page], user, *, force: bool) -> None:
         service = LLMService()
+        # The unchanged rule as a run applies it (one query for all the pages).
+        answers = {} if force else written_answers(action, [page.pk for page in pages])
         for page in pages:
             try:
                 prepared = service.dry_run(action, page, user)
@@ -183,6 +185,11 @@ class Command(BaseCommand):
             problem = lock_problem(user, page.specific)
             if problem is not None:
                 self.stderr.write(f"Page {page.pk} “{page.title}”: {problem} (a run would skip it)")
+            if holds(answers.get(page.pk, []), prepared):
+                self.stderr.write(
+                    f"Page {page.pk} “{page.title}”: a run would skip it: "
+                    f"{jobs.skip_reason_label(jobs.SKIP_UNCHANGED).lower()} (use --force)"
+                )
             self.stdout.write(self.style.MIGRATE_HEADING(f"Page {page.pk} “{page.title}”"))
             for message in prepared.messages:
                 self.stdout.write(f"[{message['role']}]\n{message['content']}\n")
@@ -216,7 +223,11 @@ class Command(BaseCommand):
                         "(--force runs it)"
                     )
                     continue
-                interaction = service.run(action, page, user, trigger=InteractionTrigger.COMMAND)
+                # --force asks the model again, never the response cache (as a forced job).
+                with response_cache.bypassed(force):
+                    interaction = service.run(
+                        action, page, user, trigger=InteractionTrigger.COMMAND
+                    )
             except LLMActionError as e:
                 failures += 1
                 self.stderr.write(self.style.ERROR(f"Page {page.pk} “{page.title}”: {e}"))
@@ -249,6 +260,8 @@ class Command(BaseCommand):
             raise CommandError(f"The pipeline “{pipeline.slug}” is disabled.")
         if options["dry_run"]:
             raise CommandError("--dry-run is for actions, not pipelines.")
+        if options["force"]:  # see README, "Unchanged pages": why pipelines always run
+            self.stderr.write("--force changes nothing: a pipeline is never skipped as unchanged.")
         user = self.get_user(options)
         steps = pipeline.ordered_steps()
         if not steps:
