@@ -33,7 +33,7 @@ class InteractionOutcome(models.TextChoices):
     #: A pipeline step or map-reduce part whose answer only feeds later calls of its run.
     FED = "fed", _("Used by a later step")
     #: An image action's answer, written to the image itself (images keep no revisions).
-    WRITTEN = "written", _("Written to the image")
+    WRITTEN = "written", _("Written directly")
     #: An image action's answer taken back: the image holds its previous value again.
     UNDONE = "undone", _("Undone")
 
