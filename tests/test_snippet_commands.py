@@ -56,7 +56,7 @@ def test_bad_input_is_refused(dish, tip, dish_action, make_snippet_action, fake_
 
     with pytest.raises(CommandError, match="not a registered snippet"):
         run(dish_action.slug, "--model", "auth.User", "--all")
-    with pytest.raises(CommandError, match="No model"):
+    with pytest.raises(CommandError, match="no model"):
         run(dish_action.slug, "--model", "testapp.Nothing", "--all")
     with pytest.raises(CommandError, match="does not apply"):
         run(dish_action.slug, "--model", "testapp.Tip", "--all")

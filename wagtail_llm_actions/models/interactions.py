@@ -49,6 +49,7 @@ class InteractionTrigger(models.TextChoices):
     ON_SOURCE_CHANGE = "on_source_change", _("On source change")
     SCHEDULE = "schedule", _("Schedule")
     IMAGE_EDITOR = "image_editor", _("Image editor")
+    SNIPPET_EDITOR = "snippet_editor", _("Snippet editor")
     ON_IMAGE_UPLOAD = "on_image_upload", _("On image upload")
     WAGTAIL_LOCALIZE = "wagtail_localize", _("wagtail-localize")
 

@@ -110,3 +110,32 @@ def snippet_model(label: str) -> type:
 def fresh_copy(obj: Any) -> Any:
     """The snippet ``obj`` as its row is now (a new instance: ``obj`` is never written)."""
     return type(obj)._default_manager.get(pk=obj.pk)
+
+
+def name_rows(rows: list, user) -> None:
+    """Set ``snippet`` and ``snippet_edit_url`` on report rows that ran on a snippet (one
+    query per snippet model on the page of rows)."""
+    from django.contrib.contenttypes.models import ContentType
+    from wagtail.admin.admin_url_finder import AdminURLFinder
+
+    wanted: dict[int, set[str]] = {}
+    for row in rows:
+        row.snippet, row.snippet_edit_url = None, ""
+        if row.page_id is None and row.content_type_id and row.object_id:
+            wanted.setdefault(row.content_type_id, set()).add(row.object_id)
+    found: dict[tuple[int, str], Any] = {}
+    for type_id, ids in wanted.items():
+        model = ContentType.objects.get_for_id(type_id).model_class()
+        if model is None or model not in snippet_models():
+            continue
+        for obj in model._default_manager.filter(pk__in=list(ids)):
+            found[type_id, str(obj.pk)] = obj
+    finder = AdminURLFinder(user)
+    urls: dict[tuple[int, str], str] = {}
+    for row in rows:
+        key = (row.content_type_id, row.object_id)
+        row.snippet = found.get(key)
+        if row.snippet is not None:
+            if key not in urls:
+                urls[key] = finder.get_edit_url(row.snippet) or ""
+            row.snippet_edit_url = urls[key]
