@@ -125,7 +125,7 @@ def run_item(item: LLMJobItem) -> str:
 
         return run_queued(item)
     if kind == KIND_SNIPPET:
-        from .snippets.queued import run_queued as run_snippet
+        from .jobs.snippets import run_queued as run_snippet
 
         return run_snippet(item)
     page = item.page.specific if item.page is not None else None

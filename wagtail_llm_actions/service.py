@@ -141,7 +141,15 @@ class LLMService:
                 raise
             raise error from e
         if save and snippets.writes_directly(obj):
-            direct.write(interaction, obj, user, action, on_answer=on_answer, on_success=on_success)
+            direct.write(
+                interaction,
+                obj,
+                user,
+                action,
+                on_answer=on_answer,
+                on_success=on_success,
+                sender=type(self),
+            )
         elif save:
             self._write(interaction, obj, user, action, working_obj, on_answer, on_success)
         recording.end_run(interaction)

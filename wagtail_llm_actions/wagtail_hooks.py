@@ -55,7 +55,7 @@ def register_snippet_menu_item(model):
 
     if model not in snippet_models():
         return None
-    from .snippets.menu import SnippetActionsMenuItem
+    from .views.snippet_menu import SnippetActionsMenuItem
 
     return SnippetActionsMenuItem()
 
@@ -238,7 +238,7 @@ hooks.register("register_bulk_action", _run_image_action_bulk_action())
 
 
 def _run_snippet_action_bulk_action():
-    from .snippets.bulk_action import RunSnippetActionBulkAction
+    from .views.snippet_bulk import RunSnippetActionBulkAction
 
     return RunSnippetActionBulkAction
 

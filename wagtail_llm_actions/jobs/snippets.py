@@ -19,9 +19,12 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .. import db, estimates
+from ..exceptions import LLMActionError
 from ..models import (
+    InteractionStatus,
     InteractionTrigger,
     ItemStatus,
     JobKind,
@@ -194,4 +197,64 @@ def is_snippet_item(item: LLMJobItem) -> bool:
     return model is not None and model is not get_image_model()
 
 
-__all__ = ["SnippetPlan", "create_snippet_job", "plan_snippet_job", "snippet_of"]
+# -- a run from the snippet's edit view (queued as the editor's runs are) ---------------------
+
+
+class Cancelled(LLMActionError):
+    """The run was cancelled while the model answered: nothing is written."""
+
+    code = "cancelled"
+
+
+def run_queued(item: LLMJobItem) -> str:
+    """Run a claimed snippet item to its outcome (``LLMService.run``: a new revision, or a
+    direct write); an answer stored by a worker that died is written without calling again.
+    Returns the status."""
+    from ..editor import leases as editor
+    from ..models import LLMJob
+    from ..queued_runs import stored_result
+    from ..service import LLMService
+
+    job = item.job
+    obj = snippet_of(item)
+    if obj is None or job.action is None:
+        message = _("The snippet or the action no longer exists.")
+        editor._finish(item, ItemStatus.FAILED, {"code": "gone", "message": message}, error="gone")
+        return "failed"
+
+    def link(interaction) -> None:
+        editor._link(item, interaction=interaction)
+
+    def refuse_if_cancelled(interaction) -> None:
+        # Inside the transaction that writes: a cancelled run writes nothing.
+        if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+            raise Cancelled(_("Cancelled: nothing was written."), interaction=interaction)
+        link(interaction)
+
+    stored = item.interaction if item.interaction_id else None
+    service = LLMService()
+    try:
+        if stored is not None and stored.status == InteractionStatus.ANSWERED:
+            interaction = service.apply_stored(stored, job.user, on_success=refuse_if_cancelled)
+        else:
+            interaction = service.run(
+                job.action,
+                obj,
+                job.user,
+                trigger=InteractionTrigger.SNIPPET_EDITOR,
+                on_answer=link,
+                on_success=refuse_if_cancelled,
+            )
+    except Cancelled as e:
+        editor._finish(item, ItemStatus.CANCELLED, {}, interaction=e.interaction)
+        return "cancelled"
+    except LLMActionError as e:
+        failed = e.interaction if e.interaction is not None and e.interaction.pk else None
+        result = {"code": e.code, "message": e.message, "retryable": e.retryable}
+        editor._finish(item, ItemStatus.FAILED, result, interaction=failed, error=e.message)
+        return "failed"
+    editor._finish(item, ItemStatus.SUCCEEDED, stored_result(item, interaction), interaction)
+    return "succeeded"
+
+
+__all__ = ["SnippetPlan", "create_snippet_job", "plan_snippet_job", "run_queued", "snippet_of"]

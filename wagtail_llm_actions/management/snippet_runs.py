@@ -22,7 +22,7 @@ def run(command, action: LLMAction, user, options) -> None:
         model = snippet_model(options["model"])
     except ValueError as e:
         raise CommandError(str(e)) from None
-    if not action.applies_to_snippet(model):
+    if not action.applies_to_snippet(model):  # (nor to its translations)
         raise CommandError(
             f"The action “{action.slug}” does not apply to {model._meta.verbose_name} snippets."
         )
@@ -37,7 +37,9 @@ def run(command, action: LLMAction, user, options) -> None:
         objs = list(manager.order_by("pk"))
         if not objs:
             raise CommandError(f"No {model._meta.verbose_name_plural} to run on.")
-    if options["dry_run"]:
+    if options.get("locale") or hasattr(action, "translation"):
+        translate(command, action, objs, user, options["locale"] or [])
+    elif options["dry_run"]:
         dry_run(command, action, objs, user)
     elif options["id"] is not None:
         run_one(command, action, objs[0], user, force=options["force"])
@@ -101,3 +103,37 @@ def run_job(command, action: LLMAction, model: type, ids: list, user, options) -
         trigger=InteractionTrigger.COMMAND,
     )
     command.follow_job(job, options, action.name)
+
+
+def translate(command, action: LLMAction, objs: list, user, codes: list[str]) -> None:
+    """Translate each snippet into the locales ``codes``, here and now (one draft each)."""
+    from wagtail_llm_actions.translation.run import language_name, locales, translate_page
+
+    if not codes:
+        raise CommandError(f"“{action.slug}” translates: name locales with --locale.")
+    failures = 0
+    for obj in objs:
+        try:
+            targets = locales(obj, codes)
+        except LLMActionError as e:
+            raise CommandError(f"{label(obj)}: {e}") from e
+        for locale in targets:
+            try:
+                outcome = translate_page(
+                    action, obj, locale, user, trigger=InteractionTrigger.COMMAND
+                )
+            except LLMActionError as e:
+                failures += 1
+                command.stderr.write(
+                    command.style.ERROR(f"{label(obj)} → {language_name(locale)}: {e}")
+                )
+                continue
+            done = "created" if outcome.created else "updated"
+            command.stdout.write(
+                command.style.SUCCESS(
+                    f"{label(obj)} → {language_name(locale)}: {done}, draft revision "
+                    f"{outcome.revision_id} ({outcome.sent} segment(s) sent)"
+                )
+            )
+    if failures:
+        raise CommandError(f"{failures} translation(s) failed; content left as it was.")

@@ -6,13 +6,14 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from wagtail.models import Page
 
 from .base import OrderedJSONField
 from .image_fields import ImageSourceFields
 from .prompts import LLMPrompt
+from .snippet_fields import SnippetTargetFields
 
 
 class LongContent(models.TextChoices):
@@ -165,7 +166,7 @@ class SelectionToolFields(models.Model):
         abstract = True
 
 
-class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
+class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields, SnippetTargetFields):
     """What to run: a source field, a prompt, a model and settings, a target field."""
 
     name = models.CharField(_("name"), max_length=255)
@@ -176,24 +177,6 @@ class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
         verbose_name=_("page types"),
         related_name="+",
         help_text=_("The page types this action can run on."),
-    )
-    snippet_types = models.ManyToManyField(
-        ContentType,
-        verbose_name=_("snippet types"),
-        related_name="+",
-        blank=True,
-        help_text=_(
-            "The snippet models this action can run on. Answers are saved as a new revision "
-            "of snippets that keep revisions; others need “write snippets directly”."
-        ),
-    )
-    writes_directly = models.BooleanField(
-        _("write snippets directly"),
-        default=False,
-        help_text=_(
-            "Snippets that keep no revisions get the answer written into the snippet itself "
-            "(it goes live at once). Each write is recorded and can be undone from the report."
-        ),
     )
     source_field = models.CharField(
         _("source field"),
@@ -403,30 +386,11 @@ class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
     def applies_to(self, page) -> bool:
         """Whether ``page``'s type is one of the action's (one query per action instance);
         never for an action that runs on images. A snippet: one of its snippet types."""
-        if self.runs_on_images:
-            return False
-        from wagtail.models import Page
-
-        if not isinstance(page, Page):
-            return self.applies_to_snippet(type(page))
+        if self.runs_on_images or not isinstance(page, Page):  # a snippet: its model's
+            return not self.runs_on_images and self.applies_to_snippet(type(page))
         if not hasattr(self, "_page_type_ids"):
             self._page_type_ids = set(self.page_types.values_list("pk", flat=True))
         return page.content_type_id in self._page_type_ids
-
-    def get_snippet_models(self) -> list[type]:
-        """Snippet models this action applies to (cached per instance)."""
-        if not hasattr(self, "_snippet_models"):
-            self._snippet_models = [
-                ct.model_class() for ct in self.snippet_types.all() if ct.model_class()
-            ]
-        return self._snippet_models
-
-    def applies_to_snippet(self, model: type) -> bool:
-        """Whether snippets of ``model`` are among the action's snippet types."""
-        if self.runs_on_images or self.pk is None:
-            return False
-        concrete = model._meta.concrete_model
-        return any(m._meta.concrete_model is concrete for m in self.get_snippet_models())
 
     def provider_problems(self) -> dict[str, list[str]]:
         """What the provider policy refuses in the model, fallbacks, API base, key name and
@@ -493,22 +457,6 @@ class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
         errors = {key: value for key, value in errors.items() if value}
         if errors:
             raise ValidationError(errors)
-
-    def snippet_type_problems(self, snippet_models: list[type]) -> list[str]:
-        """Snippet models the action cannot write to: no revisions, and no direct writes."""
-        from ..snippets import keeps_revisions
-
-        if self.writes_directly:
-            return []
-        return [
-            gettext(
-                "%(model)s snippets keep no revisions, so an answer can only be written into "
-                "them directly: tick “write snippets directly” or remove them."
-            )
-            % {"model": capfirst(model._meta.verbose_name)}
-            for model in snippet_models
-            if not keeps_revisions(model)
-        ]
 
     def validate_for_page_models(self, page_models: list[type]) -> dict[str, list[str]]:
         """Field-specific errors for paths and prompt variables against ``page_models``."""

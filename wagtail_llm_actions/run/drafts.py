@@ -321,7 +321,7 @@ def apply_stored(
 
     if writes_directly(obj):  # a snippet without revisions, written into its row
         action = interaction.action
-        return direct.write(interaction, obj, user, action, on_success=on_success, store=False)
+        return direct.write(interaction, obj, user, action, on_success=on_success)
     return write_answer(interaction, obj, user, on_success=on_success)
 
 

@@ -58,13 +58,12 @@ def write(
     *,
     on_answer: Callable[[LLMInteraction], None] | None = None,
     on_success: Callable[[LLMInteraction], None] | None = None,
-    store: bool = True,
+    sender: type | None = None,
 ) -> LLMInteraction:
-    """Store the answer (unless stored already), then write it into the snippet's row."""
-    from ..service import LLMService
-
-    if store:
-        drafts.store_answer(interaction, on_answer, sender=LLMService)
+    """Store the answer (``answer_stored`` sent by ``sender``; None: stored already), then
+    write it into the snippet's row."""
+    if sender is not None:
+        drafts.store_answer(interaction, on_answer, sender=sender)
     model = type(obj)
 
     def save() -> None:

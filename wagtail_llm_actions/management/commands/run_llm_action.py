@@ -123,6 +123,11 @@ class Command(BaseCommand):
         if not action.enabled:
             raise CommandError(f"The action “{action.slug}” is disabled.")
         user = self.get_user(options)
+        if options["model"] and (options["locale"] or hasattr(action, "translation")):
+            from wagtail_llm_actions.management import snippet_runs
+
+            snippet_runs.run(self, action, user, options)  # translatable snippets
+            return
         if options["locale"] or hasattr(action, "translation"):
             self.translate(action, user, options)
             return

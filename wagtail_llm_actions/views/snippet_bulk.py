@@ -61,7 +61,7 @@ class RunSnippetActionBulkAction(SnippetBulkAction):
 
     @classproperty
     def models(cls):
-        from . import snippet_models
+        from ..snippets import snippet_models
 
         return snippet_models()
 
@@ -119,7 +119,7 @@ class RunSnippetActionBulkAction(SnippetBulkAction):
         response = super().form_valid(form)
         job = self._result.get("job")
         if job is not None:
-            from ..views.jobs import job_url
+            from .jobs import job_url
 
             messages.success(
                 self.request,
@@ -155,6 +155,6 @@ class RunSnippetActionBulkAction(SnippetBulkAction):
 
 
 def _keeps_revisions(model: type) -> bool:
-    from . import keeps_revisions
+    from ..snippets import keeps_revisions
 
     return keeps_revisions(model)

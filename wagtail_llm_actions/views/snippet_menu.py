@@ -1,6 +1,6 @@
 """The snippet editor's entries: one per action that runs on the snippet, in the edit view's
 action menu (Wagtail's ``register_snippet_action_menu_item``). Each opens a confirmation of
-what the run does and costs, then queues it (see :mod:`..views.snippets`)."""
+what the run does and costs, then queues it (see :mod:`.snippets`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class SnippetActionsMenuItem(ActionMenuItem):
     order = 60
 
     def _actions(self, context) -> list:
-        from ..views.snippets import actions_for
+        from .snippets import actions_for
 
         if "llm_snippet_actions" not in context:
             instance = context.get("instance")
