@@ -129,3 +129,18 @@ def test_the_command_translates_a_snippet(site, dish_translate_action, fake_llm)
     assert "created, draft revision" in out.getvalue()
     german = dish.get_translation(site["de"])
     assert latest(german).name == reverse_words("Pork dumplings")
+
+
+def test_the_command_translates_every_source_snippet_once(site, dish_translate_action, fake_llm):
+    import io
+
+    from django.core.management import call_command
+
+    from tests.testapp.models import Dish
+
+    fake_llm.configure(translate="reverse")
+    args = ["run_llm_action", "translate", "--model", "testapp.Dish", "--all", "--locale", "de"]
+    with i18n():
+        call_command(*args, stdout=io.StringIO())
+        call_command(*args, stdout=io.StringIO())  # the German one is not a source
+    assert Dish.objects.filter(locale=site["de"]).count() == 1

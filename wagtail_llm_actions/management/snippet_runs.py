@@ -38,7 +38,7 @@ def run(command, action: LLMAction, user, options) -> None:
         if not objs:
             raise CommandError(f"No {model._meta.verbose_name_plural} to run on.")
     if options.get("locale") or hasattr(action, "translation"):
-        translate(command, action, objs, user, options["locale"] or [])
+        translate(command, action, objs, user, options["locale"] or [], every=options["all"])
     elif options["dry_run"]:
         dry_run(command, action, objs, user)
     elif options["id"] is not None:
@@ -105,12 +105,20 @@ def run_job(command, action: LLMAction, model: type, ids: list, user, options) -
     command.follow_job(job, options, action.name)
 
 
-def translate(command, action: LLMAction, objs: list, user, codes: list[str]) -> None:
-    """Translate each snippet into the locales ``codes``, here and now (one draft each)."""
+def translate(
+    command, action: LLMAction, objs: list, user, codes: list[str], *, every: bool = False
+) -> None:
+    """Translate each snippet into the locales ``codes``, here and now (one draft each);
+    ``every`` (``--all``): the snippets in the default locale, the sources."""
     from wagtail_llm_actions.translation.run import language_name, locales, translate_page
 
     if not codes:
         raise CommandError(f"“{action.slug}” translates: name locales with --locale.")
+    if every:
+        from wagtail.models import Locale
+
+        default = Locale.get_default()
+        objs = [obj for obj in objs if getattr(obj, "locale_id", None) == default.pk]
     failures = 0
     for obj in objs:
         try:
