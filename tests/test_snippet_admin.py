@@ -163,3 +163,37 @@ def test_the_action_form_takes_snippet_types_and_refuses_no_revisions_without_op
     response = client.post(reverse(ADD_URL), {**tips, "writes_directly": "on"})
     assert response.status_code == 302, response.context["form"].errors
     assert LLMAction.objects.get(slug="tips").writes_directly
+
+
+def snippet_world(world) -> None:
+    """For the permission matrix (test_permissions): a revisioned snippet and an action on
+    it, a snippet without revisions and a direct write to it by the superuser."""
+    from tests.testapp.models import Dish, Tip
+    from wagtail_llm_actions.models import LLMAction, LLMPrompt
+    from wagtail_llm_actions.service import LLMService
+
+    superuser = world.users["superuser"]
+    prompt = LLMPrompt.objects.create(name="Sum", slug="sum-snippet", template="Sum {source}")
+    prompt.save_revision()
+
+    def make(slug, model, source, **fields):
+        action = LLMAction.objects.create(
+            name=slug,
+            slug=slug,
+            source_field=source,
+            target_field="summary",
+            model="local/extractive",
+            prompt=prompt,
+            **fields,
+        )
+        action.snippet_types.set([ContentType.objects.get_for_model(model)])
+        return action
+
+    dish = Dish.objects.create(name="Stew", description="Beans. Slowly baked.", live=True)
+    tip = Tip.objects.create(title="Rest", text="Rest meat for ten minutes. It helps.")
+    tip_action = make("tip-sum", Tip, "text", writes_directly=True)
+    world.extras.update(
+        dish=dish,
+        dish_action=make("dish-sum", Dish, "description"),
+        snippet_interaction=LLMService().run(tip_action, tip, superuser),
+    )
