@@ -13,6 +13,8 @@ from wagtail.rich_text import RichText
 
 from tests.fakeserver import FakeLLMServer
 
+pytest_plugins = ["tests.snippets"]  # the snippet fixtures (issue 23 §2)
+
 
 @pytest.fixture(scope="session")
 def fake_llm_server():

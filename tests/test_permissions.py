@@ -482,6 +482,17 @@ ROWS: dict[str, Row] = {
     "wagtail_llm_actions_images:undo_job": Row(
         lambda w: [w.extras["image_job"].pk], frozenset({"superuser"}), "post", 302
     ),
+    # snippet actions: only who may change the snippet (here the superuser; the groups have
+    # no snippet permissions); undo of a direct write likewise
+    "wagtail_llm_actions_snippets:run": Row(
+        lambda w: ["testapp", "dish", w.extras["dish"].pk, w.extras["dish_action"].pk],
+        frozenset({"superuser"}),
+        "post",
+        302,
+    ),
+    "wagtail_llm_actions_snippets:undo": Row(
+        lambda w: [w.extras["snippet_interaction"].pk], frozenset({"superuser"}), "post", 302
+    ),
     "wagtail_llm_actions_report:rerun_from_step": Row(
         lambda w: [w.pending.pk], EDITORS, "post", 302, data=lambda w: {"from_step": "0"}
     ),
@@ -535,6 +546,10 @@ def _prepare(name: str, world: World) -> None:
         from tests.test_editor import form_data
 
         world.extras["editor_form"] = form_data(world.client("superuser"), world.post)
+    if name.startswith("wagtail_llm_actions_snippets:"):
+        from tests.test_snippet_admin import snippet_world
+
+        snippet_world(world)
     if name.startswith("wagtail_llm_actions_editor:selection_"):
         LLMAction.objects.filter(pk=world.action.pk).update(selection_tool=True)
     if name == "wagtail_llm_actions_editor:run_new":

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_rerunning_load_demo_data_keeps_edits_to_the_demo_actions(monkeypatch):
     monkeypatch.delenv("LLM_ACTIONS_MODEL", raising=False)
     call_command("load_demo_data", stdout=io.StringIO())
-    assert LLMAction.objects.count() == 4  # three on pages, "Alt text" on images
+    # three on pages, "Alt text" on images, "Summarize tip" on the Tip snippets
+    assert LLMAction.objects.count() == 5
     LLMAction.objects.filter(slug="generate-summary").update(
         model="openai/gpt-4o-mini", context_message="My own style guide."
     )
@@ -81,3 +82,15 @@ def test_the_demo_shows_translation_with_no_key(monkeypatch):
     assert not german.live
     draft = german.get_latest_revision_as_object()
     assert draft.title.startswith("[de] ")
+
+
+@pytest.mark.django_db
+def test_the_demo_snippets_get_summaries_offline():
+    from blog.models import Tip
+
+    call_command("load_demo_data", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("run_llm_action", "summarize-tip", "--model", "blog.Tip", "--all", stdout=out)
+    tip = Tip.objects.get(title="Water in the morning")
+    assert tip.summary == ""  # the live snippet is unchanged
+    assert "morning" in tip.get_latest_revision_as_object().summary

@@ -33,6 +33,15 @@ def page_type_choices():
     return ContentType.objects.filter(pk__in=ids).order_by("app_label", "model")
 
 
+def snippet_type_choices():
+    """Content types of the site's snippet models (not this app's own)."""
+    from .snippets import snippet_models
+
+    models = snippet_models()
+    ids = [ct.pk for ct in ContentType.objects.get_for_models(*models).values()] if models else []
+    return ContentType.objects.filter(pk__in=ids).order_by("app_label", "model")
+
+
 class PageTypeChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: ContentType) -> str:
         model = obj.model_class()
@@ -148,10 +157,22 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
         help_text=_("The page types this action can run on."),
     )
 
+    snippet_types = PageTypeChoiceField(
+        queryset=ContentType.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label=_("Snippet types"),
+        help_text=_(
+            "The snippet models this action can run on. Answers are saved as a new revision "
+            "of snippets that keep revisions; others need “write snippets directly”."
+        ),
+    )
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["page_types"].queryset = page_type_choices()
         self.fields["page_types"].required = False  # checked in _post_clean: pages only
+        self.fields["snippet_types"].queryset = snippet_type_choices()
         self._offer_choices()
         self.apply_provider_permission()
         if "long_content" in self.fields:
@@ -203,16 +224,18 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
                 _("Only users who may configure LLM providers can change this."),
             ).strip()
 
-    def _chosen_page_types(self) -> list[str]:
+    def _chosen_page_types(self, name: str = "page_types") -> list[str]:
+        """The content types chosen in ``name`` (page types, or ``snippet_types``)."""
         if self.is_bound:
-            key = self.add_prefix("page_types")
+            key = self.add_prefix(name)
             if hasattr(self.data, "getlist"):
                 return [str(v) for v in self.data.getlist(key)]
             value = self.data.get(key) or []
             return [str(v) for v in (value if isinstance(value, list | tuple) else [value])]
         if self.instance.pk:
-            return [str(pk) for pk in self.instance.page_types.values_list("pk", flat=True)]
-        return [str(getattr(v, "pk", v)) for v in self.initial.get("page_types") or []]
+            chosen = getattr(self.instance, name).values_list("pk", flat=True)
+            return [str(pk) for pk in chosen]
+        return [str(getattr(v, "pk", v)) for v in self.initial.get(name) or []]
 
     def _offer_choices(self) -> None:
         """Source paths and target fields of the chosen page types, the known model strings.
@@ -222,7 +245,14 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
         from .model_choices import suggested_models
 
         self.page_type_data = page_type_fields(self.fields["page_types"].queryset)
-        sources, targets = combined_choices(self.page_type_data, self._chosen_page_types())
+        chosen = self._chosen_page_types()
+        snippets = (
+            self._chosen_page_types("snippet_types") if "snippet_types" in self.fields else []
+        )
+        data = self.page_type_data
+        if snippets:  # the chosen snippet models' fields too (the script knows page types only)
+            data = {**data, **page_type_fields(ContentType.objects.filter(pk__in=snippets))}
+        sources, targets = combined_choices(data, chosen + snippets)
         source = self.fields.get("source_field")
         if source is not None:
             source.widget = ComboboxInput(attrs=source.widget.attrs, options=sources)
@@ -294,11 +324,16 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
                         self.add_error(field if field in self.fields else None, message)
         if self.instance.runs_on_images:
             return  # image fields and the model are checked by the model's clean()
-        if not page_types:
+        snippet_types = self.cleaned_data.get("snippet_types") or []
+        if not page_types and not snippet_types:
             if "page_types" in self.cleaned_data and "page_types" not in self.errors:
                 self.add_error("page_types", self.fields["page_types"].error_messages["required"])
             return
-        page_models = [ct.model_class() for ct in page_types if ct.model_class()]
+        snippet_models = [ct.model_class() for ct in snippet_types if ct.model_class()]
+        for message in self.instance.snippet_type_problems(snippet_models):
+            self.add_error("snippet_types", message)
+        page_models = [ct.model_class() for ct in page_types or [] if ct.model_class()]
+        page_models += snippet_models
         errors = self.instance.validate_for_page_models(page_models)
         for field, messages in errors.items():
             for message in dict.fromkeys(messages):

@@ -47,7 +47,8 @@ KIND_TRY = "try"  # the action on a chosen page, saving nothing (the answer awai
 KIND_STEP = "rerun_from_step"  # a pipeline run again from a step: a new draft
 KIND_TRANSLATE = "translate"  # "Translate into…": the page into the payload's locales, drafts
 KIND_IMAGE = "image"  # an image action on an image, from its edit view: the image's field
-KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP, KIND_TRANSLATE, KIND_IMAGE)
+KIND_SNIPPET = "snippet"  # an action on a snippet, from its edit view: a revision (or a write)
+KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP, KIND_TRANSLATE, KIND_IMAGE, KIND_SNIPPET)
 
 
 class RunCancelled(LLMActionError):
@@ -123,6 +124,10 @@ def run_item(item: LLMJobItem) -> str:
         from .images.queued import run_queued
 
         return run_queued(item)
+    if kind == KIND_SNIPPET:
+        from .jobs.snippets import run_queued as run_snippet
+
+        return run_snippet(item)
     page = item.page.specific if item.page is not None else None
     if page is None or (kind != KIND_STEP and job.action is None):
         editor._finish(

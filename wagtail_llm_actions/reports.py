@@ -310,6 +310,9 @@ class InteractionReportView(ReportView):
                 else ""
             )
             row.user_display = get_user_display_name(row.user) if row.user_id else ""
+        from .snippets import name_rows
+
+        name_rows(rows, self.request.user)  # rows that ran on a snippet name it
         return rows
 
     @cached_property

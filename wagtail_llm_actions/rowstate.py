@@ -210,7 +210,9 @@ def known_lock_state(obj: Any, flags: LockFlags | None) -> Iterator[None]:
 def get_lock(obj: Any, using: str = DEFAULT_DB_ALIAS, *, flags: LockFlags | None = None) -> Any:
     """``obj.get_lock()`` (Wagtail's lock object, or None) with one query instead of two;
     none with ``flags`` that :func:`lock_flags` gave for ``obj`` already."""
-    if not hasattr(obj, "get_lock"):
+    from wagtail.models import LockableMixin
+
+    if not isinstance(obj, LockableMixin):  # (DraftStateMixin's get_lock() needs it too)
         return None
     with known_lock_state(obj, flags if flags is not None else lock_flags(obj, using)):
         return obj.get_lock()

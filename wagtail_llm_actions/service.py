@@ -28,7 +28,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 from wagtail.models import Page
 
-from . import db
+from . import db, snippets
 from .exceptions import CallNotStarted, LLMActionError, SourceEmpty
 from .models import (
     InteractionOutcome,
@@ -46,6 +46,7 @@ from .run.calls.plan import PlannedRequest, plan
 from .run.drafts import WRITE_FIELDS
 from .run.prepare import PreparedRun, content_hash, inputs_hash, prepare, working_copy
 from .run.recording import LOG_ACTION, log_generated
+from .snippets import direct
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class LLMService:
         self.check(action, obj, user)
         base_revision = None
         if working_obj is None:
-            working_obj, base_revision = working_copy(obj)
+            working_obj, base_revision = self.working_copy(obj)
         interaction = recording.new_interaction(action, obj, user, trigger, base_revision)
         candidates = action.candidates if not save and (action.candidates or 1) > 1 else 1
         strategy = calls.choose(action, candidates=candidates, on_run_started=self.on_run_started)
@@ -139,7 +140,17 @@ class LLMService:
             if error is e:
                 raise
             raise error from e
-        if save:
+        if save and snippets.writes_directly(obj):
+            direct.write(
+                interaction,
+                obj,
+                user,
+                action,
+                on_answer=on_answer,
+                on_success=on_success,
+                sender=type(self),
+            )
+        elif save:
             self._write(interaction, obj, user, action, working_obj, on_answer, on_success)
         recording.end_run(interaction)
         logger.info(
@@ -150,6 +161,17 @@ class LLMService:
             interaction.latency_ms,
         )
         return interaction
+
+    @staticmethod
+    def working_copy(obj: Any) -> tuple[Any, Any]:
+        """What a run reads and writes, and the revision it came from (see
+        :func:`.run.prepare.working_copy`). A snippet's row is read again first (the caller's
+        instance may predate its newest revision); without revisions, that row is the copy."""
+        if snippets.writes_directly(obj):
+            return snippets.fresh_copy(obj), None
+        if snippets.is_snippet(obj) and obj.pk is not None:
+            obj = snippets.fresh_copy(obj)
+        return working_copy(obj)
 
     def _write(self, interaction, obj, user, action, working_obj, on_answer, on_success) -> None:
         """Store the paid answer, then write it as a draft (ending a map-reduce run if not)."""
@@ -231,7 +253,7 @@ class LLMService:
         if isinstance(obj, Page):
             obj = obj.specific
         self.check(action, obj, user, locks=False)
-        working_obj, _revision = working_copy(obj)
+        working_obj, _revision = self.working_copy(obj)
         prepared = prepare(action, working_obj)
         try:
             prepared.planned = plan(prepared, working_obj, candidates)

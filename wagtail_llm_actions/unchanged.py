@@ -47,7 +47,7 @@ from .models import (
     LLMJobItem,
 )
 from .outputs import read_field_value, split_tags
-from .service import LLMService, working_copy
+from .service import LLMService
 
 #: Outcomes of an answer that went into a revision.
 KEPT = (InteractionOutcome.DRAFTED, InteractionOutcome.ACCEPTED, InteractionOutcome.EDITED)
@@ -189,14 +189,68 @@ def unchanged_since_last_write(action: LLMAction, page, user=None, *, service=No
     (permission, lock, type: their errors are raised as the run would raise them), then the
     page's newest revision is read and the messages rendered, with no model call.
     """
-    answers = written_answers(action, [page.pk]).get(page.pk)
+    from .snippets import is_snippet
+
+    if is_snippet(page):
+        answers = snippet_answers(action, page)
+    else:
+        answers = written_answers(action, [page.pk]).get(page.pk)
     if not answers:
         return False
     service = service or LLMService()
-    page = page.specific
+    page = page if is_snippet(page) else page.specific
     service.check(action, page, user)
-    working, _revision = working_copy(page)
+    working, _revision = service.working_copy(page)
     return holds(answers, service.prepare(action, working))
+
+
+def snippet_answers(action: LLMAction, obj: Any) -> list[WrittenAnswer]:
+    """The answers of ``action`` that count for the snippet ``obj``, newest first (one
+    query): as :func:`written_answers` for pages, and those written directly (undone ones
+    do not count)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    if action.pk is None or obj.pk is None:
+        return []
+    cancelled = LLMJobItem.objects.filter(interaction=OuterRef("pk"), status=ItemStatus.CANCELLED)
+    kept = Q(outcome__in=KEPT, revision__isnull=False) | Q(outcome=InteractionOutcome.WRITTEN)
+    discarded = Q(outcome=InteractionOutcome.DISCARDED) & ~Exists(cancelled)
+    edited = Q(outcome=InteractionOutcome.EDITED)
+    rows = (
+        LLMInteraction.objects.filter(
+            content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+            object_id=str(obj.pk),
+            page__isnull=True,
+            action=action,
+            status=InteractionStatus.SUCCESS,
+            chunk_index__isnull=True,
+        )
+        .filter(kept | discarded)
+        .exclude(source_hash="")
+        .annotate(
+            saved_content=Case(When(edited, then=F("revision__content")), output_field=JSONField())
+        )
+        .order_by("-created_at", "-pk")
+        .values_list(
+            "source_hash",
+            "outcome",
+            "revision_id",
+            "target_field",
+            "output_value",
+            "output_values",
+            "field_outcomes",
+            "saved_content",
+        )
+    )
+    answers = []
+    for inputs, outcome, revision_id, target, value, values, outcomes, content in rows:
+        if outcome == InteractionOutcome.DISCARDED:
+            answers.append(WrittenAnswer(inputs, True, revision_id))
+            continue
+        written = _kept_fields(values, outcomes) if values else {target: value}
+        edited_answer = outcome == InteractionOutcome.EDITED
+        answers.append(WrittenAnswer(inputs, False, revision_id, written, edited_answer, content))
+    return answers
 
 
 def stale_page_ids(action: LLMAction, pages=None) -> list[int]:

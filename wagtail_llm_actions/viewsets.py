@@ -297,6 +297,8 @@ class LLMActionViewSet(DeferredFormViewsMixin, SnippetViewSet):
                 [
                     FieldPanel("source_kind"),
                     FieldPanel("page_types"),
+                    FieldPanel("snippet_types"),
+                    FieldPanel("writes_directly"),
                     FieldPanel("source_field"),
                     FieldPanel("target_field"),
                     FieldPanel("output_mode"),

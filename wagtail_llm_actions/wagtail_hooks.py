@@ -39,6 +39,27 @@ def register_image_urls():
     return [path("llm-actions/images/", include((urlpatterns, app_name)))]
 
 
+@hooks.register("register_admin_urls")
+def register_snippet_urls():
+    from django.urls import include, path
+
+    from .snippet_urls import app_name, urlpatterns
+
+    return [path("llm-actions/snippets/", include((urlpatterns, app_name)))]
+
+
+@hooks.register("register_snippet_action_menu_item")
+def register_snippet_menu_item(model):
+    """The snippet editor's entries for actions that run on ``model``'s snippets."""
+    from .snippets import snippet_models
+
+    if model not in snippet_models():
+        return None
+    from .views.snippet_menu import SnippetActionsMenuItem
+
+    return SnippetActionsMenuItem()
+
+
 @hooks.register("insert_editor_js")
 def editor_js():
     from django.template.loader import render_to_string
@@ -214,6 +235,15 @@ def _run_image_action_bulk_action():
 
 
 hooks.register("register_bulk_action", _run_image_action_bulk_action())
+
+
+def _run_snippet_action_bulk_action():
+    from .views.snippet_bulk import RunSnippetActionBulkAction
+
+    return RunSnippetActionBulkAction
+
+
+hooks.register("register_bulk_action", _run_snippet_action_bulk_action())
 
 
 @hooks.register("construct_homepage_panels")

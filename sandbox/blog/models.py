@@ -98,3 +98,22 @@ class SimplePage(Page):
 
     text = models.TextField(blank=True)
     content_panels = Page.content_panels + [FieldPanel("text")]
+
+
+# -- snippets as targets (issue 23 §2): a snippet with drafts and revisions -------------------
+
+from wagtail.models import DraftStateMixin, RevisionMixin  # noqa: E402
+
+
+@register_snippet
+class Tip(DraftStateMixin, RevisionMixin, models.Model):
+    """A gardening tip: the "Summarize tip" action saves its summary in a new revision."""
+
+    title = models.CharField(max_length=255)
+    text = models.TextField()
+    summary = models.TextField(blank=True)
+
+    panels = [FieldPanel("title"), FieldPanel("text"), FieldPanel("summary")]
+
+    def __str__(self):
+        return self.title

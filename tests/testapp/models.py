@@ -235,3 +235,47 @@ class CaptionedRendition(AbstractRendition):
 
     class Meta:
         unique_together = (("image", "filter_spec", "focal_point_key"),)
+
+
+# -- snippets as targets (issue 23 §2) -------------------------------------------------------
+
+from wagtail.models import (  # noqa: E402
+    DraftStateMixin,
+    RevisionMixin,
+    TranslatableMixin,
+)
+
+
+@register_snippet
+class Dish(DraftStateMixin, RevisionMixin, TranslatableMixin, models.Model):
+    """A snippet with drafts, revisions and translations: actions save new revisions."""
+
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    summary = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+
+    panels = [
+        FieldPanel("name"),
+        FieldPanel("description"),
+        FieldPanel("summary"),
+        FieldPanel("notes"),
+    ]
+
+    class Meta(TranslatableMixin.Meta):
+        verbose_name_plural = "dishes"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@register_snippet
+class Tip(models.Model):
+    """A snippet without revisions: only an action that writes directly may run on it."""
+
+    title = models.CharField(max_length=255)
+    text = models.TextField(blank=True)
+    summary = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.title

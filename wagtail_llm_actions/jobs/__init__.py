@@ -9,6 +9,7 @@ Where things are:
 * :mod:`.claims`: how a worker claims pages (and gives back those it did not start);
 * :mod:`.items`: one claimed page run to its outcome (an action's run, a pipeline's);
 * :mod:`.images`: jobs over images (items with a target instead of a page);
+* :mod:`.snippets`: jobs over snippets (items with a target, run as pages are);
 * :mod:`.leases`: item and coordinator leases, on the database's clock;
 * :mod:`.slots`: provider slots, the fair share of each job and worker;
 * :mod:`.control`: cancel, retry, apply stored answers, recover, progress;
@@ -209,6 +210,7 @@ from .slots import (
     reserve_grant,
     reserve_slots,
 )
+from .snippets import SnippetPlan, create_snippet_job, plan_snippet_job
 from .worker import (
     EXTRA_THREADS,
     HEARTBEAT,
@@ -266,6 +268,9 @@ __all__ = [
     "create_job",
     "create_image_job",
     "plan_image_job",
+    "plan_snippet_job",
+    "SnippetPlan",
+    "create_snippet_job",
     "ImagePlan",
     "create_pipeline_job",
     "db_in",

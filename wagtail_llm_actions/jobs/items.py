@@ -106,6 +106,10 @@ def _other_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | N
             error=str(_("The worker running this page stopped too many times.")),
         )
     if item.page is None:
+        from .snippets import is_snippet_item
+
+        if is_snippet_item(item):
+            return None  # a snippet runs as a page does
         return _image_item(ctx, item, claim_token)
     if ctx.job.pipeline_id is not None:
         return _process_pipeline_item(ctx, item, claim_token)
@@ -127,7 +131,14 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
     if action is None:
         return _stop_for_action(ctx, item, claim_token, stop_code)
     service = LLMService()
-    page = item.page.specific
+    if item.page is not None:
+        page = item.page.specific
+    else:  # a snippet (see .snippets)
+        from .snippets import snippet_of
+
+        page = snippet_of(item)
+        if page is None:
+            return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_DELETED)
     user = job.user
     stored = item.interaction if item.interaction_id else None
 

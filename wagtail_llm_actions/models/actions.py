@@ -8,10 +8,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from wagtail.models import Page
 
 from .base import OrderedJSONField
 from .image_fields import ImageSourceFields
 from .prompts import LLMPrompt
+from .snippet_fields import SnippetTargetFields
 
 
 class LongContent(models.TextChoices):
@@ -164,7 +166,7 @@ class SelectionToolFields(models.Model):
         abstract = True
 
 
-class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
+class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields, SnippetTargetFields):
     """What to run: a source field, a prompt, a model and settings, a target field."""
 
     name = models.CharField(_("name"), max_length=255)
@@ -383,9 +385,9 @@ class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
 
     def applies_to(self, page) -> bool:
         """Whether ``page``'s type is one of the action's (one query per action instance);
-        never for an action that runs on images."""
-        if self.runs_on_images:
-            return False
+        never for an action that runs on images. A snippet: one of its snippet types."""
+        if self.runs_on_images or not isinstance(page, Page):  # a snippet: its model's
+            return not self.runs_on_images and self.applies_to_snippet(type(page))
         if not hasattr(self, "_page_type_ids"):
             self._page_type_ids = set(self.page_types.values_list("pk", flat=True))
         return page.content_type_id in self._page_type_ids
@@ -410,8 +412,13 @@ class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields):
             # it is saved (code, fixture, another form). The admin form checks the page types
             # being chosen instead (forms.LLMActionForm), so it sets the flag.
             page_models = [ct.model_class() for ct in self.page_types.all() if ct.model_class()]
-            for name, messages in self.validate_for_page_models(page_models).items():
+            snippet_models = self.get_snippet_models()
+            for name, messages in self.validate_for_page_models(
+                page_models + snippet_models
+            ).items():
                 errors.setdefault(name, []).extend(dict.fromkeys(messages))
+            for message in self.snippet_type_problems(snippet_models):
+                errors.setdefault("snippet_types", []).append(message)
         if self.reduce_prompt:
             from ..templating import TemplateSyntaxError, template_variables
 

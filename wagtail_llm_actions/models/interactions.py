@@ -33,7 +33,7 @@ class InteractionOutcome(models.TextChoices):
     #: A pipeline step or map-reduce part whose answer only feeds later calls of its run.
     FED = "fed", _("Used by a later step")
     #: An image action's answer, written to the image itself (images keep no revisions).
-    WRITTEN = "written", _("Written to the image")
+    WRITTEN = "written", _("Written directly")
     #: An image action's answer taken back: the image holds its previous value again.
     UNDONE = "undone", _("Undone")
 
@@ -49,6 +49,7 @@ class InteractionTrigger(models.TextChoices):
     ON_SOURCE_CHANGE = "on_source_change", _("On source change")
     SCHEDULE = "schedule", _("Schedule")
     IMAGE_EDITOR = "image_editor", _("Image editor")
+    SNIPPET_EDITOR = "snippet_editor", _("Snippet editor")
     ON_IMAGE_UPLOAD = "on_image_upload", _("On image upload")
     WAGTAIL_LOCALIZE = "wagtail_localize", _("wagtail-localize")
 

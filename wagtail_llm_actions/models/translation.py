@@ -73,7 +73,19 @@ class LLMTranslationSegment(models.Model):
         verbose_name=_("translated page"),
         on_delete=models.CASCADE,
         related_name="+",
+        null=True,
+        blank=True,
     )
+    #: A translated snippet (no page): its model and id.
+    target_type = models.ForeignKey(
+        "contenttypes.ContentType",
+        verbose_name=_("translated snippet type"),
+        on_delete=models.CASCADE,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    target_id = models.CharField(_("translated snippet id"), max_length=255, blank=True)
     path = models.CharField(_("segment"), max_length=500)
     source_hash = models.CharField(_("source hash"), max_length=64)
     machine_text = models.TextField(_("machine translation"), blank=True)
@@ -93,8 +105,13 @@ class LLMTranslationSegment(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["target_page", "path"], name="wla_translation_segment_unique"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["target_type", "target_id", "path"],
+                condition=models.Q(target_page__isnull=True),
+                name="wla_translation_segment_snippet_unique",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.target_page_id}:{self.path}"
+        return f"{self.target_page_id or self.target_id}:{self.path}"

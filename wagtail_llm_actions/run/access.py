@@ -9,7 +9,7 @@ from django.utils.html import strip_tags
 from django.utils.translation import gettext as _
 from wagtail.models import Page
 
-from .. import rowstate
+from .. import rowstate, snippets
 from ..exceptions import (
     ActionNotAllowed,
     ActionNotApplicable,
@@ -30,6 +30,15 @@ def check(action: LLMAction, obj: Any, user=None, *, locks: bool = True) -> None
             _("The action “%(action)s” does not apply to %(type)s pages.")
             % {"action": action.name, "type": obj.specific_class._meta.verbose_name}
         )
+    if snippets.is_snippet(obj):
+        if not action.applies_to(obj):
+            raise ActionNotApplicable(
+                _("The action “%(action)s” does not apply to %(type)s snippets.")
+                % {"action": action.name, "type": obj._meta.verbose_name}
+            )
+        if user is not None and not can_edit(user, obj):
+            raise ActionNotAllowed(_("You do not have permission to edit this snippet."))
+        snippets.check_writable(action, obj)
     if user is not None and not can_edit(user, obj):
         raise ActionNotAllowed()
     problem = lock_problem(user, obj) if locks else None
@@ -40,6 +49,8 @@ def check(action: LLMAction, obj: Any, user=None, *, locks: bool = True) -> None
 def can_edit(user, obj: Any) -> bool:
     if isinstance(obj, Page):
         return obj.permissions_for_user(user).can_edit()
+    if snippets.is_snippet(obj):
+        return snippets.can_change(user, obj)
     opts = obj._meta
     return user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 

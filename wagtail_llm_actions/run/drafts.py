@@ -324,6 +324,11 @@ def apply_stored(
         error = recording.page_gone(interaction)
         keep_answer(interaction, error)
         raise error
+    from ..snippets import direct, writes_directly
+
+    if writes_directly(obj):  # a snippet without revisions, written into its row
+        action = interaction.action
+        return direct.write(interaction, obj, user, action, on_success=on_success)
     return write_answer(interaction, obj, user, on_success=on_success)
 
 

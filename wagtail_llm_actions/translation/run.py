@@ -40,6 +40,7 @@ from ..models import (
 from ..run import access, drafts, recording
 from ..run.prepare import working_copy
 from . import apply, memory, request
+from . import snippets as snippet_translation
 from .segments import segments, slots
 
 
@@ -66,6 +67,15 @@ class Outcome:
     review: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     revision_id: int | None = None
+
+
+def _specific(obj: Any) -> Any:
+    """A page's specific instance; a snippet as it is."""
+    return obj.specific if isinstance(obj, Page) else obj
+
+
+def _title(obj: Any) -> str:
+    return getattr(obj, "title", "") or str(obj)
 
 
 def language_name(locale: Locale) -> str:
@@ -99,7 +109,7 @@ def locales(page: Page, codes: list[str]) -> list[Locale]:
         if locale.pk == page.locale_id:
             raise TranslationProblem(
                 _("“%(page)s” is in %(locale)s already: choose another locale.")
-                % {"page": page.title, "locale": language_name(locale)}
+                % {"page": _title(page), "locale": language_name(locale)}
             )
         found.append(locale)
     return found
@@ -117,6 +127,8 @@ def check(action: LLMAction, page: Page, locale: Locale, user=None) -> Page | No
         )
     if not action.enabled:
         raise ActionNotApplicable(_("The action “%s” is disabled.") % action.name)
+    if not isinstance(page, Page):
+        return snippet_translation.check(action, page, locale, user)
     if not action.applies_to(page):
         raise ActionNotApplicable(
             _("“%(action)s” does not apply to pages of this type.") % {"action": action.name}
@@ -180,7 +192,7 @@ class Planned:
 def plan_for(action: LLMAction, page: Page, locale: Locale, user=None) -> Planned:
     """Check, read the source and the existing translation, and decide which segments to
     send (:func:`memory.plan`); no call, nothing written. Raises as :func:`check` does."""
-    page = page.specific
+    page = _specific(page)
     existing = check(action, page, locale, user)
     source, _revision = working_copy(page)
     read = Read(None, None, {})
@@ -189,7 +201,8 @@ def plan_for(action: LLMAction, page: Page, locale: Locale, user=None) -> Planne
         target_obj, base_revision = working_copy(existing)
         read = Read(target_obj, base_revision, {})
         read.texts = apply.current_texts(target_obj)
-        records = {r.path: r for r in LLMTranslationSegment.objects.filter(target_page=existing)}
+        key = snippet_translation.memory_key(existing)
+        records = {r.path: r for r in LLMTranslationSegment.objects.filter(**key)}
     texts = read.texts if read.obj is not None else None
     return Planned(source, read, memory.plan(segments(source), texts, records))
 
@@ -206,8 +219,9 @@ def translate_page(
     """Translate ``page`` into ``locale`` as a new draft (see the module's docstring).
 
     ``on_written(outcome)`` is called inside the transaction that writes the draft (a job
-    records its item there: raising rolls the draft back)."""
-    page = page.specific
+    records its item there: raising rolls the draft back). ``page`` may be a translatable
+    snippet with revisions (:mod:`.snippets`)."""
+    page = _specific(page)
     prepared = plan_for(action, page, locale, user)
     source, read, planned = prepared.source, prepared.read, prepared.plan
     existing = read.obj
@@ -308,15 +322,21 @@ def _current(page: Page, locale: Locale, read: Read, values: dict, hashes: dict,
         if page.get_translation_or_none(locale) is not None:
             raise TranslationProblem(
                 _("“%(page)s” was translated into %(locale)s meanwhile: translate it again.")
-                % {"page": page.title, "locale": language_name(locale)}
+                % {"page": _title(page), "locale": language_name(locale)}
             )
-        created = page.copy_for_translation(locale)
+        if isinstance(page, Page):
+            created = page.copy_for_translation(locale)
+        else:
+            created = snippet_translation.create(page, locale)
         outcome.created = True
         return working_copy(created)[0]
-    fresh = Page.objects.select_for_update().get(pk=read.obj.pk)
+    if isinstance(read.obj, Page):
+        fresh = Page.objects.select_for_update().get(pk=read.obj.pk)
+    else:
+        fresh = snippet_translation.locked(read.obj)
     if fresh.latest_revision_id == read.revision_id:
         return read.obj
-    working = working_copy(fresh.specific)[0]
+    working = working_copy(_specific(fresh))[0]
     changed = {
         path: text
         for path, text in apply.current_texts(working).items()
@@ -354,7 +374,8 @@ def _write(
         revision = drafts.save_draft(working, user, action, clean=True, written=list(values))
         outcome.page = working
         if interaction is not None:
-            interaction.page = Page.objects.get(pk=working.pk)
+            if isinstance(working, Page):
+                interaction.page = Page.objects.get(pk=working.pk)
             interaction.object_id = str(working.pk)
             interaction.revision = revision
             interaction.outcome = InteractionOutcome.DRAFTED
@@ -382,7 +403,7 @@ def _remember(target, written: dict[str, str], hashes: dict[str, str], interacti
     """Store each newly translated segment's source hash and the text written for it."""
     for path, text in written.items():
         LLMTranslationSegment.objects.update_or_create(
-            target_page_id=target.pk,
+            **snippet_translation.memory_key(target),
             path=path,
             defaults={
                 "source_hash": hashes[path],

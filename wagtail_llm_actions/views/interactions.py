@@ -71,6 +71,14 @@ def public_parameters(parameters) -> dict:
 def image_write_context(interaction, user):
     from .images import image_write_context as context
 
+    if interaction.page_id is None and snippet_write_context(interaction, user) is not None:
+        return None  # a snippet's run (see snippet_write_context)
+    return context(interaction, user)
+
+
+def snippet_write_context(interaction, user):
+    from .snippets import snippet_write_context as context
+
     return context(interaction, user)
 
 
@@ -207,6 +215,7 @@ class InteractionDetailView(WagtailAdminTemplateMixin, TemplateView):
             error_message=scrub_text(i.error_message) if i.error_message else "",
             can_edit=self.can_edit,
             image_write=image_write_context(i, self.request.user),
+            snippet_write=snippet_write_context(i, self.request.user),
             can_rerun=(
                 self.can_edit
                 and i.action_id is not None

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from wagtail.admin.ui.tables import (
     Column,
@@ -116,7 +117,14 @@ class JobItemsListing:
                 else _("(deleted page)")
             )
             item.edit_url = reverse("wagtailadmin_pages:edit", args=[item.page_id]) if shown else ""
-            if item.target_id:  # an image: its id, linked to its edit view
+            if item.target_id and (job.options or {}).get("targets") == "snippets":
+                model = item.target_type.model_class() if item.target_type_id else None
+                item.row_title = _("%(model)s %(id)s") % {
+                    "model": capfirst(model._meta.verbose_name) if model else "",
+                    "id": item.target_id,
+                }
+                item.edit_url = ""
+            elif item.target_id:  # an image: its id, linked to its edit view
                 item.row_title = _("Image %(id)s") % {"id": item.target_id}
                 item.edit_url = reverse("wagtailimages:edit", args=[item.target_id])
             item.interaction_url = interaction_url(item.interaction_id)

@@ -249,6 +249,8 @@ class QueuedRunView(WagtailAdminTemplateMixin, TemplateView):
         kind = queued_runs.kind_of(self.item)
         if kind == queued_runs.KIND_IMAGE:
             return _("Running “%(action)s” on an image") % {"action": self.job.action_name}
+        if kind == queued_runs.KIND_SNIPPET:
+            return _("Running “%(action)s” on a snippet") % {"action": self.job.action_name}
         if kind == queued_runs.KIND_TRY:
             return _("Trying “%(action)s”") % {"action": self.job.action_name}
         if kind == queued_runs.KIND_TRANSLATE:
@@ -301,6 +303,10 @@ class QueuedRunDoneView(QueuedRunView):
             from .images import image_run_done
 
             return image_run_done(request, item, status)
+        if kind == queued_runs.KIND_SNIPPET:
+            from .snippets import snippet_run_done
+
+            return snippet_run_done(request, item, status)
         page = item.page
         if status.state == "succeeded":
             new_id = (item.result or {}).get("interaction") or item.interaction_id

@@ -9,6 +9,8 @@ page's newest revision, or a person discarded it). A pipeline's slug runs the pi
 selected page (one draft per page); pipelines are never skipped as unchanged.
 A translation action's slug with ``--locale de --locale fr`` translates the pages into those
 locales (:mod:`wagtail_llm_actions.management.translating`).
+``--model app_label.ModelName`` with ``--id`` or ``--all`` runs on snippets
+(:mod:`wagtail_llm_actions.management.snippet_runs`).
 ``--apply-stored JOB_ID`` writes the answers a finished job already received but could not
 write (the write failed, or a page was locked), with no model call.
 """
@@ -58,6 +60,12 @@ class Command(BaseCommand):
         )
         target.add_argument("--all", action="store_true", help="Every page the action applies to.")
         target.add_argument("--image", type=int, help="ID of one image (an image action).")
+        target.add_argument("--id", help="With --model: the id of one snippet.")
+        parser.add_argument(
+            "--model",
+            metavar="APP_LABEL.MODELNAME",
+            help="Run on snippets of this model (with --id or --all).",
+        )
         parser.add_argument(
             "--images",
             action="store_true",
@@ -115,8 +123,20 @@ class Command(BaseCommand):
         if not action.enabled:
             raise CommandError(f"The action “{action.slug}” is disabled.")
         user = self.get_user(options)
+        if options["model"] and (options["locale"] or hasattr(action, "translation")):
+            from wagtail_llm_actions.management import snippet_runs
+
+            snippet_runs.run(self, action, user, options)  # translatable snippets
+            return
         if options["locale"] or hasattr(action, "translation"):
             self.translate(action, user, options)
+            return
+        if options["model"] or options["id"] is not None:
+            from wagtail_llm_actions.management import snippet_runs
+
+            if not options["model"]:
+                raise CommandError("--id is for snippets: name their model with --model.")
+            snippet_runs.run(self, action, user, options)
             return
         if action.runs_on_images or options["images"] or options["image"] is not None:
             from wagtail_llm_actions.management import image_runs

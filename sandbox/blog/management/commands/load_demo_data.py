@@ -277,6 +277,9 @@ class Command(BaseCommand):
         from blog.demo_images import create_image_demo
 
         create_image_demo(self.stdout, reset=self.reset_actions)
+        from blog.demo_snippets import create_snippet_demo
+
+        create_snippet_demo(self.stdout, reset=self.reset_actions)
         self.stdout.write(
             self.style.SUCCESS("Demo data ready. Log in at /admin/ as admin / admin.")
         )
