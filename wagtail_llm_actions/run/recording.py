@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -126,6 +126,34 @@ def mark_ended(run: LLMRun, status: str, error: str = "") -> None:
     run.status = status
     run.error_message = error
     run.finished_at = timezone.now()
+
+
+def end_abandoned(
+    runs: Iterable[LLMRun | int], message: str, *, what: str = "ending runs whose worker stopped"
+) -> None:
+    """End as failed, with ``message``, the runs a dead worker left "running" (one UPDATE; a
+    run that has ended meanwhile is left as it is). A run given as a row that is no longer
+    "running" is skipped; one that is, is marked ended too (:func:`mark_ended`)."""
+    from django.utils import timezone
+
+    ended = timezone.now()
+    ids = []
+    for run in runs:
+        if isinstance(run, LLMRun):
+            if run.status != RunStatus.RUNNING:
+                continue
+            mark_ended(run, RunStatus.ERROR, message)
+            run.finished_at = ended
+            run = run.pk
+        ids.append(run)
+    if not ids:
+        return
+    db.write(
+        lambda: LLMRun.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(
+            status=RunStatus.ERROR, error_message=message, finished_at=ended
+        ),
+        what=what,
+    )
 
 
 def finish_run_quietly(run: LLMRun, status: str, error: str = "", **kwargs) -> None:
