@@ -226,6 +226,29 @@ def fail(interaction: LLMInteraction, error: LLMActionError, started) -> LLMActi
     return error
 
 
+def run_error(action: LLMAction, obj: Any, error: Exception) -> LLMActionError:
+    """What a run that stopped on ``error`` reports (the error itself if it is ours)."""
+    from ..models import LongContent
+    from ..providers import ContextWindowError, ProviderError
+
+    if isinstance(error, ProviderError):
+        if isinstance(error, ContextWindowError) and action.long_content == LongContent.MAP_REDUCE:
+            from .calls import map_reduce
+
+            return map_reduce.window_error(action, error)  # never "choose a shorter source"
+        return LLMActionError(str(error), code=error.code, retryable=error.retryable)
+    if isinstance(error, LLMActionError):
+        return error
+    logger.exception("LLM action %s failed on %r", action.slug, obj)
+    if refused_content(error):
+        return not_stored(error)
+    return LLMActionError(
+        _("The action failed unexpectedly (%(type)s). The content was not changed.")
+        % {"type": type(error).__name__},
+        code="internal",
+    )
+
+
 def refused_content(error: BaseException) -> bool:
     """Whether the database refused a row for what it holds (text it cannot encode, a value
     it cannot take), rather than because it was busy or a linked row is gone."""
