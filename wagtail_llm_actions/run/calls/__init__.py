@@ -5,7 +5,9 @@
 * :mod:`.candidates`: one field, several answers to choose from;
 * :mod:`.structured`: several fields from one JSON answer, with one repair;
 * :mod:`.common`: one recorded call, usage added up, cut-off answers refused;
-* :mod:`.plan`: the first request, built without calling (dry runs).
+* :mod:`.plan`: the first request, built without calling (dry runs);
+* :mod:`.gate`: the one door every call goes through (response cache, budgets);
+* :mod:`.resume`: map-reduce parts an unfinished run paid for, reused.
 
 A strategy is ``strategy(working_obj, prepared, interaction)``: it calls the provider layer,
 records the calls on the (unsaved) interaction and sets the answer on ``working_obj``.
