@@ -56,11 +56,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_fake_server() -> tuple[subprocess.Popen, str]:
-    """tests/fakeserver.py in its own process; returns it and its base URL once it listens."""
+def start_fake_server(*options: str) -> tuple[subprocess.Popen, str]:
+    """tests/fakeserver.py in its own process, with ``options`` (default: no latency);
+    returns it and its base URL once it listens."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakeserver", "--port", str(port), "--latency", "0"],
+        [
+            sys.executable,
+            "-m",
+            "tests.fakeserver",
+            "--port",
+            str(port),
+            *(options or ("--latency", "0")),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -78,21 +86,9 @@ def start_fake_server() -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
-def fmt(xs: list[float]) -> str:
-    xs = sorted(xs)
-    p90 = xs[int(len(xs) * 0.9)]
-    return f"median {statistics.median(xs) * 1000:6.2f} ms, p90 {p90 * 1000:6.2f} ms"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=60)
-    parser.add_argument("--profile", action="store_true", help="also profile the runs")
-    parser.add_argument("--verbose", action="store_true", help="profile: every call > 0.5 ms")
-    parser.add_argument("--queries", action="store_true", help="profile: print each query")
-    args = parser.parse_args()
-
-    tmp = tempfile.mkdtemp(prefix="llm-bench-")
+def setup_django(tmp: str) -> None:
+    """The sandbox site on a throwaway SQLite file in ``tmp``, DEBUG off, migrated; the fake
+    server's key and API base allowed; one log line per run."""
     os.environ.update(
         DJANGO_SETTINGS_MODULE="demo.settings",
         DJANGO_DEBUG="0",
@@ -109,12 +105,30 @@ def main() -> None:
 
     django.setup()
     logging.getLogger("wagtail_llm_actions").setLevel(logging.WARNING)  # one line per run
-    from django.conf import settings
-    from django.contrib.contenttypes.models import ContentType
     from django.core.management import call_command
 
-    assert not settings.DEBUG
     call_command("migrate", verbosity=0)
+
+
+def fmt(xs: list[float]) -> str:
+    xs = sorted(xs)
+    p90 = xs[int(len(xs) * 0.9)]
+    return f"median {statistics.median(xs) * 1000:6.2f} ms, p90 {p90 * 1000:6.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--profile", action="store_true", help="also profile the runs")
+    parser.add_argument("--verbose", action="store_true", help="profile: every call > 0.5 ms")
+    parser.add_argument("--queries", action="store_true", help="profile: print each query")
+    args = parser.parse_args()
+
+    setup_django(tempfile.mkdtemp(prefix="llm-bench-"))
+    from django.conf import settings
+    from django.contrib.contenttypes.models import ContentType
+
+    assert not settings.DEBUG
     from blog.models import BlogIndexPage, BlogPage
     from wagtail.models import Page
 

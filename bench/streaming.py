@@ -18,7 +18,6 @@ same run with streaming off (the field shows nothing until the whole answer).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -30,67 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "sandbox")]
 
-from bench.run_action import free_port  # noqa: E402
+from bench import run_action  # noqa: E402
 
 
 def start_fake_server(
     delay: float, reply: str, latency: float = 0.0
 ) -> tuple[subprocess.Popen, str]:
     """tests/fakeserver.py in its own process, streaming slowly; its URL once it listens."""
-    import socket
-
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakeserver",
-            "--port",
-            str(port),
-            "--stream-delay",
-            str(delay),
-            "--latency",
-            str(latency),
-            "--reply",
-            reply,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return run_action.start_fake_server(
+        "--stream-delay", str(delay), "--latency", str(latency), "--reply", reply
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        process.kill()
-        raise SystemExit("the fake server did not start")
-    return process, f"http://127.0.0.1:{port}/v1"
-
-
-def setup(tmp: str):
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="demo.settings",
-        DJANGO_DEBUG="0",
-        SANDBOX_DB=str(Path(tmp) / "bench.sqlite3"),
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        BENCH_LLM_API_KEY="sk-bench",
-        LLM_ACTIONS_EXTRA_API_KEY_NAMES="BENCH_LLM_API_KEY",
-        LLM_ACTIONS_ALLOWED_API_BASES="http://127.0.0.1:*",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    import logging
-
-    import django
-
-    django.setup()
-    logging.getLogger("wagtail_llm_actions").setLevel(logging.WARNING)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def main() -> None:
@@ -99,7 +47,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.05, help="seconds before each chunk")
     parser.add_argument("--words", type=int, default=100, help="words in the answer")
     args = parser.parse_args()
-    setup(tempfile.mkdtemp(prefix="llm-bench-stream-"))
+    run_action.setup_django(tempfile.mkdtemp(prefix="llm-bench-stream-"))
 
     from blog.models import BlogIndexPage, BlogPage
     from django.conf import settings

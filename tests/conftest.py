@@ -248,6 +248,64 @@ def make_pipeline(db):
     return _make
 
 
+# -- images ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_renditions():
+    """Renditions are cached by image id, and ids come back after a test's rollback: image
+    tests start with an empty cache (``pytest.mark.usefixtures("fresh_renditions")``)."""
+    from django.core.cache import caches
+
+    caches["default"].clear()
+
+
+@pytest.fixture
+def make_image_action(make_action):
+    """``make_action`` for an action that runs on images: ``local/vision`` writes the image's
+    description, no page types. Without a ``prompt``, the prompt "Alt text" (made on first
+    use): "Write alt text for {filename} ({title})."."""
+    from wagtail_llm_actions.models import LLMPrompt
+
+    made = []
+
+    def _make(**fields):
+        if "prompt" not in fields:
+            if not made:
+                made.append(
+                    LLMPrompt.objects.create(
+                        name="Alt text",
+                        slug="alt-text",
+                        template="Write alt text for {filename} ({title}).",
+                    )
+                )
+            fields["prompt"] = made[0]
+        fields.setdefault("name", "Alt text")
+        fields.setdefault("slug", "alt-text")
+        fields.setdefault("source_kind", "image")
+        fields.setdefault("target_field", "description")
+        fields.setdefault("model", "local/vision")
+        action = make_action(**fields)
+        action.page_types.set([])
+        return action
+
+    return _make
+
+
+@pytest.fixture
+def alt_prompt(db):
+    """The prompt of :func:`image_action`: "Alt text for {filename}."."""
+    from wagtail_llm_actions.models import LLMPrompt
+
+    return LLMPrompt.objects.create(name="Alt", slug="alt", template="Alt text for {filename}.")
+
+
+@pytest.fixture
+def image_action(make_image_action, alt_prompt):
+    """An image action on ``local/vision`` writing alt text into the description."""
+    return make_image_action(prompt=alt_prompt)
+
+
 @pytest.fixture
 def superuser(django_user_model):
     return django_user_model.objects.create_superuser("admin", "admin@example.com", "password")

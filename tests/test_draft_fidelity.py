@@ -26,7 +26,7 @@ from tests.recipes import make_recipe, media, recipe_body
 from tests.testapp.models import RecipePage
 from wagtail_llm_actions import review
 from wagtail_llm_actions.exceptions import WriteFailed
-from wagtail_llm_actions.models import LLMAction, LLMInteraction, LLMPipeline, LLMPipelineStep
+from wagtail_llm_actions.models import LLMAction, LLMInteraction
 from wagtail_llm_actions.pipelines import run_pipeline
 from wagtail_llm_actions.service import LLMService, working_copy
 from wagtail_llm_actions.signals import answer_stored
@@ -248,14 +248,14 @@ def test_a_structured_action_changes_only_its_fields(
 
 
 def test_a_pipeline_draft_changes_only_the_fields_its_steps_wrote(
-    recipe, summary_action, teaser_action
+    recipe, summary_action, teaser_action, make_pipeline
 ):
-    pipeline = LLMPipeline.objects.create(name="Summary and teaser", slug="summary-teaser")
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline, sort_order=0, name="summary", action=summary_action
-    )
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline, sort_order=1, name="teaser", action=teaser_action
+    pipeline = make_pipeline(
+        {"name": "summary", "action": summary_action},
+        {"name": "teaser", "action": teaser_action},
+        name="Summary and teaser",
+        slug="summary-teaser",
+        page_types=False,
     )
     base = latest_revision(recipe)
 

@@ -168,19 +168,13 @@ def test_test_on_a_page_shows_n_for_an_action_offering_candidates(
 
 
 def test_the_command_shows_the_first_part_of_a_source_split_into_parts(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    from tests.conftest import WINDOW, long_body
 
-    post = make_post(body=long_body(paragraphs=120)[0])
-    action = make_action(
+    post, _markers = make_long_post(paragraphs=120)
+    action = make_map_reduce_action(
         slug="long-summary",
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
         max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
     )
     out, _err = dry_run(action, post)
 
@@ -196,19 +190,12 @@ def test_the_command_shows_the_first_part_of_a_source_split_into_parts(
 
 
 def test_the_dry_run_shows_the_limit_a_split_source_parts_are_sent_with(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    from tests.conftest import WINDOW, long_body
 
-    post = make_post(body=long_body(paragraphs=120)[0])
-    action = make_action(  # no max_tokens: the parts still get a limit, so they can combine
-        slug="long-summary",
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    post, _markers = make_long_post(paragraphs=120)
+    # no max_tokens: the parts still get a limit, so they can combine
+    action = make_map_reduce_action(slug="long-summary")
     out, _err = dry_run(action, post)
 
     LLMService().run(action, post)

@@ -133,20 +133,13 @@ def test_an_answer_stored_before_the_worker_died_is_shown_not_paid_again(
 
 
 def test_a_map_reduce_run_again_reuses_the_parts_its_dead_worker_stored(
-    make_action, make_post, fake_llm, api_key_env, superuser, monkeypatch
+    make_map_reduce_action, make_long_post, fake_llm, superuser, monkeypatch
 ):
-    from tests.conftest import WINDOW, long_body
     from wagtail_llm_actions import providers
 
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
+    post, _markers = make_long_post(paragraphs=300)
+    action = make_map_reduce_action(
         max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
     )
     fake_llm.configure(reply="A part answer.")
     job = start_job(action, post, superuser)

@@ -9,15 +9,13 @@ from django.urls import reverse
 from wagtail.test.utils.form_data import querydict_from_html
 
 from tests.browser.qworker import run_queued_tasks
+from tests.conftest import make_prompt
 from tests.crash import assert_plain_failure, bug
 from tests.fakeserver import last_user_message
 from tests.test_editor import UNSAVED, client_for, edit_url, form_data, reload, status
 from wagtail_llm_actions.models import (
     LLMInteraction,
     LLMJob,
-    LLMPipeline,
-    LLMPipelineStep,
-    LLMPrompt,
     LLMRun,
     RunStatus,
 )
@@ -25,12 +23,6 @@ from wagtail_llm_actions.models import (
 pytestmark = pytest.mark.django_db
 
 UNSAVED_TITLE = "A title typed but not saved"
-
-
-def make_prompt(slug, template):
-    prompt = LLMPrompt.objects.create(name=slug, slug=slug, template=template)
-    prompt.save_revision()
-    return prompt
 
 
 def reply_by_kind(payload):
@@ -42,27 +34,27 @@ def reply_by_kind(payload):
 
 
 @pytest.fixture
-def pipeline(make_action, fake_llm, api_key_env):
+def pipeline(make_server_action, make_pipeline, fake_llm):
     """outline (writes intro) -> summary (writes summary, reads {steps.outline})."""
-    common = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
-    outline = make_action(
+    outline = make_server_action(
         name="Outline",
         slug="outline",
         target_field="intro",
         prompt=make_prompt("outline", "OUTLINE of {title}:\n\n{body}"),
-        **common,
     )
-    summary = make_action(
+    summary = make_server_action(
         name="Summary from outline",
         slug="summary-from-outline",
         prompt=make_prompt("from-outline", "SUMMARY for {title} OUTLINE-ANSWER: {steps.outline}"),
-        **common,
     )
     fake_llm.configure(reply=reply_by_kind)
-    pipeline = LLMPipeline.objects.create(name="Outline and summary", slug="outline-summary")
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="outline", action=outline)
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="summary", action=summary)
-    return pipeline
+    return make_pipeline(
+        {"name": "outline", "action": outline},
+        {"name": "summary", "action": summary},
+        name="Outline and summary",
+        slug="outline-summary",
+        page_types=False,
+    )
 
 
 def pipeline_url(page, pipeline):
@@ -317,21 +309,19 @@ def test_refusals_are_json(post, pipeline, superuser, make_post):
 
 
 def test_structured_and_own_prompt_steps_fill_each_field_for_review(
-    post, make_action, fake_llm, api_key_env, superuser
+    post, make_server_action, make_pipeline, server_fields, fake_llm, superuser
 ):
     """A structured step (two fields) then a step with its own prompt: three fields, each
     with its own outcome; the button sits beside the structured step's first field."""
 
-    from tests.test_pipeline_steps import SEO, blog_type
+    from tests.test_pipeline_steps import SEO
 
-    server = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
-    seo = make_action(
+    seo = make_server_action(
         name="SEO fields",
         slug="seo",
         target_field="",
         output_fields=dict(SEO),
         prompt=make_prompt("seo", "SEO for {title}: {body}"),
-        **server,
     )
 
     def answer(payload):
@@ -341,16 +331,16 @@ def test_structured_and_own_prompt_steps_fill_each_field_for_review(
         return "Intro from " + text.split("from ", 1)[1]
 
     fake_llm.configure(reply=answer)
-    pipeline = LLMPipeline.objects.create(name="SEO then intro", slug="seo-intro")
-    pipeline.page_types.add(blog_type())
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="seo", action=seo)
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline,
-        sort_order=1,
-        name="intro",
-        prompt_template="INTRO for {title} from {steps.seo}",
-        target_field="intro",
-        **server,
+    pipeline = make_pipeline(
+        {"name": "seo", "action": seo},
+        {
+            "name": "intro",
+            "prompt_template": "INTRO for {title} from {steps.seo}",
+            "target_field": "intro",
+            **server_fields,
+        },
+        name="SEO then intro",
+        slug="seo-intro",
     )
     client = client_for(superuser)
     html = client.get(edit_url(post)).content.decode()

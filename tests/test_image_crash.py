@@ -5,15 +5,20 @@ an answer stored before the kill is written without calling the model again."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.contrib.contenttypes.models import ContentType
 
 from tests.images import image_bytes, make_image
-from tests.workers import QCluster, wait_for
+from tests.workers import (
+    cluster_name,
+    cluster_running,
+    kill_after_answer_env,
+    orm_broker,
+    wait_for,
+    wait_until_completed,
+)
 from wagtail_llm_actions import jobs
-from wagtail_llm_actions.models import InteractionOutcome, LLMInteraction, LLMJob, LLMPrompt
+from wagtail_llm_actions.models import InteractionOutcome, LLMInteraction
 
 IMAGES = 200
 LATENCY = 0.25
@@ -37,27 +42,14 @@ def media(shared_db, tmp_path, settings):
 
 
 @pytest.fixture
-def vision_action(make_action, fake_llm, api_key_env):
-    prompt = LLMPrompt.objects.create(name="Alt", slug="alt", template="Alt text for {filename}.")
-    action = make_action(
-        name="Alt text",
-        slug="alt-text",
-        source_kind="image",
-        target_field="description",
+def vision_action(make_image_action, alt_prompt, fake_llm, api_key_env):
+    return make_image_action(
         model="openai/gpt-4o-mini",
         api_base=fake_llm.url,
         api_key_name=api_key_env,
-        prompt=prompt,
+        prompt=alt_prompt,
         timeout=5,
     )
-    action.page_types.set([])
-    return action
-
-
-def orm_broker(name):
-    from django_q.brokers.orm import ORM
-
-    return ORM(list_key=name)
 
 
 def writes(image) -> int:
@@ -71,10 +63,7 @@ def writes(image) -> int:
 def test_a_killed_worker_leaves_every_image_written_exactly_once(
     media, vision_action, fake_llm, superuser, tmp_path, monkeypatch, client
 ):
-    from django_q.conf import Conf
-
-    name = f"llmimg{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(Conf, "PREFIX", name)
+    name = cluster_name("llmimg", monkeypatch)
     broker = orm_broker(name)
     env = {**media, "Q_NAME": name, "Q_WORKERS": "2", "LLM_LEASE_SECONDS": "2"}
     fake_llm.latency = LATENCY
@@ -96,10 +85,7 @@ def test_a_killed_worker_leaves_every_image_written_exactly_once(
     def count(status):
         return job.items.filter(status=status).count()
 
-    log = tmp_path / "qcluster.log"
-    cluster = QCluster(env, log_path=log)
-    try:
-        cluster.start()
+    with cluster_running(env, tmp_path / "qcluster.log", broker) as cluster:
         jobs.enqueue_job(job, broker=broker, on_commit=False)
         wait_for(
             lambda: count("succeeded") >= 5 and count("running") >= 1,
@@ -110,18 +96,7 @@ def test_a_killed_worker_leaves_every_image_written_exactly_once(
         in_flight = set(job.items.filter(status="running").values_list("pk", flat=True))
         assert in_flight and count("succeeded") < IMAGES
         cluster.start()
-        wait_for(
-            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
-            timeout=180,
-            message="the job did not complete after the restart",
-        )
-    except BaseException:
-        cluster.kill()
-        print(log.read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        cluster.kill()
-        broker.delete_queue()
+        wait_until_completed(job, timeout=180, message="the job did not complete after the restart")
 
     assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
     for image in images:
@@ -153,46 +128,24 @@ def test_a_killed_worker_leaves_every_image_written_exactly_once(
 def test_a_worker_killed_after_the_answer_is_stored_writes_it_with_no_new_call(
     media, vision_action, fake_llm, superuser, tmp_path, monkeypatch, settings
 ):
-    from django_q.conf import Conf
-
     from wagtail_llm_actions.models import LLMJobItem
 
-    name = f"llmimgkill{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(Conf, "PREFIX", name)
+    name = cluster_name("llmimgkill", monkeypatch)
     broker = orm_broker(name)
     marker = tmp_path / "killed-after-answer"
-    env = {
-        **media,
-        "Q_NAME": name,
-        "Q_WORKERS": "2",
-        "LLM_LEASE_SECONDS": "2",
-        "LLM_CONCURRENCY": "1",
-        "LLM_TEST_KILL_AFTER_ANSWER": str(marker),
-    }
+    env = kill_after_answer_env(media, name, marker)
     settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 1}}
     fake_llm.latency = 0.2
     images = [
         make_image(name=f"tree-{i}.png", data=image_bytes(50, 50, fmt="PNG")) for i in range(3)
     ]
     job = jobs.create_image_job(vision_action, superuser, [i.pk for i in images], force=True)
-    log = tmp_path / "qcluster.log"
-    cluster = QCluster(env, log_path=log)
-    try:
-        cluster.start()
+    with cluster_running(env, tmp_path / "qcluster.log", broker):
         jobs.enqueue_job(job, broker=broker, on_commit=False)
         wait_for(marker.exists, timeout=90, message="no worker stored an answer")
-        wait_for(
-            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
-            timeout=120,
-            message="the job did not complete after the worker was killed",
+        wait_until_completed(
+            job, timeout=120, message="the job did not complete after the worker was killed"
         )
-    except BaseException:
-        cluster.kill()
-        print(log.read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        cluster.kill()
-        broker.delete_queue()
 
     killed = LLMInteraction.objects.get(pk=int(marker.read_text()))
     item = LLMJobItem.objects.get(job=job, interaction=killed)

@@ -11,31 +11,7 @@ from tests.images import image_bytes, make_image
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.models import InteractionOutcome, LLMInteraction, LLMJobItem
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_renditions():
-    from django.core.cache import caches
-
-    caches["default"].clear()
-
-
-@pytest.fixture
-def image_action(make_action):
-    from wagtail_llm_actions.models import LLMPrompt
-
-    prompt = LLMPrompt.objects.create(name="Alt", slug="alt", template="Alt text for {filename}.")
-    action = make_action(
-        name="Alt text",
-        slug="alt-text",
-        source_kind="image",
-        target_field="description",
-        model="local/vision",
-        prompt=prompt,
-    )
-    action.page_types.set([])
-    return action
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_renditions")]
 
 
 def written(image) -> int:

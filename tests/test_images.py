@@ -12,37 +12,7 @@ from wagtail_llm_actions.images.run import run_on_image
 from wagtail_llm_actions.images.undo import UndoRefused, undo
 from wagtail_llm_actions.models import InteractionOutcome, InteractionStatus, LLMInteraction
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_renditions():
-    """Renditions are cached by image id, and ids come back after a test's rollback."""
-    from django.core.cache import caches
-
-    caches["default"].clear()
-
-
-@pytest.fixture
-def make_image_action(make_action):
-    from wagtail_llm_actions.models import LLMPrompt
-
-    prompt = LLMPrompt.objects.create(
-        name="Alt text", slug="alt-text", template="Write alt text for {filename} ({title})."
-    )
-
-    def _make(**fields):
-        fields.setdefault("name", "Alt text")
-        fields.setdefault("slug", "alt-text")
-        fields.setdefault("source_kind", "image")
-        fields.setdefault("target_field", "description")
-        fields.setdefault("model", "local/vision")
-        fields.setdefault("prompt", prompt)
-        action = make_action(**fields)
-        action.page_types.set([])
-        return action
-
-    return _make
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_renditions")]
 
 
 @pytest.fixture

@@ -133,12 +133,12 @@ def test_fallback_to_a_local_provider_is_refused_at_save():
     assert "127.0.0.1:8080" in errors["fallback_models"][0]
 
 
-def test_pipeline_step_with_a_local_default_destination_is_refused():
+def test_pipeline_step_with_a_local_default_destination_is_refused(make_pipeline):
     from django.core.exceptions import ValidationError
 
-    from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
+    from wagtail_llm_actions.models import LLMPipelineStep
 
-    pipeline = LLMPipeline.objects.create(name="P", slug="p")
+    pipeline = make_pipeline(name="P", slug="p", page_types=False)
     step = LLMPipelineStep(
         pipeline=pipeline,
         name="outline",

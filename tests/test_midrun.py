@@ -242,26 +242,23 @@ def delete_after_call(monkeypatch, page, call_number: int) -> list:
 
 
 @pytest.fixture
-def two_steps(make_action, fake_llm, api_key_env):
+def two_steps(make_server_action, make_pipeline, fake_llm):
     """A pipeline: "outline" feeds "summary", which writes the summary."""
     from tests.conftest import make_prompt
-    from wagtail_llm_actions.models import LLMPipeline, LLMPipelineStep
 
-    common = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
-    outline = make_action(
-        name="Outline", slug="outline", prompt=make_prompt("o", "OUTLINE {body}"), **common
+    outline = make_server_action(
+        name="Outline", slug="outline", prompt=make_prompt("o", "OUTLINE {body}")
     )
-    summary = make_action(
-        name="Summary",
-        slug="summary",
-        prompt=make_prompt("s", "SUMMARY of {steps.outline}"),
-        **common,
+    summary = make_server_action(
+        name="Summary", slug="summary", prompt=make_prompt("s", "SUMMARY of {steps.outline}")
     )
-    pipeline = LLMPipeline.objects.create(name="Outline and summary", slug="outline-summary")
-    LLMPipelineStep.objects.create(
-        pipeline=pipeline, sort_order=0, name="outline", action=outline, writes=False
+    pipeline = make_pipeline(
+        {"name": "outline", "action": outline, "writes": False},
+        {"name": "summary", "action": summary},
+        name="Outline and summary",
+        slug="outline-summary",
+        page_types=False,
     )
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=1, name="summary", action=summary)
     fake_llm.configure(reply=lambda payload: f"{last_user_message(payload).split()[0]}-answer")
     return pipeline
 
@@ -294,22 +291,13 @@ def test_a_page_deleted_during_a_pipeline_ends_the_run_as_page_deleted_with_answ
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_page_deleted_during_map_reduce_ends_the_run_as_page_deleted_with_parts_kept(
-    make_action, make_post, fake_llm, api_key_env, monkeypatch
+    make_map_reduce_action, make_long_post, fake_llm, monkeypatch
 ):
-    from tests.conftest import WINDOW, long_body
     from wagtail_llm_actions.exceptions import LLMActionError
     from wagtail_llm_actions.models import LLMRun
 
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    post, _markers = make_long_post(paragraphs=300)
+    action = make_map_reduce_action(max_tokens=120)
     fake_llm.configure(reply="A part answer.")
     calls = delete_after_call(monkeypatch, post, 2)  # during the second part's call
 

@@ -40,7 +40,6 @@ from wagtail_llm_actions.models import (
     LLMInteraction,
     LLMJob,
     LLMPipeline,
-    LLMPipelineStep,
     LLMPrompt,
 )
 from wagtail_llm_actions.service import LLMService
@@ -120,7 +119,7 @@ class World:
 
 
 @pytest.fixture
-def world(django_user_model, blog_index, make_post, action, prompt):
+def world(django_user_model, blog_index, make_post, action, prompt, make_pipeline):
     users = {
         "non_admin": django_user_model.objects.create_user("reader", password="x"),
         "superuser": django_user_model.objects.create_superuser("admin", password="x"),
@@ -157,8 +156,9 @@ def world(django_user_model, blog_index, make_post, action, prompt):
     queued_job = queued_runs.create_job(
         queued_runs.KIND_RERUN, users["editor"], page=post, action=action, interaction=editor_run
     )
-    pipeline = LLMPipeline.objects.create(name="One step", slug="one-step")
-    LLMPipelineStep.objects.create(pipeline=pipeline, sort_order=0, name="summary", action=action)
+    pipeline = make_pipeline(
+        {"name": "summary", "action": action}, name="One step", slug="one-step", page_types=False
+    )
     return World(
         users=users,
         post=post,

@@ -144,8 +144,10 @@ def test_detail_page_shows_a_step_of_its_own_and_reruns_from_it(
     assert latest(post).summary == "again"
 
 
-def test_a_step_needs_exactly_one_of_an_action_or_its_own_prompt(outline_action, server_fields):
-    pipeline = LLMPipeline.objects.create(name="P", slug="p")
+def test_a_step_needs_exactly_one_of_an_action_or_its_own_prompt(
+    outline_action, server_fields, make_pipeline
+):
+    pipeline = make_pipeline(name="P", slug="p", page_types=False)
     both = LLMPipelineStep(
         pipeline=pipeline, name="x", action=outline_action, prompt_template="Hi {title}"
     )
@@ -168,9 +170,9 @@ def test_a_step_needs_exactly_one_of_an_action_or_its_own_prompt(outline_action,
     ],
 )
 def test_a_step_with_its_own_prompt_is_validated_like_an_action(
-    server_fields, fields, field, fragment
+    server_fields, fields, field, fragment, make_pipeline
 ):
-    pipeline = LLMPipeline.objects.create(name="P", slug="p")
+    pipeline = make_pipeline(name="P", slug="p", page_types=False)
     values = inline("x", "Hi {title}", server_fields, target_field="summary")
     values.update(fields)
     step = LLMPipelineStep(pipeline=pipeline, **values)
@@ -180,8 +182,8 @@ def test_a_step_with_its_own_prompt_is_validated_like_an_action(
     assert fragment in " ".join(caught.value.message_dict[field])
 
 
-def test_a_step_that_only_feeds_later_steps_needs_no_target(server_fields):
-    pipeline = LLMPipeline.objects.create(name="P", slug="p")
+def test_a_step_that_only_feeds_later_steps_needs_no_target(server_fields, make_pipeline):
+    pipeline = make_pipeline(name="P", slug="p", page_types=False)
     step = LLMPipelineStep(
         pipeline=pipeline, writes=False, **inline("x", "Hi {title}", server_fields)
     )

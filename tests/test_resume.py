@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import WINDOW, long_body
 from wagtail_llm_actions.models import LLMInteraction, LLMRun
 from wagtail_llm_actions.service import LLMService
 
@@ -22,15 +21,10 @@ class Killed(BaseException):
 
 
 @pytest.fixture
-def map_reduce_action(make_action, fake_llm, api_key_env):
+def map_reduce_action(make_map_reduce_action, fake_llm):
     fake_llm.configure(reply="A part answer.")
-    return make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
+    return make_map_reduce_action(
         max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
     )
 
 
@@ -58,10 +52,9 @@ def run_killed_after(action, post, calls: int) -> None:
 
 
 def test_a_map_reduce_stopped_halfway_reuses_its_stored_parts(
-    make_post, map_reduce_action, fake_llm
+    make_long_post, map_reduce_action, fake_llm
 ):
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
+    post, _markers = make_long_post(paragraphs=300)
     run_killed_after(map_reduce_action, post, 3)
     dead = LLMRun.objects.get()
     assert dead.status == "running"  # as a killed worker leaves it
@@ -91,9 +84,10 @@ def test_a_map_reduce_stopped_halfway_reuses_its_stored_parts(
     assert not again.run.interactions.filter(reused_from__isnull=False).exists()
 
 
-def test_only_parts_asked_with_the_same_request_are_reused(make_post, map_reduce_action, fake_llm):
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
+def test_only_parts_asked_with_the_same_request_are_reused(
+    make_long_post, map_reduce_action, fake_llm
+):
+    post, _markers = make_long_post(paragraphs=300)
     run_killed_after(map_reduce_action, post, 3)  # run A: 3 parts at temperature 0.2
     map_reduce_action.temperature = 0.9  # another request: A's answers do not fit it
     map_reduce_action.save()

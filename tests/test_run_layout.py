@@ -12,24 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from .test_structure import ENGINE, WIRING
+
 PACKAGE = Path(__file__).resolve().parent.parent / "wagtail_llm_actions"
 RUN = PACKAGE / "run"
 
-#: Modules above the run's steps, as ``wagtail_llm_actions.<name>``.
-HIGHER = {
-    "service",
-    "views",
-    "viewsets",
-    "forms",
-    "wagtail_hooks",
-    "pipelines",
-    "jobs",
-    "editor",
-    "planning",
-    "bulk_actions",
-    "reports",
-    "panels",
-}
+#: Modules above the run's steps, as ``wagtail_llm_actions.<name>``: the engine and the wiring.
+HIGHER = {*ENGINE, *WIRING}
 
 
 def imported_modules(path: Path) -> list[str]:

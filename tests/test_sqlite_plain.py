@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from wagtail.models import PageLogEntry
 
-from tests.workers import QCluster, wait_for
+from tests.workers import QCluster, orm_broker, wait_for
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.models import LLMInteraction, LLMJob
 from wagtail_llm_actions.service import LOG_ACTION
@@ -48,12 +48,6 @@ def test_command_all_on_plain_sqlite_with_eight_threads(
     assert fake_llm.request_count == 20  # calls made
     assert draft_count(posts) == 20  # drafts written
     assert LLMInteraction.objects.filter(status="success").count() == 20
-
-
-def orm_broker(name):
-    from django_q.brokers.orm import ORM
-
-    return ORM(list_key=name)
 
 
 def test_bulk_job_of_fifty_pages_at_concurrency_eight_with_real_workers(

@@ -387,7 +387,7 @@ def test_a_translation_saved_while_the_model_answered_keeps_that_edit(
     source = latest(recipe)
     source.title, source.intro = "Dumplings for everyone", "A new intro."
     source.save_revision()
-    real_ask = translation_run._ask
+    real_ask = translation_run.translate_segments
 
     def person_saves_meanwhile(*args, **kwargs):
         answer = real_ask(*args, **kwargs)
@@ -396,7 +396,7 @@ def test_a_translation_saved_while_the_model_answered_keeps_that_edit(
         draft.save_revision()
         return answer
 
-    monkeypatch.setattr(translation_run, "_ask", person_saves_meanwhile)
+    monkeypatch.setattr(translation_run, "translate_segments", person_saves_meanwhile)
     outcome = translate_page(
         translate_action, Page.objects.get(pk=recipe.pk), translation_site["de"]
     )

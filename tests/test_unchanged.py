@@ -15,15 +15,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from wagtail.models import PageLogEntry
 
-from tests.conftest import WINDOW, long_body
+from tests.conftest import WINDOW, make_prompt
 from wagtail_llm_actions import editor, jobs, review
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.models import (
     InteractionOutcome,
     LLMInteraction,
-    LLMPipeline,
-    LLMPipelineStep,
-    LLMPrompt,
 )
 from wagtail_llm_actions.pipelines import run_pipeline
 from wagtail_llm_actions.service import LOG_ACTION, LLMService
@@ -74,23 +71,15 @@ SKIPPED = ("skipped", "unchanged")
 
 
 @pytest.fixture
-def map_reduce_action(make_action, fake_llm, api_key_env):
+def map_reduce_action(make_map_reduce_action, fake_llm):
     fake_llm.configure(context_window=WINDOW, reply="A partial summary about compost.")
-    return make_action(
-        slug="long-summary",
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
-        max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
-    )
+    return make_map_reduce_action(slug="long-summary", max_tokens=120)
 
 
 def test_a_map_reduce_page_whose_third_part_failed_once_is_retried_and_drafted(
-    make_post, map_reduce_action, fake_llm, superuser
+    make_long_post, map_reduce_action, fake_llm, superuser
 ):
-    post = make_post(body=long_body(paragraphs=300)[0])
+    post, _markers = make_long_post(paragraphs=300)
     fake_llm.enqueue().enqueue().enqueue(status=500)  # the third call fails once
 
     assert bulk(map_reduce_action, superuser, post) == RAN
@@ -105,10 +94,10 @@ def test_a_map_reduce_page_whose_third_part_failed_once_is_retried_and_drafted(
 
 
 def test_parts_left_by_a_map_reduce_run_that_stopped_do_not_count(
-    make_post, map_reduce_action, fake_llm, superuser
+    make_long_post, map_reduce_action, fake_llm, superuser
 ):
     """As after a worker killed mid map-reduce: parts answered, nothing written."""
-    post = make_post(body=long_body(paragraphs=300)[0])
+    post, _markers = make_long_post(paragraphs=300)
     fake_llm.enqueue().enqueue().enqueue(status=400)
     with pytest.raises(LLMActionError, match="Part 3 of"):
         LLMService().run(map_reduce_action, reload(post))
@@ -118,40 +107,32 @@ def test_parts_left_by_a_map_reduce_run_that_stopped_do_not_count(
     assert drafts(post) == 1
 
 
-def make_prompt(slug, template):
-    prompt = LLMPrompt.objects.create(name=slug, slug=slug, template=template)
-    prompt.save_revision()
-    return prompt
-
-
 def test_a_feeding_pipeline_step_does_not_count_and_a_writing_step_does(
-    make_action, post, fake_llm, api_key_env, superuser
+    make_server_action, make_pipeline, post, fake_llm, superuser
 ):
-    common = {"model": "openai/fake-model", "api_base": fake_llm.url, "api_key_name": api_key_env}
-    outline = make_action(
+    outline = make_server_action(
         name="Outline",
         slug="outline",
         target_field="highlights",
         prompt=make_prompt("o", "OUTLINE:\n\n{body}"),
-        **common,
     )
-    summary = make_action(
-        name="Summary", slug="summary", prompt=make_prompt("s", "SUMMARY:\n\n{body}"), **common
+    summary = make_server_action(
+        name="Summary", slug="summary", prompt=make_prompt("s", "SUMMARY:\n\n{body}")
     )
-    intro = make_action(
+    intro = make_server_action(
         name="Intro",
         slug="intro",
         target_field="intro",
         prompt=make_prompt("i", "INTRO from {steps.outline}"),
-        **common,
     )
-    pipeline = LLMPipeline.objects.create(name="Outline first", slug="outline-first")
-    for order, (name, action, writes) in enumerate(
-        [("outline", outline, False), ("summary", summary, True), ("intro", intro, True)]
-    ):
-        LLMPipelineStep.objects.create(
-            pipeline=pipeline, sort_order=order, name=name, action=action, writes=writes
-        )
+    pipeline = make_pipeline(
+        {"name": "outline", "action": outline, "writes": False},
+        {"name": "summary", "action": summary, "writes": True},
+        {"name": "intro", "action": intro, "writes": True},
+        name="Outline first",
+        slug="outline-first",
+        page_types=False,
+    )
     run_pipeline(pipeline, post, superuser)
     assert fake_llm.request_count == 3
 
@@ -272,11 +253,11 @@ def test_renaming_a_page_whose_prompt_uses_its_title_runs_again(
 
 
 def test_renaming_a_long_page_runs_again_when_only_the_combining_prompt_uses_its_title(
-    make_post, map_reduce_action, fake_llm, superuser
+    make_long_post, map_reduce_action, fake_llm, superuser
 ):
     map_reduce_action.prompt = make_prompt("no-title", "Summarize:\n\n{body}")
     map_reduce_action.save()
-    post = make_post(body=long_body(paragraphs=300)[0])
+    post, _markers = make_long_post(paragraphs=300)
     assert bulk(map_reduce_action, superuser, post) == RAN
     edit(post, title="A new title")
     calls = fake_llm.request_count

@@ -104,19 +104,12 @@ def test_a_streamed_editor_answer_stores_its_partial_text_cleaned(
 
 
 def test_map_reduce_parts_the_database_cannot_store_are_logged_cleaned(
-    make_action, make_post, fake_llm, api_key_env
+    make_map_reduce_action, make_long_post, fake_llm
 ):
-    from tests.conftest import WINDOW, long_body
 
-    body, _markers = long_body(paragraphs=120)
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
+    post, _markers = make_long_post(paragraphs=120)
+    action = make_map_reduce_action(
         max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
     )
     fake_llm.configure(reply=REPLY, bad_text="surrogate")
 

@@ -20,13 +20,18 @@ from wagtail.models import PageLogEntry
 
 from tests.workers import (
     QCluster,
+    cluster_name,
+    cluster_running,
     delete_redis_broker,
+    kill_after_answer_env,
+    orm_broker,
     redis_available,
     redis_broker,
     wait_for,
+    wait_until_completed,
 )
 from wagtail_llm_actions import jobs
-from wagtail_llm_actions.models import LLMInteraction, LLMJob, LLMRun
+from wagtail_llm_actions.models import LLMInteraction, LLMRun
 from wagtail_llm_actions.service import LOG_ACTION
 
 PAGES = 16
@@ -37,12 +42,6 @@ LATENCY = 1.0
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def orm_broker(name):
-    from django_q.brokers.orm import ORM
-
-    return ORM(list_key=name)
-
-
 @pytest.mark.parametrize("broker_name", ["orm", pytest.param("redis", marks=pytest.mark.redis)])
 def test_killed_worker_job_completes_each_page_exactly_once(
     broker_name, shared_db, make_post, server_action, fake_llm, superuser, tmp_path, monkeypatch
@@ -51,10 +50,7 @@ def test_killed_worker_job_completes_each_page_exactly_once(
         if os.environ.get("REQUIRE_SERVICES") == "1":
             pytest.fail("Redis is not running on 127.0.0.1:6379")
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-    from django_q.conf import Conf
-
-    name = f"llmcrash{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(Conf, "PREFIX", name)  # tasks are signed with the cluster's name
+    name = cluster_name("llmcrash", monkeypatch)  # tasks are signed with the cluster's name
     broker = redis_broker(name) if broker_name == "redis" else orm_broker(name)
     env = {
         **shared_db,
@@ -73,10 +69,8 @@ def test_killed_worker_job_completes_each_page_exactly_once(
     def count(status):
         return job.items.filter(status=status).count()
 
-    log = tmp_path / "qcluster.log"
-    cluster = QCluster(env, log_path=log)
-    try:
-        cluster.start()
+    delete = delete_redis_broker if broker_name == "redis" else None
+    with cluster_running(env, tmp_path / "qcluster.log", broker, delete=delete) as cluster:
         jobs.enqueue_job(job, broker=broker, on_commit=False)
         wait_for(
             lambda: count("succeeded") >= 3 and count("running") >= 1,
@@ -89,21 +83,7 @@ def test_killed_worker_job_completes_each_page_exactly_once(
         assert count("succeeded") < PAGES
 
         cluster.start()
-        wait_for(
-            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
-            timeout=120,
-            message="the job did not complete after the restart",
-        )
-    except BaseException:
-        cluster.kill()
-        print(log.read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        cluster.kill()
-        if broker_name == "redis":
-            delete_redis_broker(broker)
-        else:
-            broker.delete_queue()
+        wait_until_completed(job, timeout=120, message="the job did not complete after the restart")
 
     items = list(job.items.all())
     assert {item.status for item in items} == {"succeeded"}  # none lost
@@ -123,22 +103,12 @@ def test_worker_killed_after_the_answer_is_stored_recovers_with_zero_new_calls(
     """The worker SIGKILLs itself right after an answer is committed and before its draft is
     written (``tests/crashhook``). The job recovers: that page gets its draft exactly once,
     from the stored answer, and the model is not called again for it."""
-    from django_q.conf import Conf
-
     from wagtail_llm_actions.models import LLMJobItem
 
-    name = f"llmkill{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(Conf, "PREFIX", name)
+    name = cluster_name("llmkill", monkeypatch)
     broker = orm_broker(name)
     marker = tmp_path / "killed-after-answer"
-    env = {
-        **shared_db,
-        "Q_NAME": name,
-        "Q_WORKERS": "2",
-        "LLM_LEASE_SECONDS": "2",
-        "LLM_CONCURRENCY": "1",
-        "LLM_TEST_KILL_AFTER_ANSWER": str(marker),
-    }
+    env = kill_after_answer_env(shared_db, name, marker)
     # One call at a time (the job records its limit when it is created here). A slot is
     # held for the call only, so the killed worker may have started the next page's call
     # before it stored this answer: that call dies with it and is made again.
@@ -148,24 +118,12 @@ def test_worker_killed_after_the_answer_is_stored_recovers_with_zero_new_calls(
     server_action.save()
     posts = [make_post() for _ in range(3)]
     job = jobs.create_job(server_action, superuser, [p.pk for p in posts], force=True)
-    log = tmp_path / "qcluster.log"
-    cluster = QCluster(env, log_path=log)
-    try:
-        cluster.start()
+    with cluster_running(env, tmp_path / "qcluster.log", broker):
         jobs.enqueue_job(job, broker=broker, on_commit=False)
         wait_for(marker.exists, timeout=90, message="no worker stored an answer")
-        wait_for(
-            lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
-            timeout=120,
-            message="the job did not complete after the worker was killed",
+        wait_until_completed(
+            job, timeout=120, message="the job did not complete after the worker was killed"
         )
-    except BaseException:
-        cluster.kill()
-        print(log.read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        cluster.kill()
-        broker.delete_queue()
 
     killed = LLMInteraction.objects.get(pk=int(marker.read_text()))
     item = LLMJobItem.objects.get(job=job, interaction=killed)
@@ -273,26 +231,18 @@ def test_an_editor_run_whose_worker_is_killed_is_run_again_and_answers(
 
 
 def test_a_map_reduce_outliving_the_task_timeout_resumes_without_paying_twice(
-    editor_cluster, make_post, make_action, fake_llm, api_key_env, superuser
+    editor_cluster, make_long_post, make_map_reduce_action, fake_llm, superuser
 ):
     """django-q2's timeout stops an editor map-reduce halfway (its 4th call hangs): the run
     is queued again when the lease runs out and reuses the 3 parts already paid for. The
     fake server counts the calls: every part once, the lost one twice, the combining once."""
     from django.test import Client
 
-    from tests.conftest import WINDOW, long_body
-
     name, env, log = editor_cluster
     env = {**env, "Q_TIMEOUT": "8"}
-    body, _markers = long_body(paragraphs=300)
-    post = make_post(body=body)
-    action = make_action(
-        model="openai/fake-model",
-        api_base=fake_llm.url,
-        api_key_name=api_key_env,
+    post, _markers = make_long_post(paragraphs=300)
+    action = make_map_reduce_action(
         max_tokens=120,
-        long_content="map_reduce",
-        context_window=WINDOW,
         timeout=60,
     )
     fake_llm.configure(reply="A part answer.")

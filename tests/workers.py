@@ -232,3 +232,68 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str =
     if predicate():
         return
     pytest.fail(message or f"condition not met within {timeout} s")
+
+
+# -- killing a cluster mid-job -------------------------------------------------------------------
+
+
+def orm_broker(name: str):
+    """django-q2's ORM broker of the queue ``name``."""
+    from django_q.brokers.orm import ORM
+
+    return ORM(list_key=name)
+
+
+def cluster_name(prefix: str, monkeypatch) -> str:
+    """A new cluster (queue) name; the tasks this process queues are signed with it."""
+    from django_q.conf import Conf
+
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(Conf, "PREFIX", name)
+    return name
+
+
+def kill_after_answer_env(base: dict, name: str, marker: Path) -> dict:
+    """The env of a cluster (two workers, one call at a time, 2 s leases) whose worker
+    SIGKILLs itself right after it commits an answer, writing its id to ``marker``
+    (``tests/crashhook``)."""
+    return {
+        **base,
+        "Q_NAME": name,
+        "Q_WORKERS": "2",
+        "LLM_LEASE_SECONDS": "2",
+        "LLM_CONCURRENCY": "1",
+        "LLM_TEST_KILL_AFTER_ANSWER": str(marker),
+    }
+
+
+@contextlib.contextmanager
+def cluster_running(env: dict, log: Path, broker, *, delete=None) -> Iterator[QCluster]:
+    """A :class:`QCluster` of ``env`` started (its output in ``log``); on a failure the log's
+    tail is printed; always killed at the end, and the broker's queue deleted (``delete``,
+    default ``broker.delete_queue()``)."""
+    cluster = QCluster(env, log_path=log)
+    try:
+        cluster.start()
+        yield cluster
+    except BaseException:
+        cluster.kill()
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        cluster.kill()
+        if delete is not None:
+            delete(broker)
+        else:
+            broker.delete_queue()
+
+
+def wait_until_completed(job, *, timeout: float, message: str) -> None:
+    """Wait for ``job`` to complete (bounded: the test fails after ``timeout`` seconds)."""
+    from wagtail_llm_actions.models import LLMJob
+
+    wait_for(
+        lambda: LLMJob.objects.get(pk=job.pk).status == "completed",
+        timeout=timeout,
+        message=message,
+    )

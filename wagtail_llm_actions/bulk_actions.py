@@ -147,7 +147,55 @@ def over_budget_message(name: str, result: dict) -> str:
     )
 
 
-class RunLLMActionBulkAction(PageBulkAction):
+class ConfirmScreen:
+    """What the bulk confirmation screens (actions, pipelines and translations of pages, image
+    actions) share: the context every screen shows, the budget check, the queueing of the job
+    and the message that links to it. Mixed into a Wagtail ``BulkAction``."""
+
+    def screen_context(self, form, ids, chooser: str = "action") -> dict:
+        """The context every screen shows besides its plan."""
+        return {
+            "selected_count": len(ids),
+            "has_actions": form.fields[chooser].queryset.exists(),
+            "next": self.next_url,
+            "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
+            "sqlite_notice": sqlite_notice(self.request.user),
+            "feature_name": feature_name(),
+            "bulk_title": str(self.display_name),
+        }
+
+    def check_budgets(self, context: dict, form, action, plan) -> None:
+        """The budgets that apply (budget_fit), and the limit "Run only the N that fit"."""
+        within = bool(form.is_bound and form.is_valid() and form.cleaned_data["within_budget"])
+        check_budgets(context, action, self.request.user, plan, within)
+        self._budget_limit = context.get("budget_limit")
+
+    def announce_job(self, message: str) -> None:
+        """``message`` with a link to the progress page of the job just started."""
+        from .views.jobs import job_url
+
+        messages.success(
+            self.request,
+            message,
+            buttons=[messages.button(job_url(self._result["job"].pk), _("View progress"))],
+        )
+
+
+def enqueue_started(job, result: dict | None, budget_limit=None, **extra) -> int:
+    """Queue the job a screen created (limited to the pages that fit its budgets first, if
+    asked); record it in ``result``; returns how many items are queued."""
+    if budget_limit:  # "Run only the N pages that fit": the rest listed as not started
+        from .jobs.budget_limits import limit_to_pages
+
+        extra["over_budget"] = limit_to_pages(job, *budget_limit)
+    jobs.enqueue_job(job)
+    queued = job.items.filter(status="queued").count()
+    if result is not None:
+        result.update(job=job, queued=queued, **extra)
+    return queued
+
+
+class RunLLMActionBulkAction(ConfirmScreen, PageBulkAction):
     display_name = with_feature(gettext_lazy("Run %(feature)s action"))
     action_type = "run_llm_action"
     aria_label = with_feature(gettext_lazy("Run %(feature)s action on the selected pages"))
@@ -257,24 +305,14 @@ class RunLLMActionBulkAction(PageBulkAction):
                 force=force,
             )
         context.update(
-            {
-                "selected_count": len(ids),
-                "plan": plan,
-                "can_start": can_start(plan),
-                "chosen_action": action,
-                "has_actions": form.fields["action"].queryset.exists(),
-                "next": self.next_url,
-                "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
-                "model_opts": self.model._meta,
-                "sqlite_notice": sqlite_notice(self.request.user),
-                "feature_name": feature_name(),
-                "bulk_title": str(self.display_name),
-            }
+            self.screen_context(form, ids),
+            plan=plan,
+            can_start=can_start(plan),
+            chosen_action=action,
+            model_opts=self.model._meta,
         )
         if plan is not None and context["can_start"]:  # the budgets that apply (budget_fit)
-            within = bool(form.is_bound and form.is_valid() and form.cleaned_data["within_budget"])
-            check_budgets(context, action, self.request.user, plan, within)
-            self._budget_limit = context.get("budget_limit")
+            self.check_budgets(context, form, action, plan)
         if plan is not None and context["can_start"]:  # canary before bulk (canary.py)
             from .canary import canary_problem
 
@@ -304,16 +342,11 @@ class RunLLMActionBulkAction(PageBulkAction):
         job = self._result.get("job")
         if job is not None:
             from .job_counts import start_message
-            from .views.jobs import job_url
 
             message = start_message(job.action_name, context["plan"])  # the preview's numbers
             if context.get("budget_limit"):
                 message = over_budget_message(job.action_name, self._result)
-            messages.success(
-                self.request,
-                message,
-                buttons=[messages.button(job_url(job.pk), _("View progress"))],
-            )
+            self.announce_job(message)
         return response
 
     def get_execution_context(self):
@@ -347,16 +380,7 @@ class RunLLMActionBulkAction(PageBulkAction):
             force=force,
             kind=JobKind.BULK,
         )
-        over = 0
-        if budget_limit:  # "Run only the N pages that fit": the rest listed as not started
-            from .jobs.budget_limits import limit_to_pages
-
-            over = limit_to_pages(job, *budget_limit)
-        jobs.enqueue_job(job)
-        queued = job.items.filter(status="queued").count()
-        if result is not None:
-            result.update(job=job, queued=queued, over_budget=over)
-        return queued, 0
+        return enqueue_started(job, result, budget_limit, over_budget=0), 0
 
     def get_success_message(self, num_parent_objects, num_child_objects):
         return None  # form_valid adds a message with a link to the job
@@ -429,19 +453,11 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
             except ConfigurationProblem as e:  # e.g. no steps: nothing can start
                 form.add_error(None, e.message)
         context.update(
-            {
-                "selected_count": len(ids),
-                "plan": plan,
-                "can_start": can_start(plan),
-                "chosen_action": pipeline,
-                "has_actions": form.fields["pipeline"].queryset.exists(),
-                "next": self.next_url,
-                "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
-                "model_opts": self.model._meta,
-                "sqlite_notice": sqlite_notice(self.request.user),
-                "feature_name": feature_name(),
-                "bulk_title": str(self.display_name),
-            }
+            self.screen_context(form, ids, "pipeline"),
+            plan=plan,
+            can_start=can_start(plan),
+            chosen_action=pipeline,
+            model_opts=self.model._meta,
         )
         return context
 
@@ -461,11 +477,13 @@ class RunLLMPipelineBulkAction(RunLLMActionBulkAction):
         job = jobs.create_pipeline_job(
             pipeline, user, objects, include_descendants=include_descendants, kind=JobKind.BULK
         )
-        jobs.enqueue_job(job)
-        queued = job.items.filter(status="queued").count()
-        if result is not None:
-            result.update(job=job, queued=queued)
-        return queued, 0
+        return enqueue_started(job, result), 0
 
 
-__all__ = ["RunLLMActionBulkAction", "RunLLMPipelineBulkAction", "RunActionForm"]
+__all__ = [
+    "ConfirmScreen",
+    "RunActionForm",
+    "RunLLMActionBulkAction",
+    "RunLLMPipelineBulkAction",
+    "enqueue_started",
+]

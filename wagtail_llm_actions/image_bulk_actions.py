@@ -14,12 +14,11 @@ from django import forms
 from django.http import Http404
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.images.views.bulk_actions.image_bulk_action import ImageBulkAction
 
-from .bulk_actions import sqlite_notice
-from .conf import feature_name, with_feature
+from .bulk_actions import ConfirmScreen, enqueue_started
+from .conf import with_feature
 from .lazy import lazy_module
 from .models import JobKind, LLMAction
 
@@ -48,7 +47,7 @@ class RunImageActionForm(forms.Form):
         ).order_by("name")
 
 
-class RunImageActionBulkAction(ImageBulkAction):
+class RunImageActionBulkAction(ConfirmScreen, ImageBulkAction):
     display_name = with_feature(gettext_lazy("Run %(feature)s action"))
     action_type = "run_llm_image_action"
     aria_label = with_feature(gettext_lazy("Run %(feature)s action on the selected images"))
@@ -83,15 +82,9 @@ class RunImageActionBulkAction(ImageBulkAction):
         action = form.cleaned_data["action"] if form.is_bound and form.is_valid() else None
         plan = jobs.plan_image_job(action, self.request.user, ids) if action else None
         context.update(
-            selected_count=len(ids),
+            self.screen_context(form, ids),
             plan=plan,
             can_start=plan is not None and plan.eligible > 0,
-            has_actions=form.fields["action"].queryset.exists(),
-            next=self.next_url,
-            submit_url=self.request.path + "?" + self.request.META["QUERY_STRING"],
-            sqlite_notice=sqlite_notice(self.request.user),
-            feature_name=feature_name(),
-            bulk_title=str(self.display_name),
         )
         return context
 
@@ -105,13 +98,9 @@ class RunImageActionBulkAction(ImageBulkAction):
         response = super().form_valid(form)
         job = self._result.get("job")
         if job is not None:
-            from .views.jobs import job_url
-
-            messages.success(
-                self.request,
+            self.announce_job(
                 _("“%(name)s” started on %(count)s image(s).")
-                % {"name": job.action_name, "count": self._result["queued"]},
-                buttons=[messages.button(job_url(job.pk), _("View progress"))],
+                % {"name": job.action_name, "count": self._result["queued"]}
             )
         return response
 
@@ -127,11 +116,7 @@ class RunImageActionBulkAction(ImageBulkAction):
     @classmethod
     def execute_action(cls, objects, action=None, user=None, force=False, result=None, **kw):
         job = jobs.create_image_job(action, user, objects, force=force, kind=JobKind.BULK)
-        jobs.enqueue_job(job)
-        queued = job.items.filter(status="queued").count()
-        if result is not None:
-            result.update(job=job, queued=queued)
-        return queued, 0
+        return enqueue_started(job, result), 0
 
     def get_success_message(self, num_parent_objects, num_child_objects):
         return None  # form_valid adds a message with a link to the job

@@ -153,7 +153,7 @@ def _ask_segments(action, source_locale, target_locale, send, interaction):
     from .translation import run
 
     source = SimpleNamespace(locale=source_locale)
-    return run._ask(action, source, target_locale, send, interaction)
+    return run.translate_segments(action, source, target_locale, send, interaction)
 
 
 def _save(interaction) -> None:

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.utils.translation import gettext as _
 from wagtail.models import Page
 
 from . import db, snippets
@@ -37,7 +36,6 @@ from .models import (
     LLMAction,
     LLMInteraction,
     LLMRun,
-    LongContent,
 )
 from .run import access, calls, drafts, recording
 from .run.access import can_edit, lock_message, lock_problem
@@ -136,7 +134,7 @@ class LLMService:
         except CallNotStarted:
             raise  # nothing was sent: nothing to record
         except Exception as e:
-            error = recording.fail(interaction, _run_error(action, obj, e), started)
+            error = recording.fail(interaction, recording.run_error(action, obj, e), started)
             if error is e:
                 raise
             raise error from e
@@ -275,26 +273,6 @@ def _record_pending(
     interaction.save()
     if on_success is not None:
         on_success(interaction)
-
-
-def _run_error(action: LLMAction, obj: Any, error: Exception) -> LLMActionError:
-    """What a run that stopped on ``error`` reports (the error itself if it is ours)."""
-    from .providers import ContextWindowError, ProviderError
-
-    if isinstance(error, ProviderError):
-        if isinstance(error, ContextWindowError) and action.long_content == LongContent.MAP_REDUCE:
-            return map_reduce.window_error(action, error)  # never "choose a shorter source"
-        return LLMActionError(str(error), code=error.code, retryable=error.retryable)
-    if isinstance(error, LLMActionError):
-        return error
-    logger.exception("LLM action %s failed on %r", action.slug, obj)
-    if recording.refused_content(error):
-        return recording.not_stored(error)
-    return LLMActionError(
-        _("The action failed unexpectedly (%(type)s). The content was not changed.")
-        % {"type": type(error).__name__},
-        code="internal",
-    )
 
 
 def run_action(action: LLMAction, obj: Any, user=None, **kwargs) -> LLMInteraction:

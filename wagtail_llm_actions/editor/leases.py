@@ -38,8 +38,8 @@ from ..models import (
     LLMJob,
     LLMJobItem,
     LLMRun,
-    RunStatus,
 )
+from ..run import recording
 from .pages import _new_page_of
 from .results import _writers, editor_result, pipeline_result
 from .start import TASK
@@ -221,7 +221,7 @@ def expire_item(item_id: int) -> bool:
     ).get(pk=item_id)
     runs = [int(pk) for pk in (item.result or {}).get("runs") or []]
     logger.warning("Editor job %s: its worker stopped (claim %s)", item.job_id, item.attempts)
-    _end_runs(runs, worker_lost_message(False))
+    recording.end_abandoned(runs, worker_lost_message(False))
     stored = item.interaction
     if item.job.status == JobStatus.CANCELLED:
         _finish(item, ItemStatus.CANCELLED, {}, interaction=stored)
@@ -274,18 +274,6 @@ def _run_again(item: LLMJobItem) -> bool:
         return False
     logger.info("Editor job %s: queued again after its worker stopped", item.job_id)
     return True
-
-
-def _end_runs(run_ids: list[int], message: str) -> None:
-    """End the runs a dead worker left "running"."""
-    if not run_ids:
-        return
-    db.write(
-        lambda: LLMRun.objects.filter(pk__in=run_ids, status=RunStatus.RUNNING).update(
-            status=RunStatus.ERROR, error_message=message, finished_at=timezone.now()
-        ),
-        what="ending runs whose worker stopped",
-    )
 
 
 def _stored_result(item: LLMJobItem, interaction: LLMInteraction) -> dict | None:

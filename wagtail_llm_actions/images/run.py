@@ -70,8 +70,6 @@ def run_on_image(
     "answered", ``on_answer(interaction)`` in that transaction), then written by
     :func:`write`; ``on_success(interaction)`` runs in the transaction that writes the image
     (the job engine finishes its item there: one write per item, or none)."""
-    from ..service import _run_error
-
     check(action, image, user)
     field = action.target_field
     interaction = recording.new_interaction(action, image, user, trigger, None)
@@ -99,7 +97,7 @@ def run_on_image(
     except CallNotStarted:
         raise
     except Exception as e:
-        error = recording.fail(interaction, _run_error(action, image, e), started)
+        error = recording.fail(interaction, recording.run_error(action, image, e), started)
         if error is e:
             raise
         raise error from e

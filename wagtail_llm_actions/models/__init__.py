@@ -12,6 +12,8 @@
 - :mod:`.cache`: :class:`LLMCachedResponse`, answers kept for identical calls.
 - :mod:`.translation`: :class:`LLMTranslationSettings` (what makes an action translate)
   and :class:`LLMTranslationSegment` (per-segment translation memory).
+- :mod:`.image_fields`: what an action that runs on images sets (abstract
+  :class:`~.image_fields.ImageSourceFields`, mixed into :class:`LLMAction`).
 - :mod:`.base`: what several share (:class:`OrderedJSONField`, :class:`RevisionLinks`).
 """
 

@@ -11,5 +11,7 @@
 5. :mod:`.drafts`: store the paid answer, then write the draft against the newest revision
    under the row lock (:mod:`.stored_form` keeps the fields the action did not write as stored).
 
+A pipeline's step runs through the same steps (:mod:`.steps`).
+
 Nothing here imports the service, views, forms or ``wagtail_hooks``, nor litellm at import.
 """

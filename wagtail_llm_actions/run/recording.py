@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -128,6 +128,34 @@ def mark_ended(run: LLMRun, status: str, error: str = "") -> None:
     run.finished_at = timezone.now()
 
 
+def end_abandoned(
+    runs: Iterable[LLMRun | int], message: str, *, what: str = "ending runs whose worker stopped"
+) -> None:
+    """End as failed, with ``message``, the runs a dead worker left "running" (one UPDATE; a
+    run that has ended meanwhile is left as it is). A run given as a row that is no longer
+    "running" is skipped; one that is, is marked ended too (:func:`mark_ended`)."""
+    from django.utils import timezone
+
+    ended = timezone.now()
+    ids = []
+    for run in runs:
+        if isinstance(run, LLMRun):
+            if run.status != RunStatus.RUNNING:
+                continue
+            mark_ended(run, RunStatus.ERROR, message)
+            run.finished_at = ended
+            run = run.pk
+        ids.append(run)
+    if not ids:
+        return
+    db.write(
+        lambda: LLMRun.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(
+            status=RunStatus.ERROR, error_message=message, finished_at=ended
+        ),
+        what=what,
+    )
+
+
 def finish_run_quietly(run: LLMRun, status: str, error: str = "", **kwargs) -> None:
     """:func:`finish_run`, logging a failure to record it (the interactions tell the story)."""
     try:
@@ -196,6 +224,29 @@ def fail(interaction: LLMInteraction, error: LLMActionError, started) -> LLMActi
     record_failure(interaction, error, started)
     end_run(interaction, error)
     return error
+
+
+def run_error(action: LLMAction, obj: Any, error: Exception) -> LLMActionError:
+    """What a run that stopped on ``error`` reports (the error itself if it is ours)."""
+    from ..models import LongContent
+    from ..providers import ContextWindowError, ProviderError
+
+    if isinstance(error, ProviderError):
+        if isinstance(error, ContextWindowError) and action.long_content == LongContent.MAP_REDUCE:
+            from .calls import map_reduce
+
+            return map_reduce.window_error(action, error)  # never "choose a shorter source"
+        return LLMActionError(str(error), code=error.code, retryable=error.retryable)
+    if isinstance(error, LLMActionError):
+        return error
+    logger.exception("LLM action %s failed on %r", action.slug, obj)
+    if refused_content(error):
+        return not_stored(error)
+    return LLMActionError(
+        _("The action failed unexpectedly (%(type)s). The content was not changed.")
+        % {"type": type(error).__name__},
+        code="internal",
+    )
 
 
 def refused_content(error: BaseException) -> bool:

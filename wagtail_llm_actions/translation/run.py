@@ -232,7 +232,9 @@ def translate_page(
         interaction = recording.new_interaction(
             action, existing or page, user, trigger, read.revision
         )
-        texts, outcome.failed = _ask(action, source, locale, planned.send, interaction)
+        texts, outcome.failed = translate_segments(
+            action, source, locale, planned.send, interaction
+        )
         outcome.failed.update(_too_long(source, texts))
         outcome.sent = len(planned.send)
         for path in outcome.failed:  # never half-broken: the text it had stays
@@ -273,8 +275,12 @@ def _same(target_obj: Any, values: dict) -> bool:
     return stored_values(target_obj) == values
 
 
-def _ask(action, source, locale, send, interaction) -> tuple[dict[str, str], dict[str, str]]:
-    """The translated texts by path, and the segments that failed twice with why."""
+def translate_segments(
+    action, source, locale, send, interaction
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Ask the model for the segments ``send`` (and once more for those it did not answer):
+    the translated texts by path, and the segments that failed twice with why. A failure is
+    recorded on ``interaction`` and raised."""
     from ..providers import ProviderError
 
     started = time.perf_counter()

@@ -13,12 +13,10 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.models import Locale
 
-from ..bulk_actions import RunLLMActionBulkAction, check_budgets, over_budget_message, sqlite_notice
-from ..conf import feature_name
+from ..bulk_actions import RunLLMActionBulkAction, enqueue_started, over_budget_message
 from ..exceptions import LLMActionError
 from ..lazy import lazy_module
 from ..models import JobKind, LLMAction
@@ -100,24 +98,14 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
             )
         startable = plan is not None and not plan.refusal and plan.will_run > 0
         context.update(
-            {
-                "selected_count": len(ids),
-                "plan": plan,
-                "can_start": startable,
-                "chosen_action": action,
-                "has_actions": form.fields["action"].queryset.exists(),
-                "next": self.next_url,
-                "submit_url": self.request.path + "?" + self.request.META["QUERY_STRING"],
-                "model_opts": self.model._meta,
-                "sqlite_notice": sqlite_notice(self.request.user),
-                "feature_name": feature_name(),
-                "bulk_title": str(self.display_name),
-            }
+            self.screen_context(form, ids),
+            plan=plan,
+            can_start=startable,
+            chosen_action=action,
+            model_opts=self.model._meta,
         )
         if startable:
-            within = bool(form.is_bound and form.is_valid() and form.cleaned_data["within_budget"])
-            check_budgets(context, action, self.request.user, plan, within)
-            self._budget_limit = context.get("budget_limit")
+            self.check_budgets(context, form, action, plan)
         return context
 
     def form_valid(self, form):
@@ -136,19 +124,13 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
         response = super(RunLLMActionBulkAction, self).form_valid(form)
         job = self._result.get("job")
         if job is not None:
-            from .jobs import job_url
-
             message = _("“%(name)s” started: %(count)s translation(s) (page × locale).") % {
                 "name": job.action_name,
                 "count": self._result.get("queued", 0),
             }
             if context.get("budget_limit"):
                 message = over_budget_message(job.action_name, self._result)
-            messages.success(
-                self.request,
-                message,
-                buttons=[messages.button(job_url(job.pk), _("View progress"))],
-            )
+            self.announce_job(message)
         return response
 
     def get_execution_context(self):
@@ -187,16 +169,7 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
             )
         except LLMActionError:  # refused by the preview already; changed meanwhile
             return 0, 0
-        over = 0
-        if budget_limit:
-            from ..jobs.budget_limits import limit_to_pages
-
-            over = limit_to_pages(job, *budget_limit)
-        jobs.enqueue_job(job)
-        queued = job.items.filter(status="queued").count()
-        if result is not None:
-            result.update(job=job, queued=queued, over_budget=over)
-        return queued, 0
+        return enqueue_started(job, result, budget_limit, over_budget=0), 0
 
 
 __all__ = ["TranslatePagesBulkAction", "TranslatePagesForm"]

@@ -6,7 +6,9 @@
 * :mod:`.structured`: several fields from one JSON answer, with one repair;
 * :mod:`.image_blocks`: the alt text of a page's image blocks, a vision call per image;
 * :mod:`.common`: one recorded call, usage added up, cut-off answers refused;
-* :mod:`.plan`: the first request, built without calling (dry runs).
+* :mod:`.plan`: the first request, built without calling (dry runs);
+* :mod:`.gate`: the one door every call goes through (response cache, budgets);
+* :mod:`.resume`: map-reduce parts an unfinished run paid for, reused.
 
 A strategy is ``strategy(working_obj, prepared, interaction)``: it calls the provider layer,
 records the calls on the (unsaved) interaction and sets the answer on ``working_obj``.

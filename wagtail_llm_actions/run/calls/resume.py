@@ -20,11 +20,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ... import db
 from ...models import InteractionStatus, LLMInteraction, LLMRun, RunStatus
+from .. import recording
 
 #: Request parameters that do not change an answer (left out of the comparison).
 _IRRELEVANT = ("timeout", "num_retries")
@@ -113,17 +112,10 @@ def reuse(part: LLMInteraction, stored: LLMInteraction, run: LLMRun) -> None:
 
 def _end_abandoned(old: Any, run: LLMRun) -> None:
     """End ``old`` (still "running", its worker gone) as failed, naming ``run``."""
-    if old is None or old.status != RunStatus.RUNNING:
+    if old is None:
         return
-    old.status = RunStatus.ERROR
-    old.error_message = _(
+    message = _(
         "This run stopped before it finished (its worker stopped or ran out of time); run "
         "#%(run)s reused the answers it had stored."
     ) % {"run": run.pk}
-    old.finished_at = timezone.now()
-    db.write(
-        lambda: LLMRun.objects.filter(pk=old.pk, status=RunStatus.RUNNING).update(
-            status=old.status, error_message=old.error_message, finished_at=old.finished_at
-        ),
-        what="ending an abandoned run",
-    )
+    recording.end_abandoned([old], message, what="ending an abandoned run")
