@@ -33,6 +33,7 @@ ALLOWED: dict[str, int] = {
 #: Every top-level module or package is in exactly one layer (a new one must be placed).
 #: The admin wiring: HTTP, forms, templates, hooks, integrations. Nothing below imports it.
 WIRING = (
+    "snippet_urls",
     "apps",
     "checks",
     "model_choices",
@@ -105,6 +106,7 @@ DOMAIN = (
     "response_cache",
     "run",
     "translation",
+    "snippets",
 )
 
 

@@ -26,6 +26,7 @@ from wagtail.models import Page
 from wagtail_llm_actions import jobs, response_cache
 from wagtail_llm_actions.exceptions import LLMActionError
 from wagtail_llm_actions.management import job_summary
+from wagtail_llm_actions.management.dry_runs import write_request
 from wagtail_llm_actions.models import (
     InteractionTrigger,
     ItemStatus,
@@ -217,19 +218,7 @@ class Command(BaseCommand):
 
     def write_request(self, prepared) -> None:
         """The parameters of the request the messages above go in (as a run builds it)."""
-        if prepared.planned is None:
-            self.stderr.write(
-                self.style.WARNING(
-                    f"A run would stop here, sending nothing: {prepared.request_error}"
-                )
-            )
-            return
-        self.stdout.write("[request]")
-        for name, text in prepared.planned.parameters_as_text():
-            self.stdout.write(f"{name}: {text}")
-        for note in prepared.planned.notes():
-            self.stdout.write(note)
-        self.stdout.write("")
+        write_request(self, prepared)
 
     def run_pages(self, action: LLMAction, pages: list[Page], user, *, force: bool) -> None:
         service = LLMService()
