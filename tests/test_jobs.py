@@ -487,6 +487,32 @@ def test_recover_jobs_queues_a_runner_for_unfinished_jobs(make_post, action, sup
     assert job.items.get().status == "succeeded"
 
 
+def test_the_periodic_check_ends_a_job_whose_only_host_died(make_post, action, superuser):
+    """The only host working on a job died (no other host had a worker on it) and the
+    broker kept no task of it: the every-minute check (``keep_jobs_running``) queues a
+    worker once the coordinator lease expired, and the job ends, one draft per page."""
+    from wagtail_llm_actions import tasks
+
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    assert len(jobs.claim_items(job, "dead-host:1:a", count=2, lease=60)) == 2
+    LLMJob.objects.filter(pk=job.pk).update(
+        status="running",
+        runner_token="dead-host:1:a",
+        runner_lease_expires_at=timezone.now() + timedelta(minutes=1),
+    )
+    assert tasks.keep_jobs_running() == 0  # its coordinator lease is live: nothing to do
+    past = timezone.now() - timedelta(seconds=1)
+    LLMJob.objects.filter(pk=job.pk).update(runner_lease_expires_at=past)
+    job.items.filter(status="running").update(lease_expires_at=past)
+    assert tasks.keep_jobs_running() == 1
+    assert drain() == ["completed"]
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    assert all(drafts(p) == 1 for p in posts)
+
+
 @pytest.mark.redis
 def test_enqueued_job_runs_on_the_redis_broker(make_post, action, superuser):
     if not redis_available():
