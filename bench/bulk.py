@@ -18,13 +18,15 @@ the ideal ``C / latency``, the CPU time the whole cluster (every qcluster proces
 page during the job, the most model calls the fake server saw at once (never above C), and
 the peak resident memory of the worker processes and of this process (which selected the
 pages and created the items). CPU is shown for the whole cluster (its idle processes poll
-the broker, which counts more the longer a job takes) and for the job's runner and helper
-(the ``--runners`` busiest processes). ``--repeat 3`` runs each broker three times (new
-job, same pages, ``force``) and prints the median too.
+the broker, which counts more the longer a job takes) and for the job's workers (the
+``--runners`` busiest processes; by default as many as the hosts give bulk jobs, ``--workers``
+less one each). ``--repeat 3`` runs each broker three times (new job, same pages, ``force``)
+and prints the median too.
 
 ``--hosts N`` starts N clusters with the same queue name, each a host of its own
 (``HOST_ID``, its own process group, ``--workers`` each), and prints the pages each host ran
-and (on PostgreSQL) the most database connections open during the job::
+and the most database connections open during the job. Several hosts share one database:
+``--hosts`` above 1 needs PostgreSQL (``DATABASE_URL``); on SQLite it is refused::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench python bench/bulk.py \
         --hosts 3 --latency 2 --concurrency 24 --pages 600 --brokers redis
@@ -229,8 +231,8 @@ def run_once(broker_name: str, ids, action, user, env: dict, args, port: int) ->
                 (cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after), reverse=True
             )
             cpu = sum(spent)
-            # The job's runner and helper: the busiest processes (the others are the
-            # cluster's sentinel, pusher, monitor and idle workers polling the broker).
+            # The job's workers: the busiest processes (the others are the clusters'
+            # sentinels, pushers, monitors and idle workers polling the broker).
             job_cpu = sum(spent[: args.runners])
             worker_peak = max(peak_rss_mb_of_group(c.pid) for c in clusters)
             per_host = items_per_host(job)
@@ -306,7 +308,7 @@ def database_connections() -> int:
 
 HEADER = (
     f"{'broker':<7}{'pages/s':>9}{'ratio':>7}{'seconds':>9}{'CPU ms/page':>13}"
-    f"{'(runners)':>10}{'max calls':>11}{'worker MB':>11}"
+    f"{'(workers)':>10}{'max calls':>11}{'worker MB':>11}"
 )
 
 
@@ -358,14 +360,22 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--runners",
         type=int,
-        default=2,
-        help="processes counted as the job's (the busiest ones) in the CPU column",
+        default=None,
+        help="processes counted as the job's workers (the busiest ones) in the CPU column; "
+        "default: hosts x (workers - 1)",
     )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
         "--warmup", type=float, default=300.0, help="longest wait for the workers to be ready"
     )
     args = parser.parse_args(argv)
+    if args.hosts > 1 and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        parser.error(
+            f"--hosts {args.hosts}: several hosts share one PostgreSQL database; set "
+            "DATABASE_URL=postgres://… (SQLite is a database of one host)"
+        )
+    if args.runners is None:
+        args.runners = args.hosts * max(1, args.workers - 1)
 
     tmp = tempfile.mkdtemp(prefix="llm-bench-")
     env = {
@@ -456,7 +466,7 @@ def main(argv=None) -> None:
                 f"(ratio {statistics.median(r['ratio'] for r in runs):.2f}), "
                 f"{statistics.median(r['cpu_ms_per_page'] for r in runs):.1f} CPU ms/page "
                 f"({statistics.median(r['job_cpu_ms_per_page'] for r in runs):.1f} in the "
-                "runners)"
+                "job's workers)"
             )
     print(f"bench process (selection + item creation) peak RSS: {own_peak:.0f} MB")
 

@@ -149,6 +149,35 @@ def test_a_dead_workers_reservation_lapses(server_action, post, fake_llm, superu
     assert fake_llm.request_count == 1
 
 
+def test_reservations_follow_the_database_clock_not_the_hosts(
+    server_action, post, fake_llm, superuser, monkeypatch
+):
+    """A host whose clock runs an hour ahead still counts another host's live reservation
+    (it does not overspend), and its own reservation lapses on the database's clock."""
+    from types import SimpleNamespace
+
+    needed = estimate_of(server_action, post, superuser)
+    budget = LLMBudget.objects.create(name="Tight", max_tokens=needed + 10, period="month")
+    usage = LLMBudgetUsage.objects.create(budget=budget, period_start=budgets.period_start(budget))
+    real_now = timezone.now()
+    LLMBudgetReservation.objects.create(
+        usage=usage, tokens=needed, expires_at=real_now + datetime.timedelta(minutes=1)
+    )
+    ahead = real_now + datetime.timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)
+    with pytest.raises(BudgetExceeded):
+        run(server_action, post, superuser)
+    assert fake_llm.request_count == 0
+    assert budgets.spend([budget])[0]["tokens"] == needed
+
+    LLMBudgetReservation.objects.all().delete()
+    held = budgets.reserve([budget], SimpleNamespace(timeout=30), tokens=5, cost=None)
+    expires = LLMBudgetReservation.objects.get(pk=held.ids[0]).expires_at
+    margin = datetime.timedelta(seconds=30 + budgets.RESERVATION_MARGIN)
+    assert real_now + margin - datetime.timedelta(seconds=5) < expires
+    assert expires < real_now + margin + datetime.timedelta(minutes=5)
+
+
 def test_bad_budgets_are_clear_errors():
     with pytest.raises(ValidationError, match="token limit, a cost limit or both"):
         LLMBudget(name="Nothing").full_clean()

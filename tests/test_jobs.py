@@ -367,14 +367,23 @@ def test_a_full_host_takes_no_more_job_workers_unless_a_job_has_none(make_post, 
 
 
 def test_leases_follow_the_database_clock_not_the_hosts(make_post, action, superuser, monkeypatch):
-    """A host whose clock runs an hour ahead does not take over pages whose lease is live."""
+    """A host whose clock runs an hour ahead takes over none of the live leases: not the
+    pages', not the job's coordinator lease, not the provider slots another host holds."""
+    from wagtail_llm_actions.jobs.leases import _take_coordinator
+
     posts = [make_post() for _ in range(2)]
     job = jobs.create_job(action, superuser, [p.pk for p in posts])
     assert len(jobs.claim_items(job, "alive:1", count=2, lease=60)) == 2
+    assert _take_coordinator(job.pk, "alive", 60)
+    assert jobs.reserve_slots("openai", "alive", want=3, limit=3, seconds=60) == 3
     ahead = timezone.now() + timedelta(hours=1)
     monkeypatch.setattr(timezone, "now", lambda: ahead)
     assert jobs.claim_items(job, "ahead:1", count=2, lease=60) == []
     assert set(job.items.values_list("claimed_by", flat=True)) == {"alive:1"}
+    assert not _take_coordinator(job.pk, "ahead", 60)
+    assert LLMJob.objects.get(pk=job.pk).runner_token == "alive"
+    assert jobs.reserve_slots("openai", "ahead", want=3, limit=3, seconds=60) == 0
+    assert LLMProviderSlots.objects.get(holder="alive").slots == 3
 
 
 def test_claims_take_several_items_in_one_query(make_post, action, superuser):
@@ -476,6 +485,32 @@ def test_recover_jobs_queues_a_runner_for_unfinished_jobs(make_post, action, sup
     assert jobs.recover_jobs() == 1
     assert drain() == ["completed"]
     assert job.items.get().status == "succeeded"
+
+
+def test_the_periodic_check_ends_a_job_whose_only_host_died(make_post, action, superuser):
+    """The only host working on a job died (no other host had a worker on it) and the
+    broker kept no task of it: the every-minute check (``keep_jobs_running``) queues a
+    worker once the coordinator lease expired, and the job ends, one draft per page."""
+    from wagtail_llm_actions import tasks
+
+    posts = [make_post() for _ in range(3)]
+    job = jobs.create_job(action, superuser, [p.pk for p in posts])
+    assert len(jobs.claim_items(job, "dead-host:1:a", count=2, lease=60)) == 2
+    LLMJob.objects.filter(pk=job.pk).update(
+        status="running",
+        runner_token="dead-host:1:a",
+        runner_lease_expires_at=timezone.now() + timedelta(minutes=1),
+    )
+    assert tasks.keep_jobs_running() == 0  # its coordinator lease is live: nothing to do
+    past = timezone.now() - timedelta(seconds=1)
+    LLMJob.objects.filter(pk=job.pk).update(runner_lease_expires_at=past)
+    job.items.filter(status="running").update(lease_expires_at=past)
+    assert tasks.keep_jobs_running() == 1
+    assert drain() == ["completed"]
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    assert all(drafts(p) == 1 for p in posts)
 
 
 @pytest.mark.redis

@@ -3,8 +3,9 @@ identity (``HOST_ID``) and the same ``Q_CLUSTER["name"]``, on one PostgreSQL dat
 one broker (Redis or the ORM), the fake provider in this process.
 
 A host's death is SIGKILL of its whole process group. The fake server's log says which
-pages were called and when each call was answered, so a page called twice can be checked
-against the calls that were in flight on the dead host. SQLite is single-host: skipped there.
+pages were called, by which host (each sends its own API key) and when each call started
+and was answered, so a page called twice can be checked against the calls that were in
+flight on the dead host. SQLite is single-host: skipped there.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from wagtail.models import PageLogEntry
 
 from tests.workers import QCluster, delete_redis_broker, redis_available, redis_broker, wait_for
 from wagtail_llm_actions import jobs
+from wagtail_llm_actions.jobs.worker import PUMP_MAX
 from wagtail_llm_actions.models import LLMJob
 from wagtail_llm_actions.service import LOG_ACTION
 
@@ -33,6 +35,17 @@ ITEM_LEASE = LEASE_SECONDS + TIMEOUT
 #: A call answered this shortly before its host died may not have been stored yet: it
 #: counts as in flight there.
 STORE_SLACK = 1.0
+#: A call answered this long after its host was killed was cut off by the kill.
+CUT_MARGIN = 0.05
+#: Each host's API key is this and its name (see ``Site.host``).
+KEY_PREFIX = "sk-test-"
+#: How soon a host that joins a job makes its first call once its workers are up. Its
+#: workers queue a task for the job as they start (post_spawn), which reaches it at once
+#: unless another host's free worker takes it first (a full host passes it on); failing
+#: that, the job's coordinator queues the next one within PUMP_MAX seconds (while the job
+#: could use another worker); then a few seconds for a worker's start on the job (slots,
+#: threads, a claim) on a loaded machine. Measured: 6.6 s (ORM broker, load ~7 on 2 CPUs).
+JOIN_SECONDS = PUMP_MAX + 4
 BROKERS = ["orm", pytest.param("redis", marks=pytest.mark.redis)]
 
 
@@ -74,7 +87,9 @@ class Site:
         self.hosts: dict[str, QCluster] = {}
 
     def host(self, name: str) -> QCluster:
-        cluster = QCluster(self.env, host=name, log_path=self.tmp_path / f"{name}.log")
+        # Each host sends its own API key: the fake server's log says which host made a call.
+        env = {**self.env, "TEST_LLM_API_KEY": KEY_PREFIX + name}
+        cluster = QCluster(env, host=name, log_path=self.tmp_path / f"{name}.log")
         self.hosts[name] = cluster
         return cluster.start()
 
@@ -116,6 +131,13 @@ def make_site(shared_db, tmp_path, monkeypatch):
 
 def host_of(token: str) -> str:
     return token.split(":", 1)[0]
+
+
+def host_of_call(call: dict) -> str:
+    """The host that made a call to the fake server (by the API key it sent)."""
+    key = call["headers"].get("authorization", "").removeprefix("Bearer ")
+    assert key.startswith(KEY_PREFIX), key
+    return key.removeprefix(KEY_PREFIX)
 
 
 def items_per_host(job) -> Counter:
@@ -190,8 +212,16 @@ def test_killing_the_coordinating_host_mid_job_the_survivor_completes_it(
         )
         coordinator = host_of(LLMJob.objects.get(pk=job.pk).runner_token)
         assert coordinator in site.hosts
+        wait_for(
+            lambda: any(
+                host_of_call(c) == coordinator and c["finished"] is None
+                for c in posts_calls(fake_llm)
+            ),
+            timeout=30,
+            message="the coordinating host had no call in flight",
+        )
         site.hosts[coordinator].kill()  # SIGKILL: its calls in flight are lost
-        killed_at = time.monotonic()
+        killed_at = site.hosts[coordinator].killed_at
         assert succeeded(job) < len(posts), "the job ended before the host died"
 
         # The survivor takes the coordinator role and the dead host's pages over.
@@ -202,13 +232,36 @@ def test_killing_the_coordinating_host_mid_job_the_survivor_completes_it(
         )
         assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
         exactly_one_draft_each(posts)
-        # A page was called twice only if its first call was in flight on the dead host.
-        for title, calls in calls_by_title(fake_llm).items():
+        # A page was called twice only if its first call was in flight on the dead host
+        # (made by it, started before the kill, not answered well before it), and then by
+        # the survivor.
+        survivor = next(name for name in site.hosts if name != coordinator)
+        calls_by_page = calls_by_title(fake_llm)
+        assert {host_of_call(c) for cs in calls_by_page.values() for c in cs} == {
+            coordinator,
+            survivor,
+        }
+        twice = 0
+        for title, calls in calls_by_page.items():
             if len(calls) > 1:
-                first = calls[0]
+                twice += 1
+                first, second = calls[0], calls[1]
                 assert len(calls) == 2, title
+                assert host_of_call(first) == coordinator, (title, host_of_call(first))
                 assert first["started"] <= killed_at, title
                 assert first["finished"] >= killed_at - STORE_SLACK, title
+                assert host_of_call(second) == survivor, title
+        # Conversely, a call the kill cut off (answered after its host was gone, or never)
+        # was made again.
+        cut = [
+            title
+            for title, calls in calls_by_page.items()
+            if host_of_call(calls[0]) == coordinator
+            and calls[0]["started"] <= killed_at
+            and (calls[0]["finished"] or 1e12) > killed_at + CUT_MARGIN
+        ]
+        print(f"pages called twice: {twice}; calls cut off by the kill: {len(cut)}")
+        assert cut and all(len(calls_by_page[title]) == 2 for title in cut), cut
         # Slots follow the work: once the dead host's slots expired, the survivor used all.
         later = [r for r in posts_calls(fake_llm) if r["started"] > killed_at + LEASE_SECONDS + 1]
         assert most_at_once(later) == 4
@@ -229,14 +282,33 @@ def test_a_host_joining_mid_job_takes_a_share_of_the_pages(
         jobs.enqueue_job(job, broker=site.broker, on_commit=False)
         wait_for(lambda: succeeded(job) >= 4, timeout=90, message="host-a did not start the job")
         joiner = site.host("host-b")
-        # Its workers have started (and asked for work: post_spawn) ...
-        wait_for(
-            lambda: "unfinished LLM job" in joiner.log_text(),
-            timeout=120,
-            message="host-b did not start",
-        )
-        left = len(posts) - succeeded(job)
+        # Its workers start (LiteLLM preloaded, then they ask for work: post_spawn) and it
+        # makes its first call. Meanwhile the test notes how many pages were done, to count
+        # those left when host-b joined (its first call).
+        samples: list[tuple[float, int]] = []
+        up = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            samples.append((time.monotonic(), succeeded(job)))
+            if up is None and "unfinished LLM job" in joiner.log_text():
+                up = samples[-1][0]
+            if any(host_of_call(c) == "host-b" for c in posts_calls(fake_llm)):
+                break
+            time.sleep(0.2)
+        mine = [c["started"] for c in posts_calls(fake_llm) if host_of_call(c) == "host-b"]
+        assert mine, "host-b made no call"
+        joined = min(mine)
+        if up is None:  # its first call came before the test read its log
+            assert "unfinished LLM job" in joiner.log_text()
+            up = joined
+        left = len(posts) - max([n for t, n in samples if t <= joined] or [samples[0][1]])
         fake_llm.latency = 1
+        print(f"host-b's first call {joined - up:.2f} s after it was up; {left} pages left then")
+        # ... it made its first call within a few seconds: at once if a task its workers
+        # queued as they started reached it, else when the coordinator queues the next one
+        # (every PUMP_MAX seconds at most, while host-a's worker cannot use all the slots),
+        # plus a worker's start on the job (slots, threads, a claim) on a loaded machine.
+        assert joined - up <= JOIN_SECONDS, joined - up
         wait_for(lambda: completed(job), timeout=180, message="the job did not complete")
         # ... and it took at least a quarter of the pages left then.
         per_host = items_per_host(job)
@@ -245,19 +317,87 @@ def test_a_host_joining_mid_job_takes_a_share_of_the_pages(
         assert fake_llm.max_in_flight <= 4
 
 
-def test_two_jobs_on_one_provider_both_make_progress(
-    make_site, make_post, server_action, fake_llm, superuser, settings
+@pytest.mark.parametrize("broker_name", BROKERS)
+def test_when_the_only_host_of_a_job_dies_a_host_started_later_ends_it(
+    broker_name, make_site, make_post, server_action, fake_llm, superuser
 ):
-    """The second job does not wait for the first to finish: the provider's slots are
-    shared between them as soon as it starts (CONCURRENCY 4: two each)."""
-    need_services("redis")
-    # As sites had it before workers joined jobs on their own (ignored now): each job was
-    # queued with a runner and a helper, together holding the provider's whole limit.
-    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "RUNNERS_PER_JOB": 2}
-    with make_site("redis") as site:
+    """host-a alone works on the job and dies (no other host had a worker on it; the broker
+    does not give its task to anyone: Q_RETRY is beyond the test). host-b, started
+    afterwards, ends the job: its workers ask for work as they start, take the coordinator
+    role and the dead host's pages once their leases expire."""
+    need_services(broker_name)
+    with make_site(broker_name) as site:
+        fake_llm.latency = 0.5
+        job, posts = make_job(make_post, server_action, superuser, 24)
+        site.host("host-a")
+        jobs.enqueue_job(job, broker=site.broker, on_commit=False)
+        wait_for(lambda: succeeded(job) >= 4, timeout=90, message="host-a did not start the job")
+        site.hosts["host-a"].kill()
+        killed_at = site.hosts["host-a"].killed_at
+        assert succeeded(job) < len(posts), "the job ended before the host died"
+        assert set(items_per_host(job)) == {"host-a"}
+        joiner = site.host("host-b")
+        wait_for(
+            lambda: "unfinished LLM job" in joiner.log_text(),
+            timeout=120,
+            message="host-b did not start",
+        )
+        wait_for(
+            lambda: completed(job),
+            timeout=ITEM_LEASE + 30,
+            message="host-b did not end the job",
+        )
+        assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+        exactly_one_draft_each(posts)
+        for title, calls in calls_by_title(fake_llm).items():
+            if len(calls) > 1:  # only a call in flight on the dead host was made again
+                assert len(calls) == 2, title
+                assert [host_of_call(c) for c in calls] == ["host-a", "host-b"], title
+                assert calls[0]["started"] <= killed_at, title
+                assert calls[0]["finished"] >= killed_at - STORE_SLACK, title
+        assert items_per_host(job)["host-b"] > 0
+        assert fake_llm.max_in_flight <= 4
+
+
+def calls_of(fake_llm, prefix: str) -> list[dict]:
+    """The model calls of the pages whose title starts with ``prefix``, first started first."""
+    calls = [
+        c for title, cs in calls_by_title(fake_llm).items() if title.startswith(prefix) for c in cs
+    ]
+    return sorted(calls, key=lambda c: c["started"])
+
+
+def in_flight_at(calls: list[dict], moment: float) -> int:
+    return sum(1 for c in calls if c["started"] <= moment < (c["finished"] or 1e12))
+
+
+#: "Within a few seconds" for two jobs side by side: once the second job calls, both have
+#: calls in flight, two each of the four slots, within this. The second job's worker gets
+#: slots at its next heartbeat (HEARTBEAT, 1 s) after the first job's workers give slots
+#: back, which they do as their calls end (a call: 1 s) and they renew (1 s).
+FEW_SECONDS = 5.0
+#: ... and the second job's first call after it was queued: its task is taken by the next
+#: free worker, which may be busy for a moment with a task the first job's coordinator
+#: queued (every PUMP_MAX s at most; a host with no worker to spare passes it on), and the
+#: ORM broker does not hand tasks out in order; then the worker waits for slots (above).
+#: Measured on a loaded 2-CPU machine: 1.1 s (Redis), 4.5 and 6.5 s (ORM).
+FIRST_CALL_SECONDS = PUMP_MAX + FEW_SECONDS
+
+
+@pytest.mark.parametrize("broker_name", BROKERS)
+def test_two_jobs_on_one_provider_both_make_progress(
+    broker_name, make_site, make_post, server_action, fake_llm, superuser
+):
+    """The second job does not wait for the first to finish: it calls within a few seconds
+    of being queued, the provider's slots are then shared between the two (CONCURRENCY 4:
+    two each) and the first keeps calling all the while. The fake server's log tells the
+    jobs apart by the pages' titles in the prompts."""
+    need_services(broker_name)
+    with make_site(broker_name) as site:
         fake_llm.latency = 1.0
-        first, first_posts = make_job(make_post, server_action, superuser, 40)
-        second_posts = [make_post() for _ in range(40)]
+        first_posts = [make_post(title=f"First job {n}") for n in range(40)]
+        second_posts = [make_post(title=f"Second job {n}") for n in range(40)]
+        first, _posts = make_job(make_post, server_action, superuser, 0, posts=first_posts)
         site.host("host-a")
         site.host("host-b")
         jobs.enqueue_job(first, broker=site.broker, on_commit=False)
@@ -268,9 +408,34 @@ def test_two_jobs_on_one_provider_both_make_progress(
         )
         second, _posts = make_job(make_post, server_action, superuser, 0, posts=second_posts)
         jobs.enqueue_job(second, broker=site.broker, on_commit=False)
-        wait_for(lambda: succeeded(second) >= 1, timeout=60, message="the second job did not start")
-        # Both ran side by side: the first had most of its pages left when the second started.
-        assert succeeded(first) < len(first_posts) / 2
+        queued = time.monotonic()
+        wait_for(
+            lambda: calls_of(fake_llm, "Second"), timeout=60, message="the second job made no call"
+        )
+        began = calls_of(fake_llm, "Second")[0]["started"]
+        window = (began, began + FEW_SECONDS)
+        time.sleep(max(0.0, window[1] + 1 - time.monotonic()))
+        firsts, seconds = calls_of(fake_llm, "First"), calls_of(fake_llm, "Second")
+        side_by_side = [
+            (in_flight_at(firsts, began + t / 2), in_flight_at(seconds, began + t / 2))
+            for t in range(2 * int(FEW_SECONDS))
+        ]
+        print(
+            f"the second job's first call {began - queued:.2f} s after it was queued; "
+            f"calls in flight (first job, second job) every 0.5 s from then: {side_by_side}"
+        )
+        # The second job called within a few seconds of being queued ...
+        assert began - queued <= FIRST_CALL_SECONDS, began - queued
+        # ... the first kept calling all the while (it waits for nothing either) ...
+        half = began + FEW_SECONDS / 2
+        assert any(began <= c["started"] < half for c in firsts)
+        assert any(half <= c["started"] < window[1] for c in firsts)
+        # ... and within a few seconds both had calls in flight at once, as many as their
+        # fair shares (two each of the four) at some moment.
+        moments = [c["started"] for c in firsts + seconds if window[0] <= c["started"] < window[1]]
+        assert any(in_flight_at(firsts, t) >= 1 and in_flight_at(seconds, t) >= 1 for t in moments)
+        assert any(in_flight_at(firsts, t) == 2 and in_flight_at(seconds, t) == 2 for t in moments)
+        assert succeeded(first) < len(first_posts)
         wait_for(
             lambda: completed(first) and completed(second),
             timeout=180,
@@ -290,26 +455,36 @@ def database_connections() -> int:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.parametrize("broker_name", BROKERS)
 def test_database_connections_stay_within_the_formula_at_concurrency_16(
-    make_site, make_post, server_action, fake_llm, superuser, settings
+    broker_name, make_site, make_post, server_action, fake_llm, superuser, settings
 ):
     """About one connection per call slot plus a few per worker: at most CONCURRENCY
-    + 3 x job workers + hosts x (workers + 3) (the README's formula)."""
-    need_services("redis")
+    + 3 x job workers + hosts x (workers + 3) (the README's formula), measured while all 16
+    calls are in flight (and, with the ORM broker, its polling on the same database)."""
+    need_services(broker_name)
     settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CONCURRENCY": {"*": 16}}
     hosts, workers, job_workers = 2, 2, 2  # one job worker per host
-    with make_site("redis", LLM_CONCURRENCY="16") as site:
+    with make_site(broker_name, LLM_CONCURRENCY="16") as site:
         fake_llm.latency = 1.0
         job, posts = make_job(make_post, server_action, superuser, 96)
         for n in range(hosts):
             site.host(f"host-{n}")
         jobs.enqueue_job(job, broker=site.broker, on_commit=False)
-        peak = 0
+        peak = peak_at_full_load = 0
         deadline = time.monotonic() + 240
         while not completed(job) and time.monotonic() < deadline:
-            peak = max(peak, database_connections())
-            time.sleep(0.1)
+            connections = database_connections()
+            peak = max(peak, connections)
+            if fake_llm.max_in_flight == 16:
+                peak_at_full_load = max(peak_at_full_load, connections)
+            time.sleep(0.05)
         assert completed(job)
+        print(f"peak connections {peak} ({peak_at_full_load} once 16 calls were in flight)")
+        # The job really ran 16 calls at once (its two workers together), so the peak was
+        # taken under full load ...
+        assert fake_llm.max_in_flight == 16
+        assert peak_at_full_load > 0
+        # ... and stayed within the formula.
         assert peak <= 16 + 3 * job_workers + hosts * (workers + 3), peak
         assert len(items_per_host(job)) == hosts  # both hosts took part
-        assert fake_llm.max_in_flight <= 16

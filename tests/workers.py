@@ -164,6 +164,7 @@ class QCluster:
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self._log = None
+        self.killed_at: float | None = None
 
     def start(self) -> QCluster:
         if self.log_path is not None:
@@ -194,6 +195,8 @@ class QCluster:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        #: time.monotonic() once the signal was sent: the cluster runs no code after it.
+        self.killed_at = time.monotonic()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
         self.process = None

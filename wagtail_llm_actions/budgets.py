@@ -7,7 +7,8 @@ in one write transaction; a budget that cannot cover it refuses the call
 replaced by what the call really used. Overshoot is bounded by the calls in flight: a reserved
 estimate is an upper bound of the answer's tokens, so only a prompt counted low (a provider's
 tokenizer against ours) can pass a cap, by that difference for each call in flight. A worker
-that dies mid-call leaves its reservation until it expires (the call's timeout plus a minute).
+that dies mid-call leaves its reservation until it expires (the call's timeout plus a minute,
+on the database's clock).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, Sum
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
@@ -84,8 +86,9 @@ def reserve(
     :class:`BudgetExceeded` (holding nothing) if one cannot cover it."""
     from .models import LLMBudgetReservation, LLMBudgetUsage
 
-    now = timezone.now()
-    expires = now + datetime.timedelta(seconds=float(request.timeout) + RESERVATION_MARGIN)
+    # On the database's clock, as every lease: a host whose clock runs ahead must not take
+    # other hosts' live reservations for expired ones (and overspend).
+    seconds = float(request.timeout) + RESERVATION_MARGIN
 
     def hold() -> Reservation:
         held = Reservation()
@@ -93,14 +96,14 @@ def reserve(
             usage, _created = LLMBudgetUsage.objects.select_for_update().get_or_create(
                 budget=budget, period_start=period_start(budget)
             )
-            live = usage.reservations.filter(expires_at__gt=now).aggregate(
+            live = usage.reservations.filter(expires_at__gt=Now()).aggregate(
                 tokens=Sum("tokens"), cost=Sum("cost")
             )
             used_tokens = usage.tokens + (live["tokens"] or 0)
             used_cost = usage.cost + (live["cost"] or Decimal(0))
             _check(budget, used_tokens, used_cost, tokens, cost)
             row = LLMBudgetReservation.objects.create(
-                usage=usage, tokens=tokens, cost=cost or Decimal(0), expires_at=expires
+                usage=usage, tokens=tokens, cost=cost or Decimal(0), expires_at=db.db_in(seconds)
             )
             held.ids.append(row.pk)
             held.usage_ids.append(usage.pk)
@@ -174,7 +177,7 @@ def spend(budgets: list[LLMBudget] | None = None) -> list[dict[str, Any]]:
 
     budgets = list(LLMBudget.objects.all()) if budgets is None else budgets
     starts = {b.pk: period_start(b) for b in budgets}
-    live = Q(reservations__expires_at__gt=timezone.now())
+    live = Q(reservations__expires_at__gt=Now())
     usage = {
         u.budget_id: u
         for u in LLMBudgetUsage.objects.filter(budget__in=budgets).annotate(

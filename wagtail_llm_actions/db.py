@@ -27,6 +27,7 @@ the batches, and the commits per page fall.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import queue
 import random
@@ -42,6 +43,8 @@ from django.db import (
     connections,
     transaction,
 )
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, Value
+from django.db.models.functions import Now
 from django.db.transaction import TransactionManagementError
 from django.db.utils import DatabaseError
 
@@ -64,6 +67,16 @@ _RETRY_SQLSTATES = {"40001", "40P01", "55P03"}
 #: Serialises write transactions on SQLite within this process (re-entrant: nested writes
 #: of one thread go through).
 _sqlite_write_lock = threading.RLock()
+
+
+def db_in(seconds: float) -> ExpressionWrapper:
+    """The database's clock plus ``seconds``: leases (a job item's, a coordinator's, provider
+    slots, budget reservations) are set and compared on one clock, whichever host's clock is
+    off."""
+    return ExpressionWrapper(
+        Now() + Value(datetime.timedelta(seconds=seconds), output_field=DurationField()),
+        output_field=DateTimeField(),
+    )
 
 
 def is_busy_error(error: BaseException) -> bool:

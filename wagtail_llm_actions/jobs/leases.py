@@ -15,23 +15,19 @@ import random
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.db.models import (
-    DateTimeField,
-    DurationField,
     Exists,
-    ExpressionWrapper,
     OuterRef,
     Q,
-    Value,
 )
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from .. import db
 from ..conf import get_setting
+from ..db import db_in
 from ..models import ItemStatus, JobStatus, LLMAction, LLMJob, LLMJobItem
 
 if TYPE_CHECKING:
@@ -63,15 +59,6 @@ def host_id() -> str:
 
 def new_token() -> str:
     return f"{host_id()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def db_in(seconds: float) -> ExpressionWrapper:
-    """The database's clock plus ``seconds``: leases are set and compared on one clock,
-    whichever host's clock is off."""
-    return ExpressionWrapper(
-        Now() + Value(timedelta(seconds=seconds), output_field=DurationField()),
-        output_field=DateTimeField(),
-    )
 
 
 _OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
