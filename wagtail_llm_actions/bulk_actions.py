@@ -28,7 +28,7 @@ from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
 
 from . import budgets
-from .conf import feature_name, with_feature
+from .conf import RUN_ACTION_LABEL, feature_name, with_feature
 from .exceptions import ConfigurationProblem
 from .lazy import lazy_module
 from .models import JobKind, LLMAction, LLMPipeline
@@ -148,7 +148,7 @@ def over_budget_message(name: str, result: dict) -> str:
 
 
 class RunLLMActionBulkAction(PageBulkAction):
-    display_name = with_feature(gettext_lazy("Run %(feature)s action"))
+    display_name = RUN_ACTION_LABEL
     action_type = "run_llm_action"
     aria_label = with_feature(gettext_lazy("Run %(feature)s action on the selected pages"))
     template_name = "wagtail_llm_actions/bulk_actions/confirm_run_llm_action.html"

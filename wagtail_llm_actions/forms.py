@@ -184,7 +184,7 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
             field.help_text = format_lazy(
                 "{} {}",
                 field.help_text,
-                _("Only users who may configure LLM providers can change this."),
+                _("Only users who may configure model providers can change this."),
             ).strip()
 
     def _chosen_page_types(self) -> list[str]:
@@ -351,7 +351,7 @@ class LLMPipelineStepForm(WagtailAdminModelForm):
                 field.help_text = format_lazy(
                     "{} {}",
                     field.help_text,
-                    _("Only users who may configure LLM providers can change this."),
+                    _("Only users who may configure model providers can change this."),
                 ).strip()
 
     def _offer_field_choices(self) -> None:

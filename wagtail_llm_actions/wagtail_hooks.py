@@ -5,6 +5,7 @@ from wagtail import hooks
 from wagtail.snippets.models import register_snippet
 
 from . import listing_filters, log_actions
+from .conf import INTERACTIONS_LABEL
 from .viewsets import LLMActionsViewSetGroup
 
 register_snippet(LLMActionsViewSetGroup)
@@ -123,7 +124,7 @@ def register_interaction_report_menu_item():
     from .reports import InteractionReportMenuItem
 
     return InteractionReportMenuItem(
-        _("LLM interactions"),
+        INTERACTIONS_LABEL,
         reverse("wagtail_llm_actions_report:index"),
         name="llm-interactions",
         icon_name="cogs",

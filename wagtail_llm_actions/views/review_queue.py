@@ -21,6 +21,7 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.widgets import HeaderButton
 
 from .. import review_queue as rq
+from ..conf import JOBS_LABEL
 from ..exceptions import LLMActionError
 from .jobs import URL_NAMESPACE, get_job_for
 
@@ -51,7 +52,7 @@ class ReviewQueueView(WagtailAdminTemplateMixin, TemplateView):
     def get_breadcrumbs_items(self):
         return [
             *self.breadcrumbs_items,
-            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": _("LLM jobs")},
+            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": JOBS_LABEL},
             {
                 "url": reverse(f"{URL_NAMESPACE}:detail", args=[self.job.pk]),
                 "label": self.get_page_subtitle(),

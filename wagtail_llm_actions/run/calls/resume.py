@@ -117,7 +117,7 @@ def _end_abandoned(old: Any, run: LLMRun) -> None:
         return
     old.status = RunStatus.ERROR
     old.error_message = _(
-        "This run stopped before it finished (its worker stopped or ran out of time); run "
+        "This run stopped before it finished (its background task stopped or ran out of time); run "
         "#%(run)s reused the answers it had stored."
     ) % {"run": run.pk}
     old.finished_at = timezone.now()
