@@ -180,6 +180,7 @@ def progress_display(job: LLMJob, progress: jobs.Progress, unpriced: int = 0) ->
             "status": status,
             "label": str(labels[status]),
             "count": progress.count(status),
+            "text": format_number(progress.count(status)),
             "width": round(100 * progress.count(status) / total, 2) if total else 0,
         }
         for status in BAR_STATUSES

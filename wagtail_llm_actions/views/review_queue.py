@@ -23,6 +23,7 @@ from wagtail.admin.widgets import HeaderButton
 from .. import review_queue as rq
 from ..conf import JOBS_LABEL
 from ..exceptions import LLMActionError
+from ..formatting import format_number
 from .jobs import URL_NAMESPACE, get_job_for
 
 NAMESPACE = "wagtail_llm_actions_review"
@@ -30,6 +31,17 @@ NAMESPACE = "wagtail_llm_actions_review"
 
 def queue_url(job_id: int) -> str:
     return reverse(f"{NAMESPACE}:queue", args=[job_id])
+
+
+def _filter(value: str, label, count: int, active: bool) -> dict:
+    """A review-status filter button: its count written as the active language does."""
+    return {
+        "value": value,
+        "label": label,
+        "count": count,
+        "count_text": format_number(count),
+        "active": active,
+    }
 
 
 class ReviewQueueView(WagtailAdminTemplateMixin, TemplateView):
@@ -88,9 +100,9 @@ class ReviewQueueView(WagtailAdminTemplateMixin, TemplateView):
             items=page,
             is_paginated=page.paginator.num_pages > 1,
             total=total,
-            filters=[{"value": "", "label": _("All"), "count": total, "active": not state}]
+            filters=[_filter("", _("All"), total, not state)]
             + [
-                {"value": value, "label": label, "count": counts[value], "active": state == value}
+                _filter(value, label, counts[value], state == value)
                 for value, label in rq.RowState.labels.items()
                 if counts[value]
             ],
