@@ -136,25 +136,30 @@ class ReviewActView(View):
         if decision == "reject" and len(page_ids) > 1:
             messages.error(request, _("Reject one page at a time."))
             return self.back(request, job)
-        done, errors = 0, []
-        for page_id in page_ids:
-            row = rq.get_row(job, request.user, page_id)
-            if row is None:
-                errors.append(_("This page is not in the job's drafts, or you may not edit it."))
-                continue
-            fields = [field] if field else None
-            try:
-                if decision == "accept":
-                    rq.accept(row, request.user, fields=fields, then=rq.Then(then))
-                else:
+        rows = rq.get_rows(job, request.user, page_ids)  # the same queries for 1 or 500
+        errors = [
+            _("This page is not in the job's drafts, or you may not edit it.")
+            for page_id in dict.fromkeys(page_ids)
+            if page_id not in rows
+        ]
+        fields = [field] if field else None
+        refused: list[tuple[rq.DraftRow, LLMActionError]] = []
+        if decision == "accept":
+            done, refused = rq.accept_many(list(rows.values()), request.user, fields, rq.Then(then))
+        else:
+            done = 0
+            for row in rows.values():
+                try:
                     rq.reject(row, request.user, fields=fields)
-            except LLMActionError as e:
-                errors.append(
-                    _("“%(page)s”: %(error)s")
-                    % {"page": row.page.get_admin_display_title(), "error": e.message}
-                )
-                continue
-            done += 1
+                except LLMActionError as e:
+                    refused.append((row, e))
+                    continue
+                done += 1
+        errors += [
+            _("“%(page)s”: %(error)s")
+            % {"page": row.page.get_admin_display_title(), "error": e.message}
+            for row, e in refused
+        ]
         self.report(request, decision, then, done, errors)
         return self.back(request, job, page_ids[-1] if len(page_ids) == 1 else None)
 
