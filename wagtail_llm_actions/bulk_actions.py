@@ -278,7 +278,7 @@ class RunLLMActionBulkAction(PageBulkAction):
         if plan is not None and context["can_start"]:  # canary before bulk (canary.py)
             from .canary import canary_problem
 
-            problem = canary_problem(action, plan.will_run)
+            problem = canary_problem(action, plan.will_run, self.request)
             if problem:
                 context.update(can_start=False, canary_problem=problem)
                 context["canary_url"] = (

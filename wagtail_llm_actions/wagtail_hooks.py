@@ -224,3 +224,20 @@ def add_budget_notice(request, panels):
     panel = budget_notice_panel(request.user)
     if panel is not None:
         panels.append(panel)
+
+
+def _register_site_settings() -> None:
+    """Settings → "Bulk runs" (a Wagtail site setting), where wagtail.contrib.settings is
+    installed; without it the Django setting alone applies."""
+    from django.apps import apps
+
+    if not apps.is_installed("wagtail.contrib.settings"):
+        return
+    from wagtail.contrib.settings.registry import register_setting
+
+    from .models import BulkRunSettings
+
+    register_setting(icon="tasks")(BulkRunSettings)
+
+
+_register_site_settings()
