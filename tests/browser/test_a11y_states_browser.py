@@ -33,14 +33,17 @@ def test_canary_queued_runs_and_confirmations_have_no_serious_violations(
 ):
     from wagtail_llm_actions import canary, jobs, queued_runs
     from wagtail_llm_actions.models import LLMInteraction
-    from wagtail_llm_actions.pipelines import run_pipeline
+    from wagtail_llm_actions.pipelines import PipelineStepFailed, run_pipeline
 
     action, pipeline, job = site_data["action"], site_data["pipeline"], site_data["job"]
     posts = site_data["posts"]
     sample = canary.start_canary(action, superuser, [posts[0].pk, posts[1].pk])
     jobs.run_job(sample.pk, threads=1)
-    run = run_pipeline(pipeline, posts[2], superuser)
-    step = LLMInteraction.objects.filter(run=run).order_by("pk").last()
+    try:
+        run = run_pipeline(pipeline, posts[2], superuser)
+    except PipelineStepFailed as e:  # its "tags" step refuses: a run to rerun all the same
+        run = e.run
+    step = LLMInteraction.objects.filter(run=run).order_by("pk").first()
     interaction = LLMInteraction.objects.filter(status="success", run__isnull=True).first()
     interaction = interaction or LLMInteraction.objects.filter(status="success").first()
     waiting = queued_runs.create_job(
