@@ -33,7 +33,7 @@ def job_page(page, live_server, job) -> None:
 
 
 def test_the_start_message_repeats_the_previews_number(
-    live_server, browser_page, make_post, action
+    live_server, browser_page, make_post, action, superuser
 ):
     page = browser_page
     log_in(page, live_server)
