@@ -98,10 +98,12 @@ def test_a_job_whose_pages_failed_is_tagged_so_and_unknown_prices_read_unknown(
         LLMJobItem.objects.filter(pk__in=[i.pk for i in items[succeeded:]]).update(status="failed")
         LLMJob.objects.filter(pk=job.pk).update(status="completed", finished_at=timezone.now())
         job_page(page, live_server, job)
-        tag = page.inner_text("[data-llm-job-progress-target=statusTag]").strip()
+        # (the words as written: Wagtail's status tags are upper-cased by CSS)
+        tag = page.locator("[data-llm-job-progress-target=statusTag]").text_content().strip()
         assert tag == label, tag
         listing = page.goto(live_server.url + reverse("wagtail_llm_actions_jobs:index"))
-        assert listing.ok and label in page.inner_text(f'[data-llm-job="{job.pk}"]')
+        row = page.locator(f'[data-llm-job="{job.pk}"]').text_content()
+        assert listing.ok and label in row, row
         if succeeded:
             job_page(page, live_server, job)
             assert "$0.50 + 1 call at unknown price" in page.inner_text("main")
