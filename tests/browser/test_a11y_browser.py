@@ -109,6 +109,8 @@ def serious_violations_light_and_dark(page, label: str) -> list[str]:
     (the theme class Wagtail puts on ``<html>`` from the user's preference, swapped in
     place), the page left in the theme it had."""
     before = page.get_attribute("html", "class") or ""
+    # no colour transitions while the theme changes: axe would read colours half way
+    page.add_style_tag(content="*, *::before, *::after { transition: none !important; }")
     found = []
     for suffix, theme in (("", "light"), ("-dark", "dark")):
         page.evaluate(
@@ -118,6 +120,7 @@ def serious_violations_light_and_dark(page, label: str) -> list[str]:
                 html.classList.add('w-theme-' + theme); }""",
             theme,
         )
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
         found += serious_violations(page, f"{label}{suffix}")
     page.evaluate("cls => document.documentElement.setAttribute('class', cls)", before)
     return found
