@@ -148,3 +148,63 @@ def test_a_changed_action_needs_a_reviewed_canary_before_a_bulk_run(
 def test_without_the_setting_no_canary_is_asked(posts, action, editor):
     html = confirm(client_for(editor), posts, action).content.decode()
     assert "data-llm-canary-required" not in html
+
+
+# -- the site setting (Settings → Bulk runs) and what counts as a last run (audit of issue 21)
+
+
+def site_rule(rule: str) -> None:
+    from wagtail.models import Site
+
+    from wagtail_llm_actions.models import BulkRunSettings
+
+    settings_row = BulkRunSettings.for_site(Site.objects.get(is_default_site=True))
+    settings_row.require_canary = rule
+    settings_row.save()
+
+
+def test_the_site_setting_asks_for_a_canary_and_falls_back_to_the_django_setting(
+    settings, posts, action, editor, superuser
+):
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "CANARY_SIZE": 2}
+    client = client_for(editor)
+    assert "data-llm-canary-required" not in confirm(client, posts, action).content.decode()
+
+    site_rule("required")  # the site asks, the Django setting does not
+    assert "data-llm-canary-required" in confirm(client, posts, action).content.decode()
+
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "REQUIRE_CANARY": True}
+    site_rule("not_required")  # the site's choice wins over the Django setting
+    assert "data-llm-canary-required" not in confirm(client, posts, action).content.decode()
+    site_rule("")  # "as configured": the Django setting
+    assert "data-llm-canary-required" in confirm(client, posts, action).content.decode()
+
+    # an administrator finds it under Settings
+    admin = client_for(superuser)
+    assert "Bulk runs" in admin.get(reverse("wagtailadmin_home")).content.decode()
+
+
+def test_the_last_run_is_the_last_bulk_job_that_wrote_a_page_whatever_its_status(
+    posts, action, editor
+):
+    from wagtail_llm_actions.models import JobStatus, LLMJobItem
+
+    assert canary.changed_since_last_run(action)  # never ran
+
+    # every page failed: the action never wrote anything as it is, so it still counts as changed
+    failed = jobs.create_job(action, editor, [p.pk for p in posts[:3]])
+    jobs.run_job(failed.pk)
+    LLMJobItem.objects.filter(job=failed).update(status="failed")
+    assert canary.changed_since_last_run(action)
+
+    # cancelled half way, after writing a page: it ran the action as it is now
+    cancelled = jobs.create_job(action, editor, [p.pk for p in posts[3:6]])
+    jobs.run_job(cancelled.pk)
+    first = cancelled.items.order_by("pk").first()
+    cancelled.items.exclude(pk=first.pk).update(status="cancelled")
+    LLMJob.objects.filter(pk=cancelled.pk).update(status=JobStatus.CANCELLED)
+    assert not canary.changed_since_last_run(action)
+
+    action.max_tokens = 77
+    action.save()
+    assert canary.changed_since_last_run(action)

@@ -105,7 +105,7 @@ def test_a_worker_dying_again_ends_the_run_with_a_readable_message(
 
     assert body["state"] == "failed"  # the editor's polling stops here, with the reason
     assert body["result"] == {"code": "worker_lost"}
-    assert "worker running this stopped before it finished" in body["message"]
+    assert "background task running this stopped before it finished" in body["message"]
     item = LLMJobItem.objects.select_related("job").get(job=job)
     assert item.status == "failed" and item.job.status == "completed"
     assert item.attempts == CLAIMS

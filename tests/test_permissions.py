@@ -72,7 +72,7 @@ BUDGET_CHOOSER_NS = "wagtailsnippetchoosers_wagtail_llm_actions_llmbudget"
 BUDGET_MANAGERS = frozenset({"superuser"})
 BULK = "wagtail_bulk_action:run_llm_action"
 NO_PERMISSION_MESSAGE = "Sorry, you do not have permission to access this area."
-PROVIDER_NOTE = "Only users who may configure LLM providers can change this."
+PROVIDER_NOTE = "Only users who may configure model providers can change this."
 
 
 # -- the roles and the objects they act on ---------------------------------------------------
@@ -635,7 +635,7 @@ def test_provider_permission_is_grantable_in_groups(client, superuser):
     permission = Permission.objects.get(codename="configure_llm_provider")
     # Wagtail lists it under "Custom permissions" in the "LLM action" row
     assert re.search(rf'<input[^>]*value="{permission.pk}"', html)
-    assert "Can configure LLM providers" in html
+    assert "Can configure model providers" in html
     for codename in ("view_llminteraction", "view_llmjob", "change_llmjob"):
         pk = Permission.objects.get(codename=codename).pk
         assert re.search(rf'<input[^>]*value="{pk}"', html), codename

@@ -99,7 +99,7 @@ def mixed(post, make_post, action, make_action, superuser, editor):
 def test_report_is_in_the_reports_menu(admin_client):
     response = admin_client.get("/admin/")
     assert REPORT_URL in response.content.decode()
-    assert "LLM interactions" in response.content.decode()
+    assert "AI interactions" in response.content.decode()
 
 
 def test_report_menu_item_is_hidden_from_users_with_nothing_to_see(client, outsider, editor):
@@ -251,7 +251,7 @@ def test_chart_shows_calls_and_cost_per_day(admin_client, mixed):
 def test_empty_report(admin_client, db):
     response = admin_client.get(REPORT_URL)
     html = response.content.decode()
-    assert "No LLM interactions have been recorded yet." in html
+    assert "No AI interactions have been recorded yet." in html
     assert 'class="llm-chart"' not in html
 
 

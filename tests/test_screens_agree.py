@@ -299,3 +299,61 @@ def test_the_job_pages_progress_is_the_engines(job, editor, action, django_asser
     assert progress.cost == Decimal("0.25")
     assert progress.count("succeeded") == 2
     assert progress.rate and progress.rate > 0
+
+
+# -- numbers on the review queue, the interaction page and the bar (audit of issue 21) ------
+
+
+def test_token_counts_on_the_interaction_page_are_grouped(action, superuser, post):
+    interaction = make_one(
+        action=action, page=post, prompt_tokens=12345, completion_tokens=2345, total_tokens=14690
+    )
+    html = (
+        client_for(superuser)
+        .get(reverse("wagtail_llm_actions_report:detail", args=[interaction.pk]))
+        .content.decode()
+    )
+    assert "12,345 in, 2,345 out (14,690 in total)" in html
+    assert "12345" not in html and "14690" not in html
+    rows = client_for(superuser).get("/admin/llm-actions/report/").content.decode()
+    assert "12,345" in rows and ">12345<" not in rows
+
+
+def test_the_bars_segment_titles_are_grouped(job, editor):
+    LLMJobItem.objects.bulk_create(
+        [
+            LLMJobItem(job=job, page_id=job.items.first().page_id, status="succeeded")
+            for _ in range(1500)
+        ]
+    )
+    html = client_for(editor).get(detail_url(job)).content.decode()
+    titles = dict(re.findall(r'title="([^":]+): ([^"]+)" data-segment', html))
+    assert titles["Succeeded"] == "1,500", titles
+    data = client_for(editor).get(status_url(job)).json()["display"]
+    succeeded = next(s for s in data["segments"] if s["status"] == "succeeded")
+    assert succeeded["text"] == "1,500"  # what the page's script writes into the title
+    with translation.override("de"):
+        from wagtail_llm_actions.views.jobs import job_progress, progress_display
+
+        job.refresh_from_db()
+        segments = progress_display(job, *job_progress(job))["segments"]
+        assert next(s for s in segments if s["status"] == "succeeded")["text"] == "1.500"
+
+
+def test_the_review_queues_filter_counts_are_grouped(job, editor, monkeypatch):
+    from wagtail_llm_actions import review_queue
+
+    jobs.run_job(job.pk)
+    monkeypatch.setattr(
+        review_queue.Queue,
+        "counts",
+        lambda self: dict.fromkeys(review_queue.RowState.labels, 1500),
+    )
+    html = (
+        client_for(editor)
+        .get(reverse("wagtail_llm_actions_review:queue", args=[job.pk]))
+        .content.decode()
+    )
+    filters = html[html.index("llm-review__filters") :]
+    filters = filters[: filters.index("</nav>")]
+    assert "(1,500)" in filters and "(1500)" not in filters

@@ -3,9 +3,12 @@ the bulk bar, the model suggestions, the pipeline form and the editor's action m
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
@@ -125,3 +128,125 @@ def test_the_pipeline_form_is_as_helpful_as_the_action_form(superuser):
     # and the own prompt's section is not "Or its own prompt" over an "Own prompt" field
     assert html.count(">Page types<") <= 1
     assert "Or its own prompt" not in html and "Instead of an action" in html
+
+
+# -- no "worker", no hard-coded "LLM" in what editors read (audit of issue 21, §3) ----------
+
+PACKAGE = Path(__file__).resolve().parent.parent / "wagtail_llm_actions"
+GETTEXT = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy", "pgettext", "pgettext_lazy"}
+TEMPLATE_MESSAGE = re.compile(
+    r"{%\s*trans\s+\"([^\"]*)\"|{%\s*blocktrans[^%]*%}(.*?){%\s*endblocktrans", re.S
+)
+#: A word an editor should not read, and the feature named in code rather than by FEATURE_NAME
+#: ("LiteLLM" is the library's name, for the administrator who picks a model string).
+FORBIDDEN = re.compile(r"\bworkers?\b|\bLLM\b", re.I)
+
+
+def messages_of_the_app():
+    """Every translatable message of the app: gettext calls in Python, trans tags in
+    templates (implicitly concatenated literals are one string in the syntax tree)."""
+    for path in PACKAGE.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = getattr(func, "id", None) or getattr(func, "attr", None)
+            if name in GETTEXT:
+                for arg in node.args:
+                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        yield f"{path.name}:{node.lineno}", arg.value
+    for path in PACKAGE.rglob("*.html"):
+        for match in TEMPLATE_MESSAGE.finditer(path.read_text()):
+            text = match.group(1) or match.group(2)
+            yield path.name, re.sub(r"<[^>]*>", "", text)  # not data-llm-… attributes
+
+
+def test_no_message_of_the_app_says_worker_or_llm():
+    found = [(where, text) for where, text in messages_of_the_app() if FORBIDDEN.search(text)]
+    assert found == []
+
+
+def test_the_job_page_and_the_editor_say_background_tasks_not_worker(job_waiting, editor):
+    from wagtail_llm_actions.editor.leases import worker_lost_message
+    from wagtail_llm_actions.editor.runs import editor_status
+
+    client = client_for(editor)
+    display = client.get(reverse("wagtail_llm_actions_jobs:status", args=[job_waiting.pk])).json()[
+        "display"
+    ]
+    assert display["no_worker"]
+    assert "has not started" in display["no_worker_message"]
+    html = client.get(reverse("wagtail_llm_actions_jobs:detail", args=[job_waiting.pk]))
+    notice = re.search(r"data-llm-no-worker[^>]*>(.*?)</div>", html.content.decode(), re.S)
+    notice = re.sub(r"<[^>]*>", "", notice.group(1))
+    item = job_waiting.items.first()
+    texts = [
+        display["no_worker_message"],
+        notice,
+        editor_status(item).message,  # stalled (older than the pickup timeout)
+        editor_status(item, now=job_waiting.created_at).message,  # waiting
+        worker_lost_message(True),
+    ]
+    for text in texts:
+        assert "worker" not in str(text).lower(), text
+    assert editor_status(item, now=job_waiting.created_at).message == "Waiting to start…"
+
+
+@pytest.fixture
+def job_waiting(make_post, action, editor, settings):
+    import datetime
+
+    from django.utils import timezone
+
+    from wagtail_llm_actions import jobs
+    from wagtail_llm_actions.models import LLMJob
+
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "WORKER_PICKUP_TIMEOUT": 5}
+    job = jobs.create_job(action, editor, [make_post().pk, make_post().pk])
+    old = timezone.now() - datetime.timedelta(seconds=30)
+    LLMJob.objects.filter(pk=job.pk).update(created_at=old)
+    job.items.update(updated_at=old)
+    job.refresh_from_db()
+    return job
+
+
+def test_the_jobs_empty_state_names_the_bulk_bar_button(settings, superuser, blog_index, post):
+    client = client_for(superuser)
+    for name in (None, "Assistant"):
+        settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "FEATURE_NAME": name}
+        button = re.search(
+            r'class="bulk-actions-buttons".*?>\s*([^<>]*?action)\s*<',
+            explorer(client, blog_index),
+            re.S,
+        )
+        empty = client.get(reverse("wagtail_llm_actions_jobs:index")).content.decode()
+        assert button is not None
+        assert f"choose “{button.group(1).strip()}”" in empty
+
+
+def test_menus_breadcrumbs_and_empty_states_use_the_features_name(
+    settings, superuser, action, make_post, editor
+):
+    from wagtail_llm_actions import jobs
+
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "FEATURE_NAME": "Assistant"}
+    client = client_for(superuser)
+    job = jobs.create_job(action, editor, [make_post().pk])
+    screens = {
+        "home": reverse("wagtailadmin_home"),
+        "jobs": reverse("wagtail_llm_actions_jobs:index"),
+        "job": reverse("wagtail_llm_actions_jobs:detail", args=[job.pk]),
+        "queue": reverse("wagtail_llm_actions_review:queue", args=[job.pk]),
+        "interactions": reverse("wagtail_llm_actions_report:index"),
+        "prompts": reverse("wagtailsnippets_wagtail_llm_actions_llmprompt:list"),
+    }
+    pages = {name: client.get(url).content.decode() for name, url in screens.items()}
+    assert "Assistant actions" in pages["home"] and "Assistant interactions" in pages["home"]
+    assert "Assistant jobs" in pages["job"] and "Assistant jobs" in pages["queue"]
+    assert "No Assistant interactions have been recorded yet." in pages["interactions"]
+    for name, html in pages.items():
+        visible = re.sub(r"<(script|style)\b.*?</\1>|<[^>]*>", " ", html, flags=re.S)
+        visible = visible.replace(django_settings.WAGTAIL_SITE_NAME, "")  # the site's own name
+        assert not re.search(r"\bLLM\b", visible), name

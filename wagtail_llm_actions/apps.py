@@ -1,11 +1,17 @@
 from django.apps import AppConfig
-from django.utils.translation import gettext_lazy as _
+from django.utils.functional import lazy
+
+
+def _actions_label():
+    from .conf import ACTIONS_LABEL
+
+    return ACTIONS_LABEL
 
 
 class WagtailLLMActionsAppConfig(AppConfig):
     name = "wagtail_llm_actions"
     label = "wagtail_llm_actions"
-    verbose_name = _("LLM actions")
+    verbose_name = lazy(lambda: str(_actions_label()), str)()  # "AI actions": FEATURE_NAME
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -28,7 +28,7 @@ from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.pages.bulk_actions.page_bulk_action import PageBulkAction
 
 from . import budgets
-from .conf import feature_name, with_feature
+from .conf import RUN_ACTION_LABEL, feature_name, with_feature
 from .exceptions import ConfigurationProblem
 from .lazy import lazy_module
 from .models import JobKind, LLMAction, LLMPipeline
@@ -196,7 +196,7 @@ def enqueue_started(job, result: dict | None, budget_limit=None, **extra) -> int
 
 
 class RunLLMActionBulkAction(ConfirmScreen, PageBulkAction):
-    display_name = with_feature(gettext_lazy("Run %(feature)s action"))
+    display_name = RUN_ACTION_LABEL
     action_type = "run_llm_action"
     aria_label = with_feature(gettext_lazy("Run %(feature)s action on the selected pages"))
     template_name = "wagtail_llm_actions/bulk_actions/confirm_run_llm_action.html"
@@ -316,7 +316,7 @@ class RunLLMActionBulkAction(ConfirmScreen, PageBulkAction):
         if plan is not None and context["can_start"]:  # canary before bulk (canary.py)
             from .canary import canary_problem
 
-            problem = canary_problem(action, plan.will_run)
+            problem = canary_problem(action, plan.will_run, self.request)
             if problem:
                 context.update(can_start=False, canary_problem=problem)
                 context["canary_url"] = (

@@ -25,6 +25,7 @@ from .jobs import planning
 from .models import (
     InteractionOutcome,
     InteractionStatus,
+    ItemStatus,
     JobKind,
     JobStatus,
     LLMAction,
@@ -73,10 +74,13 @@ def is_canary(job: LLMJob) -> bool:
 
 
 def changed_since_last_run(action: LLMAction) -> bool:
-    """Whether the action (or its prompt) changed since its last finished bulk run, or has
-    never had one."""
+    """Whether the action (or its prompt) changed since its last bulk run, or has never had
+    one. A bulk run is a (non-canary) bulk job that wrote at least one page, whatever its
+    status now: completed, failed in part, cancelled half way or still running all ran the
+    action as it was then; a job that wrote nothing (cancelled before any page ran, or every
+    page failed) did not, and does not count."""
     last = (
-        LLMJob.objects.filter(action=action, kind=JobKind.BULK, status=JobStatus.COMPLETED)
+        LLMJob.objects.filter(action=action, kind=JobKind.BULK, items__status=ItemStatus.SUCCEEDED)
         .exclude(options__has_key="canary")
         .aggregate(last=Max("created_at"))["last"]
     )
@@ -114,9 +118,24 @@ def is_reviewed(job: LLMJob) -> bool:
     )
 
 
-def canary_problem(action: LLMAction | None, pages: int) -> str | None:
-    """Why a bulk run of ``action`` over ``pages`` pages may not start, or None."""
-    if action is None or not get_setting("REQUIRE_CANARY") or pages <= size():
+def canary_required(request=None) -> bool:
+    """Whether this site asks for a canary: its "Bulk runs" site setting (Settings menu) if it
+    chose, else ``WAGTAIL_LLM_ACTIONS["REQUIRE_CANARY"]``."""
+    from django.apps import apps
+
+    if request is not None and apps.is_installed("wagtail.contrib.settings"):
+        from .models import BulkRunSettings, CanaryRule
+
+        rule = BulkRunSettings.for_request(request).require_canary
+        if rule:
+            return rule == CanaryRule.REQUIRED
+    return bool(get_setting("REQUIRE_CANARY"))
+
+
+def canary_problem(action: LLMAction | None, pages: int, request=None) -> str | None:
+    """Why a bulk run of ``action`` over ``pages`` pages may not start, or None
+    (``request``: whose site's setting applies)."""
+    if action is None or pages <= size() or not canary_required(request):
         return None
     if not changed_since_last_run(action):
         return None

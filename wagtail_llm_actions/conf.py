@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.functional import lazy
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 DEFAULTS: dict[str, Any] = {
     # What editors see the feature called in menus and buttons ("Run AI action", the "AI"
@@ -130,3 +130,10 @@ def _with_feature(text) -> str:
 #: ``with_feature(gettext_lazy("Run %(feature)s action"))``: a label naming the feature,
 #: resolved when shown (the language and the setting of that moment).
 with_feature = lazy(_with_feature, str)
+
+# Labels naming the feature, each defined once: the button and the screens that name it
+# read the same string ("Run AI action" in the bulk bar and in the jobs' empty state).
+RUN_ACTION_LABEL = with_feature(gettext_lazy("Run %(feature)s action"))
+JOBS_LABEL = with_feature(gettext_lazy("%(feature)s jobs"))
+INTERACTIONS_LABEL = with_feature(gettext_lazy("%(feature)s interactions"))
+ACTIONS_LABEL = with_feature(gettext_lazy("%(feature)s actions"))

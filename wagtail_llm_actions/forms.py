@@ -221,7 +221,7 @@ class LLMActionForm(TranslationFieldsMixin, WagtailAdminModelForm):
             field.help_text = format_lazy(
                 "{} {}",
                 field.help_text,
-                _("Only users who may configure LLM providers can change this."),
+                _("Only users who may configure model providers can change this."),
             ).strip()
 
     def _chosen_page_types(self, name: str = "page_types") -> list[str]:
@@ -405,7 +405,7 @@ class LLMPipelineStepForm(WagtailAdminModelForm):
                 field.help_text = format_lazy(
                     "{} {}",
                     field.help_text,
-                    _("Only users who may configure LLM providers can change this."),
+                    _("Only users who may configure model providers can change this."),
                 ).strip()
 
     def _offer_field_choices(self) -> None:

@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from wagtail_localize.machine_translators.base import BaseMachineTranslator
 from wagtail_localize.strings import StringValue
 
+from .conf import ACTIONS_LABEL
 from .exceptions import ConfigurationProblem, LLMActionError
 from .translation.markup import has_text, protect
 from .translation.segments import RICH, Segment
@@ -56,7 +57,7 @@ class LLMActionsTranslator(BaseMachineTranslator):
     @property
     def display_name(self) -> str:  # the button's "Translate with …" and each string's tool
         action = self._action_or_none()
-        return action.name if action is not None else _("LLM actions")
+        return action.name if action is not None else str(ACTIONS_LABEL)
 
     def _action_or_none(self):
         from .models import LLMAction
@@ -73,7 +74,7 @@ class LLMActionsTranslator(BaseMachineTranslator):
         action = self._action_or_none()
         if action is None:
             raise ConfigurationProblem(
-                _("There is no LLM action “%(slug)s” (WAGTAILLOCALIZE_MACHINE_TRANSLATOR).")
+                _("There is no action “%(slug)s” (WAGTAILLOCALIZE_MACHINE_TRANSLATOR).")
                 % {"slug": self.slug}
             )
         if not hasattr(action, "translation"):

@@ -52,7 +52,7 @@ class GeneratedWithLLMAction(LogFormatter):
 
 
 class DiscardedLLMAnswer(LogFormatter):
-    label = _("Discarded LLM answer")
+    label = with_feature(_("Discarded %(feature)s answer"))
 
     def format_message(self, log_entry):
         try:

@@ -31,6 +31,7 @@ from wagtail.admin.views.reports import ReportView
 from wagtail.models import Page
 
 from .charts import MAX_DAYS, Day, day_of, render_calls_and_cost, series_from_days
+from .conf import INTERACTIONS_LABEL, feature_name, with_feature
 from .filters import InteractionFilterSet, recorded_values
 from .formatting import export_cost, export_cost_number, format_cost_total
 from .jobs.control import UNPRICED
@@ -175,7 +176,7 @@ def _finish_totals(totals: dict) -> dict:
 
 
 class InteractionReportView(ReportView):
-    page_title = _("LLM interactions")
+    page_title = INTERACTIONS_LABEL
     header_icon = "cogs"
     template_name = "wagtail_llm_actions/reports/interactions.html"
     results_template_name = "wagtail_llm_actions/reports/interactions_results.html"
@@ -187,8 +188,8 @@ class InteractionReportView(ReportView):
     search_fields = ["action_name", "model", "page__title", "error_message"]
     default_ordering = ("-created_at", "-pk")
     paginate_by = 50
-    verbose_name = _("LLM interaction")
-    verbose_name_plural = _("LLM interactions")
+    verbose_name = with_feature(_("%(feature)s interaction"))
+    verbose_name_plural = INTERACTIONS_LABEL
     export_filename = "llm-interactions"
 
     list_export = [
@@ -342,6 +343,7 @@ class InteractionReportView(ReportView):
         context["chart"] = render_calls_and_cost(series)
         context["chart_days"] = len(series)
         context["sees_all"] = can_view_all(self.request.user)
+        context["feature_name"] = feature_name()
         from .budget_panels import spend_against_budgets
 
         context["budget_rows"] = spend_against_budgets(self.request.user)

@@ -19,6 +19,7 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,12 +30,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.models import Page, PageLogEntry, Revision
 
-from . import db, log_actions
+from . import db, log_actions, rowstate
 from .exceptions import ActionNotAllowed, LLMActionError, PageLocked
 from .models import InteractionOutcome, InteractionStatus, ItemStatus, LLMInteraction, LLMJob
 from .permissions import editable_pages_q, has_admin_access
 from .review import discard, discard_problem, is_published, keep
-from .service import lock_message
+from .run.access import lock_reason
 
 ACCEPTED = InteractionOutcome.ACCEPTED.value
 DISCARDED = InteractionOutcome.DISCARDED.value
@@ -349,19 +350,29 @@ def _writers(row: DraftRow) -> dict[str, tuple[LLMInteraction, str]]:
 
 def get_row(job: LLMJob, user, page_id: int) -> DraftRow | None:
     """The row of one page (its changes not computed), if ``user`` may act on it."""
+    return get_rows(job, user, [page_id]).get(page_id)
+
+
+def get_rows(job: LLMJob, user, page_ids: list[int]) -> dict[int, DraftRow]:
+    """Page id → its row (changes not computed, the page specific) for the pages of
+    ``page_ids`` that ``user`` may act on: the same queries for one page or hundreds (the
+    calls, the pages, one more per page type)."""
     interactions = (
         job_interactions(job, user)
-        .filter(page_id=page_id)
-        .select_related("page", "revision")
+        .filter(page_id__in=page_ids)
+        .select_related("revision")
         .annotate(previous_revision_id=Revision.objects.previous_revision_id_subquery())
         .order_by("revision_id", "pk")
     )
-    rows = group_rows(interactions)
-    if not rows:
-        return None
-    row = rows[-1]  # a page run twice by the job (a retry): its latest draft
-    row.page = row.interactions[0].page
-    return row
+    rows: dict[int, DraftRow] = {}
+    for row in group_rows(interactions):
+        rows[row.page.pk] = row  # a page run twice by the job (a retry): its latest draft
+    if rows:
+        for page in Page.objects.filter(pk__in=list(rows)).specific():
+            rows[page.pk].page = page
+            for interaction in rows[page.pk].interactions:
+                interaction.page = page
+    return rows
 
 
 # -- acting on rows ------------------------------------------------------------------
@@ -435,15 +446,51 @@ def reject(row: DraftRow, user, fields: list[str] | None = None) -> int:
     return count
 
 
-def accept(row: DraftRow, user, fields: list[str] | None = None, then: Then = Then.KEEP) -> int:
+def accept_many(
+    rows: list[DraftRow], user, fields: list[str] | None = None, then: Then = Then.KEEP
+) -> tuple[int, list[tuple[DraftRow, LLMActionError]]]:
+    """:func:`accept` for each row: the pages' locks read at once and the outcomes written by
+    one statement, so keeping N drafts costs the same queries as keeping one (publishing or
+    submitting still costs Wagtail's own per page). Returns (rows done, rows refused)."""
+    flags = rowstate.page_lock_flags([row.page for row in rows])
+    accepted: list[int] = []
+    done, errors = 0, []
+    with db.atomic_write():
+        for row in rows:
+            try:
+                accept(row, user, fields, then, flags=flags.get(row.page.pk), accepted=accepted)
+            except LLMActionError as e:
+                errors.append((row, e))
+                continue
+            done += 1
+        _mark_accepted(accepted)
+    return done, errors
+
+
+def _mark_accepted(pks: list[int]) -> None:
+    if pks:
+        LLMInteraction.objects.filter(pk__in=pks).update(outcome=InteractionOutcome.ACCEPTED)
+
+
+def accept(
+    row: DraftRow,
+    user,
+    fields: list[str] | None = None,
+    then: Then = Then.KEEP,
+    *,
+    flags: rowstate.LockFlags | None = None,
+    accepted: list[int] | None = None,
+) -> int:
     """Keep the job's draft (every field, or ``fields``), recording "accepted"; then, if
     asked, publish the page's latest revision or submit it to moderation (each checked
-    against the user's permissions on this page). Returns how many calls were accepted."""
+    against the user's permissions on this page). Returns how many calls were accepted.
+    ``flags``: the page's lock state, if read already; ``accepted``: a list to add the calls
+    to mark accepted to (written by the caller, :func:`accept_many`), instead of here."""
     page = row.page.specific
     _check_edit(page, user)
-    message = lock_message(user, page)
-    if message:
-        raise PageLocked(message)
+    problem = lock_reason(user, page, flags)
+    if problem is not None:
+        raise PageLocked(problem.message)
     then = Then(then)
     perms = page.permissions_for_user(user)
     title = page.get_admin_display_title()
@@ -456,33 +503,47 @@ def accept(row: DraftRow, user, fields: list[str] | None = None, then: Then = Th
         )
     if then != Then.KEEP:
         _check_latest(page, row)
-    count = 0
-    with db.atomic_write():
-        for interaction, keys in _targets(row, fields):
+    targets = [(i, _keys_to_accept(i, keys)) for i, keys in _targets(row, fields)]
+    plain: list[int] = []
+    with db.atomic_write() if accepted is None else contextlib.nullcontext():
+        for interaction, keys in targets:
             if interaction.outcome == InteractionOutcome.PENDING:
                 interaction.page = page
                 keep(interaction, user)  # an answer never saved: written as a draft first
-            if interaction.output_values:
+            if keys is not None:
                 outcomes = dict(interaction.field_outcomes or {})
-                keys = keys or [k for k in interaction.output_values if outcomes.get(k) is None]
-                if any(outcomes.get(k) == DISCARDED for k in keys):
-                    raise CannotReview(_("A rejected field cannot be accepted again."))
                 outcomes.update(dict.fromkeys(keys, ACCEPTED))
                 interaction.field_outcomes = outcomes
                 interaction.save(update_fields=["field_outcomes"])
                 _settle(interaction)
-            elif interaction.outcome == DISCARDED:
-                raise CannotReview(_("A rejected draft cannot be accepted again."))
             elif interaction.outcome != ACCEPTED:
                 interaction.outcome = InteractionOutcome.ACCEPTED
-                interaction.save(update_fields=["outcome"])
-            count += 1
+                plain.append(interaction.pk)
+        if accepted is None:
+            _mark_accepted(plain)
+        else:
+            accepted.extend(plain)
+    count = len(targets)
     if then == Then.PUBLISH:
         page.get_latest_revision().publish(user=user)
     elif then == Then.SUBMIT:
         with transaction.atomic():
             page.get_workflow().start(page, user)
     return count
+
+
+def _keys_to_accept(interaction: LLMInteraction, keys: list | None) -> list | None:
+    """The output keys of a structured answer to accept (None: a plain answer); refuses a
+    rejected field or draft before anything is written."""
+    if not interaction.output_values:
+        if interaction.outcome == DISCARDED:
+            raise CannotReview(_("A rejected draft cannot be accepted again."))
+        return None
+    outcomes = interaction.field_outcomes or {}
+    keys = keys or [k for k in interaction.output_values if outcomes.get(k) is None]
+    if any(outcomes.get(k) == DISCARDED for k in keys):
+        raise CannotReview(_("A rejected field cannot be accepted again."))
+    return keys
 
 
 def _check_latest(page: Page, row: DraftRow) -> None:

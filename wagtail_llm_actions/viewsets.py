@@ -31,7 +31,7 @@ from wagtail.snippets.views.snippets import (
     SnippetViewSetGroup,
 )
 
-from .conf import with_feature
+from .conf import ACTIONS_LABEL
 from .forms import ActionPlacementPanel, LLMActionForm, LLMPipelineForm, LLMPipelineStepForm
 from .lazy import LazyView, lazy_view
 from .models import LLMAction, LLMBudget, LLMPipeline, LLMPrompt
@@ -200,7 +200,7 @@ class ProviderKeyWarningMixin:
                 _(
                     "The API key %(name)s is not set in this environment, so “%(action)s” will "
                     "fail until it is: set the environment variable %(name)s (or an entry in "
-                    "WAGTAIL_LLM_ACTIONS['API_KEYS']) where the workers run."
+                    "WAGTAIL_LLM_ACTIONS['API_KEYS']) where the site's background tasks run."
                 )
                 % {"name": name, "action": action.name},
             )
@@ -535,6 +535,6 @@ class LLMBudgetViewSet(DeferredFormViewsMixin, SnippetViewSet):
 class LLMActionsViewSetGroup(SnippetViewSetGroup):
     items = (LLMActionViewSet, LLMPipelineViewSet, LLMPromptViewSet, LLMBudgetViewSet, JobViewSet)
     menu_icon = "cogs"
-    menu_label = with_feature(_("%(feature)s actions"))  # "AI actions": FEATURE_NAME
+    menu_label = ACTIONS_LABEL  # "AI actions": FEATURE_NAME
     menu_name = "llm_actions"
     menu_order = 900

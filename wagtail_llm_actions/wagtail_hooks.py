@@ -5,6 +5,7 @@ from wagtail import hooks
 from wagtail.snippets.models import register_snippet
 
 from . import listing_filters, log_actions
+from .conf import INTERACTIONS_LABEL
 from .viewsets import LLMActionsViewSetGroup
 
 register_snippet(LLMActionsViewSetGroup)
@@ -144,7 +145,7 @@ def register_interaction_report_menu_item():
     from .reports import InteractionReportMenuItem
 
     return InteractionReportMenuItem(
-        _("LLM interactions"),
+        INTERACTIONS_LABEL,
         reverse("wagtail_llm_actions_report:index"),
         name="llm-interactions",
         icon_name="cogs",
@@ -253,3 +254,20 @@ def add_budget_notice(request, panels):
     panel = budget_notice_panel(request.user)
     if panel is not None:
         panels.append(panel)
+
+
+def _register_site_settings() -> None:
+    """Settings → "Bulk runs" (a Wagtail site setting), where wagtail.contrib.settings is
+    installed; without it the Django setting alone applies."""
+    from django.apps import apps
+
+    if not apps.is_installed("wagtail.contrib.settings"):
+        return
+    from wagtail.contrib.settings.registry import register_setting
+
+    from .models import BulkRunSettings
+
+    register_setting(icon="tasks")(BulkRunSettings)
+
+
+_register_site_settings()

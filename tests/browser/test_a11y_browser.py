@@ -103,6 +103,29 @@ def serious_violations(page, label: str) -> list[str]:
     return found
 
 
+def serious_violations_light_and_dark(page, label: str) -> list[str]:
+    """:func:`serious_violations` of the screen as it is now (mid-flow: a form filled in, a
+    menu open, which a reload would lose), in Wagtail's light theme and then its dark one
+    (the theme class Wagtail puts on ``<html>`` from the user's preference, swapped in
+    place), the page left in the theme it had."""
+    before = page.get_attribute("html", "class") or ""
+    # no colour transitions while the theme changes: axe would read colours half way
+    page.add_style_tag(content="*, *::before, *::after { transition: none !important; }")
+    found = []
+    for suffix, theme in (("", "light"), ("-dark", "dark")):
+        page.evaluate(
+            """theme => { const html = document.documentElement;
+                [...html.classList].filter(c => c.startsWith('w-theme-'))
+                    .forEach(c => html.classList.remove(c));
+                html.classList.add('w-theme-' + theme); }""",
+            theme,
+        )
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+        found += serious_violations(page, f"{label}{suffix}")
+    page.evaluate("cls => document.documentElement.setAttribute('class', cls)", before)
+    return found
+
+
 def is_core_issue(page, rule: str, target: str) -> bool:
     for core_rule, selector, _why in WAGTAIL_CORE_ISSUES:
         if core_rule != rule or not target:

@@ -74,7 +74,7 @@ def test_a_run_whose_worker_died_stops_the_spinner_and_says_why(
 
     error = page.locator(ERROR)
     error.wait_for(state="visible")
-    assert "worker running this stopped before it finished" in error.inner_text()
+    assert "background task running this stopped before it finished" in error.inner_text()
     button = page.locator(BUTTON).first
     assert button.is_enabled() and button.get_attribute("aria-busy") == "false"
     assert LLMJobItem.objects.get().status == "failed"

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from tests.browser import test_editor_browser
-from tests.browser.test_a11y_browser import serious_violations
+from tests.browser.test_a11y_browser import serious_violations_light_and_dark
 from tests.browser.test_queued_runs_browser import log_in
 from tests.fakeserver import reverse_words
 
@@ -61,7 +61,7 @@ def test_rewrite_a_selection_keeps_the_link_and_bold_and_undo_restores_it(
     page.keyboard.press("Shift+End")
     field.locator("[data-llm-selection]").first.click()
     page.locator(".llm-selection").get_by_role("button", name="Rewrite").wait_for()
-    found = serious_violations(page, "selection-menu")
+    found = serious_violations_light_and_dark(page, "selection-menu")
     page.locator(".llm-selection").get_by_role("button", name="Rewrite").click()
 
     # Streamed: the text so far shows (plain, no placeholders) before the answer is complete
@@ -78,7 +78,7 @@ def test_rewrite_a_selection_keeps_the_link_and_bold_and_undo_restores_it(
     assert page.locator(".llm-selection__preview").inner_text() == rewritten
     assert page.locator(".llm-selection__preview strong").inner_text() == reverse_words("very good")
     assert editor.inner_text().startswith(ORIGINAL)
-    found += serious_violations(page, "selection-preview")
+    found += serious_violations_light_and_dark(page, "selection-preview")
     assert not found, "\n".join(found)
     accept.click()
 

@@ -63,9 +63,10 @@ def test_the_bulk_screen_estimates_each_locale_and_the_run_sends_that(
         assert number(page, row.code, "tokens") == row.total_tokens > 0
     text = page.locator("[data-llm-locale-estimates]").inner_text()
     assert "German (de)" in text and "French (fr)" in text
-    from tests.browser.test_a11y_browser import serious_violations
+    from tests.browser.test_a11y_browser import serious_violations_light_and_dark
 
-    found = serious_violations(page, "translate-bulk")  # axe, on the estimate as shown
+    # axe, on the estimate as shown, in both themes
+    found = serious_violations_light_and_dark(page, "translate-bulk")
     assert not found, "\n".join(found)
 
     # Start: one job of six items; what it sends is what the screen said

@@ -191,7 +191,7 @@ def _record_run(item: LLMJobItem):
 
 def worker_lost_message(reused: bool) -> str:
     message = _(
-        "The background worker running this stopped before it finished (it was restarted "
+        "The background task running this stopped before it finished (it was restarted "
         "or ran out of time), so nothing was filled in. Try again."
     )
     if reused:

@@ -254,13 +254,13 @@ def editor_status(item: LLMJobItem, now=None) -> EditorStatus:
                 "stalled",
                 elapsed,
                 _(
-                    "No background worker has picked this up after %(seconds)s seconds. The "
-                    "site's task worker (manage.py qcluster) may not be running: ask your "
-                    "administrator. You can keep waiting or cancel."
+                    "This has not started after %(seconds)s seconds. The site's background "
+                    "tasks may be stopped or busy: ask your administrator. You can keep "
+                    "waiting or cancel."
                 )
                 % {"seconds": int(timeout)},
             )
-        return EditorStatus("queued", elapsed, _("Waiting for a worker…"))
+        return EditorStatus("queued", elapsed, _("Waiting to start…"))
     if item.status == ItemStatus.RUNNING:
         return EditorStatus("running", elapsed, _("Generating…"), partial=partial_text(item))
     if item.status == ItemStatus.SUCCEEDED:

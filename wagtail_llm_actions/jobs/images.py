@@ -205,7 +205,7 @@ def process_image_item(ctx, item: LLMJobItem, claim_token: str, action: LLMActio
         }
         fields = {"interaction": interaction, "error": "", "skip_reason": "", "result": result}
         if not _finish(item, claim_token, status=ItemStatus.SUCCEEDED, **fields):
-            raise LeaseLost(str(_("Another worker took this image over; nothing written.")))
+            raise LeaseLost(str(_("Another run of the job took this image over; nothing written.")))
 
     try:
         if stored is not None and stored.status == InteractionStatus.ANSWERED:

@@ -103,7 +103,7 @@ def _other_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | N
             item,
             claim_token,
             ItemStatus.FAILED,
-            error=str(_("The worker running this page stopped too many times.")),
+            error=str(_("The background task running this page stopped too many times.")),
         )
     if item.page is None:
         from .snippets import is_snippet_item
@@ -165,7 +165,7 @@ def process_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
             },
         )
         if not ok:
-            raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
+            raise LeaseLost(str(_("Another run of the job took this page over; answer discarded.")))
         if getattr(action, "submit_for_moderation", False):
             submit_after_commit(interaction, user)
 
@@ -332,7 +332,7 @@ def _process_pipeline_item(ctx: _RunContext, item: LLMJobItem, claim_token: str)
             },
         )
         if not ok:
-            raise LeaseLost(str(_("Another worker took this page over; answer discarded.")))
+            raise LeaseLost(str(_("Another run of the job took this page over; answer discarded.")))
 
     try:
         with ctx.call_slot():  # a pipeline's steps call one after another: one slot

@@ -47,7 +47,7 @@ def process_translation_item(ctx: _RunContext, item: LLMJobItem, claim_token: st
     def on_written(outcome) -> None:
         ok = _finish(item, claim_token, **_succeeded(outcome, code))
         if not ok:
-            raise LeaseLost(_("Another worker took this page over; answer discarded."))
+            raise LeaseLost(_("Another run of the job took this page over; answer discarded."))
 
     try:
         with ctx.call_slot():

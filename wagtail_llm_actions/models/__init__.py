@@ -45,9 +45,12 @@ from .interactions import (
 from .jobs import ItemStatus, JobKind, JobStatus, LLMJob, LLMJobItem, LLMProviderSlots
 from .pipelines import INLINE_STEP_FIELDS, LLMPipeline, LLMPipelineStep
 from .prompts import LLMPrompt
+from .site_settings import BulkRunSettings, CanaryRule
 from .translation import LLMTranslationSegment, LLMTranslationSettings
 
 __all__ = [
+    "BulkRunSettings",
+    "CanaryRule",
     "DEFAULT_REDUCE_PROMPT",
     "DEFAULT_TRIGGER_DELAY",
     "INLINE_STEP_FIELDS",

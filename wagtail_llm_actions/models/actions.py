@@ -338,12 +338,12 @@ class LLMAction(TriggerFields, ImageSourceFields, SelectionToolFields, SnippetTa
 
     class Meta:
         ordering = ["name"]
-        verbose_name = _("LLM action")
-        verbose_name_plural = _("LLM actions")
+        verbose_name = _("action")
+        verbose_name_plural = _("actions")
         permissions = [
             (
                 "configure_llm_provider",
-                _("Can configure LLM providers (model, API base, key name, extra parameters)"),
+                _("Can configure model providers (model, API base, key name, extra parameters)"),
             ),
         ]
 

@@ -76,8 +76,8 @@ class LLMBudget(models.Model):
 
     class Meta:
         ordering = ["name"]
-        verbose_name = _("LLM budget")
-        verbose_name_plural = _("LLM budgets")
+        verbose_name = _("budget")
+        verbose_name_plural = _("budgets")
 
     def __str__(self) -> str:
         return self.name

@@ -20,8 +20,8 @@ class LLMCachedResponse(models.Model):
     expires_at = models.DateTimeField(_("expires"), db_index=True)
 
     class Meta:
-        verbose_name = _("cached LLM answer")
-        verbose_name_plural = _("cached LLM answers")
+        verbose_name = _("cached answer")
+        verbose_name_plural = _("cached answers")
 
     def __str__(self) -> str:
         return f"{self.model} {self.key[:12]}"

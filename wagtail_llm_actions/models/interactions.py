@@ -231,8 +231,8 @@ class LLMInteraction(RevisionLinks):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name = _("LLM interaction")
-        verbose_name_plural = _("LLM interactions")
+        verbose_name = _("interaction")
+        verbose_name_plural = _("interactions")
         indexes = [
             models.Index(fields=["-created_at"], name="llmi_created_idx"),
             models.Index(fields=["action", "-created_at"], name="llmi_action_created_idx"),
@@ -361,8 +361,8 @@ class LLMRun(RevisionLinks):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name = _("LLM run")
-        verbose_name_plural = _("LLM runs")
+        verbose_name = _("run")
+        verbose_name_plural = _("runs")
 
     def __str__(self) -> str:
         return f"{self.name} #{self.pk} ({self.get_status_display()})"

@@ -71,8 +71,8 @@ class LLMJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name = _("LLM job")
-        verbose_name_plural = _("LLM jobs")
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
 
     def __str__(self) -> str:
         return gettext("%(action)s job #%(id)s") % {"action": self.action_name, "id": self.pk}
@@ -118,8 +118,8 @@ class LLMJobItem(models.Model):
 
     class Meta:
         ordering = ["pk"]
-        verbose_name = _("LLM job item")
-        verbose_name_plural = _("LLM job items")
+        verbose_name = _("job item")
+        verbose_name_plural = _("job items")
         indexes = [models.Index(fields=["job", "status"], name="llmjobitem_job_status_idx")]
 
     def __str__(self) -> str:
@@ -153,8 +153,8 @@ class LLMProviderSlots(models.Model):
     job_limit = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
-        verbose_name = _("LLM provider slots")
-        verbose_name_plural = _("LLM provider slots")
+        verbose_name = _("provider slots")
+        verbose_name_plural = _("provider slots")
         indexes = [
             models.Index(fields=["provider", "expires_at"], name="llmslots_provider_idx"),
         ]

@@ -40,8 +40,8 @@ class LLMPipeline(ClusterableModel):
 
     class Meta:
         ordering = ["name"]
-        verbose_name = _("LLM pipeline")
-        verbose_name_plural = _("LLM pipelines")
+        verbose_name = _("pipeline")
+        verbose_name_plural = _("pipelines")
 
     def __str__(self) -> str:
         return self.name

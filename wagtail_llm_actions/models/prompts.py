@@ -36,8 +36,8 @@ class LLMPrompt(RevisionMixin, index.Indexed, models.Model):
 
     class Meta:
         ordering = ["name"]
-        verbose_name = _("LLM prompt")
-        verbose_name_plural = _("LLM prompts")
+        verbose_name = _("prompt")
+        verbose_name_plural = _("prompts")
 
     def __str__(self) -> str:
         return self.name

@@ -126,7 +126,7 @@ def check_key_name(name: str) -> None:
         return
     if get_setting("API_KEY_NAMES") is None:
         message = gettext(
-            "%(name)s is not a variable an LLM provider reads its key from, so an action may "
+            "%(name)s is not a variable a model provider reads its key from, so an action may "
             "not send it. Use a provider's variable (such as OPENAI_API_KEY), an entry of "
             "WAGTAIL_LLM_ACTIONS['API_KEYS'], or add the name to "
             "WAGTAIL_LLM_ACTIONS['EXTRA_API_KEY_NAMES']."

@@ -2,7 +2,7 @@
 
 from django import template
 
-from ..formatting import format_cost, format_cost_total, format_ms
+from ..formatting import UNKNOWN, format_cost, format_cost_total, format_ms, format_number
 
 register = template.Library()
 
@@ -17,6 +17,12 @@ def llm_cost(value, unknown: str = "—") -> str:
 def llm_ms(value) -> str:
     """``{{ interaction.latency_ms|llm_ms }}`` → ``2,226 ms`` (localised), a dash for None."""
     return format_ms(value)
+
+
+@register.filter(name="llm_number")
+def llm_number(value) -> str:
+    """``{{ interaction.total_tokens|llm_number }}`` → ``12,345`` (localised), a dash for None."""
+    return UNKNOWN if value is None or value == "" else format_number(value)
 
 
 @register.simple_tag(name="llm_cost_total")

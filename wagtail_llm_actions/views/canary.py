@@ -17,6 +17,7 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.models import Page
 
 from .. import canary
+from ..conf import JOBS_LABEL
 from ..models import JobStatus, LLMAction
 from ..permissions import can_edit_any_page
 from .jobs import URL_NAMESPACE, get_job_for
@@ -54,7 +55,7 @@ class CanaryStartView(WagtailAdminTemplateMixin, TemplateView):
     def get_breadcrumbs_items(self):
         return [
             *self.breadcrumbs_items,
-            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": _("LLM jobs")},
+            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": JOBS_LABEL},
             {"url": "", "label": self.get_page_title(), "sublabel": self.get_page_subtitle()},
         ]
 
@@ -126,7 +127,7 @@ class CanaryView(WagtailAdminTemplateMixin, TemplateView):
     def get_breadcrumbs_items(self):
         return [
             *self.breadcrumbs_items,
-            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": _("LLM jobs")},
+            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": JOBS_LABEL},
             {"url": "", "label": self.get_page_title(), "sublabel": self.get_page_subtitle()},
         ]
 

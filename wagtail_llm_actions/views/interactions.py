@@ -16,6 +16,7 @@ from wagtail.admin import messages
 from wagtail.admin.utils import get_user_display_name
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
+from ..conf import INTERACTIONS_LABEL
 from ..exceptions import LLMActionError
 from ..labels import field_label
 from ..models import InteractionOutcome, LLMInteraction, RunKind
@@ -34,7 +35,7 @@ def report_breadcrumbs():
         {"url": reverse("wagtailadmin_home"), "label": gettext_lazy("Home")},
         {
             "url": reverse("wagtail_llm_actions_report:index"),
-            "label": gettext_lazy("LLM interactions"),
+            "label": INTERACTIONS_LABEL,
         },
     ]
 

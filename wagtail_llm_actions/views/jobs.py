@@ -36,7 +36,7 @@ from wagtail.admin.ui.tables import (
 from wagtail.admin.views.generic import IndexView
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
-from ..conf import get_setting
+from ..conf import JOBS_LABEL, RUN_ACTION_LABEL, get_setting
 from ..filters import JobFilterSet
 from ..formatting import format_cost_total, format_number, format_rate
 from ..job_counts import (
@@ -180,6 +180,7 @@ def progress_display(job: LLMJob, progress: jobs.Progress, unpriced: int = 0) ->
             "status": status,
             "label": str(labels[status]),
             "count": progress.count(status),
+            "text": format_number(progress.count(status)),
             "width": round(100 * progress.count(status) / total, 2) if total else 0,
         }
         for status in BAR_STATUSES
@@ -223,10 +224,9 @@ def progress_display(job: LLMJob, progress: jobs.Progress, unpriced: int = 0) ->
         "no_worker": no_worker,
         "no_worker_message": (
             _(
-                "No background worker has started this job after %(seconds)s seconds. The "
-                "site's task worker (manage.py qcluster) may not be running, or may be busy "
-                "with other jobs: ask your administrator. The job starts as soon as a worker "
-                "takes it; you can also cancel it."
+                "This job has not started after %(seconds)s seconds. The site's background "
+                "tasks may be stopped, or busy with other jobs: ask your administrator. The "
+                "job starts as soon as they pick it up; you can also cancel it."
             )
             % {"seconds": int(float(get_setting("WORKER_PICKUP_TIMEOUT")))}
             if no_worker
@@ -318,7 +318,7 @@ class JobIndexView(IndexView):
     """
 
     model = LLMJob
-    page_title = gettext_lazy("LLM jobs")
+    page_title = JOBS_LABEL
     header_icon = "tasks"
     table_class = JobTable
     index_url_name = f"{URL_NAMESPACE}:index"
@@ -393,7 +393,9 @@ class JobIndexView(IndexView):
     def no_results_message(self):
         if self.is_filtering:
             return _("No jobs match these filters.")
-        return _("No jobs yet. Select pages in the page listing and choose “Run LLM action”.")
+        return _("No jobs yet. Select pages in the page listing and choose “%(button)s”.") % {
+            "button": RUN_ACTION_LABEL
+        }
 
 
 # -- one job ---------------------------------------------------------------------------------
@@ -419,7 +421,7 @@ class JobDetailView(WagtailAdminTemplateMixin, TemplateView):
     def get_breadcrumbs_items(self):
         return [
             *self.breadcrumbs_items,
-            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": _("LLM jobs")},
+            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": JOBS_LABEL},
             {"url": "", "label": self.get_page_title()},
         ]
 

@@ -21,7 +21,9 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.widgets import HeaderButton
 
 from .. import review_queue as rq
+from ..conf import JOBS_LABEL
 from ..exceptions import LLMActionError
+from ..formatting import format_number
 from .jobs import URL_NAMESPACE, get_job_for
 
 NAMESPACE = "wagtail_llm_actions_review"
@@ -29,6 +31,17 @@ NAMESPACE = "wagtail_llm_actions_review"
 
 def queue_url(job_id: int) -> str:
     return reverse(f"{NAMESPACE}:queue", args=[job_id])
+
+
+def _filter(value: str, label, count: int, active: bool) -> dict:
+    """A review-status filter button: its count written as the active language does."""
+    return {
+        "value": value,
+        "label": label,
+        "count": count,
+        "count_text": format_number(count),
+        "active": active,
+    }
 
 
 class ReviewQueueView(WagtailAdminTemplateMixin, TemplateView):
@@ -51,7 +64,7 @@ class ReviewQueueView(WagtailAdminTemplateMixin, TemplateView):
     def get_breadcrumbs_items(self):
         return [
             *self.breadcrumbs_items,
-            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": _("LLM jobs")},
+            {"url": reverse(f"{URL_NAMESPACE}:index"), "label": JOBS_LABEL},
             {
                 "url": reverse(f"{URL_NAMESPACE}:detail", args=[self.job.pk]),
                 "label": self.get_page_subtitle(),
@@ -87,9 +100,9 @@ class ReviewQueueView(WagtailAdminTemplateMixin, TemplateView):
             items=page,
             is_paginated=page.paginator.num_pages > 1,
             total=total,
-            filters=[{"value": "", "label": _("All"), "count": total, "active": not state}]
+            filters=[_filter("", _("All"), total, not state)]
             + [
-                {"value": value, "label": label, "count": counts[value], "active": state == value}
+                _filter(value, label, counts[value], state == value)
                 for value, label in rq.RowState.labels.items()
                 if counts[value]
             ],
@@ -123,25 +136,30 @@ class ReviewActView(View):
         if decision == "reject" and len(page_ids) > 1:
             messages.error(request, _("Reject one page at a time."))
             return self.back(request, job)
-        done, errors = 0, []
-        for page_id in page_ids:
-            row = rq.get_row(job, request.user, page_id)
-            if row is None:
-                errors.append(_("This page is not in the job's drafts, or you may not edit it."))
-                continue
-            fields = [field] if field else None
-            try:
-                if decision == "accept":
-                    rq.accept(row, request.user, fields=fields, then=rq.Then(then))
-                else:
+        rows = rq.get_rows(job, request.user, page_ids)  # the same queries for 1 or 500
+        errors = [
+            _("This page is not in the job's drafts, or you may not edit it.")
+            for page_id in dict.fromkeys(page_ids)
+            if page_id not in rows
+        ]
+        fields = [field] if field else None
+        refused: list[tuple[rq.DraftRow, LLMActionError]] = []
+        if decision == "accept":
+            done, refused = rq.accept_many(list(rows.values()), request.user, fields, rq.Then(then))
+        else:
+            done = 0
+            for row in rows.values():
+                try:
                     rq.reject(row, request.user, fields=fields)
-            except LLMActionError as e:
-                errors.append(
-                    _("“%(page)s”: %(error)s")
-                    % {"page": row.page.get_admin_display_title(), "error": e.message}
-                )
-                continue
-            done += 1
+                except LLMActionError as e:
+                    refused.append((row, e))
+                    continue
+                done += 1
+        errors += [
+            _("“%(page)s”: %(error)s")
+            % {"page": row.page.get_admin_display_title(), "error": e.message}
+            for row, e in refused
+        ]
         self.report(request, decision, then, done, errors)
         return self.back(request, job, page_ids[-1] if len(page_ids) == 1 else None)
 

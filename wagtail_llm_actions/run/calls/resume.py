@@ -115,7 +115,8 @@ def _end_abandoned(old: Any, run: LLMRun) -> None:
     if old is None:
         return
     message = _(
-        "This run stopped before it finished (its worker stopped or ran out of time); run "
+        "This run stopped before it finished (its background task stopped or ran out of "
+        "time); run "
         "#%(run)s reused the answers it had stored."
     ) % {"run": run.pk}
     recording.end_abandoned([old], message, what="ending an abandoned run")

@@ -58,7 +58,7 @@
             const el = this.barTarget.querySelector(`[data-segment="${segment.status}"]`);
             if (el) {
               el.style.width = `${segment.width}%`;
-              el.title = `${segment.label}: ${segment.count}`;
+              el.title = `${segment.label}: ${segment.text}`;
             }
           });
         }
