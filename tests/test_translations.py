@@ -209,7 +209,8 @@ def test_the_admin_speaks_the_editors_language(client, django_user_model):
     from wagtail.users.models import UserProfile
 
     user = django_user_model.objects.create_superuser("ada", "ada@example.com", "password")
-    for language, heading in [("de", "LLM-Interaktionen"), ("fr", "Interactions LLM")]:
+    # The report's heading names the feature ("AI", translated, unless FEATURE_NAME is set).
+    for language, heading in [("de", "KI-Interaktionen"), ("fr", "Interactions IA")]:
         profile = UserProfile.get_for_user(user)
         profile.preferred_language = language
         profile.save()
