@@ -465,7 +465,9 @@ def test_a_bug_filling_in_the_answer_is_a_plain_failure_not_a_spinner(
 # -- worker pick-up, cancel ------------------------------------------------------------------
 
 
-def test_no_worker_is_said_plainly_after_the_pickup_timeout(post, action, superuser, settings):
+def test_no_background_task_is_said_plainly_after_the_pickup_timeout(
+    post, action, superuser, settings
+):
     settings.WAGTAIL_LLM_ACTIONS = {"WORKER_PICKUP_TIMEOUT": 5}
     client = client_for(superuser)
     job_id = start(client, post, action, form_data(client, post)).json()["job"]
@@ -475,7 +477,8 @@ def test_no_worker_is_said_plainly_after_the_pickup_timeout(post, action, superu
     body = status(client, job_id)[1]
 
     assert body["state"] == "stalled"
-    assert "worker" in body["message"] and "5 seconds" in body["message"]
+    # in editors' words: "background tasks", not "worker" (issue 21)
+    assert "background tasks" in body["message"] and "5 seconds" in body["message"]
 
 
 def test_cancelled_job_is_not_run(post, action, superuser):
