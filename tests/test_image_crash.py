@@ -65,7 +65,7 @@ def test_a_killed_worker_leaves_every_image_written_exactly_once(
 ):
     name = cluster_name("llmimg", monkeypatch)
     broker = orm_broker(name)
-    env = {**media, "Q_NAME": name, "Q_WORKERS": "2", "LLM_LEASE_SECONDS": "2"}
+    env = {**media, "Q_NAME": name, "Q_WORKERS": "2", "LLM_LEASE_SECONDS": "5"}
     fake_llm.latency = LATENCY
     fake_llm.configure(
         reply="A generated description.",
