@@ -165,7 +165,9 @@ from django.utils import translation
 with translation.override("de"):
     assert translation.gettext("Run %(feature)s action") == "%(feature)s-Aktion ausführen"
 with translation.override("fr"):
-    assert str(LLMAction._meta.verbose_name_plural) == "Actions LLM"
+    assert str(LLMAction._meta.verbose_name_plural) == "actions"
+with translation.override("de"):
+    assert str(LLMAction._meta.verbose_name_plural) == "Aktionen"
 print("fresh site ok", "litellm" in sys.modules)
 """
 

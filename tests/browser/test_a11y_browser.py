@@ -87,6 +87,11 @@ def serious_violations(page, label: str) -> list[str]:
     """axe's serious and critical violations on ``page`` (after the known core issues)."""
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.add_script_tag(content=axe_source())
+    # Colours as they settle, not half way through a fade (Wagtail's messages fade in):
+    # every running animation and transition is brought to its end first.
+    page.evaluate(
+        """() => document.getAnimations().forEach(a => { try { a.finish(); } catch (e) {} })"""
+    )
     results = page.evaluate("(options) => window.axe.run(document, options)", AXE_OPTIONS)
     found = []
     for violation in results["violations"]:
