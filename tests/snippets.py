@@ -90,3 +90,40 @@ def snippet_editor(django_user_model, *models, name="dish-editor"):
     user = django_user_model.objects.create_user(name, password="pw")
     user.groups.add(group)
     return user
+
+
+@pytest.fixture
+def snippet_translation_site(db):
+    """Locales en/de/fr (i18n on meanwhile) and an English ``Dish`` with a revision."""
+    from wagtail.models import Locale, Page
+
+    from tests.testapp.models import Dish
+    from tests.translation_site import i18n
+
+    with i18n():
+        en = Locale.objects.get_or_create(language_code="en")[0]
+        Page.objects.filter(depth=1).update(locale=en)
+        de = Locale.objects.get_or_create(language_code="de")[0]
+        fr = Locale.objects.get_or_create(language_code="fr")[0]
+        dish = Dish.objects.create(
+            name="Pork dumplings",
+            description="Soft dumplings you fold by hand.",
+            notes="Serve hot.",
+            locale=en,
+            live=True,
+        )
+        dish.save_revision()
+        yield {"en": en, "de": de, "fr": fr, "dish": dish}
+
+
+@pytest.fixture
+def dish_translate_action(make_action, server_fields):
+    """A translation action on the fake server whose snippet types are ``Dish`` only."""
+    from tests.testapp.models import Dish
+    from wagtail_llm_actions.models import LLMTranslationSettings
+
+    action = make_action(name="Translate", slug="translate", target_field="", **server_fields)
+    action.page_types.set([])
+    action.snippet_types.set([ContentType.objects.get_for_model(Dish)])
+    LLMTranslationSettings.objects.create(action=action, style="Plain words.")
+    return action

@@ -45,7 +45,7 @@ PAYLOAD_KEY = "queued_run"
 KIND_RERUN = "rerun"  # the same action again on the interaction's page: a new draft
 KIND_TRY = "try"  # the action on a chosen page, saving nothing (the answer awaits review)
 KIND_STEP = "rerun_from_step"  # a pipeline run again from a step: a new draft
-KIND_TRANSLATE = "translate"  # "Translate into…": the page into the payload's locales, drafts
+KIND_TRANSLATE = "translate"  # "Translate into…": the page (or snippet) into the payload's locales
 KIND_IMAGE = "image"  # an image action on an image, from its edit view: the image's field
 KIND_SNIPPET = "snippet"  # an action on a snippet, from its edit view: a revision (or a write)
 KINDS = (KIND_RERUN, KIND_TRY, KIND_STEP, KIND_TRANSLATE, KIND_IMAGE, KIND_SNIPPET)
@@ -128,7 +128,7 @@ def run_item(item: LLMJobItem) -> str:
         from .jobs.snippets import run_queued as run_snippet
 
         return run_snippet(item)
-    page = item.page.specific if item.page is not None else None
+    page = _source(item, kind)
     if page is None or (kind != KIND_STEP and job.action is None):
         editor._finish(
             item,
@@ -193,6 +193,18 @@ def run_item(item: LLMJobItem) -> str:
         result["translations"] = translated
     editor._finish(item, ItemStatus.SUCCEEDED, result, interaction)
     return "succeeded"
+
+
+def _source(item: LLMJobItem, kind: str):
+    """The page the run is on, or the translatable snippet a translation is of (None if
+    deleted)."""
+    if item.page is not None:
+        return item.page.specific
+    if kind == KIND_TRANSLATE:  # a translatable snippet (issue 23 §2)
+        from .jobs.snippets import snippet_of
+
+        return snippet_of(item)
+    return None
 
 
 def _translate(item: LLMJobItem, page, translated: list[dict]) -> LLMInteraction | None:

@@ -61,6 +61,22 @@ def register_snippet_menu_item(model):
     return SnippetActionsMenuItem()
 
 
+@hooks.register("register_snippet_action_menu_item")
+def register_snippet_translate_menu_item(model):
+    """ "Translate into…" in the editor of a translatable snippet with revisions."""
+    from wagtail.models import RevisionMixin, TranslatableMixin
+
+    from .snippets import snippet_models
+
+    if model not in snippet_models() or not issubclass(model, TranslatableMixin):
+        return None
+    if not issubclass(model, RevisionMixin):
+        return None
+    from .views.snippet_menu import SnippetTranslateMenuItem
+
+    return SnippetTranslateMenuItem()
+
+
 @hooks.register("insert_editor_js")
 def editor_js():
     from django.template.loader import render_to_string
@@ -227,6 +243,15 @@ def _translate_pages_bulk_action():
 
 
 hooks.register("register_bulk_action", _translate_pages_bulk_action())
+
+
+def _translate_snippets_bulk_action():
+    from .views.translate_bulk import TranslateSnippetsBulkAction
+
+    return TranslateSnippetsBulkAction
+
+
+hooks.register("register_bulk_action", _translate_snippets_bulk_action())
 
 
 def _run_image_action_bulk_action():

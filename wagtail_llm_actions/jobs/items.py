@@ -105,6 +105,10 @@ def _other_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | N
             ItemStatus.FAILED,
             error=str(_("The background task running this page stopped too many times.")),
         )
+    if isinstance(item.payload, dict) and item.payload.get("locale"):  # page (snippet) × locale
+        from .translation_items import process_translation_item
+
+        return process_translation_item(ctx, item, claim_token)
     if item.page is None:
         from .snippets import is_snippet_item
 
@@ -113,10 +117,6 @@ def _other_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str | N
         return _image_item(ctx, item, claim_token)
     if ctx.job.pipeline_id is not None:
         return _process_pipeline_item(ctx, item, claim_token)
-    if isinstance(item.payload, dict) and item.payload.get("locale"):  # page × locale
-        from .translation_items import process_translation_item
-
-        return process_translation_item(ctx, item, claim_token)
     return None
 
 

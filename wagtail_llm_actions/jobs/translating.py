@@ -1,15 +1,19 @@
-"""Bulk translation as a job (issue 23 §1): one item per page and target locale.
+"""Bulk translation as a job (issue 23 §1): one item per page (or translatable snippet, §2)
+and target locale.
 
 A translation job is an ordinary job of its translation action: the same claims, leases,
 retries, budgets and pauses. Each item holds its target locale in ``payload["locale"]``
 (:func:`item_locale`) and runs through :mod:`.translation_items`; the job lists its locales
 in ``options["locales"]``. Items are created parents first (tree order), so a page whose
-parent is translated in the same job waits for it rather than failing.
+parent is translated in the same job waits for it rather than failing. A snippet item has no
+page but a target (``target_type``/``target_id``, as in :mod:`.snippets`).
 
 ::
 
     plan = plan_translation(action, user, page_ids, ["de", "fr"])  # per-locale estimate
     job = create_translation_job(action, user, page_ids, ["de", "fr"])
+    plan = plan_snippet_translation(action, user, Dish, ids, ["de"])  # snippets
+    job = create_snippet_translation_job(action, user, Dish, ids, ["de"])
     enqueue_job(job)
 """
 
@@ -18,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
+from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from wagtail.models import Locale, Page
 
@@ -174,18 +180,17 @@ def plan_translation(
     return plan
 
 
-def _locale_row(action, user, pages, locale, eligible: set[int]) -> LocaleRow:
+def _locale_row(action, user, sources, locale, eligible: set) -> LocaleRow:
+    """One locale's estimate over ``sources`` (pages, or snippets of one model)."""
     from ..translation.estimate import estimate
     from ..translation.run import language_name
 
     row = LocaleRow(locale.language_code, language_name(locale))
-    for page in pages:
-        parent_in_job = _parent_id(page) in eligible
-        found = estimate(action, page, locale, user, after_parent=parent_in_job)
+    for source in sources:
+        parent_in_job = isinstance(source, Page) and _parent_id(source) in eligible
+        found = estimate(action, source, locale, user, after_parent=parent_in_job)
         if found.problem:
-            row.problems.append(
-                {"pk": page.pk, "draft_title": page.draft_title, "message": found.problem}
-            )
+            row.problems.append(_problem(source, user, found.problem))
             continue
         row.pages += 1
         row.send += found.send
@@ -198,6 +203,19 @@ def _locale_row(action, user, pages, locale, eligible: set[int]) -> LocaleRow:
         elif row.cost is not None and found.cost is not None:
             row.cost += found.cost
     return row
+
+
+def _problem(source: Any, user, message: str) -> dict:
+    """A sampled page or snippet that cannot be translated: its name, editor and why."""
+    from django.urls import reverse
+
+    if isinstance(source, Page):
+        title, url = source.draft_title, reverse("wagtailadmin_pages:edit", args=[source.pk])
+    else:
+        from wagtail.admin.admin_url_finder import AdminURLFinder
+
+        title, url = str(source), AdminURLFinder(user).get_edit_url(source) or ""
+    return {"pk": source.pk, "draft_title": title, "url": url, "message": message}
 
 
 def _parent_id(page: Page) -> int | None:
@@ -232,33 +250,45 @@ def create_translation_job(
     :func:`target_locales` does, before anything is written."""
     page_ids = list(page_ids)
     found = target_locales(action, user, page_ids, codes, include_descendants=include_descendants)
-    trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
     codes = [locale.language_code for locale in found]
 
     def create() -> LLMJob:
-        job = LLMJob.objects.create(
-            action=action,
-            action_name=action.name,
-            user=user,
-            kind=kind,
-            include_descendants=include_descendants,
-            options={
-                "provider": provider_prefix(action.model),
-                "trigger": trigger,
-                "concurrency": concurrency_for(action.model),
-                "max_attempts": max_attempts(),
-                "locales": codes,
-            },
-        )
+        job = _new_job(action, user, kind, codes, include_descendants=include_descendants)
         skipped = _create_items(job, action, user, page_ids, codes, include_descendants)
-        job.options["initial_skipped"] = skipped
-        if not job.items.filter(status=ItemStatus.QUEUED).exists():
-            job.status = JobStatus.COMPLETED
-            job.started_at = job.finished_at = timezone.now()
-        job.save(update_fields=["options", "status", "started_at", "finished_at"])
-        return job
+        return _created(job, skipped)
 
     return db.write(create, what="creating a translation job")
+
+
+def _new_job(action: LLMAction, user, kind: str, codes: list[str], **fields) -> LLMJob:
+    """The translation job's row (its items are added next)."""
+    trigger = InteractionTrigger.COMMAND if kind == JobKind.COMMAND else InteractionTrigger.BULK
+    extra = fields.pop("options", {})
+    return LLMJob.objects.create(
+        action=action,
+        action_name=action.name,
+        user=user,
+        kind=kind,
+        options={
+            "provider": provider_prefix(action.model),
+            "trigger": trigger,
+            "concurrency": concurrency_for(action.model),
+            "max_attempts": max_attempts(),
+            "locales": codes,
+            **extra,
+        },
+        **fields,
+    )
+
+
+def _created(job: LLMJob, skipped: int) -> LLMJob:
+    """The job with its items: the number skipped recorded; completed if none is queued."""
+    job.options["initial_skipped"] = skipped
+    if not job.items.filter(status=ItemStatus.QUEUED).exists():
+        job.status = JobStatus.COMPLETED
+        job.started_at = job.finished_at = timezone.now()
+    job.save(update_fields=["options", "status", "started_at", "finished_at"])
+    return job
 
 
 def _create_items(job, action, user, page_ids, codes, include_descendants) -> int:
@@ -294,3 +324,116 @@ def _create_items(job, action, user, page_ids, codes, include_descendants) -> in
         )
         skipped += sum(len(codes) for _path, _pk, skip in rows[i : i + CHUNK_SIZE] if skip)
     return skipped
+
+
+# -- translatable snippets (issue 23 §2) ---------------------------------------------------------
+
+
+def snippet_target_locales(model: type, ids: list, codes: list[str]):
+    """As :func:`target_locales` for snippets of ``model``: also refused when the model is
+    not translatable or keeps no revisions (a translation is saved as a revision)."""
+    from wagtail.models import TranslatableMixin
+
+    from .. import snippets
+    from ..translation.run import TranslationProblem, locales
+
+    if not issubclass(model, TranslatableMixin):
+        raise TranslationProblem(_not_translatable() % {"model": model._meta.verbose_name_plural})
+    if not snippets.keeps_revisions(model):
+        raise snippets.no_revisions(model)
+    if not codes:
+        raise TranslationProblem(_choose_locale())
+    selected = model._default_manager.filter(pk__in=ids)
+    own = selected.filter(locale__language_code__in=codes).first()
+    if own is not None:
+        locales(own, codes)  # raises: the snippet's own locale (or i18n off)
+    first = selected.first()
+    if first is None:
+        raise TranslationProblem(_no_snippets())
+    return locales(first, codes)
+
+
+def _not_translatable() -> str:
+    from django.utils.translation import gettext as _
+
+    return _("%(model)s are not translatable (no TranslatableMixin).")
+
+
+def _no_snippets() -> str:
+    from django.utils.translation import gettext as _
+
+    return _("No snippets to translate.")
+
+
+def _snippet_skips(action, user, model: type, ids: list) -> list[tuple[str, str]]:
+    """(id, skip reason or "") of each snippet: deleted, wrong type, no permission to edit
+    it (as for an action's snippet job, :mod:`.snippets`)."""
+    from .snippets import _skip, _states
+
+    existing, editable = _states(action, user, model, ids)
+    return [(pk, _skip(action, model, pk, existing, editable)) for pk in ids]
+
+
+def plan_snippet_translation(
+    action: LLMAction, user, model: type, ids: Iterable, codes: list[str], *, sample=PREVIEW_SAMPLE
+) -> TranslationPlan:
+    """:func:`plan_translation` for snippets of ``model``: per locale, segments to translate,
+    unchanged (skipped), edited by hand (kept), tokens and cost; nothing sent or written."""
+    from .snippets import _sorted
+
+    ids = _sorted(ids)
+    plan = TranslationPlan(action=action, total=len(ids))
+    try:
+        found = snippet_target_locales(model, ids, codes)
+    except LLMActionError as e:
+        plan.refusal = e.message
+        return plan
+    runnable = []
+    for pk, skip in _snippet_skips(action, user, model, ids):
+        if skip:
+            plan.skipped[skip] = plan.skipped.get(skip, 0) + 1
+        else:
+            runnable.append(pk)
+    plan.eligible = len(runnable)
+    sources = list(model._default_manager.filter(pk__in=runnable[:sample]))
+    plan.sampled = len(sources)
+    plan.rows = [_locale_row(action, user, sources, locale, set()) for locale in found]
+    plan.estimate = _total(plan)
+    return plan
+
+
+def create_snippet_translation_job(
+    action: LLMAction, user, model: type, ids: Iterable, codes: list[str], *, kind=JobKind.BULK
+) -> LLMJob:
+    """A job with one item per selected snippet and locale (a target, no page): queued, or
+    skipped with a reason. Raises as :func:`snippet_target_locales` does, before anything is
+    written."""
+    from .snippets import CHUNK_SIZE as SNIPPETS_PER_CHUNK
+    from .snippets import _sorted
+
+    ids = _sorted(ids)
+    codes = [locale.language_code for locale in snippet_target_locales(model, ids, codes)]
+    content_type = ContentType.objects.get_for_model(model)
+    options = {"targets": "snippets", "model": model._meta.label}
+
+    def create() -> LLMJob:
+        job = _new_job(action, user, kind, codes, options=options)
+        skipped = 0
+        for start in range(0, len(ids), SNIPPETS_PER_CHUNK):
+            chunk = _snippet_skips(action, user, model, ids[start : start + SNIPPETS_PER_CHUNK])
+            LLMJobItem.objects.bulk_create(
+                LLMJobItem(
+                    job=job,
+                    target_type=content_type,
+                    target_id=pk,
+                    status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
+                    skip_reason=skip,
+                    payload={LOCALE_KEY: code},
+                )
+                for pk, skip in chunk
+                for code in codes
+            )
+            skipped += sum(len(codes) for _pk, skip in chunk if skip)
+        return _created(job, skipped)
+
+    return db.write(create, what="creating a translation job")

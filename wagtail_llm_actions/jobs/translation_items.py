@@ -1,4 +1,5 @@
-"""Running one claimed translation item (one page into one locale, see :mod:`.translating`).
+"""Running one claimed translation item (one page, or a translatable snippet, into one
+locale, see :mod:`.translating`).
 
 Exactly once: the item is recorded as succeeded inside the transaction that writes the
 translation's draft (``translate_page(on_written=…)``), and only while this claim still owns
@@ -22,7 +23,7 @@ from .claims import LOST, _done, _finish
 from .context import _RunContext
 from .items import LeaseLost, _item_busy, _item_crashed, _item_error, _stop_for_action
 from .leases import db_in
-from .planning import SKIP_PARENT_NOT_TRANSLATED, SKIP_UNCHANGED
+from .planning import SKIP_DELETED, SKIP_PARENT_NOT_TRANSLATED, SKIP_UNCHANGED
 from .translating import LOCALE_KEY, item_locale
 
 #: Seconds an item waits for its parent's item (same job and locale) to finish.
@@ -30,8 +31,8 @@ PARENT_WAIT = 1.0
 
 
 def process_translation_item(ctx: _RunContext, item: LLMJobItem, claim_token: str) -> str:
-    """Translate the item's page into its locale as a new draft; its new status (or
-    ``LOST``)."""
+    """Translate the item's page (or snippet) into its locale as a new draft; its new status
+    (or ``LOST``)."""
     from ..translation.run import ParentNotTranslated, translate_page
 
     action, stop_code = ctx.current_action()
@@ -42,7 +43,14 @@ def process_translation_item(ctx: _RunContext, item: LLMJobItem, claim_token: st
     if locale is None:
         message = _("The locale “%(code)s” no longer exists.") % {"code": code}
         return _done(item, claim_token, ItemStatus.FAILED, error=message)
-    page = item.page.specific
+    if item.page_id is not None:
+        page = item.page.specific
+    else:  # a translatable snippet (issue 23 §2)
+        from .snippets import snippet_of
+
+        page = snippet_of(item)
+        if page is None:
+            return _done(item, claim_token, ItemStatus.SKIPPED, skip_reason=SKIP_DELETED)
 
     def on_written(outcome) -> None:
         ok = _finish(item, claim_token, **_succeeded(outcome, code))

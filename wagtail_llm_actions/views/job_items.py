@@ -138,6 +138,8 @@ class JobItemsListing:
                 target = (item.result or {}).get("page_id")
                 if item.edit_url and target:  # the draft is the translation's
                     item.review_url = reverse("wagtailadmin_pages:edit", args=[target])
+                elif target and item.target_type_id:  # a snippet's translation
+                    item.edit_url = self.snippet_edit_url(item.target_type, target)
         base_url = job_url(job.pk)
         table = self.table(page.object_list, base_url, ordering)
         chips = self.chips(status_filter)
@@ -151,6 +153,14 @@ class JobItemsListing:
             "base_url": base_url,
             "request": self.request,
         }
+
+    def snippet_edit_url(self, content_type, pk) -> str:
+        """The editor of the snippet ``pk`` ("" if deleted or the user may not edit it)."""
+        from wagtail.admin.admin_url_finder import AdminURLFinder
+
+        model = content_type.model_class()
+        obj = model._default_manager.filter(pk=pk).first() if model is not None else None
+        return (AdminURLFinder(self.request.user).get_edit_url(obj) or "") if obj else ""
 
     def table(self, object_list, base_url: str, ordering: str) -> Table:
         """The page of items as Wagtail's listing table (sortable columns, status tags)."""

@@ -47,7 +47,7 @@ class RunSnippetActionForm(forms.Form):
         super().__init__(*args, **kwargs)
         content_type = ContentType.objects.get_for_model(model) if model is not None else None
         self.fields["action"].queryset = LLMAction.objects.filter(
-            enabled=True, snippet_types=content_type
+            enabled=True, translation__isnull=True, snippet_types=content_type
         ).order_by("name")
 
 

@@ -1,11 +1,13 @@
 """The snippet editor's entries: one per action that runs on the snippet, in the edit view's
 action menu (Wagtail's ``register_snippet_action_menu_item``). Each opens a confirmation of
-what the run does and costs, then queues it (see :mod:`.snippets`)."""
+what the run does and costs, then queues it (see :mod:`.snippets`). A translatable snippet
+also gets "Translate into…" (:class:`SnippetTranslateMenuItem`, see :mod:`.translate`)."""
 
 from __future__ import annotations
 
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from wagtail.admin.action_menu import ActionMenuItem
 
 
@@ -50,3 +52,25 @@ class SnippetActionsMenuItem(ActionMenuItem):
             for action in self._actions(parent_context)
         ]
         return context
+
+
+class SnippetTranslateMenuItem(ActionMenuItem):
+    """ "Translate into…": the snippet's translation actions and locales to choose; shown on
+    the edit view when i18n is on and a translation action's snippet types include it."""
+
+    name = "action-llm-translate"
+    label = gettext_lazy("Translate into…")
+    icon_name = "globe"
+    order = 61
+
+    def is_shown(self, context) -> bool:
+        if context.get("view") != "edit" or context.get("locked_for_user"):
+            return False
+        from .translate import snippet_offered
+
+        return snippet_offered(context.get("instance"), context["request"].user)
+
+    def get_url(self, context) -> str:
+        from .translate import snippet_translate_url
+
+        return snippet_translate_url(context["instance"])

@@ -23,13 +23,15 @@ from ..models import InteractionOutcome, LLMAction, LLMInteraction
 
 def actions_for(user, obj: Any) -> list[LLMAction]:
     """The enabled actions ``user`` may run on the snippet ``obj`` (none without edit rights,
-    none that could not write to it)."""
+    none that could not write to it; translation actions have "Translate into…")."""
     from django.contrib.contenttypes.models import ContentType
 
     if obj is None or obj.pk is None or not snippets.can_change(user, obj):
         return []
     content_type = ContentType.objects.get_for_model(type(obj))
-    actions = LLMAction.objects.filter(enabled=True, snippet_types=content_type).order_by("name")
+    actions = LLMAction.objects.filter(
+        enabled=True, translation__isnull=True, snippet_types=content_type
+    ).order_by("name")
     direct = snippets.writes_directly(obj)
     return [a for a in actions if a.writes_directly or not direct]
 

@@ -1,6 +1,7 @@
 """The "Translate into…" bulk action of the page listing (issue 23 §1): the selected pages
 (and their descendants) into the chosen locales with a translation action, as a job with one
-item per page and locale (:mod:`wagtail_llm_actions.jobs.translating`).
+item per page and locale (:mod:`wagtail_llm_actions.jobs.translating`); and the same in the
+listings of translatable snippets (§2, :class:`TranslateSnippetsBulkAction`).
 
 The confirmation screen estimates each locale (segments to translate, unchanged and skipped,
 edited by hand and kept, tokens and cost) and the whole run against the budgets, as the "Run
@@ -11,15 +12,23 @@ refuse the run before anything is written.
 from __future__ import annotations
 
 from django import forms
+from django.contrib.contenttypes.models import ContentType
+from django.utils.functional import classproperty
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.models import Locale
 
-from ..bulk_actions import RunLLMActionBulkAction, enqueue_started, over_budget_message
+from ..bulk_actions import (
+    ConfirmScreen,
+    RunLLMActionBulkAction,
+    enqueue_started,
+    over_budget_message,
+)
 from ..exceptions import LLMActionError
 from ..lazy import lazy_module
 from ..models import JobKind, LLMAction
+from .snippet_bulk import RunSnippetActionBulkAction
 
 jobs = lazy_module("wagtail_llm_actions.jobs")
 
@@ -33,7 +42,9 @@ def locale_choices() -> list[tuple[str, str]]:
     ]
 
 
-class TranslatePagesForm(forms.Form):
+class TranslateForm(forms.Form):
+    """The translation action and the locales (and the budget option), for pages or snippets."""
+
     action = forms.ModelChoiceField(
         queryset=LLMAction.objects.none(),
         label=gettext_lazy("Translation action"),
@@ -43,11 +54,6 @@ class TranslatePagesForm(forms.Form):
         label=gettext_lazy("Translate into"),
         widget=forms.CheckboxSelectMultiple,
         help_text=gettext_lazy("One draft per page and locale; nothing is published."),
-    )
-    include_descendants = forms.BooleanField(
-        required=False,
-        label=gettext_lazy("Include descendants"),
-        help_text=gettext_lazy("Also translate every page below the selected pages."),
     )
     within_budget = forms.BooleanField(
         required=False, label=gettext_lazy("Run only the pages that fit the budgets")
@@ -61,41 +67,48 @@ class TranslatePagesForm(forms.Form):
         self.fields["locales"].choices = locale_choices()
 
 
-class TranslatePagesBulkAction(RunLLMActionBulkAction):
-    display_name = gettext_lazy("Translate into…")
-    action_type = "translate_pages"
-    aria_label = gettext_lazy("Translate the selected pages into other locales")
-    template_name = "wagtail_llm_actions/bulk_actions/confirm_translate.html"
-    action_priority = 72
-    form_class = TranslatePagesForm
+class TranslatePagesForm(TranslateForm):
+    include_descendants = forms.BooleanField(
+        required=False,
+        label=gettext_lazy("Include descendants"),
+        help_text=gettext_lazy("Also translate every page below the selected pages."),
+    )
+    field_order = ["action", "locales", "include_descendants", "within_budget"]
 
-    def applicable_actions(self):
-        """Enabled translation actions for the selected pages' (visible) types."""
-        return (
-            LLMAction.objects.filter(enabled=True, translation__isnull=False)
-            .filter(page_types__in=self.selected_type_ids())
-            .distinct()
-            .order_by("name")
+
+class TranslateSnippetsForm(TranslateForm):
+    def __init__(self, *args, model=None, **kwargs):
+        content_type = ContentType.objects.get_for_model(model) if model is not None else None
+        actions = LLMAction.objects.filter(
+            enabled=True, translation__isnull=False, snippet_types=content_type
+        ).order_by("name")
+        super().__init__(*args, actions=actions, **kwargs)
+        self.fields["locales"].help_text = _(
+            "One draft per snippet and locale; nothing is published."
         )
+        self.fields["within_budget"].label = _("Run only the snippets that fit the budgets")
 
-    def current_translation(self, form) -> tuple[LLMAction | None, list[str], bool]:
+
+class TranslationScreen:
+    """The confirmation screen both translation bulk actions share (the per-locale estimate,
+    the budgets, Start); mixed before a ``ConfirmScreen`` bulk action, which provides the
+    selection (:meth:`selected`) and the plan (:meth:`translation_plan`)."""
+
+    #: The message after Start ("%(name)s", "%(count)s": items queued).
+    started_message = gettext_lazy("“%(name)s” started: %(count)s translation(s) (page × locale).")
+
+    def current_translation(self, form) -> tuple[LLMAction | None, list[str], dict]:
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
-            return data["action"], list(data["locales"]), data["include_descendants"]
-        return form.initial.get("action"), [], False
+            return data["action"], list(data["locales"]), data
+        return form.initial.get("action"), [], {}
 
     def get_context_data(self, **kwargs):
         context = super(BulkAction, self).get_context_data(**kwargs)
         form = context["form"]
-        ids = self.get_selected_page_ids()
-        action, codes, include_descendants = self.current_translation(form)
-        plan = None
-        if action is not None and codes:
-            from ..jobs import translating
-
-            plan = translating.plan_translation(
-                action, self.request.user, ids, codes, include_descendants=include_descendants
-            )
+        ids = self.selected()
+        action, codes, data = self.current_translation(form)
+        plan = self.translation_plan(action, ids, codes, data) if action and codes else None
         startable = plan is not None and not plan.refusal and plan.will_run > 0
         context.update(
             self.screen_context(form, ids),
@@ -103,6 +116,7 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
             can_start=startable,
             chosen_action=action,
             model_opts=self.model._meta,
+            snippets=self.for_snippets,
         )
         if startable:
             self.check_budgets(context, form, action, plan)
@@ -121,17 +135,53 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
                 or _("Nothing would be translated with these options: nothing was started."),
             )
             return self.render_to_response(context)
-        response = super(RunLLMActionBulkAction, self).form_valid(form)
+        response = BulkAction.form_valid(self, form)
         job = self._result.get("job")
         if job is not None:
-            message = _("“%(name)s” started: %(count)s translation(s) (page × locale).") % {
+            message = self.started_message % {
                 "name": job.action_name,
                 "count": self._result.get("queued", 0),
             }
             if context.get("budget_limit"):
-                message = over_budget_message(job.action_name, self._result)
+                message = self.over_budget(job.action_name, self._result)
             self.announce_job(message)
         return response
+
+    def over_budget(self, name: str, result: dict) -> str:
+        return over_budget_message(name, result)
+
+
+class TranslatePagesBulkAction(TranslationScreen, RunLLMActionBulkAction):
+    display_name = gettext_lazy("Translate into…")
+    action_type = "translate_pages"
+    aria_label = gettext_lazy("Translate the selected pages into other locales")
+    template_name = "wagtail_llm_actions/bulk_actions/confirm_translate.html"
+    action_priority = 72
+    form_class = TranslatePagesForm
+    for_snippets = False
+
+    def applicable_actions(self):
+        """Enabled translation actions for the selected pages' (visible) types."""
+        return (
+            LLMAction.objects.filter(enabled=True, translation__isnull=False)
+            .filter(page_types__in=self.selected_type_ids())
+            .distinct()
+            .order_by("name")
+        )
+
+    def selected(self) -> list:
+        return self.get_selected_page_ids()
+
+    def translation_plan(self, action, ids, codes, data):
+        from ..jobs import translating
+
+        return translating.plan_translation(
+            action,
+            self.request.user,
+            ids,
+            codes,
+            include_descendants=data.get("include_descendants", False),
+        )
 
     def get_execution_context(self):
         data = self.cleaned_form.cleaned_data
@@ -172,4 +222,86 @@ class TranslatePagesBulkAction(RunLLMActionBulkAction):
         return enqueue_started(job, result, budget_limit, over_budget=0), 0
 
 
-__all__ = ["TranslatePagesBulkAction", "TranslatePagesForm"]
+class TranslateSnippetsBulkAction(TranslationScreen, ConfirmScreen, RunSnippetActionBulkAction):
+    """ "Translate into…" in the listings of translatable snippets with revisions (issue 23
+    §2): one job of snippet × locale items, each a new draft or revision of the translation."""
+
+    display_name = gettext_lazy("Translate into…")
+    action_type = "translate_snippets"
+    aria_label = gettext_lazy("Translate the selected snippets into other locales")
+    template_name = "wagtail_llm_actions/bulk_actions/confirm_translate.html"
+    action_priority = 46
+    form_class = TranslateSnippetsForm
+    for_snippets = True
+    started_message = gettext_lazy(
+        "“%(name)s” started: %(count)s translation(s) (snippet × locale)."
+    )
+
+    @classproperty
+    def models(cls):
+        from wagtail.models import RevisionMixin, TranslatableMixin
+
+        from ..snippets import snippet_models
+
+        return [
+            m
+            for m in snippet_models()
+            if issubclass(m, TranslatableMixin) and issubclass(m, RevisionMixin)
+        ]
+
+    def selected(self) -> list:
+        return self.get_selected_ids()
+
+    def translation_plan(self, action, ids, codes, data):
+        from ..jobs import translating
+
+        return translating.plan_snippet_translation(
+            action, self.request.user, self.model, ids, codes
+        )
+
+    def over_budget(self, name: str, result: dict) -> str:
+        return _(
+            "“%(name)s” started: %(count)s translation(s) (snippet × locale); %(over)s not "
+            "started (over the budget)."
+        ) % {"name": name, "count": result.get("queued", 0), "over": result.get("over_budget", 0)}
+
+    def get_execution_context(self):
+        data = self.cleaned_form.cleaned_data
+        return {
+            "model": self.model,
+            "user": self.request.user,
+            "action": data["action"],
+            "codes": list(data["locales"]),
+            "result": self._result,
+            "budget_limit": getattr(self, "_budget_limit", None),
+        }
+
+    @classmethod
+    def execute_action(
+        cls,
+        objects,
+        action=None,
+        user=None,
+        model=None,
+        codes=(),
+        result=None,
+        budget_limit=None,
+        **kwargs,
+    ):
+        try:
+            from ..jobs import translating
+
+            job = translating.create_snippet_translation_job(
+                action, user, model, objects, list(codes), kind=JobKind.BULK
+            )
+        except LLMActionError:  # refused by the preview already; changed meanwhile
+            return 0, 0
+        return enqueue_started(job, result, budget_limit, over_budget=0), 0
+
+
+__all__ = [
+    "TranslatePagesBulkAction",
+    "TranslatePagesForm",
+    "TranslateSnippetsBulkAction",
+    "TranslateSnippetsForm",
+]
