@@ -116,6 +116,26 @@ def test_markup_is_protected_and_checked_on_the_way_back():
         )
 
 
+def test_an_embedded_images_alt_text_is_translated_with_its_paragraph():
+    source = (
+        "<p>Fold them.</p>"
+        '<embed embedtype="image" id="5" format="left" alt="Mei Lin\'s hands &amp; a wrapper"/>'
+    )
+    protected = protect(source)
+    assert protected.text == "⟦1⟧Fold them.⟦2⟧⟦3⟧Mei Lin's hands & a wrapper⟦4⟧"
+    assert restore(protected.text, protected) == source  # unchanged text: the same markup
+    answer = '⟦1⟧Falte sie.⟦2⟧⟦3⟧Die „Hände“ von Mei Lin & ein "Teig"⟦4⟧'
+    assert restore(answer, protected) == (
+        '<p>Falte sie.</p><embed embedtype="image" id="5" format="left" '
+        'alt="Die „Hände“ von Mei Lin &amp; ein &quot;Teig&quot;"/>'
+    )
+    with pytest.raises(MarkupMismatch, match="alt text"):  # markup inside the attribute
+        restore("⟦1⟧Falte sie.⟦3⟧Hände⟦2⟧⟦4⟧", protected)
+    # an image without alt text (decorative) and other embeds stay one placeholder
+    for kept in ('<embed embedtype="image" id="5" alt=""/>', '<embed embedtype="media" url="x"/>'):
+        assert protect(kept).text == "⟦1⟧"
+
+
 def test_two_locales_give_drafts_with_the_source_structure_and_links(
     translation_site, translate_action, fake_llm
 ):
@@ -143,6 +163,10 @@ def test_two_locales_give_drafts_with_the_source_structure_and_links(
         assert outcome.interaction.revision_id == page.latest_revision_id
         assert outcome.interaction.page_id == page.pk and outcome.interaction.action_name
     de, fr = (latest(o.page) for o in outcomes)
+    embedded = str(body_block(de, "paragraph").value.source)  # an image's alt in rich text
+    pleating = translation_site["media"]["pleating"].pk
+    alt = reverse_words("Hands pleating a wrapper")
+    assert f'<embed embedtype="image" id="{pleating}" format="left" alt="{alt}"/>' in embedded
     de_links = str(body_block(de, "paragraph", 1).value.source)
     fr_links = str(body_block(fr, "paragraph", 1).value.source)
     assert f'linktype="page" id="{translation_site["chili_de"].pk}"' in de_links

@@ -123,3 +123,22 @@ def test_the_snippet_bulk_screen_estimates_each_locale_and_the_run_sends_that(
             sent_segments(request)
         )
     assert sent == shown
+
+
+def test_the_snippet_translate_screen_has_no_serious_violations(
+    live_server, browser_page, snippet_translation_site, dish_translate_action, fake_llm, superuser
+):
+    from tests.browser.test_a11y_browser import check_screens
+    from wagtail_llm_actions.translation.run import translate_page
+    from wagtail_llm_actions.views.translate import snippet_translate_url
+
+    fake_llm.configure(translate="reverse")
+    dish = snippet_translation_site["dish"]
+    translate_page(dish_translate_action, dish, snippet_translation_site["de"])  # both kinds
+    log_in(browser_page, live_server)
+    check_screens(
+        browser_page,
+        superuser,
+        live_server,
+        [("snippet-translate", snippet_translate_url(dish), "[data-llm-translate]")],
+    )

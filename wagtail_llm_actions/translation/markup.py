@@ -1,6 +1,11 @@
 """Rich text with its markup protected: every tag becomes a numbered placeholder ``⟦n⟧`` the
 model keeps, and the answer is accepted only if each placeholder came back exactly once, in
-an order that still nests. Text is sent unescaped and escaped again on the way back."""
+an order that still nests. Text is sent unescaped and escaped again on the way back.
+
+The alt text of an image embedded in the rich text (``<embed embedtype="image" … alt="…"/>``)
+is translated with the text around it: the tag becomes two placeholders with the alt text
+between them (``⟦2⟧Hands pleating a wrapper⟦3⟧``), which must come back next to each other,
+and the translated alt text is escaped for an attribute."""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from django.utils.translation import gettext as _
 
 PLACEHOLDER_RE = re.compile(r"⟦(\d+)⟧")
 VOID_TAGS = frozenset({"br", "hr", "img", "embed", "input", "wbr"})
+#: The tag name recorded for the two halves of an image embed around its alt text.
+ALT = "@alt"
+ALT_RE = re.compile(r'(\balt=")([^"]*)(")')
 
 
 @dataclass
@@ -46,7 +54,14 @@ class _Splitter(HTMLParser):
         self._tag(self.get_starttag_text() or f"<{tag}>", kind, tag)
 
     def handle_startendtag(self, tag, attrs):
-        self._tag(self.get_starttag_text() or f"<{tag}/>", "void", tag)
+        raw = self.get_starttag_text() or f"<{tag}/>"
+        found = ALT_RE.search(raw) if tag == "embed" else None
+        if found and ("embedtype", "image") in attrs and found.group(2).strip():
+            self._tag(raw[: found.end(1)], "open", ALT)  # the alt text is translated
+            self.handle_data(html.unescape(found.group(2)))
+            self._tag(raw[found.start(3) :], "close", ALT)
+            return
+        self._tag(raw, "void", tag)
 
     def handle_endtag(self, tag):
         if tag in VOID_TAGS:
@@ -79,22 +94,29 @@ def restore(answer: str, protected: Protected) -> str:
         extra = sorted(n for n in set(numbers) if n not in expected or numbers.count(n) > 1)
         raise MarkupMismatch(_describe(protected, missing, extra))
     stack: list[str] = []
-    for number in numbers:
+    for previous, number in zip([0, *numbers], numbers, strict=False):
         kind, name = protected.kinds[number - 1]
+        if stack and stack[-1] == ALT and number != previous + 1:  # inside an alt text
+            raise MarkupMismatch(
+                _("the answer moved %(tag)s into an image's alt text")
+                % {"tag": protected.tags[number - 1]}
+            )
         if kind == "open":
             stack.append(name)
         elif kind == "close":
             if not stack or stack.pop() != name:
-                raise MarkupMismatch(
-                    _("the answer closes %(tag)s out of order") % {"tag": f"</{name}>"}
-                )
+                tag = protected.tags[number - 1] if name == ALT else f"</{name}>"
+                raise MarkupMismatch(_("the answer closes %(tag)s out of order") % {"tag": tag})
     pieces = PLACEHOLDER_RE.split(answer)
     out: list[str] = []
+    in_alt = False
     for index, piece in enumerate(pieces):
         if index % 2:
             out.append(protected.tags[int(piece) - 1])
+            in_alt = protected.kinds[int(piece) - 1] == ("open", ALT)
         else:
-            out.append(html.escape(piece, quote=False))
+            text = html.escape(piece, quote=False)
+            out.append(text.replace('"', "&quot;") if in_alt else text)
     return "".join(out)
 
 

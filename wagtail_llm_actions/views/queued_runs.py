@@ -258,7 +258,12 @@ class QueuedRunView(WagtailAdminTemplateMixin, TemplateView):
         return _("Running “%(action)s” again") % {"action": self.job.action_name}
 
     def get_page_subtitle(self):
-        return self.item.page.title if self.item.page_id else ""
+        if self.item.page_id:
+            return self.item.page.title
+        from ..jobs.snippets import is_snippet_item, snippet_of
+
+        obj = snippet_of(self.item) if is_snippet_item(self.item) else None
+        return str(obj) if obj is not None else ""
 
     def get_breadcrumbs_items(self):
         return report_breadcrumbs() + [{"url": "", "label": self.get_page_title()}]
