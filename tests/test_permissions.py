@@ -490,6 +490,11 @@ ROWS: dict[str, Row] = {
         "post",
         302,
     ),
+    # "Translate into…" from the snippet editor: who may change the snippet (here i18n is off,
+    # so the superuser is sent back to the snippet with the reason)
+    "wagtail_llm_actions_snippets:translate": Row(
+        lambda w: ["testapp", "dish", w.extras["dish"].pk], frozenset({"superuser"}), ok=302
+    ),
     "wagtail_llm_actions_snippets:undo": Row(
         lambda w: [w.extras["snippet_interaction"].pk], frozenset({"superuser"}), "post", 302
     ),

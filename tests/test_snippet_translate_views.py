@@ -322,3 +322,11 @@ def test_translation_actions_are_not_in_run_ai_action(site, dish_translate_actio
     base = reverse("wagtail_bulk_action", args=("testapp", "dish", "run_llm_snippet_action"))
     html = client_for(superuser).get(f"{base}?id={site['dish'].pk}").content.decode()
     assert f'value="{dish_translate_action.pk}"' not in html
+
+
+def test_only_translatable_snippet_listings_offer_translate_into(site, tip, superuser):
+    client = client_for(superuser)
+    dishes = client.get(reverse("wagtailsnippets_testapp_dish:list")).content.decode()
+    assert "translate_snippets" in dishes and "Translate into…" in dishes
+    tips = client.get(reverse("wagtailsnippets_testapp_tip:list")).content.decode()
+    assert "translate_snippets" not in tips
