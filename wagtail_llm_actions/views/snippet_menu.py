@@ -1,12 +1,79 @@
 """The snippet editor's entries: one per action that runs on the snippet, in the edit view's
 action menu (Wagtail's ``register_snippet_action_menu_item``). Each opens a confirmation of
-what the run does and costs, then queues it (see :mod:`.snippets`)."""
+what the run does and costs on the saved snippet, then queues it (see :mod:`.snippets`).
+
+The same menu item carries the "Generate …" buttons beside the target fields of a snippet
+with revisions (as the page editor's does): the ``llm-action-placement`` script moves them
+beside their fields, and they run on the unsaved form (:mod:`.snippet_editor`). A field in
+an ``LLMActionPanel`` draws its own buttons (:class:`SnippetEditorTarget` is its target).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from wagtail.admin.action_menu import ActionMenuItem
+
+
+@dataclass(frozen=True)
+class SnippetEditorTarget:
+    """A saved snippet in its edit view, as the page editor's buttons see a page
+    (:class:`..panels.EditorTarget`): who may run, which actions, the run URLs."""
+
+    model: type
+    snippet: Any
+
+    kind = "snippet"  # the browser's messages say "snippet"
+    is_new = False
+
+    @property
+    def key(self) -> tuple:
+        return ("snippet", self.model, self.snippet.pk)
+
+    def may_run(self, user) -> bool:
+        from ..editor.snippets import user_may_run_snippet
+
+        return user_may_run_snippet(user, self.snippet)
+
+    def actions(self, request) -> list:
+        from ..editor.snippets import snippet_actions
+
+        return snippet_actions(self.model, request)
+
+    def pipelines(self) -> list:
+        return []  # pipelines run on pages
+
+    def badges(self, actions) -> dict:
+        return {}  # provenance badges are the page editor's
+
+    def edit_handler(self):
+        from wagtail.admin.panels import get_edit_handler
+
+        return get_edit_handler(self.model)
+
+    def run_url(self, action) -> str:
+        opts = self.model._meta
+        return reverse(
+            "wagtail_llm_actions_editor:snippet_run",
+            args=[opts.app_label, opts.model_name, str(self.snippet.pk), action.pk],
+        )
+
+    def pipeline_url(self, pipeline) -> str:
+        return ""
+
+
+def snippet_target(instance: Any) -> SnippetEditorTarget | None:
+    """The editor target of a saved snippet whose model has editor buttons, or None."""
+    from ..editor.snippets import offers_buttons
+
+    if instance is None or getattr(instance, "pk", None) is None:
+        return None
+    if not offers_buttons(type(instance)):
+        return None
+    return SnippetEditorTarget(type(instance), instance)
 
 
 class SnippetActionsMenuItem(ActionMenuItem):
@@ -27,11 +94,26 @@ class SnippetActionsMenuItem(ActionMenuItem):
             )
         return context["llm_snippet_actions"]
 
+    def _buttons(self, context) -> list[dict]:
+        """The field buttons the placement script puts beside fields (edit view)."""
+        from ..panels import auto_entries
+
+        if "llm_snippet_buttons" not in context:
+            target = snippet_target(context.get("instance"))
+            edit = context.get("view") == "edit"
+            context["llm_snippet_buttons"] = (
+                auto_entries(target, context["request"]) if edit else []
+            )
+        return context["llm_snippet_buttons"]
+
     def is_shown(self, context) -> bool:
-        return not context.get("locked_for_user") and bool(self._actions(context))
+        if context.get("locked_for_user"):
+            return False
+        return bool(self._actions(context)) or bool(self._buttons(context))
 
     def get_context_data(self, parent_context):
         context = super().get_context_data(parent_context)
+        context["llm_auto_entries"] = self._buttons(parent_context)
         instance = parent_context["instance"]
         opts = type(instance)._meta
         context["entries"] = [
