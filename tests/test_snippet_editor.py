@@ -200,3 +200,55 @@ def test_an_invalid_form_names_the_fields_to_fix(dish, dish_action, superuser):
     assert response.json()["code"] == "form_invalid"
     assert "Name" in response.json()["message"]
     assert not LLMJob.objects.exists()
+
+
+# -- the create view -----------------------------------------------------------------------------
+
+
+def add_url(model) -> str:
+    opts = model._meta
+    return reverse(f"wagtailsnippets_{opts.app_label}_{opts.model_name}:add")
+
+
+def new_run_url(model, action) -> str:
+    opts = model._meta
+    return reverse(
+        "wagtail_llm_actions_editor:snippet_run_new",
+        args=[opts.app_label, opts.model_name, action.pk],
+    )
+
+
+def test_the_create_view_runs_on_the_new_snippet_and_saving_links_the_answer(
+    dish_action, fake_llm, superuser, django_user_model
+):
+    from tests.testapp.models import Dish
+
+    fake_llm.configure(reply="A stew for a new dish.")
+    client = client_for(superuser)
+    html = client.get(add_url(Dish)).content.decode()
+    assert 'data-field="summary"' in html
+    assert f'data-llm-action-url-param="{new_run_url(Dish, dish_action)}' in html
+    data = querydict_from_html(html, form_id="w-editor-form")
+    data["name"] = "Garbure"
+    data["description"] = UNSAVED
+
+    response = client.post(new_run_url(Dish, dish_action), data)
+
+    assert response.status_code == 202, response.content
+    assert not Dish.objects.filter(name="Garbure").exists()  # the run saves nothing
+    result = run_and_wait_status(client, response)
+    assert result["state"] == "succeeded" and result["result"]["field"] == "summary"
+    interaction = LLMInteraction.objects.get()
+    assert UNSAVED in interaction.messages[-1]["content"] and interaction.object_id == ""
+
+    data["summary"] = result["result"]["value"]
+    data["llm_action_interactions"] = str(interaction.pk)
+    assert client.post(add_url(Dish), data).status_code == 302
+    dish = Dish.objects.get(name="Garbure")
+    interaction.refresh_from_db()
+    assert interaction.object_id == str(dish.pk) and interaction.outcome == "accepted"
+    assert interaction.revision_id == dish.latest_revision_id
+
+    cook = snippet_editor(django_user_model, Dish, name="cook")  # change, but not add
+    refused = client_for(cook).post(new_run_url(Dish, dish_action), data)
+    assert refused.status_code == 403 and refused.json()["code"] == "permission"

@@ -32,6 +32,11 @@ editor_urlpatterns = [
         name="snippet_run",
     ),
     path(
+        "snippet-run-new/<str:app_label>/<str:model_name>/<int:action_id>/",
+        csrf_exempt(lazy_view(f"{SNIPPETS}.run_new")),
+        name="snippet_run_new",
+    ),
+    path(
         "run-pipeline/<int:page_id>/<int:pipeline_id>/",
         csrf_exempt(lazy_view(f"{EDITOR}.run_pipeline")),
         name="run_pipeline",

@@ -114,6 +114,7 @@ def link_generated_values_to_revision(request, page):
 
 
 @hooks.register("after_edit_snippet")
+@hooks.register("after_create_snippet")
 def link_generated_values_to_snippet_revision(request, instance):
     from .signal_handlers import link_saved_interactions
 

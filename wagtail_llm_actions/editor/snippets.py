@@ -6,6 +6,7 @@ page editor's.
 ::
 
     obj = build_snippet_from_form(snippet, request.POST, user)   # like Wagtail's preview
+    obj = build_new_snippet_from_form(Dish, request.POST, user)  # the create view
 
 Only snippet models with revisions (``RevisionMixin``) get buttons: the editor saves the
 answer with the snippet as a new revision, as it does for a page.
@@ -69,6 +70,56 @@ def user_may_run_snippet(user, obj: Any) -> bool:
     return can_change(user, obj) and lock_problem(user, obj) is None
 
 
+def user_may_create_snippet(user, model: type) -> bool:
+    """Whether ``user`` may run actions in the create view of ``model``'s snippets: its
+    permission policy lets them add such snippets, and change them (what a run checks)."""
+    from ..snippets import permission_policy
+
+    if user is None or not user.is_authenticated or not offers_buttons(model):
+        return False
+    policy = permission_policy(model)
+    return policy.user_has_permission(user, "add") and policy.user_has_permission(user, "change")
+
+
+def check_can_create_snippet(action: LLMAction, model: type, user) -> None:
+    """Raise if ``user`` may not run ``action`` on a new ``model`` snippet (the create view)."""
+    if not user_may_create_snippet(user, model):
+        raise ActionNotAllowed(_("You do not have permission to add this snippet."))
+    if not action.enabled:
+        raise ActionNotApplicable(_("The action “%(action)s” is disabled.") % {"action": action})
+    if action not in snippet_actions(model):
+        raise ActionNotApplicable(
+            _("The action “%(action)s” does not apply to %(type)s snippets.")
+            % {"action": action.name, "type": model._meta.verbose_name}
+        )
+
+
+def new_snippet(model: type, locale: str = "") -> Any:
+    """An unsaved ``model`` snippet, as the create view starts it (in the locale with code
+    ``locale``, else the default one, for a translatable model)."""
+    from wagtail.models import Locale, TranslatableMixin
+
+    obj = model()
+    if isinstance(obj, TranslatableMixin):
+        found = Locale.objects.filter(language_code=locale).first() if locale else None
+        obj.locale = found or Locale.get_default()
+    return obj
+
+
+def build_new_snippet_from_form(model: type, data, user, locale: str = "") -> Any:
+    """The snippet the create view's unsaved form describes, without saving anything.
+    Raises :class:`FormInvalid`."""
+    instance = new_snippet(model, locale)
+    form = snippet_form_class(model)(data.copy(), instance=instance, for_user=user)
+    return validate_form(
+        form,
+        _(
+            "The snippet form that was sent is incomplete or malformed. Reload the editor "
+            "and try again."
+        ),
+    )
+
+
 def check_can_start_snippet(action: LLMAction, obj: Any, user) -> None:
     """Raise if ``user`` may not run ``action`` on the snippet ``obj`` from its editor."""
     from ..run.access import check
@@ -124,6 +175,8 @@ def working_object(item) -> tuple[Any, Any]:
     if item.page is not None:
         page = item.page.specific
         return page, page.with_content_json(payload["content"])
+    if payload.get("new_snippet"):  # the create view: the snippet has no id yet
+        return _new_snippet_of(payload)
     if item.target_type_id is None:
         page = _new_page_of(payload)
         return page, page
@@ -134,13 +187,33 @@ def working_object(item) -> tuple[Any, Any]:
     return snippet, snippet.with_content_json(payload["content"])
 
 
+def _new_snippet_of(payload: dict) -> tuple[Any, Any]:
+    """The unsaved snippet a create-view job runs on, from its stored content."""
+    from django.contrib.contenttypes.models import ContentType
+
+    try:
+        model = ContentType.objects.get_for_id(payload["new_snippet"]["content_type"])
+    except (KeyError, TypeError, ContentType.DoesNotExist):
+        return None, None
+    model = model.model_class()
+    if model is None or not offers_buttons(model):
+        return None, None
+    obj = model.from_serializable_data(payload["content"])
+    obj.pk = None
+    return obj, obj
+
+
 __all__ = [
     "FormInvalid",
+    "build_new_snippet_from_form",
     "build_snippet_from_form",
+    "check_can_create_snippet",
     "check_can_start_snippet",
     "offers_buttons",
     "snippet_actions",
+    "new_snippet",
     "snippet_form_class",
+    "user_may_create_snippet",
     "user_may_run_snippet",
     "working_object",
 ]

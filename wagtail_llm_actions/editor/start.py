@@ -84,10 +84,12 @@ def create_editor_job(
     if page is None:
         from django.contrib.contenttypes.models import ContentType
 
-        payload["new"] = {
-            "parent": parent.pk if parent is not None else None,
-            "content_type": ContentType.objects.get_for_model(type(obj)).pk,
-        }
+        content_type = ContentType.objects.get_for_model(type(obj)).pk
+        if isinstance(obj, Page):
+            parent_id = parent.pk if parent is not None else None
+            payload["new"] = {"parent": parent_id, "content_type": content_type}
+        else:  # a snippet in its create view
+            payload["new_snippet"] = {"content_type": content_type}
     with db.atomic_write():
         job = LLMJob.objects.create(
             action=action,
