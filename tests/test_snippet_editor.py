@@ -252,3 +252,27 @@ def test_the_create_view_runs_on_the_new_snippet_and_saving_links_the_answer(
     cook = snippet_editor(django_user_model, Dish, name="cook")  # change, but not add
     refused = client_for(cook).post(new_run_url(Dish, dish_action), data)
     assert refused.status_code == 403 and refused.json()["code"] == "permission"
+
+
+def test_an_llm_action_panel_in_a_snippets_panels_draws_and_restricts_its_buttons(
+    dish, dish_action, make_snippet_action, superuser, rf
+):
+    from wagtail.admin.panels import ObjectList
+
+    from tests.testapp.models import Dish
+    from wagtail_llm_actions.panels import LLMActionPanel
+
+    make_snippet_action(Dish, name="Other summary", slug="other-summary")
+    handler = ObjectList(
+        [LLMActionPanel("summary", actions=["other-summary"]), LLMActionPanel("notes")]
+    ).bind_to_model(Dish)
+    request = rf.get("/")
+    request.user = superuser
+    form = handler.get_form_class()(instance=dish, for_user=superuser)
+
+    html = handler.get_bound_panel(instance=dish, form=form, request=request).render_html()
+
+    assert 'data-llm-action-field-value="summary"' in html
+    assert 'data-llm-action-name-param="Other summary"' in html
+    assert "Snippet summary" not in html  # the panel offers only the actions it names
+    assert 'data-llm-action-field-value="notes"' not in html  # no action writes notes
