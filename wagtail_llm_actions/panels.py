@@ -18,6 +18,11 @@ the panels leave plain travel with the editor's action menu item and a small scr
 
 A pipeline's button goes where an action writing its first writing step's field would go.
 
+Snippets with revisions get the same buttons in their editor (edit and create views): their
+target (:class:`.views.snippet_menu.SnippetEditorTarget`) answers the questions
+:class:`EditorTarget` answers for a page (who may run, which actions, the run URLs), and the
+snippet action menu item carries the buttons the placement script moves.
+
 ``LLMActionPanel`` chooses the placement instead, and restricts what a field offers: it takes
 every argument ``FieldPanel`` takes, and ``actions=["slug", ...]`` to offer only some actions
 or pipelines (in the panel and in the action menu). Without buttons to show it renders exactly
@@ -104,7 +109,8 @@ def _editor_messages() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class EditorTarget:
-    """The page an editor form is about: a saved page (edit view) or a new one (create view)."""
+    """The page an editor form is about: a saved page (edit view) or a new one (create view).
+    (A snippet's is :class:`.views.snippet_menu.SnippetEditorTarget`, with the same methods.)"""
 
     page_class: type
     page: Page | None = None
