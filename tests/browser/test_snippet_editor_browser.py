@@ -27,6 +27,14 @@ def _reply(request_json):
     return f"In short. {first.strip()}"
 
 
+def login(page, live_server) -> None:
+    page.goto(live_server.url + reverse("wagtailadmin_login"))
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/$"))
+
+
 def test_a_field_button_fills_the_unsaved_snippet_then_save_keeps_a_revision(
     live_server,
     browser_page,
@@ -43,11 +51,7 @@ def test_a_field_button_fills_the_unsaved_snippet_then_save_keeps_a_revision(
     fake_llm.configure(reply=_reply)
     revision_before = dish.latest_revision_id
 
-    page.goto(live_server.url + reverse("wagtailadmin_login"))
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/admin/$"))
+    login(page, live_server)
     page.goto(live_server.url + reverse("wagtailsnippets_testapp_dish:edit", args=[dish.pk]))
 
     summary = page.locator("textarea[name=summary]")
@@ -82,3 +86,44 @@ def test_a_field_button_fills_the_unsaved_snippet_then_save_keeps_a_revision(
     interaction = LLMInteraction.objects.get()
     assert interaction.revision_id == fresh.latest_revision_id
     assert interaction.outcome == "accepted"
+
+
+def test_the_create_view_fills_the_new_snippet_and_the_save_links_the_answer(
+    live_server,
+    browser_page,
+    worker,  # noqa: F811
+    dish_action,
+    fake_llm,
+    superuser,
+):
+    from tests.testapp.models import Dish
+    from wagtail_llm_actions.models import LLMInteraction
+
+    page = browser_page
+    fake_llm.configure(reply=_reply)
+    login(page, live_server)
+    page.goto(live_server.url + reverse("wagtailsnippets_testapp_dish:add"))
+    button = page.locator(
+        '[data-llm-action-field-value="summary"] [data-llm-action-target="run"]',
+        has_text="Snippet summary",
+    )
+    button.wait_for()
+
+    page.fill("input[name=name]", "Garbure")
+    page.fill("textarea[name=description]", UNSAVED)
+    button.click()
+    page.wait_for_function(
+        "() => document.querySelector('textarea[name=summary]').value.startsWith('In short.')"
+    )
+    page.locator('[data-llm-action-field-value="summary"] [data-llm-action-review=undo]').wait_for()
+    generated = page.locator("textarea[name=summary]").input_value()
+    assert UNSAVED in generated
+
+    page.locator("footer button[type=submit]").first.click()
+    page.locator(".messages .success").first.wait_for()
+
+    dish = Dish.objects.get(name="Garbure")
+    assert dish.get_latest_revision_as_object().summary == generated
+    interaction = LLMInteraction.objects.get()
+    assert interaction.object_id == str(dish.pk)
+    assert interaction.revision_id is not None and interaction.outcome == "accepted"
