@@ -315,6 +315,24 @@ ROWS: dict[str, Row] = {
         refused="json403",
         data=lambda w: w.extras["editor_form"],
     ),
+    # the snippet editor's buttons: those who may change the snippet (on the create view: add
+    # and change such snippets); here the superuser only
+    "wagtail_llm_actions_editor:snippet_run": Row(
+        lambda w: ["testapp", "dish", w.extras["dish"].pk, w.extras["dish_action"].pk],
+        frozenset({"superuser"}),
+        "post",
+        202,
+        refused="json403",
+        data=lambda w: w.extras["snippet_form"],
+    ),
+    "wagtail_llm_actions_editor:snippet_run_new": Row(
+        lambda w: ["testapp", "dish", w.extras["dish_action"].pk],
+        frozenset({"superuser"}),
+        "post",
+        202,
+        refused="json403",
+        data=lambda w: w.extras["snippet_form"],
+    ),
     # the rich-text editor's selection tools (the action is marked a selection tool)
     "wagtail_llm_actions_editor:selection_tools": Row(
         lambda w: [w.post.pk], EDITORS, refused="json403"
@@ -555,6 +573,14 @@ def _prepare(name: str, world: World) -> None:
         from tests.test_snippet_admin import snippet_world
 
         snippet_world(world)
+    if name.startswith("wagtail_llm_actions_editor:snippet_run"):
+        from tests.test_snippet_admin import snippet_world
+        from tests.test_snippet_editor import form_data as snippet_form_data
+
+        snippet_world(world)
+        world.extras["snippet_form"] = snippet_form_data(
+            world.client("superuser"), world.extras["dish"]
+        )
     if name.startswith("wagtail_llm_actions_editor:selection_"):
         LLMAction.objects.filter(pk=world.action.pk).update(selection_tool=True)
     if name == "wagtail_llm_actions_editor:run_new":

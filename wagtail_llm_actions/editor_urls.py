@@ -1,4 +1,5 @@
-"""Admin URLs of the page editor's endpoints and of running a pipeline from the editor.
+"""Admin URLs of the page (and snippet) editor's endpoints and of running a pipeline from
+the editor.
 
 Views are imported on the first request (:func:`.lazy.lazy_view`), not when URLs load, so
 ``manage.py check`` and a booting web worker do not import ``views.editor`` or
@@ -14,6 +15,7 @@ from .lazy import lazy_view
 EDITOR = "wagtail_llm_actions.views.editor"
 PIPELINES = "wagtail_llm_actions.views.pipelines"
 SELECTION = "wagtail_llm_actions.views.selection"
+SNIPPETS = "wagtail_llm_actions.views.snippet_editor"
 
 editor_app_name = "wagtail_llm_actions_editor"
 editor_urlpatterns = [
@@ -23,6 +25,16 @@ editor_urlpatterns = [
         "run-new/<int:parent_id>/<int:content_type_id>/<int:action_id>/",
         csrf_exempt(lazy_view(f"{EDITOR}.run_new")),
         name="run_new",
+    ),
+    path(
+        "snippet-run/<str:app_label>/<str:model_name>/<str:pk>/<int:action_id>/",
+        csrf_exempt(lazy_view(f"{SNIPPETS}.run")),
+        name="snippet_run",
+    ),
+    path(
+        "snippet-run-new/<str:app_label>/<str:model_name>/<int:action_id>/",
+        csrf_exempt(lazy_view(f"{SNIPPETS}.run_new")),
+        name="snippet_run_new",
     ),
     path(
         "run-pipeline/<int:page_id>/<int:pipeline_id>/",

@@ -18,6 +18,11 @@ the panels leave plain travel with the editor's action menu item and a small scr
 
 A pipeline's button goes where an action writing its first writing step's field would go.
 
+Snippets with revisions get the same buttons in their editor (edit and create views): their
+target (:class:`.views.snippet_menu.SnippetEditorTarget`) answers the questions
+:class:`EditorTarget` answers for a page (who may run, which actions, the run URLs), and the
+snippet action menu item carries the buttons the placement script moves.
+
 ``LLMActionPanel`` chooses the placement instead, and restricts what a field offers: it takes
 every argument ``FieldPanel`` takes, and ``actions=["slug", ...]`` to offer only some actions
 or pipelines (in the panel and in the action menu). Without buttons to show it renders exactly
@@ -53,8 +58,17 @@ __all__ = [
 ]
 
 
-def editor_messages() -> dict[str, str]:
-    """Texts the browser script shows, translated here."""
+def editor_messages(kind: str = "page") -> dict[str, str]:
+    """Texts the browser script shows, translated here (``kind``: "page" or "snippet", what
+    the editor edits)."""
+    messages = _editor_messages()
+    if kind == "snippet":
+        messages["kept"] = _("Kept the generated value. It is saved with the snippet.")
+        messages["tooLarge"] = _("The snippet is too large to send for generation.")
+    return messages
+
+
+def _editor_messages() -> dict[str, str]:
     return {
         "queued": _("Waiting to start…"),
         "running": _("Generating with “{action}”…"),
@@ -95,7 +109,8 @@ def editor_messages() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class EditorTarget:
-    """The page an editor form is about: a saved page (edit view) or a new one (create view)."""
+    """The page an editor form is about: a saved page (edit view) or a new one (create view).
+    (A snippet's is :class:`.views.snippet_menu.SnippetEditorTarget`, with the same methods.)"""
 
     page_class: type
     page: Page | None = None
@@ -120,6 +135,45 @@ class EditorTarget:
     @property
     def parent_id(self) -> int | None:
         return self.parent.pk if self.parent is not None else None
+
+    @property
+    def model(self) -> type:
+        return self.page_class
+
+    #: The editor's messages say "page" (see :func:`editor_messages`).
+    kind = "page"
+
+    def may_run(self, user) -> bool:
+        """Whether ``user`` may run actions here: edit the page, or add it under its parent."""
+        from .editor import user_may_create, user_may_run
+
+        if self.page is not None:
+            return user_may_run(user, self.page)
+        return user_may_create(user, self.page_class, self.parent)
+
+    def actions(self, request) -> list:
+        from .editor import actions_for_type
+
+        return actions_for_type(self.page_class, request)
+
+    def pipelines(self) -> list:
+        """Pipelines that run on the page (edit view only: a run needs a saved page)."""
+        if self.page is None:
+            return []
+        from .pipelines import pipelines_for_page
+
+        return pipelines_for_page(self.page.specific)
+
+    def badges(self, actions) -> dict:
+        """The provenance badges of the page's fields (edit view only)."""
+        if self.page is None:
+            return {}
+        from .editor.badges import page_badges
+
+        return page_badges(self.page.specific, actions)
+
+    def edit_handler(self):
+        return self.page_class.get_edit_handler()
 
     def pipeline_url(self, pipeline) -> str:
         return reverse("wagtail_llm_actions_editor:run_pipeline", args=[self.page.pk, pipeline.pk])
@@ -168,44 +222,29 @@ def _request_cache(request, name: str) -> dict:
 
 def _may_run(request, target: EditorTarget) -> bool:
     """Whether this request's user may run actions on ``target``, once per request."""
-    from .editor import user_may_create, user_may_run
-
     cache = _request_cache(request, "_llm_editor_may_run")
     if target.key not in cache:
-        if target.page is not None:
-            cache[target.key] = user_may_run(request.user, target.page)
-        else:
-            cache[target.key] = user_may_create(request.user, target.page_class, target.parent)
+        cache[target.key] = target.may_run(request.user)
     return cache[target.key]
 
 
 def _actions(target: EditorTarget, request) -> list:
-    from .editor import actions_for_type
-
-    return actions_for_type(target.page_class, request)
+    return target.actions(request)
 
 
 def _pipelines(target: EditorTarget, request) -> list:
-    """Pipelines that run on ``target``'s page (edit view only: a run needs a saved page)."""
-    if target.page is None:
-        return []
-    from .pipelines import pipelines_for_page
-
+    """Pipelines that run on ``target``, once per request."""
     cache = _request_cache(request, "_llm_editor_pipelines")
     if target.key not in cache:
-        cache[target.key] = pipelines_for_page(target.page.specific)
+        cache[target.key] = target.pipelines()
     return cache[target.key]
 
 
 def _badges(target: EditorTarget, request) -> dict:
-    """The provenance badges of ``target``'s page (edit view only), once per request."""
-    if target.page is None:
-        return {}
-    from .editor.badges import page_badges
-
+    """The provenance badges of ``target``'s fields, once per request."""
     cache = _request_cache(request, "_llm_editor_badges")
     if target.key not in cache:
-        cache[target.key] = page_badges(target.page.specific, _actions(target, request))
+        cache[target.key] = target.badges(_actions(target, request))
     return cache[target.key]
 
 
@@ -275,7 +314,7 @@ def editor_context(
             ),
         ],
         "pickup_timeout": get_setting("WORKER_PICKUP_TIMEOUT"),
-        "messages_json": json.dumps(editor_messages()),
+        "messages_json": json.dumps(editor_messages(target.kind)),
     }
 
 
@@ -310,7 +349,11 @@ class LLMActionPanel(FieldPanel):
 
         def _target(self) -> EditorTarget | None:
             page = self.instance
-            if page is None or not isinstance(page, Page):
+            if page is not None and not isinstance(page, Page):
+                from .views.snippet_menu import snippet_target
+
+                return snippet_target(page)
+            if page is None:
                 return None
             if page.pk:
                 return EditorTarget.for_page(page)
@@ -321,8 +364,9 @@ class LLMActionPanel(FieldPanel):
 # -- placement: which fields get buttons where -------------------------------------------------
 
 
-def panel_restrictions(page_class: type) -> dict[str, set[str] | None]:
-    """Fields that ``page_class``'s panels wrap in ``LLMActionPanel``, with the actions allowed.
+def panel_restrictions(page_class: type, edit_handler=None) -> dict[str, set[str] | None]:
+    """Fields that ``page_class``'s panels (``edit_handler``: a snippet's) wrap in
+    ``LLMActionPanel``, with the actions allowed.
 
     ``None`` means every action for the field. A field wrapped twice allows the union.
     """
@@ -341,7 +385,7 @@ def panel_restrictions(page_class: type) -> dict[str, set[str] | None]:
         for child in getattr(panel, "children", ()) or ():
             walk(child)
 
-    walk(page_class.get_edit_handler())
+    walk(edit_handler if edit_handler is not None else page_class.get_edit_handler())
     _restrictions_cache[page_class] = result
     return result
 
@@ -349,11 +393,12 @@ def panel_restrictions(page_class: type) -> dict[str, set[str] | None]:
 _restrictions_cache: dict[type, dict[str, set[str] | None]] = {}
 
 
-def _form_fields(page_class: type, request) -> dict[str, str]:
-    """Names and labels of the fields in ``page_class``'s edit form (cached on the request)."""
+def _form_fields(target: EditorTarget, request) -> dict[str, str]:
+    """Names and labels of the fields in ``target``'s edit form (cached on the request)."""
     cache = _request_cache(request, "_llm_editor_form_fields")
+    page_class = target.model
     if page_class not in cache:
-        form_class = page_class.get_edit_handler().get_form_class()
+        form_class = target.edit_handler().get_form_class()
         cache[page_class] = {
             name: str(field.label or name) for name, field in form_class.base_fields.items()
         }
@@ -367,8 +412,8 @@ def _entries(target: EditorTarget | None, request, *, auto: bool) -> list[dict]:
     pipelines = _pipelines(target, request)
     if not actions and not pipelines:
         return []
-    fields = _form_fields(target.page_class, request)
-    restrictions = panel_restrictions(target.page_class)
+    fields = _form_fields(target, request)
+    restrictions = panel_restrictions(target.model, target.edit_handler())
     entries = []
     listed: set[str] = set()  # an action filling several fields is listed once
     names = [name for a in actions for name in a.target_fields]

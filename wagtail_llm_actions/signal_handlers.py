@@ -5,8 +5,9 @@
   ``PRELOAD_IN_WORKER``), so the first editor click after a deploy is as fast as the next.
   The web process never imports it.
 - :func:`link_saved_interactions` runs after the page editor saves (``after_edit_page``
-  hook, registered in ``wagtail_hooks``): it links generated values the form carried to the
-  revision that saved them.
+  hook, registered in ``wagtail_hooks``; ``after_edit_snippet``/``after_create_snippet`` for
+  the snippet editor): it links generated values the form carried to the revision that
+  saved them.
 - Triggers (:mod:`.triggers`): a page revision saved (``post_save`` of ``Revision``: the
   editor, the Python API and commands alike) or a page published (``page_published``)
   queues the actions whose trigger asks for it; an action saved or deleted keeps its
@@ -59,7 +60,8 @@ post_spawn.connect(recover_jobs, dispatch_uid="wagtail_llm_actions.recover_jobs"
 
 
 def link_saved_interactions(request, page) -> None:
-    """Link the interactions named by the editor form to the revision just saved."""
+    """Link the interactions named by the editor form to the revision just saved (of a page
+    or a snippet)."""
     from .editor import INTERACTIONS_FIELD, parse_interaction_ids, record_saved_outcomes
 
     ids = parse_interaction_ids(request.POST.get(INTERACTIONS_FIELD, ""))

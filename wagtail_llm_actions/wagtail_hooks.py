@@ -129,6 +129,14 @@ def link_generated_values_to_revision(request, page):
     link_saved_interactions(request, page)
 
 
+@hooks.register("after_edit_snippet")
+@hooks.register("after_create_snippet")
+def link_generated_values_to_snippet_revision(request, instance):
+    from .signal_handlers import link_saved_interactions
+
+    link_saved_interactions(request, instance)
+
+
 @hooks.register("before_edit_page")
 def automatic_draft_notice(request, page):
     from .panels import automatic_draft_notice as notice

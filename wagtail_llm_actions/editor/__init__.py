@@ -21,6 +21,8 @@ result (:func:`pipeline_result`), reviewed and recorded on its own like any edit
 The modules, in the order a run goes through them:
 
 * :mod:`.pages`: the page from unsaved form data, the actions a page offers, who may run them;
+* :mod:`.snippets`: the same for a snippet with revisions in its editor, and what an item
+  runs on (a page or a snippet);
 * :mod:`.start`: the checks, creating and queueing the editor job;
 * :mod:`.runs`: the django-q2 task :func:`run_editor_job` (its dotted name,
   ``wagtail_llm_actions.editor.run_editor_job``, is stored in the broker: it stays importable

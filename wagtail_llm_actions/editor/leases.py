@@ -40,8 +40,8 @@ from ..models import (
     LLMRun,
 )
 from ..run import recording
-from .pages import _new_page_of
 from .results import _writers, editor_result, pipeline_result
+from .snippets import working_object
 from .start import TASK
 
 logger = logging.getLogger(__name__)
@@ -285,10 +285,9 @@ def _stored_result(item: LLMJobItem, interaction: LLMInteraction) -> dict | None
         return stored_result(item, interaction)
     if payload.get("selection"):  # a selection rewrite: its answer is the whole result
         return {"selection": interaction.output_value, "interaction": interaction.pk}
-    page = item.page.specific if item.page is not None else _new_page_of(payload)
+    page, obj = working_object(item)  # a page or a snippet, and the form's content of it
     if page is None:
         return None
-    obj = page if page.pk is None else page.with_content_json(payload["content"])
     if payload.get("pipeline"):
         run = interaction.run
         if run is None:

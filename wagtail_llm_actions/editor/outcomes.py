@@ -74,10 +74,14 @@ def record_saved_outcomes(page: Page, user, ids: list[int]) -> list[LLMInteracti
         return []
     page = page.specific if type(page) is Page else page
     content_type = ContentType.objects.get_for_model(page, for_concrete_model=False)
+    if isinstance(page, Page):
+        saved = Q(page_id=page.pk)
+    else:  # a snippet saved in its editor
+        saved = Q(page__isnull=True, object_id=str(page.pk), content_type=content_type)
     changed = []
     interactions = (
         LLMInteraction.objects.filter(
-            Q(page_id=page.pk) | Q(page__isnull=True, object_id="", content_type=content_type),
+            saved | Q(page__isnull=True, object_id="", content_type=content_type),
             pk__in=ids,
             user=user,
             trigger=InteractionTrigger.EDITOR,
@@ -143,7 +147,7 @@ def _save_linked(
     first_save = interaction.revision_id is None
     interaction.revision_id = revision_id
     interaction.outcome = outcome
-    interaction.page = page
+    interaction.page = page if isinstance(page, Page) else None
     interaction.object_id = str(page.pk)
     interaction.save(update_fields=["revision", "outcome", "field_outcomes", "page", "object_id"])
     _log_saved_generation(page, user, interaction, field_name, first=first_save)
@@ -152,7 +156,6 @@ def _save_linked(
 def _log_saved_generation(page, user, interaction, field_name: str, *, first: bool) -> None:
     """The page-history entry of an editor run saved with the page, kept up to date."""
     from wagtail.log_actions import log
-    from wagtail.models import PageLogEntry
 
     from ..log_actions import GENERATE
 
@@ -165,13 +168,7 @@ def _log_saved_generation(page, user, interaction, field_name: str, *, first: bo
     }
     if not first:
         # Autosave overwrote the same revision and the outcome changed: update the entry.
-        entry = (
-            PageLogEntry.objects.filter(
-                page_id=page.pk, action=GENERATE, data__interaction_id=interaction.pk
-            )
-            .order_by("-pk")
-            .first()
-        )
+        entry = _history(interaction, page).order_by("-pk").first()
         if entry is not None:
             entry.data = data
             entry.save(update_fields=["data"])
@@ -184,6 +181,24 @@ def _log_saved_generation(page, user, interaction, field_name: str, *, first: bo
         content_changed=True,
         data=data,
     )
+
+
+def _history(interaction: LLMInteraction, obj: Any = None):
+    """The history entries of ``interaction``'s saved generation: the page's, or the
+    snippet's (``obj``: what it was saved with, when known)."""
+    from wagtail.models import ModelLogEntry, PageLogEntry
+
+    from ..log_actions import GENERATE
+
+    if isinstance(obj, Page) or (obj is None and interaction.page_id is not None):
+        page_id = obj.pk if obj is not None else interaction.page_id
+        entries = PageLogEntry.objects.filter(page_id=page_id)
+    else:
+        entries = ModelLogEntry.objects.filter(
+            content_type_id=interaction.content_type_id,
+            object_id=str(obj.pk) if obj is not None else interaction.object_id,
+        )
+    return entries.filter(action=GENERATE, data__interaction_id=interaction.pk)
 
 
 def _field_outcomes(page: Page, interaction: LLMInteraction) -> tuple[str, dict] | None:
@@ -258,15 +273,11 @@ def set_outcome(interaction: LLMInteraction, outcome: str, field: str = "") -> b
     interaction.outcome = outcome
     with db.atomic_write():
         interaction.save(update_fields=["outcome"])
-        if interaction.revision_id is not None and interaction.page_id is not None:
+        if interaction.revision_id is not None and (
+            interaction.page_id is not None or interaction.object_id
+        ):
             # Autosave had already saved it: the history entry now says it was discarded.
-            from wagtail.models import PageLogEntry
-
-            from ..log_actions import GENERATE
-
-            for entry in PageLogEntry.objects.filter(
-                page_id=interaction.page_id, action=GENERATE, data__interaction_id=interaction.pk
-            ):
+            for entry in _history(interaction):
                 entry.data = {**entry.data, "outcome": outcome}
                 entry.save(update_fields=["data"])
     return True

@@ -99,8 +99,13 @@ def widget_kind(widget: Any) -> str:
     return WIDGET_TEXT
 
 
-def form_class_for(page: Page):
-    return page.specific_class.get_edit_handler().get_form_class()
+def form_class_for(obj: Any):
+    """The editor form class of ``obj``: a page's, or a snippet's (its viewset's panels)."""
+    if isinstance(obj, Page):
+        return obj.specific_class.get_edit_handler().get_form_class()
+    from wagtail.admin.panels import get_edit_handler
+
+    return get_edit_handler(type(obj)).get_form_class()
 
 
 # -- unsaved form -> page object -------------------------------------------------------------
@@ -145,20 +150,26 @@ def _bind_and_build(form_class, working: Page, parent: Page, data, user) -> Page
     if not data.get("slug"):
         data["slug"] = working.slug or str(uuid.uuid4())
     form = form_class(data, instance=working, parent_page=parent, for_user=user)
+    return validate_form(
+        form,
+        _(
+            "The page form that was sent is incomplete or malformed. Reload the editor "
+            "and try again."
+        ),
+    )
+
+
+def validate_form(form, malformed: str):
+    """The object an editor's bound ``form`` describes, unsaved: validated with required
+    fields deferred (as for a draft save). Raises :class:`FormInvalid` (``malformed``: the
+    message for a post that is not the editor's form)."""
     form.defer_required_fields()
     try:
         valid = form.is_valid()
     except (KeyError, ValueError, TypeError) as e:
         # Widgets such as StreamField's read their keys without a default: a post that is
         # not the editor's form (missing "body-count"…) is bad input, not a server error.
-        raise FormInvalid(
-            _(
-                "The page form that was sent is incomplete or malformed. Reload the editor "
-                "and try again."
-            ),
-            errors={},
-            code="malformed_form",
-        ) from e
+        raise FormInvalid(malformed, errors={}, code="malformed_form") from e
     if not valid:
         errors = {
             str(form.fields[name].label if name in form.fields else name): [str(m) for m in msgs]

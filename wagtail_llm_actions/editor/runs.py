@@ -28,8 +28,8 @@ from ..models import (
 )
 from ..providers import streaming
 from .leases import _claim, _finish, _lapsed_flag, _link, _record_run, _renewing, expire_item
-from .pages import _new_page_of
 from .results import _writers, editor_result, pipeline_result
+from .snippets import working_object
 from .streams import PartialText, partial_text, streams
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def _run_action_item(item: LLMJobItem) -> str:
     job = item.job
     payload = item.payload or {}
     action = job.action
-    page = item.page.specific if item.page is not None else _new_page_of(payload)
+    page, obj = working_object(item)  # a page or a snippet, and the form's content of it
     if action is None or page is None:
         _finish(
             item,
@@ -95,7 +95,6 @@ def _run_action_item(item: LLMJobItem) -> str:
 
     publish = PartialText(item) if streams(action) else None
     try:
-        obj = page if page.pk is None else page.with_content_json(payload["content"])
         with (
             response_cache.bypassed(bool(payload.get("regenerate"))),
             streaming.offering(publish) if publish else contextlib.nullcontext(),

@@ -60,8 +60,8 @@ def check_can_create(action: LLMAction, page_class: type, parent: Page, user) ->
 
 def create_editor_job(
     action: LLMAction,
-    page: Page | None,
-    obj: Page,
+    page: Any,
+    obj: Any,
     user,
     *,
     parent: Page | None = None,
@@ -69,7 +69,8 @@ def create_editor_job(
 ) -> LLMJob:
     """An editor job for ``obj`` (built from the unsaved form): one queued item.
 
-    ``page`` is None for a page not created yet; ``parent`` is then where it will go.
+    ``page`` is None for a page not created yet; ``parent`` is then where it will go. A
+    snippet in its editor is ``page`` too: the item targets it by type and id.
     ``regenerate``: the editor asked again, so the model answers (never the response cache).
     """
     payload: dict[str, Any] = {
@@ -83,10 +84,12 @@ def create_editor_job(
     if page is None:
         from django.contrib.contenttypes.models import ContentType
 
-        payload["new"] = {
-            "parent": parent.pk if parent is not None else None,
-            "content_type": ContentType.objects.get_for_model(type(obj)).pk,
-        }
+        content_type = ContentType.objects.get_for_model(type(obj)).pk
+        if isinstance(obj, Page):
+            parent_id = parent.pk if parent is not None else None
+            payload["new"] = {"parent": parent_id, "content_type": content_type}
+        else:  # a snippet in its create view
+            payload["new_snippet"] = {"content_type": content_type}
     with db.atomic_write():
         job = LLMJob.objects.create(
             action=action,
@@ -96,8 +99,17 @@ def create_editor_job(
             status=JobStatus.QUEUED,
             options={"target_field": action.target_field},
         )
-        LLMJobItem.objects.create(job=job, page=page, payload=payload)
+        LLMJobItem.objects.create(job=job, payload=payload, **_item_target(page))
     return job
+
+
+def _item_target(obj) -> dict[str, Any]:
+    """The job item's fields naming what it runs on: a page, or a snippet by type and id."""
+    if obj is None or isinstance(obj, Page):
+        return {"page": obj}
+    from django.contrib.contenttypes.models import ContentType
+
+    return {"target_type": ContentType.objects.get_for_model(type(obj)), "target_id": str(obj.pk)}
 
 
 def check_can_start_pipeline(pipeline, page: Page, user, obj: Page | None = None) -> None:

@@ -62,13 +62,15 @@ def run(request, page_id: int, action_id: int):
     return too_large or _run(request, page_id, action_id)
 
 
-def _too_large(request) -> JsonResponse | None:
-    """A JSON 413 when the posted form is over Django's upload limits, else None."""
+def _too_large(request, message: str = "") -> JsonResponse | None:
+    """A JSON 413 when the posted form is over Django's upload limits, else None
+    (``message``: what to say instead of "The page is too large…")."""
     try:
         request.POST  # noqa: B018 - parse now, to answer a body that is too big in JSON
     except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent):
         return _error(
-            _(
+            message
+            or _(
                 "The page is too large to send for generation (over the server's form size "
                 "limit). Ask your administrator to raise DATA_UPLOAD_MAX_MEMORY_SIZE or "
                 "DATA_UPLOAD_MAX_NUMBER_FIELDS."

@@ -102,11 +102,17 @@
       }
     }
 
-    /** The run URL, switched from "new page" to the page once autosave has created it. */
+    /** The run URL, switched from "new page" (or "new snippet") to the page (or snippet)
+     * once autosave has created it. */
     runUrl(url) {
       const pk = this.form && this.form.dataset.llmActionPageId;
       if (!pk) return url;
-      return url.replace(/\/run-new\/\d+\/\d+\/(\d+)\/$/, `/run/${pk}/$1/`);
+      return url
+        .replace(/\/run-new\/\d+\/\d+\/(\d+)\/$/, `/run/${pk}/$1/`)
+        .replace(
+          /\/snippet-run-new\/([^/]+)\/([^/]+)\/(\d+)\/(\?.*)?$/,
+          `/snippet-run/$1/$2/${encodeURIComponent(pk)}/$3/`,
+        );
     }
 
     t(key, values = {}) {
