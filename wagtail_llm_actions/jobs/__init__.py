@@ -161,6 +161,7 @@ from .leases import (
     lease_seconds,
     new_token,
 )
+from .options import concurrency_for, max_attempts, provider_prefix
 from .planning import (
     CHUNK_SIZE,
     ENGINE_KINDS,
@@ -186,15 +187,12 @@ from .planning import (
     Plan,
     annotate_reasons,
     check_content,
-    concurrency_for,
     create_job,
     create_pipeline_job,
     enqueue_job,
-    max_attempts,
     page_ids_for_action,
     plan_job,
     plan_pipeline_job,
-    provider_prefix,
     selection_parts,
     skip_reason_label,
     working_copies,

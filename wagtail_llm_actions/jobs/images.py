@@ -37,13 +37,11 @@ from ..models import (
     LLMJob,
     LLMJobItem,
 )
+from .options import engine_options
 from .planning import (
     SKIP_DELETED,
     SKIP_NO_PERMISSION,
     SKIP_UNCHANGED,
-    concurrency_for,
-    max_attempts,
-    provider_prefix,
 )
 
 #: Images per query and bulk insert.
@@ -125,10 +123,7 @@ def _create(action, user, ids, force, kind, trigger) -> LLMJob:
         kind=kind,
         force=force,
         options={
-            "provider": provider_prefix(action.model),
-            "trigger": trigger,
-            "concurrency": concurrency_for(action.model),
-            "max_attempts": max_attempts(),
+            **engine_options(action.model, trigger),
             "targets": "images",
         },
     )

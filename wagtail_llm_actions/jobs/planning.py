@@ -31,7 +31,6 @@ from wagtail.models import Locale, Page, Revision
 from wagtail.permission_policies.pages import PagePermissionPolicy
 
 from .. import db, estimates
-from ..conf import get_setting
 from ..exceptions import LLMActionError, SourceEmpty
 from ..models import (
     InteractionTrigger,
@@ -47,6 +46,7 @@ from ..permissions import explorable_pages, has_admin_access
 from ..service import LLMService
 from ..unchanged import holds, written_answers
 from .held import held_whens
+from .options import engine_options
 
 logger = logging.getLogger(__name__)
 
@@ -103,27 +103,6 @@ SKIP_REASONS = {
 
 def skip_reason_label(code: str) -> str:
     return str(SKIP_REASONS.get(code, code))
-
-
-# -- settings ----------------------------------------------------------------------------------
-
-
-def provider_prefix(model: str) -> str:
-    prefix, sep, _name = (model or "").strip().partition("/")
-    return prefix if sep else ""
-
-
-def concurrency_for(model: str) -> int:
-    """Concurrent calls allowed for ``model``: ``CONCURRENCY[model]``, ``[prefix]`` or ``["*"]``."""
-    limits = get_setting("CONCURRENCY") or {}
-    for key in ((model or "").strip(), provider_prefix(model), "*"):
-        if key in limits:
-            return max(1, int(limits[key]))
-    return 4
-
-
-def max_attempts() -> int:
-    return max(1, int(get_setting("MAX_ATTEMPTS") or 1))
 
 
 # -- selection and eligibility -----------------------------------------------------------------
@@ -509,10 +488,7 @@ def _create_job(
         force=force,
         include_descendants=include_descendants,
         options={
-            "provider": provider_prefix(action.model),
-            "trigger": trigger,
-            "concurrency": concurrency_for(action.model),
-            "max_attempts": max_attempts(),
+            **engine_options(action.model, trigger),
             **options,
         },
     )

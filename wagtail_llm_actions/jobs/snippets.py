@@ -33,13 +33,11 @@ from ..models import (
     LLMJob,
     LLMJobItem,
 )
+from .options import engine_options
 from .planning import (
     SKIP_DELETED,
     SKIP_NO_PERMISSION,
     SKIP_WRONG_TYPE,
-    concurrency_for,
-    max_attempts,
-    provider_prefix,
 )
 
 #: Snippets per query and bulk insert.
@@ -141,10 +139,7 @@ def _create(action, user, model, ids, force, kind, trigger) -> LLMJob:
         kind=kind,
         force=force,
         options={
-            "provider": provider_prefix(action.model),
-            "trigger": trigger,
-            "concurrency": concurrency_for(action.model),
-            "max_attempts": max_attempts(),
+            **engine_options(action.model, trigger),
             "targets": "snippets",
             "model": model._meta.label,
         },

@@ -39,15 +39,13 @@ from ..models import (
     LLMJob,
     LLMJobItem,
 )
+from .options import engine_options
 from .planning import (
     CHUNK_SIZE,
     PREVIEW_SAMPLE,
     Plan,
     _count_reasons,
     annotate_reasons,
-    concurrency_for,
-    max_attempts,
-    provider_prefix,
     selection_parts,
 )
 
@@ -270,10 +268,7 @@ def _new_job(action: LLMAction, user, kind: str, codes: list[str], **fields) -> 
         user=user,
         kind=kind,
         options={
-            "provider": provider_prefix(action.model),
-            "trigger": trigger,
-            "concurrency": concurrency_for(action.model),
-            "max_attempts": max_attempts(),
+            **engine_options(action.model, trigger),
             "locales": codes,
             **extra,
         },

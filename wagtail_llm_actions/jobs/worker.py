@@ -31,7 +31,8 @@ from .leases import (
     lease_seconds,
     new_token,
 )
-from .planning import concurrency_for, enqueue_job, max_attempts
+from .options import concurrency_for, max_attempts
+from .planning import enqueue_job
 from .slots import Grant, _Slots, release_slots, reserve_grant
 
 logger = logging.getLogger(__name__)
