@@ -14,6 +14,7 @@ done``): each test waits for states, never for fixed times.
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
@@ -28,6 +29,7 @@ pytestmark = [
 ]
 
 MODEL_SECONDS = 3.0
+RUNS = 3  # key flows run several times in a row (issue 21: "under load")
 
 worker = test_editor_browser.worker  # the in-process django-q2 worker fixture
 
@@ -50,52 +52,101 @@ def first_run(post, server_action, superuser, fake_llm):
     return run
 
 
-def test_rerun_asks_first_then_shows_progress_at_once_and_opens_the_new_draft(
+def held_reply(gate: threading.Event, text: str):
+    """A model that answers ``text`` only once ``gate`` is set (after the fake's latency):
+    what the page shows meanwhile is shown while the model is still answering, for sure."""
+
+    def reply(request_json):
+        gate.wait(60)
+        return text
+
+    return reply
+
+
+def wait_until(predicate, timeout: float = 30.0) -> None:
+    """Wait for a state of the database (the worker's writes), checking it every 0.1 s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for the worker"
+        time.sleep(0.1)
+
+
+def started_from(page) -> str:
+    """The interaction page's "Started from" (the trigger, as the report records it)."""
+    return page.locator("dl.llm-dl dt:has-text('Started from') + dd").first.inner_text().strip()
+
+
+@pytest.fixture
+def patient_action(server_action):
+    """The fake model is held open while the test looks at the progress page: no timeout."""
+    server_action.timeout = 60
+    server_action.save()
+    return server_action
+
+
+def test_rerun_asks_first_then_shows_progress_while_the_model_answers_and_opens_the_new_draft(
     live_server,
     browser_page,
     worker,
     post,
+    patient_action,
     first_run,
     fake_llm,
 ):
+    """Three reruns in a row, each of the draft the last one wrote."""
     from wagtail_llm_actions.models import LLMInteraction
 
     page = browser_page
-    fake_llm.configure(reply=lambda request_json: "A slower second answer.", latency=MODEL_SECONDS)
     log_in(page, live_server)
-    page.goto(live_server.url + reverse("wagtail_llm_actions_report:detail", args=[first_run.pk]))
+    current, seen = first_run, {first_run.pk}
+    for run in range(RUNS):
+        gate = threading.Event()
+        answer = f"Answer number {run + 2}."
+        fake_llm.configure(reply=held_reply(gate, answer), latency=MODEL_SECONDS / 3)
+        try:
+            page.goto(
+                live_server.url + reverse("wagtail_llm_actions_report:detail", args=[current.pk])
+            )
+            # Rerun asks first, with what it will cost
+            page.locator("[data-llm-rerun]").click()
+            confirm = page.locator("[data-llm-confirm]")
+            confirm.wait_for()
+            assert "new draft" in confirm.inner_text()
+            assert page.locator("[data-llm-estimate-tokens]").is_visible()
+            assert page.locator("[data-llm-estimate-cost]").is_visible()
+            assert LLMInteraction.objects.count() == len(seen)  # asking ran nothing
 
-    # Rerun asks first, with what it will cost
-    page.locator("[data-llm-rerun]").click()
-    confirm = page.locator("[data-llm-confirm]")
-    confirm.wait_for()
-    assert "new draft" in confirm.inner_text()
-    assert page.locator("[data-llm-estimate-tokens]").is_visible()
-    assert page.locator("[data-llm-estimate-cost]").is_visible()
-    assert LLMInteraction.objects.count() == 1  # asking ran nothing
+            # confirmed: the progress page, while the model has the request and no answer
+            page.locator("[data-llm-confirm-button]").click()
+            page.locator("[data-llm-queued-run] .llm-action__status--busy").wait_for()
+            assert page.locator("[data-llm-queued-run-cancel]").is_visible()
+            page.wait_for_function(
+                "() => document.querySelector('[data-llm-queued-run-target=message]')"
+                ".textContent.includes('Generating')"
+            )
+            page.wait_for_function(
+                "() => /\\d+ s/.test(document.querySelector("
+                "'[data-llm-queued-run-target=elapsed]').textContent)"
+            )
+            assert fake_llm.wait_for_requests(run + 1, timeout=30)
+            assert fake_llm.completions == run  # this run's answer has not come back
+            assert "/runs/" in page.url  # the request returned before the model answered
+        finally:
+            gate.set()
 
-    # confirmed: the progress page comes at once, the model still answering
-    started = time.perf_counter()
-    page.locator("[data-llm-confirm-button]").click()
-    page.locator("[data-llm-queued-run] .llm-action__status--busy").wait_for()
-    shown_after = time.perf_counter() - started
-    assert shown_after < MODEL_SECONDS - 0.5, shown_after
-    assert page.locator("[data-llm-queued-run-cancel]").is_visible()
-    page.wait_for_function(
-        "() => document.querySelector('[data-llm-queued-run-target=message]')"
-        ".textContent.includes('Generating')"
-    )
-    page.wait_for_function(
-        "() => /\\d+ s/.test(document.querySelector('[data-llm-queued-run-target=elapsed]')"
-        ".textContent)"
-    )
-
-    # done: the new interaction, with the message and its draft
-    page.wait_for_url(re.compile(r"/report/\d+/$"), timeout=30_000)
-    new = LLMInteraction.objects.exclude(pk=first_run.pk).get()
-    assert page.url.endswith(reverse("wagtail_llm_actions_report:detail", args=[new.pk])), page.url
-    assert "ran again" in page.locator(".messages").inner_text()
-    assert new.revision_id is not None and new.trigger == "rerun"
+        # done: the new interaction, with the message and its draft
+        page.wait_for_url(re.compile(r"/report/\d+/$"), timeout=30_000)
+        new = LLMInteraction.objects.exclude(pk__in=seen).get()
+        assert page.url.endswith(reverse("wagtail_llm_actions_report:detail", args=[new.pk])), (
+            page.url
+        )
+        assert "ran again" in page.locator(".messages").inner_text()
+        assert new.revision_id is not None and new.trigger == "rerun", (run, new.trigger)
+        assert started_from(page) == "Rerun"
+        draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+        assert draft.summary == answer, (run, draft.summary)
+        seen.add(new.pk)
+        current = new
 
 
 def test_cancel_on_the_progress_page_saves_nothing(
@@ -103,40 +154,66 @@ def test_cancel_on_the_progress_page_saves_nothing(
     browser_page,
     worker,
     post,
+    patient_action,
     first_run,
     fake_llm,
 ):
-    from wagtail_llm_actions.models import LLMInteraction
+    """Three cancelled reruns in a row; each answer arrives after its cancel."""
+    from wagtail_llm_actions.models import LLMInteraction, LLMJob
 
     page = browser_page
     revisions = post.revisions.count()
-    fake_llm.configure(reply=lambda request_json: "Never saved.", latency=MODEL_SECONDS)
     log_in(page, live_server)
-    page.goto(live_server.url + reverse("wagtail_llm_actions_report:rerun", args=[first_run.pk]))
-    page.locator("[data-llm-confirm-button]").click()
-    page.locator("[data-llm-queued-run]").wait_for()
-    page.wait_for_function(
-        "() => document.querySelector('[data-llm-queued-run-target=message]')"
-        "?.textContent.includes('Generating')",
-        timeout=30_000,
-    )
+    for run in range(RUNS):
+        gate = threading.Event()
+        fake_llm.configure(reply=held_reply(gate, "Never saved."), latency=MODEL_SECONDS / 3)
+        try:
+            page.goto(
+                live_server.url + reverse("wagtail_llm_actions_report:rerun", args=[first_run.pk])
+            )
+            page.locator("[data-llm-confirm-button]").click()
+            page.locator("[data-llm-queued-run]").wait_for()
+            page.wait_for_function(
+                "() => document.querySelector('[data-llm-queued-run-target=message]')"
+                "?.textContent.includes('Generating')",
+                timeout=30_000,
+            )
+            assert fake_llm.wait_for_requests(run + 1, timeout=30)
 
-    page.locator("[data-llm-queued-run-cancel]").click()
+            page.locator("[data-llm-queued-run-cancel]").click()
+            # cancelled at once; the call already made ends first, its answer not saved
+            page.wait_for_function(
+                "() => document.querySelector('[data-llm-queued-run-target=message]')"
+                ".textContent.includes('Cancelling')"
+            )
+            assert page.locator("[data-llm-queued-run-cancel]").is_disabled()
+            wait_until(
+                lambda run=run: (
+                    LLMJob.objects.filter(kind="editor", status="cancelled").count() == run + 1
+                )
+            )
+            assert fake_llm.completions == run  # the model has not answered yet
+        finally:
+            gate.set()  # the answer arrives after the cancel: paid for, recorded, not written
 
-    page.wait_for_url(
-        re.compile(
-            reverse("wagtail_llm_actions_report:detail", args=[first_run.pk]).replace("/", r"\/")
-            + "$"
-        ),
-        timeout=30_000,
-    )
-    assert "Cancelled" in page.locator(".messages").inner_text()
-    time.sleep(MODEL_SECONDS)  # the answer arrives after the cancel: still nothing written
-    assert post.revisions.count() == revisions
-    assert not LLMInteraction.objects.exclude(pk=first_run.pk).filter(revision__isnull=False)
+        page.wait_for_url(
+            re.compile(
+                reverse("wagtail_llm_actions_report:detail", args=[first_run.pk]).replace(
+                    "/", r"\/"
+                )
+                + "$"
+            ),
+            timeout=30_000,
+        )
+        assert "Cancelled" in page.locator(".messages").inner_text()
+        wait_until(
+            lambda run=run: LLMInteraction.objects.filter(status="answered").count() == run + 1
+        )
+        assert post.revisions.count() == revisions
+        assert not LLMInteraction.objects.exclude(pk=first_run.pk).filter(revision__isnull=False)
 
 
-def test_try_on_a_page_runs_queued_and_shows_the_answer_beside_the_current_value(
+def test_try_on_a_page_runs_queued_and_keeping_the_answer_is_recorded_as_a_test(
     live_server,
     browser_page,
     worker,
@@ -145,27 +222,57 @@ def test_try_on_a_page_runs_queued_and_shows_the_answer_beside_the_current_value
     fake_llm,
     superuser,
 ):
-    page = browser_page
-    fake_llm.configure(reply=lambda request_json: "An answer to compare.", latency=1.0)
-    log_in(page, live_server)
-    page.goto(
-        live_server.url + reverse("wagtail_llm_actions_report:action", args=[server_action.pk])
-    )
-    page.locator("[data-llm-try-link]").click()
-    page.wait_for_url(re.compile(r"/llm-actions/actions/\d+/try/$"))
-    # the menu shows where this is: the actions' group (its "Actions" item), not Reports
-    active = page.locator(".sidebar-menu-item--active").all_inner_texts()
-    assert any("AI actions" in text for text in active), active
-    assert not any("Reports" in text for text in active), active
+    """ "Try on a page" three times in a row, each answer kept as a draft: the report and the
+    page's history record a test on a page, not a rerun (issue 21 §1, the audit trail)."""
+    from wagtail_llm_actions.models import LLMInteraction
 
-    page.evaluate(
-        f"document.querySelector('input[name=page]').value = '{post.pk}'"
-    )  # the page chooser's hidden input, as choosing a page sets it
-    page.locator("[data-llm-ask]").click()
-    page.locator("[data-llm-queued-run]").wait_for()
-    page.locator("[data-llm-compare]").wait_for(timeout=30_000)
-    assert "An answer to compare." in page.locator("[data-llm-new]").inner_text()
-    assert page.get_by_role("button", name="Keep as draft").is_visible()
+    page = browser_page
+    log_in(page, live_server)
+    for run in range(RUNS):
+        answer = f"An answer to compare, take {run + 1}."
+        fake_llm.configure(reply=lambda request_json, answer=answer: answer, latency=1.0)
+        page.goto(
+            live_server.url + reverse("wagtail_llm_actions_report:action", args=[server_action.pk])
+        )
+        page.locator("[data-llm-try-link]").click()
+        page.wait_for_url(re.compile(r"/llm-actions/actions/\d+/try/$"))
+        if run == 0:
+            # the menu shows where this is: the actions' group (its "Actions" item), not Reports
+            active = page.locator(".sidebar-menu-item--active").all_inner_texts()
+            assert any("AI actions" in text for text in active), active
+            assert not any("Reports" in text for text in active), active
+
+        page.evaluate(
+            f"document.querySelector('input[name=page]').value = '{post.pk}'"
+        )  # the page chooser's hidden input, as choosing a page sets it
+        page.locator("[data-llm-ask]").click()
+        page.locator("[data-llm-queued-run]").wait_for()
+        page.locator("[data-llm-compare]").wait_for(timeout=30_000)
+        assert answer in page.locator("[data-llm-new]").inner_text()
+        revisions = post.revisions.count()  # nothing saved yet
+
+        page.get_by_role("button", name="Keep as draft").click()
+        page.wait_for_url(re.compile(r"/report/\d+/$"))
+        assert "saved as a new draft" in page.locator(".messages").inner_text()
+        interaction = LLMInteraction.objects.order_by("-pk").first()
+        assert page.url.endswith(
+            reverse("wagtail_llm_actions_report:detail", args=[interaction.pk])
+        )
+        assert interaction.trigger == "test" and interaction.outcome == "drafted"
+        assert started_from(page) == "Test on a page"
+        assert post.revisions.count() == revisions + 1
+        draft = type(post).objects.get(pk=post.pk).get_latest_revision_as_object()
+        assert draft.summary == answer
+
+        # Wagtail's history of the page: one entry per kept answer, a draft each time
+        page.goto(live_server.url + reverse("wagtailadmin_pages:history", args=[post.pk]))
+        entries = page.locator("main", has_text="Generated").get_by_text(
+            "with “Server summary” (draft)"
+        )
+        entries.first.wait_for()
+        assert entries.count() == run + 1
+    assert LLMInteraction.objects.filter(trigger="test").count() == RUNS
+    assert not LLMInteraction.objects.filter(trigger="rerun").exists()
 
 
 def test_the_field_is_read_only_and_says_generating_while_its_run_waits(
