@@ -38,13 +38,13 @@ EXPECTED = {
         "count": "1.234",
         "queued": "1.500",
         "tokens_total": "15.233.730",  # 1234 x 12,345
-        "tokens": "12.345",
         "avg_tokens": "12.285",  # 1234 x 12,345 over 1,240 calls (failed ones used none)
         "cost_total": "$1.542,50",  # 1234 x $1.25
         "cost": "$1,25",
         "latency": "6.109 ms",
         "success_rate": "99,5%",
         "rate": re.compile(r"^\d,\d\d Seiten/s$"),  # about 1.2 pages a second
+        "eta": re.compile(r"\b1\.\d{3} s$"),  # about 1,200 s left
         "calls": "1.240",
         "tokens_in": "10.000",
         "tokens_out": "2.345",
@@ -53,13 +53,13 @@ EXPECTED = {
         "count": "1,234",
         "queued": "1,500",
         "tokens_total": "15,233,730",
-        "tokens": "12,345",
         "avg_tokens": "12,285",
         "cost_total": "$1,542.50",
         "cost": "$1.25",
         "latency": "6,109 ms",
         "success_rate": "99.5%",
         "rate": re.compile(r"^\d\.\d\d pages/s$"),
+        "eta": re.compile(r"^about 1,\d{3} s$"),
         "calls": "1,240",
         "tokens_in": "10,000",
         "tokens_out": "2,345",
@@ -131,6 +131,8 @@ def assert_job_cards(page, want: dict) -> None:
     assert text(page, "[data-llm-job-progress-target=cost]") == want["cost_total"]
     rate = text(page, "[data-llm-job-progress-target=rate]")
     assert want["rate"].match(rate), rate
+    eta = text(page, "[data-llm-job-progress-target=eta]")
+    assert want["eta"].search(eta), eta
 
 
 def assert_rows(page, want: dict) -> None:
