@@ -2,10 +2,10 @@
 
 The same data seen by a user whose Wagtail admin language (Account → Preferences) is German
 and by one whose language is English: the job page (counter cards, tokens, cost, rate, and the
-same after the page's live poll rewrote them from the server's JSON), "Runs and cost" (the
-action's figures and its recent runs) and the report (totals and rows). German groups with
-"." and writes decimals with ","; English the other way round; neither leaves a number
-ungrouped ("6109 ms").
+same after the page's live poll rewrote them from the server's JSON), the jobs listing
+(pages processed, "1,100 cancelled"), "Runs and cost" (the action's figures and its recent
+runs) and the report (totals and rows). German groups with "." and writes decimals with ",";
+English the other way round; neither leaves a number ungrouped ("6109 ms").
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ EXPECTED = {
         "rate": re.compile(r"^\d,\d\d Seiten/s$"),  # about 1.2 pages a second
         "eta": re.compile(r"\b1\.\d{3} s$"),  # about 1,200 s left
         "calls": "1.240",
+        "cancelled": "1.100 abgebrochen",
         "tokens_in": "10.000",
         "tokens_out": "2.345",
     },
@@ -61,6 +62,7 @@ EXPECTED = {
         "rate": re.compile(r"^\d\.\d\d pages/s$"),
         "eta": re.compile(r"^about 1,\d{3} s$"),
         "calls": "1,240",
+        "cancelled": "1,100 cancelled",
         "tokens_in": "10,000",
         "tokens_out": "2,345",
     },
@@ -111,6 +113,20 @@ def running_job(make_post, action, superuser):
     return job
 
 
+@pytest.fixture
+def cancelled_job(make_post, action, superuser):
+    """A job cancelled before it ran any of its 1,100 pages."""
+    post = make_post(title="Cancelled in numbers")
+    job = jobs.create_job(action, superuser, [post.pk])
+    job.items.all().delete()
+    LLMJobItem.objects.bulk_create(
+        [LLMJobItem(job=job, page=post, status="cancelled") for _ in range(1100)],
+        batch_size=500,
+    )
+    LLMJob.objects.filter(pk=job.pk).update(status="cancelled", finished_at=timezone.now())
+    return job
+
+
 def set_language(user, code: str) -> None:
     from wagtail.users.models import UserProfile
 
@@ -153,7 +169,7 @@ def assert_rows(page, want: dict) -> None:
 
 @pytest.mark.parametrize("language", ["de", "en"])
 def test_numbers_follow_the_users_admin_language(
-    language, live_server, browser_page, superuser, action, running_job
+    language, live_server, browser_page, superuser, action, running_job, cancelled_job
 ):
     want = EXPECTED[language]
     set_language(superuser, language)
@@ -181,6 +197,13 @@ def test_numbers_follow_the_users_admin_language(
     assert_job_cards(page, want)
     chip = page.locator("[data-llm-chip=succeeded]").inner_text()
     assert f"({want['count']})" in chip, chip
+
+    # the jobs listing: pages processed, and a plural sentence's count ("1,100 cancelled")
+    page.goto(live_server.url + reverse("wagtail_llm_actions_jobs:index"))
+    running = text(page, f'[data-llm-job="{running_job.pk}"]')
+    assert f"{want['count']} / " in running, running
+    cancelled = text(page, f'[data-llm-job="{cancelled_job.pk}"]')
+    assert want["cancelled"] in cancelled, cancelled
 
     # "Runs and cost" of the action
     page.goto(live_server.url + reverse("wagtail_llm_actions_report:action", args=[action.pk]))
