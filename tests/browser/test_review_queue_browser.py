@@ -2,7 +2,7 @@
 
 A job writes a draft summary on four pages; from the job page the user opens "Review
 drafts" and, with the keyboard only (j/k to move, a to accept, r to reject, x to select),
-accepts one page, rejects one, selects the other two and accepts them in bulk. Run twice in
+accepts one page, rejects one, selects the other two and accepts them in bulk. Run three times in
 a row (a second job on the same site: the queue lists only its own drafts). Screenshots:
 ``test-artifacts/review-queue[-dark|-contrast].png`` (and ``docs/screenshots/`` with
 ``UPDATE_SCREENSHOTS=1``).
@@ -52,7 +52,7 @@ def test_review_a_jobs_drafts_with_the_keyboard(
 ):
     page = browser_page
     log_in(page, live_server)
-    for run in range(2):  # twice in a row: each job's queue has its own drafts
+    for run in range(3):  # three times in a row: each job's queue has its own drafts
         posts = [make_post(title=f"Compost note {run}-{n}") for n in range(1, 5)]
         job = jobs.create_job(action, superuser, [p.pk for p in posts])
         jobs.run_job(job.pk)
