@@ -357,3 +357,41 @@ def test_the_review_queues_filter_counts_are_grouped(job, editor, monkeypatch):
     filters = html[html.index("llm-review__filters") :]
     filters = filters[: filters.index("</nav>")]
     assert "(1,500)" in filters and "(1500)" not in filters
+
+
+def test_counts_inside_plural_sentences_are_grouped_in_the_users_language(job, editor):
+    """The jobs listing's "1,500 cancelled" (a plural sentence): Django renders a
+    ``blocktrans count`` counter ungrouped ("1500 abgebrochen"), so the sentences print a
+    grouped copy of it."""
+    from wagtail.users.models import UserProfile
+
+    LLMJobItem.objects.bulk_create(
+        [
+            LLMJobItem(job=job, page_id=job.items.first().page_id, status="cancelled")
+            for _ in range(1500)
+        ]
+    )
+    listing = reverse("wagtail_llm_actions_jobs:index")
+    html = client_for(editor).get(listing).content.decode()
+    assert "1,500 cancelled" in html and "1500 cancelled" not in html
+    profile = UserProfile.get_for_user(editor)
+    profile.preferred_language = "de"
+    profile.save(update_fields=["preferred_language"])
+    html = client_for(editor).get(listing).content.decode()
+    assert "1.500 abgebrochen" in html and "1500 abgebrochen" not in html
+
+
+def test_no_plural_sentence_prints_its_raw_counter():
+    """Every ``{% blocktrans count counter=… %}`` prints ``counter_text`` (the count through
+    ``llm_number``), never ``{{ counter }}``, which Django leaves ungrouped."""
+    from pathlib import Path
+
+    import wagtail_llm_actions
+
+    templates = Path(wagtail_llm_actions.__file__).parent / "templates"
+    raw = [
+        str(path.relative_to(templates))
+        for path in templates.rglob("*.html")
+        if "{{ counter }}" in path.read_text()
+    ]
+    assert raw == []

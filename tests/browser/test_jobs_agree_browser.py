@@ -80,6 +80,35 @@ def test_cancel_while_pages_run_says_what_will_not_run_and_what_finishes(
         assert f"{waiting} pages will not run. {busy} {running_words} finish." in message, message
 
 
+def test_retry_asks_first_saying_what_will_run_again_then_queues_only_that(
+    live_server, browser_page, make_post, action, superuser
+):
+    page = browser_page
+    log_in(page, live_server)
+    for run in range(RUNS):
+        job = jobs.create_job(action, superuser, [make_post().pk for _ in range(5)])
+        items = list(job.items.order_by("pk"))
+        failed = [i.pk for i in items[: run + 2]]
+        LLMJobItem.objects.filter(pk__in=failed).update(status="failed")
+        LLMJobItem.objects.filter(job=job).exclude(pk__in=failed).update(status="succeeded")
+        LLMJob.objects.filter(pk=job.pk).update(status="completed", finished_at=timezone.now())
+        job_page(page, live_server, job)
+        page.locator("[data-llm-job-retry]").click()
+        confirm = page.locator("[data-llm-confirm]")
+        confirm.wait_for()
+        text = confirm.inner_text()
+        assert f"{len(failed)} pages will run again." in text, text
+        assert page.locator("[data-llm-estimate-tokens]").is_visible()
+        assert page.locator("[data-llm-estimate-cost]").is_visible()
+        assert job.items.filter(status="failed").count() == len(failed)  # asking ran nothing
+
+        page.locator("[data-llm-confirm-button]").click()
+        page.locator(".messages").wait_for()
+        queued = set(job.items.filter(status="queued").values_list("pk", flat=True))
+        assert queued == set(failed), (run, queued, failed)
+        assert job.items.filter(status="succeeded").count() == 5 - len(failed)
+
+
 @pytest.mark.parametrize(
     ("succeeded", "failed", "label"), [(0, 4, "Failed"), (2, 2, "Partly failed")]
 )

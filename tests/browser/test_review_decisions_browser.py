@@ -133,3 +133,66 @@ def test_a_changed_action_is_refused_until_its_canary_is_reviewed(
         page.locator("[data-llm-start]").click()
         page.wait_for_url(f"{live_server.url}/admin/pages/")
         assert LLMJob.objects.count() == jobs_before + 2  # the canary and the bulk run
+
+
+def test_accept_and_submit_for_moderation_and_the_outcomes_in_the_report(
+    live_server, browser_page, make_post, action, superuser
+):
+    """Accept one draft and submit it to moderation, reject another, accept a third: the
+    first page is in its workflow with the job's draft, and the report's rows say accepted,
+    discarded and accepted. Three jobs in a row."""
+    from wagtail.models import WorkflowState
+
+    page = browser_page
+    log_in(page, live_server)
+    for run in range(RUNS):
+        posts = [make_post(title=f"Moderated note {run}-{n}") for n in range(3)]
+        job = jobs.create_job(action, superuser, [p.pk for p in posts])
+        assert jobs.run_job(job.pk) == "completed"
+        interactions = [
+            LLMInteraction.objects.get(pk=job.items.get(page=p).interaction_id) for p in posts
+        ]
+        queue(page, live_server, job)
+
+        row = page.locator(f'[data-llm-review-page="{posts[0].pk}"]')
+        row.locator('[data-llm-review-decision="accept-submit"]').click()
+        page.locator(".messages").get_by_text(
+            "1 draft accepted and submitted for moderation."
+        ).wait_for()
+        row = page.locator(f'[data-llm-review-page="{posts[0].pk}"]')
+        assert row.get_attribute("data-llm-review-state") == "accepted"
+        state = WorkflowState.objects.get(object_id=str(posts[0].pk))
+        assert state.status == "in_progress"
+        assert state.current_task_state.revision_id == interactions[0].revision_id
+        live = type(posts[0]).objects.get(pk=posts[0].pk)
+        assert not live.summary  # in moderation, not published
+        # Wagtail's own editor says so (its status side panel's "In Moderation" section)
+        page.goto(live_server.url + reverse("wagtailadmin_pages:edit", args=[posts[0].pk]))
+        page.locator("#status-sidebar-in-moderation").wait_for(state="attached")
+
+        queue(page, live_server, job)
+        page.locator(
+            f'[data-llm-review-page="{posts[1].pk}"] [data-llm-review-decision="reject"]'
+        ).first.click()
+        page.locator(".messages").get_by_text("Rejected").wait_for()
+        page.locator(
+            f'[data-llm-review-page="{posts[2].pk}"] [data-llm-review-decision="accept"]'
+        ).first.click()
+        page.locator(".messages").get_by_text("1 draft accepted.").wait_for()
+
+        # the report: each of the job's calls with the outcome of its review
+        page.goto(live_server.url + reverse("wagtail_llm_actions_report:index"))
+        page.locator("table.llm-interactions").wait_for()
+        outcomes = []
+        for interaction in interactions:
+            cells = page.locator(f'tr[data-interaction="{interaction.pk}"] td').all_inner_texts()
+            outcomes.append(cells[6].strip())  # the Outcome column
+        assert outcomes == ["Accepted as generated", "Discarded", "Accepted as generated"]
+        # and filtering by outcome finds them
+        page.goto(
+            live_server.url + reverse("wagtail_llm_actions_report:index") + "?outcome=discarded"
+        )
+        page.locator("table.llm-interactions").wait_for()
+        shown = page.locator("table.llm-interactions tbody tr[data-interaction]")
+        assert shown.count() == run + 1
+        assert page.locator(f'tr[data-interaction="{interactions[1].pk}"]').count() == 1

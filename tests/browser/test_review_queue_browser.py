@@ -2,7 +2,7 @@
 
 A job writes a draft summary on four pages; from the job page the user opens "Review
 drafts" and, with the keyboard only (j/k to move, a to accept, r to reject, x to select),
-accepts one page, rejects one, selects the other two and accepts them in bulk. Run twice in
+accepts one page, rejects one, selects the other two and accepts them in bulk. Run three times in
 a row (a second job on the same site: the queue lists only its own drafts). Screenshots:
 ``test-artifacts/review-queue[-dark|-contrast].png`` (and ``docs/screenshots/`` with
 ``UPDATE_SCREENSHOTS=1``).
@@ -52,7 +52,7 @@ def test_review_a_jobs_drafts_with_the_keyboard(
 ):
     page = browser_page
     log_in(page, live_server)
-    for run in range(2):  # twice in a row: each job's queue has its own drafts
+    for run in range(3):  # three times in a row: each job's queue has its own drafts
         posts = [make_post(title=f"Compost note {run}-{n}") for n in range(1, 5)]
         job = jobs.create_job(action, superuser, [p.pk for p in posts])
         jobs.run_job(job.pk)
@@ -104,39 +104,55 @@ def test_review_a_jobs_drafts_with_the_keyboard(
 def test_a_canary_shows_old_and_new_answers_side_by_side(
     live_server, browser_page, make_post, action, superuser, prompt
 ):
+    """Three canaries in a row, the prompt changed before each: old and new answers side by
+    side, the sample reviewed in the queue, the canary then marked reviewed."""
+    from tests.conftest import make_body
+
     page = browser_page
-    posts = [make_post(title=f"Canary note {n}") for n in range(1, 7)]
-    first = jobs.create_job(action, superuser, [posts[0].pk])
-    jobs.run_job(first.pk)  # the action's previous answer on the first page
-    prompt.template = "In one line:\n\n{body}"
-    prompt.save()
-
     log_in(page, live_server)
-    url = reverse("wagtail_llm_actions_review:canary_start", args=[action.pk])
-    page.goto(f"{live_server.url}{url}?id={posts[0].pk}&id={posts[1].pk}&id={posts[2].pk}")
-    assert "has changed since its last bulk run" in page.inner_text("main")
-    page.check(f'input[name="page"][value="{posts[0].pk}"]')
-    page.check(f'input[name="page"][value="{posts[1].pk}"]')
-    page.click("[data-llm-canary-start]")
-    page.wait_for_url(re.compile(r"/review/canary/\d+/$"))
-    assert "Canary started on 2 pages." in page.inner_text(".messages")
-    job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-    jobs.run_job(job_id)  # what a worker does
-    page.reload()
-    old = page.inner_text(f'[data-llm-canary-page="{posts[0].pk}"] [data-llm-canary-old]')
-    new = page.inner_text(f'[data-llm-canary-page="{posts[0].pk}"] [data-llm-canary-new]')
-    assert "Post 1 talks about compost" in old and "Post 1 talks about compost" in new
-    assert "has not run on this page before" in page.inner_text(
-        f'[data-llm-canary-page="{posts[1].pk}"] [data-llm-canary-old]'
-    )
-    assert "2 drafts are waiting for review." in page.inner_text("main")
-    shoot_themes(page, superuser, "canary")
+    for run in range(3):
+        posts = [
+            make_post(
+                title=f"Canary note {run}-{n}",
+                body=make_body(paragraph=f"Canary {run}-{n} talks about compost bins."),
+            )
+            for n in range(3)
+        ]
+        first = jobs.create_job(action, superuser, [posts[0].pk])
+        jobs.run_job(first.pk)  # the action's previous answer on the first page
+        prompt.template = f"In one line ({run}):\n\n{{body}}"
+        prompt.save()
 
-    page.click("[data-llm-canary-review]")
-    page.wait_for_url(re.compile(r"/review/jobs/\d+/$"))
-    page.keyboard.press("a")
-    page.locator('[data-llm-review-state="accepted"]').wait_for()
-    page.keyboard.press("a")
-    page.locator('[data-llm-review-state="to_review"]').first.wait_for(state="detached")
-    page.goto(live_server.url + reverse("wagtail_llm_actions_review:canary", args=[job_id]))
-    assert page.locator("[data-llm-canary-reviewed]").is_visible()
+        url = reverse("wagtail_llm_actions_review:canary_start", args=[action.pk])
+        page.goto(f"{live_server.url}{url}?" + "&".join(f"id={p.pk}" for p in posts))
+        assert "has changed since its last bulk run" in page.inner_text("main")
+        page.check(f'input[name="page"][value="{posts[0].pk}"]')
+        page.check(f'input[name="page"][value="{posts[1].pk}"]')
+        page.click("[data-llm-canary-start]")
+        page.wait_for_url(re.compile(r"/review/canary/\d+/$"))
+        assert "Canary started on 2 pages." in page.inner_text(".messages")
+        job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+        assert jobs.run_job(job_id) == "completed"  # what a worker does
+        page.reload()
+        row = f'[data-llm-canary-page="{posts[0].pk}"]'
+        page.locator(f"{row} [data-llm-canary-new]").wait_for()
+        old = page.inner_text(f"{row} [data-llm-canary-old]")
+        new = page.inner_text(f"{row} [data-llm-canary-new]")
+        said = f"Canary {run}-0 talks about compost"
+        assert said in old and said in new, (run, old, new)
+        assert "has not run on this page before" in page.inner_text(
+            f'[data-llm-canary-page="{posts[1].pk}"] [data-llm-canary-old]'
+        )
+        assert "2 drafts are waiting for review." in page.inner_text("main")
+        assert page.locator("[data-llm-canary-reviewed]").count() == 0
+        if run == 0:
+            shoot_themes(page, superuser, "canary")
+
+        page.click("[data-llm-canary-review]")
+        page.wait_for_url(re.compile(r"/review/jobs/\d+/$"))
+        page.keyboard.press("a")
+        page.locator('[data-llm-review-state="accepted"]').wait_for()
+        page.keyboard.press("a")
+        page.locator('[data-llm-review-state="to_review"]').first.wait_for(state="detached")
+        page.goto(live_server.url + reverse("wagtail_llm_actions_review:canary", args=[job_id]))
+        page.locator("[data-llm-canary-reviewed]").wait_for()
