@@ -78,6 +78,10 @@ order (e.g. a 500 first, then a normal answer). Settings:
     the usage, as OpenAI sends it.
     Each request records ``chunks_sent`` and ``client_closed`` (the client hung up before
     the end: a cancelled stream).
+``stream_hold_after``
+    A stream stops after this many text chunks until :meth:`FakeLLMServer.release_streams`
+    is called (at most 30 s): a test sees the answer half written, whatever the machine's
+    speed.
 ``stream_cut_after``
     Cut the stream after this many content chunks: the connection drops without the end
     of the chunked body, ``[DONE]`` or a finish reason (a broken stream). None: never.
@@ -149,6 +153,7 @@ DEFAULTS: dict[str, Any] = {
     "translate": None,
     "stream_delay": 0.0,
     "stream_cut_after": None,
+    "stream_hold_after": None,
 }
 
 #: Headers that describe one connection, not the message: a proxy does not pass them on.
@@ -157,6 +162,9 @@ HOP_BY_HOP = frozenset(
 )
 
 #: What ``bad_text`` puts into an answer.
+#: Seconds a held stream waits for release_streams() at most.
+HOLD_LIMIT = 30.0
+
 BAD_TEXT = {"surrogate": "\ud800", "nul": "\x00"}
 
 ERRORS: dict[int, tuple[str, str]] = {
@@ -454,6 +462,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if content and delay and self.server.fake.stopping.wait(delay):
                     self.close_connection = True
                     return
+                hold = config["stream_hold_after"]
+                if content and hold is not None and entry["chunks_sent"] == int(hold):
+                    self.server.fake.streams_released.wait(HOLD_LIMIT)
                 data = f"data: {event}\n\n".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
@@ -541,6 +552,7 @@ class FakeLLMServer:
         self.port = port
         self.verbose = verbose
         self.stopping = threading.Event()
+        self.streams_released = threading.Event()
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -571,9 +583,15 @@ class FakeLLMServer:
             self._queue.append(overrides)
         return self
 
+    def release_streams(self) -> FakeLLMServer:
+        """Let streams held by ``stream_hold_after`` go on (and later ones pass)."""
+        self.streams_released.set()
+        return self
+
     def reset(self) -> FakeLLMServer:
         """Restore the defaults and forget recorded requests and queued overrides."""
         with self._lock:
+            self.streams_released.clear()
             self._config = dict(DEFAULTS)
             self._queue.clear()
             self._requests.clear()
@@ -794,6 +812,7 @@ class FakeLLMServer:
         if httpd is None:
             return
         self.stopping.set()
+        self.streams_released.set()
         httpd.shutdown()
         httpd.server_close()
         with self._lock:

@@ -256,7 +256,7 @@ def test_an_answer_stored_before_the_worker_died_is_shown_not_paid_again(
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_preview_shows_the_answer_as_it_is_written_as_plain_text(
-    shared_db, post, tool_action, fake_llm, superuser
+    shared_db, post, tool_action, fake_llm, superuser, settings
 ):
     """Streaming (issue 24 §3): the status the browser polls carries the answer so far,
     read out of the answer's JSON, without the markup placeholders; the whole answer is
@@ -266,7 +266,9 @@ def test_the_preview_shows_the_answer_as_it_is_written_as_plain_text(
 
     from tests.threads import in_thread, join_checked
 
-    fake_llm.configure(translate="reverse", stream_delay=0.06)
+    # Every piece published; the stream held after three pieces until a partial was seen.
+    settings.WAGTAIL_LLM_ACTIONS = {**settings.WAGTAIL_LLM_ACTIONS, "STREAM_PUBLISH_INTERVAL": 0}
+    fake_llm.configure(translate="reverse", stream_delay=0.01, stream_hold_after=3)
     client = client_for(superuser)
     response = client.post(run_url(post), {"tool": "rewrite", "html": SELECTION})
     status_url = reverse("wagtail_llm_actions_editor:status", args=[response.json()["job"]])
@@ -275,9 +277,12 @@ def test_the_preview_shows_the_answer_as_it_is_written_as_plain_text(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         seen.append(client.get(status_url).json())
+        if seen[-1].get("partial"):
+            fake_llm.release_streams()
         if seen[-1]["state"] in ("succeeded", "failed"):
             break
         time.sleep(0.03)
+    fake_llm.release_streams()
     join_checked(worker)
 
     assert seen[-1]["state"] == "succeeded", seen[-1]
@@ -286,4 +291,6 @@ def test_the_preview_shows_the_answer_as_it_is_written_as_plain_text(
     assert partials, "no partial text was seen before the answer completed"
     for text in partials:
         assert "⟦" not in text and "{" not in text and '"' not in text
-        assert final_text.startswith(text) and len(text) < len(final_text)
+        assert final_text.startswith(text)
+    # the one seen while the stream was held is the answer half written
+    assert len(partials[0]) < len(final_text), (partials[0], final_text)
