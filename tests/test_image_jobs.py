@@ -142,10 +142,43 @@ def test_the_command_on_one_image_with_force_asks_the_model_again(image_action, 
     image_action.use_cache = True
     image_action.save()
     image = make_image(name="photo.png", data=image_bytes(64, 48, fmt="PNG"))
-    for args in ((), (), ("--force",)):
+    call_command("run_llm_action", "alt-text", "--image", str(image.pk))
+    image.description = "A person's own words"  # no longer the answer: runs again
+    image.save()
+    for args in ((), ("--force",)):
         call_command("run_llm_action", "alt-text", "--image", str(image.pk), *args)
     assert list(LLMInteraction.objects.order_by("pk").values_list("cached", flat=True)) == [
         False,
         True,  # the same request again: the cache's answer
         False,  # --force: the model's
     ]
+
+
+def test_the_command_on_one_image_skips_it_unchanged_as_an_image_job_does(
+    image_action, superuser, capsys
+):
+    """``--image`` applies the rule of image jobs: an image whose field still holds the
+    action's last answer is skipped, saying so and that ``--force`` runs it."""
+    image = make_image(name="photo.png", data=image_bytes(64, 48, fmt="PNG"))
+    call_command("run_llm_action", "alt-text", "--image", str(image.pk))
+    assert written(image) == 1
+    capsys.readouterr()
+
+    call_command("run_llm_action", "alt-text", "--image", str(image.pk))
+    out = capsys.readouterr().out
+    assert f"Image {image.pk} “Sunset”: skipped, unchanged" in out
+    assert "--force runs it" in out
+    assert written(image) == 1 and LLMInteraction.objects.count() == 1  # no call
+    job = jobs.create_image_job(image_action, superuser, [image.pk])
+    jobs.run_job(job.pk)
+    assert job.items.get().skip_reason == "unchanged"  # the job agrees
+
+    call_command("run_llm_action", "alt-text", "--image", str(image.pk), "--force")
+    assert written(image) == 2
+
+    image.description = "Edited by a person"
+    image.save()
+    call_command("run_llm_action", "alt-text", "--image", str(image.pk))
+    assert written(image) == 3  # the field no longer holds the answer: it runs
+    image.refresh_from_db()
+    assert image.description == "A 64×48 image, mostly blue: photo"

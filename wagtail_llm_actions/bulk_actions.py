@@ -231,8 +231,8 @@ class RunLLMActionBulkAction(ConfirmScreen, PageBulkAction):
         return self._page_ids
 
     def stale_page_ids(self) -> list[int]:
-        """``?id=stale&action=<id>``: the pages the user can see whose source changed since
-        the action's last answer (the link on the action's screen)."""
+        """``?id=stale&action=<id>``: the pages the user can see that are out of date for the
+        action (a job of it would run them again; the link on the action's screen)."""
         from .unchanged import stale_page_ids
 
         pk = self.request.GET.get("action", "")  # in the URL, on the GET and the POST

@@ -1,13 +1,15 @@
 """Filters of Wagtail's page listings (the explorer, and flat page listings): "Has unreviewed
-generated text", "Automatic draft waiting for review" and "Source changed since an action's
-answer" (stale for that action).
+generated text", "Automatic draft waiting for review" and "Out of date for an action" (stale
+for that action: answered by it before, and a bulk job of it would run the page again, by the
+one "unchanged" rule of :mod:`.unchanged`).
 
 Wagtail 8 has no hook adding filters to the page explorer: its listings use
 ``PageFilterSet`` (``GenericPageFilterSet`` in the explorer) or a page viewset's filter set
 built on them. :func:`install` adds the filters to those classes (and to every subclass
 defined so far or later), once, when the app's hooks load. Each filter costs one or two
-queries whatever the number of pages; "stale" renders each candidate page's messages in
-Python (no model call), see :func:`.unchanged.stale_page_ids`.
+queries whatever the number of pages ("stale": five for pages of one type); "stale" renders
+each candidate page's messages in Python (no model call), see
+:func:`.unchanged.stale_page_ids`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ class AutomaticDraftFilter(django_filters.ChoiceFilter):
 
 
 class StaleForActionFilter(django_filters.ModelChoiceFilter):
-    """Pages whose source changed since the chosen action's last answer there."""
+    """Pages the chosen action answered before that a bulk job of it would run again (not
+    skip as unchanged): an input changed since its answer was kept, the answer was replaced
+    since, or it was never kept nor discarded by a person."""
 
     def filter(self, qs, value):
         if not value:
@@ -76,7 +80,7 @@ def page_listing_filters() -> dict[str, django_filters.Filter]:
             widget=forms.RadioSelect,
         ),
         STALE_FOR: StaleForActionFilter(
-            label=_("Source changed since an action’s answer"),
+            label=_("Out of date for an action"),
             queryset=_actions,
             empty_label=_("Any"),
         ),

@@ -1,9 +1,11 @@
 """Skipping unchanged pages: the one rule every path that may skip a page applies.
 
-Bulk jobs, ``run_llm_action`` (``--page``, ``--descendants``, ``--all``) and the bulk
-confirmation screen's preview ask the same question here, and ``force`` bypasses it on all of
-them. A page is *unchanged* for an action when an answer of that action, made from the same
-inputs, is in the page's newest revision, or was deliberately discarded by a person:
+Bulk jobs, ``run_llm_action`` (``--page``, ``--descendants``, ``--all``), triggers, the bulk
+confirmation screen's preview and the page listing's "stale" filter (:func:`stale_page_ids`:
+pages the action answered that a job would run again) ask the same question here, and
+``force`` bypasses it on all the paths that run. A page is *unchanged* for an action when an
+answer of that action, made from the same inputs, is in the page's newest revision, or was
+deliberately discarded by a person:
 
 - *The same inputs*: the interaction's stored hash (:func:`service.inputs_hash`) equals the
   hash of what a run would send now: the rendered messages (source, the prompt's text with
@@ -253,66 +255,153 @@ def snippet_answers(action: LLMAction, obj: Any) -> list[WrittenAnswer]:
     return answers
 
 
-def stale_page_ids(action: LLMAction, pages=None) -> list[int]:
-    """Ids of ``pages`` (a page queryset; all pages by default) of ``action``'s types whose
-    source changed since the action's last answer there: the hash of what a run would send
-    now (the newest revision's messages rendered, no model call) differs from the stored one.
-    Pages the action never answered are not stale.
+def working_copies(page_ids) -> dict[int, Any]:
+    """Each of ``page_ids`` (a list, or a queryset of page ids) as its newest revision has it
+    (as a run reads it), with a fixed number of queries whatever the number of pages: the
+    pages, one more a page type, the drafts' revisions, their locales. A draft is loaded as
+    Wagtail's ``with_content_json`` loads it, less what costs a query a page and shapes no
+    request (foreign keys checked, comments, the parent read for the URL path: it is the
+    live row's, with the draft's slug)."""
+    from wagtail.models import Locale, Page, Revision
 
-    Two queries whatever the number of pages (the pages with their last stored hash, their
-    newest revisions' content), then the messages rendered for each page in Python.
+    pages = list(Page.objects.filter(pk__in=page_ids).specific())
+    draft_revision_ids = [
+        p.latest_revision_id for p in pages if p.has_unpublished_changes and p.latest_revision_id
+    ]
+    contents = dict(Revision.objects.filter(pk__in=draft_revision_ids).values_list("pk", "content"))
+    locales = {
+        locale.pk: locale for locale in Locale.objects.filter(pk__in={p.locale_id for p in pages})
+    }
+    result = {}
+    for page in pages:
+        content = contents.get(page.latest_revision_id) if page.has_unpublished_changes else None
+        obj = _draft(page, content) if content is not None else page
+        if obj.locale_id in locales:
+            obj.locale = locales[obj.locale_id]  # {locale} of the prompt: no query per page
+        result[page.pk] = obj
+    return result
+
+
+#: What ``Page.with_content_json`` keeps of the page row, whatever the revision says.
+_KEPT_FROM_ROW = (
+    "id",
+    "content_type_id",
+    "path",
+    "depth",
+    "numchild",
+    "draft_title",
+    "live",
+    "has_unpublished_changes",
+    "owner_id",
+    "locked",
+    "locked_by_id",
+    "locked_at",
+    "latest_revision_id",
+    "latest_revision_created_at",
+    "translation_key",
+    "locale_id",
+    "alias_of_id",
+)
+
+
+def _draft(page: Any, content: dict) -> Any:
+    """``page.with_content_json(content)`` without a query (see :func:`working_copies`)."""
+    obj = page.specific_class.from_serializable_data(content, check_fks=False)
+    for name in _KEPT_FROM_ROW:
+        setattr(obj, name, getattr(page, name))
+    obj.pk = page.pk
+    if obj.first_published_at is None:
+        obj.first_published_at = page.first_published_at
+    live_slug = f"{page.slug}/"
+    if page.depth <= 1:
+        obj.url_path = "/"
+    elif page.url_path.endswith(live_slug):
+        obj.url_path = f"{page.url_path[: -len(live_slug)]}{obj.slug}/"
+    else:  # a row whose URL path does not end with its slug: as Wagtail sets it
+        obj.set_url_path(page.get_parent())
+    return obj
+
+
+@dataclass
+class Decision:
+    """What a bulk job of an action decides for one page before calling (:func:`decide`)."""
+
+    #: What a run would send now; None when preparing it failed (``error``).
+    prepared: Any = None
+    #: Why nothing would be sent: :class:`.exceptions.SourceEmpty`, or a configuration problem.
+    error: Any = None
+    #: Skipped as unchanged (the module's rule).
+    unchanged: bool = False
+
+
+def decide(action: LLMAction, page_ids, *, force: bool = False) -> dict[int, Decision]:
+    """For each of ``page_ids`` (a list, or a queryset of page ids), whether a bulk job of
+    ``action`` would skip it as unchanged: its newest revision's messages rendered (no model
+    call) and :func:`holds` over :func:`written_answers`. A fixed number of queries whatever
+    the number of pages (those of :func:`working_copies` and one more); ``force``: nothing
+    is unchanged.
+
+    The bulk confirmation screen's preview and the page listing's "stale" filter both ask
+    here, so they cannot disagree.
     """
-    from django.db.models import OuterRef, Subquery
-    from wagtail.models import Page, Revision
-
     from .exceptions import LLMActionError
+
+    service = LLMService()
+    copies = working_copies(page_ids)
+    answers = {} if force else written_answers(action, list(copies))
+    result: dict[int, Decision] = {}
+    for page_id, obj in copies.items():
+        try:
+            prepared = service.prepare(action, obj)
+        except LLMActionError as e:
+            result[page_id] = Decision(error=e)
+            continue
+        result[page_id] = Decision(prepared, unchanged=holds(answers.get(page_id, []), prepared))
+    return result
+
+
+def stale_page_ids(action: LLMAction, pages=None) -> list[int]:
+    """Ids of ``pages`` (a page queryset; all pages by default) of ``action``'s types that the
+    action answered before and that a bulk job of it would run again, not skip as unchanged
+    (:func:`decide`, the module's rule): the source or another input changed since the answer
+    was kept, the answer was replaced since, or it was never written (an editor answer never
+    saved, a pipeline step that only fed later steps, a run stopped before its draft) nor
+    discarded by a person. Pages the action never answered are not stale, nor those it
+    would send nothing for (an empty source, a configuration problem).
+
+    :func:`decide`'s queries whatever the number of pages (five for pages of one type, the
+    answered pages a subquery of the first); each page's messages are rendered in Python
+    (no model call).
+    """
+    from django.db.models import Exists
+    from wagtail.models import Page
 
     if action.pk is None:
         return []
     pages = Page.objects.all() if pages is None else pages
-    last = (
-        LLMInteraction.objects.filter(
-            action=action,
-            page_id=OuterRef("pk"),
-            status__in=[InteractionStatus.SUCCESS, InteractionStatus.ANSWERED],
-            chunk_index__isnull=True,
-        )
-        .exclude(source_hash="")
-        .order_by("-created_at", "-pk")
-        .values("source_hash")[:1]
+    answered = LLMInteraction.objects.filter(
+        action=action,
+        page_id=OuterRef("pk"),
+        status__in=[InteractionStatus.SUCCESS, InteractionStatus.ANSWERED],
+        chunk_index__isnull=True,
     )
-    rows = list(
+    answered_pages = (
         pages.filter(content_type__in=action.page_types.all())
-        .annotate(_llm_last_hash=Subquery(last))
-        .exclude(_llm_last_hash=None)
+        .filter(Exists(answered))
         .order_by()
-        .values_list("pk", "_llm_last_hash", "latest_revision_id")
+        .values("pk")
     )
-    revisions = Revision.objects.filter(pk__in=[r for _, _, r in rows if r is not None])
-    objs = {}
-    for revision in revisions.select_related("content_type"):
-        model = revision.content_type.model_class()
-        if model is not None:
-            objs[revision.pk] = model.from_serializable_data(revision.content, check_fks=False)
-    service = LLMService()
-    stale = []
-    for page_id, stored, revision_id in rows:
-        obj = objs.get(revision_id)
-        if obj is None:
-            continue  # a page never saved as a revision is read by the run itself
-        try:
-            current = service.prepare(action, obj).inputs_hash
-        except LLMActionError:
-            continue  # an empty source or a configuration problem: nothing a run would send
-        if current != stored:
-            stale.append(page_id)
-    return stale
+    decisions = decide(action, answered_pages)  # a subquery: no query of its own
+    return sorted(pk for pk, d in decisions.items() if d.error is None and not d.unchanged)
 
 
 __all__ = [
+    "Decision",
     "WrittenAnswer",
+    "decide",
     "holds",
     "stale_page_ids",
     "unchanged_since_last_write",
+    "working_copies",
     "written_answers",
 ]

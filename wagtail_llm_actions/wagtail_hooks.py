@@ -9,7 +9,7 @@ from .conf import INTERACTIONS_LABEL
 from .viewsets import LLMActionsViewSetGroup
 
 register_snippet(LLMActionsViewSetGroup)
-# "Has unreviewed generated text" and "Source changed since an action's answer" in the page
+# "Has unreviewed generated text" and "Out of date for an action" in the page
 # listings' filters (Wagtail has no hook for them).
 listing_filters.install()
 

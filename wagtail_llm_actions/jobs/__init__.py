@@ -128,6 +128,7 @@ joins or leaves). "Retry failed" and the ``run_llm_action`` command also queue a
 
 from __future__ import annotations
 
+from ..unchanged import working_copies  # the pages as a run reads them (a job's API)
 from .claims import (
     IDLE_POLL,
     LOST,
@@ -195,7 +196,6 @@ from .planning import (
     plan_pipeline_job,
     selection_parts,
     skip_reason_label,
-    working_copies,
 )
 from .slots import (
     SLOT_POLL,

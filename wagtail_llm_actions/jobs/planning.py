@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Case, Count, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from wagtail.models import Locale, Page, Revision
+from wagtail.models import Page
 from wagtail.permission_policies.pages import PagePermissionPolicy
 
 from .. import db, estimates
@@ -44,7 +44,7 @@ from ..models import (
 )
 from ..permissions import explorable_pages, has_admin_access
 from ..service import LLMService
-from ..unchanged import holds, written_answers
+from ..unchanged import decide
 from .held import held_whens
 from .options import engine_options
 
@@ -168,26 +168,6 @@ def annotate_reasons(queryset, action: LLMAction, user, type_ids=None, *, held: 
     return queryset.annotate(skip=Case(*whens, default=Value("")))
 
 
-def working_copies(page_ids: list[int]) -> dict[int, Page]:
-    """Each page as its latest revision has it, loaded with a fixed number of queries."""
-    pages = list(Page.objects.filter(pk__in=page_ids).specific())
-    draft_revision_ids = [
-        p.latest_revision_id for p in pages if p.has_unpublished_changes and p.latest_revision_id
-    ]
-    contents = dict(Revision.objects.filter(pk__in=draft_revision_ids).values_list("pk", "content"))
-    locales = {
-        locale.pk: locale for locale in Locale.objects.filter(pk__in={p.locale_id for p in pages})
-    }
-    result = {}
-    for page in pages:
-        content = contents.get(page.latest_revision_id) if page.has_unpublished_changes else None
-        obj = page.with_content_json(content) if content is not None else page
-        if obj.locale_id in locales:
-            obj.locale = locales[obj.locale_id]  # {locale} of the prompt: no query per page
-        result[page.pk] = obj
-    return result
-
-
 @dataclass
 class ContentCheck:
     page_id: int
@@ -202,29 +182,28 @@ def check_content(
 ) -> dict[int, ContentCheck]:
     """Source empty / unchanged / prompt tokens for ``page_ids``, in a fixed number of queries.
 
-    Unchanged is :mod:`.unchanged`'s rule (the one the job engine applies when the page runs).
+    Unchanged is :mod:`.unchanged`'s rule (the one the job engine applies when the page runs),
+    decided by :func:`.unchanged.decide`, as the page listing's "stale" filter decides it.
     """
     service = LLMService()
-    copies = working_copies(page_ids)
-    answers = {} if force else written_answers(action, list(copies))
     result: dict[int, ContentCheck] = {}
-    for page_id, obj in copies.items():
+    for page_id, decision in decide(action, page_ids, force=force).items():
         check = ContentCheck(page_id)
-        try:
-            prepared = service.prepare(action, obj)
-        except SourceEmpty:
+        if isinstance(decision.error, SourceEmpty):
             check.skip = SKIP_SOURCE_EMPTY
-        except LLMActionError as e:
-            check.error = e.message
+        elif decision.error is not None:
+            check.error = decision.error.message
+        elif decision.unchanged:
+            check.skip = SKIP_UNCHANGED
         else:
-            if holds(answers.get(page_id, []), prepared):
-                check.skip = SKIP_UNCHANGED
-            else:
-                from ..pipelines import estimate_calls
+            from ..pipelines import estimate_calls
 
-                check.calls, check.prompt_tokens = estimate_calls(service, prepared)
-                if action.is_structured:
-                    check.prompt_tokens += estimates.structured_prompt_tokens(action, type(obj))
+            prepared = decision.prepared
+            check.calls, check.prompt_tokens = estimate_calls(service, prepared)
+            if action.is_structured:
+                check.prompt_tokens += estimates.structured_prompt_tokens(
+                    action, type(prepared.obj)
+                )
         result[page_id] = check
     return result
 

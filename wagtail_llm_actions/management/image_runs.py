@@ -1,10 +1,13 @@
 """``run_llm_action`` for actions that run on images: ``--image ID`` here and now, or
 ``--images --all`` as a job on the bulk engine (foreground with progress, or ``--enqueue``).
-Answers are written to the images' own fields (images keep no revisions)."""
+Answers are written to the images' own fields (images keep no revisions). Both skip an
+unchanged image (its field still holds this action's last answer written to it) unless
+``--force``, by the rule image jobs apply (:func:`wagtail_llm_actions.jobs.images.unchanged`)."""
 
 from __future__ import annotations
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
 
 from wagtail_llm_actions import jobs
 from wagtail_llm_actions.exceptions import LLMActionError
@@ -51,11 +54,22 @@ def run(command, action: LLMAction, user, options) -> None:
 
 
 def run_one(command, action: LLMAction, image, user, *, force: bool = False) -> None:
-    """One image, here and now (it is not skipped when unchanged); ``--force`` asks the
-    model again, never the response cache, as a forced job does."""
+    """One image, here and now. Skipped when unchanged (the rule of image jobs: its field
+    still holds this action's last answer written to it) unless ``force``; ``--force`` asks
+    the model again, never the response cache, as a forced job does."""
     from wagtail_llm_actions import response_cache
     from wagtail_llm_actions.images.run import run_on_image
+    from wagtail_llm_actions.jobs.images import unchanged
 
+    if not force and unchanged(action, image):
+        command.stdout.write(
+            _(
+                "Image %(id)s “%(title)s”: skipped, unchanged: its field still holds this "
+                "action’s last answer (--force runs it)."
+            )
+            % {"id": image.pk, "title": image.title}
+        )
+        return
     try:
         with response_cache.bypassed(force):
             interaction = run_on_image(action, image, user, trigger=InteractionTrigger.COMMAND)

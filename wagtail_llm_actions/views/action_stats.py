@@ -131,8 +131,9 @@ class ActionStatsView(WagtailAdminTemplateMixin, TemplateView):
         return context
 
     def stale_context(self, user) -> dict:
-        """How many pages the user can see changed their source since the action's answer,
-        with a link running the action on exactly those (the bulk action's screen)."""
+        """How many pages the user can see are out of date for the action (answered by it,
+        and a job of it would run them again), with a link running the action on exactly
+        those (the bulk action's screen)."""
         if not self.action.enabled or not can_edit_any_page(user):
             return {}
         from ..bulk_actions import STALE

@@ -5,7 +5,8 @@ bulk job engine (:mod:`wagtail_llm_actions.jobs`): it runs in the foreground wit
 bar and ends with a summary, or with ``--enqueue`` is handed to the django-q2 workers.
 Every mode skips unchanged pages unless ``--force``, by the rule bulk jobs apply
 (:mod:`wagtail_llm_actions.unchanged`: an answer of the action from the same inputs is in the
-page's newest revision, or a person discarded it). A pipeline's slug runs the pipeline on each
+page's newest revision, or a person discarded it); ``--image`` and ``--images --all`` skip
+unchanged images by the rule image jobs apply. A pipeline's slug runs the pipeline on each
 selected page (one draft per page); pipelines are never skipped as unchanged.
 A translation action's slug with ``--locale de --locale fr`` translates the pages into those
 locales (:mod:`wagtail_llm_actions.management.translating`).
@@ -43,7 +44,9 @@ class Command(BaseCommand):
         "Run an LLM action on one page (--page), a page and its descendants (--descendants) "
         "or every page it applies to (--all). Answers are saved as draft revisions. Pages "
         "whose newest revision already has this action's answer for the same content, prompt "
-        "and settings, or where a person discarded that answer, are skipped unless --force."
+        "and settings, or where a person discarded that answer, are skipped unless --force. "
+        "An image action runs on one image (--image) or every image (--images --all); images "
+        "whose field still holds this action's last answer are skipped unless --force."
     )
 
     def add_arguments(self, parser) -> None:
@@ -60,7 +63,9 @@ class Command(BaseCommand):
             "--descendants", type=int, metavar="PAGE_ID", help="A page and all pages below it."
         )
         target.add_argument("--all", action="store_true", help="Every page the action applies to.")
-        target.add_argument("--image", type=int, help="ID of one image (an image action).")
+        target.add_argument(
+            "--image", type=int, help="ID of one image (an image action); skipped if unchanged."
+        )
         target.add_argument("--id", help="With --model: the id of one snippet.")
         parser.add_argument(
             "--model",
@@ -81,8 +86,9 @@ class Command(BaseCommand):
             action="store_true",
             help=(
                 "Also run unchanged pages: those where this action's answer for the same "
-                "content, prompt and settings is in the newest revision, or was discarded. "
-                "Pipelines always run."
+                "content, prompt and settings is in the newest revision, or was discarded; "
+                "and images whose field still holds this action's last answer. Asks the model "
+                "again, never the response cache. Pipelines always run."
             ),
         )
         parser.add_argument(
