@@ -4,6 +4,7 @@ call in the request), drafts or revisions of the snippet's translations, hand ed
 
 from __future__ import annotations
 
+import io
 import re
 from urllib.parse import urlencode
 
@@ -134,6 +135,44 @@ def test_a_snippet_model_that_is_not_translatable_is_refused(site, tip, superuse
     assert "Translate into…" not in editor
     response = client.get(snippet_translate_url(tip), follow=True)
     assert "are not translatable (no TranslatableMixin)" in response.content.decode()
+
+
+def test_a_translatable_snippet_model_without_revisions_is_refused(
+    site, dish_translate_action, fake_llm, superuser
+):
+    # Translations are saved as revisions: the action's "write directly" opt-in is no way
+    # out, so the message does not suggest it.
+    from tests.testapp.models import Term
+
+    dish_translate_action.snippet_types.add(ContentType.objects.get_for_model(Term))
+    term = Term.objects.create(text="Dumpling", locale=site["en"])
+    client = client_for(superuser)
+    assert "Translate into…" not in client.get(edit_url(superuser, term)).content.decode()
+    for response in (
+        client.get(snippet_translate_url(term), follow=True),
+        client.post(
+            snippet_translate_url(term),
+            {"action": dish_translate_action.pk, "locale": ["de"]},
+            follow=True,
+        ),
+    ):
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert "Term snippets keep no revisions, so they cannot be translated" in html
+        assert "write snippets directly" not in html
+    # the command says the same and writes nothing
+    from django.core.management import CommandError, call_command
+
+    out, err = io.StringIO(), io.StringIO()
+    with i18n(), pytest.raises(CommandError, match="failed; content left as it was"):
+        call_command(
+            "run_llm_action", "translate", "--model", "testapp.Term", "--id", str(term.pk),
+            "--locale", "de", stdout=out, stderr=err,
+        )  # fmt: skip
+    said = out.getvalue() + err.getvalue()
+    assert "cannot be translated by an action" in said and "write snippets directly" not in said
+    assert not LLMJob.objects.exists() and fake_llm.request_count == 0
+    assert Term.objects.count() == 1  # no translation made
 
 
 def test_permissions_change_to_open_it_add_for_a_new_translation(

@@ -279,3 +279,17 @@ class Tip(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+@register_snippet
+class Term(TranslatableMixin, models.Model):
+    """A translatable snippet without revisions: it cannot be translated by an action (a
+    translation is saved as a revision)."""
+
+    text = models.CharField(max_length=255)
+
+    class Meta(TranslatableMixin.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return self.text

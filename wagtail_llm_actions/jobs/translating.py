@@ -330,12 +330,13 @@ def snippet_target_locales(model: type, ids: list, codes: list[str]):
     from wagtail.models import TranslatableMixin
 
     from .. import snippets
+    from ..translation import snippets as snippet_translation
     from ..translation.run import TranslationProblem, locales
 
     if not issubclass(model, TranslatableMixin):
         raise TranslationProblem(_not_translatable() % {"model": model._meta.verbose_name_plural})
     if not snippets.keeps_revisions(model):
-        raise snippets.no_revisions(model)
+        raise snippet_translation.no_revisions(model)
     if not codes:
         raise TranslationProblem(_choose_locale())
     selected = model._default_manager.filter(pk__in=ids)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from .. import snippets
@@ -18,6 +19,18 @@ def is_translatable_snippet(obj: Any) -> bool:
     from wagtail.models import TranslatableMixin
 
     return snippets.is_snippet(obj) and isinstance(obj, TranslatableMixin)
+
+
+def no_revisions(model: type) -> snippets.NoRevisions:
+    """The error for a translatable snippet model without revisions: a translation is saved
+    as a revision, so the action's "write directly" opt-in is no way out (not offered)."""
+    return snippets.NoRevisions(
+        _(
+            "%(model)s snippets keep no revisions, so they cannot be translated by an "
+            "action: a translation is saved as a draft revision. Nothing was written."
+        )
+        % {"model": capfirst(model._meta.verbose_name)}
+    )
 
 
 def check(action, obj: Any, locale, user=None) -> Any | None:
@@ -35,7 +48,7 @@ def check(action, obj: Any, locale, user=None) -> Any | None:
             _("“%(action)s” does not apply to snippets of this type.") % {"action": action.name}
         )
     if not snippets.keeps_revisions(type(obj)):
-        raise snippets.no_revisions(type(obj))  # a translation is saved as a revision
+        raise no_revisions(type(obj))
     existing = obj.get_translation_or_none(locale)
     if existing is not None:
         if user is not None and not snippets.can_change(user, existing):

@@ -214,7 +214,7 @@ class SnippetTranslateView(TranslateView):
                 "model": type(obj)._meta.verbose_name
             }
         if not snippets.keeps_revisions(type(obj)):
-            return snippets.no_revisions(type(obj)).message
+            return snippet_translation.no_revisions(type(obj)).message
         try:  # i18n switched off
             locales(obj, [])
         except LLMActionError as e:
