@@ -135,3 +135,16 @@ def test_saved_actions_the_policy_refuses_are_reported(db, make_action, monkeypa
     assert "localhost:11434" in " ".join(m.msg for m in messages)
     assert "custom_llm_provider" in " ".join(m.msg for m in messages)
     assert {m.id for m in messages} == {"wagtail_llm_actions.W011"}
+
+
+@pytest.mark.django_db
+def test_every_model_change_ships_with_its_migration():
+    # A site that installs the wheel runs these migrations; one missing would leave its
+    # database behind the models (makemigrations --check exits non-zero).
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("makemigrations", "wagtail_llm_actions", check=True, dry_run=True, stdout=out)
+    assert "No changes detected" in out.getvalue()
