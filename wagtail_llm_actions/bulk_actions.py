@@ -39,13 +39,18 @@ jobs = lazy_module("wagtail_llm_actions.jobs")  # imported when the action is fi
 STALE = "stale"
 
 
-class RunActionForm(forms.Form):
-    action = forms.ModelChoiceField(
+def action_field() -> forms.ModelChoiceField:
+    """The action chooser of a bulk screen; its form sets the queryset."""
+    return forms.ModelChoiceField(
         queryset=LLMAction.objects.none(),
         label=gettext_lazy("Action"),
-        # Nothing preselected: one click must not run the wrong action over many pages.
+        # Nothing preselected: one click must not run the wrong action over many items.
         empty_label=gettext_lazy("Choose an action…"),
     )
+
+
+class RunActionForm(forms.Form):
+    action = action_field()
     include_descendants = forms.BooleanField(
         required=False,
         label=gettext_lazy("Include descendants"),

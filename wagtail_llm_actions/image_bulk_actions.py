@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.images.views.bulk_actions.image_bulk_action import ImageBulkAction
 
-from .bulk_actions import ConfirmScreen, enqueue_started
+from .bulk_actions import ConfirmScreen, action_field, enqueue_started
 from .conf import with_feature
 from .lazy import lazy_module
 from .models import JobKind, LLMAction
@@ -25,11 +25,7 @@ jobs = lazy_module("wagtail_llm_actions.jobs")
 
 
 class RunImageActionForm(forms.Form):
-    action = forms.ModelChoiceField(
-        queryset=LLMAction.objects.none(),
-        label=gettext_lazy("Action"),
-        empty_label=gettext_lazy("Choose an action…"),
-    )
+    action = action_field()
     force = forms.BooleanField(
         required=False,
         label=gettext_lazy("Re-run unchanged images"),
