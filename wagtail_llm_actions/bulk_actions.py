@@ -39,13 +39,18 @@ jobs = lazy_module("wagtail_llm_actions.jobs")  # imported when the action is fi
 STALE = "stale"
 
 
-class RunActionForm(forms.Form):
-    action = forms.ModelChoiceField(
+def action_field() -> forms.ModelChoiceField:
+    """The action chooser of a bulk screen; its form sets the queryset."""
+    return forms.ModelChoiceField(
         queryset=LLMAction.objects.none(),
         label=gettext_lazy("Action"),
-        # Nothing preselected: one click must not run the wrong action over many pages.
+        # Nothing preselected: one click must not run the wrong action over many items.
         empty_label=gettext_lazy("Choose an action…"),
     )
+
+
+class RunActionForm(forms.Form):
+    action = action_field()
     include_descendants = forms.BooleanField(
         required=False,
         label=gettext_lazy("Include descendants"),
@@ -169,6 +174,36 @@ class ConfirmScreen:
         within = bool(form.is_bound and form.is_valid() and form.cleaned_data["within_budget"])
         check_budgets(context, action, self.request.user, plan, within)
         self._budget_limit = context.get("budget_limit")
+
+    def selected_ids(self, key) -> list:
+        """The selected ids (``?id=…``, or ``?id=all`` for the whole listing), each made from
+        its text by ``key`` and left out where it makes None of it; 404 when none is left.
+        Read once (``self._ids``)."""
+        if self._ids is None:
+            object_ids = self.request.GET.getlist("id")
+            if "all" in object_ids:
+                object_ids = self.get_all_objects_in_listing_query(self.request.GET.get("childOf"))
+            ids = {key(str(pk)) for pk in object_ids} - {None}
+            if not ids:
+                raise Http404
+            self._ids = sorted(ids)
+        return self._ids
+
+    def start_job(self, form, refused: str, started: str):
+        """``form_valid`` of an image or snippet screen: "Check" shows the preview again; Start
+        is refused with ``refused`` when nothing would run, else starts the job and announces
+        it with ``started`` ("%(name)s", "%(count)s": items queued)."""
+        context = self.get_context_data(form=form)
+        if "preview" in self.request.POST:
+            return self.render_to_response(context)
+        if not context["can_start"]:
+            form.add_error(None, refused)
+            return self.render_to_response(context)
+        response = BulkAction.form_valid(self, form)
+        job = self._result.get("job")
+        if job is not None:
+            self.announce_job(started % {"name": job.action_name, "count": self._result["queued"]})
+        return response
 
     def announce_job(self, message: str) -> None:
         """``message`` with a link to the progress page of the job just started."""

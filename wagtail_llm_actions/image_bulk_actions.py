@@ -11,13 +11,12 @@ undone from its interaction).
 from __future__ import annotations
 
 from django import forms
-from django.http import Http404
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.images.views.bulk_actions.image_bulk_action import ImageBulkAction
 
-from .bulk_actions import ConfirmScreen, enqueue_started
+from .bulk_actions import ConfirmScreen, action_field, enqueue_started
 from .conf import with_feature
 from .lazy import lazy_module
 from .models import JobKind, LLMAction
@@ -26,11 +25,7 @@ jobs = lazy_module("wagtail_llm_actions.jobs")
 
 
 class RunImageActionForm(forms.Form):
-    action = forms.ModelChoiceField(
-        queryset=LLMAction.objects.none(),
-        label=gettext_lazy("Action"),
-        empty_label=gettext_lazy("Choose an action…"),
-    )
+    action = action_field()
     force = forms.BooleanField(
         required=False,
         label=gettext_lazy("Re-run unchanged images"),
@@ -61,15 +56,7 @@ class RunImageActionBulkAction(ConfirmScreen, ImageBulkAction):
         self._result: dict = {}
 
     def get_selected_ids(self) -> list[int]:
-        if self._ids is None:
-            object_ids = self.request.GET.getlist("id")
-            if "all" in object_ids:
-                object_ids = self.get_all_objects_in_listing_query(self.request.GET.get("childOf"))
-            ids = {int(pk) for pk in object_ids if str(pk).isdigit()}
-            if not ids:
-                raise Http404
-            self._ids = sorted(ids)
-        return self._ids
+        return self.selected_ids(lambda pk: int(pk) if pk.isdigit() else None)
 
     def get_actionable_objects(self):
         # Permission is a per-image skip reason of the job, not a refusal.
@@ -89,20 +76,11 @@ class RunImageActionBulkAction(ConfirmScreen, ImageBulkAction):
         return context
 
     def form_valid(self, form):
-        context = self.get_context_data(form=form)
-        if "preview" in self.request.POST:
-            return self.render_to_response(context)
-        if not context["can_start"]:
-            form.add_error(None, _("No image would run with these options: nothing was started."))
-            return self.render_to_response(context)
-        response = super().form_valid(form)
-        job = self._result.get("job")
-        if job is not None:
-            self.announce_job(
-                _("“%(name)s” started on %(count)s image(s).")
-                % {"name": job.action_name, "count": self._result["queued"]}
-            )
-        return response
+        return self.start_job(
+            form,
+            _("No image would run with these options: nothing was started."),
+            _("“%(name)s” started on %(count)s image(s)."),
+        )
 
     def get_execution_context(self):
         data = self.cleaned_form.cleaned_data

@@ -27,6 +27,7 @@ from . import db
 from .exceptions import LLMActionError
 from .models import (
     InteractionOutcome,
+    InteractionStatus,
     InteractionTrigger,
     ItemStatus,
     JobKind,
@@ -192,6 +193,46 @@ def run_item(item: LLMJobItem) -> str:
     if kind == KIND_TRANSLATE:
         result["translations"] = translated
     editor._finish(item, ItemStatus.SUCCEEDED, result, interaction)
+    return "succeeded"
+
+
+def run_claimed(item: LLMJobItem, target, gone: str, run) -> str:
+    """Run a claimed image or snippet item to its outcome; returns the status. ``gone`` is
+    the failure when ``target`` or the action no longer exists. ``run(stored, link,
+    refuse_if_cancelled)`` returns the interaction: ``stored`` is an answer a worker that
+    died stored (written without calling again) or None, ``link`` records the interaction on
+    the item, ``refuse_if_cancelled`` does that too but raises inside the writing
+    transaction when the job was cancelled meanwhile (a cancelled run writes nothing)."""
+    from .editor import leases as editor
+
+    job = item.job
+    if target is None or job.action is None:
+        editor._finish(item, ItemStatus.FAILED, {"code": "gone", "message": gone}, error="gone")
+        return "failed"
+
+    def link(interaction) -> None:
+        editor._link(item, interaction=interaction)
+
+    def refuse_if_cancelled(interaction) -> None:
+        # Inside the transaction that writes: a cancelled run writes nothing.
+        if _cancelled(job.pk):
+            raise RunCancelled(_("Cancelled: nothing was written."), interaction=interaction)
+        link(interaction)
+
+    stored = item.interaction if item.interaction_id else None
+    if stored is not None and stored.status != InteractionStatus.ANSWERED:
+        stored = None
+    try:
+        interaction = run(stored, link, refuse_if_cancelled)
+    except RunCancelled as e:
+        editor._finish(item, ItemStatus.CANCELLED, {}, interaction=e.interaction)
+        return "cancelled"
+    except LLMActionError as e:
+        failed = e.interaction if e.interaction is not None and e.interaction.pk else None
+        result = {"code": e.code, "message": e.message, "retryable": e.retryable}
+        editor._finish(item, ItemStatus.FAILED, result, interaction=failed, error=e.message)
+        return "failed"
+    editor._finish(item, ItemStatus.SUCCEEDED, stored_result(item, interaction), interaction)
     return "succeeded"
 
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from ..exceptions import LLMActionError
-from ..models import InteractionStatus, InteractionTrigger, ItemStatus, JobStatus, LLMJobItem
-
-
-class Cancelled(LLMActionError):
-    code = "cancelled"
+from ..models import InteractionTrigger, LLMJobItem
 
 
 def image_of_item(item: LLMJobItem):
@@ -24,47 +19,22 @@ def image_of_item(item: LLMJobItem):
 def run_queued(item: LLMJobItem) -> str:
     """Run a claimed image item to its outcome (see :func:`.run.run_on_image`); an answer
     stored by a worker that died is written without calling again. Returns the status."""
-    from ..editor import leases as editor
-    from ..models import LLMJob
-    from ..queued_runs import stored_result
+    from ..queued_runs import run_claimed
     from .run import run_on_image, write
 
-    job = item.job
     image = image_of_item(item)
-    if image is None or job.action is None:
-        message = _("The image or the action no longer exists.")
-        editor._finish(item, ItemStatus.FAILED, {"code": "gone", "message": message}, error="gone")
-        return "failed"
 
-    def link(interaction) -> None:
-        editor._link(item, interaction=interaction)
+    def run(stored, link, refuse_if_cancelled):
+        if stored is not None:
+            return write(stored, image, refuse_if_cancelled)
+        job = item.job
+        return run_on_image(
+            job.action,
+            image,
+            job.user,
+            trigger=InteractionTrigger.IMAGE_EDITOR,
+            on_answer=link,
+            on_success=refuse_if_cancelled,
+        )
 
-    def refuse_if_cancelled(interaction) -> None:
-        # Inside the transaction that writes the image: a cancelled run writes nothing.
-        if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
-            raise Cancelled(_("Cancelled: nothing was written."), interaction=interaction)
-        link(interaction)
-
-    stored = item.interaction if item.interaction_id else None
-    try:
-        if stored is not None and stored.status == InteractionStatus.ANSWERED:
-            interaction = write(stored, image, refuse_if_cancelled)
-        else:
-            interaction = run_on_image(
-                job.action,
-                image,
-                job.user,
-                trigger=InteractionTrigger.IMAGE_EDITOR,
-                on_answer=link,
-                on_success=refuse_if_cancelled,
-            )
-    except Cancelled as e:
-        editor._finish(item, ItemStatus.CANCELLED, {}, interaction=e.interaction)
-        return "cancelled"
-    except LLMActionError as e:
-        failed = e.interaction if e.interaction is not None and e.interaction.pk else None
-        result = {"code": e.code, "message": e.message, "retryable": e.retryable}
-        editor._finish(item, ItemStatus.FAILED, result, interaction=failed, error=e.message)
-        return "failed"
-    editor._finish(item, ItemStatus.SUCCEEDED, stored_result(item, interaction), interaction)
-    return "succeeded"
+    return run_claimed(item, image, _("The image or the action no longer exists."), run)

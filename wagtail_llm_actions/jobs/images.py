@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .. import db, estimates, outputs
@@ -31,7 +30,6 @@ from ..models import (
     InteractionTrigger,
     ItemStatus,
     JobKind,
-    JobStatus,
     LLMAction,
     LLMInteraction,
     LLMJob,
@@ -42,6 +40,7 @@ from .planning import (
     SKIP_DELETED,
     SKIP_NO_PERMISSION,
     SKIP_UNCHANGED,
+    create_target_items,
 )
 
 #: Images per query and bulk insert.
@@ -128,32 +127,18 @@ def _create(action, user, ids, force, kind, trigger) -> LLMJob:
         },
     )
     content_type = ContentType.objects.get_for_model(image_model())
-    skipped = 0
-    for start in range(0, len(ids), CHUNK_SIZE):
-        chunk = ids[start : start + CHUNK_SIZE]
+
+    def skips(chunk: list) -> list[tuple[str, str]]:
         existing = set(image_model().objects.filter(pk__in=chunk).values_list("pk", flat=True))
         editable = editable_image_ids(user, existing)
-        items = []
-        for pk in chunk:
-            skip = SKIP_DELETED if pk not in existing else ""
-            skip = skip or ("" if pk in editable else SKIP_NO_PERMISSION)
-            skipped += bool(skip)
-            items.append(
-                LLMJobItem(
-                    job=job,
-                    target_type=content_type,
-                    target_id=str(pk),
-                    status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
-                    skip_reason=skip,
-                )
-            )
-        LLMJobItem.objects.bulk_create(items)
-    job.options["initial_skipped"] = skipped
-    if not job.items.filter(status=ItemStatus.QUEUED).exists():
-        job.status = JobStatus.COMPLETED
-        job.started_at = job.finished_at = timezone.now()
-    job.save(update_fields=["options", "status", "started_at", "finished_at"])
-    return job
+        return [(str(pk), _image_skip(pk, existing, editable)) for pk in chunk]
+
+    return create_target_items(job, content_type, ids, skips, CHUNK_SIZE)
+
+
+def _image_skip(pk, existing: set, editable: set) -> str:
+    skip = SKIP_DELETED if pk not in existing else ""
+    return skip or ("" if pk in editable else SKIP_NO_PERMISSION)
 
 
 def unchanged(action: LLMAction, image: Any) -> bool:

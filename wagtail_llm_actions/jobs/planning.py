@@ -492,12 +492,39 @@ def _create_job(
                 ]
             )
             skipped += sum(1 for _pk, skip in rows if skip)
+    return created(job, skipped)
+
+
+def created(job: LLMJob, skipped: int) -> LLMJob:
+    """The job with its items: the number skipped recorded; completed if none is queued."""
     job.options["initial_skipped"] = skipped
     if not job.items.filter(status=ItemStatus.QUEUED).exists():
         job.status = JobStatus.COMPLETED
         job.started_at = job.finished_at = timezone.now()
     job.save(update_fields=["options", "status", "started_at", "finished_at"])
     return job
+
+
+def create_target_items(job: LLMJob, content_type, ids: list, skips, chunk_size: int) -> LLMJob:
+    """The items of an image or snippet job, ``chunk_size`` targets at a time:
+    ``skips(chunk)`` gives each target id of the chunk with its skip reason ("": it runs)."""
+    skipped = 0
+    for start in range(0, len(ids), chunk_size):
+        rows = skips(ids[start : start + chunk_size])
+        LLMJobItem.objects.bulk_create(
+            [
+                LLMJobItem(
+                    job=job,
+                    target_type=content_type,
+                    target_id=pk,
+                    status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
+                    skip_reason=skip,
+                )
+                for pk, skip in rows
+            ]
+        )
+        skipped += sum(1 for _pk, skip in rows if skip)
+    return created(job, skipped)
 
 
 def enqueue_job(

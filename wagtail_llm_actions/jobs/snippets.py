@@ -18,17 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import db, estimates
 from ..exceptions import LLMActionError
 from ..models import (
-    InteractionStatus,
     InteractionTrigger,
-    ItemStatus,
     JobKind,
-    JobStatus,
     LLMAction,
     LLMJob,
     LLMJobItem,
@@ -38,6 +34,7 @@ from .planning import (
     SKIP_DELETED,
     SKIP_NO_PERMISSION,
     SKIP_WRONG_TYPE,
+    create_target_items,
 )
 
 #: Snippets per query and bulk insert.
@@ -81,7 +78,6 @@ def _skip(action: LLMAction, model: type, pk: str, existing: set, editable: set)
 def plan_snippet_job(action: LLMAction, user, model: type, ids: Iterable) -> SnippetPlan:
     """Count the snippets a job would run and skip, and estimate its tokens and cost from
     the prompt rendered for each one (no call)."""
-    from ..exceptions import LLMActionError
     from ..service import LLMService
 
     ids = _sorted(ids)
@@ -145,30 +141,12 @@ def _create(action, user, model, ids, force, kind, trigger) -> LLMJob:
         },
     )
     content_type = ContentType.objects.get_for_model(model)
-    skipped = 0
-    for start in range(0, len(ids), CHUNK_SIZE):
-        chunk = ids[start : start + CHUNK_SIZE]
+
+    def skips(chunk: list) -> list[tuple[Any, str]]:
         existing, editable = _states(action, user, model, chunk)
-        items = []
-        for pk in chunk:
-            skip = _skip(action, model, pk, existing, editable)
-            skipped += bool(skip)
-            items.append(
-                LLMJobItem(
-                    job=job,
-                    target_type=content_type,
-                    target_id=pk,
-                    status=ItemStatus.SKIPPED if skip else ItemStatus.QUEUED,
-                    skip_reason=skip,
-                )
-            )
-        LLMJobItem.objects.bulk_create(items)
-    job.options["initial_skipped"] = skipped
-    if not job.items.filter(status=ItemStatus.QUEUED).exists():
-        job.status = JobStatus.COMPLETED
-        job.started_at = job.finished_at = timezone.now()
-    job.save(update_fields=["options", "status", "started_at", "finished_at"])
-    return job
+        return [(pk, _skip(action, model, pk, existing, editable)) for pk in chunk]
+
+    return create_target_items(job, content_type, ids, skips, CHUNK_SIZE)
 
 
 def snippet_of(item: LLMJobItem) -> Any | None:
@@ -195,61 +173,30 @@ def is_snippet_item(item: LLMJobItem) -> bool:
 # -- a run from the snippet's edit view (queued as the editor's runs are) ---------------------
 
 
-class Cancelled(LLMActionError):
-    """The run was cancelled while the model answered: nothing is written."""
-
-    code = "cancelled"
-
-
 def run_queued(item: LLMJobItem) -> str:
     """Run a claimed snippet item to its outcome (``LLMService.run``: a new revision, or a
     direct write); an answer stored by a worker that died is written without calling again.
     Returns the status."""
-    from ..editor import leases as editor
-    from ..models import LLMJob
-    from ..queued_runs import stored_result
+    from ..queued_runs import run_claimed
     from ..service import LLMService
 
-    job = item.job
     obj = snippet_of(item)
-    if obj is None or job.action is None:
-        message = _("The snippet or the action no longer exists.")
-        editor._finish(item, ItemStatus.FAILED, {"code": "gone", "message": message}, error="gone")
-        return "failed"
 
-    def link(interaction) -> None:
-        editor._link(item, interaction=interaction)
+    def run(stored, link, refuse_if_cancelled):
+        job = item.job
+        service = LLMService()
+        if stored is not None:
+            return service.apply_stored(stored, job.user, on_success=refuse_if_cancelled)
+        return service.run(
+            job.action,
+            obj,
+            job.user,
+            trigger=InteractionTrigger.SNIPPET_EDITOR,
+            on_answer=link,
+            on_success=refuse_if_cancelled,
+        )
 
-    def refuse_if_cancelled(interaction) -> None:
-        # Inside the transaction that writes: a cancelled run writes nothing.
-        if LLMJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
-            raise Cancelled(_("Cancelled: nothing was written."), interaction=interaction)
-        link(interaction)
-
-    stored = item.interaction if item.interaction_id else None
-    service = LLMService()
-    try:
-        if stored is not None and stored.status == InteractionStatus.ANSWERED:
-            interaction = service.apply_stored(stored, job.user, on_success=refuse_if_cancelled)
-        else:
-            interaction = service.run(
-                job.action,
-                obj,
-                job.user,
-                trigger=InteractionTrigger.SNIPPET_EDITOR,
-                on_answer=link,
-                on_success=refuse_if_cancelled,
-            )
-    except Cancelled as e:
-        editor._finish(item, ItemStatus.CANCELLED, {}, interaction=e.interaction)
-        return "cancelled"
-    except LLMActionError as e:
-        failed = e.interaction if e.interaction is not None and e.interaction.pk else None
-        result = {"code": e.code, "message": e.message, "retryable": e.retryable}
-        editor._finish(item, ItemStatus.FAILED, result, interaction=failed, error=e.message)
-        return "failed"
-    editor._finish(item, ItemStatus.SUCCEEDED, stored_result(item, interaction), interaction)
-    return "succeeded"
+    return run_claimed(item, obj, _("The snippet or the action no longer exists."), run)
 
 
 __all__ = ["SnippetPlan", "create_snippet_job", "plan_snippet_job", "run_queued", "snippet_of"]

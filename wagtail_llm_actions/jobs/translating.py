@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.utils import timezone
 from wagtail.models import Locale, Page
 
 from .. import db, estimates
@@ -34,7 +33,6 @@ from ..models import (
     InteractionTrigger,
     ItemStatus,
     JobKind,
-    JobStatus,
     LLMAction,
     LLMJob,
     LLMJobItem,
@@ -46,6 +44,7 @@ from .planning import (
     Plan,
     _count_reasons,
     annotate_reasons,
+    created,
     selection_parts,
 )
 
@@ -253,7 +252,7 @@ def create_translation_job(
     def create() -> LLMJob:
         job = _new_job(action, user, kind, codes, include_descendants=include_descendants)
         skipped = _create_items(job, action, user, page_ids, codes, include_descendants)
-        return _created(job, skipped)
+        return created(job, skipped)
 
     return db.write(create, what="creating a translation job")
 
@@ -274,16 +273,6 @@ def _new_job(action: LLMAction, user, kind: str, codes: list[str], **fields) -> 
         },
         **fields,
     )
-
-
-def _created(job: LLMJob, skipped: int) -> LLMJob:
-    """The job with its items: the number skipped recorded; completed if none is queued."""
-    job.options["initial_skipped"] = skipped
-    if not job.items.filter(status=ItemStatus.QUEUED).exists():
-        job.status = JobStatus.COMPLETED
-        job.started_at = job.finished_at = timezone.now()
-    job.save(update_fields=["options", "status", "started_at", "finished_at"])
-    return job
 
 
 def _create_items(job, action, user, page_ids, codes, include_descendants) -> int:
@@ -430,6 +419,6 @@ def create_snippet_translation_job(
                 for code in codes
             )
             skipped += sum(len(codes) for _pk, skip in chunk if skip)
-        return _created(job, skipped)
+        return created(job, skipped)
 
     return db.write(create, what="creating a translation job")

@@ -85,22 +85,17 @@ def image_run_done(request, item, status):
 def undo(request, interaction_id: int):
     """Put the image's previous value back (refused, with the reason, if it changed since)."""
     from ..images.undo import undo as undo_write
-    from .interactions import get_visible_interaction
+    from .interactions import undo_direct_write
 
-    interaction = get_visible_interaction(request, interaction_id)
-    try:
-        undo_write(interaction, request.user)
-    except LLMActionError as e:
-        if e.code == "permission":
-            raise PermissionDenied from e
-        messages.error(request, e.message)
-    else:
-        messages.success(
-            request,
+    return undo_direct_write(
+        request,
+        interaction_id,
+        undo_write,
+        lambda interaction: (
             _("Undone: the image's %(field)s is “%(value)s” again.")
-            % {"field": interaction.target_field, "value": interaction.previous_value},
-        )
-    return redirect("wagtail_llm_actions_report:detail", interaction.pk)
+            % {"field": interaction.target_field, "value": interaction.previous_value}
+        ),
+    )
 
 
 def image_write_context(interaction: LLMInteraction, user) -> dict | None:

@@ -58,6 +58,23 @@ def get_visible_interaction(request, pk: int) -> LLMInteraction:
     return interaction
 
 
+def undo_direct_write(request, interaction_id: int, undo_write, undone):
+    """The "Undo" of an answer written directly (an image's field, a snippet without
+    revisions): ``undo_write(interaction, user)`` puts the previous value back, the success
+    message is ``undone(interaction)``; refused with the reason if it changed since, 403 if
+    the user may not. Back to the interaction's page."""
+    interaction = get_visible_interaction(request, interaction_id)
+    try:
+        undo_write(interaction, request.user)
+    except LLMActionError as e:
+        if e.code == "permission":
+            raise PermissionDenied from e
+        messages.error(request, e.message)
+    else:
+        messages.success(request, undone(interaction))
+    return redirect("wagtail_llm_actions_report:detail", interaction.pk)
+
+
 def public_parameters(parameters) -> dict:
     """Parameters as stored, with any credential-like extra parameter redacted again."""
     params = dict(parameters or {}) if isinstance(parameters, dict) else {}

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.contenttypes.models import ContentType
-from django.http import Http404
 from django.utils.functional import classproperty
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from wagtail.admin import messages
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.snippets.bulk_actions.snippet_bulk_action import SnippetBulkAction
 
-from ..bulk_actions import sqlite_notice
-from ..conf import feature_name, with_feature
+from ..bulk_actions import ConfirmScreen, action_field, enqueue_started
+from ..conf import with_feature
 from ..lazy import lazy_module
 from ..models import JobKind, LLMAction
 
@@ -29,11 +27,7 @@ jobs = lazy_module("wagtail_llm_actions.jobs")
 
 
 class RunSnippetActionForm(forms.Form):
-    action = forms.ModelChoiceField(
-        queryset=LLMAction.objects.none(),
-        label=gettext_lazy("Action"),
-        empty_label=gettext_lazy("Choose an action…"),
-    )
+    action = action_field()
     force = forms.BooleanField(
         required=False,
         label=gettext_lazy("Re-run unchanged snippets"),
@@ -51,7 +45,7 @@ class RunSnippetActionForm(forms.Form):
         ).order_by("name")
 
 
-class RunSnippetActionBulkAction(SnippetBulkAction):
+class RunSnippetActionBulkAction(ConfirmScreen, SnippetBulkAction):
     display_name = with_feature(gettext_lazy("Run %(feature)s action"))
     action_type = "run_llm_snippet_action"
     aria_label = with_feature(gettext_lazy("Run %(feature)s action on the selected snippets"))
@@ -74,15 +68,7 @@ class RunSnippetActionBulkAction(SnippetBulkAction):
         return {**super().get_form_kwargs(), "model": self.model}
 
     def get_selected_ids(self) -> list[str]:
-        if self._ids is None:
-            object_ids = self.request.GET.getlist("id")
-            if "all" in object_ids:
-                object_ids = self.get_all_objects_in_listing_query(self.request.GET.get("childOf"))
-            ids = {str(pk) for pk in object_ids if str(pk)}
-            if not ids:
-                raise Http404
-            self._ids = sorted(ids)
-        return self._ids
+        return self.selected_ids(lambda pk: pk or None)
 
     def get_actionable_objects(self):
         # Permission is a per-snippet skip reason of the job, not a refusal.
@@ -95,39 +81,20 @@ class RunSnippetActionBulkAction(SnippetBulkAction):
         action = form.cleaned_data["action"] if form.is_bound and form.is_valid() else None
         plan = jobs.plan_snippet_job(action, self.request.user, self.model, ids) if action else None
         context.update(
-            selected_count=len(ids),
+            self.screen_context(form, ids),
             plan=plan,
             can_start=plan is not None and plan.eligible > 0,
-            has_actions=form.fields["action"].queryset.exists(),
             direct=plan is not None and not _keeps_revisions(self.model),
             model_opts=self.model._meta,
-            next=self.next_url,
-            submit_url=self.request.path + "?" + self.request.META["QUERY_STRING"],
-            sqlite_notice=sqlite_notice(self.request.user),
-            feature_name=feature_name(),
-            bulk_title=str(self.display_name),
         )
         return context
 
     def form_valid(self, form):
-        context = self.get_context_data(form=form)
-        if "preview" in self.request.POST:
-            return self.render_to_response(context)
-        if not context["can_start"]:
-            form.add_error(None, _("No snippet would run with these options: nothing was started."))
-            return self.render_to_response(context)
-        response = super().form_valid(form)
-        job = self._result.get("job")
-        if job is not None:
-            from .jobs import job_url
-
-            messages.success(
-                self.request,
-                _("“%(name)s” started on %(count)s snippet(s).")
-                % {"name": job.action_name, "count": self._result["queued"]},
-                buttons=[messages.button(job_url(job.pk), _("View progress"))],
-            )
-        return response
+        return self.start_job(
+            form,
+            _("No snippet would run with these options: nothing was started."),
+            _("“%(name)s” started on %(count)s snippet(s)."),
+        )
 
     def get_execution_context(self):
         data = self.cleaned_form.cleaned_data
@@ -144,11 +111,7 @@ class RunSnippetActionBulkAction(SnippetBulkAction):
         cls, objects, action=None, user=None, model=None, force=False, result=None, **kw
     ):
         job = jobs.create_snippet_job(action, user, model, objects, force=force, kind=JobKind.BULK)
-        jobs.enqueue_job(job)
-        queued = job.items.filter(status="queued").count()
-        if result is not None:
-            result.update(job=job, queued=queued)
-        return queued, 0
+        return enqueue_started(job, result), 0
 
     def get_success_message(self, num_parent_objects, num_child_objects):
         return None  # form_valid adds a message with a link to the job

@@ -141,18 +141,14 @@ def snippet_run_done(request, item, status):
 def undo(request, interaction_id: int):
     """Put the snippet's previous values back (refused, with the reason, if changed since)."""
     from ..snippets.direct import undo as undo_write
-    from .interactions import get_visible_interaction
+    from .interactions import undo_direct_write
 
-    interaction = get_visible_interaction(request, interaction_id)
-    try:
-        undo_write(interaction, request.user)
-    except LLMActionError as e:
-        if e.code == "permission":
-            raise PermissionDenied from e
-        messages.error(request, e.message)
-    else:
-        messages.success(request, _("Undone: the snippet holds its previous values again."))
-    return redirect("wagtail_llm_actions_report:detail", interaction.pk)
+    return undo_direct_write(
+        request,
+        interaction_id,
+        undo_write,
+        lambda interaction: _("Undone: the snippet holds its previous values again."),
+    )
 
 
 def snippet_write_context(interaction: LLMInteraction, user) -> dict | None:

@@ -20,7 +20,6 @@ from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.models import Locale
 
 from ..bulk_actions import (
-    ConfirmScreen,
     RunLLMActionBulkAction,
     enqueue_started,
     over_budget_message,
@@ -222,7 +221,7 @@ class TranslatePagesBulkAction(TranslationScreen, RunLLMActionBulkAction):
         return enqueue_started(job, result, budget_limit, over_budget=0), 0
 
 
-class TranslateSnippetsBulkAction(TranslationScreen, ConfirmScreen, RunSnippetActionBulkAction):
+class TranslateSnippetsBulkAction(TranslationScreen, RunSnippetActionBulkAction):
     """ "Translate into…" in the listings of translatable snippets with revisions (issue 23
     §2): one job of snippet × locale items, each a new draft or revision of the translation."""
 
