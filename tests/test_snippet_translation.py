@@ -5,7 +5,6 @@ changed segments and keeps a translator's hand edit."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.contenttypes.models import ContentType
 
 from tests.fakeserver import reverse_words, sent_segments
 from tests.translation_site import i18n
@@ -17,36 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def site(db):
-    from wagtail.models import Locale, Page
-
-    from tests.testapp.models import Dish
-
-    with i18n():
-        en = Locale.objects.get_or_create(language_code="en")[0]
-        Page.objects.filter(depth=1).update(locale=en)
-        de = Locale.objects.get_or_create(language_code="de")[0]
-        dish = Dish.objects.create(
-            name="Pork dumplings",
-            description="Soft dumplings you fold by hand.",
-            notes="Serve hot.",
-            locale=en,
-            live=True,
-        )
-        dish.save_revision()
-        yield {"en": en, "de": de, "dish": dish}
-
-
-@pytest.fixture
-def dish_translate_action(make_action, server_fields):
-    from tests.testapp.models import Dish
-    from wagtail_llm_actions.models import LLMTranslationSettings
-
-    action = make_action(name="Translate", slug="translate", target_field="", **server_fields)
-    action.page_types.set([])
-    action.snippet_types.set([ContentType.objects.get_for_model(Dish)])
-    LLMTranslationSettings.objects.create(action=action, style="Plain words.")
-    return action
+def site(snippet_translation_site):
+    return snippet_translation_site
 
 
 def latest(obj):
